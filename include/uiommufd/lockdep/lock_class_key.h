@@ -1,0 +1,40 @@
+// A lock class key: the identity shared by every lock that plays the same role. The validator reasons
+// about classes, not instances, so "some IOAS lock held while some pages lock is taken" is one edge however
+// many IOAS exist.
+//
+// A key must have static storage duration. Three ways to get one:
+//   - per construction site (the default): an instrumented lock constructed without a key interns one
+//     from its std::source_location, as the kernel's mutex_init() does with a hidden static key;
+//   - per type or role: declare `static LockClassKey key{"ioas.mutex"};` and pass it to the constructor;
+//   - per template instantiation: a static member of the template.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <source_location>
+
+#include "uiommufd/lockdep/lockdep.h"
+
+namespace uiommufd::lockdep {
+
+class LockClassKey {
+ public:
+  explicit constexpr LockClassKey(const char* name) : name_(name) {}
+  LockClassKey(const LockClassKey&) = delete;
+  LockClassKey& operator=(const LockClassKey&) = delete;
+
+  const char* name() const { return name_; }
+
+  // The key interned for a construction site; `name` names the class when the site is first seen (null:
+  // "file:line").
+  static LockClassKey& for_site(const std::source_location& site, const char* name);
+
+ private:
+  friend class ClassRegistry;
+  const char* name_;
+  // Class ids registered for each subclass, 0 until first use; the cache that makes lookups free.
+  std::array<std::atomic<std::uint32_t>, kMaxSubclasses> class_ids_{};
+};
+
+}  // namespace uiommufd::lockdep

@@ -1,0 +1,22 @@
+// The control API when the validator is compiled out (UIOMMUFD_LOCKDEP=OFF): every lock is the plain
+// lock, nothing is ever recorded, and these calls keep programs that use them building and running.
+#include <atomic>
+
+#include "uiommufd/lockdep/lockdep.h"
+
+namespace uiommufd::lockdep {
+
+namespace {
+std::atomic<int> g_mode{static_cast<int>(Mode::kOff)};
+}
+
+void set_mode(Mode m) { g_mode.store(static_cast<int>(m)); }
+Mode mode() { return static_cast<Mode>(g_mode.load()); }
+std::vector<Report> reports() { return {}; }
+std::size_t report_count() { return 0; }
+void clear_reports() {}
+void set_print_reports(bool) {}
+Stats stats() { return {}; }
+void reset_for_testing() {}
+
+}  // namespace uiommufd::lockdep

@@ -1,0 +1,54 @@
+#include "uiommufd/lockdep/lock_class_key.h"
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace uiommufd::lockdep {
+
+namespace {
+
+struct Site {
+  std::string_view file;  // the source_location's static string
+  std::uint_least32_t line;
+  std::uint_least32_t column;
+  std::string_view name;  // empty when unnamed
+  auto operator<=>(const Site&) const = default;
+};
+
+struct SiteKeys {
+  std::mutex mu;
+  std::map<Site, LockClassKey*> keys;
+  std::deque<std::string> names;     // storage for names made from file:line and for copied names
+  std::deque<LockClassKey> storage;  // never shrinks: keys must outlive every lock
+};
+
+SiteKeys& site_keys() {
+  // Leaked on purpose: locks in static objects may be constructed and destroyed around it.
+  static SiteKeys* keys = new SiteKeys();
+  return *keys;
+}
+
+}  // namespace
+
+LockClassKey& LockClassKey::for_site(const std::source_location& site, const char* name) {
+  // Sites are compared by file name text, not pointer: the same inline function compiled into several
+  // objects must yield one class. The name is part of the identity, so one helper that builds locks with
+  // different names yields one class per name.
+  Site s{site.file_name(), site.line(), site.column(), name ? std::string_view(name) : std::string_view()};
+  SiteKeys& k = site_keys();
+  std::lock_guard lock(k.mu);
+  auto it = k.keys.find(s);
+  if (it != k.keys.end()) return *it->second;
+  std::string& label = k.names.emplace_back(
+      name ? std::string(name) : std::string(site.file_name()) + ":" + std::to_string(site.line()));
+  s.name = name ? std::string_view(label) : std::string_view();
+  LockClassKey& key = k.storage.emplace_back(label.c_str());
+  k.keys.emplace(s, &key);
+  return key;
+}
+
+}  // namespace uiommufd::lockdep

@@ -1,0 +1,38 @@
+#include "uiommufd/lockdep/lockdep_map.h"
+
+#include "validator.h"
+
+namespace uiommufd::lockdep {
+
+namespace {
+const HeldLock* find_held(const HeldLockStack& t, const LockdepMap* map) {
+  for (unsigned i = t.depth; i-- > 0;)
+    if (t.locks[i].instance == map) return &t.locks[i];
+  return nullptr;
+}
+}  // namespace
+
+LockdepMap::~LockdepMap() {
+  HeldLockStack& t = current_held_locks();
+  const HeldLock* h = find_held(t, this);
+  if (!h) return;
+  if (detail::validating()) Validator::get().report_held_lock_freed(t, h, *this, false);
+  // Forget it, so that the stack stays consistent after the report.
+  detail::release(*this);
+}
+
+bool LockdepMap::held() const { return find_held(current_held_locks(), this) != nullptr; }
+
+void LockdepMap::assert_held() const {
+  if (detail::validating() && !held())
+    Validator::get().report_assertion(current_held_locks(), *this, "is not held");
+}
+
+void LockdepMap::assert_shared_held() const { assert_held(); }
+
+void LockdepMap::assert_not_held() const {
+  if (detail::validating() && held())
+    Validator::get().report_assertion(current_held_locks(), *this, "is held, but must not be");
+}
+
+}  // namespace uiommufd::lockdep

@@ -1,0 +1,483 @@
+#include "validator.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace uiommufd::lockdep {
+
+namespace {
+
+constinit std::atomic<int> g_mode{static_cast<int>(Mode::kReport)};
+// Set when a limit was hit: validation stays off until reset_for_testing().
+constinit std::atomic<bool> g_disabled_by_limit{false};
+constinit std::atomic<bool> g_print_reports{true};
+
+void update_validating() {
+  detail::g_validating.store(g_mode.load() != static_cast<int>(Mode::kOff) && !g_disabled_by_limit.load(),
+                             std::memory_order_relaxed);
+}
+
+// The environment chooses the initial mode, before main() and before most static constructors run.
+const bool g_mode_from_environment = [] {
+  if (const char* env = std::getenv("UIOMMUFD_LOCKDEP")) {
+    if (!std::strcmp(env, "off")) set_mode(Mode::kOff);
+    else if (!std::strcmp(env, "abort")) set_mode(Mode::kAbort);
+    else if (!std::strcmp(env, "report")) set_mode(Mode::kReport);
+    else std::fprintf(stderr, "uiommufd: UIOMMUFD_LOCKDEP=%s not understood (off|report|abort); using report\n", env);
+  }
+  return true;
+}();
+
+std::mutex g_reports_mu;
+std::vector<Report>& stored_reports() {
+  static std::vector<Report> reports;
+  return reports;
+}
+
+thread_local constinit HeldLockStack t_held{};
+
+const char* read_name(detail::Read read) {
+  switch (read) {
+    case detail::Read::kExclusive: return "write";
+    case detail::Read::kShared: return "read";
+    case detail::Read::kRecursiveShared: return "recursive read";
+  }
+  return "?";
+}
+
+// Marks the thread as inside the validator for a scope. The limit and report paths run with the graph
+// lock held (limit_reached() takes only the report lock).
+class BusyScope {
+ public:
+  explicit BusyScope(HeldLockStack& t) : t_(t) { t_.busy = true; }
+  ~BusyScope() { t_.busy = false; }
+
+ private:
+  HeldLockStack& t_;
+};
+
+}  // namespace
+
+namespace detail {
+constinit std::atomic<bool> g_validating{true};
+}
+
+constinit ChainCache g_chains;
+
+HeldLockStack& current_held_locks() { return t_held; }
+
+void set_mode(Mode mode) {
+  g_mode.store(static_cast<int>(mode));
+  update_validating();
+}
+
+Mode mode() { return static_cast<Mode>(g_mode.load()); }
+
+std::vector<Report> reports() {
+  std::lock_guard lock(g_reports_mu);
+  return stored_reports();
+}
+
+std::size_t report_count() {
+  std::lock_guard lock(g_reports_mu);
+  return stored_reports().size();
+}
+
+void clear_reports() {
+  std::lock_guard lock(g_reports_mu);
+  stored_reports().clear();
+}
+
+void set_print_reports(bool print) { g_print_reports.store(print); }
+
+Stats stats() { return Validator::get().stats(); }
+
+void reset_for_testing() { Validator::get().reset(); }
+
+std::string current_thread_label() {
+  char name[32] = "?";
+  pthread_getname_np(pthread_self(), name, sizeof name);
+  return std::string(name) + "/" + std::to_string(gettid());
+}
+
+// ---- hot paths ----
+
+namespace detail {
+
+bool acquire(const LockdepMap& map, Read read, bool trylock, const AcquireOptions& options) {
+  const void* ip = __builtin_return_address(0);
+  HeldLockStack& t = t_held;
+  if (t.busy) return false;
+  if (options.subclass >= kMaxSubclasses) {
+    Validator::get().limit_reached("kMaxSubclasses", kMaxSubclasses);
+    return false;
+  }
+  std::uint32_t cls = ClassRegistry::cached_id(map.key(), options.subclass);
+  if (cls == 0 && (cls = Validator::get().class_id(map.key(), options.subclass)) == 0) return false;
+
+  unsigned depth = t.depth;
+  // Under a nest lock, further instances of the class on top of the stack fold into its entry: the
+  // nest lock orders them, so neither their order nor their number matters.
+  if (options.nest_lock && depth && t.locks[depth - 1].class_id == cls) {
+    HeldLock& top = t.locks[depth - 1];
+    top.references = top.references ? top.references + 1 : 2;
+    return true;
+  }
+  if (depth >= kMaxLockDepth) {
+    Validator::get().limit_reached("kMaxLockDepth", kMaxLockDepth);
+    return false;
+  }
+  std::uint64_t key = ChainCache::extend(depth ? t.locks[depth - 1].chain_key : ChainCache::kInitialKey, cls,
+                                         read, trylock);
+  t.locks[depth] = {&map, options.nest_lock, ip, key, cls, 0, read, trylock};
+  t.depth = depth + 1;
+
+  if (options.nest_lock) {
+    bool nest_held = false;
+    for (unsigned i = 0; i < depth; ++i) nest_held |= t.locks[i].instance == options.nest_lock;
+    if (!nest_held) Validator::get().report_nest_lock_not_held(t, depth);
+  }
+  // A trylock cannot wait, so it can close no cycle: it is held, and the locks taken under it depend on
+  // it, but it adds no dependency of its own.
+  if (trylock || g_chains.contains(key)) return true;
+  Validator::get().validate(t, depth, ip);
+  return true;
+}
+
+void release(const LockdepMap& map) {
+  HeldLockStack& t = t_held;
+  if (t.busy) return;
+  unsigned depth = t.depth;
+  if (depth && t.locks[depth - 1].instance == &map && t.locks[depth - 1].references == 0) {
+    t.depth = depth - 1;
+    return;
+  }
+  const void* ip = __builtin_return_address(0);
+  // Not on top: search down, then re-key the entries above it.
+  for (unsigned i = depth; i-- > 0;) {
+    HeldLock& h = t.locks[i];
+    // An entry that folds several instances under a nest lock stands for any instance of its key.
+    bool match = h.instance == &map || (h.references && &h.instance->key() == &map.key());
+    if (!match) continue;
+    if (h.references > 1) {
+      --h.references;
+      return;
+    }
+    for (unsigned j = i; j + 1 < depth; ++j) {
+      t.locks[j] = t.locks[j + 1];
+      std::uint64_t below = j ? t.locks[j - 1].chain_key : ChainCache::kInitialKey;
+      t.locks[j].chain_key = ChainCache::extend(below, t.locks[j].class_id, t.locks[j].read, t.locks[j].trylock);
+    }
+    t.depth = depth - 1;
+    return;
+  }
+  if (validating()) Validator::get().report_bad_unlock(t, map, ip);
+}
+
+}  // namespace detail
+
+// ---- slow paths ----
+
+Validator::Validator() = default;
+
+Validator& Validator::get() {
+  // Never destroyed: locks in other static objects may be used after this file's destructors run.
+  static Validator* v = new Validator();
+  return *v;
+}
+
+std::uint32_t Validator::class_id(LockClassKey& key, unsigned subclass) {
+  std::uint32_t id;
+  {
+    std::lock_guard lock(mu_);
+    id = classes_.register_class(key, subclass);
+  }
+  if (id == 0) limit_reached("kMaxLockClasses", kMaxLockClasses);
+  return id;
+}
+
+void Validator::validate(HeldLockStack& t, unsigned index, const void* ip) {
+  BusyScope busy(t);
+  std::lock_guard lock(mu_);
+  const HeldLock& next = t.locks[index];
+  // Another thread may have validated the same chain while this one waited for the lock.
+  if (g_chains.contains(next.chain_key)) return;
+  if (check_recursion(t, index) == 0) {
+    StackTraceRef trace{};
+    bool have_trace = false;
+    for (unsigned i = index; i-- > 0;) {
+      const HeldLock& prev = t.locks[i];
+      if (!have_trace) {
+        // One trace serves every dependency this acquisition adds.
+        std::vector<void*> frames = capture_stack_trace();
+        if (!traces_.save(frames, &trace)) {
+                limit_reached("kMaxStackTraceEntries", kMaxStackTraceEntries);
+                return;
+        }
+        have_trace = true;
+      }
+      check_prev(t, prev, next, &trace);
+      // The nearest lock taken by a blocking acquisition already depends on everything below it, so
+      // the new lock depends on those through it. Trylocked entries have no such edges: look past them.
+      if (!prev.trylock) break;
+    }
+  }
+  if (!g_chains.insert(next.chain_key)) {
+    limit_reached("kMaxChains", kMaxChains);
+  }
+}
+
+int Validator::check_recursion(const HeldLockStack& t, unsigned index) {
+  const HeldLock& next = t.locks[index];
+  bool under_nest_lock = false;
+  for (unsigned i = 0; i < index; ++i) {
+    const HeldLock& prev = t.locks[i];
+    if (next.nest_lock && prev.instance == next.nest_lock) under_nest_lock = true;
+    if (prev.class_id != next.class_id) continue;
+    // A recursive reader never waits for another reader.
+    if (next.read == detail::Read::kRecursiveShared && prev.read != detail::Read::kExclusive) continue;
+    if (under_nest_lock) return 2;
+    report_recursive(t, prev, next);
+    return 1;
+  }
+  return 0;
+}
+
+void Validator::check_prev(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next,
+                           StackTraceRef* trace) {
+  std::vector<std::uint32_t> path;
+  if (graph_.find_conflict(next.class_id, next.read, prev.class_id, prev.read, &path)) {
+    if (reported_.insert({prev.class_id, next.class_id}).second) report_circular(t, prev, next, path);
+    return;
+  }
+  std::uint8_t kinds = dependency_kind(prev.read, next.read);
+  if (Dependency* d = graph_.find(prev.class_id, next.class_id)) {
+    d->kinds |= kinds;
+    return;
+  }
+  if (!graph_.add(prev.class_id, next.class_id, kinds, *trace)) {
+    limit_reached("kMaxDependencies", kMaxDependencies);
+  }
+}
+
+// ---- reports ----
+
+std::string Validator::describe(const HeldLock& h) const {
+  char addr[32];
+  std::snprintf(addr, sizeof addr, "%p", static_cast<const void*>(h.instance));
+  std::string out = addr;
+  out += " (" + classes_[h.class_id].name + "){" + read_name(h.read) + (h.trylock ? ", trylock" : "") + "}";
+  if (h.references > 1) out += " x" + std::to_string(h.references);
+  out += ", at: " + symbolize(h.acquire_ip);
+  return out;
+}
+
+std::string Validator::describe_map(const LockdepMap& map) const {
+  char addr[32];
+  std::snprintf(addr, sizeof addr, "%p", static_cast<const void*>(&map));
+  return std::string(addr) + " (" + map.name() + ")";
+}
+
+void Validator::append_held_locks(std::string& out, const HeldLockStack& t, unsigned depth) const {
+  std::string who = current_thread_label();
+  if (depth == 0) {
+    out += "no locks held by " + who + ".\n";
+    return;
+  }
+  out += std::to_string(depth) + (depth == 1 ? " lock" : " locks") + " held by " + who + ":\n";
+  for (unsigned i = 0; i < depth; ++i) out += " #" + std::to_string(i) + ": " + describe(t.locks[i]) + "\n";
+}
+
+void Validator::append_current_stack(std::string& out) {
+  out += "\nstack backtrace:\n";
+  std::vector<void*> frames = capture_stack_trace();
+  format_stack_trace(out, frames.data(), frames.size());
+}
+
+namespace {
+
+std::string banner(const char* title) {
+  std::string rule(std::strlen(title), '=');
+  std::string dashes(std::strlen(title), '-');
+  return "\n" + rule + "\n" + title + "\n" + dashes + "\n";
+}
+
+std::string lock_op(detail::Read read, const std::string& name) {
+  return std::string(read == detail::Read::kExclusive ? "lock(" : "rlock(") + name + ");";
+}
+}  // namespace
+
+void Validator::report_circular(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next,
+                                const std::vector<std::uint32_t>& path) {
+  const std::string& prev_name = classes_[prev.class_id].name;
+  const std::string& next_name = classes_[next.class_id].name;
+  std::string out = banner("WARNING: possible circular locking dependency detected");
+  std::string who = current_thread_label();
+  out += who + " is trying to acquire lock:\n" + describe(next) + "\n\n";
+  out += "but task is already holding lock:\n" + describe(prev) + "\n\n";
+  out += "which lock already depends on the new lock.\n\n\n";
+  out += "the existing dependency chain (in reverse order) is:\n";
+  // The path runs next -> ... -> prev; each class is shown with the trace of the edge into it.
+  for (std::size_t k = path.size(); k > 0; --k) {
+    const Dependency& d = graph_[path[k - 1]];
+    out += "\n-> #" + std::to_string(k) + " (" + classes_[d.to].name + "):\n";
+    traces_.format(out, d.trace);
+  }
+  out += "\n-> #0 (" + next_name + "):\n";
+  {
+    std::vector<void*> frames = capture_stack_trace();
+    format_stack_trace(out, frames.data(), frames.size());
+  }
+  out += "\nother info that might help us debug this:\n\n";
+  // The class that the other CPU holds while it waits for prev: the last hop before prev.
+  std::uint32_t parent = path.empty() ? next.class_id : graph_[path.back()].from;
+  detail::Read parent_read = detail::Read::kExclusive;
+  detail::Read prev_again = detail::Read::kExclusive;
+  if (!path.empty()) {
+    std::uint8_t kinds = graph_[path.back()].kinds;
+    if (!(kinds & (kDepER | kDepEN))) parent_read = detail::Read::kShared;
+    if (!(kinds & (kDepSN | kDepEN))) prev_again = detail::Read::kRecursiveShared;
+  }
+  if (path.size() > 1) {
+    out += "Chain exists of:\n  " + prev_name + " --> " + next_name;
+    for (std::uint32_t e : path) out += " --> " + classes_[graph_[e].to].name;
+    out += "\n\n";
+  }
+  const std::string& parent_name = classes_[parent].name;
+  auto row = [&](const std::string& cpu0, const std::string& cpu1) {
+    std::string line = "  " + cpu0;
+    if (!cpu1.empty()) line = std::string(31, ' ') + cpu1;
+    out += line + "\n";
+  };
+  out += " Possible unsafe locking scenario:\n\n";
+  out += "       CPU0                    CPU1\n";
+  out += "       ----                    ----\n";
+  row(lock_op(prev.read, prev_name), "");
+  row("", lock_op(parent_read, parent_name));
+  row("", lock_op(prev_again, prev_name));
+  row(lock_op(next.read, next_name), "");
+  out += "\n *** DEADLOCK ***\n\n";
+  append_held_locks(out, t, static_cast<unsigned>(&next - t.locks));
+  append_current_stack(out);
+  emit(ReportKind::kCircularDependency, std::move(out));
+}
+
+void Validator::report_recursive(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next) {
+  if (!reported_.insert({next.class_id, next.class_id}).second) return;
+  const std::string& name = classes_[next.class_id].name;
+  std::string out = banner("WARNING: possible recursive locking detected");
+  out += current_thread_label() + " is trying to acquire lock:\n" + describe(next) + "\n\n";
+  out += "but task is already holding lock:\n" + describe(prev) + "\n\n";
+  out += "other info that might help us debug this:\n";
+  out += " Possible unsafe locking scenario:\n\n";
+  out += "       CPU0\n       ----\n";
+  out += "  " + lock_op(prev.read, name) + "\n";
+  out += "  " + lock_op(next.read, name) + "\n";
+  out += "\n *** DEADLOCK ***\n\n";
+  out += " May be due to missing lock nesting notation\n\n";
+  append_held_locks(out, t, static_cast<unsigned>(&next - t.locks));
+  append_current_stack(out);
+  emit(ReportKind::kRecursiveLocking, std::move(out));
+}
+
+void Validator::report_bad_unlock(const HeldLockStack& t, const LockdepMap& map, const void* ip) {
+  BusyScope busy(const_cast<HeldLockStack&>(t));
+  std::lock_guard lock(mu_);
+  std::string out = banner("WARNING: bad unlock balance detected!");
+  out += current_thread_label() + " is trying to release lock " + describe_map(map) + " at:\n";
+  out += symbolize(ip) + "\nbut there are no more locks to release!\n\n";
+  out += "other info that might help us debug this:\n";
+  append_held_locks(out, t, t.depth);
+  append_current_stack(out);
+  emit(ReportKind::kBadUnlock, std::move(out));
+}
+
+void Validator::report_held_lock_freed(const HeldLockStack& t, const HeldLock* held, const LockdepMap& map,
+                                       bool other_thread) {
+  BusyScope busy(const_cast<HeldLockStack&>(t));
+  std::lock_guard lock(mu_);
+  std::string out = banner("WARNING: held lock freed!");
+  if (other_thread) {
+    out += current_thread_label() + " is destroying lock " + describe_map(map) +
+           ", which another thread holds!\n\n";
+  } else {
+    out += current_thread_label() + " is destroying lock " + describe_map(map) + ", which it still holds:\n";
+    out += describe(*held) + "\n\n";
+  }
+  append_held_locks(out, t, t.depth);
+  append_current_stack(out);
+  emit(ReportKind::kHeldLockFreed, std::move(out));
+}
+
+void Validator::report_nest_lock_not_held(const HeldLockStack& t, unsigned index) {
+  BusyScope busy(const_cast<HeldLockStack&>(t));
+  std::lock_guard lock(mu_);
+  const HeldLock& h = t.locks[index];
+  std::string out = banner("WARNING: Nested lock was not taken");
+  out += current_thread_label() + " is trying to lock:\n" + describe(h) + "\n\n";
+  out += "but this task is not holding:\n" + describe_map(*h.nest_lock) + "\n\n";
+  append_held_locks(out, t, index);
+  append_current_stack(out);
+  emit(ReportKind::kNestLockNotHeld, std::move(out));
+}
+
+void Validator::report_assertion(const HeldLockStack& t, const LockdepMap& map, const char* what) {
+  BusyScope busy(const_cast<HeldLockStack&>(t));
+  std::lock_guard lock(mu_);
+  std::string out = banner("WARNING: lock assertion failed");
+  out += current_thread_label() + ": " + describe_map(map) + " " + what + "\n\n";
+  append_held_locks(out, t, t.depth);
+  append_current_stack(out);
+  emit(ReportKind::kAssertion, std::move(out));
+}
+
+void Validator::limit_reached(const char* limit, std::size_t value) {
+  if (g_disabled_by_limit.exchange(true)) return;
+  update_validating();
+  std::string out = "\nBUG: lock validator limit " + std::string(limit) + " (" + std::to_string(value) +
+                    ") reached!\nturning off the locking correctness validator.\n";
+  if (std::strcmp(limit, "kMaxSubclasses") == 0)
+    out += "(a lock was acquired with a subclass outside 0.." + std::to_string(kMaxSubclasses - 1) + ")\n";
+  emit(ReportKind::kLimitReached, std::move(out));
+}
+
+void Validator::emit(ReportKind kind, std::string text) {
+  if (g_print_reports.load() || mode() == Mode::kAbort) {
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  }
+  if (mode() == Mode::kAbort) std::abort();
+  std::lock_guard lock(g_reports_mu);
+  stored_reports().push_back({kind, std::move(text)});
+}
+
+Stats Validator::stats() {
+  std::lock_guard lock(mu_);
+  Stats s;
+  s.classes = classes_.size();
+  s.dependencies = graph_.size();
+  s.chains = g_chains.size();
+  s.graph_searches = graph_.searches();
+  s.stack_trace_entries = traces_.entries();
+  return s;
+}
+
+void Validator::reset() {
+  {
+    std::lock_guard lock(mu_);
+    graph_.clear();
+    traces_.clear();
+    reported_.clear();
+    g_chains.clear();
+  }
+  clear_reports();
+  g_disabled_by_limit.store(false);
+  update_validating();
+}
+
+}  // namespace uiommufd::lockdep

@@ -1,0 +1,91 @@
+// The validator's slow paths and shared state: everything that runs on a chain-cache miss, on release
+// of a lock that is not on top of the stack, and for reports. The hot paths live inline in validator.cc.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "chain_cache.h"
+#include "class_registry.h"
+#include "dependency_graph.h"
+#include "held_lock_stack.h"
+#include "stack_trace.h"
+#include "uiommufd/lockdep/lockdep_map.h"
+
+namespace uiommufd::lockdep {
+
+class Validator {
+ public:
+  static Validator& get();
+
+  // The class id of (key, subclass), registering it on first use; 0 when validation cannot continue.
+  std::uint32_t class_id(LockClassKey& key, unsigned subclass);
+
+  // Validates the chain ending at t.locks[index], which has just been pushed, and caches it.
+  void validate(HeldLockStack& t, unsigned index, const void* ip);
+
+  // Reports for the cases found outside validate().
+  void report_bad_unlock(const HeldLockStack& t, const LockdepMap& map, const void* ip);
+  void report_held_lock_freed(const HeldLockStack& t, const HeldLock* held, const LockdepMap& map,
+                              bool other_thread);
+  void report_nest_lock_not_held(const HeldLockStack& t, unsigned index);
+  void report_assertion(const HeldLockStack& t, const LockdepMap& map, const char* what);
+  void limit_reached(const char* limit, std::size_t value);
+
+  Stats stats();
+  void reset();
+
+ private:
+  Validator();
+
+  // 0: no same-class conflict; 1: reported; 2: allowed by the nest lock, so no dependencies to add.
+  int check_recursion(const HeldLockStack& t, unsigned index);
+  void check_prev(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next,
+                  StackTraceRef* trace);
+
+  void report_circular(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next,
+                       const std::vector<std::uint32_t>& path);
+  void report_recursive(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next);
+
+  std::string describe(const HeldLock& h) const;
+  std::string describe_map(const LockdepMap& map) const;
+  // Exported (not file-local) so that the trace printer recognises it as the validator's own frame.
+  static void append_current_stack(std::string& out);
+  void append_held_locks(std::string& out, const HeldLockStack& t, unsigned depth) const;
+  void emit(ReportKind kind, std::string text);
+
+  std::mutex mu_;  // the graph lock: a plain mutex, since the validator cannot validate itself
+  ClassRegistry classes_;
+  DependencyGraph graph_{classes_};
+  StackTraceStore traces_;
+  // Class pairs already reported, so that one bad order is reported once, not on every chain that
+  // exhibits it.
+  std::set<std::pair<std::uint32_t, std::uint32_t>> reported_;
+};
+
+// Which thread, as reports name it: "name/tid".
+std::string current_thread_label();
+
+extern constinit ChainCache g_chains;
+
+}  // namespace uiommufd::lockdep
+
+namespace uiommufd::lockdep {
+
+// For the destructors of the real locks: the current thread's own hold is reported by the embedded map's
+// destructor; this catches a hold by another thread, which try_lock() reveals.
+template <typename Lockable>
+void check_not_held_elsewhere(Lockable& lock, const LockdepMap& map) {
+  if (!detail::validating() || map.held()) return;
+  if (lock.try_lock()) {
+    lock.unlock();
+    return;
+  }
+  Validator::get().report_held_lock_freed(current_held_locks(), nullptr, map, true);
+}
+
+}  // namespace uiommufd::lockdep
