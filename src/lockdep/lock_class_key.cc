@@ -12,9 +12,9 @@ namespace uiommufd::lockdep {
 namespace {
 
 struct Site {
-  std::string_view file;  // the source_location's static string
-  std::uint_least32_t line;
-  std::uint_least32_t column;
+  std::string_view file;  // a string literal: static storage
+  unsigned line;
+  unsigned column;
   std::string_view name;  // empty when unnamed
   auto operator<=>(const Site&) const = default;
 };
@@ -34,17 +34,17 @@ SiteKeys& site_keys() {
 
 }  // namespace
 
-LockClassKey& LockClassKey::for_site(const std::source_location& site, const char* name) {
+LockClassKey& LockClassKey::for_site(const SourceSite& site, const char* name) {
   // Sites are compared by file name text, not pointer: the same inline function compiled into several
   // objects must yield one class. The name is part of the identity, so one helper that builds locks with
   // different names yields one class per name.
-  Site s{site.file_name(), site.line(), site.column(), name ? std::string_view(name) : std::string_view()};
+  Site s{site.file, site.line, site.column, name ? std::string_view(name) : std::string_view()};
   SiteKeys& k = site_keys();
   std::lock_guard lock(k.mu);
   auto it = k.keys.find(s);
   if (it != k.keys.end()) return *it->second;
   std::string& label = k.names.emplace_back(
-      name ? std::string(name) : std::string(site.file_name()) + ":" + std::to_string(site.line()));
+      name ? std::string(name) : std::string(site.file) + ":" + std::to_string(site.line));
   s.name = name ? std::string_view(label) : std::string_view();
   LockClassKey& key = k.storage.emplace_back(label.c_str());
   k.keys.emplace(s, &key);

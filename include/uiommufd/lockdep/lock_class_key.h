@@ -4,7 +4,8 @@
 //
 // A key must have static storage duration. Three ways to get one:
 //   - per construction site (the default): an instrumented lock constructed without a key interns one
-//     from its std::source_location, as the kernel's mutex_init() does with a hidden static key;
+//     from its SourceSite (file, line, column) and name, as the kernel's mutex_init() does with a hidden
+//     static key;
 //   - per type or role: declare `static LockClassKey key{"ioas.mutex"};` and pass it to the constructor;
 //   - per template instantiation: a static member of the template.
 #pragma once
@@ -12,11 +13,32 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#if __has_include(<source_location>)
 #include <source_location>
+#endif
 
 #include "uiommufd/lockdep/lockdep.h"
 
 namespace uiommufd::lockdep {
+
+// Where a lock was constructed. std::source_location where the standard library provides it; clang 14
+// with libstdc++ 12 does not, and the compiler builtins behind it serve there (they too evaluate at the
+// caller when used in a default argument).
+struct SourceSite {
+  const char* file;
+  unsigned line;
+  unsigned column;
+#if defined(__cpp_lib_source_location)
+  static constexpr SourceSite current(std::source_location l = std::source_location::current()) {
+    return {l.file_name(), static_cast<unsigned>(l.line()), static_cast<unsigned>(l.column())};
+  }
+#else
+  static constexpr SourceSite current(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE(),
+                                      unsigned column = __builtin_COLUMN()) {
+    return {file, line, column};
+  }
+#endif
+};
 
 class LockClassKey {
  public:
@@ -28,7 +50,7 @@ class LockClassKey {
 
   // The key interned for a construction site; `name` names the class when the site is first seen (null:
   // "file:line").
-  static LockClassKey& for_site(const std::source_location& site, const char* name);
+  static LockClassKey& for_site(const SourceSite& site, const char* name);
 
  private:
   friend class ClassRegistry;

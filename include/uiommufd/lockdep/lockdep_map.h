@@ -9,7 +9,6 @@
 // Every instrumented lock embeds one; its class is the lock's class. All guards are scoped.
 #pragma once
 
-#include <source_location>
 
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/lockdep/lock_class_key.h"
@@ -23,7 +22,7 @@ class CAPABILITY("lockdep_map") LockdepMap {
  public:
   // A class per construction site, named `name` (or "file:line" when null).
   explicit LockdepMap(const char* name = nullptr,
-                      std::source_location site = std::source_location::current())
+                      SourceSite site = SourceSite::current())
       : key_(&LockClassKey::for_site(site, name)), name_(name ? name : key_->name()) {}
   // A class shared by every map constructed with `key`; `name` names this instance in reports.
   explicit LockdepMap(LockClassKey& key, const char* name = nullptr)
@@ -88,7 +87,7 @@ class Acquisition {
 // Compiled out: an empty type, so a lock that embeds one ([[no_unique_address]]) is the bare lock.
 class CAPABILITY("lockdep_map") LockdepMap {
  public:
-  explicit LockdepMap(const char* = nullptr, std::source_location = std::source_location::current()) {}
+  explicit LockdepMap(const char* = nullptr, SourceSite = SourceSite::current()) {}
   explicit LockdepMap(LockClassKey&, const char* = nullptr) {}
   LockdepMap(const LockdepMap&) = delete;
   LockdepMap& operator=(const LockdepMap&) = delete;

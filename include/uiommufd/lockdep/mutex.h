@@ -10,7 +10,6 @@
 #pragma once
 
 #include <mutex>
-#include <source_location>
 
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/lockdep/lockdep_map.h"
@@ -19,7 +18,7 @@ namespace uiommufd::lockdep {
 
 class CAPABILITY("mutex") Mutex {
  public:
-  explicit Mutex(const char* name = nullptr, std::source_location site = std::source_location::current())
+  explicit Mutex(const char* name = nullptr, SourceSite site = SourceSite::current())
       : map_(name, site) {}
   explicit Mutex(LockClassKey& key, const char* name = nullptr) : map_(key, name) {}
   ~Mutex() {

@@ -9,7 +9,6 @@
 
 #include <mutex>
 #include <shared_mutex>
-#include <source_location>
 
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/lockdep/lockdep_map.h"
@@ -19,7 +18,7 @@ namespace uiommufd::lockdep {
 class CAPABILITY("shared_mutex") SharedMutex {
  public:
   explicit SharedMutex(const char* name = nullptr,
-                       std::source_location site = std::source_location::current())
+                       SourceSite site = SourceSite::current())
       : map_(name, site) {}
   explicit SharedMutex(LockClassKey& key, const char* name = nullptr) : map_(key, name) {}
   ~SharedMutex() {
