@@ -1,0 +1,58 @@
+// uiommufd: the command-line tool.
+//
+//   uiommufd version   "uiommufd <version>"
+//   uiommufd demo      the lock validator catching the access-unmap driver bug
+//   uiommufd help      usage
+//
+// Exit codes: 0 success; 1 the command ran and failed; 2 usage error; 77 demo skipped (validator
+// compiled out).
+
+#include <cstdio>
+#include <string_view>
+
+#include "demo_lockdep.h"
+
+// Set by tools/uiommufd/CMakeLists.txt from the CMake project version.
+#ifndef UIOMMUFD_VERSION
+#define UIOMMUFD_VERSION "unknown (built outside CMake)"
+#endif
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: uiommufd <command>\n"
+    "\n"
+    "commands:\n"
+    "  demo      show the lock validator catching the access-unmap driver bug\n"
+    "            (exit 0 when the bug is reported and the fixed driver runs clean)\n"
+    "  version   print the version\n"
+    "  help      print this help\n"
+    "\n"
+    "environment:\n"
+    "  UIOMMUFD_LOCKDEP=off|report|abort   lock validator mode (default: report)\n"
+    "  UIOMMUFD_LOG=error|warn|info|debug  log threshold (default: warn)\n";
+
+int usage_error(const char* fmt, const char* arg) {
+  std::fprintf(stderr, fmt, arg);
+  std::fputs(kUsage, stderr);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage_error("uiommufd: missing command%s\n", "");
+  const std::string_view command = argv[1];
+
+  if (command == "help" || command == "--help" || command == "-h") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (argc > 2) return usage_error("uiommufd %s: unexpected arguments\n", argv[1]);
+  if (command == "version" || command == "--version") {
+    std::printf("uiommufd %s\n", UIOMMUFD_VERSION);
+    return 0;
+  }
+  if (command == "demo") return uiommufd::tools::run_lockdep_demo();
+  return usage_error("uiommufd: unknown command '%s'\n", argv[1]);
+}
