@@ -20,14 +20,12 @@ class ChainCache {
   // The key of a chain extended by one held lock. The lock's identity includes how it was taken, since
   // a shared and an exclusive acquisition of one class validate differently.
   static std::uint64_t extend(std::uint64_t key, std::uint32_t class_id, detail::Read read, bool trylock) {
-    std::uint64_t x = key ^ (static_cast<std::uint64_t>(class_id) |
-                             static_cast<std::uint64_t>(read) << 32 |
-                             static_cast<std::uint64_t>(trylock) << 40);
-    // splitmix64 finaliser: every input bit reaches every output bit.
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    x ^= x >> 31;
+    std::uint64_t id = static_cast<std::uint64_t>(class_id) | static_cast<std::uint64_t>(read) << 32 |
+                       static_cast<std::uint64_t>(trylock) << 40;
+    // For a fixed lock, multiply-by-odd and xor-shift are both bijections of the key, so two different
+    // chains that end in the same lock never collide; one multiply keeps the hot path short.
+    std::uint64_t x = (key ^ id) * 0x9e3779b97f4a7c15ULL;
+    x ^= x >> 29;
     return x ? x : 1;
   }
 

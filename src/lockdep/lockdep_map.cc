@@ -24,11 +24,17 @@ LockdepMap::~LockdepMap() {
 bool LockdepMap::held() const { return find_held(current_held_locks(), this) != nullptr; }
 
 void LockdepMap::assert_held() const {
+  if (!detail::validating()) return;
+  const HeldLock* h = find_held(current_held_locks(), this);
+  if (!h) Validator::get().report_assertion(current_held_locks(), *this, "is not held");
+  else if (h->read != detail::Read::kExclusive)
+    Validator::get().report_assertion(current_held_locks(), *this, "is held shared, not exclusively");
+}
+
+void LockdepMap::assert_shared_held() const {
   if (detail::validating() && !held())
     Validator::get().report_assertion(current_held_locks(), *this, "is not held");
 }
-
-void LockdepMap::assert_shared_held() const { assert_held(); }
 
 void LockdepMap::assert_not_held() const {
   if (detail::validating() && held())

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <execinfo.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,13 +12,6 @@
 #include "uiommufd/lockdep/lockdep.h"
 
 namespace uiommufd::lockdep {
-
-std::vector<void*> capture_stack_trace() {
-  void* frames[kMaxStackDepth + 8];
-  int n = backtrace(frames, static_cast<int>(sizeof frames / sizeof frames[0]));
-  // Drop this function's own frame.
-  return std::vector<void*>(frames + (n > 0 ? 1 : 0), frames + n);
-}
 
 namespace {
 
@@ -41,12 +35,36 @@ std::string symbol_name(const void* address) {
   return demangle(info.dli_sname);
 }
 
+// The validator's own entry points and internals. User code in namespace uiommufd::lockdep (tests, for
+// one) is not among them, so it is never cut from a trace.
 bool is_validator_frame(const void* address) {
+  static constexpr const char* kPrefixes[] = {
+      "uiommufd::lockdep::detail::",       "uiommufd::lockdep::Validator::",
+      "uiommufd::lockdep::capture_stack_trace", "uiommufd::lockdep::LockdepMap::",
+      "uiommufd::lockdep::Mutex::",        "uiommufd::lockdep::SharedMutex::",
+      "void uiommufd::lockdep::check_not_held_elsewhere",
+  };
   std::string name = symbol_name(address);
-  return name.rfind("uiommufd::lockdep::", 0) == 0 || name.rfind("backtrace", 0) == 0;
+  for (const char* p : kPrefixes)
+    if (name.rfind(p, 0) == 0) return true;
+  return false;
 }
 
 }  // namespace
+
+std::vector<void*> capture_stack_trace(const void* from_ip) {
+  void* frames[kMaxStackDepth + 16];
+  int n = backtrace(frames, static_cast<int>(sizeof frames / sizeof frames[0]));
+  int first = 0;
+  while (first < n && frames[first] != from_ip) ++first;
+  if (first == n) {
+    // No acquisition address to cut at: skip the validator's frames by name (slow; reports only).
+    first = 1;
+    while (first + 1 < n && is_validator_frame(frames[first])) ++first;
+  }
+  int last = std::min(n, first + static_cast<int>(kMaxStackDepth));
+  return std::vector<void*>(frames + first, frames + last);
+}
 
 std::string symbolize(const void* address) {
   Dl_info info{};
@@ -69,10 +87,7 @@ std::string symbolize(const void* address) {
 }
 
 void format_stack_trace(std::string& out, const void* const* frames, std::size_t count) {
-  std::size_t first = 0;
-  while (first + 1 < count && is_validator_frame(frames[first])) ++first;
-  std::size_t printed = 0;
-  for (std::size_t i = first; i < count && printed < kMaxStackDepth; ++i, ++printed) {
+  for (std::size_t i = 0; i < count; ++i) {
     out += "       ";
     out += symbolize(frames[i]);
     out += '\n';

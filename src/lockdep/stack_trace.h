@@ -15,13 +15,15 @@ struct StackTraceRef {
   std::uint32_t length = 0;
 };
 
-// Captures the current thread's return addresses, innermost first.
-std::vector<void*> capture_stack_trace();
+// Captures the current thread's return addresses, innermost first, starting at the caller's frame: the
+// frame that returns to `from_ip` (the "at:" address of an acquisition) when it is on the stack, else
+// the first frame outside the validator's own functions.
+std::vector<void*> capture_stack_trace(const void* from_ip);
 
 // "name+0x1c (object)" for one code address, demangled; "0x7f… (object+0x…)" without a symbol.
 std::string symbolize(const void* address);
 
-// Prints a trace, one indented frame per line, skipping the validator's own leading frames.
+// Prints a trace, one indented frame per line.
 void format_stack_trace(std::string& out, const void* const* frames, std::size_t count);
 
 // Append-only storage of traces, bounded by kMaxStackTraceEntries. Not thread-safe: the validator uses it

@@ -39,7 +39,9 @@ std::vector<Report>& stored_reports() {
   return reports;
 }
 
-thread_local constinit HeldLockStack t_held{};
+// initial-exec: one fs-relative access, never a __tls_get_addr call, on the hot path. The library is
+// linked into executables or preloaded at start-up, both of which have static TLS room for it.
+__attribute__((tls_model("initial-exec"))) thread_local constinit HeldLockStack t_held{};
 
 const char* read_name(detail::Read read) {
   switch (read) {
@@ -109,8 +111,13 @@ std::string current_thread_label() {
 
 namespace detail {
 
-bool acquire(const LockdepMap& map, Read read, bool trylock, const AcquireOptions& options) {
-  const void* ip = __builtin_return_address(0);
+// Out-of-line parts of acquire() and release(); named (not file-local) so that traces can tell them apart
+// from the caller's frames.
+
+// Everything but the plain cached acquisition: subclasses, nest locks, trylocks, first use of a class,
+// a full stack, and re-entry from the validator itself.
+__attribute__((noinline)) bool acquire_slow(const LockdepMap& map, Read read, bool trylock,
+                                            const AcquireOptions& options, const void* ip) {
   HeldLockStack& t = t_held;
   if (t.busy) return false;
   if (options.subclass >= kMaxSubclasses) {
@@ -149,15 +156,33 @@ bool acquire(const LockdepMap& map, Read read, bool trylock, const AcquireOption
   return true;
 }
 
-void release(const LockdepMap& map) {
+__attribute__((noinline)) void validate_new_chain(unsigned index, const void* ip) {
+  Validator::get().validate(t_held, index, ip);
+}
+
+bool acquire(const LockdepMap& map, Read read, bool trylock, const AcquireOptions& options) {
+  const void* ip = __builtin_return_address(0);
+  HeldLockStack& t = t_held;
+  unsigned depth = t.depth;
+  std::uint32_t cls = ClassRegistry::cached_id(map.key(), 0);
+  // The common case, kept free of calls so that it needs no stack frame: an exclusive or shared
+  // acquisition of a known class, subclass 0, no nest lock, room on the stack.
+  if (options.subclass | trylock | t.busy | (cls == 0) | (depth >= kMaxLockDepth) ||
+      options.nest_lock != nullptr) [[unlikely]]
+    return acquire_slow(map, read, trylock, options, ip);
+  std::uint64_t key =
+      ChainCache::extend(depth ? t.locks[depth - 1].chain_key : ChainCache::kInitialKey, cls, read, false);
+  t.locks[depth] = {&map, nullptr, ip, key, cls, 0, read, false};
+  t.depth = depth + 1;
+  if (!g_chains.contains(key)) [[unlikely]]
+    validate_new_chain(depth, ip);
+  return true;
+}
+
+__attribute__((noinline)) void release_slow(const LockdepMap& map, const void* ip) {
   HeldLockStack& t = t_held;
   if (t.busy) return;
   unsigned depth = t.depth;
-  if (depth && t.locks[depth - 1].instance == &map && t.locks[depth - 1].references == 0) {
-    t.depth = depth - 1;
-    return;
-  }
-  const void* ip = __builtin_return_address(0);
   // Not on top: search down, then re-key the entries above it.
   for (unsigned i = depth; i-- > 0;) {
     HeldLock& h = t.locks[i];
@@ -177,6 +202,16 @@ void release(const LockdepMap& map) {
     return;
   }
   if (validating()) Validator::get().report_bad_unlock(t, map, ip);
+}
+
+void release(const LockdepMap& map) {
+  HeldLockStack& t = t_held;
+  unsigned depth = t.depth;
+  if (depth && t.locks[depth - 1].instance == &map && t.locks[depth - 1].references == 0 && !t.busy) [[likely]] {
+    t.depth = depth - 1;
+    return;
+  }
+  release_slow(map, __builtin_return_address(0));
 }
 
 }  // namespace detail
@@ -214,7 +249,7 @@ void Validator::validate(HeldLockStack& t, unsigned index, const void* ip) {
       const HeldLock& prev = t.locks[i];
       if (!have_trace) {
         // One trace serves every dependency this acquisition adds.
-        std::vector<void*> frames = capture_stack_trace();
+        std::vector<void*> frames = capture_stack_trace(ip);
         if (!traces_.save(frames, &trace)) {
                 limit_reached("kMaxStackTraceEntries", kMaxStackTraceEntries);
                 return;
@@ -271,7 +306,10 @@ std::string Validator::describe(const HeldLock& h) const {
   char addr[32];
   std::snprintf(addr, sizeof addr, "%p", static_cast<const void*>(h.instance));
   std::string out = addr;
-  out += " (" + classes_[h.class_id].name + "){" + read_name(h.read) + (h.trylock ? ", trylock" : "") + "}";
+  // The instance's own name, when it has one besides its class's: which of several IOAS locks, say.
+  const std::string& cls = classes_[h.class_id].name;
+  if (cls.compare(0, cls.find('/'), h.instance->name()) != 0) out += std::string(" ") + h.instance->name();
+  out += " (" + cls + "){" + read_name(h.read) + (h.trylock ? ", trylock" : "") + "}";
   if (h.references > 1) out += " x" + std::to_string(h.references);
   out += ", at: " + symbolize(h.acquire_ip);
   return out;
@@ -293,9 +331,9 @@ void Validator::append_held_locks(std::string& out, const HeldLockStack& t, unsi
   for (unsigned i = 0; i < depth; ++i) out += " #" + std::to_string(i) + ": " + describe(t.locks[i]) + "\n";
 }
 
-void Validator::append_current_stack(std::string& out) {
+void Validator::append_current_stack(std::string& out, const void* ip) {
   out += "\nstack backtrace:\n";
-  std::vector<void*> frames = capture_stack_trace();
+  std::vector<void*> frames = capture_stack_trace(ip);
   format_stack_trace(out, frames.data(), frames.size());
 }
 
@@ -330,7 +368,7 @@ void Validator::report_circular(const HeldLockStack& t, const HeldLock& prev, co
   }
   out += "\n-> #0 (" + next_name + "):\n";
   {
-    std::vector<void*> frames = capture_stack_trace();
+    std::vector<void*> frames = capture_stack_trace(next.acquire_ip);
     format_stack_trace(out, frames.data(), frames.size());
   }
   out += "\nother info that might help us debug this:\n\n";
@@ -363,7 +401,7 @@ void Validator::report_circular(const HeldLockStack& t, const HeldLock& prev, co
   row(lock_op(next.read, next_name), "");
   out += "\n *** DEADLOCK ***\n\n";
   append_held_locks(out, t, static_cast<unsigned>(&next - t.locks));
-  append_current_stack(out);
+  append_current_stack(out, next.acquire_ip);
   emit(ReportKind::kCircularDependency, std::move(out));
 }
 
@@ -381,7 +419,7 @@ void Validator::report_recursive(const HeldLockStack& t, const HeldLock& prev, c
   out += "\n *** DEADLOCK ***\n\n";
   out += " May be due to missing lock nesting notation\n\n";
   append_held_locks(out, t, static_cast<unsigned>(&next - t.locks));
-  append_current_stack(out);
+  append_current_stack(out, next.acquire_ip);
   emit(ReportKind::kRecursiveLocking, std::move(out));
 }
 
@@ -393,7 +431,7 @@ void Validator::report_bad_unlock(const HeldLockStack& t, const LockdepMap& map,
   out += symbolize(ip) + "\nbut there are no more locks to release!\n\n";
   out += "other info that might help us debug this:\n";
   append_held_locks(out, t, t.depth);
-  append_current_stack(out);
+  append_current_stack(out, ip);
   emit(ReportKind::kBadUnlock, std::move(out));
 }
 
@@ -410,7 +448,7 @@ void Validator::report_held_lock_freed(const HeldLockStack& t, const HeldLock* h
     out += describe(*held) + "\n\n";
   }
   append_held_locks(out, t, t.depth);
-  append_current_stack(out);
+  append_current_stack(out, nullptr);
   emit(ReportKind::kHeldLockFreed, std::move(out));
 }
 
@@ -422,7 +460,7 @@ void Validator::report_nest_lock_not_held(const HeldLockStack& t, unsigned index
   out += current_thread_label() + " is trying to lock:\n" + describe(h) + "\n\n";
   out += "but this task is not holding:\n" + describe_map(*h.nest_lock) + "\n\n";
   append_held_locks(out, t, index);
-  append_current_stack(out);
+  append_current_stack(out, h.acquire_ip);
   emit(ReportKind::kNestLockNotHeld, std::move(out));
 }
 
@@ -432,7 +470,7 @@ void Validator::report_assertion(const HeldLockStack& t, const LockdepMap& map, 
   std::string out = banner("WARNING: lock assertion failed");
   out += current_thread_label() + ": " + describe_map(map) + " " + what + "\n\n";
   append_held_locks(out, t, t.depth);
-  append_current_stack(out);
+  append_current_stack(out, nullptr);
   emit(ReportKind::kAssertion, std::move(out));
 }
 

@@ -54,7 +54,7 @@ class Validator {
   std::string describe(const HeldLock& h) const;
   std::string describe_map(const LockdepMap& map) const;
   // Exported (not file-local) so that the trace printer recognises it as the validator's own frame.
-  static void append_current_stack(std::string& out);
+  static void append_current_stack(std::string& out, const void* ip);
   void append_held_locks(std::string& out, const HeldLockStack& t, unsigned depth) const;
   void emit(ReportKind kind, std::string text);
 

@@ -44,8 +44,9 @@ class CAPABILITY("lockdep_map") LockdepMap {
 
   // Whether the current thread holds this instance (any mode). False while the validator is off.
   bool held() const;
-  // Report (ReportKind::kAssertion) unless the current thread holds / does not hold this instance.
-  // Silent while the validator is off.
+  // Report (ReportKind::kAssertion) unless the current thread holds this instance exclusively
+  // (assert_held), in any mode (assert_shared_held: "at least shared", as the thread-safety analysis
+  // reads it), or not at all (assert_not_held). Silent while the validator is off.
   void assert_held() const ASSERT_CAPABILITY(this);
   void assert_shared_held() const ASSERT_SHARED_CAPABILITY(this);
   void assert_not_held() const;
