@@ -161,15 +161,17 @@ __attribute__((noinline)) void validate_new_chain(unsigned index, const void* ip
 }
 
 bool acquire(const LockdepMap& map, Read read, bool trylock, const AcquireOptions& options) {
+  return acquire_slow(map, read, trylock, options, __builtin_return_address(0));
+}
+
+bool acquire(const LockdepMap& map, Read read) {
   const void* ip = __builtin_return_address(0);
   HeldLockStack& t = t_held;
   unsigned depth = t.depth;
   std::uint32_t cls = ClassRegistry::cached_id(map.key(), 0);
-  // The common case, kept free of calls so that it needs no stack frame: an exclusive or shared
-  // acquisition of a known class, subclass 0, no nest lock, room on the stack.
-  if (options.subclass | trylock | t.busy | (cls == 0) | (depth >= kMaxLockDepth) ||
-      options.nest_lock != nullptr) [[unlikely]]
-    return acquire_slow(map, read, trylock, options, ip);
+  // Kept free of calls so that it needs no stack frame: a known class and room on the stack.
+  if ((cls == 0) | (depth >= kMaxLockDepth) | t.busy) [[unlikely]]
+    return acquire_slow(map, read, false, {}, ip);
   std::uint64_t key =
       ChainCache::extend(depth ? t.locks[depth - 1].chain_key : ChainCache::kInitialKey, cls, read, false);
   t.locks[depth] = {&map, nullptr, ip, key, cls, 0, read, false};

@@ -118,6 +118,8 @@ inline bool validating() { return g_validating.load(std::memory_order_relaxed); 
 // guard passes back to release(): an acquisition made while the validator was off is never released.
 // Both take the caller's return address as the "at:" site of reports.
 bool acquire(const LockdepMap& map, Read read, bool trylock, const AcquireOptions& options);
+// The same for the common case: blocking, subclass 0, no nest lock.
+bool acquire(const LockdepMap& map, Read read);
 void release(const LockdepMap& map);
 #endif
 

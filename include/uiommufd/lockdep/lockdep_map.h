@@ -63,8 +63,12 @@ namespace detail {
 class Acquisition {
  public:
   Acquisition() = default;
+  // Options are usually the default constant, so after inlining the choice below costs nothing.
   UIOMMUFD_LOCKDEP_INLINE Acquisition(const LockdepMap& map, Read read, const AcquireOptions& options)
-      : map_(&map), tracked_(validating() && acquire(map, read, false, options)) {}
+      : map_(&map),
+        tracked_(validating() && (options.subclass == 0 && options.nest_lock == nullptr
+                                      ? acquire(map, read)
+                                      : acquire(map, read, false, options))) {}
   // For a lock already taken by a successful trylock: recorded as held, no dependency added.
   UIOMMUFD_LOCKDEP_INLINE static Acquisition after_trylock(const LockdepMap& map, Read read) {
     Acquisition a;
