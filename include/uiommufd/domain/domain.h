@@ -1,0 +1,80 @@
+// Domain: the interface of an I/O page table, the user-space counterpart of the kernel's
+// `struct iommu_domain` with its `iommu_domain_ops` (map_pages, unmap_pages, iova_to_phys) and geometry
+// (pgsize_bitmap, aperture).
+//
+// A domain translates IOVAs to PhysAddr values (page identities, see base/page.h). All ranges passed in
+// are half-open [iova, iova + length) with the length in bytes; the aperture is an inclusive Interval.
+//
+// Thread safety: none. A domain is driven by the engine under the engine's own locks (the IoPagetable
+// domains/iova locks and the owning Pages mutex), so an implementation takes no lock of its own and may be
+// called with any lock held. Const methods never modify the table, so concurrent readers are safe as long
+// as no writer runs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "uiommufd/base/interval.h"
+#include "uiommufd/base/page.h"
+#include "uiommufd/base/status.h"
+
+namespace uiommufd {
+
+// Bits of the `prot` argument of Domain::map, the kernel's IOMMU_READ / IOMMU_WRITE / IOMMU_CACHE.
+enum IommuProt : int { kIommuRead = 1, kIommuWrite = 2, kIommuCache = 4 };
+
+class Domain {
+ public:
+  virtual ~Domain() = default;
+
+  // Bit n set = pages of 2^n bytes supported; the lowest set bit is the granule. Never 0.
+  virtual std::uint64_t pgsize_bitmap() const = 0;
+  // The lowest set bit of pgsize_bitmap(): the unit of every address and length in map/unmap.
+  std::uint64_t granule() const;
+
+  // The IOVAs the domain can translate, inclusive.
+  virtual Interval aperture() const = 0;
+
+  // Maps [iova, iova + length) to [paddr, paddr + length) with `prot` (IommuProt bits).
+  // Errors:
+  //   EINVAL  iova, paddr or length not a multiple of the granule, length 0, iova + length or
+  //           paddr + length beyond 2^64, the range not inside the aperture, or unknown prot bits;
+  //   EEXIST  some part of the range is already mapped;
+  //   ENOMEM  a table level could not be allocated (fault site "domain.alloc_table");
+  //   implementations may add their own (MockDomain: ENOENT from fault site "mock.domain_map").
+  // Uses the largest supported page size that the alignment of iova and paddr and the remaining length
+  // allow, at every step. On failure nothing stays mapped from this call and the table is as before.
+  virtual Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) = 0;
+
+  // Unmaps exactly [iova, iova + length); never fails, because the engine's teardown paths cannot.
+  // The range must be made of whole entries as they were mapped: the engine unmaps with the boundaries it
+  // mapped with (spec 2.13). A request that would split a large entry, does not start at the start of a
+  // map() call or end at the end of one, covers unmapped granules, or is misaligned / outside the aperture
+  // is a caller bug: it is counted in boundary_violations() and fails UIOMMUFD_DCHECK (implementations
+  // may let tests turn the DCHECK off). What such a request still unmaps is implementation defined and
+  // documented by the implementation. Returns the bytes actually unmapped.
+  virtual std::uint64_t unmap(std::uint64_t iova, std::uint64_t length) = 0;
+
+  // Translation of one IOVA (any alignment): the PhysAddr of that byte, or nullopt if it is unmapped or
+  // outside the aperture.
+  virtual std::optional<PhysAddr> iova_to_phys(std::uint64_t iova) const = 0;
+
+  // The physically contiguous mapped run starting at `iova`: {paddr of iova, length}, with
+  // length <= max_length; length 0 (and paddr 0) if iova is unmapped, not granule aligned, or max_length
+  // is 0. Contiguity is physical only: the run may cross table boundaries, page sizes and map() calls,
+  // and stops at the first hole or discontinuity. The unfill path uses it to unmap whole runs.
+  struct Run {
+    PhysAddr paddr;
+    std::uint64_t length;
+  };
+  virtual Run read_run(std::uint64_t iova, std::uint64_t max_length) const = 0;
+
+  // Number of unmap() calls that broke the boundary contract above, since creation.
+  virtual std::uint64_t boundary_violations() const = 0;
+  // Bytes of memory the page table itself uses (for the engine's memory-per-page figure).
+  virtual std::uint64_t table_bytes() const = 0;
+  // Number of mapped bytes (sum of the sizes of live entries).
+  virtual std::uint64_t mapped_bytes() const = 0;
+};
+
+}  // namespace uiommufd

@@ -1,0 +1,64 @@
+// MockDomain: the software domain of the iommufd selftest mock IOMMU (spec 6.4), on PageTableDomain.
+//
+// Geometry as the kernel's mock: granule MOCK_IO_PAGE_SIZE = PAGE_SIZE / 2 = 2 KiB, aperture
+// [1 << 24, (1 << 31) - 1] (which gives an IOAS the reserved ranges [0, 16 MiB - 1] and [2 GiB, ULONG_MAX]
+// and iova_alignment 2 KiB), no large pages unless `huge_iova` (MOCK_FLAGS_DEVICE_HUGE_IOVA) adds the
+// 512 x 2 KiB = 1 MiB page size.
+//
+// Differences from the kernel's xarray mock, all deliberate:
+//   - START and LAST are separate bits (the kernel shares one); the check is the same.
+//   - The START / LAST check in unmap() stays on with huge_iova (the kernel skips it); large entries carry
+//     the markers themselves, so the check remains exact.
+//
+// Thread safety: none, see domain.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "uiommufd/base/interval.h"
+#include "uiommufd/base/page.h"
+#include "uiommufd/base/result.h"
+#include "uiommufd/base/status.h"
+#include "uiommufd/domain/page_table_domain.h"
+
+namespace uiommufd {
+
+struct MockDomainOptions {
+  // MOCK_FLAGS_DEVICE_HUGE_IOVA: also support 1 MiB (512 x 2 KiB) entries.
+  bool huge_iova = false;
+  // As PageTableDomainOptions::dcheck_boundaries.
+  bool dcheck_boundaries = true;
+};
+
+class MockDomain : public PageTableDomain {
+ public:
+  using Options = MockDomainOptions;
+
+  static constexpr std::uint64_t kIoPageShift = kPageShift - 1;
+  static constexpr std::uint64_t kIoPageSize = std::uint64_t{1} << kIoPageShift;  // MOCK_IO_PAGE_SIZE
+  static constexpr Interval kAperture = {std::uint64_t{1} << 24, (std::uint64_t{1} << 31) - 1};
+
+  // Errors: ENOMEM (fault site "domain.alloc_table").
+  static Result<std::unique_ptr<MockDomain>> create(const Options& options = {});
+
+  // PageTableDomain::map with the mock's fault site: after the argument checks (EINVAL), fault site
+  // "mock.domain_map" fails the call with ENOENT before anything is mapped, as the kernel's mock
+  // map_pages does. Other errors as in domain.h.
+  Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) override;
+
+  // IOMMU_TEST_OP_MD_CHECK_MAP against the PhysAddr model: every 2 KiB unit of [iova, iova + length) must
+  // translate to expected_start plus its offset. expected_start is the PhysAddr of the user pointer's byte
+  // (its page identity plus the offset in the page), as the kernel compares the page's physical address
+  // plus uptr % PAGE_SIZE. length 0 checks nothing and succeeds.
+  // Errors: EINVAL if iova, length or expected_start is not 2 KiB aligned, iova + length or
+  // expected_start + length overflows, or any unit is unmapped or maps elsewhere.
+  Status check_map(std::uint64_t iova, std::uint64_t length, PhysAddr expected_start) const;
+
+ private:
+  MockDomain(const PageTableDomainOptions& options, std::uint64_t* root) : PageTableDomain(options, root) {}
+
+  static PageTableDomainOptions table_options(const Options& options);
+};
+
+}  // namespace uiommufd

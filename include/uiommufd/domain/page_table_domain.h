@@ -1,0 +1,172 @@
+// PageTableDomain: a software IOMMU domain backed by a real multi-level radix page table with large
+// entries, the table behind the mock and software domains.
+//
+// Geometry. Every table holds 512 eight-byte entries (4 KiB), so each level resolves 9 IOVA bits above
+// the granule; there are as many levels as the aperture's highest address needs. Level 0 (the leaf level)
+// maps one granule per entry. An entry at level L >= 1 either points to a table of level L - 1 or, when
+// large pages are enabled for that level, is a *large entry* mapping granule << (9 * L) bytes: 2 MiB and
+// 1 GiB for a 4 KiB granule, 1 MiB and 512 MiB for 2 KiB. map() uses a large entry whenever iova, paddr
+// and the remaining length are aligned to it, so a 1 GiB THP-backed mapping costs one entry.
+//
+// Entry format (8 bytes): the granule-aligned PhysAddr, or for a table pointer the table's 4 KiB aligned
+// address, with flag bits in the low 11 bits (free because the granule is at least 2 KiB): present, large,
+// the three IommuProt bits and the START / LAST markers. A table pointer keeps the number of live entries
+// of the table it points to in its low bits, so an emptied table is found and freed without a scan and
+// without any side structure; table_bytes() returns to one table (the root) once everything is unmapped.
+// Freed empty tables go to a bounded per-thread cache (src/domain/table_cache.h) rather than straight back
+// to malloc, so map/unmap churn does not page-fault; table_bytes() counts only the domain's live tables.
+//
+// START / LAST. As in the kernel's selftest mock, the first granule (or large entry) of every map() call
+// carries START and its last one LAST. unmap() requires START on the entry holding its first byte and LAST
+// on the entry holding its last byte; this proves the engine unmaps exactly at its map boundaries.
+//
+// Cost. map, unmap and read_run walk from the root once per table and then move a cursor through that
+// table's entries, so the per-granule cost is close to writing (or reading) one 8-byte entry.
+//
+// Thread safety: none, see domain.h. No lock is taken; the engine serialises callers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "uiommufd/base/interval.h"
+#include "uiommufd/base/page.h"
+#include "uiommufd/base/result.h"
+#include "uiommufd/base/status.h"
+#include "uiommufd/domain/domain.h"
+
+namespace uiommufd {
+
+// Outside the class so that it can be a default argument of the factory.
+struct PageTableDomainOptions {
+  // log2 of the granule: 12 for 4 KiB, 11 for the mock's 2 KiB. Must be 11..30.
+  unsigned granule_shift = 12;
+  // Translatable IOVAs, inclusive. Its start and last + 1 must be granule aligned (last may be U64_MAX).
+  Interval aperture = {0, (std::uint64_t{1} << 48) - 1};
+  // Whether entries at upper levels may be large entries (and pgsize_bitmap says so).
+  bool large_pages = true;
+  // The highest level that may hold a large entry when large_pages is set: 2 gives 2 MiB + 1 GiB with a
+  // 4 KiB granule; 1 gives only granule << 9 (the mock's HUGE_IOVA page). Capped at the top level.
+  unsigned max_large_level = 2;
+  // Whether a boundary violation in unmap() also fails UIOMMUFD_DCHECK (aborting debug builds). Tests that
+  // exercise the violation path turn it off; the counter and the warning are kept either way.
+  bool dcheck_boundaries = true;
+};
+
+class PageTableDomain : public Domain {
+ public:
+  using Options = PageTableDomainOptions;
+
+  // Errors: EINVAL for options outside the ranges above; ENOMEM if the root table cannot be allocated
+  // (fault site "domain.alloc_table").
+  static Result<std::unique_ptr<PageTableDomain>> create(const Options& options = {});
+
+  ~PageTableDomain() override;
+  PageTableDomain(const PageTableDomain&) = delete;
+  PageTableDomain& operator=(const PageTableDomain&) = delete;
+
+  // Domain. See domain.h for the contracts; what is specific to this table is stated here.
+  std::uint64_t pgsize_bitmap() const override { return pgsize_bitmap_; }
+  Interval aperture() const override { return aperture_; }
+  Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) override;
+  // Boundary violations and what is still unmapped:
+  //   - misaligned, zero length, wrapping or outside the aperture: nothing is unmapped;
+  //   - the first or last byte inside a large entry that the range does not cover whole: nothing is
+  //     unmapped (splitting a large entry is impossible, as with real IOMMU drivers);
+  //   - first entry without START, last entry without LAST, or unmapped granules inside: every mapped
+  //     entry in the range is unmapped (the kernel mock WARNs and still erases).
+  // Each violating call counts once and logs a warning (the first time per domain only).
+  std::uint64_t unmap(std::uint64_t iova, std::uint64_t length) override;
+  std::optional<PhysAddr> iova_to_phys(std::uint64_t iova) const override;
+  Run read_run(std::uint64_t iova, std::uint64_t max_length) const override;
+  std::uint64_t boundary_violations() const override { return boundary_violations_; }
+  std::uint64_t table_bytes() const override { return tables_ * kTableBytes; }
+  std::uint64_t mapped_bytes() const override { return mapped_bytes_; }
+
+  // Introspection for tests and figures.
+  unsigned levels() const { return levels_; }
+  std::uint64_t tables() const { return tables_; }
+  // Live entries at levels >= 1 that map memory directly.
+  std::uint64_t large_entries() const { return large_entries_; }
+  // The IommuProt bits of the entry holding `iova`, or nullopt if unmapped.
+  std::optional<int> prot_at(std::uint64_t iova) const;
+
+  static constexpr unsigned kIndexBits = 9;
+  static constexpr unsigned kEntriesPerTable = 1u << kIndexBits;
+  static constexpr std::uint64_t kTableBytes = kEntriesPerTable * sizeof(std::uint64_t);
+  // A 64-bit space with an 11-bit granule needs 6.
+  static constexpr unsigned kMaxLevels = 8;
+
+ protected:
+  // For subclass factories: validates `options` (EINVAL) and allocates a zeroed root table (ENOMEM, fault
+  // site "domain.alloc_table"), which the constructor then owns; free_root() undoes it if construction
+  // cannot proceed.
+  static Result<std::uint64_t*> prepare_root(const Options& options);
+  static void free_root(std::uint64_t* root);
+  // `root` comes from prepare_root(options).
+  PageTableDomain(const Options& options, std::uint64_t* root);
+
+  // map() is check_map_args() then map_checked(); split so that a subclass can put its own fault site
+  // between argument checking and the first table change, as the kernel's mock map_pages sits behind
+  // iommu_map()'s checks.
+  Status check_map_args(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) const;
+  Status map_checked(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot);
+
+ private:
+  // Where an entry that maps memory lives: its table, level and index.
+  struct Leaf {
+    std::uint64_t* table;
+    unsigned level;
+    unsigned index;
+    std::uint64_t entry() const { return table[index]; }
+  };
+  // The table at `level` that holds `iova`, with the slot that counts its live entries.
+  struct TableRef {
+    std::uint64_t* table;
+    std::uint64_t* count_slot;
+  };
+
+  static Status validate(const Options& options);
+  static Result<std::uint64_t*> alloc_table();
+
+  unsigned shift(unsigned level) const { return granule_shift_ + kIndexBits * level; }
+  unsigned index(std::uint64_t iova, unsigned level) const {
+    return static_cast<unsigned>(iova >> shift(level)) & (kEntriesPerTable - 1);
+  }
+  // The largest enabled level whose entry size the alignment of va and pa and `remaining` allow.
+  unsigned pick_level(std::uint64_t va, PhysAddr pa, std::uint64_t remaining) const;
+  // Descends to the table of `level` holding `iova`, allocating missing tables (ENOMEM) and failing with
+  // EEXIST on a large entry above `level`.
+  Result<TableRef> walk_alloc(std::uint64_t iova, unsigned level);
+  // The entry that maps `iova`, or nullopt.
+  std::optional<Leaf> find(std::uint64_t iova) const;
+  // Clears every entry that maps memory in [start, last] below `table` (of `level`), freeing tables that
+  // become empty. Large entries must lie wholly inside. Sets *holes when it meets an unmapped granule.
+  // Returns the bytes cleared.
+  std::uint64_t clear(std::uint64_t* table, unsigned level, std::uint64_t* count_slot, std::uint64_t start,
+                      std::uint64_t last, bool* holes);
+  // Frees the empty tables on the path to `iova`, bottom up (after a failed map).
+  void prune(std::uint64_t iova);
+  void free_tree(std::uint64_t* table, unsigned level);
+  void free_table(std::uint64_t* table);
+  void note_violation(const char* what, std::uint64_t iova, std::uint64_t length);
+
+  const unsigned granule_shift_;
+  const std::uint64_t granule_;
+  const Interval aperture_;
+  const unsigned levels_;
+  const unsigned max_large_level_;  // 0 when large pages are off
+  const std::uint64_t pgsize_bitmap_;
+  const bool dcheck_boundaries_;
+
+  std::uint64_t* const root_;
+  std::uint64_t root_count_ = 0;  // the root's live-entry count, in table-pointer encoding
+  std::uint64_t tables_ = 1;
+  std::uint64_t large_entries_ = 0;
+  std::uint64_t mapped_bytes_ = 0;
+  std::uint64_t boundary_violations_ = 0;
+  bool violation_logged_ = false;
+};
+
+}  // namespace uiommufd

@@ -1,0 +1,60 @@
+// One mapped IOVA range [start, last] and the slice of a Pages object behind it.
+#pragma once
+
+#include <cstdint>
+
+#include "uiommufd/base/page.h"
+#include "uiommufd/base/ref_ptr.h"
+#include "uiommufd/iova/interval_tree.h"
+#include "uiommufd/pages/pages.h"
+
+namespace uiommufd {
+
+class Area {
+ public:
+  // An area starts half-built: it reserves its IOVA range in the tree while its pages are filled into the
+  // domains, and `pages` is published only when that is done. Unmap and copy refuse half-built areas.
+  Area(RefPtr<Pages> pages, std::uint64_t start_byte, int prot)
+      : pending_pages_(std::move(pages)), start_byte_(start_byte), prot_(prot) {}
+
+  IntervalTreeNode node;
+
+  std::uint64_t iova_start() const { return node.range.start; }
+  std::uint64_t iova_last() const { return node.range.last; }
+  std::uint64_t length() const { return node.range.last - node.range.start + 1; }
+
+  // The backing, once published (null while half-built or being torn down).
+  const RefPtr<Pages>& pages() const { return pages_; }
+  // The backing whatever the state; used while building and tearing down.
+  Pages& backing() const { return pages_ ? *pages_ : *pending_pages_; }
+  void publish() { pages_ = std::move(pending_pages_); }
+  RefPtr<Pages> unpublish() {
+    pending_pages_ = pages_;
+    return std::move(pages_);
+  }
+
+  // Byte offset of the area's first byte from the start of page 0 of its Pages window.
+  std::uint64_t start_byte() const { return start_byte_; }
+  std::uint64_t first_index() const { return start_byte_ / kPageSize; }
+  std::uint64_t last_index() const { return (start_byte_ + length() - 1) / kPageSize; }
+  // Offset of the first byte inside its page: what must agree with iova_alignment.
+  std::uint64_t page_offset() const { return start_byte_ % kPageSize; }
+  // The backing address of IOVA `iova` in this area.
+  PhysAddr phys(std::uint64_t iova) const {
+    return backing().page_phys(0) + start_byte_ + (iova - iova_start());
+  }
+  int prot() const { return prot_; }
+
+  // Set by unmap before it notifies accesses; never cleared. New pins and rw on the area fail.
+  bool prevent_access = false;
+  // Pin records of accesses on this area (maintained by the access layer).
+  std::uint32_t num_accesses = 0;
+
+ private:
+  RefPtr<Pages> pages_;
+  RefPtr<Pages> pending_pages_;
+  std::uint64_t start_byte_;
+  int prot_;
+};
+
+}  // namespace uiommufd

@@ -1,0 +1,160 @@
+// IoPagetable: one I/O address space's areas, reserved and allowed ranges, and the domains that mirror
+// it (the kernel's struct io_pagetable). Areas point at Pages; every attached Domain maps every
+// fully-built area; a page index is pinned once while any domain (or, later, any access) uses it.
+//
+// Thread safety: every public method may be called from any thread and takes the locks it needs, in the
+// order of lock_order.h. No method may be called with an engine lock held.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "uiommufd/base/interval.h"
+#include "uiommufd/base/result.h"
+#include "uiommufd/base/status.h"
+#include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/domain/domain.h"
+#include "uiommufd/iopt/area.h"
+#include "uiommufd/iova/interval_tree.h"
+#include "uiommufd/lockdep/lockdep_map.h"
+#include "uiommufd/lockdep/shared_mutex.h"
+#include "uiommufd/pages/pages.h"
+
+namespace uiommufd {
+
+// A slice of a Pages object to be mapped: MAP has one, COPY one per source area.
+struct PagesChunk {
+  RefPtr<Pages> pages;
+  std::uint64_t start_byte;  // from the start of page 0 of the Pages window
+  std::uint64_t length;      // bytes, > 0
+};
+
+class IoPagetable {
+ public:
+  IoPagetable();
+  // Unmaps everything; every domain must have been removed first.
+  ~IoPagetable();
+  IoPagetable(const IoPagetable&) = delete;
+  IoPagetable& operator=(const IoPagetable&) = delete;
+
+  // Maps the chunks back to back from *iova (fixed) or from an allocated IOVA (written to *iova), with
+  // `prot` (kIommu* bits). Errors, in the kernel's order: EINVAL (a length of 0 or not a multiple of
+  // iova_alignment; a chunk's page offset not aligned to it; fixed IOVA unaligned or in a reserved range),
+  // EOVERFLOW, EEXIST (fixed IOVA over an area), ENOSPC / EINVAL (allocation), EPERM (write to
+  // read-only pages), ENOMEM, and what filling the domains returns (EFAULT, ENOMEM, ENOENT from a mock
+  // domain). On failure nothing stays mapped, pinned or charged.
+  Status map_chunks(const std::vector<PagesChunk>& chunks, std::uint64_t* iova, int prot, bool fixed_iova)
+      EXCLUDES(domains_rwsem_, iova_rwsem_);
+  Status map_pages(RefPtr<Pages> pages, std::uint64_t* iova, int prot, bool fixed_iova)
+      EXCLUDES(domains_rwsem_, iova_rwsem_);
+
+  // The slices behind [iova, iova + length − 1], which must be covered by contiguous fully-built areas
+  // (ENOENT otherwise); EINVAL for length 0, EOVERFLOW on wrap. For COPY.
+  Result<std::vector<PagesChunk>> get_chunks(std::uint64_t iova, std::uint64_t length) EXCLUDES(iova_rwsem_);
+
+  // Removes every area inside [start, last]; an area only partly inside fails the call with ENOENT, a
+  // half-built one with EBUSY. Areas below the failing one are already gone then (as in the kernel).
+  // *unmapped gets the bytes removed, on success and failure. An empty range succeeds with 0.
+  Status unmap_range(Interval range, std::uint64_t* unmapped) EXCLUDES(domains_rwsem_, iova_rwsem_);
+
+  // Domains. add_domain fills the domain from every area (pinning where nothing pinned yet) and reserves
+  // the IOVA outside its aperture: EINVAL (granule above kPageSize), EADDRINUSE (an area not aligned to the
+  // granule, or the aperture excludes an area or allowed range), ENOMEM/EFAULT/ENOENT from filling. On
+  // failure the IOAS and the domain are unchanged. remove_domain never fails.
+  Status add_domain(Domain* domain) EXCLUDES(domains_rwsem_, iova_rwsem_);
+  void remove_domain(Domain* domain) EXCLUDES(domains_rwsem_, iova_rwsem_);
+
+  // Reserved ranges, tagged by owner (a domain, a device, or null for the test op). EADDRINUSE if the
+  // range intersects an area or an allowed range.
+  Status add_reserved(Interval range, const void* owner) EXCLUDES(iova_rwsem_);
+  void remove_reserved(const void* owner) EXCLUDES(iova_rwsem_);
+
+  // Replaces the allowed list. EINVAL: a range with start >= last, or two ranges overlapping;
+  // EADDRINUSE: a range intersects a reserved range (the old list stays).
+  Status set_allowed(const std::vector<Interval>& ranges) EXCLUDES(iova_rwsem_);
+
+  // The holes of the reserved ranges over the whole 64-bit space (IOMMU_IOAS_IOVA_RANGES).
+  std::vector<Interval> iova_ranges() EXCLUDES(iova_rwsem_);
+  std::uint64_t iova_alignment() EXCLUDES(iova_rwsem_);
+
+  // IOMMU_OPTION HUGE_PAGES. Disabling fails with EINVAL while a domain and an area both exist, and with
+  // EADDRINUSE (rolled back) if an area is not page aligned.
+  Status set_large_pages(bool enabled) EXCLUDES(domains_rwsem_, iova_rwsem_);
+  bool large_pages() EXCLUDES(iova_rwsem_);
+
+  // Alignment that accesses require (issue: accesses); recomputed with the rest. EADDRINUSE when an area
+  // does not meet a raised alignment.
+  Status add_required_alignment(std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
+  void remove_required_alignment(std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
+
+  // Statistics and invariants for tests and the model checker.
+  std::size_t area_count() EXCLUDES(iova_rwsem_);
+  std::size_t domain_count() EXCLUDES(domains_rwsem_);
+  struct AreaInfo {
+    Interval iova;
+    const Pages* pages;
+    std::uint64_t start_byte;
+    int prot;
+  };
+  std::vector<AreaInfo> areas() EXCLUDES(iova_rwsem_);
+  // Empty when all invariants hold; otherwise what is wrong. Checks: areas disjoint, fully built, inside no
+  // reserved range, aligned to iova_alignment; every domain maps exactly the areas, each to its backing;
+  // every page of every area is pinned while a domain exists.
+  std::string check_invariants() EXCLUDES(domains_rwsem_, iova_rwsem_);
+
+  // The access_unmap map (see lock_order.h).
+  lockdep::LockdepMap& access_unmap() { return access_unmap_; }
+
+ private:
+  struct Reserved {
+    IntervalTreeNode node;
+    const void* owner;
+  };
+  struct Allowed {
+    IntervalTreeNode node;
+  };
+
+  static Area* area_of(IntervalTreeNode* n);
+  Area* first_area_locked(Interval range) const REQUIRES_SHARED(iova_rwsem_);
+  Area* next_area_locked(const Area* a, Interval range) const REQUIRES_SHARED(iova_rwsem_);
+
+  // Maps `area` into `domain` (whole contiguous runs; one page at a time when large pages are off).
+  Status map_area_into(Domain& domain, const Area& area) REQUIRES_SHARED(domains_rwsem_);
+  void unmap_range_from(Domain& domain, std::uint64_t iova, std::uint64_t length)
+      REQUIRES_SHARED(domains_rwsem_);
+  // Pins the area and maps it into every domain; undoes everything on failure.
+  Status fill_area(Area& area) REQUIRES_SHARED(domains_rwsem_);
+  // The reverse of fill_area, for a fully-filled area. Never fails.
+  void unfill_area(Area& area) REQUIRES_SHARED(domains_rwsem_);
+  void remove_area_locked(Area* area) REQUIRES(iova_rwsem_);
+  Status add_reserved_locked(Interval range, const void* owner) REQUIRES(iova_rwsem_);
+  void remove_reserved_locked(const void* owner) REQUIRES(iova_rwsem_);
+
+  std::uint64_t compute_alignment_locked(const std::vector<Domain*>& domains, bool large_pages) const
+      REQUIRES_SHARED(iova_rwsem_);
+  Status check_areas_aligned_locked(std::uint64_t alignment) const REQUIRES_SHARED(iova_rwsem_);
+  bool intersects_locked(const IntervalTree& tree, Interval range) const REQUIRES_SHARED(iova_rwsem_);
+
+  lockdep::SharedMutex domains_rwsem_{"iopt.domains_rwsem"};
+  lockdep::SharedMutex iova_rwsem_{"iopt.iova_rwsem"};
+  lockdep::LockdepMap access_unmap_{"iopt.access_unmap"};
+
+  std::vector<Domain*> domains_ GUARDED_BY(domains_rwsem_);
+  IntervalTree areas_ GUARDED_BY(iova_rwsem_);
+  IntervalTree reserved_ GUARDED_BY(iova_rwsem_);
+  IntervalTree allowed_ GUARDED_BY(iova_rwsem_);
+  std::vector<std::unique_ptr<Reserved>> reserved_nodes_ GUARDED_BY(iova_rwsem_);
+  std::vector<std::unique_ptr<Allowed>> allowed_nodes_ GUARDED_BY(iova_rwsem_);
+  std::vector<std::uint64_t> required_alignments_ GUARDED_BY(iova_rwsem_);
+  std::uint64_t iova_alignment_ GUARDED_BY(iova_rwsem_) = 1;
+  // Written under both rwsems, read under either: an atomic so that the analysis need not know that.
+  std::atomic<bool> large_pages_{true};
+  // A copy of domains_.size() readable under iova_rwsem alone (written under both locks).
+  std::size_t domain_count_ GUARDED_BY(iova_rwsem_) = 0;
+};
+
+}  // namespace uiommufd

@@ -1,0 +1,200 @@
+// IntervalTree: an intrusive, balanced (AVL) tree of INCLUSIVE intervals [start, last], the user-space
+// counterpart of the kernel's interval_tree (lib/interval_tree.c) that backs iopt's area, reserved and
+// allowed trees.
+//
+// Intrusive: the node (IntervalTreeNode) is a member of the caller's object and the tree only links it,
+// so insert and remove never allocate and cannot fail. That is what lets iopt reserve IOVA space under
+// its iova_rwsem write lock without an allocation (and therefore without an ENOMEM path) inside it:
+// the owning object is allocated before the lock is taken (STYLE habit 11).
+//
+// Ordering and overlap: nodes are ordered by (range.start, node address). Overlapping and identical
+// intervals are allowed (reserved ranges from different owners may overlap); the address tie-break
+// gives every node a unique position, so remove() needs no search and is O(log n).
+//
+// Augmentation, per node over its subtree, maintained through every rotation:
+//   subtree_last     max range.last     → overlap queries in O(log n + k)
+//   subtree_first    min range.start    → the start of the subtree's leftmost node, in O(1)
+//   subtree_max_gap  the largest number of uncovered addresses between a node and everything before it
+//                    *within the subtree* (the gap in front of the subtree's leftmost node is not
+//                    counted: it depends on what precedes the subtree). Exact for trees whose nodes do
+//                    not overlap (the area tree); an upper bound otherwise, because an earlier node
+//                    outside the subtree may cover a gap the subtree sees. for_each_gap() uses it to
+//                    skip whole subtrees that cannot hold a gap of a requested size.
+//
+// Thread safety: none. The tree is a plain data structure; iopt serialises every call with its
+// iova_rwsem (write for insert/remove/clear, read for queries). Iteration is invalidated by any
+// insert/remove.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "uiommufd/base/assert.h"
+#include "uiommufd/base/interval.h"
+
+namespace uiommufd {
+
+struct IntervalTreeNode {
+  // Set by the owner before insert(); must not change while linked (the tree's order and
+  // augmentation are computed from it).
+  Interval range{};
+
+  // Internal links and augmentation. Public only so the node can be embedded as a plain member; owners
+  // never read or write them.
+  IntervalTreeNode* parent = nullptr;
+  IntervalTreeNode* left = nullptr;
+  IntervalTreeNode* right = nullptr;
+  std::uint64_t subtree_last = 0;
+  std::uint64_t subtree_first = 0;
+  std::uint64_t subtree_max_gap = 0;
+  int height = 0;  // AVL height, >= 1 while linked; 0 marks an unlinked node
+
+  // Whether the node is currently in a tree.
+  bool linked() const { return height != 0; }
+};
+
+class IntervalTree {
+ public:
+  IntervalTree() = default;
+  // Not copyable: nodes point at each other, not at the tree, but a copy would share them.
+  IntervalTree(const IntervalTree&) = delete;
+  IntervalTree& operator=(const IntervalTree&) = delete;
+  // Movable (iopt swaps a freshly built allowed tree in, as the kernel's iopt_set_allow_iova does).
+  IntervalTree(IntervalTree&& other) noexcept;
+  IntervalTree& operator=(IntervalTree&& other) noexcept;
+  // Destruction does not unlink: call clear() first if the owners will look at linked() afterwards.
+  ~IntervalTree() = default;
+
+  friend void swap(IntervalTree& a, IntervalTree& b) noexcept;
+
+  // Links `node`. Preconditions (checked): node is not linked; node->range.start <= node->range.last.
+  // O(log n); never allocates.
+  void insert(IntervalTreeNode* node);
+  // Unlinks `node`, which must be linked in THIS tree (not checked beyond linked()). Afterwards
+  // node->linked() is false and its links are null. O(log n).
+  void remove(IntervalTreeNode* node);
+
+  bool empty() const { return root_ == nullptr; }
+  std::size_t size() const { return size_; }
+
+  // The node with the lowest (start, address) that intersects `range`, or null. O(log n).
+  IntervalTreeNode* first_overlap(Interval range) const;
+  // The next node after `node` in (start, address) order that intersects `range`, or null. `node` must
+  // be linked in this tree; it need not itself intersect `range`. O(log n) per call, so enumerating the
+  // k intersecting nodes costs O((k + 1) log n) at worst.
+  IntervalTreeNode* next_overlap(const IntervalTreeNode* node, Interval range) const;
+
+  // In-order (start, address) iteration. first() is null on an empty tree; next() null after the last.
+  IntervalTreeNode* first() const;
+  IntervalTreeNode* next(const IntervalTreeNode* node) const;
+
+  // Unlinks every node (each becomes !linked()); the owners still own them. O(n), no allocation.
+  void clear();
+
+  // The object that embeds `n` as its member `Member`, or null for a null `n` (container_of):
+  //   struct Area { IntervalTreeNode node; ... };
+  //   Area* a = IntervalTree::owner<Area, &Area::node>(tree.first());
+  // Relies on the Itanium C++ ABI (GCC, Clang on Linux) representing a pointer to data member as the
+  // member's byte offset; `Member` must not be reached through a virtual base.
+  template <typename T, IntervalTreeNode T::*Member>
+  static T* owner(IntervalTreeNode* n) {
+    static_assert(sizeof(Member) == sizeof(std::ptrdiff_t), "pointer to data member is not an offset");
+    if (n == nullptr) return nullptr;
+    const auto offset = std::bit_cast<std::ptrdiff_t>(Member);
+    return reinterpret_cast<T*>(reinterpret_cast<char*>(n) - offset);
+  }
+  template <typename T, IntervalTreeNode T::*Member>
+  static const T* owner(const IntervalTreeNode* n) {
+    return owner<T, Member>(const_cast<IntervalTreeNode*>(n));
+  }
+
+  // Walks, in ascending order, the maximal runs of addresses inside `within` that no node covers
+  // ("gaps"), calling `bool f(Interval gap)` for each gap of at least `min_size` addresses (0 counts
+  // as 1; smaller gaps are never reported); returning false from f stops the walk. Returns false if f
+  // stopped the walk, true otherwise. With min_size <= 1 it yields the same holes as for_each_hole()
+  // over this one tree.
+  //
+  // Cost: O(log n) to reach `within`, plus O(log n) per reported gap; subtrees whose gaps are all
+  // provably smaller than min_size are stepped over in O(1) via subtree_max_gap. This is what keeps
+  // IOVA allocation from scanning every hole from address 0 when the low space is full.
+  template <typename F>
+  bool for_each_gap(Interval within, std::uint64_t min_size, F&& f) const;
+
+  // Checks every structural invariant (order, parent links, AVL balance, heights, augmentation, size);
+  // aborts with a message on the first violation. O(n). For tests.
+  void check_invariants() const;
+
+ private:
+  enum class Walk { kContinue, kEnd, kStopped };
+  struct GapState {
+    Interval within;
+    std::uint64_t min_size;   // >= 1
+    std::uint64_t next_free;  // lowest address of `within` not yet known to be covered
+    bool exhausted;           // nodes cover everything from next_free to within.last
+  };
+  template <typename F>
+  static Walk gap_walk(const IntervalTreeNode* n, GapState& s, F& f);
+  // Whether [gs, gl] holds at least min_size addresses. gs <= gl.
+  static bool gap_big_enough(std::uint64_t gs, std::uint64_t gl, std::uint64_t min_size) {
+    return gl - gs >= min_size - 1;
+  }
+
+  IntervalTreeNode* root_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// ---- template implementation -------------------------------------------------------------------
+
+template <typename F>
+IntervalTree::Walk IntervalTree::gap_walk(const IntervalTreeNode* n, GapState& s, F& f) {
+  if (n == nullptr) return Walk::kContinue;
+  // Nothing in this subtree reaches the first uncovered address: no gap, no extra coverage.
+  if (n->subtree_last < s.next_free) return Walk::kContinue;
+  // The subtree (and, by order, everything after it) starts beyond `within`: only the tail is left.
+  if (n->subtree_first > s.within.last) return Walk::kEnd;
+  // Prune: if neither the gap in front of the subtree nor any gap inside it can be min_size long, the
+  // subtree only extends the covered prefix. The inside gaps seen from here are never larger than the
+  // subtree-local ones, because the prefix before the subtree covers at least as much.
+  const bool front_gap_fits =
+      n->subtree_first > s.next_free &&
+      gap_big_enough(s.next_free, std::min(n->subtree_first - 1, s.within.last), s.min_size);
+  if (!front_gap_fits && n->subtree_max_gap < s.min_size) {
+    if (n->subtree_last >= s.within.last) {
+      s.exhausted = true;
+      return Walk::kEnd;
+    }
+    s.next_free = n->subtree_last + 1;
+    return Walk::kContinue;
+  }
+  const Walk w = gap_walk(n->left, s, f);
+  if (w != Walk::kContinue) return w;
+  if (n->range.start > s.within.last) return Walk::kEnd;
+  if (n->range.start > s.next_free) {
+    const Interval gap{s.next_free, n->range.start - 1};
+    if (gap_big_enough(gap.start, gap.last, s.min_size) && !f(gap)) return Walk::kStopped;
+  }
+  if (n->range.last >= s.within.last) {
+    s.exhausted = true;
+    return Walk::kEnd;
+  }
+  s.next_free = std::max(s.next_free, n->range.last + 1);
+  return gap_walk(n->right, s, f);
+}
+
+template <typename F>
+bool IntervalTree::for_each_gap(Interval within, std::uint64_t min_size, F&& f) const {
+  UIOMMUFD_DCHECK(within.start <= within.last);
+  GapState s{within, min_size == 0 ? 1 : min_size, within.start, false};
+  if (gap_walk(root_, s, f) == Walk::kStopped) return false;
+  if (s.exhausted) return true;
+  // The tail [next_free, within.last]: nothing linked intersects it.
+  if (gap_big_enough(s.next_free, within.last, s.min_size) && !f(Interval{s.next_free, within.last})) {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace uiommufd

@@ -1,0 +1,92 @@
+// Mm: the address space that pinned pages come from (the kernel's struct mm_struct, as iopt_pages sees it).
+//
+// Today there is exactly one Mm, this process ("current"); the type exists so that another process's
+// memory can be served later (the preload runtime answering for a client). Every engine read or write of
+// user memory goes through an Mm, which turns a bad address into EFAULT instead of a crash
+// (ARCHITECTURE.md, "User memory is never dereferenced blindly").
+//
+// Addresses ("uaddr") are user virtual addresses of this Mm as 64-bit integers. Ranges are half-open,
+// [uaddr, uaddr + len), with len in bytes.
+//
+// Thread safety: every member may be called from any thread, concurrently, with or without engine locks
+// held as far as this class is concerned; it takes no lock. The engine's own rule still applies: no engine
+// lock is held across a user copy or make_resident (both can sleep on page faults for a long time).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "uiommufd/base/ref_ptr.h"
+#include "uiommufd/base/status.h"
+
+namespace uiommufd {
+
+class Mm : public RefCounted<Mm> {
+ public:
+  // The one shared instance for this process. It is never destroyed (it outlives every static object that
+  // might still hold pages at exit). In a forked child it keeps working and refers to the child's own
+  // address space: the process id is read on each call, never cached.
+  static RefPtr<Mm> current();
+
+  // Fault-safe copies between engine memory (dst / src: ordinary pointers the caller vouches for) and user
+  // addresses of this Mm. The user side is accessed with the permissions of its mapping, like the kernel's
+  // copy_{from,to}_user: an unmapped, PROT_NONE, or (for copy_to_user) read-only page gives EFAULT and
+  // never crashes.
+  //
+  // How: process_vm_readv / process_vm_writev on our own pid. If those are unavailable (ENOSYS or EPERM,
+  // e.g. under seccomp), the process switches for good to a per-thread pipe: writing user memory into a
+  // pipe, or reading a pipe into user memory, makes the kernel do the access and report EFAULT.
+  //
+  // len 0 succeeds without touching anything (and without consuming the fault-injection counter).
+  // A range whose end wraps past 2^64 gives EFAULT.
+  //
+  // copy_from_user errors: EFAULT (bad user range; fault site "mm.copy_from_user"); ENOMEM only if the
+  //   pipe fallback is in use and the pipe cannot be created (out of file descriptors). On error a prefix
+  //   of dst may have been copied; the rest of dst is zeroed, as the kernel's copy_from_user does, so no
+  //   stale engine memory is mistaken for user data.
+  // copy_to_user errors: EFAULT (fault site "mm.copy_to_user"); ENOMEM as above. On error a prefix of the
+  //   user range may have been written.
+  Status copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const;
+  Status copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) const;
+
+  // Makes [uaddr, uaddr + len) resident and checks that every page is accessible for writing when `write`
+  // (for reading otherwise), as long-term GUP with/without FOLL_WRITE would. uaddr and len must be
+  // multiples of kPageSize. A write populate breaks copy-on-write sharing, so the pages are this Mm's own.
+  //
+  // How: madvise(MADV_POPULATE_WRITE / MADV_POPULATE_READ). If the kernel lacks them (before 5.14), each
+  // page is probed instead with a fault-safe read, and for `write` a fault-safe write of the byte just read.
+  // FIXME: that fallback write can undo a concurrent store of another thread to the same byte; the kernel
+  // path has no such window. Kernels with MADV_POPULATE (everything since 5.14) never take it.
+  //
+  // Errors: EINVAL if uaddr or len is not page-aligned; EFAULT if the end wraps past 2^64, or any page is
+  // unmapped, or lacks the access (PROT_NONE; read-only for `write`; VM_IO/VM_PFNMAP mappings);
+  // ENOMEM if the kernel runs out of memory while populating a fully mapped range. len 0 succeeds.
+  // No fault site: the pinning site ("pages.pin") belongs to the caller.
+  Status make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) const;
+
+  // mlock / munlock of [uaddr, uaddr + len), for callers that ask pins to be locked in RAM. uaddr and len
+  // must be multiples of kPageSize; len 0 is a no-op.
+  //
+  // mlock state is per page, not counted: two overlapping lock() calls are undone by one unlock(). Callers
+  // that may overlap must count themselves. The kernel also charges mlocked pages to the process's own
+  // locked_vm, separately from account_charge() (accounting.h), so a page both locked and charged in kMm
+  // mode counts twice against RLIMIT_MEMLOCK in the real kernel but once in our counter.
+  //
+  // lock errors: EINVAL if unaligned; EFAULT if the end wraps or any page is unmapped; ENOMEM if the kernel
+  //   refuses (over RLIMIT_MEMLOCK without CAP_IPC_LOCK, mlock's EPERM / EAGAIN / ENOMEM). On error nothing
+  //   in the range is left locked (any part mlock managed before failing is unlocked again).
+  Status lock(std::uint64_t uaddr, std::uint64_t len) const;
+  // Never fails; unmapped parts are skipped. Precondition (checked in debug builds): page-aligned.
+  void unlock(std::uint64_t uaddr, std::uint64_t len) const;
+
+  // Host pointer for an address of this Mm (the identity for the current process). Only for addresses
+  // already made resident by a pin; the caller keeps them pinned while it dereferences the pointer.
+  void* host_address(std::uint64_t uaddr) const;
+
+ private:
+  friend class RefCounted<Mm>;
+  Mm() = default;
+  ~Mm() = default;
+};
+
+}  // namespace uiommufd

@@ -1,0 +1,79 @@
+// Context: one open of /dev/iommu (the kernel's iommufd_ctx): the object table and the accounting mode.
+//
+// Ids start at 1 and are handed out lowest-free-first, so a destroyed object's id is reused. Allocation
+// reserves an id (invisible to lookups) until finalize() publishes the object; abort() releases it.
+// Destroying the Context tears every object down synchronously, leaves first, in ascending id order per
+// pass (the kernel's close()): no pin, charge or object survives it.
+//
+// Thread safety: all methods may be called from any thread. The table lock is innermost.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "uiommufd/base/result.h"
+#include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/lockdep/mutex.h"
+#include "uiommufd/mm/accounting.h"
+#include "uiommufd/objects/object.h"
+
+namespace uiommufd {
+
+class Context {
+ public:
+  // `vfio_compat`: opened as /dev/vfio/vfio, which charges pinned pages to the process (AccountMode::kMm).
+  static Result<std::unique_ptr<Context>> create(bool vfio_compat = false);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  // Reserves an id for `obj` (ENOSPC past 2^31 − 1 ids, ENOMEM: fault site "objects.alloc"). The object
+  // is owned by the table from here; it is invisible to lookups until finalize().
+  Result<std::uint32_t> reserve(std::unique_ptr<Object> obj) EXCLUDES(mu_);
+  void finalize(std::uint32_t id) EXCLUDES(mu_);
+  // Undoes reserve(): frees the object without its destroy op (its creator has already undone whatever
+  // it did) and releases the id, so the next object gets it.
+  void abort(std::uint32_t id) EXCLUDES(mu_);
+
+  // A short-term reference to a live object of `type` (kAny: any type). ENOENT: no such id, a reserved
+  // id, a type mismatch, an object being destroyed, or fault site "objects.lookup".
+  template <typename T>
+  Result<ObjectRef<T>> get(std::uint32_t id, ObjectType type) {
+    Object* obj = TRY(lookup(id, type));
+    return ObjectRef<T>(static_cast<T*>(obj));
+  }
+
+  // IOMMU_DESTROY: ENOENT for an unknown id; EBUSY while anything but the table holds the object (another
+  // object, a driver, or an operation in flight). Never waits.
+  Status destroy(std::uint32_t id) EXCLUDES(mu_);
+  // Destroys `obj` whose caller holds one user (e.g. a driver's reference), waiting for operations in
+  // flight to finish first (the kernel's iommufd_object_destroy_user).
+  void destroy_user(Object* obj) EXCLUDES(mu_);
+
+  // IOMMU_OPTION RLIMIT_MODE: the accounting mode of new pages. SET needs the context to have no objects
+  // (EBUSY).
+  bool mm_account_mode() const { return mm_mode_.load(); }
+  Status set_mm_account_mode(bool mm) EXCLUDES(mu_);
+  AccountMode account_mode() const { return default_account_mode(mm_account_mode()); }
+
+  std::size_t object_count() EXCLUDES(mu_);
+
+ private:
+  Context() = default;
+  Result<Object*> lookup(std::uint32_t id, ObjectType type) EXCLUDES(mu_);
+  // Removes `obj` from the table if only `expected_users` hold it; false otherwise.
+  bool remove_if_users(Object* obj, std::uint32_t expected_users) EXCLUDES(mu_);
+  void free_object(Object* obj);
+
+  lockdep::Mutex mu_{"context.objects"};
+  // Index = id; null = free. A reserved id holds its object with `published` false.
+  struct Slot {
+    std::unique_ptr<Object> obj;
+    bool published = false;
+  };
+  std::vector<Slot> slots_ GUARDED_BY(mu_);
+  std::atomic<bool> mm_mode_{false};
+};
+
+}  // namespace uiommufd

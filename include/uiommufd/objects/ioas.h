@@ -1,0 +1,62 @@
+// Ioas: an I/O address space object (IOMMU_IOAS_ALLOC): an IoPagetable plus the paging HWPTs bound to it.
+// The map / copy / unmap entry points check their arguments in the kernel's order and return its errnos.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "uiommufd/base/result.h"
+#include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/iopt/io_pagetable.h"
+#include "uiommufd/lockdep/mutex.h"
+#include "uiommufd/objects/object.h"
+
+namespace uiommufd {
+
+class HwPagetable;
+
+class Ioas : public Object {
+ public:
+  // The IOMMU_IOAS_MAP_* / IOMMU_IOAS_COPY flag bits.
+  static constexpr std::uint32_t kFixedIova = 1 << 0;
+  static constexpr std::uint32_t kWriteable = 1 << 1;
+  static constexpr std::uint32_t kReadable = 1 << 2;
+
+  // IOMMU_IOAS_ALLOC: a new, empty IOAS; returns its id. ENOMEM.
+  static Result<std::uint32_t> create(Context& ctx);
+
+  IoPagetable& iopt() { return iopt_; }
+
+  // IOMMU_IOAS_MAP of [uptr, uptr + length) at *iova (kFixedIova) or at an allocated IOVA written to
+  // *iova. EOPNOTSUPP unknown flags; EOVERFLOW iova or length ≥ U64_MAX, or uptr + length wraps; EINVAL
+  // neither readable nor writeable, length 0; then IoPagetable::map_chunks' errors.
+  Status map(std::uint64_t uptr, std::uint64_t length, std::uint64_t* iova, std::uint32_t flags);
+  // IOMMU_IOAS_MAP_FILE: the same for [start, start + length) of the file `fd` (a memfd, shmem or hugetlbfs
+  // file). EBADF for a bad fd.
+  Status map_file(int fd, std::uint64_t start, std::uint64_t length, std::uint64_t* iova, std::uint32_t flags);
+  // IOMMU_IOAS_COPY from `src` (may be this IOAS): the destination areas share the source's pages, so
+  // nothing is pinned or charged twice. ENOENT when the source range is not covered by fully built
+  // contiguous areas.
+  Status copy_from(Ioas& src, std::uint64_t src_iova, std::uint64_t length, std::uint64_t* dst_iova,
+                   std::uint32_t flags);
+  // IOMMU_IOAS_UNMAP: (0, U64_MAX) unmaps everything and succeeds even when empty; otherwise EOVERFLOW
+  // (iova or length ≥ U64_MAX, or wrap), EINVAL (length 0), ENOENT (nothing inside the range, or an
+  // area only partly inside), EBUSY (an area being mapped). *unmapped: bytes removed.
+  Status unmap(std::uint64_t iova, std::uint64_t length, std::uint64_t* unmapped);
+
+  lockdep::Mutex& mutex() RETURN_CAPABILITY(mu_) { return mu_; }
+  // The paging HWPTs bound to this IOAS.
+  std::vector<HwPagetable*>& hwpts_locked() REQUIRES(mu_) { return hwpts_; }
+
+ protected:
+  void destroy() override;
+
+ private:
+  explicit Ioas(Context& ctx) : Object(ctx, ObjectType::kIoas) {}
+
+  IoPagetable iopt_;
+  lockdep::Mutex mu_{"ioas.mutex"};
+  std::vector<HwPagetable*> hwpts_ GUARDED_BY(mu_);
+};
+
+}  // namespace uiommufd

@@ -1,0 +1,156 @@
+// Pages: the backing of one or more areas (the kernel's iopt_pages, spec §3): a page-aligned window of a
+// source — a user VA range of an Mm, or a range of a memfd/shmem/hugetlbfs file — plus the pin bookkeeping
+// of that window.
+//
+// Page indices run from 0 to npages() − 1. Index 0 is the page holding the first mapped byte, which sits
+// start_offset() bytes into it. Several areas (in different IOASes after COPY, or two halves after a split)
+// share one Pages through RefPtr and pin/unpin slices of it; a page index is pinned — made resident and
+// charged — while at least one user holds it, and only once however many users hold it (spec §3.3).
+//
+// What "pinned" means in user space (ARCHITECTURE.md, "Memory in user space"): the range is made resident
+// through Mm::make_resident, counted in a PinRuns, and charged to account_mode(). The memory itself is not
+// locked (no mlock), and nothing stops the owner from munmapping it; as with VFIO, memory must stay mapped
+// while it is mapped into an IOAS.
+//
+// Page identity (PhysAddr, what a domain stores) is the page-aligned host address of the page:
+//   - user pages: the user VA (this process's memory is the engine's own address space);
+//   - file pages: the address inside a private MAP_SHARED mapping of the file window made by create_file().
+// FIXME (known deviation from the kernel): two MAP_FILEs of the same file range — or a MAP of a VA that maps
+// the same file — get different identities, because each has its own mapping; the kernel would see the
+// same physical pages. Data stays coherent (MAP_SHARED), only identity comparisons differ.
+//
+// Locking: mutex() is "pages.mutex", innermost of the engine's I/O page-table locks (after iopt.iova_rwsem).
+// The pin state is guarded by it; methods suffixed Locked require it. pin_locked makes memory resident with
+// the lock held, as the kernel does GUP under pages->mutex; that is slow for a large range, and it is the
+// one place where ARCHITECTURE.md's "nothing slow under an engine lock" gives way, since the pin must be
+// atomic with the bookkeeping that decides which indices are new. Geometry accessors are immutable after
+// creation and need no lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "uiommufd/base/interval.h"
+#include "uiommufd/base/page.h"
+#include "uiommufd/base/ref_ptr.h"
+#include "uiommufd/base/result.h"
+#include "uiommufd/base/status.h"
+#include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/lockdep/mutex.h"
+#include "uiommufd/mm/accounting.h"
+#include "uiommufd/mm/mm.h"
+#include "uiommufd/pages/pin_runs.h"
+
+namespace uiommufd {
+
+enum class PagesKind : std::uint8_t { kUser, kFile };
+
+class Pages : public RefCounted<Pages> {
+ public:
+  // User VA backing (IOAS_MAP, spec §3.2). The window is [page_align_down(uptr), page_align_up(uptr +
+  // length)), npages = ceil((uptr % kPageSize + length) / kPageSize).
+  // Errors, in this order: EINVAL if length == 0 or length > SIZE_MAX − kPageSize; EOVERFLOW if uptr +
+  // length overflows; ENOMEM from fault site "pages.alloc".
+  // Touches no memory: a VA that is unmapped or PROT_NONE is accepted and fails only when pinned (lazy
+  // pinning, spec §2.2). `mm` must not be null.
+  static Result<RefPtr<Pages>> create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length, bool writable,
+                                           AccountMode mode);
+
+  // File backing (IOAS_MAP_FILE, spec §2.5). The window is the page-aligned file range covering
+  // [start, start + length − 1]; the Pages dups `fd` (close-on-exec) and mmaps the window MAP_SHARED with
+  // PROT_READ, plus PROT_WRITE when writable, into this process (the current Mm).
+  // Errors, in this order: EBADF if fd is not an open descriptor; EINVAL if length == 0 or length >
+  // SIZE_MAX − kPageSize; EOVERFLOW if start + length − 1 overflows or the window's end does not fit in
+  // off_t; ENOMEM from fault site "pages.alloc"; then mmap's failure: EACCES / EPERM (the fd's open mode
+  // or seals forbid the protection) and ENOMEM (no address space) pass through, anything else — a pipe,
+  // socket or directory that cannot be mmapped (ENODEV) — becomes EINVAL. EMFILE if the dup fails.
+  // Deviation: the kernel only pins memfd/shmem/hugetlbfs folios and fails other files at pin time; any
+  // mmappable file (e.g. a regular ext4 file) works here. A window past the end of the file is accepted and
+  // fails at pin time with EFAULT (SIGBUS territory), as the kernel fails such pins.
+  static Result<RefPtr<Pages>> create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
+                                           AccountMode mode);
+
+  PagesKind kind() const { return kind_; }
+  bool writable() const { return writable_; }
+  AccountMode account_mode() const { return account_mode_; }
+  std::uint64_t npages() const { return npages_; }
+  // Byte offset of the first mapped byte inside page 0 (uptr % kPageSize, or start % kPageSize).
+  std::uint64_t start_offset() const { return start_offset_; }
+  // Length in bytes, as created.
+  std::uint64_t length() const { return length_; }
+  // The address used for automatic IOVA alignment (spec §2.3): the user VA of the first byte, or the file
+  // offset of the first byte.
+  std::uint64_t source_addr() const { return source_addr_; }
+  // The file offset of page 0 (page-aligned); 0 for user pages.
+  std::uint64_t file_offset() const { return kind_ == PagesKind::kFile ? page_align_down(source_addr_) : 0; }
+
+  // Identity of page `index` (precondition index < npages(), debug-checked): its page-aligned host address,
+  // so consecutive indices are "physically" contiguous by construction. Valid whether pinned or not.
+  PhysAddr page_phys(std::uint64_t index) const;
+  // Host pointer to the start of page `index` (precondition index < npages()). Dereference only while the
+  // page is pinned by the caller (and, for user pages, while the owner keeps it mapped).
+  void* host_page(std::uint64_t index) const;
+
+  lockdep::Mutex& mutex() RETURN_CAPABILITY(mu_) { return mu_; }
+
+  // Adds a pin user to every index in [first, last] (inclusive page indices).
+  // Errors: EINVAL if first > last or last >= npages(). EFAULT from fault site "pages.pin" (checked once per
+  // call, and only when some index is newly pinned) or from Mm::make_resident (the VA is not mapped with
+  // the needed access, or a file window lies past EOF). ENOMEM from account_charge (memlock limit, or fault
+  // site "pages.account").
+  // Indices going 0 → 1 users are made resident, one make_resident per newly pinned run (write access when
+  // writable()), then charged once for all of them: account_charge(account_mode(), n). Indices already
+  // pinned cost nothing. On any error every pin this call added is removed and nothing is charged: the state
+  // is exactly as before the call. Fault sites hit per call: "pages.pin", then make_resident's per newly
+  // pinned run (one for a fresh range), then account_charge's — never one per page (fault-injection §2.6).
+  Status pin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
+
+  // Removes one pin user from every index in [first, last]. Precondition: the range is valid and every
+  // index in it is pinned (a caller unpinning what it did not pin is a bug: range checked always, users
+  // checked in debug builds). Indices going 1 → 0 are uncharged. Never fails and has no fault sites; it
+  // may allocate a map node to split a run (see PinRuns).
+  void unpin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
+
+  // Pin users of `index` (0 if unpinned).
+  std::uint32_t pin_users_locked(std::uint64_t index) const REQUIRES(mu_);
+  // Indices with at least one user (the kernel's npinned); always equal to the pages this object has
+  // charged to its account mode.
+  std::uint64_t npinned_locked() const REQUIRES(mu_);
+  // Number of runs in the pin bookkeeping; for tests of the "runs, not pages" property.
+  std::size_t pin_run_count_locked() const REQUIRES(mu_);
+
+  // Pages pinned (and charged) right now across every Pages object of the process; for leak checks.
+  static std::uint64_t total_pinned_pages();
+
+  // Precondition: no pins remain (UIOMMUFD_ASSERT: a pin outliving its Pages would leak a charge). Unmaps
+  // the file window and closes the dup'd fd. Must not run with mutex() held (it is destroyed).
+  ~Pages();
+
+ private:
+  Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
+        std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd);
+
+  // Undoes a partial pin: removes the users add() gave [first, last]. Charges are the caller's business.
+  void unwind_pin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
+
+  const PagesKind kind_;
+  // The source's address space: the mapping Mm for user pages, the current Mm (which holds the file
+  // window) for file pages.
+  const RefPtr<Mm> mm_;
+  // Address (in mm_) of page 0: page_align_down(uptr), or the file window's mmap address.
+  const std::uint64_t base_;
+  const std::uint64_t start_offset_;
+  const std::uint64_t length_;
+  const std::uint64_t npages_;
+  const std::uint64_t source_addr_;
+  const bool writable_;
+  const AccountMode account_mode_;
+  const int file_fd_;  // dup'd fd of a file backing; -1 for user pages
+
+  lockdep::Mutex mu_{"pages.mutex"};
+  PinRuns pins_ GUARDED_BY(mu_);
+
+  static std::atomic<std::uint64_t> total_pinned_;
+};
+
+}  // namespace uiommufd

@@ -1,0 +1,85 @@
+// PinRuns: how many pin users each page index of a Pages object has, stored as runs.
+//
+// A run is a maximal range of page indices [first, last] (INCLUSIVE) whose indices all have the same
+// non-zero user count. Indices with 0 users are not stored. Adjacent runs always have different counts
+// (equal neighbours are merged after every change), so the structure's size is proportional to the number
+// of distinct runs in the pin pattern, never to the number of pages: pinning 2^30 pages once is one node.
+// This is the user-space stand-in for the kernel's "a page index is pinned exactly once while it is in
+// either interval tree" rule (spec §3.3): callers count users, PinRuns reports the 0→1 and 1→0 edges.
+//
+// add() is undone exactly by remove() of the same range (counts, and hence the run layout after merging,
+// are back to what they were), which is how Pages rolls back a pin that failed half-way.
+//
+// Cost: O((k + 1) · log n) for a range overlapping k runs out of n. Every change may allocate or free map
+// nodes (see FIXME below).
+//
+// Thread safety: none; the owner serialises access (Pages guards its PinRuns with pages.mutex).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "uiommufd/base/interval.h"
+
+namespace uiommufd {
+
+class PinRuns {
+ public:
+  PinRuns() = default;
+  PinRuns(const PinRuns&) = delete;
+  PinRuns& operator=(const PinRuns&) = delete;
+  PinRuns(PinRuns&&) = default;
+  PinRuns& operator=(PinRuns&&) = default;
+
+  // Adds one user to every index in [first, last] (precondition first <= last; a count may not exceed
+  // UINT32_MAX, checked). If `newly_pinned` is not null it is cleared and then filled, in ascending order,
+  // with the maximal sub-ranges whose indices went from 0 to 1 users; none of them touch each other.
+  void add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned);
+
+  // Removes one user from every index in [first, last]. Precondition: every index in the range has at
+  // least one user (UIOMMUFD_DCHECK; in release builds a violation is undefined). If `newly_unpinned` is not
+  // null it is cleared and then filled, in ascending order, with the maximal sub-ranges that went from 1
+  // to 0 users.
+  void remove(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_unpinned);
+
+  // Users of `index` (0 when it is in no run).
+  std::uint32_t users(std::uint64_t index) const;
+
+  // Number of indices with at least one user (the kernel's npinned). O(1).
+  std::uint64_t pinned_pages() const { return pinned_pages_; }
+
+  // Number of stored runs; for tests and statistics.
+  std::size_t run_count() const { return runs_.size(); }
+  bool empty() const { return runs_.empty(); }
+
+  // Aborts (UIOMMUFD_ASSERT) unless the representation is canonical: runs ordered and disjoint, every count
+  // non-zero, touching runs with different counts, pinned_pages() equal to the summed run lengths. O(n);
+  // for tests.
+  void check_invariants() const;
+
+ private:
+  struct Run {
+    std::uint64_t last;  // inclusive
+    std::uint32_t users;
+  };
+  // FIXME: std::map allocates a node per split under the owner's lock, and a bad_alloc would terminate
+  // (there are no exceptions across layers). An intrusive tree with preallocated nodes would make add()
+  // allocation-free (STYLE #11); the number of nodes one add() can need is bounded by 2 splits + the gaps.
+  using Map = std::map<std::uint64_t, Run>;  // key: first index of the run
+
+  // Makes `index` the first index of a run if some run covers it and starts before it. Returns the run
+  // that starts at or after `index`.
+  Map::iterator split_at(std::uint64_t index);
+  // Merges the run at `it` with its predecessor if they touch and have equal counts; returns the run now
+  // containing it's first index.
+  Map::iterator merge_with_prev(Map::iterator it);
+  // Re-establishes the merged form over the runs that may have changed in [first, last] and at its edges.
+  void merge_range(std::uint64_t first, std::uint64_t last);
+
+  Map runs_;
+  std::uint64_t pinned_pages_ = 0;
+};
+
+}  // namespace uiommufd

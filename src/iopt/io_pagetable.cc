@@ -1,0 +1,531 @@
+#include "uiommufd/iopt/io_pagetable.h"
+
+#include <algorithm>
+#include <map>
+#include <string>
+
+#include "uiommufd/base/assert.h"
+#include "uiommufd/base/checked.h"
+#include "uiommufd/base/fault.h"
+#include "uiommufd/base/try.h"
+#include "uiommufd/iova/iova_allocator.h"
+#include "uiommufd/iova/span_iterator.h"
+#include "uiommufd/lockdep/mutex.h"
+
+namespace uiommufd {
+
+namespace {
+UIOMMUFD_FAULT_SITE(g_fault_alloc_area, "iopt.alloc_area", ENOMEM);
+UIOMMUFD_FAULT_SITE(g_fault_alloc_reserved, "iopt.alloc_reserved", ENOMEM);
+// The kernel's iommufd_should_fail() in io_pagetable.c, before an area is inserted.
+UIOMMUFD_FAULT_SITE(g_fault_insert, "iopt.insert_area", EINVAL);
+}  // namespace
+
+IoPagetable::IoPagetable() = default;
+
+IoPagetable::~IoPagetable() {
+  std::uint64_t unmapped = 0;
+  {
+    lockdep::ReadGuard d(domains_rwsem_);
+    UIOMMUFD_ASSERT(domains_.empty());
+  }
+  Status st = unmap_range(Interval::full(), &unmapped);
+  UIOMMUFD_ASSERT(st.ok());
+  lockdep::WriteGuard g(iova_rwsem_);
+  reserved_.clear();
+  allowed_.clear();
+}
+
+Area* IoPagetable::area_of(IntervalTreeNode* n) { return IntervalTree::owner<Area, &Area::node>(n); }
+
+Area* IoPagetable::first_area_locked(Interval range) const { return area_of(areas_.first_overlap(range)); }
+
+Area* IoPagetable::next_area_locked(const Area* a, Interval range) const {
+  return area_of(areas_.next_overlap(&a->node, range));
+}
+
+bool IoPagetable::intersects_locked(const IntervalTree& tree, Interval range) const {
+  return tree.first_overlap(range) != nullptr;
+}
+
+// ---- mapping ----
+
+Status IoPagetable::map_pages(RefPtr<Pages> pages, std::uint64_t* iova, int prot, bool fixed_iova) {
+  std::uint64_t length = pages->length();
+  std::uint64_t start_byte = pages->start_offset();
+  return map_chunks({{std::move(pages), start_byte, length}}, iova, prot, fixed_iova);
+}
+
+Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint64_t* iova, int prot,
+                               bool fixed_iova) {
+  if (chunks.empty()) return Status::error(EINVAL);
+  std::uint64_t total = 0;
+  for (const PagesChunk& c : chunks) {
+    if (c.length == 0) return Status::error(EINVAL);
+    if (!checked_add(total, c.length, &total)) return Status::error(EOVERFLOW);
+  }
+  // Areas are allocated before any lock is taken.
+  std::vector<std::unique_ptr<Area>> areas;
+  areas.reserve(chunks.size());
+  for (const PagesChunk& c : chunks) {
+    TRY(inject(g_fault_alloc_area));
+    areas.push_back(std::make_unique<Area>(c.pages, c.start_byte, prot));
+  }
+
+  std::uint64_t start = 0;
+  {
+    lockdep::WriteGuard g(iova_rwsem_);
+    if (total % iova_alignment_ != 0) return Status::error(EINVAL);
+    IovaTrees trees{areas_, reserved_, allowed_};
+    if (fixed_iova) {
+      TRY(check_fixed_iova(trees, *iova, total, iova_alignment_));
+      start = *iova;
+    } else {
+      const PagesChunk& first = chunks.front();
+      std::uint64_t source =
+          first.pages->source_addr() - first.pages->start_offset() + first.start_byte;
+      start = TRY(allocate_iova(trees, source, total, iova_alignment_));
+    }
+    Status st = inject(g_fault_insert);
+    std::uint64_t cur = start;
+    std::size_t inserted = 0;
+    for (std::size_t i = 0; st.ok() && i < chunks.size(); ++i) {
+      const PagesChunk& c = chunks[i];
+      if ((prot & kIommuWrite) && !c.pages->writable()) {
+        st = Status::error(EPERM);
+      } else if ((c.start_byte % kPageSize) % iova_alignment_ != 0) {
+        st = Status::error(EINVAL);
+      } else {
+        std::uint64_t last;
+        if (!checked_add(cur, c.length - 1, &last)) {
+          st = Status::error(EOVERFLOW);
+        } else {
+          areas[i]->node.range = {cur, last};
+          areas_.insert(&areas[i]->node);
+          ++inserted;
+          cur = last + 1;
+        }
+      }
+    }
+    if (!st.ok()) {
+      for (std::size_t i = 0; i < inserted; ++i) areas_.remove(&areas[i]->node);
+      return st;
+    }
+  }
+
+  // The areas now reserve their IOVA but are half-built: unmap and copy refuse them, and a domain added
+  // meanwhile skips them. Filling under the domains lock (read) means every domain sees them filled.
+  lockdep::ReadGuard d(domains_rwsem_);
+  for (std::size_t i = 0; i < areas.size(); ++i) {
+    Status st = fill_area(*areas[i]);
+    if (!st.ok()) {
+      for (std::size_t j = 0; j < i; ++j) unfill_area(*areas[j]);
+      lockdep::WriteGuard g(iova_rwsem_);
+      for (auto& a : areas) areas_.remove(&a->node);
+      return st;
+    }
+  }
+  lockdep::WriteGuard g(iova_rwsem_);
+  for (auto& a : areas) {
+    a->publish();
+    a.release();  // the tree owns it now; remove_area_locked() deletes it
+  }
+  *iova = start;
+  return {};
+}
+
+Status IoPagetable::map_area_into(Domain& domain, const Area& area) {
+  int prot = area.prot() | kIommuCache;
+  if (large_pages_.load(std::memory_order_relaxed))
+    return domain.map(area.iova_start(), area.phys(area.iova_start()), area.length(), prot);
+  // With large pages off every page is its own map call, so that any page boundary can later be cut
+  // (VFIO TYPE1) and unmapped on its own.
+  for (std::uint64_t iova = area.iova_start(); iova <= area.iova_last();) {
+    std::uint64_t len = std::min(kPageSize - iova % kPageSize, area.iova_last() - iova + 1);
+    Status st = domain.map(iova, area.phys(iova), len, prot);
+    if (!st.ok()) {
+      if (iova != area.iova_start()) unmap_range_from(domain, area.iova_start(), iova - area.iova_start());
+      return st;
+    }
+    iova += len;
+  }
+  return {};
+}
+
+void IoPagetable::unmap_range_from(Domain& domain, std::uint64_t iova, std::uint64_t length) {
+  // Unmap with the boundaries the map used: one call for a run, page by page when large pages are off.
+  if (large_pages_.load(std::memory_order_relaxed)) {
+    domain.unmap(iova, length);
+    return;
+  }
+  for (std::uint64_t done = 0; done < length;) {
+    std::uint64_t cur = iova + done;
+    std::uint64_t len = std::min(kPageSize - cur % kPageSize, length - done);
+    domain.unmap(cur, len);
+    done += len;
+  }
+}
+
+Status IoPagetable::fill_area(Area& area) {
+  if (domains_.empty()) return {};
+  Pages& pages = area.backing();
+  lockdep::MutexGuard pg(pages.mutex());
+  TRY(pages.pin_locked(area.first_index(), area.last_index()));
+  for (std::size_t i = 0; i < domains_.size(); ++i) {
+    Status st = map_area_into(*domains_[i], area);
+    if (!st.ok()) {
+      for (std::size_t j = 0; j < i; ++j) unmap_range_from(*domains_[j], area.iova_start(), area.length());
+      pages.unpin_locked(area.first_index(), area.last_index());
+      return st;
+    }
+  }
+  return {};
+}
+
+void IoPagetable::unfill_area(Area& area) {
+  if (domains_.empty()) return;
+  Pages& pages = area.backing();
+  lockdep::MutexGuard pg(pages.mutex());
+  // Unmap before unpin: a page must never be unpinned while a domain still maps it.
+  for (Domain* d : domains_) unmap_range_from(*d, area.iova_start(), area.length());
+  pages.unpin_locked(area.first_index(), area.last_index());
+}
+
+void IoPagetable::remove_area_locked(Area* area) {
+  areas_.remove(&area->node);
+  delete area;
+}
+
+// ---- copy and unmap ----
+
+Result<std::vector<PagesChunk>> IoPagetable::get_chunks(std::uint64_t iova, std::uint64_t length) {
+  if (length == 0) return Status::error(EINVAL);
+  std::uint64_t last;
+  if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
+  Interval range{iova, last};
+  std::vector<PagesChunk> chunks;
+  lockdep::ReadGuard g(iova_rwsem_);
+  std::uint64_t cur = iova;
+  for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
+    if (!a || a->iova_start() > cur || !a->pages()) return Status::error(ENOENT);
+    std::uint64_t end = std::min(last, a->iova_last());
+    chunks.push_back({a->pages(), a->start_byte() + (cur - a->iova_start()), end - cur + 1});
+    if (end == last) break;
+    cur = end + 1;
+  }
+  return chunks;
+}
+
+Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
+  *unmapped = 0;
+  std::uint64_t start = range.start;
+  lockdep::ReadGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  for (;;) {
+    Area* a = first_area_locked({start, range.last});
+    if (!a) return {};
+    if (!a->pages()) return Status::error(EBUSY);
+    if (a->iova_start() < start || a->iova_last() > range.last) return Status::error(ENOENT);
+    // FIXME: areas with access pins must notify the accesses first (the access layer is not built yet;
+    // until then no area can have any).
+    UIOMMUFD_ASSERT(a->num_accesses == 0);
+    RefPtr<Pages> pages = a->unpublish();
+    unfill_area(*a);
+    std::uint64_t area_last = a->iova_last();
+    *unmapped += a->length();
+    remove_area_locked(a);
+    // Moving the start past the removed area keeps a concurrent map at an already unmapped IOVA from
+    // being found again (the kernel's fix [F2]).
+    if (area_last >= range.last) return {};
+    start = area_last + 1;
+  }
+}
+
+// ---- domains ----
+
+std::uint64_t IoPagetable::compute_alignment_locked(const std::vector<Domain*>& domains,
+                                                    bool large_pages) const {
+  std::uint64_t a = large_pages ? 1 : kPageSize;
+  for (const Domain* d : domains) a = std::max(a, d->granule());
+  for (std::uint64_t r : required_alignments_) a = std::max(a, r);
+  return a;
+}
+
+Status IoPagetable::check_areas_aligned_locked(std::uint64_t alignment) const {
+  for (IntervalTreeNode* n = areas_.first(); n; n = areas_.next(n)) {
+    const Area* a = area_of(n);
+    if (a->iova_start() % alignment || a->length() % alignment || a->page_offset() % alignment)
+      return Status::error(EADDRINUSE);
+  }
+  return {};
+}
+
+Status IoPagetable::add_domain(Domain* domain) {
+  lockdep::WriteGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  if (std::find(domains_.begin(), domains_.end(), domain) != domains_.end()) return Status::error(EEXIST);
+  if (domain->granule() > kPageSize) return Status::error(EINVAL);
+  std::vector<Domain*> with = domains_;
+  with.push_back(domain);
+  std::uint64_t alignment = compute_alignment_locked(with, large_pages_.load());
+  TRY(check_areas_aligned_locked(alignment));
+
+  Interval aperture = domain->aperture();
+  Status st;
+  if (aperture.start > 0) st = add_reserved_locked({0, aperture.start - 1}, domain);
+  if (st.ok() && aperture.last < kUlongMax) st = add_reserved_locked({aperture.last + 1, kUlongMax}, domain);
+  if (!st.ok()) {
+    remove_reserved_locked(domain);
+    return st;
+  }
+
+  // Fill from every published area. The first domain pins; later ones map what is already pinned.
+  bool first_domain = domains_.empty();
+  std::vector<Area*> filled;
+  for (IntervalTreeNode* n = areas_.first(); n && st.ok(); n = areas_.next(n)) {
+    Area* a = area_of(n);
+    if (!a->pages()) continue;
+    Pages& pages = *a->pages();
+    lockdep::MutexGuard pg(pages.mutex());
+    if (first_domain) st = pages.pin_locked(a->first_index(), a->last_index());
+    if (st.ok()) {
+      st = map_area_into(*domain, *a);
+      if (!st.ok() && first_domain) pages.unpin_locked(a->first_index(), a->last_index());
+    }
+    if (st.ok()) filled.push_back(a);
+  }
+  if (!st.ok()) {
+    for (Area* a : filled) {
+      Pages& pages = *a->pages();
+      lockdep::MutexGuard pg(pages.mutex());
+      unmap_range_from(*domain, a->iova_start(), a->length());
+      if (first_domain) pages.unpin_locked(a->first_index(), a->last_index());
+    }
+    remove_reserved_locked(domain);
+    return st;
+  }
+  domains_.push_back(domain);
+  domain_count_ = domains_.size();
+  iova_alignment_ = alignment;
+  return {};
+}
+
+void IoPagetable::remove_domain(Domain* domain) {
+  lockdep::WriteGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  auto it = std::find(domains_.begin(), domains_.end(), domain);
+  UIOMMUFD_ASSERT(it != domains_.end());
+  bool last_domain = domains_.size() == 1;
+  for (IntervalTreeNode* n = areas_.first(); n; n = areas_.next(n)) {
+    Area* a = area_of(n);
+    if (!a->pages()) continue;
+    Pages& pages = *a->pages();
+    lockdep::MutexGuard pg(pages.mutex());
+    unmap_range_from(*domain, a->iova_start(), a->length());
+    if (last_domain) pages.unpin_locked(a->first_index(), a->last_index());
+  }
+  domains_.erase(it);
+  domain_count_ = domains_.size();
+  remove_reserved_locked(domain);
+  iova_alignment_ = compute_alignment_locked(domains_, large_pages_.load());
+}
+
+// ---- reserved and allowed ranges ----
+
+Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
+  if (intersects_locked(areas_, range) || intersects_locked(allowed_, range)) return Status::error(EADDRINUSE);
+  TRY(inject(g_fault_alloc_reserved));
+  auto r = std::make_unique<Reserved>();
+  r->node.range = range;
+  r->owner = owner;
+  reserved_.insert(&r->node);
+  reserved_nodes_.push_back(std::move(r));
+  return {};
+}
+
+void IoPagetable::remove_reserved_locked(const void* owner) {
+  std::erase_if(reserved_nodes_, [&](const std::unique_ptr<Reserved>& r) {
+    if (r->owner != owner) return false;
+    reserved_.remove(&r->node);
+    return true;
+  });
+}
+
+Status IoPagetable::add_reserved(Interval range, const void* owner) {
+  lockdep::WriteGuard g(iova_rwsem_);
+  return add_reserved_locked(range, owner);
+}
+
+void IoPagetable::remove_reserved(const void* owner) {
+  lockdep::WriteGuard g(iova_rwsem_);
+  remove_reserved_locked(owner);
+}
+
+Status IoPagetable::set_allowed(const std::vector<Interval>& ranges) {
+  std::vector<std::unique_ptr<Allowed>> nodes;
+  IntervalTree tree;
+  for (const Interval& r : ranges) {
+    if (r.start >= r.last || tree.first_overlap(r)) {
+      tree.clear();
+      return Status::error(EINVAL);
+    }
+    auto n = std::make_unique<Allowed>();
+    n->node.range = r;
+    tree.insert(&n->node);
+    nodes.push_back(std::move(n));
+  }
+  lockdep::WriteGuard g(iova_rwsem_);
+  for (IntervalTreeNode* n = tree.first(); n; n = tree.next(n)) {
+    if (intersects_locked(reserved_, n->range)) {
+      tree.clear();
+      return Status::error(EADDRINUSE);
+    }
+  }
+  allowed_.clear();
+  swap(allowed_, tree);
+  allowed_nodes_.swap(nodes);
+  return {};
+}
+
+std::vector<Interval> IoPagetable::iova_ranges() {
+  lockdep::ReadGuard g(iova_rwsem_);
+  return reserved_holes(reserved_);
+}
+
+std::uint64_t IoPagetable::iova_alignment() {
+  lockdep::ReadGuard g(iova_rwsem_);
+  return iova_alignment_;
+}
+
+Status IoPagetable::set_large_pages(bool enabled) {
+  lockdep::WriteGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  if (!enabled) {
+    if (!domains_.empty() && !areas_.empty()) return Status::error(EINVAL);
+    std::uint64_t alignment = compute_alignment_locked(domains_, false);
+    TRY(check_areas_aligned_locked(alignment));
+    large_pages_.store(false);
+    iova_alignment_ = alignment;
+    return {};
+  }
+  large_pages_.store(true);
+  iova_alignment_ = compute_alignment_locked(domains_, true);
+  return {};
+}
+
+bool IoPagetable::large_pages() { return large_pages_.load(); }
+
+Status IoPagetable::add_required_alignment(std::uint64_t alignment) {
+  lockdep::WriteGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  required_alignments_.push_back(alignment);
+  std::uint64_t a = compute_alignment_locked(domains_, large_pages_.load());
+  if (Status st = check_areas_aligned_locked(a); !st.ok()) {
+    required_alignments_.pop_back();
+    return st;
+  }
+  iova_alignment_ = a;
+  return {};
+}
+
+void IoPagetable::remove_required_alignment(std::uint64_t alignment) {
+  lockdep::WriteGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  auto it = std::find(required_alignments_.begin(), required_alignments_.end(), alignment);
+  UIOMMUFD_ASSERT(it != required_alignments_.end());
+  required_alignments_.erase(it);
+  iova_alignment_ = compute_alignment_locked(domains_, large_pages_.load());
+}
+
+// ---- introspection ----
+
+std::size_t IoPagetable::area_count() {
+  lockdep::ReadGuard g(iova_rwsem_);
+  return areas_.size();
+}
+
+std::size_t IoPagetable::domain_count() {
+  lockdep::ReadGuard d(domains_rwsem_);
+  return domains_.size();
+}
+
+std::vector<IoPagetable::AreaInfo> IoPagetable::areas() {
+  std::vector<AreaInfo> out;
+  lockdep::ReadGuard g(iova_rwsem_);
+  for (IntervalTreeNode* n = areas_.first(); n; n = areas_.next(n)) {
+    const Area* a = area_of(n);
+    out.push_back({n->range, &a->backing(), a->start_byte(), a->prot()});
+  }
+  return out;
+}
+
+std::string IoPagetable::check_invariants() {
+  lockdep::ReadGuard d(domains_rwsem_);
+  lockdep::ReadGuard g(iova_rwsem_);
+  auto fail = [](std::string what, const Area* a) {
+    return what + " (area [" + std::to_string(a->iova_start()) + ", " + std::to_string(a->iova_last()) + "])";
+  };
+  const Area* prev = nullptr;
+  std::uint64_t mapped = 0;
+  // Expected pin users per Pages, as +1/-1 events at page-index boundaries, and how many of this
+  // table's areas reference each Pages: when that is all its references, the count must match exactly;
+  // a Pages shared with another IOAS (COPY) may carry that IOAS's pins too.
+  struct Expectation {
+    std::map<std::uint64_t, std::int64_t> events;
+    std::uint32_t areas = 0;
+  };
+  std::map<Pages*, Expectation> expected;
+  for (IntervalTreeNode* n = areas_.first(); n; n = areas_.next(n)) {
+    const Area* a = area_of(n);
+    if (!a->pages()) return fail("half-built area outside an operation", a);
+    if (prev && prev->iova_last() >= a->iova_start()) return fail("areas overlap", a);
+    if (intersects_locked(reserved_, n->range)) return fail("area inside a reserved range", a);
+    if (a->iova_start() % iova_alignment_ || a->length() % iova_alignment_ ||
+        a->page_offset() % iova_alignment_)
+      return fail("area not aligned to iova_alignment", a);
+    for (const Domain* dom : domains_) {
+      for (std::uint64_t iova : {a->iova_start(), a->iova_last()}) {
+        std::optional<PhysAddr> pa = dom->iova_to_phys(iova);
+        if (!pa || *pa != a->phys(iova)) return fail("domain maps the area to the wrong backing", a);
+      }
+      std::uint64_t run_start = a->iova_start() - a->iova_start() % dom->granule();
+      Domain::Run run = dom->read_run(run_start, a->iova_last() - run_start + 1);
+      if (run.length != a->iova_last() - run_start + 1)
+        return fail("domain mapping of the area is not one contiguous run", a);
+    }
+    mapped += a->length();
+    Expectation& e = expected[a->pages().get()];
+    ++e.areas;
+    if (!domains_.empty()) {
+      e.events[a->first_index()] += 1;
+      e.events[a->last_index() + 1] -= 1;
+    }
+    prev = a;
+  }
+  for (const Domain* dom : domains_) {
+    if (dom->mapped_bytes() != mapped) return "a domain maps bytes that belong to no area";
+    if (dom->boundary_violations() != 0) return "a domain was unmapped across map boundaries";
+  }
+  for (auto& [pages, e] : expected) {
+    bool exclusive = pages->ref_count() == e.areas;
+    lockdep::MutexGuard pg(pages->mutex());
+    std::int64_t users = 0;
+    std::uint64_t total = 0;
+    for (auto it = e.events.begin(); it != e.events.end(); ++it) {
+      users += it->second;
+      auto next = std::next(it);
+      if (next == e.events.end()) break;
+      if (users > 0) total += next->first - it->first;
+      for (std::uint64_t idx : {it->first, next->first - 1}) {
+        std::int64_t have = pages->pin_users_locked(idx);
+        if (exclusive ? have != users : have < users)
+          return "pin count of page " + std::to_string(idx) + " is " + std::to_string(have) +
+                 ", its users here are " + std::to_string(users);
+      }
+    }
+    if (exclusive && pages->npinned_locked() != total) return "pages pinned that no area uses";
+  }
+  return {};
+}
+
+}  // namespace uiommufd

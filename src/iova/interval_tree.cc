@@ -1,0 +1,298 @@
+#include "uiommufd/iova/interval_tree.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
+
+namespace uiommufd {
+namespace {
+
+using Node = IntervalTreeNode;
+
+int height(const Node* n) { return n ? n->height : 0; }
+
+// Number of addresses strictly between an interval ending at `last` and one starting at `start`.
+std::uint64_t gap_between(std::uint64_t last, std::uint64_t start) {
+  return start > last ? start - last - 1 : 0;  // start > last implies last < U64_MAX: no wrap
+}
+
+// Recomputes n's height and augmentation from its children, which must already be up to date.
+void update(Node* n) {
+  const Node* l = n->left;
+  const Node* r = n->right;
+  n->height = 1 + std::max(height(l), height(r));
+  std::uint64_t last = n->range.last;
+  std::uint64_t gap = 0;
+  std::uint64_t covered = n->range.last;  // max last of the left subtree and n itself
+  if (l != nullptr) {
+    last = std::max(last, l->subtree_last);
+    gap = std::max(l->subtree_max_gap, gap_between(l->subtree_last, n->range.start));
+    covered = std::max(covered, l->subtree_last);
+  }
+  if (r != nullptr) {
+    last = std::max(last, r->subtree_last);
+    gap = std::max({gap, r->subtree_max_gap, gap_between(covered, r->subtree_first)});
+  }
+  n->subtree_last = last;
+  n->subtree_first = l != nullptr ? l->subtree_first : n->range.start;
+  n->subtree_max_gap = gap;
+}
+
+// (start, address) order.
+bool before(const Node* a, const Node* b) {
+  if (a->range.start != b->range.start) return a->range.start < b->range.start;
+  return std::less<const Node*>{}(a, b);
+}
+
+Node* leftmost(Node* n) {
+  while (n->left != nullptr) n = n->left;
+  return n;
+}
+
+void unlink_fields(Node* n) {
+  n->parent = n->left = n->right = nullptr;
+  n->height = 0;
+}
+
+[[noreturn]] void invariant_failed(const char* what) {
+  std::fprintf(stderr, "IntervalTree invariant violated: %s\n", what);
+  std::abort();
+}
+
+}  // namespace
+
+IntervalTree::IntervalTree(IntervalTree&& other) noexcept
+    : root_(std::exchange(other.root_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+IntervalTree& IntervalTree::operator=(IntervalTree&& other) noexcept {
+  if (this != &other) {
+    root_ = std::exchange(other.root_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+void swap(IntervalTree& a, IntervalTree& b) noexcept {
+  std::swap(a.root_, b.root_);
+  std::swap(a.size_, b.size_);
+}
+
+namespace {
+
+// Points whatever pointed at `old_child` (its parent's link, or the root) at `new_child`.
+void replace_child(Node*& root, Node* parent, Node* old_child, Node* new_child) {
+  if (parent == nullptr) {
+    root = new_child;
+  } else if (parent->left == old_child) {
+    parent->left = new_child;
+  } else {
+    parent->right = new_child;
+  }
+  if (new_child != nullptr) new_child->parent = parent;
+}
+
+Node* rotate_left(Node*& root, Node* x) {
+  Node* y = x->right;
+  x->right = y->left;
+  if (y->left != nullptr) y->left->parent = x;
+  replace_child(root, x->parent, x, y);
+  y->left = x;
+  x->parent = y;
+  update(x);
+  update(y);
+  return y;
+}
+
+Node* rotate_right(Node*& root, Node* x) {
+  Node* y = x->left;
+  x->left = y->right;
+  if (y->right != nullptr) y->right->parent = x;
+  replace_child(root, x->parent, x, y);
+  y->right = x;
+  x->parent = y;
+  update(x);
+  update(y);
+  return y;
+}
+
+// Walks from `n` to the root, restoring balance and the augmentation at every level. Always goes all
+// the way up: a subtree whose height did not change may still have a new subtree_last or max gap.
+void retrace(Node*& root, Node* n) {
+  while (n != nullptr) {
+    update(n);
+    const int balance = height(n->left) - height(n->right);
+    if (balance > 1) {
+      if (height(n->left->left) < height(n->left->right)) rotate_left(root, n->left);
+      n = rotate_right(root, n);
+    } else if (balance < -1) {
+      if (height(n->right->right) < height(n->right->left)) rotate_right(root, n->right);
+      n = rotate_left(root, n);
+    }
+    n = n->parent;
+  }
+}
+
+}  // namespace
+
+void IntervalTree::insert(IntervalTreeNode* node) {
+  UIOMMUFD_ASSERT(!node->linked());
+  UIOMMUFD_ASSERT(node->range.start <= node->range.last);
+  node->left = node->right = nullptr;
+  Node* parent = nullptr;
+  Node** link = &root_;
+  while (*link != nullptr) {
+    parent = *link;
+    link = before(node, parent) ? &parent->left : &parent->right;
+  }
+  node->parent = parent;
+  *link = node;
+  update(node);
+  ++size_;
+  retrace(root_, parent);
+}
+
+void IntervalTree::remove(IntervalTreeNode* node) {
+  UIOMMUFD_ASSERT(node->linked());
+  Node* retrace_from;
+  if (node->left != nullptr && node->right != nullptr) {
+    // Put the in-order successor (leftmost of the right subtree, which has no left child) where node
+    // was. Nodes are relinked, never copied: their owners hold pointers to them.
+    Node* succ = leftmost(node->right);
+    if (succ->parent == node) {
+      retrace_from = succ;
+    } else {
+      retrace_from = succ->parent;
+      replace_child(root_, succ->parent, succ, succ->right);
+      succ->right = node->right;
+      succ->right->parent = succ;
+    }
+    replace_child(root_, node->parent, node, succ);
+    succ->left = node->left;
+    succ->left->parent = succ;
+    succ->height = node->height;
+  } else {
+    Node* child = node->left != nullptr ? node->left : node->right;
+    retrace_from = node->parent;
+    replace_child(root_, node->parent, node, child);
+  }
+  --size_;
+  unlink_fields(node);
+  retrace(root_, retrace_from);
+}
+
+namespace {
+
+// The lowest-order node of subtree `n` intersecting `range`, given n->subtree_last >= range.start.
+Node* subtree_search(Node* n, Interval range) {
+  while (true) {
+    // Go left whenever the left subtree reaches range.start: the answer, if any, is there, and if
+    // the leftmost candidate there starts beyond range.last, so does everything after it.
+    if (n->left != nullptr && n->left->subtree_last >= range.start) {
+      n = n->left;
+      continue;
+    }
+    if (n->range.start > range.last) return nullptr;
+    if (n->range.last >= range.start) return n;
+    if (n->right != nullptr && n->right->subtree_last >= range.start) {
+      n = n->right;
+      continue;
+    }
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+IntervalTreeNode* IntervalTree::first_overlap(Interval range) const {
+  if (root_ == nullptr || root_->subtree_last < range.start) return nullptr;
+  return subtree_search(root_, range);
+}
+
+IntervalTreeNode* IntervalTree::next_overlap(const IntervalTreeNode* node, Interval range) const {
+  Node* n = const_cast<Node*>(node);
+  while (true) {
+    if (n->right != nullptr && n->right->subtree_last >= range.start) return subtree_search(n->right, range);
+    // Climb until we arrive from a left child: that ancestor is the next node in order.
+    Node* prev;
+    do {
+      prev = n;
+      n = n->parent;
+      if (n == nullptr) return nullptr;
+    } while (n->right == prev);
+    if (n->range.start > range.last) return nullptr;
+    if (n->range.last >= range.start) return n;
+  }
+}
+
+IntervalTreeNode* IntervalTree::first() const { return root_ != nullptr ? leftmost(root_) : nullptr; }
+
+IntervalTreeNode* IntervalTree::next(const IntervalTreeNode* node) const {
+  Node* n = const_cast<Node*>(node);
+  if (n->right != nullptr) return leftmost(n->right);
+  Node* prev;
+  do {
+    prev = n;
+    n = n->parent;
+  } while (n != nullptr && n->right == prev);
+  return n;
+}
+
+void IntervalTree::clear() {
+  // Post-order without a stack: descend to a leaf, unlink it from its parent, climb.
+  Node* n = root_;
+  while (n != nullptr) {
+    if (n->left != nullptr) {
+      n = n->left;
+    } else if (n->right != nullptr) {
+      n = n->right;
+    } else {
+      Node* parent = n->parent;
+      if (parent != nullptr) (parent->left == n ? parent->left : parent->right) = nullptr;
+      unlink_fields(n);
+      n = parent;
+    }
+  }
+  root_ = nullptr;
+  size_ = 0;
+}
+
+namespace {
+
+struct SubtreeFacts {
+  int height = 0;
+  std::size_t count = 0;
+};
+
+SubtreeFacts check_subtree(const Node* n, const Node* parent) {
+  if (n == nullptr) return {};
+  if (n->parent != parent) invariant_failed("parent link");
+  if (n->range.start > n->range.last) invariant_failed("start > last");
+  if (n->left != nullptr && !before(n->left, n)) invariant_failed("left child not before node");
+  if (n->right != nullptr && !before(n, n->right)) invariant_failed("right child not after node");
+  const SubtreeFacts l = check_subtree(n->left, n);
+  const SubtreeFacts r = check_subtree(n->right, n);
+  if (n->height != 1 + std::max(l.height, r.height)) invariant_failed("height");
+  if (l.height - r.height > 1 || r.height - l.height > 1) invariant_failed("AVL balance");
+  Node copy = *n;
+  update(&copy);
+  if (copy.subtree_last != n->subtree_last) invariant_failed("subtree_last");
+  if (copy.subtree_first != n->subtree_first) invariant_failed("subtree_first");
+  if (copy.subtree_max_gap != n->subtree_max_gap) invariant_failed("subtree_max_gap");
+  return {n->height, l.count + r.count + 1};
+}
+
+}  // namespace
+
+void IntervalTree::check_invariants() const {
+  const SubtreeFacts facts = check_subtree(root_, nullptr);
+  if (facts.count != size_) invariant_failed("size");
+  // Full order (child checks only cover direct children).
+  const Node* prev = nullptr;
+  for (const Node* n = first(); n != nullptr; n = next(n)) {
+    if (prev != nullptr && !before(prev, n)) invariant_failed("in-order sequence");
+    prev = n;
+  }
+}
+
+}  // namespace uiommufd

@@ -1,0 +1,132 @@
+#include "uiommufd/mm/mm.h"
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "uiommufd/base/assert.h"
+#include "uiommufd/base/checked.h"
+#include "uiommufd/base/fault.h"
+#include "uiommufd/base/page.h"
+#include "user_copy.h"
+
+namespace uiommufd {
+namespace {
+
+// The kernel's generic usercopy fault points (fault-injection.md §1.4, §2.4): every copy from or to
+// caller memory.
+UIOMMUFD_FAULT_SITE(g_fault_copy_from_user, "mm.copy_from_user", EFAULT);
+UIOMMUFD_FAULT_SITE(g_fault_copy_to_user, "mm.copy_to_user", EFAULT);
+
+void* to_ptr(std::uint64_t uaddr) { return reinterpret_cast<void*>(static_cast<std::uintptr_t>(uaddr)); }
+
+// The kernel's access_ok(): a range whose end wraps is never valid user memory.
+bool range_wraps(std::uint64_t uaddr, std::uint64_t len) {
+  std::uint64_t end = 0;
+  return !checked_add(uaddr, len, &end);
+}
+
+// make_resident() and lock() take whole pages; a misaligned request is a caller bug that would otherwise
+// silently cover a different range than asked.
+bool page_aligned(std::uint64_t uaddr, std::uint64_t len) {
+  return page_offset(uaddr) == 0 && page_offset(len) == 0;
+}
+
+// mlock / munlock as raw system calls: the sanitizer runtimes intercept the libc wrappers and turn them
+// into no-ops that report success, which would make ASan/TSan builds behave differently from the rest.
+int sys_mlock(std::uint64_t uaddr, std::uint64_t len) {
+  return static_cast<int>(syscall(SYS_mlock, to_ptr(uaddr), static_cast<std::size_t>(len)));
+}
+int sys_munlock(std::uint64_t uaddr, std::uint64_t len) {
+  return static_cast<int>(syscall(SYS_munlock, to_ptr(uaddr), static_cast<std::size_t>(len)));
+}
+
+}  // namespace
+
+RefPtr<Mm> Mm::current() {
+  // Never destroyed: objects torn down by other static destructors (or by threads still running at exit)
+  // may hold references.
+  static RefPtr<Mm>* const instance = new RefPtr<Mm>(new Mm());
+  return *instance;
+}
+
+Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const {
+  if (len == 0) return Status();
+  if (should_fail(g_fault_copy_from_user)) {
+    std::memset(dst, 0, len);
+    return Status::error(g_fault_copy_from_user.error());
+  }
+  std::size_t copied = 0;
+  Status st = range_wraps(uaddr, len)
+                  ? Status::error(EFAULT)
+                  : mm_internal::copy_from_user(mm_internal::CopyMethod::kAuto, dst, uaddr, len, &copied);
+  if (!st.ok()) std::memset(static_cast<char*>(dst) + copied, 0, len - copied);
+  return st;
+}
+
+Status Mm::copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) const {
+  if (len == 0) return Status();
+  TRY(inject(g_fault_copy_to_user));
+  if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  return mm_internal::copy_to_user(mm_internal::CopyMethod::kAuto, uaddr, src, len);
+}
+
+Status Mm::make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) const {
+  if (!page_aligned(uaddr, len)) return Status::error(EINVAL);
+  if (len == 0) return Status();
+  if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  if (!mm_internal::madv_populate_supported()) return mm_internal::make_resident_by_probing(uaddr, len, write);
+
+  for (;;) {
+    if (madvise(to_ptr(uaddr), len, write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ) == 0) return Status();
+    switch (errno) {
+      case EINTR:
+        // Only a fatal signal interrupts populating; retrying is harmless while the process dies.
+        continue;
+      case ENOMEM:
+        // madvise says ENOMEM both for "no VMA here" and for a real allocation failure; GUP, which we
+        // model, says EFAULT for the first.
+        return Status::error(mm_internal::range_is_mapped(uaddr, len) ? ENOMEM : EFAULT);
+      default:
+        // EINVAL: alignment was checked and support was probed, so it is "incompatible mapping or
+        // permissions" (write to a read-only mapping, PROT_NONE, VM_IO / VM_PFNMAP), which GUP reports as
+        // EFAULT. EFAULT / EHWPOISON: a page could not be faulted in.
+        return Status::error(EFAULT);
+    }
+  }
+}
+
+Status Mm::lock(std::uint64_t uaddr, std::uint64_t len) const {
+  if (!page_aligned(uaddr, len)) return Status::error(EINVAL);
+  if (len == 0) return Status();
+  if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  // mlock locks VMA by VMA and stops at the first hole, so check for holes first rather than undo a
+  // half-done lock in the common bad-address case.
+  if (!mm_internal::range_is_mapped(uaddr, len)) return Status::error(EFAULT);
+  if (sys_mlock(uaddr, len) == 0) return Status();
+  const int err = errno;
+  // Whatever part mlock managed before failing (a hole appearing meanwhile, or failed population after the
+  // VMAs were marked) is unlocked again, so a failed lock() leaves nothing behind.
+  sys_munlock(uaddr, len);
+  if (err == ENOMEM && !mm_internal::range_is_mapped(uaddr, len)) return Status::error(EFAULT);
+  if (err == EINVAL) return Status::error(EFAULT);
+  // ENOMEM (over RLIMIT_MEMLOCK), EPERM (limit 0 without CAP_IPC_LOCK), EAGAIN (pages could not be locked):
+  // all are "no more memory can be locked" to our callers.
+  return Status::error(ENOMEM);
+}
+
+void Mm::unlock(std::uint64_t uaddr, std::uint64_t len) const {
+  UIOMMUFD_DCHECK(page_aligned(uaddr, len));
+  if (len == 0 || range_wraps(uaddr, len)) return;
+  // munlock stops with ENOMEM at the first hole. Normally the pinned range is still fully mapped and one
+  // call does it; otherwise go page by page so that pages past the hole are unlocked too.
+  if (sys_munlock(uaddr, len) == 0) return;
+  for (std::uint64_t off = 0; off < len; off += kPageSize) sys_munlock(uaddr + off, kPageSize);
+}
+
+void* Mm::host_address(std::uint64_t uaddr) const { return to_ptr(uaddr); }
+
+}  // namespace uiommufd

@@ -1,0 +1,41 @@
+// Test helper for the mm layer: an anonymous private mapping that tests can punch holes into and
+// re-protect, unmapped on destruction (munmap ignores holes, so partial unmaps are fine).
+#pragma once
+
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "uiommufd/base/page.h"
+
+namespace uiommufd::mm_testing {
+
+class TestRegion {
+ public:
+  explicit TestRegion(std::size_t npages, int prot = PROT_READ | PROT_WRITE) : len_(npages * kPageSize) {
+    void* p = mmap(nullptr, len_, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    base_ = p == MAP_FAILED ? nullptr : static_cast<unsigned char*>(p);
+  }
+  ~TestRegion() {
+    if (base_) munmap(base_, len_);
+  }
+  TestRegion(const TestRegion&) = delete;
+  TestRegion& operator=(const TestRegion&) = delete;
+
+  bool ok() const { return base_ != nullptr; }
+  unsigned char* ptr(std::size_t offset = 0) const { return base_ + offset; }
+  std::uint64_t uaddr(std::size_t offset = 0) const { return reinterpret_cast<std::uintptr_t>(base_ + offset); }
+  std::uint64_t page_uaddr(std::size_t page) const { return uaddr(page * kPageSize); }
+  std::size_t len() const { return len_; }
+
+  bool unmap_page(std::size_t page) const { return munmap(ptr(page * kPageSize), kPageSize) == 0; }
+  bool protect_page(std::size_t page, int prot) const { return mprotect(ptr(page * kPageSize), kPageSize, prot) == 0; }
+  bool protect_all(int prot) const { return mprotect(base_, len_, prot) == 0; }
+
+ private:
+  std::size_t len_;
+  unsigned char* base_;
+};
+
+}  // namespace uiommufd::mm_testing

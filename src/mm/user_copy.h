@@ -1,0 +1,46 @@
+// Internal to the mm layer: the fault-safe access mechanisms behind Mm, split out so that tests can drive
+// each mechanism directly (the fallbacks are never taken on a modern kernel without seccomp).
+//
+// None of these check fault sites; Mm's public members do that once per call. All are thread-safe and
+// take no lock. Ranges are half-open [uaddr, uaddr + len) in this process's address space; callers have
+// already rejected ranges whose end wraps.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "uiommufd/base/status.h"
+
+namespace uiommufd::mm_internal {
+
+enum class CopyMethod : std::uint8_t {
+  kAuto,       // process_vm_* while available, else the pipe (the choice Mm makes)
+  kProcessVm,  // process_vm_readv / process_vm_writev on our own pid only
+  kPipe,       // the per-thread pipe only
+};
+
+// Copies len bytes from user memory to dst. `*copied` (if non-null) receives the number of leading bytes
+// copied (== len on success). Errors: EFAULT; ENOMEM if the pipe cannot be created; ENOSYS only with
+// kProcessVm when process_vm_readv is unavailable (nothing copied then). dst is not zeroed here.
+Status copy_from_user(CopyMethod method, void* dst, std::uint64_t uaddr, std::size_t len,
+                      std::size_t* copied = nullptr);
+// Copies len bytes from src to user memory. Errors as above.
+Status copy_to_user(CopyMethod method, std::uint64_t uaddr, const void* src, std::size_t len);
+
+// Whether process_vm_* has been found unavailable (sticky once seen), and a test hook to pretend so.
+bool process_vm_unavailable();
+void set_process_vm_unavailable_for_testing(bool unavailable);
+
+// Whether this kernel supports MADV_POPULATE_READ / _WRITE (probed once, then cached).
+bool madv_populate_supported();
+
+// make_resident's fallback: touches every page of the page-aligned range with a fault-safe read, and for
+// `write` a fault-safe write of the same byte. EFAULT at the first page that fails; ENOMEM if the pipe
+// fallback is in use and cannot be created.
+Status make_resident_by_probing(std::uint64_t uaddr, std::uint64_t len, bool write);
+
+// Whether every page of the page-aligned range is mapped (mincore reports ENOMEM for holes). Used to tell
+// "unmapped" (EFAULT) from "out of memory" (ENOMEM), which madvise and mlock both report as ENOMEM.
+bool range_is_mapped(std::uint64_t uaddr, std::uint64_t len);
+
+}  // namespace uiommufd::mm_internal

@@ -1,0 +1,101 @@
+#include "uiommufd/objects/device.h"
+
+#include "uiommufd/base/try.h"
+#include "uiommufd/domain/mock_domain.h"
+#include "uiommufd/domain/page_table_domain.h"
+#include "uiommufd/objects/context.h"
+
+namespace uiommufd {
+
+Result<std::uint32_t> Device::create(Context& ctx, Kind kind) {
+  std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(new Device(ctx, kind))));
+  ctx.finalize(id);
+  return id;
+}
+
+namespace {
+Result<std::unique_ptr<Domain>> new_domain(Device::Kind kind) {
+  if (kind == Device::Kind::kMock) return std::unique_ptr<Domain>(TRY(MockDomain::create()).release());
+  return std::unique_ptr<Domain>(TRY(PageTableDomain::create()).release());
+}
+bool domain_fits(Device::Kind kind, Domain& d) {
+  return (dynamic_cast<MockDomain*>(&d) != nullptr) == (kind == Device::Kind::kMock);
+}
+}  // namespace
+
+// Resolves `pt_id` to an HWPT with one user held for this device, creating an automatic one on an IOAS
+// when no existing automatic HWPT of the right kind is there.
+Result<HwPagetable*> Device::attach_target(std::uint32_t pt_id) {
+  ObjectRef<Object> obj = TRY(context().get<Object>(pt_id, ObjectType::kAny));
+  if (obj->type() == ObjectType::kHwptPaging) {
+    auto* hwpt = static_cast<HwPagetable*>(obj.get());
+    if (!domain_fits(kind_, hwpt->domain())) return Status::error(EINVAL);
+    lockdep::MutexGuard g(hwpt->ioas().mutex());
+    ++hwpt->devices;
+    return static_cast<HwPagetable*>(obj.release());
+  }
+  if (obj->type() != ObjectType::kIoas) return Status::error(ENOENT);
+  auto* ioas = static_cast<Ioas*>(obj.get());
+  lockdep::MutexGuard g(ioas->mutex());
+  for (HwPagetable* hwpt : ioas->hwpts_locked()) {
+    if (hwpt->auto_domain() && domain_fits(kind_, hwpt->domain())) {
+      hwpt->add_user();
+      ++hwpt->devices;
+      return hwpt;
+    }
+  }
+  std::unique_ptr<Domain> domain = TRY(new_domain(kind_));
+  ObjectRef<HwPagetable> hwpt = TRY(HwPagetable::create_locked(*ioas, std::move(domain), true));
+  ++hwpt->devices;
+  return hwpt.release();
+}
+
+void Device::release_hwpt(HwPagetable* hwpt) {
+  bool last_of_auto;
+  {
+    lockdep::MutexGuard g(hwpt->ioas().mutex());
+    last_of_auto = --hwpt->devices == 0 && hwpt->auto_domain();
+  }
+  // An automatic HWPT goes with its last device.
+  if (last_of_auto) context().destroy_user(hwpt);
+  else hwpt->drop_user();
+}
+
+Result<std::uint32_t> Device::attach(std::uint32_t pt_id) {
+  lockdep::MutexGuard g(mu_);
+  if (hwpt_) return Status::error(EINVAL);
+  hwpt_ = TRY(attach_target(pt_id));
+  return hwpt_->id();
+}
+
+Result<std::uint32_t> Device::replace(std::uint32_t pt_id) {
+  lockdep::MutexGuard g(mu_);
+  if (!hwpt_) return Status::error(EINVAL);
+  HwPagetable* next = TRY(attach_target(pt_id));
+  HwPagetable* old = hwpt_;
+  hwpt_ = next;
+  if (old != next) release_hwpt(old);
+  else old->drop_user();
+  return hwpt_->id();
+}
+
+Status Device::detach() {
+  lockdep::MutexGuard g(mu_);
+  if (!hwpt_) return Status::error(EINVAL);
+  release_hwpt(hwpt_);
+  hwpt_ = nullptr;
+  return {};
+}
+
+std::uint32_t Device::hwpt_id() {
+  lockdep::MutexGuard g(mu_);
+  return hwpt_ ? hwpt_->id() : 0;
+}
+
+void Device::destroy() {
+  lockdep::MutexGuard g(mu_);
+  if (hwpt_) release_hwpt(hwpt_);
+  hwpt_ = nullptr;
+}
+
+}  // namespace uiommufd

@@ -1,0 +1,38 @@
+#include "uiommufd/objects/hw_pagetable.h"
+
+#include <algorithm>
+
+#include "uiommufd/base/try.h"
+#include "uiommufd/objects/context.h"
+
+namespace uiommufd {
+
+Result<ObjectRef<HwPagetable>> HwPagetable::create_locked(Ioas& ioas, std::unique_ptr<Domain> domain,
+                                                          bool auto_domain) {
+  Context& ctx = ioas.context();
+  auto* hwpt = new HwPagetable(ctx, ioas, std::move(domain), auto_domain);
+  std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(hwpt)));
+  ioas.add_user();
+  if (Status st = ioas.iopt().add_domain(hwpt->domain_.get()); !st.ok()) {
+    ioas.drop_user();
+    ctx.abort(id);
+    return st;
+  }
+  hwpt->added_ = true;
+  ioas.hwpts_locked().push_back(hwpt);
+  hwpt->add_user();  // the caller's
+  ctx.finalize(id);
+  return ObjectRef<HwPagetable>(hwpt);
+}
+
+void HwPagetable::destroy() {
+  {
+    lockdep::MutexGuard g(ioas_->mutex());
+    auto& list = ioas_->hwpts_locked();
+    list.erase(std::remove(list.begin(), list.end(), this), list.end());
+    if (added_) ioas_->iopt().remove_domain(domain_.get());
+  }
+  ioas_->drop_user();
+}
+
+}  // namespace uiommufd

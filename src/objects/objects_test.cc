@@ -1,0 +1,203 @@
+// Context, IOAS, HWPT and device objects: ids, users, destroy rules, teardown, and the IOAS entry points'
+// argument checks.
+#include <sys/mman.h>
+
+#include <gtest/gtest.h>
+
+#include "uiommufd/base/fault.h"
+#include "uiommufd/objects/context.h"
+#include "uiommufd/objects/device.h"
+#include "uiommufd/objects/hw_pagetable.h"
+#include "uiommufd/objects/ioas.h"
+
+namespace uiommufd {
+namespace {
+
+class ObjectsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pinned_before_ = Pages::total_pinned_pages();
+    auto c = Context::create();
+    ASSERT_TRUE(c.ok());
+    ctx_ = std::move(*c);
+    mem_ = mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mem_, MAP_FAILED);
+  }
+  void TearDown() override {
+    ctx_.reset();
+    EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_) << "the context leaked pins";
+    munmap(mem_, kLen);
+  }
+  std::uint64_t uptr(std::uint64_t off = 0) const { return reinterpret_cast<std::uint64_t>(mem_) + off; }
+  Ioas& ioas(std::uint32_t id) {
+    auto r = ctx_->get<Ioas>(id, ObjectType::kIoas);
+    EXPECT_TRUE(r.ok());
+    return *r->get();  // the table keeps it alive for the test
+  }
+  Device& device(std::uint32_t id) {
+    auto r = ctx_->get<Device>(id, ObjectType::kDevice);
+    EXPECT_TRUE(r.ok());
+    return *r->get();
+  }
+
+  static constexpr std::size_t kLen = 64 * kPageSize;
+  std::unique_ptr<Context> ctx_;
+  void* mem_ = nullptr;
+  std::uint64_t pinned_before_ = 0;
+};
+
+constexpr std::uint32_t kRW = Ioas::kReadable | Ioas::kWriteable;
+
+TEST_F(ObjectsTest, IdsStartAtOneAndAreReusedLowestFirst) {
+  auto a = Ioas::create(*ctx_), b = Ioas::create(*ctx_), c = Ioas::create(*ctx_);
+  EXPECT_EQ(*a, 1u);
+  EXPECT_EQ(*b, 2u);
+  EXPECT_EQ(*c, 3u);
+  ASSERT_TRUE(ctx_->destroy(2).ok());
+  EXPECT_EQ(*Ioas::create(*ctx_), 2u);
+}
+
+TEST_F(ObjectsTest, DestroyOfAnUnknownIdIsEnoent) {
+  EXPECT_EQ(ctx_->destroy(1).error(), ENOENT);
+  EXPECT_EQ(ctx_->destroy(0).error(), ENOENT);
+}
+
+TEST_F(ObjectsTest, DestroyWhileInUseIsEbusy) {
+  std::uint32_t id = *Ioas::create(*ctx_);
+  {
+    auto ref = ctx_->get<Ioas>(id, ObjectType::kIoas);
+    ASSERT_TRUE(ref.ok());
+    EXPECT_EQ(ctx_->destroy(id).error(), EBUSY);
+  }
+  EXPECT_TRUE(ctx_->destroy(id).ok());
+  EXPECT_EQ(ctx_->get<Ioas>(id, ObjectType::kIoas).error(), ENOENT);
+}
+
+TEST_F(ObjectsTest, LookupOfTheWrongTypeIsEnoent) {
+  std::uint32_t id = *Ioas::create(*ctx_);
+  EXPECT_EQ(ctx_->get<Object>(id, ObjectType::kDevice).error(), ENOENT);
+  EXPECT_TRUE(ctx_->get<Object>(id, ObjectType::kAny).ok());
+}
+
+TEST_F(ObjectsTest, AbortedAllocationReleasesItsId) {
+  fail_nth_set(1);  // the allocation's fault site
+  EXPECT_EQ(Ioas::create(*ctx_).error(), ENOMEM);
+  EXPECT_EQ(*Ioas::create(*ctx_), 1u);
+}
+
+TEST_F(ObjectsTest, MapChecksArgumentsInTheKernelsOrder) {
+  Ioas& io = ioas(*Ioas::create(*ctx_));
+  std::uint64_t iova = 0x100000;
+  EXPECT_EQ(io.map(uptr(), kPageSize, &iova, 1u << 5).error(), EOPNOTSUPP);
+  EXPECT_EQ(io.map(uptr(), kUlongMax, &iova, kRW).error(), EOVERFLOW);
+  EXPECT_EQ(io.map(uptr(), kPageSize, &iova, Ioas::kFixedIova).error(), EINVAL);
+  EXPECT_EQ(io.map(uptr(), 0, &iova, kRW).error(), EINVAL);
+  EXPECT_EQ(io.map(kUlongMax - 10, kPageSize, &iova, kRW).error(), EOVERFLOW);
+  EXPECT_TRUE(io.map(uptr(), kPageSize, &iova, kRW | Ioas::kFixedIova).ok());
+  EXPECT_EQ(iova, 0x100000u);
+}
+
+TEST_F(ObjectsTest, UnmapRangeRulesAndUnmapAll) {
+  Ioas& io = ioas(*Ioas::create(*ctx_));
+  std::uint64_t unmapped = 0;
+  EXPECT_TRUE(io.unmap(0, kUlongMax, &unmapped).ok());  // empty unmap-all succeeds
+  EXPECT_EQ(unmapped, 0u);
+  EXPECT_EQ(io.unmap(0x1000, 0, &unmapped).error(), EINVAL);
+  EXPECT_EQ(io.unmap(kUlongMax, 1, &unmapped).error(), EOVERFLOW);
+  EXPECT_EQ(io.unmap(kUlongMax - 1, 4, &unmapped).error(), EOVERFLOW);
+  EXPECT_EQ(io.unmap(0x1000, 0x1000, &unmapped).error(), ENOENT);  // nothing there
+  std::uint64_t iova = 0;
+  ASSERT_TRUE(io.map(uptr(), 8 * kPageSize, &iova, kRW).ok());
+  EXPECT_TRUE(io.unmap(0, kUlongMax, &unmapped).ok());
+  EXPECT_EQ(unmapped, 8 * kPageSize);
+}
+
+TEST_F(ObjectsTest, DeviceAttachToIoasCreatesAnAutomaticHwptThatHoldsTheIoas) {
+  std::uint32_t ioas_id = *Ioas::create(*ctx_);
+  std::uint64_t iova = 0x1000000;
+  ASSERT_TRUE(ioas(ioas_id).map(uptr(), 16 * kPageSize, &iova, kRW | Ioas::kFixedIova).ok());
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_);
+  std::uint32_t dev_id = *Device::create(*ctx_, Device::Kind::kMock);
+  auto hwpt_id = device(dev_id).attach(ioas_id);
+  ASSERT_TRUE(hwpt_id.ok()) << hwpt_id.status().to_string();
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_ + 16);
+  EXPECT_EQ(ctx_->destroy(ioas_id).error(), EBUSY);    // the HWPT holds it
+  EXPECT_EQ(ctx_->destroy(*hwpt_id).error(), EBUSY);   // the device holds it
+  EXPECT_EQ(ioas(ioas_id).iopt().check_invariants(), "");
+  // A second device of the same kind shares the automatic HWPT.
+  std::uint32_t dev2 = *Device::create(*ctx_, Device::Kind::kMock);
+  EXPECT_EQ(*device(dev2).attach(ioas_id), *hwpt_id);
+  ASSERT_TRUE(device(dev_id).detach().ok());
+  EXPECT_EQ(device(dev_id).detach().error(), EINVAL);
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_ + 16);
+  ASSERT_TRUE(device(dev2).detach().ok());
+  // The last device took the automatic HWPT with it, and with it the pins.
+  EXPECT_EQ(ctx_->get<Object>(*hwpt_id, ObjectType::kAny).error(), ENOENT);
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_);
+  EXPECT_TRUE(ctx_->destroy(ioas_id).ok());
+}
+
+TEST_F(ObjectsTest, DevicesOfDifferentKindsGetDifferentDomains) {
+  std::uint32_t ioas_id = *Ioas::create(*ctx_);
+  std::uint32_t mock = *Device::create(*ctx_, Device::Kind::kMock);
+  std::uint32_t soft = *Device::create(*ctx_, Device::Kind::kSoftware);
+  auto h1 = device(mock).attach(ioas_id);
+  auto h2 = device(soft).attach(ioas_id);
+  ASSERT_TRUE(h1.ok() && h2.ok());
+  EXPECT_NE(*h1, *h2);
+  EXPECT_EQ(ioas(ioas_id).iopt().domain_count(), 2u);
+  // The strictest domain sets the alignment: the software table's 4 KiB over the mock's 2 KiB.
+  EXPECT_EQ(ioas(ioas_id).iopt().iova_alignment(), kPageSize);
+}
+
+TEST_F(ObjectsTest, ReplaceMovesTheDeviceToAnotherIoas) {
+  std::uint32_t a = *Ioas::create(*ctx_), b = *Ioas::create(*ctx_);
+  std::uint64_t iova = 0x1000000;
+  ASSERT_TRUE(ioas(b).map(uptr(), 4 * kPageSize, &iova, kRW | Ioas::kFixedIova).ok());
+  std::uint32_t dev = *Device::create(*ctx_, Device::Kind::kMock);
+  auto first = device(dev).attach(a);
+  ASSERT_TRUE(first.ok());
+  auto second = device(dev).replace(b);
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(*first, *second);
+  EXPECT_EQ(ctx_->get<Object>(*first, ObjectType::kAny).error(), ENOENT);
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_ + 4);
+  EXPECT_EQ(device(dev).replace(999).error(), ENOENT);
+  EXPECT_EQ(device(dev).hwpt_id(), *second);
+}
+
+TEST_F(ObjectsTest, CopyBetweenIoasesSharesThePins) {
+  std::uint32_t a = *Ioas::create(*ctx_), b = *Ioas::create(*ctx_);
+  std::uint32_t d1 = *Device::create(*ctx_, Device::Kind::kSoftware);
+  std::uint32_t d2 = *Device::create(*ctx_, Device::Kind::kSoftware);
+  ASSERT_TRUE(device(d1).attach(a).ok());
+  ASSERT_TRUE(device(d2).attach(b).ok());
+  std::uint64_t iova = 0;
+  ASSERT_TRUE(ioas(a).map(uptr(), 32 * kPageSize, &iova, kRW).ok());
+  std::uint64_t dst = 0;
+  ASSERT_TRUE(ioas(b).copy_from(ioas(a), iova, 32 * kPageSize, &dst, kRW).ok());
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_ + 32);
+  std::uint64_t dst2 = 0;
+  EXPECT_EQ(ioas(b).copy_from(ioas(a), iova + 40 * kPageSize, kPageSize, &dst2, kRW).error(), ENOENT);
+}
+
+TEST_F(ObjectsTest, RlimitModeCanChangeOnlyWithNoObjects) {
+  EXPECT_TRUE(ctx_->set_mm_account_mode(true).ok());
+  EXPECT_TRUE(ctx_->mm_account_mode());
+  ASSERT_TRUE(Ioas::create(*ctx_).ok());
+  EXPECT_EQ(ctx_->set_mm_account_mode(false).error(), EBUSY);
+}
+
+TEST_F(ObjectsTest, ClosingTheContextReleasesEverything) {
+  std::uint32_t a = *Ioas::create(*ctx_);
+  std::uint32_t dev = *Device::create(*ctx_, Device::Kind::kMock);
+  ASSERT_TRUE(device(dev).attach(a).ok());
+  std::uint64_t iova = 0;
+  ASSERT_TRUE(ioas(a).map(uptr(), 16 * kPageSize, &iova, kRW).ok());
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_ + 16);
+  EXPECT_EQ(ctx_->object_count(), 3u);
+  ctx_.reset();  // TearDown checks that no pin survives
+}
+
+}  // namespace
+}  // namespace uiommufd

@@ -1,0 +1,204 @@
+#include "uiommufd/pages/pages.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "uiommufd/base/assert.h"
+#include "uiommufd/base/checked.h"
+#include "uiommufd/base/fault.h"
+#include "uiommufd/base/try.h"
+
+namespace uiommufd {
+
+namespace {
+// The kernel's iopt_alloc_pages allocation (spec fault-injection §2.4: pages structures → ENOMEM).
+UIOMMUFD_FAULT_SITE(g_fault_pages_alloc, "pages.alloc", ENOMEM);
+// The kernel's GUP / memfd folio pin (→ EFAULT), once per pin call rather than per page (§2.6).
+UIOMMUFD_FAULT_SITE(g_fault_pages_pin, "pages.pin", EFAULT);
+
+constexpr std::uint64_t kSizeMax = std::numeric_limits<std::size_t>::max();
+
+// The checks shared by MAP and MAP_FILE (the kernel's iopt_alloc_pages): EINVAL before EOVERFLOW.
+// `end_exclusive` names the overflow rule: MAP checks uptr + length, MAP_FILE start + length − 1.
+Status check_window(std::uint64_t addr, std::uint64_t length, bool end_exclusive) {
+  if (length == 0 || length > kSizeMax - kPageSize) return Status::error(EINVAL);
+  std::uint64_t end = 0;
+  if (!checked_add(addr, end_exclusive ? length : length - 1, &end)) return Status::error(EOVERFLOW);
+  return Status();
+}
+
+// Pages covering `length` bytes that start `offset` bytes into the first page. Cannot overflow: length is
+// at most SIZE_MAX − kPageSize and offset is below kPageSize.
+std::uint64_t pages_for(std::uint64_t offset, std::uint64_t length) {
+  return (offset + length + kPageSize - 1) >> kPageShift;
+}
+}  // namespace
+
+std::atomic<std::uint64_t> Pages::total_pinned_{0};
+
+Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
+             std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd)
+    : kind_(kind),
+      mm_(std::move(mm)),
+      base_(base),
+      start_offset_(start_offset),
+      length_(length),
+      npages_(npages),
+      source_addr_(source_addr),
+      writable_(writable),
+      account_mode_(mode),
+      file_fd_(file_fd) {}
+
+Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length, bool writable,
+                                         AccountMode mode) {
+  UIOMMUFD_ASSERT(mm);
+  TRY(check_window(uptr, length, /*end_exclusive=*/true));
+  TRY(inject(g_fault_pages_alloc));
+  const std::uint64_t offset = page_offset(uptr);
+  auto* pages = new (std::nothrow) Pages(PagesKind::kUser, std::move(mm), page_align_down(uptr), offset, length,
+                                         pages_for(offset, length), uptr, writable, mode, /*file_fd=*/-1);
+  if (pages == nullptr) return Status::error(ENOMEM);
+  return RefPtr<Pages>(pages);
+}
+
+Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
+                                         AccountMode mode) {
+  if (fd < 0 || ::fcntl(fd, F_GETFD) == -1) return Status::error(EBADF);
+  TRY(check_window(start, length, /*end_exclusive=*/false));
+  const std::uint64_t offset = page_offset(start);
+  const std::uint64_t npages = pages_for(offset, length);
+  const std::uint64_t file_base = page_align_down(start);
+  const std::uint64_t map_len = npages << kPageShift;
+  // mmap takes an off_t: the window must end at or below its maximum. The kernel has no such limit (it
+  // pins by folio index), but no real file is that large.
+  std::uint64_t file_end = 0;
+  if (!checked_add(file_base, map_len, &file_end) ||
+      file_end > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max())) {
+    return Status::error(EOVERFLOW);
+  }
+  TRY(inject(g_fault_pages_alloc));
+
+  // The mapping only reserves address space and takes a file reference; no page is touched until a pin
+  // makes the window resident (lazy pinning, spec §2.2).
+  const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* addr = ::mmap(nullptr, map_len, prot, MAP_SHARED, fd, static_cast<off_t>(file_base));
+  if (addr == MAP_FAILED) {
+    const int err = errno;
+    if (err == EACCES || err == EPERM || err == ENOMEM) return Status::error(err);
+    return Status::error(EINVAL);  // ENODEV (pipe, socket, directory), EINVAL, …
+  }
+  // Our own descriptor keeps the file identity visible (and lets a later CHANGE_PROCESS re-map it); the
+  // caller may close theirs as soon as we return.
+  const int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0) {
+    const int err = errno;
+    ::munmap(addr, map_len);
+    return Status::error(err > 0 && err <= 4095 ? err : EMFILE);
+  }
+  auto* pages = new (std::nothrow)
+      Pages(PagesKind::kFile, Mm::current(), reinterpret_cast<std::uint64_t>(addr), offset, length, npages, start,
+            writable, mode, dup_fd);
+  if (pages == nullptr) {
+    ::munmap(addr, map_len);
+    ::close(dup_fd);
+    return Status::error(ENOMEM);
+  }
+  return RefPtr<Pages>(pages);
+}
+
+Pages::~Pages() {
+  // Not analysed by -Wthread-safety (destructor); no other reference exists, so the lock is not needed.
+  UIOMMUFD_ASSERT(pins_.empty());
+  if (kind_ == PagesKind::kFile) {
+    ::munmap(reinterpret_cast<void*>(base_), npages_ << kPageShift);
+    ::close(file_fd_);
+  }
+}
+
+PhysAddr Pages::page_phys(std::uint64_t index) const {
+  UIOMMUFD_DCHECK(index < npages_);
+  return base_ + (index << kPageShift);
+}
+
+void* Pages::host_page(std::uint64_t index) const {
+  UIOMMUFD_DCHECK(index < npages_);
+  const std::uint64_t addr = base_ + (index << kPageShift);
+  if (kind_ == PagesKind::kFile) return reinterpret_cast<void*>(addr);  // our own mapping
+  return mm_->host_address(addr);
+}
+
+Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
+  mu_.assert_held();
+  if (first > last || last >= npages_) return Status::error(EINVAL);
+
+  // Count first, so the 0 → 1 runs are known; every exit below that fails undoes exactly this add.
+  std::vector<Interval> newly;
+  pins_.add(first, last, &newly);
+  if (newly.empty()) return Status();  // already pinned by other users: nothing to fault in or charge
+
+  if (Status st = inject(g_fault_pages_pin); !st.ok()) {
+    unwind_pin_locked(first, last);
+    return st;
+  }
+  std::uint64_t n = 0;
+  for (const Interval& run : newly) {
+    // One call per run: the mm layer populates the whole range at once (a single madvise).
+    Status st = mm_->make_resident(base_ + (run.start << kPageShift), run.length() << kPageShift, writable_);
+    if (!st.ok()) {
+      unwind_pin_locked(first, last);
+      return st;
+    }
+    n += run.length();
+  }
+  // Charged after pinning, like the kernel's npinned/last_npinned step (spec §3.4).
+  if (Status st = account_charge(account_mode_, n); !st.ok()) {
+    unwind_pin_locked(first, last);
+    return st;
+  }
+  total_pinned_.fetch_add(n, std::memory_order_relaxed);
+  return Status();
+}
+
+void Pages::unwind_pin_locked(std::uint64_t first, std::uint64_t last) {
+  // Residency is not undone: a populated page is harmless, and the kernel's unpin does not evict either.
+  pins_.remove(first, last, nullptr);
+}
+
+void Pages::unpin_locked(std::uint64_t first, std::uint64_t last) {
+  mu_.assert_held();
+  UIOMMUFD_ASSERT(first <= last && last < npages_);
+  // Uncharged as soon as npinned drops (spec §3.4); the drop is the number of 1 → 0 indices.
+  const std::uint64_t before = pins_.pinned_pages();
+  pins_.remove(first, last, nullptr);
+  const std::uint64_t n = before - pins_.pinned_pages();
+  if (n == 0) return;
+  account_uncharge(account_mode_, n);
+  total_pinned_.fetch_sub(n, std::memory_order_relaxed);
+}
+
+std::uint32_t Pages::pin_users_locked(std::uint64_t index) const {
+  mu_.assert_held();
+  return pins_.users(index);
+}
+
+std::uint64_t Pages::npinned_locked() const {
+  mu_.assert_held();
+  return pins_.pinned_pages();
+}
+
+std::size_t Pages::pin_run_count_locked() const {
+  mu_.assert_held();
+  return pins_.run_count();
+}
+
+std::uint64_t Pages::total_pinned_pages() { return total_pinned_.load(std::memory_order_relaxed); }
+
+}  // namespace uiommufd

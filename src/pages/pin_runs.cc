@@ -1,0 +1,132 @@
+#include "uiommufd/pages/pin_runs.h"
+
+#include <iterator>
+#include <limits>
+
+#include "uiommufd/base/assert.h"
+
+namespace uiommufd {
+
+namespace {
+constexpr std::uint64_t kMaxIndex = std::numeric_limits<std::uint64_t>::max();
+
+// Appends [first, last] to `out`, extending the previous interval when they touch, so callers see maximal
+// ranges even where the walk visited several stored runs.
+void append_merged(std::vector<Interval>* out, std::uint64_t first, std::uint64_t last) {
+  if (out == nullptr) return;
+  if (!out->empty() && out->back().adjacent_before(Interval{first, last})) {
+    out->back().last = last;
+    return;
+  }
+  out->push_back(Interval{first, last});
+}
+}  // namespace
+
+PinRuns::Map::iterator PinRuns::split_at(std::uint64_t index) {
+  auto it = runs_.lower_bound(index);
+  if (it != runs_.end() && it->first == index) return it;
+  if (it == runs_.begin()) return it;
+  auto prev = std::prev(it);
+  if (prev->second.last < index) return it;  // index lies in a gap
+  // prev covers index and starts before it: cut it in two.
+  Run tail{prev->second.last, prev->second.users};
+  prev->second.last = index - 1;
+  return runs_.emplace_hint(it, index, tail);
+}
+
+void PinRuns::merge_range(std::uint64_t first, std::uint64_t last) {
+  // The run just before `first` may now touch a run that starts at `first`, so start one run earlier.
+  auto it = runs_.lower_bound(first);
+  if (it != runs_.begin()) it = std::prev(it);
+  while (it != runs_.end() && it->first <= last) {
+    auto next = std::next(it);
+    if (next != runs_.end() && it->second.last != kMaxIndex && it->second.last + 1 == next->first &&
+        it->second.users == next->second.users) {
+      it->second.last = next->second.last;
+      runs_.erase(next);
+      continue;  // the grown run may touch the one after as well
+    }
+    it = next;
+  }
+}
+
+void PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned) {
+  UIOMMUFD_ASSERT(first <= last);
+  if (newly_pinned != nullptr) newly_pinned->clear();
+  auto it = split_at(first);
+  if (last != kMaxIndex) split_at(last + 1);  // map iterators survive insertion, so `it` stays valid
+
+  std::uint64_t cursor = first;
+  for (;;) {
+    std::uint64_t seg_last;
+    if (it != runs_.end() && it->first == cursor) {
+      // After the splits a run starting inside the range also ends inside it.
+      UIOMMUFD_ASSERT(it->second.users != std::numeric_limits<std::uint32_t>::max());
+      ++it->second.users;
+      seg_last = it->second.last;
+      ++it;
+    } else {
+      // A gap: every index in it goes 0 → 1.
+      seg_last = (it != runs_.end() && it->first <= last) ? it->first - 1 : last;
+      runs_.emplace_hint(it, cursor, Run{seg_last, 1});
+      pinned_pages_ += seg_last - cursor + 1;
+      append_merged(newly_pinned, cursor, seg_last);
+    }
+    if (seg_last == last) break;
+    cursor = seg_last + 1;
+  }
+  merge_range(first, last);
+}
+
+void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_unpinned) {
+  UIOMMUFD_ASSERT(first <= last);
+  if (newly_unpinned != nullptr) newly_unpinned->clear();
+  auto it = split_at(first);
+  if (last != kMaxIndex) split_at(last + 1);
+
+  std::uint64_t cursor = first;
+  for (;;) {
+    if (it == runs_.end() || it->first != cursor) {
+      // An index in the range had no user: the caller unpinned something it never pinned.
+      UIOMMUFD_DCHECK(!"PinRuns::remove of an index with no users");
+      break;
+    }
+    const std::uint64_t seg_last = it->second.last;
+    if (--it->second.users == 0) {
+      pinned_pages_ -= seg_last - cursor + 1;
+      append_merged(newly_unpinned, cursor, seg_last);
+      it = runs_.erase(it);
+    } else {
+      ++it;
+    }
+    if (seg_last == last) break;
+    cursor = seg_last + 1;
+  }
+  merge_range(first, last);
+}
+
+std::uint32_t PinRuns::users(std::uint64_t index) const {
+  auto it = runs_.upper_bound(index);
+  if (it == runs_.begin()) return 0;
+  --it;
+  return it->second.last >= index ? it->second.users : 0;
+}
+
+void PinRuns::check_invariants() const {
+  std::uint64_t total = 0;
+  const std::pair<const std::uint64_t, Run>* prev = nullptr;
+  for (const auto& entry : runs_) {
+    UIOMMUFD_ASSERT(entry.first <= entry.second.last);
+    UIOMMUFD_ASSERT(entry.second.users != 0);
+    if (prev != nullptr) {
+      UIOMMUFD_ASSERT(prev->second.last < entry.first);
+      const bool touches = prev->second.last + 1 == entry.first;
+      UIOMMUFD_ASSERT(!touches || prev->second.users != entry.second.users);
+    }
+    total += entry.second.last - entry.first + 1;
+    prev = &entry;
+  }
+  UIOMMUFD_ASSERT(total == pinned_pages_);
+}
+
+}  // namespace uiommufd
