@@ -344,11 +344,15 @@ Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
 }
 
 void IoPagetable::remove_reserved_locked(const void* owner) {
-  std::erase_if(reserved_nodes_, [&](const std::unique_ptr<Reserved>& r) {
-    if (r->owner != owner) return false;
-    reserved_.remove(&r->node);
-    return true;
-  });
+  // A plain loop: the thread-safety analysis does not follow the lock into a lambda.
+  for (auto it = reserved_nodes_.begin(); it != reserved_nodes_.end();) {
+    if ((*it)->owner != owner) {
+      ++it;
+      continue;
+    }
+    reserved_.remove(&(*it)->node);
+    it = reserved_nodes_.erase(it);
+  }
 }
 
 Status IoPagetable::add_reserved(Interval range, const void* owner) {
