@@ -60,9 +60,10 @@ Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_add
   if (alignment < iova_alignment) return Status::error(EINVAL);
 
   const Request req{length, alignment, page_offset(source_addr)};
-  // Any hole that fits has hole_last - hole_start >= max(length - 1, 1): fewer addresses cannot hold a
-  // candidate strictly below hole_last with length - 1 bytes after it. Holes shorter than this are
-  // skipped a subtree at a time.
+  // A hole fits only if max(length, 2) addresses are free from its first alignment-aligned address
+  // on (the candidate must be < hole_last with length - 1 bytes after it). The gap walks skip holes that
+  // fail this a subtree at a time; with no sub-page offset it is also sufficient, so the first hole
+  // they report is the answer.
   const std::uint64_t min_hole = std::max<std::uint64_t>(length, 2);
   const Interval window{kPageSize, kUlongMax - kPageSize};
 
@@ -74,12 +75,14 @@ Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_add
     found = fit(req, hole.start, hole.last);
     return !found.has_value();
   };
-  auto reserved_hole = [&](Interval hole) { return t.areas.for_each_gap(hole, min_hole, area_hole); };
+  auto reserved_hole = [&](Interval hole) {
+    return t.areas.for_each_gap(hole, min_hole, req.alignment, area_hole);
+  };
   auto allowed_span = [&](Interval span) {
     // The kernel checks the allowed span itself first and then searches from its aligned candidate.
     const std::optional<std::uint64_t> start = fit(req, span.start, span.last);
     if (!start) return true;
-    return t.reserved.for_each_gap(Interval{*start, span.last}, min_hole, reserved_hole);
+    return t.reserved.for_each_gap(Interval{*start, span.last}, min_hole, req.alignment, reserved_hole);
   };
 
   if (t.allowed.empty()) {
@@ -87,10 +90,10 @@ Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_add
   } else {
     for_each_used_span(window, t.allowed, nullptr, allowed_span);
   }
-  // FIXME: the subtree_max_gap pruning knows hole sizes, not positions. Holes at least `length` long
-  // that still fail because the aligned candidate lands too late are each visited (O(log n) apiece);
-  // a workload that leaves many such holes below the first fit (mixed sizes with alignment up to
-  // 2 MiB and no source address) degrades towards a linear scan of them.
+  // FIXME: with a sub-page source offset (alignment < 4 KiB), the augmentation only knows raw hole
+  // lengths, and the `| page_offset` can push a candidate past a hole the walk reported; such holes
+  // are each visited (O(log n) apiece), so a tree full of barely-too-short holes degrades towards a
+  // scan of them. Page-aligned sources and source 0 do not have this problem.
   if (!found) return Status::error(ENOSPC);
   return *found;
 }

@@ -16,10 +16,13 @@
 //   subtree_first    min range.start    → the start of the subtree's leftmost node, in O(1)
 //   subtree_max_gap  the largest number of uncovered addresses between a node and everything before it
 //                    *within the subtree* (the gap in front of the subtree's leftmost node is not
-//                    counted: it depends on what precedes the subtree). Exact for trees whose nodes do
-//                    not overlap (the area tree); an upper bound otherwise, because an earlier node
-//                    outside the subtree may cover a gap the subtree sees. for_each_gap() uses it to
-//                    skip whole subtrees that cannot hold a gap of a requested size.
+//                    counted: it depends on what precedes the subtree);
+//   subtree_gap_pages[k]  the same maximum, but of the addresses usable from the first 4 KiB·2^k-aligned
+//                    address of each gap on (k = 0..9: 4 KiB … 2 MiB), in pages rounded up, saturating
+//                    at UINT32_MAX ("don't know, assume huge").
+// Gap figures are exact for trees whose nodes do not overlap (the area tree) and upper bounds otherwise
+// (a node outside the subtree may cover a gap the subtree sees). for_each_gap() uses them to step over
+// whole subtrees that cannot hold a gap of the requested size at the requested alignment.
 //
 // Thread safety: none. The tree is a plain data structure; iopt serialises every call with its
 // iova_rwsem (write for insert/remove/clear, read for queries). Iteration is invalidated by any
@@ -31,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <utility>
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/interval.h"
@@ -50,6 +54,8 @@ struct IntervalTreeNode {
   std::uint64_t subtree_last = 0;
   std::uint64_t subtree_first = 0;
   std::uint64_t subtree_max_gap = 0;
+  static constexpr int kGapClasses = 10;  // alignments 4 KiB << k, k < kGapClasses (4 KiB … 2 MiB)
+  std::uint32_t subtree_gap_pages[kGapClasses] = {};
   int height = 0;  // AVL height, >= 1 while linked; 0 marks an unlinked node
 
   // Whether the node is currently in a tree.
@@ -112,16 +118,25 @@ class IntervalTree {
   }
 
   // Walks, in ascending order, the maximal runs of addresses inside `within` that no node covers
-  // ("gaps"), calling `bool f(Interval gap)` for each gap of at least `min_size` addresses (0 counts
-  // as 1; smaller gaps are never reported); returning false from f stops the walk. Returns false if f
-  // stopped the walk, true otherwise. With min_size <= 1 it yields the same holes as for_each_hole()
-  // over this one tree.
+  // ("gaps"), calling `bool f(Interval gap)` for each gap [gs, gl] that holds `min_size` addresses
+  // (0 counts as 1) starting at its first `alignment`-aligned address: align_up(gs, alignment) does not
+  // wrap and align_up(gs, alignment) + min_size - 1 <= gl. Other gaps are never reported. Returning
+  // false from f stops the walk. Returns false if f stopped the walk, true otherwise. `alignment` is a
+  // power of two; with min_size <= 1 and alignment 1 it yields the same holes as for_each_hole() over
+  // this one tree.
   //
-  // Cost: O(log n) to reach `within`, plus O(log n) per reported gap; subtrees whose gaps are all
-  // provably smaller than min_size are stepped over in O(1) via subtree_max_gap. This is what keeps
-  // IOVA allocation from scanning every hole from address 0 when the low space is full.
+  // Cost: O(log n) to reach `within`, plus O(log n) per reported gap: subtrees none of whose gaps can
+  // qualify are stepped over in O(1) via the gap augmentation. For a non-overlapping tree and an
+  // alignment of 4 KiB or more, that test is exact, so finding the first qualifying gap is O(log n)
+  // however many unsuitable gaps precede it; below 4 KiB it falls back to the raw gap length (exact
+  // for alignment 1). This is what keeps IOVA allocation from scanning every hole from address 0 when
+  // the low space is full.
   template <typename F>
-  bool for_each_gap(Interval within, std::uint64_t min_size, F&& f) const;
+  bool for_each_gap(Interval within, std::uint64_t min_size, std::uint64_t alignment, F&& f) const;
+  template <typename F>
+  bool for_each_gap(Interval within, std::uint64_t min_size, F&& f) const {
+    return for_each_gap(within, min_size, 1, std::forward<F>(f));
+  }
 
   // Checks every structural invariant (order, parent links, AVL balance, heights, augmentation, size);
   // aborts with a message on the first violation. O(n). For tests.
@@ -132,15 +147,21 @@ class IntervalTree {
   struct GapState {
     Interval within;
     std::uint64_t min_size;   // >= 1
+    std::uint64_t alignment;  // power of two
     std::uint64_t next_free;  // lowest address of `within` not yet known to be covered
     bool exhausted;           // nodes cover everything from next_free to within.last
   };
   template <typename F>
   static Walk gap_walk(const IntervalTreeNode* n, GapState& s, F& f);
-  // Whether [gs, gl] holds at least min_size addresses. gs <= gl.
-  static bool gap_big_enough(std::uint64_t gs, std::uint64_t gl, std::uint64_t min_size) {
-    return gl - gs >= min_size - 1;
+  // Whether [gs, gl] (gs <= gl) holds min_size addresses from its first `alignment`-aligned address.
+  static bool gap_fits(std::uint64_t gs, std::uint64_t gl, std::uint64_t min_size, std::uint64_t alignment) {
+    std::uint64_t c = 0;
+    if (__builtin_add_overflow(gs, alignment - 1, &c)) return false;
+    c &= ~(alignment - 1);
+    return c <= gl && gl - c >= min_size - 1;
   }
+  // Whether some gap inside n's subtree (not the one in front of it) might qualify.
+  static bool subtree_may_fit(const IntervalTreeNode* n, std::uint64_t min_size, std::uint64_t alignment);
 
   IntervalTreeNode* root_ = nullptr;
   std::size_t size_ = 0;
@@ -160,8 +181,8 @@ IntervalTree::Walk IntervalTree::gap_walk(const IntervalTreeNode* n, GapState& s
   // subtree-local ones, because the prefix before the subtree covers at least as much.
   const bool front_gap_fits =
       n->subtree_first > s.next_free &&
-      gap_big_enough(s.next_free, std::min(n->subtree_first - 1, s.within.last), s.min_size);
-  if (!front_gap_fits && n->subtree_max_gap < s.min_size) {
+      gap_fits(s.next_free, std::min(n->subtree_first - 1, s.within.last), s.min_size, s.alignment);
+  if (!front_gap_fits && !subtree_may_fit(n, s.min_size, s.alignment)) {
     if (n->subtree_last >= s.within.last) {
       s.exhausted = true;
       return Walk::kEnd;
@@ -174,7 +195,7 @@ IntervalTree::Walk IntervalTree::gap_walk(const IntervalTreeNode* n, GapState& s
   if (n->range.start > s.within.last) return Walk::kEnd;
   if (n->range.start > s.next_free) {
     const Interval gap{s.next_free, n->range.start - 1};
-    if (gap_big_enough(gap.start, gap.last, s.min_size) && !f(gap)) return Walk::kStopped;
+    if (gap_fits(gap.start, gap.last, s.min_size, s.alignment) && !f(gap)) return Walk::kStopped;
   }
   if (n->range.last >= s.within.last) {
     s.exhausted = true;
@@ -184,14 +205,26 @@ IntervalTree::Walk IntervalTree::gap_walk(const IntervalTreeNode* n, GapState& s
   return gap_walk(n->right, s, f);
 }
 
+inline bool IntervalTree::subtree_may_fit(const IntervalTreeNode* n, std::uint64_t min_size,
+                                          std::uint64_t alignment) {
+  constexpr int kFirstClassShift = 12;
+  if (alignment < (std::uint64_t{1} << kFirstClassShift)) return n->subtree_max_gap >= min_size;
+  // Alignments above the last class are bounded by it: a coarser alignment never leaves more room.
+  const int k = std::min(std::countr_zero(alignment) - kFirstClassShift, IntervalTreeNode::kGapClasses - 1);
+  const std::uint32_t pages = n->subtree_gap_pages[k];
+  if (pages == UINT32_MAX) return true;
+  return (std::uint64_t{pages} << kFirstClassShift) >= min_size;
+}
+
 template <typename F>
-bool IntervalTree::for_each_gap(Interval within, std::uint64_t min_size, F&& f) const {
+bool IntervalTree::for_each_gap(Interval within, std::uint64_t min_size, std::uint64_t alignment, F&& f) const {
   UIOMMUFD_DCHECK(within.start <= within.last);
-  GapState s{within, min_size == 0 ? 1 : min_size, within.start, false};
+  UIOMMUFD_DCHECK(alignment != 0 && (alignment & (alignment - 1)) == 0);
+  GapState s{within, min_size == 0 ? 1 : min_size, alignment, within.start, false};
   if (gap_walk(root_, s, f) == Walk::kStopped) return false;
   if (s.exhausted) return true;
   // The tail [next_free, within.last]: nothing linked intersects it.
-  if (gap_big_enough(s.next_free, within.last, s.min_size) && !f(Interval{s.next_free, within.last})) {
+  if (gap_fits(s.next_free, within.last, s.min_size, s.alignment) && !f(Interval{s.next_free, within.last})) {
     return false;
   }
   return true;

@@ -58,10 +58,12 @@ Status check_fixed_iova(const IovaTrees& t, std::uint64_t iova, std::uint64_t le
 //   EOVERFLOW  length == 0 or length >= kUlongMax / 2;
 //   EINVAL     the alignment above is smaller than iova_alignment (a power of two);
 //   ENOSPC     no hole fits.
-// Cost: O((A + R) · log n + g · log n) for A allowed spans, R reserved ranges touched and g holes
-// inspected. Holes shorter than the length are skipped whole-subtree at a time (subtree_max_gap), so g
-// counts only holes that are long enough but fail on alignment or sub-page offset; with equal-size areas
-// or page-aligned requests g is ~1, see the FIXME in the .cc for the adversarial case.
+// Cost: O((A + R + 1) · log n) for A allowed spans and R reserved holes visited, n areas: the hole walks
+// skip, a subtree at a time, every hole that cannot hold `length` bytes from its first aligned address
+// (IntervalTree's per-alignment gap augmentation), and when source_addr has no sub-page offset that test
+// is exact, so the first hole reported is the answer. With a sub-page offset (alignment < 4 KiB) the
+// skip test uses raw hole lengths, and each hole that is long enough but fails after the `| offset`
+// costs another O(log n).
 Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_addr, std::uint64_t length,
                                     std::uint64_t iova_alignment);
 
