@@ -186,6 +186,7 @@ Status PageTableDomain::map(std::uint64_t iova, PhysAddr paddr, std::uint64_t le
 }
 
 Status PageTableDomain::map_checked(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) {
+  lockdep::MutexGuard g(mu_);
   const std::uint64_t prot_bits = static_cast<std::uint64_t>(prot) << kProtShift;
   std::uint64_t done = 0;
   Status status;
@@ -323,6 +324,7 @@ void PageTableDomain::note_violation(const char* what, std::uint64_t iova, std::
 }
 
 std::uint64_t PageTableDomain::unmap(std::uint64_t iova, std::uint64_t length) {
+  lockdep::MutexGuard g(mu_);
   std::uint64_t last = 0;
   if (length == 0 || ((iova | length) & (granule_ - 1)) != 0 || !checked_add(iova, length - 1, &last) ||
       !aperture_.contains(Interval{iova, last})) {
@@ -350,6 +352,7 @@ std::uint64_t PageTableDomain::unmap(std::uint64_t iova, std::uint64_t length) {
 }
 
 std::optional<PhysAddr> PageTableDomain::iova_to_phys(std::uint64_t iova) const {
+  lockdep::MutexGuard g(mu_);
   if (!aperture_.contains(iova)) return std::nullopt;
   const std::optional<Leaf> leaf = find(iova);
   if (!leaf) return std::nullopt;
@@ -358,6 +361,7 @@ std::optional<PhysAddr> PageTableDomain::iova_to_phys(std::uint64_t iova) const 
 }
 
 std::optional<int> PageTableDomain::prot_at(std::uint64_t iova) const {
+  lockdep::MutexGuard g(mu_);
   if (!aperture_.contains(iova)) return std::nullopt;
   const std::optional<Leaf> leaf = find(iova);
   if (!leaf) return std::nullopt;
@@ -365,6 +369,7 @@ std::optional<int> PageTableDomain::prot_at(std::uint64_t iova) const {
 }
 
 Domain::Run PageTableDomain::read_run(std::uint64_t iova, std::uint64_t max_length) const {
+  lockdep::MutexGuard g(mu_);
   if (max_length == 0 || !is_aligned(iova, granule_) || !aperture_.contains(iova)) return {0, 0};
   PhysAddr start_pa = 0;
   std::uint64_t length = 0;

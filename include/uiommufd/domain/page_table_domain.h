@@ -35,6 +35,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/status.h"
 #include "uiommufd/domain/domain.h"
+#include "uiommufd/lockdep/mutex.h"
 
 namespace uiommufd {
 
@@ -80,15 +81,30 @@ class PageTableDomain : public Domain {
   std::uint64_t unmap(std::uint64_t iova, std::uint64_t length) override;
   std::optional<PhysAddr> iova_to_phys(std::uint64_t iova) const override;
   Run read_run(std::uint64_t iova, std::uint64_t max_length) const override;
-  std::uint64_t boundary_violations() const override { return boundary_violations_; }
-  std::uint64_t table_bytes() const override { return tables_ * kTableBytes; }
-  std::uint64_t mapped_bytes() const override { return mapped_bytes_; }
+  std::uint64_t boundary_violations() const override {
+    lockdep::MutexGuard g(mu_);
+    return boundary_violations_;
+  }
+  std::uint64_t table_bytes() const override {
+    lockdep::MutexGuard g(mu_);
+    return tables_ * kTableBytes;
+  }
+  std::uint64_t mapped_bytes() const override {
+    lockdep::MutexGuard g(mu_);
+    return mapped_bytes_;
+  }
 
   // Introspection for tests and figures.
   unsigned levels() const { return levels_; }
-  std::uint64_t tables() const { return tables_; }
+  std::uint64_t tables() const {
+    lockdep::MutexGuard g(mu_);
+    return tables_;
+  }
   // Live entries at levels >= 1 that map memory directly.
-  std::uint64_t large_entries() const { return large_entries_; }
+  std::uint64_t large_entries() const {
+    lockdep::MutexGuard g(mu_);
+    return large_entries_;
+  }
   // The IommuProt bits of the entry holding `iova`, or nullopt if unmapped.
   std::optional<int> prot_at(std::uint64_t iova) const;
 
@@ -159,6 +175,11 @@ class PageTableDomain : public Domain {
   const unsigned max_large_level_;  // 0 when large pages are off
   const std::uint64_t pgsize_bitmap_;
   const bool dcheck_boundaries_;
+
+  // Serialises the table: the engine maps disjoint areas of one domain from several threads at once (each
+  // under its own pages lock), as IOMMU drivers allow. Innermost of all engine locks; every public entry
+  // point takes it, and the state below is touched only under it.
+  mutable lockdep::Mutex mu_{"domain.page_table"};
 
   std::uint64_t* const root_;
   std::uint64_t root_count_ = 0;  // the root's live-entry count, in table-pointer encoding

@@ -13,7 +13,9 @@
 //   4. iopt.iova_rwsem      the interval trees (areas, reserved, allowed) and iova_alignment. Read for
 //                           lookups (pin, rw, copy source, ranges); write to change them.
 //   5. pages.mutex          one Pages object's pin bookkeeping; domain map/unmap of its areas runs here.
-//   6. context.objects      the object table (innermost: never held across anything that locks).
+//   6. domain.page_table    one software domain's table; taken by every domain operation, so that
+//                           disjoint areas can be mapped into one domain from several threads.
+//   7. context.objects      the object table (never held across anything that locks).
 //
 // The access_unmap LockdepMap of each IOAS is not a lock: the unmap path holds it shared around access
 // callbacks with no engine lock held, and access destroy / detach / replace touch it, so a driver lock
