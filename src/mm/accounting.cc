@@ -73,12 +73,14 @@ void uncharge_counter(std::atomic<std::uint64_t>& counter, std::uint64_t npages)
 
 }  // namespace
 
-bool has_cap_ipc_lock() {
+bool has_capability(int cap) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
   if (syscall(SYS_capget, &header, data) != 0) return false;
-  return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
+  return (data[CAP_TO_INDEX(cap)].effective & CAP_TO_MASK(cap)) != 0;
 }
+
+bool has_cap_ipc_lock() { return has_capability(CAP_IPC_LOCK); }
 
 AccountMode default_account_mode(bool ctx_mm_mode) {
   return mm_internal::account_mode_for(has_cap_ipc_lock(), ctx_mm_mode);

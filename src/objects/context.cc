@@ -1,5 +1,7 @@
 #include "uiommufd/objects/context.h"
 
+#include <linux/capability.h>
+
 #include <chrono>
 #include <thread>
 
@@ -142,6 +144,7 @@ void Context::destroy_user(Object* obj) {
 }
 
 Status Context::set_mm_account_mode(bool mm) {
+  if (!has_capability(CAP_SYS_RESOURCE)) return Status::error(EPERM);
   lockdep::MutexGuard g(mu_);
   for (const Slot& s : slots_)
     if (s.obj) return Status::error(EBUSY);

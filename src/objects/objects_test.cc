@@ -1,6 +1,11 @@
 // Context, IOAS, HWPT and device objects: ids, users, destroy rules, teardown, and the IOAS entry points'
 // argument checks.
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/capability.h>
+
+#include <cstring>
 
 #include <gtest/gtest.h>
 
@@ -181,7 +186,14 @@ TEST_F(ObjectsTest, CopyBetweenIoasesSharesThePins) {
   EXPECT_EQ(ioas(b).copy_from(ioas(a), iova + 40 * kPageSize, kPageSize, &dst2, kRW).error(), ENOENT);
 }
 
+TEST_F(ObjectsTest, RlimitModeNeedsCapSysResource) {
+  if (has_capability(CAP_SYS_RESOURCE)) GTEST_SKIP() << "this process has CAP_SYS_RESOURCE";
+  EXPECT_EQ(ctx_->set_mm_account_mode(true).error(), EPERM);
+  EXPECT_FALSE(ctx_->mm_account_mode());
+}
+
 TEST_F(ObjectsTest, RlimitModeCanChangeOnlyWithNoObjects) {
+  if (!has_capability(CAP_SYS_RESOURCE)) GTEST_SKIP() << "needs CAP_SYS_RESOURCE";
   EXPECT_TRUE(ctx_->set_mm_account_mode(true).ok());
   EXPECT_TRUE(ctx_->mm_account_mode());
   ASSERT_TRUE(Ioas::create(*ctx_).ok());
@@ -197,6 +209,46 @@ TEST_F(ObjectsTest, ClosingTheContextReleasesEverything) {
   EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_ + 16);
   EXPECT_EQ(ctx_->object_count(), 3u);
   ctx_.reset();  // TearDown checks that no pin survives
+}
+
+}  // namespace
+}  // namespace uiommufd
+
+namespace uiommufd {
+namespace {
+
+TEST(IoasMapFileTest, MapFileOfAMemfdSharesItsDataWithTheDomain) {
+  std::uint64_t pinned_before = Pages::total_pinned_pages();
+  int fd = memfd_create("uiommufd-test", 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 16 * kPageSize), 0);
+  ASSERT_EQ(pwrite(fd, "hello", 5, 3 * kPageSize), 5);
+  {
+    auto ctx = Context::create();
+    ASSERT_TRUE(ctx.ok());
+    std::uint32_t ioas_id = *Ioas::create(**ctx);
+    std::uint32_t dev = *Device::create(**ctx, Device::Kind::kSoftware);
+    auto dref = (*ctx)->get<Device>(dev, ObjectType::kDevice);
+    auto iref = (*ctx)->get<Ioas>(ioas_id, ObjectType::kIoas);
+    ASSERT_TRUE(dref.ok() && iref.ok());
+    auto hwpt_id = (*dref)->attach(ioas_id);
+    ASSERT_TRUE(hwpt_id.ok());
+    std::uint64_t iova = 0;
+    ASSERT_TRUE((*iref)->map_file(fd, 0, 16 * kPageSize, &iova, Ioas::kReadable | Ioas::kWriteable).ok());
+    EXPECT_EQ(Pages::total_pinned_pages(), pinned_before + 16);
+    auto href = (*ctx)->get<HwPagetable>(*hwpt_id, ObjectType::kHwptPaging);
+    ASSERT_TRUE(href.ok());
+    auto pa = (*href)->domain().iova_to_phys(iova + 3 * kPageSize);
+    ASSERT_TRUE(pa.has_value());
+    // The domain's page identity is the engine's mapping of the file: the data written through the fd
+    // is what a DMA through the domain would see.
+    EXPECT_EQ(std::memcmp(reinterpret_cast<const void*>(*pa), "hello", 5), 0);
+    std::uint64_t bad_iova = 0;
+    EXPECT_EQ((*iref)->map_file(-1, 0, kPageSize, &bad_iova, Ioas::kReadable).error(), EBADF);
+    EXPECT_EQ((*iref)->map_file(fd, 0, 0, &bad_iova, Ioas::kReadable).error(), EINVAL);
+  }
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before);
+  close(fd);
 }
 
 }  // namespace

@@ -38,6 +38,8 @@ enum class AccountMode : std::uint8_t {
 AccountMode default_account_mode(bool ctx_mm_mode);
 // Whether CAP_IPC_LOCK is in this process's effective capability set (capget; false if capget fails).
 bool has_cap_ipc_lock();
+// Whether this process has capability `cap` (CAP_* from <linux/capability.h>) in its effective set.
+bool has_capability(int cap);
 
 // Charges npages already-pinned pages to `mode`'s counter.
 // * kNone never fails.

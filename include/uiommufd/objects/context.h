@@ -51,8 +51,8 @@ class Context {
   // flight to finish first (the kernel's iommufd_object_destroy_user).
   void destroy_user(Object* obj) EXCLUDES(mu_);
 
-  // IOMMU_OPTION RLIMIT_MODE: the accounting mode of new pages. SET needs the context to have no objects
-  // (EBUSY).
+  // IOMMU_OPTION RLIMIT_MODE: the accounting mode of new pages. SET needs CAP_SYS_RESOURCE (EPERM) and a
+  // context with no objects (EBUSY).
   bool mm_account_mode() const { return mm_mode_.load(); }
   Status set_mm_account_mode(bool mm) EXCLUDES(mu_);
   AccountMode account_mode() const { return default_account_mode(mm_account_mode()); }
