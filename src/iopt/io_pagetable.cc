@@ -1,16 +1,20 @@
 #include "uiommufd/iopt/io_pagetable.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
+#include "uiommufd/base/log.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/iova/iova_allocator.h"
 #include "uiommufd/iova/span_iterator.h"
 #include "uiommufd/lockdep/mutex.h"
+#include "uiommufd/mm/mm.h"
 
 namespace uiommufd {
 
@@ -19,6 +23,8 @@ UIOMMUFD_FAULT_SITE(g_fault_alloc_area, "iopt.alloc_area", ENOMEM);
 UIOMMUFD_FAULT_SITE(g_fault_alloc_reserved, "iopt.alloc_reserved", ENOMEM);
 // The kernel's iommufd_should_fail() in io_pagetable.c, before an area is inserted.
 UIOMMUFD_FAULT_SITE(g_fault_insert, "iopt.insert_area", EINVAL);
+// The kernel's site in access read/write.
+UIOMMUFD_FAULT_SITE(g_fault_rw, "pages.rw", EINVAL);
 }  // namespace
 
 IoPagetable::IoPagetable() = default;
@@ -28,6 +34,10 @@ IoPagetable::~IoPagetable() {
   {
     lockdep::ReadGuard d(domains_rwsem_);
     UIOMMUFD_ASSERT(domains_.empty());
+  }
+  {
+    lockdep::MutexGuard l(access_list_mu_);
+    UIOMMUFD_ASSERT(accesses_.empty());
   }
   Status st = unmap_range(Interval::full(), &unmapped);
   UIOMMUFD_ASSERT(st.ok());
@@ -219,26 +229,210 @@ Result<std::vector<PagesChunk>> IoPagetable::get_chunks(std::uint64_t iova, std:
 Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
   *unmapped = 0;
   std::uint64_t start = range.start;
-  lockdep::ReadGuard d(domains_rwsem_);
-  lockdep::WriteGuard g(iova_rwsem_);
+  unsigned rounds = 0;
   for (;;) {
-    Area* a = first_area_locked({start, range.last});
-    if (!a) return {};
-    if (!a->pages()) return Status::error(EBUSY);
-    if (a->iova_start() < start || a->iova_last() > range.last) return Status::error(ENOENT);
-    // FIXME: areas with access pins must notify the accesses first (the access layer is not built yet;
-    // until then no area can have any).
-    UIOMMUFD_ASSERT(a->num_accesses == 0);
-    RefPtr<Pages> pages = a->unpublish();
-    unfill_area(*a);
-    std::uint64_t area_last = a->iova_last();
-    *unmapped += a->length();
-    remove_area_locked(a);
-    // Moving the start past the removed area keeps a concurrent map at an already unmapped IOVA from
-    // being found again (the kernel's fix [F2]).
-    if (area_last >= range.last) return {};
-    start = area_last + 1;
+    Interval notify;
+    {
+      lockdep::ReadGuard d(domains_rwsem_);
+      lockdep::WriteGuard g(iova_rwsem_);
+      for (;;) {
+        Area* a = first_area_locked({start, range.last});
+        if (!a) return {};
+        if (!a->pages()) return Status::error(EBUSY);
+        if (a->iova_start() < start || a->iova_last() > range.last) return Status::error(ENOENT);
+        if (a->iova_start() != start) rounds = 0;
+        if (a->num_accesses > 0) {
+          // Pins by accesses: stop new ones, then ask every access to let go, with no lock held.
+          start = a->iova_start();
+          a->prevent_access = true;
+          notify = a->node.range;
+          break;
+        }
+        RefPtr<Pages> pages = a->unpublish();
+        unfill_area(*a);
+        std::uint64_t area_last = a->iova_last();
+        *unmapped += a->length();
+        remove_area_locked(a);
+        // Moving the start past the removed area keeps a concurrent map at an already unmapped IOVA from
+        // being found again (the kernel's fix [F2]).
+        if (area_last >= range.last) return {};
+        start = area_last + 1;
+      }
+    }
+    notify_accesses(notify);
+    // An access being destroyed is skipped, and its destroyer's own callback is what releases its pins:
+    // give that thread a chance to run before the next round.
+    std::this_thread::yield();
+    if (++rounds > kMaxUnmapNotifyRounds) {
+      UIOMMUFD_LOG(LogLevel::kWarn, "unmap of [%#llx, %#llx]: accesses kept their pins through %u rounds (EDEADLOCK)",
+                   static_cast<unsigned long long>(notify.start), static_cast<unsigned long long>(notify.last),
+                   kMaxUnmapNotifyRounds);
+      return Status::error(EDEADLOCK);
+    }
   }
+}
+
+void IoPagetable::notify_accesses(Interval range) {
+  // Held (as a recursive reader: concurrent unmaps, and unmaps from inside a callback, are fine) around
+  // the callbacks; access destroy touches it. A driver lock taken here and held across destroy is then a
+  // reported cycle.
+  lockdep::MapRecursiveSharedGuard inside(access_unmap_);
+  std::vector<AccessHook*> live;
+  {
+    lockdep::MutexGuard g(access_list_mu_);
+    for (AccessHook* a : accesses_)
+      if (a->try_get()) live.push_back(a);
+  }
+  for (AccessHook* a : live) {
+    a->unmap_callback(range.start, range.last - range.start + 1);
+    a->put();
+  }
+}
+
+// ---- accesses ----
+
+Status IoPagetable::add_access(AccessHook* access, std::uint64_t alignment) {
+  lockdep::WriteGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  required_alignments_.push_back(alignment);
+  std::uint64_t a = compute_alignment_locked(domains_, large_pages_.load());
+  if (Status st = check_areas_aligned_locked(a); !st.ok()) {
+    required_alignments_.pop_back();
+    return st;
+  }
+  iova_alignment_ = a;
+  lockdep::MutexGuard l(access_list_mu_);
+  accesses_.push_back(access);
+  return {};
+}
+
+void IoPagetable::remove_access(AccessHook* access, std::uint64_t alignment) {
+  lockdep::WriteGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  {
+    lockdep::MutexGuard l(access_list_mu_);
+    auto it = std::find(accesses_.begin(), accesses_.end(), access);
+    UIOMMUFD_ASSERT(it != accesses_.end());
+    accesses_.erase(it);
+  }
+  auto it = std::find(required_alignments_.begin(), required_alignments_.end(), alignment);
+  UIOMMUFD_ASSERT(it != required_alignments_.end());
+  required_alignments_.erase(it);
+  iova_alignment_ = compute_alignment_locked(domains_, large_pages_.load());
+}
+
+Result<std::vector<IoPagetable::Segment>> IoPagetable::segments_locked(std::uint64_t iova,
+                                                                       std::uint64_t last) const {
+  std::vector<Segment> out;
+  Interval range{iova, last};
+  std::uint64_t cur = iova;
+  for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
+    if (!a || a->iova_start() > cur || !a->pages()) return Status::error(ENOENT);
+    std::uint64_t end = std::min(last, a->iova_last());
+    out.push_back({a, cur, end - cur + 1, a->start_byte() + (cur - a->iova_start())});
+    if (end == last) return out;
+    cur = end + 1;
+  }
+}
+
+namespace {
+Status check_access_prot(const Area& a, bool write) {
+  if (write ? !(a.prot() & kIommuWrite) : !(a.prot() & kIommuRead)) return Status::error(EPERM);
+  return {};
+}
+}  // namespace
+
+Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool write, std::vector<AccessPage>* out) {
+  if (length == 0) return Status::error(EINVAL);
+  std::uint64_t last;
+  if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
+  out->clear();
+  lockdep::ReadGuard g(iova_rwsem_);
+  std::vector<Segment> segs = TRY(segments_locked(iova, last));
+  std::size_t done = 0;
+  Status st;
+  for (; done < segs.size(); ++done) {
+    const Segment& s = segs[done];
+    Area& a = *s.area;
+    bool final_segment = done + 1 == segs.size();
+    if (a.prevent_access || s.start_byte % kPageSize != 0 ||
+        (!final_segment && (a.start_byte() + a.length()) % kPageSize != 0)) {
+      st = Status::error(EINVAL);
+      break;
+    }
+    if (st = check_access_prot(a, write); !st.ok()) break;
+    Pages& pages = *a.pages();
+    std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
+    {
+      lockdep::MutexGuard pg(pages.mutex());
+      if (st = pages.add_access_locked(first, last_index); !st.ok()) break;
+      ++a.num_accesses;
+    }
+    for (std::uint64_t i = first; i <= last_index; ++i)
+      out->push_back({pages.page_phys(i), pages.host_page(i)});
+  }
+  if (st.ok()) return st;
+  // Undo the records of the segments before the failing one.
+  for (std::size_t i = 0; i < done; ++i) {
+    const Segment& s = segs[i];
+    Pages& pages = *s.area->pages();
+    lockdep::MutexGuard pg(pages.mutex());
+    pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize);
+    --s.area->num_accesses;
+  }
+  out->clear();
+  return st;
+}
+
+bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
+  std::uint64_t last;
+  if (length == 0 || !checked_add(iova, length - 1, &last)) return false;
+  lockdep::ReadGuard g(iova_rwsem_);
+  auto segs = segments_locked(iova, last);
+  if (!segs.ok()) return false;
+  bool all = true;
+  for (const Segment& s : *segs) {
+    Pages& pages = *s.area->pages();
+    lockdep::MutexGuard pg(pages.mutex());
+    if (pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize))
+      --s.area->num_accesses;
+    else
+      all = false;
+  }
+  return all;
+}
+
+Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t length, bool write, bool slow_path) {
+  if (length == 0) return Status::error(EINVAL);
+  std::uint64_t last;
+  if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
+  TRY(inject(g_fault_rw));
+  lockdep::ReadGuard g(iova_rwsem_);
+  std::vector<Segment> segs = TRY(segments_locked(iova, last));
+  auto* bytes = static_cast<unsigned char*>(data);
+  for (const Segment& s : segs) {
+    Area& a = *s.area;
+    if (a.prevent_access) return Status::error(EINVAL);
+    TRY(check_access_prot(a, write));
+    Pages& pages = *a.pages();
+    if (write && !pages.writable()) return Status::error(EPERM);
+    std::uint64_t va = pages.page_phys(0) + s.start_byte;
+    if (pages.kind() == PagesKind::kUser && !slow_path) {
+      // Straight through the source address space: a bad address is EFAULT, never a crash.
+      const Mm& mm = *Mm::current();
+      TRY(write ? mm.copy_to_user(va, bytes, s.length) : mm.copy_from_user(bytes, va, s.length));
+    } else {
+      std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
+      lockdep::MutexGuard pg(pages.mutex());
+      TRY(pages.pin_locked(first, last_index));
+      auto* host = static_cast<unsigned char*>(pages.host_page(first)) + s.start_byte % kPageSize;
+      if (write) std::memcpy(host, bytes, s.length);
+      else std::memcpy(bytes, host, s.length);
+      pages.unpin_locked(first, last_index);
+    }
+    bytes += s.length;
+  }
+  return {};
 }
 
 // ---- domains ----
@@ -513,6 +707,10 @@ std::string IoPagetable::check_invariants() {
   for (auto& [pages, e] : expected) {
     bool exclusive = pages->ref_count() == e.areas;
     lockdep::MutexGuard pg(pages->mutex());
+    for (const auto& [range, users] : pages->access_records_locked()) {
+      e.events[range.start] += users;
+      e.events[range.last + 1] -= users;
+    }
     std::int64_t users = 0;
     std::uint64_t total = 0;
     for (auto it = e.events.begin(); it != e.events.end(); ++it) {

@@ -201,4 +201,42 @@ std::size_t Pages::pin_run_count_locked() const {
 
 std::uint64_t Pages::total_pinned_pages() { return total_pinned_.load(std::memory_order_relaxed); }
 
+Status Pages::add_access_locked(std::uint64_t first, std::uint64_t last) {
+  auto it = access_records_.find({first, last});
+  if (it != access_records_.end()) {
+    ++it->second;
+    return {};
+  }
+  TRY(pin_locked(first, last));
+  access_records_.emplace(std::make_pair(first, last), 1u);
+  return {};
+}
+
+bool Pages::remove_access_locked(std::uint64_t first, std::uint64_t last) {
+  auto it = access_records_.find({first, last});
+  if (it == access_records_.end()) return false;
+  if (--it->second == 0) {
+    access_records_.erase(it);
+    unpin_locked(first, last);
+  }
+  return true;
+}
+
+std::vector<std::pair<Interval, std::uint32_t>> Pages::access_records_locked() const {
+  std::vector<std::pair<Interval, std::uint32_t>> out;
+  for (const auto& [range, users] : access_records_) out.push_back({{range.first, range.second}, users});
+  return out;
+}
+
+std::uint64_t Pages::access_users_locked() const {
+  std::uint64_t n = 0;
+  for (const auto& [range, users] : access_records_) n += users;
+  return n;
+}
+
+std::uint32_t Pages::access_record_users_locked(std::uint64_t first, std::uint64_t last) const {
+  auto it = access_records_.find({first, last});
+  return it == access_records_.end() ? 0 : it->second;
+}
+
 }  // namespace uiommufd

@@ -33,8 +33,32 @@ struct PagesChunk {
   std::uint64_t length;      // bytes, > 0
 };
 
+// What the I/O page table needs from an access (the objects layer's Access implements it).
+class AccessHook {
+ public:
+  // A short-term reference held across one callback; false when the access is being destroyed, which
+  // unmap then skips.
+  virtual bool try_get() = 0;
+  virtual void put() = 0;
+  // The driver's unmap callback for [iova, iova + length − 1]. Runs with no engine lock held.
+  virtual void unmap_callback(std::uint64_t iova, std::uint64_t length) = 0;
+
+ protected:
+  ~AccessHook() = default;
+};
+
+// One page pinned for an access: its identity and where to read and write it while pinned (the
+// user-space stand-in for kmap).
+struct AccessPage {
+  PhysAddr phys;
+  void* address;
+};
+
 class IoPagetable {
  public:
+  // The unmap loop gives up on an area after this many rounds of callbacks that left pins behind.
+  static constexpr unsigned kMaxUnmapNotifyRounds = 100;
+
   IoPagetable();
   // Unmaps everything; every domain must have been removed first.
   ~IoPagetable();
@@ -91,6 +115,27 @@ class IoPagetable {
   Status add_required_alignment(std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
   void remove_required_alignment(std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
 
+  // Accesses. add_access puts `access` on the notify list and raises iova_alignment to `alignment`
+  // (EADDRINUSE when an area does not meet it); remove_access undoes both.
+  Status add_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
+  void remove_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
+  // Pins the backing pages of [iova, iova + length − 1] for an access, one AccessPage per page index
+  // (spec §4.3). EINVAL: length 0; an area being unmapped; a start not page aligned in the backing; an area
+  // other than the last not ending at a page end. EOVERFLOW on wrap. ENOENT: a gap. EPERM: `write` on an
+  // area without write permission, or a read of one without read. Pinning's errors (EFAULT, ENOMEM). On
+  // failure no record is left.
+  Status access_pin(std::uint64_t iova, std::uint64_t length, bool write, std::vector<AccessPage>* out)
+      EXCLUDES(iova_rwsem_);
+  // Removes the pin records access_pin added for exactly (iova, length). False when some record is not
+  // there (the caller reports it; those pins stay, as the kernel's WARN leaves them).
+  bool access_unpin(std::uint64_t iova, std::uint64_t length) EXCLUDES(iova_rwsem_);
+  // Reads (write false) or writes `length` bytes at `iova` through the areas' backing, at any alignment,
+  // across contiguous areas (spec §4.5). Errors as access_pin; EFAULT when the backing is not there. The
+  // fast path copies straight through the source address space; `slow_path`, and file-backed pages, pin
+  // the pages for the copy.
+  Status access_rw(std::uint64_t iova, void* data, std::uint64_t length, bool write, bool slow_path)
+      EXCLUDES(iova_rwsem_);
+
   // Statistics and invariants for tests and the model checker.
   std::size_t area_count() EXCLUDES(iova_rwsem_);
   std::size_t domain_count() EXCLUDES(domains_rwsem_);
@@ -139,11 +184,27 @@ class IoPagetable {
   Status check_areas_aligned_locked(std::uint64_t alignment) const REQUIRES_SHARED(iova_rwsem_);
   bool intersects_locked(const IntervalTree& tree, Interval range) const REQUIRES_SHARED(iova_rwsem_);
 
+  // Calls every access's unmap callback for the area [range] (no engine lock held), inside access_unmap.
+  void notify_accesses(Interval range) EXCLUDES(domains_rwsem_, iova_rwsem_, access_list_mu_);
+  // One segment of an access operation: the part of `area` in [cur, last] with its page-index range.
+  struct Segment {
+    Area* area;
+    std::uint64_t iova;
+    std::uint64_t length;
+    std::uint64_t start_byte;
+  };
+  // The segments of [iova, last] over contiguous fully-built areas; ENOENT on a gap.
+  Result<std::vector<Segment>> segments_locked(std::uint64_t iova, std::uint64_t last) const
+      REQUIRES_SHARED(iova_rwsem_);
+
   lockdep::SharedMutex domains_rwsem_{"iopt.domains_rwsem"};
   lockdep::SharedMutex iova_rwsem_{"iopt.iova_rwsem"};
   lockdep::LockdepMap access_unmap_{"iopt.access_unmap"};
 
   std::vector<Domain*> domains_ GUARDED_BY(domains_rwsem_);
+  // Changed under both rwsems (write) and this lock; the notify loop reads it under this lock alone.
+  lockdep::Mutex access_list_mu_{"iopt.access_list"};
+  std::vector<AccessHook*> accesses_ GUARDED_BY(access_list_mu_);
   IntervalTree areas_ GUARDED_BY(iova_rwsem_);
   IntervalTree reserved_ GUARDED_BY(iova_rwsem_);
   IntervalTree allowed_ GUARDED_BY(iova_rwsem_);

@@ -31,6 +31,14 @@ class Object {
 
   // A long-term reference, held by another object or a driver (released with drop_user()).
   void add_user() { users_.fetch_add(1, std::memory_order_acq_rel); }
+  // A user unless the object is being destroyed (users already 0): what a short-term holder takes.
+  bool try_add_user() {
+    std::uint32_t u = users_.load(std::memory_order_acquire);
+    do {
+      if (u == 0) return false;
+    } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acq_rel));
+    return true;
+  }
   void drop_user() { users_.fetch_sub(1, std::memory_order_acq_rel); }
 
  protected:

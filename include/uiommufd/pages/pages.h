@@ -28,6 +28,9 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <utility>
+#include <vector>
 #include <cstdint>
 
 #include "uiommufd/base/interval.h"
@@ -119,6 +122,18 @@ class Pages : public RefCounted<Pages> {
   // Number of runs in the pin bookkeeping; for tests of the "runs, not pages" property.
   std::size_t pin_run_count_locked() const REQUIRES(mu_);
 
+  // Access pin records (spec §3.7): a record [first, last] has a users count; adding one that exists with
+  // exactly that range bumps its users, a new one pins the range (pin_locked's errors). Removing drops a
+  // user and unpins when the last goes; false (and nothing changes) if no record has exactly that range.
+  Status add_access_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
+  bool remove_access_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
+  // Every record as ([first, last], users); for invariant checks.
+  std::vector<std::pair<Interval, std::uint32_t>> access_records_locked() const REQUIRES(mu_);
+  // Total users over all access records; for invariant checks.
+  std::uint64_t access_users_locked() const REQUIRES(mu_);
+  // The users of the record with exactly this range (0 if none).
+  std::uint32_t access_record_users_locked(std::uint64_t first, std::uint64_t last) const REQUIRES(mu_);
+
   // Pages pinned (and charged) right now across every Pages object of the process; for leak checks.
   static std::uint64_t total_pinned_pages();
 
@@ -149,6 +164,8 @@ class Pages : public RefCounted<Pages> {
 
   lockdep::Mutex mu_{"pages.mutex"};
   PinRuns pins_ GUARDED_BY(mu_);
+  // Access pin records by exact range; overlapping records coexist.
+  std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint32_t> access_records_ GUARDED_BY(mu_);
 
   static std::atomic<std::uint64_t> total_pinned_;
 };

@@ -1,0 +1,134 @@
+#include "uiommufd/objects/access.h"
+
+#include "uiommufd/base/checked.h"
+#include "uiommufd/base/log.h"
+#include "uiommufd/base/try.h"
+#include "uiommufd/objects/context.h"
+
+namespace uiommufd {
+
+Result<ObjectRef<Access>> Access::create(Context& ctx, Ops ops) {
+  auto* access = new Access(ctx, std::move(ops));
+  std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(access)));
+  access->add_user();  // the driver's
+  ctx.finalize(id);
+  return ObjectRef<Access>(access);
+}
+
+bool Access::try_get() { return try_add_user(); }
+
+void Access::unmap_callback(std::uint64_t iova, std::uint64_t length) {
+  if (ops_.unmap) ops_.unmap(iova, length);
+}
+
+Status Access::change_ioas(Move move, Ioas* next) {
+  ObjectRef<Ioas> next_ref(next);  // dropped unless the move succeeds
+  Ioas* old;
+  {
+    lockdep::MutexGuard g(ioas_lock_);
+    if (move == Move::kAttach && ioas_) {
+      UIOMMUFD_LOG(LogLevel::kWarn, "access %u: attach while attached", id());
+      return Status::error(EINVAL);
+    }
+    if (move == Move::kReplace && !ioas_) return Status::error(ENOENT);
+    if (move == Move::kDetach && !ioas_ && !ioas_unpin_) return {};
+    // A move away from an IOAS is still calling back in another thread.
+    if (ioas_ != ioas_unpin_) return Status::error(EBUSY);
+    old = ioas_;
+    if (old == next) return {};
+    ioas_ = nullptr;  // no new pin or rw from here on; unpin still goes to ioas_unpin_
+    if (next) {
+      if (Status st = next->iopt().add_access(this, alignment()); !st.ok()) {
+        ioas_ = old;
+        return st;
+      }
+    }
+    if (!old) {
+      ioas_ = ioas_unpin_ = next_ref.release();
+      return {};
+    }
+  }
+  // The driver lets go of the old IOAS from this thread, with no engine lock held: its unpin_pages() takes
+  // ioas_lock. Touching access_unmap first tells the validator that this path waits for the callbacks
+  // that unmaps run inside it, so a driver lock held here and taken in the callback is reported.
+  old->iopt().access_unmap().touch();
+  unmap_callback(0, kUlongMax);
+  lockdep::MutexGuard g(ioas_lock_);
+  old->iopt().remove_access(this, alignment());
+  old->drop_user();
+  ioas_ = ioas_unpin_ = next_ref.release();
+  return {};
+}
+
+Status Access::attach(std::uint32_t ioas_id) {
+  ObjectRef<Ioas> ioas = TRY(context().get<Ioas>(ioas_id, ObjectType::kIoas));
+  return change_ioas(Move::kAttach, ioas.release());
+}
+
+Status Access::replace(std::uint32_t ioas_id) {
+  ObjectRef<Ioas> ioas = TRY(context().get<Ioas>(ioas_id, ObjectType::kIoas));
+  return change_ioas(Move::kReplace, ioas.release());
+}
+
+void Access::detach() {
+  {
+    lockdep::MutexGuard g(ioas_lock_);
+    if (!ioas_) {
+      UIOMMUFD_LOG(LogLevel::kWarn, "access %u: detach while not attached", id());
+      return;
+    }
+  }
+  (void)change_ioas(Move::kDetach, nullptr);
+}
+
+void Access::destroy(ObjectRef<Access> access) {
+  Access* a = access.release();  // the driver's user: destroy_user() expects it
+  Ioas* ioas;
+  {
+    lockdep::MutexGuard g(a->ioas_lock_);
+    ioas = a->ioas_unpin_;
+  }
+  // Waiting for callbacks in flight: what the validator must see, before anything can block.
+  if (ioas) ioas->iopt().access_unmap().touch();
+  a->context().destroy_user(a);
+}
+
+void Access::destroy() { (void)change_ioas(Move::kDetach, nullptr); }
+
+Status Access::pin_pages(std::uint64_t iova, std::uint64_t length, std::vector<AccessPage>* pages,
+                         std::uint32_t flags) {
+  if (!ops_.needs_pin_pages || !ops_.unmap) return Status::error(EINVAL);
+  if (flags & ~kPinWrite) return Status::error(EINVAL);
+  if (length == 0) return Status::error(EINVAL);
+  std::uint64_t last;
+  if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
+  lockdep::MutexGuard g(ioas_lock_);
+  if (!ioas_) return Status::error(ENOENT);
+  return ioas_->iopt().access_pin(iova, length, flags & kPinWrite, pages);
+}
+
+void Access::unpin_pages(std::uint64_t iova, std::uint64_t length) {
+  lockdep::MutexGuard g(ioas_lock_);
+  if (!ioas_unpin_ || !ioas_unpin_->iopt().access_unpin(iova, length)) {
+    unpin_mismatches_.fetch_add(1);
+    UIOMMUFD_LOG(LogLevel::kWarn,
+                 "access %u: unpin of [%#llx, +%#llx] matches no pin (pins are unpinned exactly as pinned)",
+                 id(), static_cast<unsigned long long>(iova), static_cast<unsigned long long>(length));
+  }
+}
+
+Status Access::rw(std::uint64_t iova, void* data, std::uint64_t length, std::uint32_t flags) {
+  if (length == 0) return Status::error(EINVAL);
+  std::uint64_t last;
+  if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
+  lockdep::MutexGuard g(ioas_lock_);
+  if (!ioas_) return Status::error(ENOENT);
+  return ioas_->iopt().access_rw(iova, data, length, flags & kRwWrite, flags & kRwSlowPath);
+}
+
+std::uint32_t Access::ioas_id() {
+  lockdep::MutexGuard g(ioas_lock_);
+  return ioas_ ? ioas_->id() : 0;
+}
+
+}  // namespace uiommufd
