@@ -368,8 +368,12 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
       if (st = pages.add_access_locked(first, last_index); !st.ok()) break;
       ++a.num_accesses;
     }
-    for (std::uint64_t i = first; i <= last_index; ++i)
-      out->push_back({pages.page_phys(i), pages.host_page(i)});
+    // A Pages window is contiguous, so the handles follow from the first page's.
+    PhysAddr phys = pages.page_phys(first);
+    auto* host = static_cast<unsigned char*>(pages.host_page(first));
+    std::size_t at = out->size(), n = last_index - first + 1;
+    out->resize(at + n);
+    for (std::size_t k = 0; k < n; ++k) (*out)[at + k] = {phys + k * kPageSize, host + k * kPageSize};
   }
   if (st.ok()) return st;
   // Undo the records of the segments before the failing one.
