@@ -1,5 +1,7 @@
 #include "uiommufd/objects/access.h"
 
+#include <thread>
+
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/log.h"
 #include "uiommufd/base/try.h"
@@ -93,7 +95,14 @@ void Access::destroy(ObjectRef<Access> access) {
   a->context().destroy_user(a);
 }
 
-void Access::destroy() { (void)change_ioas(Move::kDetach, nullptr); }
+void Access::destroy() {
+  // EBUSY means another thread of the driver is moving this access right now: a driver bug (the kernel
+  // WARNs). Freeing it while it is still on an IOAS's notify list would be worse, so wait for the move.
+  for (bool warned = false; change_ioas(Move::kDetach, nullptr).error() == EBUSY; std::this_thread::yield()) {
+    if (!warned) UIOMMUFD_LOG(LogLevel::kWarn, "access %u: destroyed while being moved", id());
+    warned = true;
+  }
+}
 
 Status Access::pin_pages(std::uint64_t iova, std::uint64_t length, std::vector<AccessPage>* pages,
                          std::uint32_t flags) {
