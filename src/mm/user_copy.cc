@@ -189,7 +189,11 @@ Status pipe_copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) 
 Status copy_from_user(CopyMethod method, void* dst, std::uint64_t uaddr, std::size_t len, std::size_t* copied) {
   std::size_t done = 0;
   Status st;
-  if (method == CopyMethod::kProcessVm ||
+  const bool recoverable = (method == CopyMethod::kAuto || method == CopyMethod::kRecoverable) &&
+                           recoverable_copy_usable(uaddr, len);
+  if (recoverable) {
+    st = recoverable_copy(/*to_user=*/false, dst, uaddr, len, &done);
+  } else if (method == CopyMethod::kProcessVm || method == CopyMethod::kRecoverable ||
       (method == CopyMethod::kAuto && !g_process_vm_unavailable.load(std::memory_order_relaxed))) {
     st = vm_copy(/*to_user=*/false, dst, uaddr, len, &done);
     if (st.error() == ENOSYS && method == CopyMethod::kAuto) st = pipe_copy_from_user(dst, uaddr, len, &done);
@@ -201,7 +205,12 @@ Status copy_from_user(CopyMethod method, void* dst, std::uint64_t uaddr, std::si
 }
 
 Status copy_to_user(CopyMethod method, std::uint64_t uaddr, const void* src, std::size_t len) {
-  if (method == CopyMethod::kProcessVm ||
+  if ((method == CopyMethod::kAuto || method == CopyMethod::kRecoverable) && recoverable_copy_usable(uaddr, len)) {
+    std::size_t done = 0;
+    // The recoverable copy only reads from the local side of a copy to user.
+    return recoverable_copy(/*to_user=*/true, const_cast<void*>(src), uaddr, len, &done);
+  }
+  if (method == CopyMethod::kProcessVm || method == CopyMethod::kRecoverable ||
       (method == CopyMethod::kAuto && !g_process_vm_unavailable.load(std::memory_order_relaxed))) {
     std::size_t done = 0;
     // process_vm_writev takes a non-const local iovec but only reads from it.

@@ -14,9 +14,12 @@
 namespace uiommufd::mm_internal {
 
 enum class CopyMethod : std::uint8_t {
-  kAuto,       // process_vm_* while available, else the pipe (the choice Mm makes)
-  kProcessVm,  // process_vm_readv / process_vm_writev on our own pid only
-  kPipe,       // the per-thread pipe only
+  kAuto,         // the choice Mm makes: kRecoverable where usable, else process_vm_* while available, else
+                 // the pipe
+  kRecoverable,  // memcpy in a fault-recoverable region (recoverable_copy.cc); process_vm_* for the ranges
+                 // and threads where recoverable_copy_usable() is false (never the pipe)
+  kProcessVm,    // process_vm_readv / process_vm_writev on our own pid only
+  kPipe,         // the per-thread pipe only
 };
 
 // Copies len bytes from user memory to dst. `*copied` (if non-null) receives the number of leading bytes
@@ -26,6 +29,23 @@ Status copy_from_user(CopyMethod method, void* dst, std::uint64_t uaddr, std::si
                       std::size_t* copied = nullptr);
 // Copies len bytes from src to user memory. Errors as above.
 Status copy_to_user(CopyMethod method, std::uint64_t uaddr, const void* src, std::size_t len);
+
+// The fault-recoverable memcpy (recoverable_copy.cc). A SIGSEGV / SIGBUS handler is installed on first
+// use (process-wide, once); faults outside a copy, or outside the user range of the copy in progress, go to
+// the handler installed before it (or kill the process, if that was the default).
+//
+// recoverable_copy_available(): the handler is (now) installed and not disabled for testing.
+// recoverable_copy_usable(): available, and usable for this range on this thread: the range lies below
+//   2^47, the calling thread does not block SIGSEGV / SIGBUS (sampled once per thread), and no copy is
+//   already in progress on this thread.
+// recoverable_copy(): the copy; precondition recoverable_copy_usable(uaddr, len). *done receives the
+//   leading bytes copied; on a fault the copy stops at the first inaccessible page (whole pages before it
+//   are copied, nothing at or after it is). Errors: EFAULT only.
+bool recoverable_copy_available();
+bool recoverable_copy_usable(std::uint64_t uaddr, std::size_t len);
+Status recoverable_copy(bool to_user, void* local, std::uint64_t uaddr, std::size_t len, std::size_t* done);
+// Test hook: makes kAuto and kRecoverable skip the recoverable copy (as if it were not usable).
+void set_recoverable_copy_disabled_for_testing(bool disabled);
 
 // Whether process_vm_* has been found unavailable (sticky once seen), and a test hook to pretend so.
 bool process_vm_unavailable();

@@ -1,5 +1,6 @@
-// The two copy mechanisms and the probing fallback, each driven directly: on this kernel Mm always uses
-// process_vm_* and MADV_POPULATE, so the fallbacks would otherwise go untested.
+// The three copy mechanisms and the probing fallback, each driven directly: on this kernel Mm uses the
+// recoverable memcpy (or process_vm_* where that cannot be used) and MADV_POPULATE, so the fallbacks would
+// otherwise go untested.
 #include "user_copy.h"
 
 #include <gtest/gtest.h>
@@ -22,8 +23,15 @@ using mm_testing::TestRegion;
 
 class CopyMethodTest : public ::testing::TestWithParam<CopyMethod> {};
 
-INSTANTIATE_TEST_SUITE_P(Methods, CopyMethodTest, ::testing::Values(CopyMethod::kProcessVm, CopyMethod::kPipe),
-                         [](const auto& info) { return info.param == CopyMethod::kPipe ? "Pipe" : "ProcessVm"; });
+INSTANTIATE_TEST_SUITE_P(Methods, CopyMethodTest,
+                         ::testing::Values(CopyMethod::kRecoverable, CopyMethod::kProcessVm, CopyMethod::kPipe),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case CopyMethod::kRecoverable: return "Recoverable";
+                             case CopyMethod::kPipe: return "Pipe";
+                             default: return "ProcessVm";
+                           }
+                         });
 
 void fill_pattern(unsigned char* p, std::size_t n, unsigned seed) {
   for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(i * 31 + seed);
@@ -47,7 +55,7 @@ TEST_P(CopyMethodTest, CopiesMappedRangeAcrossPagesBothWays) {
 }
 
 TEST_P(CopyMethodTest, LargeCopyRoundTrips) {
-  constexpr std::size_t kPages = 300;  // > 1 MiB: many pipe chunks, one process_vm call
+  constexpr std::size_t kPages = 300;  // > 1 MiB: many pipe chunks, one process_vm call, 19 memcpy chunks
   TestRegion r(kPages);
   ASSERT_TRUE(r.ok());
   std::vector<unsigned char> src(r.len()), back(r.len());
@@ -77,7 +85,7 @@ TEST_P(CopyMethodTest, HoleInTheMiddleStopsThereAndReportsTheCopiedPrefix) {
   std::vector<unsigned char> buf(r.len());
   std::size_t copied = 12345;
   EXPECT_EQ(copy_from_user(GetParam(), buf.data(), r.uaddr(), buf.size(), &copied).error(), EFAULT);
-  // Never past the hole; the first page is copied whole by both mechanisms (neither splits a page).
+  // Never past the hole; the first page is copied whole by every mechanism (none splits a page).
   EXPECT_EQ(copied, kPageSize);
   EXPECT_EQ(std::memcmp(buf.data(), r.ptr(), copied), 0);
 
@@ -127,6 +135,7 @@ TEST_P(CopyMethodTest, FailureLeavesNoStaleBytesForTheNextCopy) {
 
 TEST(UserCopyTest, MmFallsBackToThePipeWhenProcessVmIsUnavailable) {
   ASSERT_FALSE(process_vm_unavailable()) << "process_vm_* should work on this machine";
+  set_recoverable_copy_disabled_for_testing(true);
   set_process_vm_unavailable_for_testing(true);
   TestRegion r(2);
   ASSERT_TRUE(r.ok());
@@ -139,6 +148,7 @@ TEST(UserCopyTest, MmFallsBackToThePipeWhenProcessVmIsUnavailable) {
   ASSERT_TRUE(r.unmap_page(1));
   EXPECT_EQ(mm->copy_from_user(back, r.page_uaddr(1), sizeof back).error(), EFAULT);
   set_process_vm_unavailable_for_testing(false);
+  set_recoverable_copy_disabled_for_testing(false);
 }
 
 TEST(UserCopyTest, PipeWorksOnManyThreads) {

@@ -33,9 +33,17 @@ class Mm : public RefCounted<Mm> {
   // copy_{from,to}_user: an unmapped, PROT_NONE, or (for copy_to_user) read-only page gives EFAULT and
   // never crashes.
   //
-  // How: process_vm_readv / process_vm_writev on our own pid. If those are unavailable (ENOSYS or EPERM,
-  // e.g. under seccomp), the process switches for good to a per-thread pipe: writing user memory into a
-  // pipe, or reading a pipe into user memory, makes the kernel do the access and report EFAULT.
+  // How: an ordinary memcpy inside a fault-recoverable region (src/mm/recoverable_copy.cc). On first use a
+  // SIGSEGV / SIGBUS handler is installed, once per process; a fault in the user range of a copy in
+  // progress on the faulting thread is turned into EFAULT (siglongjmp back into the copy), and any other
+  // fault goes to the handler that was installed before ours, or kills the process as it would have.
+  // No system call per copy. Programs that install their own SIGSEGV / SIGBUS handler after the first copy
+  // must chain to the previous one (as ASan and most runtimes do), or user copies that fault will crash.
+  // Where the region cannot be used — a range reaching above 2^47, a thread that blocks SIGSEGV or SIGBUS
+  // (sampled on its first copy), a copy nested in a signal handler on the same thread — the copy uses
+  // process_vm_readv / process_vm_writev on our own pid. If those are unavailable (ENOSYS or EPERM, e.g.
+  // under seccomp), the process switches for good to a per-thread pipe: writing user memory into a pipe, or
+  // reading a pipe into user memory, makes the kernel do the access and report EFAULT.
   //
   // len 0 succeeds without touching anything (and without consuming the fault-injection counter).
   // A range whose end wraps past 2^64 gives EFAULT.
@@ -45,7 +53,7 @@ class Mm : public RefCounted<Mm> {
   //   of dst may have been copied; the rest of dst is zeroed, as the kernel's copy_from_user does, so no
   //   stale engine memory is mistaken for user data.
   // copy_to_user errors: EFAULT (fault site "mm.copy_to_user"); ENOMEM as above. On error a prefix of the
-  //   user range may have been written.
+  //   user range may have been written (never anything at or past the first inaccessible page).
   Status copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const;
   Status copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) const;
 
