@@ -294,6 +294,7 @@ void IoPagetable::notify_accesses(Interval range) {
 Status IoPagetable::add_access(AccessHook* access, std::uint64_t alignment) {
   lockdep::WriteGuard d(domains_rwsem_);
   lockdep::WriteGuard g(iova_rwsem_);
+  // The access's alignment joins the others; every area must already meet the result.
   required_alignments_.push_back(alignment);
   std::uint64_t a = compute_alignment_locked(domains_, large_pages_.load());
   if (Status st = check_areas_aligned_locked(a); !st.ok()) {
@@ -616,28 +617,6 @@ Status IoPagetable::set_large_pages(bool enabled) {
 }
 
 bool IoPagetable::large_pages() { return large_pages_.load(); }
-
-Status IoPagetable::add_required_alignment(std::uint64_t alignment) {
-  lockdep::WriteGuard d(domains_rwsem_);
-  lockdep::WriteGuard g(iova_rwsem_);
-  required_alignments_.push_back(alignment);
-  std::uint64_t a = compute_alignment_locked(domains_, large_pages_.load());
-  if (Status st = check_areas_aligned_locked(a); !st.ok()) {
-    required_alignments_.pop_back();
-    return st;
-  }
-  iova_alignment_ = a;
-  return {};
-}
-
-void IoPagetable::remove_required_alignment(std::uint64_t alignment) {
-  lockdep::WriteGuard d(domains_rwsem_);
-  lockdep::WriteGuard g(iova_rwsem_);
-  auto it = std::find(required_alignments_.begin(), required_alignments_.end(), alignment);
-  UIOMMUFD_ASSERT(it != required_alignments_.end());
-  required_alignments_.erase(it);
-  iova_alignment_ = compute_alignment_locked(domains_, large_pages_.load());
-}
 
 // ---- introspection ----
 

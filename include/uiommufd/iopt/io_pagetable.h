@@ -110,11 +110,6 @@ class IoPagetable {
   Status set_large_pages(bool enabled) EXCLUDES(domains_rwsem_, iova_rwsem_);
   bool large_pages() EXCLUDES(iova_rwsem_);
 
-  // Alignment that accesses require (issue: accesses); recomputed with the rest. EADDRINUSE when an area
-  // does not meet a raised alignment.
-  Status add_required_alignment(std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
-  void remove_required_alignment(std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
-
   // Accesses. add_access puts `access` on the notify list and raises iova_alignment to `alignment`
   // (EADDRINUSE when an area does not meet it); remove_access undoes both.
   Status add_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
