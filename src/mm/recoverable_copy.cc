@@ -87,7 +87,6 @@ constinit thread_local int t_mask_state __attribute__((tls_model("initial-exec")
 // Handlers that were installed before ours, written once before our handler goes in.
 struct sigaction g_prev_segv;
 struct sigaction g_prev_bus;
-std::once_flag g_install_once;
 constinit std::atomic<bool> g_installed{false};
 constinit std::atomic<bool> g_disabled_for_testing{false};
 
@@ -258,9 +257,21 @@ __attribute__((noinline)) bool guarded_copy(char* dst, const char* src, std::siz
 
 }  // namespace
 
+namespace {
+// Installs the handler once. A function-local static rather than std::call_once: libstdc++'s call_once
+// keeps its state in dynamic TLS, and the first __tls_get_addr of a thread makes the sanitizer runtimes
+// mmap, which must not happen lazily in the middle of a copy (or land in a hole a test just punched).
+bool ensure_installed() {
+  static const bool once = (install(), true);
+  return once;
+}
+// Installed before main(), so the first copy finds everything in place.
+const bool g_installed_at_start = ensure_installed();
+}  // namespace
+
 bool recoverable_copy_available() {
   if (g_disabled_for_testing.load(std::memory_order_relaxed)) return false;
-  if (!g_installed.load(std::memory_order_acquire)) std::call_once(g_install_once, install);
+  if (!g_installed.load(std::memory_order_acquire)) ensure_installed();
   return g_installed.load(std::memory_order_acquire);
 }
 
