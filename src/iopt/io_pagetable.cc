@@ -248,7 +248,7 @@ Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
           notify = a->node.range;
           break;
         }
-        RefPtr<Pages> pages = a->unpublish();
+        // The iova lock is held from here until the area is gone, so nobody sees it half torn down.
         unfill_area(*a);
         std::uint64_t area_last = a->iova_last();
         *unmapped += a->length();
@@ -504,7 +504,6 @@ Status IoPagetable::add_domain(Domain* domain) {
     return st;
   }
   domains_.push_back(domain);
-  domain_count_ = domains_.size();
   iova_alignment_ = alignment;
   return {};
 }
@@ -524,7 +523,6 @@ void IoPagetable::remove_domain(Domain* domain) {
     if (last_domain) pages.unpin_locked(a->first_index(), a->last_index());
   }
   domains_.erase(it);
-  domain_count_ = domains_.size();
   remove_reserved_locked(domain);
   iova_alignment_ = compute_alignment_locked(domains_, large_pages_.load());
 }

@@ -23,15 +23,11 @@ class Area {
   std::uint64_t iova_last() const { return node.range.last; }
   std::uint64_t length() const { return node.range.last - node.range.start + 1; }
 
-  // The backing, once published (null while half-built or being torn down).
+  // The backing, once published (null while half-built).
   const RefPtr<Pages>& pages() const { return pages_; }
-  // The backing whatever the state; used while building and tearing down.
+  // The backing whatever the state; used while building it and while tearing it down.
   Pages& backing() const { return pages_ ? *pages_ : *pending_pages_; }
   void publish() { pages_ = std::move(pending_pages_); }
-  RefPtr<Pages> unpublish() {
-    pending_pages_ = pages_;
-    return std::move(pages_);
-  }
 
   // Byte offset of the area's first byte from the start of page 0 of its Pages window.
   std::uint64_t start_byte() const { return start_byte_; }

@@ -209,8 +209,6 @@ class IoPagetable {
   std::uint64_t iova_alignment_ GUARDED_BY(iova_rwsem_) = 1;
   // Written under both rwsems, read under either: an atomic so that the analysis need not know that.
   std::atomic<bool> large_pages_{true};
-  // A copy of domains_.size() readable under iova_rwsem alone (written under both locks).
-  std::size_t domain_count_ GUARDED_BY(iova_rwsem_) = 0;
 };
 
 }  // namespace uiommufd
