@@ -84,11 +84,10 @@ TEST(RecoverableCopyTest, ProtNonePageInTheMiddle) {
 }
 
 TEST(RecoverableCopyTest, UnmappedRange) {
-  TestRegion r(20);
-  ASSERT_TRUE(r.ok());
-  const std::uint64_t gone = r.uaddr();
-  ASSERT_EQ(munmap(r.ptr(), r.len()), 0);
-  std::vector<unsigned char> buf(r.len(), 0xcc);
+  constexpr std::size_t kPages = 20;
+  const std::uint64_t gone = mm_testing::kHoleUaddr;
+  ASSERT_TRUE(mm_testing::is_hole(gone, kPages));
+  std::vector<unsigned char> buf(kPages * kPageSize, 0xcc);
   std::size_t copied = 99;
   EXPECT_EQ(copy_from_user(CopyMethod::kRecoverable, buf.data(), gone, buf.size(), &copied).error(), EFAULT);
   EXPECT_EQ(copied, 0u);

@@ -11,6 +11,22 @@
 
 namespace uiommufd::mm_testing {
 
+// A range that nothing maps. Unmapping a fresh region does not give one: between the munmap and the use,
+// another allocation (the sanitizer runtimes' in particular) may be placed in the freed space. The kernel
+// never places a mapping this low without a fixed address, so the range stays a hole; is_hole() lets a test
+// assert that before relying on it.
+inline constexpr std::uint64_t kHoleUaddr = 0x100000;
+inline constexpr std::size_t kHolePages = 64;
+
+inline bool is_hole(std::uint64_t uaddr, std::size_t npages) {
+  unsigned char vec = 0;
+  for (std::size_t i = 0; i < npages; ++i) {
+    // mincore fails with ENOMEM exactly when part of the range is not mapped.
+    if (mincore(reinterpret_cast<void*>(uaddr + i * kPageSize), kPageSize, &vec) == 0) return false;
+  }
+  return true;
+}
+
 class TestRegion {
  public:
   explicit TestRegion(std::size_t npages, int prot = PROT_READ | PROT_WRITE) : len_(npages * kPageSize) {

@@ -20,6 +20,7 @@
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/fault_sweep.h"
 #include "uiommufd/lockdep/lockdep.h"
+#include "../mm/test_region.h"
 
 namespace uiommufd {
 namespace {
@@ -240,11 +241,8 @@ TEST_F(PagesTest, CreatingPagesOverProtNoneTouchesNothingAndPinningFailsCleanly)
 }
 
 TEST_F(PagesTest, PinningAnUnmappedRangeFailsWithEfault) {
-  std::uint64_t hole;
-  {
-    Region r(4);
-    hole = r.uaddr();
-  }  // unmapped again
+  const std::uint64_t hole = mm_testing::kHoleUaddr;
+  ASSERT_TRUE(mm_testing::is_hole(hole, 4));
   auto p = user_pages(hole, 4 * kPageSize);
   ASSERT_TRUE(p);
   EXPECT_EQ(pin(*p, 1, 2).error(), EFAULT);
