@@ -112,6 +112,7 @@ bool Context::remove_if_users(Object* obj, std::uint32_t expected_users) {
   if (!obj->users_.compare_exchange_strong(expected, 0)) return false;
   // The slot keeps the object until free_object(); clearing `published` hides it now.
   slots_[obj->id_].published = false;
+  if (vfio_ioas_id_ == obj->id_) vfio_ioas_id_ = 0;
   return true;
 }
 
@@ -131,9 +132,26 @@ Status Context::destroy(std::uint32_t id) {
     std::uint32_t expected = 1;
     if (!obj->users_.compare_exchange_strong(expected, 0)) return Status::error(EBUSY);
     slots_[id].published = false;
+    if (vfio_ioas_id_ == id) vfio_ioas_id_ = 0;
   }
   free_object(obj);
   return {};
+}
+
+Result<std::uint32_t> Context::vfio_ioas_id() {
+  lockdep::MutexGuard g(mu_);
+  if (!vfio_ioas_id_) return Status::error(ENODEV);
+  return vfio_ioas_id_;
+}
+
+void Context::set_vfio_ioas_id(std::uint32_t id) {
+  lockdep::MutexGuard g(mu_);
+  vfio_ioas_id_ = id;
+}
+
+void Context::clear_vfio_ioas_id() {
+  lockdep::MutexGuard g(mu_);
+  vfio_ioas_id_ = 0;
 }
 
 void Context::destroy_user(Object* obj) {

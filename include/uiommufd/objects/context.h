@@ -59,6 +59,13 @@ class Context {
 
   std::size_t object_count() EXCLUDES(mu_);
 
+  // The VFIO-compatibility IOAS (IOMMU_VFIO_IOAS, semantics §7): the one the VFIO container ioctls act
+  // on. ENODEV when none is set. Destroying that IOAS clears it.
+  Result<std::uint32_t> vfio_ioas_id() EXCLUDES(mu_);
+  // `id` must name a live IOAS (the caller has looked it up).
+  void set_vfio_ioas_id(std::uint32_t id) EXCLUDES(mu_);
+  void clear_vfio_ioas_id() EXCLUDES(mu_);
+
  private:
   Context() = default;
   Result<Object*> lookup(std::uint32_t id, ObjectType type) EXCLUDES(mu_);
@@ -73,6 +80,7 @@ class Context {
     bool published = false;
   };
   std::vector<Slot> slots_ GUARDED_BY(mu_);
+  std::uint32_t vfio_ioas_id_ GUARDED_BY(mu_) = 0;
   std::atomic<bool> mm_mode_{false};
 };
 

@@ -1,0 +1,69 @@
+// Open files of the /dev/iommu ABI, as the runtime's fd table holds them.
+//
+// An IommufdFile is one open of /dev/iommu (or /dev/vfio/vfio): a Context plus the ioctl dispatcher. A
+// TestAccessFile is the fd the selftest's CREATE_ACCESS returns. The runtime maps real fds to
+// shared_ptr<OpenFile>; dup'ed fds share one pointer, and dropping the last one is the kernel's release():
+// the file's destructor tears everything down synchronously. A TestAccessFile holds its IommufdFile, so a
+// context stays alive while an access fd is open, as in the kernel.
+//
+// Nothing here knows about interposition: the dispatcher reads and writes caller memory through Mm (bad
+// pointers are EFAULT) and asks its FdHost for the fds it hands out or is given.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "uiommufd/base/result.h"
+
+namespace uiommufd {
+class Context;
+}
+
+namespace uiommufd::uapi {
+
+class OpenFile {
+ public:
+  enum class Kind : std::uint8_t { kIommufd, kTestAccess };
+  explicit OpenFile(Kind kind) : kind_(kind) {}
+  virtual ~OpenFile() = default;
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+
+  Kind kind() const { return kind_; }
+  // ioctl(2) on this file: a value ≥ 0 is the ioctl's return value, a negative one a negated errno.
+  virtual long ioctl(unsigned long cmd, std::uint64_t arg) = 0;
+
+ private:
+  const Kind kind_;
+};
+
+// The fd table the dispatcher hands fds out of (the runtime's; tests have their own).
+class FdHost {
+ public:
+  virtual ~FdHost() = default;
+  // Puts `file` behind a new real fd and returns it (close-on-exec as the kernel's anon inode fds).
+  virtual Result<int> install(std::shared_ptr<OpenFile> file) = 0;
+  // The file behind `fd`; null when `fd` is not one of ours.
+  virtual std::shared_ptr<OpenFile> lookup(int fd) = 0;
+  // Takes back an fd install() returned, before the caller has seen it (a failed ioctl's unwind).
+  virtual void uninstall(int fd) = 0;
+};
+
+class IommufdFile final : public OpenFile, public std::enable_shared_from_this<IommufdFile> {
+ public:
+  // `vfio_compat`: opened as /dev/vfio/vfio (pinned pages charged to the process).
+  static Result<std::shared_ptr<IommufdFile>> open(FdHost& host, bool vfio_compat);
+  ~IommufdFile() override;
+
+  long ioctl(unsigned long cmd, std::uint64_t arg) override;
+
+  Context& context() { return *ctx_; }
+  FdHost& host() { return *host_; }
+
+ private:
+  IommufdFile(FdHost& host, std::unique_ptr<Context> ctx);
+  FdHost* host_;
+  std::unique_ptr<Context> ctx_;
+};
+
+}  // namespace uiommufd::uapi

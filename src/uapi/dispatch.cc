@@ -1,0 +1,72 @@
+// The ioctl dispatcher of an iommufd file: the command table, the size rules, then the handler.
+
+#include <cerrno>
+#include <array>
+#include <cstddef>
+
+#include "handlers.h"
+#include "uiommufd/base/try.h"
+#include "uiommufd/uapi/abi.h"
+#include "uiommufd/uapi/file.h"
+
+namespace uiommufd::uapi {
+
+namespace {
+
+struct Op {
+  long (*execute)(Ucmd&);
+  std::uint32_t size;      // the struct as we know it
+  std::uint32_t min_size;  // the end of its last mandatory field
+};
+
+#define UIOMMUFD_OP(fn, type, last_field) \
+  Op { fn, sizeof(type), static_cast<std::uint32_t>(offsetof(type, last_field) + sizeof(type::last_field)) }
+
+// Indexed by nr − kCmdBase; a hole (execute == nullptr) is ENOTTY, as an unknown command is.
+constexpr std::size_t kOpCount = kNrTestCmd - kCmdBase + 1;
+constexpr std::array<Op, kOpCount> make_ops() {
+  std::array<Op, kOpCount> ops{};
+  ops[kNrDestroy - kCmdBase] = UIOMMUFD_OP(destroy, iommu_destroy, id);
+  ops[kNrIoasAlloc - kCmdBase] = UIOMMUFD_OP(ioas_alloc, iommu_ioas_alloc, out_ioas_id);
+  ops[kNrIoasAllowIovas - kCmdBase] = UIOMMUFD_OP(ioas_allow_iovas, iommu_ioas_allow_iovas, allowed_iovas);
+  ops[kNrIoasCopy - kCmdBase] = UIOMMUFD_OP(ioas_copy, iommu_ioas_copy, src_iova);
+  ops[kNrIoasIovaRanges - kCmdBase] = UIOMMUFD_OP(ioas_iova_ranges, iommu_ioas_iova_ranges, out_iova_alignment);
+  ops[kNrIoasMap - kCmdBase] = UIOMMUFD_OP(ioas_map, iommu_ioas_map, iova);
+  ops[kNrIoasUnmap - kCmdBase] = UIOMMUFD_OP(ioas_unmap, iommu_ioas_unmap, length);
+  ops[kNrOption - kCmdBase] = UIOMMUFD_OP(option, iommu_option, val64);
+  ops[kNrVfioIoas - kCmdBase] = UIOMMUFD_OP(vfio_ioas, iommu_vfio_ioas, __reserved);
+  ops[kNrIoasMapFile - kCmdBase] = UIOMMUFD_OP(ioas_map_file, iommu_ioas_map_file, iova);
+  return ops;
+}
+#undef UIOMMUFD_OP
+constexpr std::array<Op, kOpCount> kOps = make_ops();
+
+}  // namespace
+
+Result<std::shared_ptr<IommufdFile>> IommufdFile::open(FdHost& host, bool vfio_compat) {
+  std::unique_ptr<Context> ctx = TRY(Context::create(vfio_compat));
+  return std::shared_ptr<IommufdFile>(new IommufdFile(host, std::move(ctx)));
+}
+
+IommufdFile::IommufdFile(FdHost& host, std::unique_ptr<Context> ctx)
+    : OpenFile(Kind::kIommufd), host_(&host), ctx_(std::move(ctx)) {}
+
+IommufdFile::~IommufdFile() = default;
+
+long IommufdFile::ioctl(unsigned long cmd, std::uint64_t arg) {
+  const unsigned nr = cmd & 0xff;
+  if (nr < kCmdBase || nr - kCmdBase >= kOpCount) return vfio_ioctl(*this, cmd, arg);
+  if (cmd == IOMMU_TEST_CMD) return test_cmd(*this, arg);
+  const Op& op = kOps[nr - kCmdBase];
+  // A table hit whose type or direction bits differ is not our command.
+  if (!op.execute || cmd != io_cmd(nr)) return -ENOTTY;
+  Result<std::uint32_t> size = read_user_size(arg);
+  if (!size.ok()) return -size.error();
+  if (*size < op.min_size) return -EINVAL;
+  Ucmd ucmd{*this, *ctx_, cmd, arg, *size};
+  Status in = copy_struct_from_user(ucmd.buf, op.size, arg, *size);
+  if (!in.ok()) return -in.error();
+  return op.execute(ucmd);
+}
+
+}  // namespace uiommufd::uapi

@@ -1,0 +1,28 @@
+// The ioctl handlers, one file per family. Each returns the ioctl's value (≥ 0) or a negated errno.
+#pragma once
+
+#include "ucmd.h"
+
+namespace uiommufd::uapi {
+
+// iommufd's own commands (iommufd_ioctls.cc).
+long destroy(Ucmd& ucmd);
+long ioas_alloc(Ucmd& ucmd);
+long ioas_allow_iovas(Ucmd& ucmd);
+long ioas_copy(Ucmd& ucmd);
+long ioas_iova_ranges(Ucmd& ucmd);
+long ioas_map(Ucmd& ucmd);
+long ioas_map_file(Ucmd& ucmd);
+long ioas_unmap(Ucmd& ucmd);
+long option(Ucmd& ucmd);
+long vfio_ioas(Ucmd& ucmd);
+
+// IOMMU_TEST_CMD (selftest.cc). Called before any size check: the test command has two layouts told
+// apart by size (abi.md §7), so it applies its own rules.
+long test_cmd(IommufdFile& file, std::uint64_t uptr);
+
+// Every command with nr < 0x80 or outside the table: the VFIO container ioctls (vfio_compat.cc).
+// Unknown commands are ENOTTY.
+long vfio_ioctl(IommufdFile& file, unsigned long cmd, std::uint64_t arg);
+
+}  // namespace uiommufd::uapi

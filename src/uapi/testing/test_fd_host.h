@@ -1,0 +1,84 @@
+// For the dispatcher's unit tests: an FdHost without interposition. Each installed file sits behind a
+// real fd (an eventfd), so fd numbers are real and unique; close() drops the file like the runtime does.
+#pragma once
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "uiommufd/uapi/file.h"
+
+namespace uiommufd::uapi::testing {
+
+class TestFdHost : public FdHost {
+ public:
+  ~TestFdHost() override {
+    std::map<int, std::shared_ptr<OpenFile>> files;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      files.swap(files_);
+    }
+    for (auto& [fd, f] : files) ::close(fd);
+    // Access files first: they hold their context's file.
+    for (auto& [fd, f] : files)
+      if (f->kind() == OpenFile::Kind::kTestAccess) f.reset();
+  }
+
+  Result<int> install(std::shared_ptr<OpenFile> file) override {
+    int fd = ::eventfd(0, EFD_CLOEXEC);
+    if (fd < 0) return Status::error(errno);
+    std::lock_guard<std::mutex> g(mu_);
+    files_[fd] = std::move(file);
+    return fd;
+  }
+  std::shared_ptr<OpenFile> lookup(int fd) override {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = files_.find(fd);
+    return it == files_.end() ? nullptr : it->second;
+  }
+  void uninstall(int fd) override { close(fd); }
+
+  // Opens an iommufd and returns its fd (−errno on failure).
+  int open_iommufd(bool vfio_compat = false) {
+    Result<std::shared_ptr<IommufdFile>> f = IommufdFile::open(*this, vfio_compat);
+    if (!f.ok()) return -f.error();
+    Result<int> fd = install(std::move(*f));
+    return fd.ok() ? *fd : -fd.error();
+  }
+  // ioctl(2) as the runtime would serve it: the return value, or −1 with errno set.
+  int ioctl(int fd, unsigned long cmd, const void* arg) {
+    std::shared_ptr<OpenFile> f = lookup(fd);
+    if (!f) {
+      errno = ENOTTY;
+      return -1;
+    }
+    long r = f->ioctl(cmd, reinterpret_cast<std::uintptr_t>(arg));
+    if (r < 0) {
+      errno = static_cast<int>(-r);
+      return -1;
+    }
+    return static_cast<int>(r);
+  }
+  // Drops the fd and its file; the last reference tears the file down before this returns.
+  int close(int fd) {
+    std::shared_ptr<OpenFile> f;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = files_.find(fd);
+      if (it == files_.end()) return ::close(fd);
+      f = std::move(it->second);
+      files_.erase(it);
+    }
+    return ::close(fd);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<int, std::shared_ptr<OpenFile>> files_;
+};
+
+}  // namespace uiommufd::uapi::testing

@@ -1,0 +1,1 @@
+// Filled in with the handlers of vfio_compat.cc.
