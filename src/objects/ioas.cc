@@ -10,41 +10,69 @@ namespace uiommufd {
 namespace {
 constexpr std::uint32_t kMapFlags = Ioas::kFixedIova | Ioas::kWriteable | Ioas::kReadable;
 
-// The checks shared by MAP, MAP_FILE and COPY, in the kernel's order, and the IOMMU protection.
-Result<int> check_map_flags(std::uint32_t flags, std::uint64_t iova, std::uint64_t length) {
-  if (flags & ~kMapFlags) return Status::error(EOPNOTSUPP);
-  if (iova >= kUlongMax || length >= kUlongMax) return Status::error(EOVERFLOW);
-  if (!(flags & (Ioas::kReadable | Ioas::kWriteable))) return Status::error(EINVAL);
+// The IOMMU protection of MAP / MAP_FILE / COPY flags already checked by check_map_args.
+int map_prot(std::uint32_t flags) {
   return ((flags & Ioas::kReadable) ? kIommuRead : 0) | ((flags & Ioas::kWriteable) ? kIommuWrite : 0);
 }
 }  // namespace
 
+Result<std::uint32_t> Ioas::reserve(Context& ctx) {
+  return ctx.reserve(std::unique_ptr<Object>(new Ioas(ctx)));
+}
+
 Result<std::uint32_t> Ioas::create(Context& ctx) {
-  std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(new Ioas(ctx))));
+  std::uint32_t id = TRY(reserve(ctx));
   ctx.finalize(id);
   return id;
 }
 
+Status Ioas::check_map_args(std::uint32_t flags, std::initializer_list<std::uint64_t> values) {
+  if (flags & ~kMapFlags) return Status::error(EOPNOTSUPP);
+  for (std::uint64_t v : values) {
+    if (v >= kUlongMax) return Status::error(EOVERFLOW);
+  }
+  if (!(flags & (kReadable | kWriteable))) return Status::error(EINVAL);
+  return {};
+}
+
 Status Ioas::map(std::uint64_t uptr, std::uint64_t length, std::uint64_t* iova, std::uint32_t flags) {
-  int prot = TRY(check_map_flags(flags, *iova, length));
+  TRY(check_map_args(flags, {*iova, length}));
   RefPtr<Pages> pages =
       TRY(Pages::create_user(Mm::current(), uptr, length, flags & kWriteable, context().account_mode()));
-  return iopt_.map_pages(std::move(pages), iova, prot, flags & kFixedIova);
+  return iopt_.map_pages(std::move(pages), iova, map_prot(flags), flags & kFixedIova);
 }
 
 Status Ioas::map_file(int fd, std::uint64_t start, std::uint64_t length, std::uint64_t* iova,
                       std::uint32_t flags) {
-  int prot = TRY(check_map_flags(flags, *iova, length));
-  RefPtr<Pages> pages = TRY(Pages::create_file(fd, start, length, flags & kWriteable, context().account_mode()));
-  return iopt_.map_pages(std::move(pages), iova, prot, flags & kFixedIova);
+  TRY(check_map_args(flags, {*iova, length}));
+  RefPtr<Pages> pages =
+      TRY(Pages::create_file(fd, start, length, flags & kWriteable, context().account_mode()));
+  return iopt_.map_pages(std::move(pages), iova, map_prot(flags), flags & kFixedIova);
+}
+
+Status Ioas::map_copy(const std::vector<PagesChunk>& chunks, std::uint64_t* dst_iova, std::uint32_t flags) {
+  return iopt_.map_chunks(chunks, dst_iova, map_prot(flags), flags & kFixedIova);
 }
 
 Status Ioas::copy_from(Ioas& src, std::uint64_t src_iova, std::uint64_t length, std::uint64_t* dst_iova,
                        std::uint32_t flags) {
-  int prot = TRY(check_map_flags(flags, *dst_iova, length));
-  if (src_iova >= kUlongMax) return Status::error(EOVERFLOW);
+  // All three values are checked for overflow before the permission bits, as the kernel does.
+  TRY(check_map_args(flags, {length, src_iova, *dst_iova}));
   std::vector<PagesChunk> chunks = TRY(src.iopt().get_chunks(src_iova, length));
-  return iopt_.map_chunks(chunks, dst_iova, prot, flags & kFixedIova);
+  return map_copy(chunks, dst_iova, flags);
+}
+
+Status Ioas::copy(Context& ctx, std::uint32_t dst_id, std::uint32_t src_id, std::uint64_t src_iova,
+                  std::uint64_t length, std::uint64_t* dst_iova, std::uint32_t flags) {
+  TRY(check_map_args(flags, {length, src_iova, *dst_iova}));
+  std::vector<PagesChunk> chunks;
+  {
+    // The chunks hold the pages; the source IOAS itself need not stay referenced while mapping.
+    ObjectRef<Ioas> src = TRY(ctx.get<Ioas>(src_id, ObjectType::kIoas));
+    chunks = TRY(src->iopt().get_chunks(src_iova, length));
+  }
+  ObjectRef<Ioas> dst = TRY(ctx.get<Ioas>(dst_id, ObjectType::kIoas));
+  return dst->map_copy(chunks, dst_iova, flags);
 }
 
 Status Ioas::unmap(std::uint64_t iova, std::uint64_t length, std::uint64_t* unmapped) {

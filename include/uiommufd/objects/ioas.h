@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include "uiommufd/base/result.h"
@@ -24,6 +25,21 @@ class Ioas : public Object {
 
   // IOMMU_IOAS_ALLOC: a new, empty IOAS; returns its id. ENOMEM.
   static Result<std::uint32_t> create(Context& ctx);
+  // The first half of create(): the id is reserved but invisible to lookups until the caller runs
+  // ctx.finalize(id), or released again by ctx.abort(id) (the ioctl does this when its reply cannot be
+  // written, so that no object exists whose id the caller never learnt). ENOMEM.
+  static Result<std::uint32_t> reserve(Context& ctx);
+
+  // The argument checks MAP, MAP_FILE and COPY make before looking any object up, in the kernel's order:
+  // EOPNOTSUPP for unknown flag bits, EOVERFLOW when any of `values` (IOVAs, lengths) is ≥ U64_MAX,
+  // EINVAL when neither kReadable nor kWriteable is set.
+  static Status check_map_args(std::uint32_t flags, std::initializer_list<std::uint64_t> values);
+
+  // IOMMU_IOAS_COPY by ids, in the kernel's order: check_map_args(flags, {length, src_iova, *dst_iova}),
+  // then the source IOAS (ENOENT) and its range (get_chunks' errors), then the destination IOAS (ENOENT),
+  // then the mapping. The source is released before the destination is looked up, as in the kernel.
+  static Status copy(Context& ctx, std::uint32_t dst_id, std::uint32_t src_id, std::uint64_t src_iova,
+                     std::uint64_t length, std::uint64_t* dst_iova, std::uint32_t flags);
 
   IoPagetable& iopt() { return iopt_; }
 
@@ -33,10 +49,12 @@ class Ioas : public Object {
   Status map(std::uint64_t uptr, std::uint64_t length, std::uint64_t* iova, std::uint32_t flags);
   // IOMMU_IOAS_MAP_FILE: the same for [start, start + length) of the file `fd` (a memfd, shmem or hugetlbfs
   // file). EBADF for a bad fd.
-  Status map_file(int fd, std::uint64_t start, std::uint64_t length, std::uint64_t* iova, std::uint32_t flags);
+  Status map_file(int fd, std::uint64_t start, std::uint64_t length, std::uint64_t* iova,
+                  std::uint32_t flags);
   // IOMMU_IOAS_COPY from `src` (may be this IOAS): the destination areas share the source's pages, so
-  // nothing is pinned or charged twice. ENOENT when the source range is not covered by fully built
-  // contiguous areas.
+  // nothing is pinned or charged twice. check_map_args' errors (on length, src_iova and *dst_iova), then
+  // ENOENT when the source range is not covered by fully built contiguous areas (EINVAL for length 0),
+  // then map_chunks' errors.
   Status copy_from(Ioas& src, std::uint64_t src_iova, std::uint64_t length, std::uint64_t* dst_iova,
                    std::uint32_t flags);
   // IOMMU_IOAS_UNMAP: (0, U64_MAX) unmaps everything and succeeds even when empty; otherwise EOVERFLOW
@@ -53,6 +71,8 @@ class Ioas : public Object {
 
  private:
   explicit Ioas(Context& ctx) : Object(ctx, ObjectType::kIoas) {}
+  // Maps the chunks of a source range (COPY's second half).
+  Status map_copy(const std::vector<PagesChunk>& chunks, std::uint64_t* dst_iova, std::uint32_t flags);
 
   IoPagetable iopt_;
   lockdep::Mutex mu_{"ioas.mutex"};
