@@ -156,10 +156,6 @@ bool same_augmentation(const Node& a, const Node& b) {
                     std::begin(b.subtree_gap_pages));
 }
 
-// FIXME: the early stop below broke the augmentation in a debug build's random test (subtree_last left
-// stale); until it is understood, every retrace runs to the root, which is still O(log n).
-constexpr bool kRetraceEarlyStop = true;
-
 // Walks from `n` towards the root, restoring balance and the augmentation at every level. Stops early
 // once a level needs no rotation and its height and augmentation come out unchanged (then no ancestor
 // can change either), but never before passing `must_reach`, a node whose stored figures are known
@@ -181,7 +177,7 @@ void retrace(Node*& root, Node* n, const Node* must_reach) {
       rotated = true;
     }
     if (n == must_reach) passed = true;
-    if (kRetraceEarlyStop && passed && !rotated && same_augmentation(before_update, *n)) return;
+    if (passed && !rotated && same_augmentation(before_update, *n)) return;
     n = n->parent;
   }
 }
