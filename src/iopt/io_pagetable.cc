@@ -602,6 +602,7 @@ Status IoPagetable::set_large_pages(bool enabled) {
   lockdep::WriteGuard d(domains_rwsem_);
   lockdep::WriteGuard g(iova_rwsem_);
   if (!enabled) {
+    if (!large_pages_.load()) return {};
     if (!domains_.empty() && !areas_.empty()) return Status::error(EINVAL);
     std::uint64_t alignment = compute_alignment_locked(domains_, false);
     TRY(check_areas_aligned_locked(alignment));
@@ -615,6 +616,61 @@ Status IoPagetable::set_large_pages(bool enabled) {
 }
 
 bool IoPagetable::large_pages() { return large_pages_.load(); }
+
+// ---- the VFIO TYPE1 cut ----
+
+Status IoPagetable::cut_iova(std::initializer_list<std::uint64_t> iovas) {
+  // The domains lock (read) keeps the "mapped into a domain" answer stable for the whole cut.
+  lockdep::ReadGuard d(domains_rwsem_);
+  lockdep::WriteGuard g(iova_rwsem_);
+  for (std::uint64_t iova : iovas) {
+    Area* a = first_area_locked({iova, iova});
+    if (a) TRY(split_area_locked(a, iova));
+  }
+  return {};
+}
+
+Status IoPagetable::split_area_locked(Area* area, std::uint64_t iova) {
+  const std::uint64_t start = area->iova_start(), last = area->iova_last();
+  if (iova == start || iova == last) return {};
+  if (!area->pages() || area->prevent_access) return Status::error(EBUSY);
+  const std::uint64_t right_start = iova + 1;
+  const std::uint64_t right_start_byte = area->start_byte() + (right_start - start);
+  // Both halves must be areas that map_chunks could have created.
+  if (right_start % iova_alignment_ || right_start_byte % iova_alignment_) return Status::error(EINVAL);
+  TRY(inject(g_fault_alloc_area));
+  auto left = std::make_unique<Area>(area->pages(), area->start_byte(), area->prot());
+  TRY(inject(g_fault_alloc_area));
+  auto right = std::make_unique<Area>(area->pages(), right_start_byte, area->prot());
+  // Pin records are kept per byte range of the area that made them; a record cannot be divided.
+  if (area->num_accesses) return Status::error(EINVAL);
+  // A filled area may sit in large IOPTEs, which a domain cannot unmap in parts. With large pages off,
+  // every page was mapped by its own call, so either half can later be unmapped on its own. Every
+  // published area is filled into every domain, so "filled" is "a domain exists".
+  if (!domains_.empty() && large_pages_.load()) return Status::error(EINVAL);
+
+  // The page-index ranges of the halves are disjoint whenever a domain pins them (the alignment is then
+  // at least kPageSize), so the pins the whole area held are exactly the halves' pins.
+  areas_.remove(&area->node);
+  left->node.range = {start, iova};
+  right->node.range = {right_start, last};
+  left->publish();
+  right->publish();
+  areas_.insert(&left->node);
+  areas_.insert(&right->node);
+  left.release();  // the tree owns both now
+  right.release();
+  delete area;
+  return {};
+}
+
+IoPagetable::PageSizes IoPagetable::page_sizes() {
+  lockdep::ReadGuard d(domains_rwsem_);
+  lockdep::ReadGuard g(iova_rwsem_);
+  std::uint64_t bitmap = ~std::uint64_t{0};
+  for (const Domain* dom : domains_) bitmap &= dom->pgsize_bitmap();
+  return {bitmap, iova_alignment_};
+}
 
 // ---- introspection ----
 

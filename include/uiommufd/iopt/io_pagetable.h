@@ -8,9 +8,10 @@
 
 #include <atomic>
 #include <cstdint>
-#include <string>
+#include <initializer_list>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "uiommufd/base/interval.h"
@@ -105,10 +106,30 @@ class IoPagetable {
   std::vector<Interval> iova_ranges() EXCLUDES(iova_rwsem_);
   std::uint64_t iova_alignment() EXCLUDES(iova_rwsem_);
 
-  // IOMMU_OPTION HUGE_PAGES. Disabling fails with EINVAL while a domain and an area both exist, and with
-  // EADDRINUSE (rolled back) if an area is not page aligned.
+  // IOMMU_OPTION HUGE_PAGES and VFIO_SET_IOMMU(TYPE1). Disabling when already disabled succeeds and changes
+  // nothing; otherwise it fails with EINVAL while a domain and an area both exist, and with EADDRINUSE
+  // (rolled back) if an area is not page aligned.
   Status set_large_pages(bool enabled) EXCLUDES(domains_rwsem_, iova_rwsem_);
   bool large_pages() EXCLUDES(iova_rwsem_);
+
+  // The VFIO TYPE1 cut (spec §2.11): for each IOVA x of `iovas`, in order, splits the area holding x so
+  // that x becomes the last byte of the left part. An IOVA in no area, or at an area's first or last byte,
+  // is skipped. Both parts share the area's Pages (one more reference) and keep its protection; no domain
+  // mapping, pin, charge or access record changes, which is sound only because with large pages disabled
+  // every domain maps the area one page at a time. Errors, per area in this order, stopping at the first
+  // (earlier cuts stay): EBUSY the area is half-built or being unmapped (prevent_access); EINVAL x + 1, or
+  // its byte offset in the Pages, is not a multiple of iova_alignment; ENOMEM (fault site
+  // "iopt.alloc_area", twice per cut); EINVAL the area has access pins, or it is mapped into a domain while
+  // large pages are enabled.
+  Status cut_iova(std::initializer_list<std::uint64_t> iovas) EXCLUDES(domains_rwsem_, iova_rwsem_);
+
+  // What VFIO_IOMMU_GET_INFO reports, read under one lock: the page sizes every attached domain supports
+  // (the AND of their bitmaps; all ones with no domain) and iova_alignment.
+  struct PageSizes {
+    std::uint64_t domains_pgsize_bitmap;
+    std::uint64_t iova_alignment;
+  };
+  PageSizes page_sizes() EXCLUDES(domains_rwsem_, iova_rwsem_);
 
   // Accesses. add_access puts `access` on the notify list and raises iova_alignment to `alignment`
   // (EADDRINUSE when an area does not meet it); remove_access undoes both.
@@ -171,6 +192,9 @@ class IoPagetable {
   // The reverse of fill_area, for a fully-filled area. Never fails.
   void unfill_area(Area& area) REQUIRES_SHARED(domains_rwsem_);
   void remove_area_locked(Area* area) REQUIRES(iova_rwsem_);
+  // One cut of cut_iova().
+  Status split_area_locked(Area* area, std::uint64_t iova) REQUIRES_SHARED(domains_rwsem_)
+      REQUIRES(iova_rwsem_);
   Status add_reserved_locked(Interval range, const void* owner) REQUIRES(iova_rwsem_);
   void remove_reserved_locked(const void* owner) REQUIRES(iova_rwsem_);
 
