@@ -20,7 +20,6 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <utility>
 #include <vector>
@@ -31,6 +30,7 @@
 #include "uiommufd/objects/access.h"
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/pinned_ranges.h"
 
 namespace uiommufd::bench {
 namespace {
@@ -61,14 +61,14 @@ class Memory {
   char* aligned_;
 };
 
-// A driver in the manner of the kernel's test access: it records its pins and, when told of an unmap,
-// unpins every pin that intersects the range.
+// A driver in the manner of the kernel's test access: its pins in a PinnedRanges, which its unmap callback
+// drops.
 class Driver {
  public:
   explicit Driver(Context& ctx, bool needs_pin_pages = true) {
     Access::Ops ops;
     ops.needs_pin_pages = needs_pin_pages;
-    ops.unmap = [this](std::uint64_t iova, std::uint64_t length) { on_unmap(iova, length); };
+    ops.unmap = [this](std::uint64_t iova, std::uint64_t length) { ranges_.unmap(*raw_, iova, length); };
     auto access = Access::create(ctx, std::move(ops));
     if (access.ok()) {
       access_ = std::move(*access);
@@ -85,34 +85,14 @@ class Driver {
   Access& access() { return *raw_; }
   // A pin the driver remembers, so that its unmap callback can drop it.
   bool pin(std::uint64_t iova, std::uint64_t length, std::vector<AccessPage>* pages) {
-    if (!raw_->pin_pages(iova, length, pages, 0).ok()) return false;
-    std::lock_guard g(mu_);
-    pins_.push_back({iova, length});
-    return true;
+    return ranges_.pin(*raw_, iova, length, pages, 0).ok();
   }
-  std::size_t pins() {
-    std::lock_guard g(mu_);
-    return pins_.size();
-  }
+  std::size_t pins() { return ranges_.size(); }
 
  private:
-  void on_unmap(std::uint64_t iova, std::uint64_t length) {
-    std::lock_guard g(mu_);
-    const std::uint64_t last = iova + length - 1;
-    for (auto it = pins_.begin(); it != pins_.end();) {
-      if (it->first <= last && it->first + it->second - 1 >= iova) {
-        raw_->unpin_pages(it->first, it->second);
-        it = pins_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-
   ObjectRef<Access> access_;
   Access* raw_ = nullptr;
-  std::mutex mu_;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> pins_;
+  PinnedRanges ranges_;
 };
 
 // A Context with one IOAS; torn down in the right order (the IOAS reference before the context).

@@ -14,6 +14,7 @@
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/device.h"
+#include "uiommufd/objects/pinned_ranges.h"
 
 namespace uiommufd {
 namespace {
@@ -21,8 +22,8 @@ namespace {
 constexpr std::uint32_t kRW = Ioas::kReadable | Ioas::kWriteable | Ioas::kFixedIova;
 constexpr std::uint64_t kIova = 0x1000000;
 
-// A driver in the manner of the kernel's test access: it records its pins and, when told of an unmap,
-// unpins every pin that intersects the range, in full.
+// A driver in the manner of the kernel's test access (PinnedRanges), that also records its callbacks and
+// can be told to keep its pins when called back.
 class TestDriver {
  public:
   explicit TestDriver(Context& ctx, bool unpin_on_unmap = true) : unpin_on_unmap_(unpin_on_unmap) {
@@ -36,46 +37,27 @@ class TestDriver {
   }
   Access& access() { return *access_; }
   Status pin(std::uint64_t iova, std::uint64_t length, std::vector<AccessPage>* pages, bool write = false) {
-    std::vector<AccessPage> local;
-    Status st = access_->pin_pages(iova, length, pages ? pages : &local, write ? Access::kPinWrite : 0);
-    if (st.ok()) {
-      lockdep::MutexGuard g(mu_);
-      pins_.push_back({iova, length});
-    }
-    return st;
+    return ranges_.pin(*access_, iova, length, pages, write ? Access::kPinWrite : 0).status();
   }
-  std::size_t pins() {
-    lockdep::MutexGuard g(mu_);
-    return pins_.size();
-  }
+  std::size_t pins() { return ranges_.size(); }
   std::vector<std::pair<std::uint64_t, std::uint64_t>> calls() {
-    lockdep::MutexGuard g(mu_);
+    lockdep::MutexGuard g(ranges_.mutex());
     return calls_;
   }
   void destroy() { Access::destroy(std::move(access_)); }
 
  private:
   void on_unmap(std::uint64_t iova, std::uint64_t length) {
-    lockdep::MutexGuard g(mu_);
+    lockdep::MutexGuard g(ranges_.mutex());
     calls_.push_back({iova, length});
-    if (!unpin_on_unmap_) return;
-    std::uint64_t last = iova + length - 1;
-    for (auto it = pins_.begin(); it != pins_.end();) {
-      if (it->first <= last && it->first + it->second - 1 >= iova) {
-        raw_->unpin_pages(it->first, it->second);  // the callback may run inside destroy()
-        it = pins_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    if (unpin_on_unmap_) ranges_.unmap_locked(*raw_, iova, length);  // raw_: the callback may run inside destroy()
   }
 
   bool unpin_on_unmap_;
   ObjectRef<Access> access_;
   Access* raw_ = nullptr;
-  lockdep::Mutex mu_{"test_driver.mutex"};
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> pins_;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> calls_;
+  PinnedRanges ranges_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> calls_ GUARDED_BY(ranges_.mutex());
 };
 
 class AccessTest : public ::testing::Test {
@@ -328,46 +310,76 @@ TEST_F(AccessTest, FaultSweepOverPinAndRwUnwinds) {
   EXPECT_GE(r.sites_failed, 3u);
 }
 
+// An access whose unmap callback is a bare PinnedRanges, attached to `ioas_id`.
+struct RangesAccess {
+  RangesAccess(Context& ctx, std::uint32_t ioas_id) {
+    Access::Ops ops;
+    ops.unmap = [this](std::uint64_t iova, std::uint64_t length) { ranges.unmap(*raw, iova, length); };
+    access = std::move(*Access::create(ctx, ops));
+    raw = access.get();
+    EXPECT_TRUE(access->attach(ioas_id).ok());
+  }
+  ~RangesAccess() { Access::destroy(std::move(access)); }
+  PinnedRanges ranges;
+  ObjectRef<Access> access;
+  Access* raw = nullptr;
+};
+
+TEST_F(AccessTest, PinnedRangesUnmapDropsEveryIntersectingPinInFull) {
+  map(kIova, 0, 16 * kPageSize);
+  RangesAccess d(*ctx_, ioas_id_);
+  const std::uint32_t a = *d.ranges.pin(*d.raw, kIova, 2 * kPageSize, nullptr, 0);
+  const std::uint32_t b = *d.ranges.pin(*d.raw, kIova + 4 * kPageSize, 2 * kPageSize, nullptr, 0);
+  EXPECT_EQ(b, a + 1);
+  // One byte of the first pin is enough to drop all of it; the second does not intersect.
+  EXPECT_EQ(d.ranges.unmap(*d.raw, kIova + kPageSize, 1), 2 * kPageSize);
+  ASSERT_EQ(d.ranges.size(), 1u);
+  EXPECT_EQ(d.ranges.ranges()[0].id, b);
+  EXPECT_EQ(d.ranges.unpin(*d.raw, a).error(), ENOENT);
+  EXPECT_TRUE(d.ranges.unpin(*d.raw, b).ok());
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_);
+  EXPECT_EQ(d.raw->unpin_mismatches(), 0u);
+}
+
+TEST_F(AccessTest, PinnedRangesCheckFailureUnpinsAndReturnsItsError) {
+  map(kIova, 0, 4 * kPageSize);
+  RangesAccess d(*ctx_, ioas_id_);
+  auto check = [](const std::vector<AccessPage>&) { return Status::error(EBADE); };
+  EXPECT_EQ(d.ranges.pin(*d.raw, kIova, kPageSize, nullptr, 0, check).error(), EBADE);
+  EXPECT_EQ(d.ranges.size(), 0u);
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_);
+}
+
 // The seed scenarios: the driver that holds its lock across destroy while its callback takes it is
 // reported, on a run where nothing blocked; the one that drops its lock first is not.
 class DriverWithLock {
  public:
-  DriverWithLock(Context& ctx, lockdep::LockClassKey& key) : lock_(key) {
+  DriverWithLock(Context& ctx, lockdep::LockClassKey& key) : ranges_(key) {
     Access::Ops ops;
-    ops.unmap = [this](std::uint64_t iova, std::uint64_t length) {
-      lockdep::MutexGuard g(lock_);
-      for (auto it = pins_.begin(); it != pins_.end();) {
-        raw_->unpin_pages(it->first, it->second);
-        it = pins_.erase(it);
-      }
-    };
+    ops.unmap = [this](std::uint64_t iova, std::uint64_t length) { ranges_.unmap(*raw_, iova, length); };
     access_ = std::move(*Access::create(ctx, ops));
     raw_ = access_.get();
   }
   Access& access() { return *access_; }
   void pin(std::uint64_t iova, std::uint64_t length) {
-    lockdep::MutexGuard g(lock_);
-    std::vector<AccessPage> pages;
-    ASSERT_TRUE(access_->pin_pages(iova, length, &pages, 0).ok());
-    pins_.push_back({iova, length});
+    ASSERT_TRUE(ranges_.pin(*access_, iova, length, nullptr, 0).ok());
   }
   // Correct: mark closing under the lock, drop it, then destroy.
   void close() {
-    { lockdep::MutexGuard g(lock_); }
+    { lockdep::MutexGuard g(ranges_.mutex()); }
     Access::destroy(std::move(access_));
   }
   // Buggy: destroy with the lock held. With the newest semantics destroy calls back from this thread
   // and would deadlock on the lock; the validator reports before that.
   void close_holding_lock() {
-    lockdep::MutexGuard g(lock_);
+    lockdep::MutexGuard g(ranges_.mutex());
     Access::destroy(std::move(access_));
   }
 
  private:
-  lockdep::Mutex lock_;
+  PinnedRanges ranges_;
   ObjectRef<Access> access_;
   Access* raw_ = nullptr;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> pins_;
 };
 
 TEST_F(AccessTest, DriverThatDropsItsLockBeforeDestroyRunsClean) {

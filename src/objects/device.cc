@@ -13,6 +13,20 @@ Result<std::uint32_t> Device::create(Context& ctx, Kind kind) {
   return id;
 }
 
+Result<ObjectRef<Device>> Device::bind(Context& ctx, Kind kind) {
+  auto* device = new Device(ctx, kind);
+  std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(device)));
+  device->add_user();  // the driver's
+  ctx.finalize(id);
+  return ObjectRef<Device>(device);
+}
+
+void Device::unbind(ObjectRef<Device> device) {
+  Device* d = device.release();  // the driver's user: destroy_user() expects it
+  // The destroy op releases the HWPT as a detach would.
+  d->context().destroy_user(d);
+}
+
 namespace {
 Result<std::unique_ptr<Domain>> new_domain(Device::Kind kind) {
   if (kind == Device::Kind::kMock) return std::unique_ptr<Domain>(TRY(MockDomain::create()).release());

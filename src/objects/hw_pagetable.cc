@@ -25,13 +25,16 @@ Result<ObjectRef<HwPagetable>> HwPagetable::create_locked(Ioas& ioas, std::uniqu
   return ObjectRef<HwPagetable>(hwpt);
 }
 
+void HwPagetable::remove_from_ioas() {
+  lockdep::MutexGuard g(ioas_->mutex());
+  auto& list = ioas_->hwpts_locked();
+  list.erase(std::remove(list.begin(), list.end(), this), list.end());
+  if (added_) ioas_->iopt().remove_domain(domain_.get());
+  added_ = false;
+}
+
 void HwPagetable::destroy() {
-  {
-    lockdep::MutexGuard g(ioas_->mutex());
-    auto& list = ioas_->hwpts_locked();
-    list.erase(std::remove(list.begin(), list.end(), this), list.end());
-    if (added_) ioas_->iopt().remove_domain(domain_.get());
-  }
+  remove_from_ioas();
   ioas_->drop_user();
 }
 

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <limits>
@@ -43,6 +44,31 @@ std::uint64_t pages_for(std::uint64_t offset, std::uint64_t length) {
 }  // namespace
 
 std::atomic<std::uint64_t> Pages::total_pinned_{0};
+std::atomic<std::size_t> Pages::temp_memory_limit_{Pages::kDefaultTempMemoryLimit};
+
+// Every live user-VA Pages, for pin_count_is. A list rather than an index by address: it changes only at
+// create and destroy, and a query is a test-only operation that may walk it.
+struct PagesRegistry {
+  lockdep::Mutex mu{"pages.registry"};
+  Pages* head GUARDED_BY(mu) = nullptr;
+
+  static PagesRegistry& get() {
+    static auto* registry = new PagesRegistry;  // never destroyed: Pages may outlive static destructors
+    return *registry;
+  }
+  void add(Pages* p) EXCLUDES(mu) {
+    lockdep::MutexGuard g(mu);
+    p->registry_next_ = head;
+    if (head) head->registry_prev_ = p;
+    head = p;
+  }
+  void remove(Pages* p) EXCLUDES(mu) {
+    lockdep::MutexGuard g(mu);
+    if (p->registry_prev_) p->registry_prev_->registry_next_ = p->registry_next_;
+    else head = p->registry_next_;
+    if (p->registry_next_) p->registry_next_->registry_prev_ = p->registry_prev_;
+  }
+};
 
 Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
              std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd)
@@ -66,6 +92,7 @@ Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std:
   auto* pages = new (std::nothrow) Pages(PagesKind::kUser, std::move(mm), page_align_down(uptr), offset, length,
                                          pages_for(offset, length), uptr, writable, mode, /*file_fd=*/-1);
   if (pages == nullptr) return Status::error(ENOMEM);
+  PagesRegistry::get().add(pages);
   return RefPtr<Pages>(pages);
 }
 
@@ -117,6 +144,7 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
 Pages::~Pages() {
   // Not analysed by -Wthread-safety (destructor); no other reference exists, so the lock is not needed.
   UIOMMUFD_ASSERT(pins_.empty());
+  if (kind_ == PagesKind::kUser) PagesRegistry::get().remove(this);
   if (kind_ == PagesKind::kFile) {
     ::munmap(reinterpret_cast<void*>(base_), npages_ << kPageShift);
     ::close(file_fd_);
@@ -238,5 +266,48 @@ std::uint32_t Pages::access_record_users_locked(std::uint64_t first, std::uint64
   auto it = access_records_.find({first, last});
   return it == access_records_.end() ? 0 : it->second;
 }
+
+bool Pages::pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length, std::uint32_t refs) {
+  UIOMMUFD_ASSERT(page_offset(uaddr) == 0 && page_offset(length) == 0);
+  if (length == 0) return true;
+  const std::uint64_t q_first = uaddr >> kPageShift;
+  const std::uint64_t q_last = q_first + (length >> kPageShift) - 1;
+  // Each pinned range of each overlapping Pages as +1 at its first page and −1 after its last, in VA page
+  // numbers; a sweep over the sorted edges then gives the count of every page without visiting pages.
+  std::vector<std::pair<std::uint64_t, int>> edges;
+  {
+    PagesRegistry& registry = PagesRegistry::get();
+    lockdep::MutexGuard rg(registry.mu);
+    std::vector<Interval> runs;
+    for (Pages* p = registry.head; p != nullptr; p = p->registry_next_) {
+      if (p->mm_.get() != &mm) continue;
+      const std::uint64_t p_first = p->base_ >> kPageShift;
+      const std::uint64_t p_last = p_first + p->npages_ - 1;
+      if (p_last < q_first || p_first > q_last) continue;
+      runs.clear();
+      {
+        lockdep::MutexGuard g(p->mu_);
+        p->pins_.pinned_in(std::max(q_first, p_first) - p_first, std::min(q_last, p_last) - p_first, &runs);
+      }
+      for (const Interval& r : runs) {
+        edges.push_back({p_first + r.start, +1});
+        edges.push_back({p_first + r.last + 1, -1});
+      }
+    }
+  }
+  std::sort(edges.begin(), edges.end());
+  std::int64_t count = 0;
+  std::size_t i = 0;
+  for (std::uint64_t cur = q_first; cur <= q_last;) {
+    for (; i < edges.size() && edges[i].first <= cur; ++i) count += edges[i].second;
+    if (count != static_cast<std::int64_t>(refs)) return false;
+    if (i == edges.size()) break;
+    cur = edges[i].first;
+  }
+  return true;
+}
+
+void Pages::set_temp_memory_limit(std::size_t bytes) { temp_memory_limit_.store(bytes, std::memory_order_relaxed); }
+std::size_t Pages::temp_memory_limit() { return temp_memory_limit_.load(std::memory_order_relaxed); }
 
 }  // namespace uiommufd

@@ -587,5 +587,71 @@ TEST_F(PagesTest, DestroyingPagesWithPinsIsABug) {
       "pins_.empty");
 }
 
+// ---- pin_count_is (MD_CHECK_REFS) ----
+
+bool pin_count_is(std::uint64_t uaddr, std::uint64_t npages, std::uint32_t refs) {
+  return Pages::pin_count_is(*Mm::current(), uaddr, npages * kPageSize, refs);
+}
+
+TEST_F(PagesTest, PinCountIsZeroForMemoryNobodyPins) {
+  Region r(4);
+  RefPtr<Pages> p = user_pages(r.uaddr(), 4 * kPageSize);
+  EXPECT_TRUE(pin_count_is(r.uaddr(), 4, 0));
+  EXPECT_FALSE(pin_count_is(r.uaddr(), 4, 1));
+}
+
+TEST_F(PagesTest, PinCountCountsEachPagesObjectOnceHoweverManyUsersItHas) {
+  Region r(4);
+  RefPtr<Pages> p = user_pages(r.uaddr(), 4 * kPageSize);
+  ASSERT_TRUE(pin(*p, 0, 3).ok());
+  ASSERT_TRUE(pin(*p, 1, 2).ok());  // a second user of the middle pages: still one pin of each
+  EXPECT_TRUE(pin_count_is(r.uaddr(), 4, 1));
+  unpin(*p, 1, 2);
+  unpin(*p, 0, 3);
+}
+
+TEST_F(PagesTest, PinCountAddsSeparatePagesObjectsOfTheSameMemory) {
+  Region r(4);
+  RefPtr<Pages> a = user_pages(r.uaddr(), 4 * kPageSize);
+  RefPtr<Pages> b = user_pages(r.uaddr() + kPageSize, 2 * kPageSize);
+  ASSERT_TRUE(pin(*a, 0, 3).ok());
+  ASSERT_TRUE(pin(*b, 0, 1).ok());
+  EXPECT_TRUE(pin_count_is(r.uaddr() + kPageSize, 2, 2));
+  EXPECT_TRUE(pin_count_is(r.uaddr(), 1, 1));
+  EXPECT_TRUE(pin_count_is(r.uaddr() + 3 * kPageSize, 1, 1));
+  // A range mixing counts matches none of them.
+  EXPECT_FALSE(pin_count_is(r.uaddr(), 4, 1));
+  EXPECT_FALSE(pin_count_is(r.uaddr(), 4, 2));
+  unpin(*b, 0, 1);
+  unpin(*a, 0, 3);
+}
+
+TEST_F(PagesTest, PinCountSeesAPartlyPinnedRangeAsMixed) {
+  Region r(8);
+  RefPtr<Pages> p = user_pages(r.uaddr(), 8 * kPageSize);
+  ASSERT_TRUE(pin(*p, 2, 3).ok());
+  EXPECT_TRUE(pin_count_is(r.uaddr() + 2 * kPageSize, 2, 1));
+  EXPECT_TRUE(pin_count_is(r.uaddr() + 4 * kPageSize, 4, 0));
+  EXPECT_FALSE(pin_count_is(r.uaddr(), 8, 0));
+  unpin(*p, 2, 3);
+}
+
+TEST_F(PagesTest, PinCountForgetsAPagesObjectOnceItIsGone) {
+  Region r(2);
+  {
+    RefPtr<Pages> p = user_pages(r.uaddr(), 2 * kPageSize);
+    ASSERT_TRUE(pin(*p, 0, 1).ok());
+    unpin(*p, 0, 1);
+  }
+  EXPECT_TRUE(pin_count_is(r.uaddr(), 2, 0));
+}
+
+TEST(PagesTempMemoryLimitTest, DefaultsTo65536AndKeepsWhatIsSet) {
+  EXPECT_EQ(Pages::temp_memory_limit(), Pages::kDefaultTempMemoryLimit);
+  Pages::set_temp_memory_limit(12);
+  EXPECT_EQ(Pages::temp_memory_limit(), 12u);
+  Pages::set_temp_memory_limit(Pages::kDefaultTempMemoryLimit);
+}
+
 }  // namespace
 }  // namespace uiommufd

@@ -1,5 +1,6 @@
 #include "uiommufd/pages/pin_runs.h"
 
+#include <algorithm>
 #include <iterator>
 #include <limits>
 
@@ -127,6 +128,16 @@ void PinRuns::check_invariants() const {
     prev = &entry;
   }
   UIOMMUFD_ASSERT(total == pinned_pages_);
+}
+
+void PinRuns::pinned_in(std::uint64_t first, std::uint64_t last, std::vector<Interval>* out) const {
+  if (first > last) return;
+  auto it = runs_.upper_bound(first);
+  if (it != runs_.begin()) it = std::prev(it);  // the run that may start before `first` and cover it
+  for (; it != runs_.end() && it->first <= last; ++it) {
+    if (it->second.last < first) continue;
+    out->push_back(Interval{std::max(it->first, first), std::min(it->second.last, last)});
+  }
 }
 
 }  // namespace uiommufd

@@ -226,5 +226,22 @@ TEST(PinRunsDeathTest, RemovingAnUnpinnedIndexIsCaughtInDebugBuilds) {
 }
 #endif
 
+TEST(PinRunsTest, PinnedInClipsStoredRunsToTheRange) {
+  PinRuns runs;
+  runs.add(2, 9, nullptr);
+  runs.add(5, 6, nullptr);  // runs [2,4]x1 [5,6]x2 [7,9]x1
+  runs.add(20, 20, nullptr);
+  std::vector<Interval> out;
+  runs.pinned_in(3, 8, &out);
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].start, 3u);
+  EXPECT_EQ(out[0].last, 4u);
+  EXPECT_EQ(out[1].start, 5u);
+  EXPECT_EQ(out[2].last, 8u);
+  out.clear();
+  runs.pinned_in(10, 19, &out);
+  EXPECT_TRUE(out.empty());
+}
+
 }  // namespace
 }  // namespace uiommufd

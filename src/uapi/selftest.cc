@@ -1,11 +1,277 @@
 // IOMMU_TEST_CMD: the kernel selftest's mock domains, devices and accesses (abi.md §6–7, semantics §6.4).
+//
+// Two layouts, told apart by size (abi.md §7): below 52 bytes EINVAL; 52..67 the v6.2 layout (56 bytes,
+// ops 1–9, MOCK_DOMAIN with the v6.2 object model); 68 and above the newest layout (72 bytes). Each op
+// checks its arguments in the kernel's order and returns its errnos.
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <vector>
 
 #include "handlers.h"
+#include "test_access.h"
+
+#include "uiommufd/base/checked.h"
+#include "uiommufd/base/fault.h"
+#include "uiommufd/base/try.h"
+#include "uiommufd/domain/mock_domain.h"
+#include "uiommufd/objects/hw_pagetable.h"
+#include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/selftest_object.h"
+#include "uiommufd/pages/pages.h"
+#include "uiommufd/uapi/abi.h"
+#include "uiommufd/uapi/file.h"
 
 namespace uiommufd::uapi {
 
-long test_cmd(IommufdFile&, std::uint64_t) { return -ENOTTY; }
+UIOMMUFD_DECLARE_FAULT_SITE(g_fault_selftest_alloc);
+
+namespace {
+
+// TRY for ioctl handlers, which return a negated errno rather than a Status.
+#define TRY_RET(expr)                                           \
+  (__extension__({                                              \
+    auto _uiommufd_try_ret = (expr);                            \
+    if (!_uiommufd_try_ret.ok()) [[unlikely]]                   \
+      return -static_cast<long>(_uiommufd_try_ret.error());     \
+    ::uiommufd::detail::try_take(std::move(_uiommufd_try_ret)); \
+  }))
+
+// ACCESS_PAGES and ACCESS_RW refuse more than this (the kernel keeps syzkaller off a kvzalloc WARN).
+constexpr std::uint64_t kMaxAccessLength = 16 * 1024 * 1024;
+// The smallest SET_TEMP_MEMORY_LIMIT: one PFN entry and its count (the kernel's batch element).
+constexpr std::uint32_t kMinTempMemoryLimit = sizeof(std::uint64_t) + sizeof(std::uint32_t);
+
+struct TestCmd {
+  Ucmd& ucmd;
+  std::uint32_t known_size;  // 56 (v6.2) or 72 (newest)
+  bool v62() const { return known_size == sizeof(iommu_test_cmd_v62); }
+  iommu_test_cmd& cmd() { return ucmd.arg<iommu_test_cmd>(); }
+  IommufdFile& file() { return ucmd.file; }
+  Context& ctx() { return ucmd.ctx; }
+  // The reply: the whole command as this layout knows it, min(size, known) bytes.
+  Status respond() {
+    return Mm::current()->copy_to_user(ucmd.uptr, ucmd.buf, std::min(ucmd.user_size, known_size));
+  }
+};
+
+// MOCK_FLAGS_ACCESS_SYZ: the IOVA is {u32 nth_area, u32 offset} of the access's IOAS; no such area gives
+// IOVA 0, which then fails as a hole would.
+std::uint64_t syz_iova(Context& ctx, Access& access, std::uint64_t syz) {
+  const std::uint32_t ioas_id = access.ioas_id();
+  if (ioas_id == 0) return 0;
+  Result<ObjectRef<Ioas>> ioas = ctx.get<Ioas>(ioas_id, ObjectType::kIoas);
+  if (!ioas.ok()) return 0;
+  std::uint32_t nth = 0, offset = 0;
+  std::memcpy(&nth, &syz, sizeof(nth));
+  std::memcpy(&offset, reinterpret_cast<const char*>(&syz) + sizeof(nth), sizeof(offset));
+  std::vector<IoPagetable::AreaInfo> areas = (*ioas)->iopt().areas();
+  std::sort(areas.begin(), areas.end(),
+            [](const auto& a, const auto& b) { return a.iova.start < b.iova.start; });
+  return nth < areas.size() ? areas[nth].iova.start + offset : 0;
+}
+
+// What the kernel's get_user_pages_fast() of each page of [uaddr, uaddr + length) would find: EFAULT when
+// some page is not mapped readable. Makes the pages resident, as GUP does; no fault site (GUP has none).
+Status gup_check(std::uint64_t uaddr, std::uint64_t length) {
+  if (length == 0) return {};
+  const std::uint64_t first = page_align_down(uaddr);
+  std::uint64_t end = 0;
+  if (!checked_add(uaddr, length, &end) || end > kUlongMax - kPageSize) return Status::error(EFAULT);
+  return Mm::current()->make_resident(first, page_align_down(end + kPageSize - 1) - first, /*write=*/false);
+}
+
+long add_reserved(TestCmd& t) {
+  const auto& a = t.cmd().add_reserved;
+  ObjectRef<Ioas> ioas = TRY_RET(t.ctx().get<Ioas>(t.cmd().id, ObjectType::kIoas));
+  // FIXME: the kernel inserts [start, start + length − 1] unchecked; an empty or wrapping range is
+  // refused here rather than stored inverted.
+  Result<Interval> range = Interval::from_length(a.start, a.length);
+  if (!range.ok()) return -EINVAL;
+  return to_ret(ioas->iopt().add_reserved(*range, nullptr));
+}
+
+long mock_domain(TestCmd& t) {
+  auto respond = [&t](const SelftestObject::Ids& ids) {
+    auto& md = t.cmd().mock_domain;
+    md.out_stdev_id = ids.stdev_id;
+    md.out_hwpt_id = ids.hwpt_id;
+    if (!t.v62()) md.out_idev_id = ids.idev_id;
+    return t.respond();
+  };
+  Result<SelftestObject::Ids> ids = t.v62()
+                                        ? SelftestObject::create_mock_hwpt(t.ctx(), t.cmd().id, respond)
+                                        : SelftestObject::create_mock_device(t.ctx(), t.cmd().id, respond);
+  return to_ret(ids.status());
+}
+
+long mock_domain_replace(TestCmd& t) {
+  ObjectRef<SelftestObject> sobj = TRY_RET(t.ctx().get<SelftestObject>(t.cmd().id, ObjectType::kSelftest));
+  Result<std::uint32_t> hwpt_id = sobj->replace(t.cmd().mock_domain_replace.pt_id);
+  if (!hwpt_id.ok()) return -hwpt_id.error();
+  t.cmd().mock_domain_replace.pt_id = *hwpt_id;
+  return to_ret(t.respond());
+}
+
+long md_check_map(TestCmd& t) {
+  const auto& c = t.cmd().check_map;
+  std::uint64_t end = 0;
+  if (((c.iova | c.length | c.uptr) & (MockDomain::kIoPageSize - 1)) != 0 ||
+      !checked_add(c.uptr, c.length, &end))
+    return -EINVAL;
+  ObjectRef<HwPagetable> hwpt = TRY_RET(t.ctx().get<HwPagetable>(t.cmd().id, ObjectType::kHwptPaging));
+  auto* mock = dynamic_cast<MockDomain*>(&hwpt->domain());
+  if (!mock) return -EINVAL;
+  TRY_RET(gup_check(c.uptr, c.length));
+  // The identity of a byte of this process's memory is its address (pages.h), so the domain must map
+  // each 2 KiB unit to the user address it was mapped from.
+  return to_ret(mock->check_map(c.iova, c.length, c.uptr));
+}
+
+long md_check_refs(TestCmd& t) {
+  const auto& c = t.cmd().check_refs;
+  std::uint64_t end = 0;
+  if (page_offset(c.length) != 0 || page_offset(c.uptr) != 0 || !checked_add(c.uptr, c.length, &end))
+    return -EINVAL;
+  TRY_RET(gup_check(c.uptr, c.length));
+  return Pages::pin_count_is(*Mm::current(), c.uptr, c.length, c.refs) ? 0 : -EIO;
+}
+
+long create_access(TestCmd& t) {
+  const std::uint32_t flags = t.cmd().create_access.flags;
+  if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) return -EOPNOTSUPP;
+  std::shared_ptr<TestAccessFile> file = TRY_RET(
+      TestAccessFile::create(t.file().shared_from_this(), flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES));
+  TRY_RET(file->access().attach(t.cmd().id));
+  FdHost& host = t.file().host();
+  const int fd = TRY_RET(host.install(file));
+  t.cmd().create_access.out_access_fd = static_cast<std::uint32_t>(fd);
+  if (Status st = t.respond(); !st.ok()) {
+    // The caller never saw the fd: take it back; the file's last reference then destroys the access.
+    host.uninstall(fd);
+    return to_ret(st);
+  }
+  return 0;
+}
+
+long destroy_access_pages(TestCmd& t) {
+  std::shared_ptr<TestAccessFile> f = TRY_RET(lookup_test_access(t.file().host(), t.cmd().id));
+  return to_ret(f->ranges().unpin(f->access(), t.cmd().destroy_access_pages.access_pages_id));
+}
+
+// The kernel's iommufd_test_check_pages: each pinned page must be the page GUP finds at the matching user
+// address. EFAULT if that address is not mapped, EBADE on a mismatch.
+Status check_pages(std::uint64_t uptr, std::uint64_t npages, const std::vector<AccessPage>& pages) {
+  npages = std::min<std::uint64_t>(npages, pages.size());
+  TRY(gup_check(uptr, npages * kPageSize));
+  for (std::uint64_t i = 0; i < npages; ++i)
+    if (pages[i].phys != page_align_down(uptr) + i * kPageSize) return Status::error(EBADE);
+  return {};
+}
+
+long access_pages(TestCmd& t) {
+  auto& a = t.cmd().access_pages;
+  if (a.length > kMaxAccessLength) return -ENOMEM;
+  if (a.flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) return -EOPNOTSUPP;
+  std::shared_ptr<TestAccessFile> f = TRY_RET(lookup_test_access(t.file().host(), t.cmd().id));
+  if (!f->needs_pin_pages()) return -EOPNOTSUPP;
+  std::uint64_t iova = a.iova;
+  if (a.flags & MOCK_FLAGS_ACCESS_SYZ) iova = syz_iova(t.ctx(), f->access(), a.iova);
+  std::uint64_t end = 0;
+  const std::uint64_t npages =
+      checked_add(iova, a.length, &end) && end <= kUlongMax - kPageSize
+          ? (page_align_down(end + kPageSize - 1) - page_align_down(iova)) / kPageSize
+          : 0;
+  TRY_RET(inject(g_fault_selftest_alloc));  // the page array
+  std::vector<AccessPage> pages;
+  const std::uint64_t uptr = a.uptr;
+  auto check = [&](const std::vector<AccessPage>& pinned) -> Status {
+    // A null uptr skips the compare (a syzkaller aid, as in the kernel).
+    if (uptr) TRY(check_pages(uptr - page_offset(iova), npages, pinned));
+    return inject(g_fault_selftest_alloc);  // the record
+  };
+  const std::uint32_t id =
+      TRY_RET(f->ranges().pin(f->access(), iova, a.length, &pages,
+                              (a.flags & MOCK_FLAGS_ACCESS_WRITE) ? Access::kPinWrite : 0, check));
+  a.out_access_pages_id = id;
+  if (Status st = t.respond(); !st.ok()) {
+    (void)f->ranges().unpin(f->access(), id);  // an unmap may have dropped it already
+    return to_ret(st);
+  }
+  return 0;
+}
+
+long access_rw(TestCmd& t) {
+  const auto& a = t.cmd().access_rw;
+  if (a.length > kMaxAccessLength) return -ENOMEM;
+  if (a.flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ))
+    return -EOPNOTSUPP;
+  std::shared_ptr<TestAccessFile> f = TRY_RET(lookup_test_access(t.file().host(), t.cmd().id));
+  TRY_RET(inject(g_fault_selftest_alloc));  // the bounce buffer
+  std::vector<char> buf(a.length);
+  const bool write = a.flags & MOCK_ACCESS_RW_WRITE;
+  if (write) TRY_RET(Mm::current()->copy_from_user(buf.data(), a.uptr, buf.size()));
+  std::uint64_t iova = a.iova;
+  if (a.flags & MOCK_FLAGS_ACCESS_SYZ) iova = syz_iova(t.ctx(), f->access(), a.iova);
+  std::uint32_t flags =
+      (write ? Access::kRwWrite : 0) | ((a.flags & MOCK_ACCESS_RW_SLOW_PATH) ? Access::kRwSlowPath : 0);
+  TRY_RET(f->access().rw(iova, buf.data(), a.length, flags));
+  if (!write) TRY_RET(Mm::current()->copy_to_user(a.uptr, buf.data(), buf.size()));
+  return 0;
+}
+
+long set_temp_memory_limit(TestCmd& t) {
+  if (t.cmd().memory_limit.limit < kMinTempMemoryLimit) return -EINVAL;
+  Pages::set_temp_memory_limit(t.cmd().memory_limit.limit);
+  return 0;
+}
+
+long access_replace_ioas(TestCmd& t) {
+  std::shared_ptr<TestAccessFile> f = TRY_RET(lookup_test_access(t.file().host(), t.cmd().id));
+  return to_ret(f->access().replace(t.cmd().access_replace_ioas.ioas_id));
+}
+
+#undef TRY_RET
+
+}  // namespace
+
+long test_cmd(IommufdFile& file, std::uint64_t uptr) {
+  Result<std::uint32_t> size = read_user_size(uptr);
+  if (!size.ok()) return -size.error();
+  if (*size < kTestCmdV62MinSize) return -EINVAL;
+  const std::uint32_t known = *size < kTestCmdMinSize ? sizeof(iommu_test_cmd_v62) : sizeof(iommu_test_cmd);
+  Ucmd ucmd{file, file.context(), IOMMU_TEST_CMD, uptr, *size};
+  if (Status in = copy_struct_from_user(ucmd.buf, known, uptr, *size); !in.ok()) return -in.error();
+  TestCmd t{ucmd, known};
+  const std::uint32_t op = t.cmd().op;
+  if (t.v62() && op > IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT) return -EOPNOTSUPP;
+  switch (op) {
+    case IOMMU_TEST_OP_ADD_RESERVED:
+      return add_reserved(t);
+    case IOMMU_TEST_OP_MOCK_DOMAIN:
+      return mock_domain(t);
+    case IOMMU_TEST_OP_MD_CHECK_MAP:
+      return md_check_map(t);
+    case IOMMU_TEST_OP_MD_CHECK_REFS:
+      return md_check_refs(t);
+    case IOMMU_TEST_OP_CREATE_ACCESS:
+      return create_access(t);
+    case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES:
+      return destroy_access_pages(t);
+    case IOMMU_TEST_OP_ACCESS_PAGES:
+      return access_pages(t);
+    case IOMMU_TEST_OP_ACCESS_RW:
+      return access_rw(t);
+    case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT:
+      return set_temp_memory_limit(t);
+    case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
+      return mock_domain_replace(t);
+    case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
+      return access_replace_ioas(t);
+    default:
+      return -EOPNOTSUPP;
+  }
+}
 
 }  // namespace uiommufd::uapi

@@ -1,1 +1,735 @@
-// Filled in with the handlers of selftest.cc.
+// IOMMU_TEST_CMD: both layouts, every op and errno, the access fd's lifetime, and fail-nth sweeps.
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include "testing/test_fd_host.h"
+
+#include "uiommufd/base/fault.h"
+#include "uiommufd/base/fault_sweep.h"
+#include "uiommufd/base/page.h"
+#include "uiommufd/objects/context.h"
+#include "uiommufd/pages/pages.h"
+#include "uiommufd/uapi/abi.h"
+
+namespace uiommufd::uapi {
+namespace {
+
+constexpr std::uint64_t kIova = MOCK_APERTURE_START;
+constexpr std::uint32_t kMapRW =
+    IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+
+iommu_test_cmd make_cmd(std::uint32_t op, std::uint32_t id) {
+  iommu_test_cmd c{};
+  c.size = sizeof(c);
+  c.op = op;
+  c.id = id;
+  return c;
+}
+
+class SelftestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pinned_before_ = Pages::total_pinned_pages();
+    mem_ =
+        static_cast<char*>(mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    ASSERT_NE(mem_, MAP_FAILED);
+    for (std::size_t i = 0; i < kLen; ++i) mem_[i] = static_cast<char>(i * 13);
+    fd_ = host_.open_iommufd();
+    ASSERT_GE(fd_, 0);
+    ioas_ = ioas_alloc(fd_);
+  }
+  void TearDown() override {
+    for (int fd : access_fds_) host_.close(fd);
+    host_.close(fd_);
+    EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_) << "pins leaked";
+    munmap(mem_, kLen);
+  }
+
+  int test(iommu_test_cmd& c, int fd = -1) { return host_.ioctl(fd < 0 ? fd_ : fd, IOMMU_TEST_CMD, &c); }
+  // The errno of a failing call, 0 for success.
+  int err(int rc) { return rc < 0 ? errno : 0; }
+  int run(iommu_test_cmd c) { return err(test(c)); }
+
+  std::uint32_t ioas_alloc(int fd) {
+    iommu_ioas_alloc a{sizeof(a), 0, 0};
+    EXPECT_EQ(host_.ioctl(fd, IOMMU_IOAS_ALLOC, &a), 0);
+    return a.out_ioas_id;
+  }
+  int map(std::uint32_t ioas, std::uint64_t iova, std::uint64_t off, std::uint64_t len, int fd = -1) {
+    iommu_ioas_map m{sizeof(m), kMapRW, ioas, 0, uptr(off), len, iova};
+    return err(host_.ioctl(fd < 0 ? fd_ : fd, IOMMU_IOAS_MAP, &m));
+  }
+  int unmap(std::uint32_t ioas, std::uint64_t iova, std::uint64_t len) {
+    iommu_ioas_unmap u{sizeof(u), ioas, iova, len};
+    return err(host_.ioctl(fd_, IOMMU_IOAS_UNMAP, &u));
+  }
+  int destroy(std::uint32_t id) {
+    iommu_destroy d{sizeof(d), id};
+    return err(host_.ioctl(fd_, IOMMU_DESTROY, &d));
+  }
+  iommu_test_mock_domain mock_domain(std::uint32_t pt_id) {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, pt_id);
+    EXPECT_EQ(test(c), 0) << strerror(errno);
+    return c.mock_domain;
+  }
+  int create_access(std::uint32_t ioas, std::uint32_t flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas);
+    c.create_access.flags = flags;
+    EXPECT_EQ(test(c), 0) << strerror(errno);
+    access_fds_.push_back(static_cast<int>(c.create_access.out_access_fd));
+    return static_cast<int>(c.create_access.out_access_fd);
+  }
+  void close_access(int fd) {
+    EXPECT_EQ(host_.close(fd), 0);
+    std::erase(access_fds_, fd);
+  }
+  // ACCESS_PAGES; the errno, with the record id in *id.
+  int access_pages(int afd, std::uint64_t iova, std::uint64_t len, std::uint64_t up,
+                   std::uint32_t* id = nullptr, std::uint32_t flags = 0) {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
+    c.access_pages.flags = flags;
+    c.access_pages.iova = iova;
+    c.access_pages.length = len;
+    c.access_pages.uptr = up;
+    int e = run_keep(c);
+    if (id) *id = c.access_pages.out_access_pages_id;
+    return e;
+  }
+  int run_keep(iommu_test_cmd& c) { return err(test(c)); }
+  int access_rw(int afd, std::uint64_t iova, void* buf, std::uint64_t len, std::uint32_t flags) {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ACCESS_RW, static_cast<std::uint32_t>(afd));
+    c.access_rw.iova = iova;
+    c.access_rw.length = len;
+    c.access_rw.uptr = reinterpret_cast<std::uint64_t>(buf);
+    c.access_rw.flags = flags;
+    return run(c);
+  }
+  int check_refs(std::uint64_t off, std::uint64_t len, std::uint32_t refs, int fd = -1) {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
+    c.check_refs.uptr = uptr(off);
+    c.check_refs.length = len;
+    c.check_refs.refs = refs;
+    return err(test(c, fd));
+  }
+  int check_map(std::uint32_t hwpt, std::uint64_t iova, std::uint64_t len, std::uint64_t up) {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_MAP, hwpt);
+    c.check_map.iova = iova;
+    c.check_map.length = len;
+    c.check_map.uptr = up;
+    return run(c);
+  }
+  std::uint64_t uptr(std::uint64_t off = 0) const { return reinterpret_cast<std::uint64_t>(mem_) + off; }
+
+  static constexpr std::size_t kLen = 64 * kPageSize;
+  testing::TestFdHost host_;
+  int fd_ = -1;
+  std::uint32_t ioas_ = 0;
+  char* mem_ = nullptr;
+  std::vector<int> access_fds_;
+  std::uint64_t pinned_before_ = 0;
+};
+
+// ---- sizes and layouts ----
+
+TEST_F(SelftestTest, SizeBelowTheV62MinimumIsEinval) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
+  c.memory_limit.limit = 65536;
+  c.size = 51;
+  EXPECT_EQ(run(c), EINVAL);
+}
+
+TEST_F(SelftestTest, V62SizeNeedsZeroBytesBeyond56) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
+  c.memory_limit.limit = 65536;
+  c.size = 60;
+  EXPECT_EQ(run(c), 0);
+  reinterpret_cast<unsigned char*>(&c)[57] = 1;
+  EXPECT_EQ(run(c), E2BIG);
+}
+
+TEST_F(SelftestTest, V62LayoutHasOnlyOpsOneToNine) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, 1);
+  c.size = sizeof(iommu_test_cmd_v62);
+  EXPECT_EQ(run(c), EOPNOTSUPP);
+  c.op = IOMMU_TEST_OP_ACCESS_REPLACE_IOAS;
+  EXPECT_EQ(run(c), EOPNOTSUPP);
+}
+
+TEST_F(SelftestTest, NewestLayoutLargerThanKnownNeedsAZeroTail) {
+  struct {
+    iommu_test_cmd c;
+    std::uint64_t tail;
+  } big{make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0), 0};
+  big.c.size = sizeof(big);
+  big.c.memory_limit.limit = 65536;
+  EXPECT_EQ(host_.ioctl(fd_, IOMMU_TEST_CMD, &big), 0);
+  big.tail = 1;
+  EXPECT_EQ(err(host_.ioctl(fd_, IOMMU_TEST_CMD, &big)), E2BIG);
+}
+
+TEST_F(SelftestTest, UnknownOpIsEopnotsupp) { EXPECT_EQ(run(make_cmd(99, 0)), EOPNOTSUPP); }
+
+TEST_F(SelftestTest, BadArgumentPointerIsEfault) {
+  EXPECT_EQ(err(host_.ioctl(fd_, IOMMU_TEST_CMD, nullptr)), EFAULT);
+}
+
+// ---- ADD_RESERVED ----
+
+TEST_F(SelftestTest, AddReservedKeepsMapsOutOfTheRange) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ADD_RESERVED, ioas_);
+  c.add_reserved.start = kIova;
+  c.add_reserved.length = 4 * kPageSize;
+  ASSERT_EQ(run(c), 0);
+  EXPECT_EQ(map(ioas_, kIova, 0, kPageSize), EINVAL);  // a fixed IOVA in a reserved range
+}
+
+TEST_F(SelftestTest, AddReservedOverAnAreaIsEaddrinuse) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ADD_RESERVED, ioas_);
+  c.add_reserved.start = kIova + kPageSize;
+  c.add_reserved.length = kPageSize;
+  EXPECT_EQ(run(c), EADDRINUSE);
+}
+
+TEST_F(SelftestTest, AddReservedOnAnUnknownIoasIsEnoent) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ADD_RESERVED, 77);
+  c.add_reserved.length = kPageSize;
+  EXPECT_EQ(run(c), ENOENT);
+}
+
+// ---- MOCK_DOMAIN ----
+
+TEST_F(SelftestTest, MockDomainReturnsStdevThenIdevThenHwptIds) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  EXPECT_EQ(md.out_stdev_id, ioas_ + 1);
+  EXPECT_EQ(md.out_idev_id, ioas_ + 2);
+  EXPECT_EQ(md.out_hwpt_id, ioas_ + 3);
+}
+
+TEST_F(SelftestTest, MockDomainDeviceAndHwptAreHeldUntilTheStdevGoes) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  EXPECT_EQ(destroy(md.out_idev_id), EBUSY);
+  EXPECT_EQ(destroy(md.out_hwpt_id), EBUSY);
+  EXPECT_EQ(destroy(ioas_), EBUSY);
+  ASSERT_EQ(destroy(md.out_stdev_id), 0);
+  // The device is unbound and its automatic HWPT went with it.
+  EXPECT_EQ(destroy(md.out_idev_id), ENOENT);
+  EXPECT_EQ(destroy(md.out_hwpt_id), ENOENT);
+  EXPECT_EQ(destroy(ioas_), 0);
+}
+
+TEST_F(SelftestTest, MockDomainsOnOneIoasShareItsAutomaticHwpt) {
+  iommu_test_mock_domain a = mock_domain(ioas_);
+  iommu_test_mock_domain b = mock_domain(ioas_);
+  EXPECT_EQ(a.out_hwpt_id, b.out_hwpt_id);
+}
+
+TEST_F(SelftestTest, MockDomainOnAnUnknownIdIsEnoentAndLeavesNoObject) {
+  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, 99)), ENOENT);
+  EXPECT_EQ(mock_domain(ioas_).out_stdev_id, ioas_ + 1);  // ids reused: nothing was left behind
+}
+
+TEST_F(SelftestTest, MockDomainWhoseReplyCannotBeWrittenLeavesNothing) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
+  void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  *static_cast<iommu_test_cmd*>(page) = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  ASSERT_EQ(mprotect(page, kPageSize, PROT_READ), 0);
+  EXPECT_EQ(err(host_.ioctl(fd_, IOMMU_TEST_CMD, page)), EFAULT);
+  munmap(page, kPageSize);
+  EXPECT_EQ(check_refs(0, 8 * kPageSize, 0), 0);  // the domain's fill was undone
+  EXPECT_EQ(mock_domain(ioas_).out_stdev_id, ioas_ + 1);
+}
+
+TEST_F(SelftestTest, MockDomainGivesTheIoasTheMockGeometry) {
+  mock_domain(ioas_);
+  EXPECT_EQ(map(ioas_, MOCK_APERTURE_START - kPageSize, 0, kPageSize), EINVAL);  // below the aperture
+  EXPECT_EQ(map(ioas_, kIova, 0, kPageSize), 0);
+}
+
+TEST_F(SelftestTest, V62MockDomainReturnsDeviceAndHwptIdsWithTheV62Model) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  c.size = sizeof(iommu_test_cmd_v62);
+  c.mock_domain.out_idev_id = 0xabcd;  // not an output in this layout
+  ASSERT_EQ(test(c), 0) << strerror(errno);
+  EXPECT_EQ(c.mock_domain.out_stdev_id, ioas_ + 1);
+  EXPECT_EQ(c.mock_domain.out_hwpt_id, ioas_ + 2);
+  EXPECT_EQ(c.mock_domain.out_idev_id, 0xabcdu);
+}
+
+TEST_F(SelftestTest, V62MockDomainHwptIsDestroyedSeparatelyAfterTheDevice) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  c.size = sizeof(iommu_test_cmd_v62);
+  ASSERT_EQ(test(c), 0);
+  const std::uint32_t dev = c.mock_domain.out_stdev_id, hwpt = c.mock_domain.out_hwpt_id;
+  EXPECT_EQ(check_map(hwpt, kIova, 4 * kPageSize, uptr()), 0);
+  EXPECT_EQ(destroy(hwpt), EBUSY);
+  ASSERT_EQ(destroy(dev), 0);
+  // The domain left the IOAS (and unpinned), the HWPT object is still there until destroyed.
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+  EXPECT_EQ(check_map(hwpt, kIova, 2048, uptr()), EINVAL);
+  EXPECT_EQ(destroy(hwpt), 0);
+  EXPECT_EQ(destroy(ioas_), 0);
+}
+
+TEST_F(SelftestTest, V62MockDomainOnAnHwptIdIsEnoent) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_hwpt_id);
+  c.size = sizeof(iommu_test_cmd_v62);
+  EXPECT_EQ(run(c), ENOENT);
+}
+
+// ---- MOCK_DOMAIN_REPLACE ----
+
+TEST_F(SelftestTest, MockDomainReplaceMovesTheDeviceAndReturnsTheNewHwpt) {
+  const std::uint32_t other = ioas_alloc(fd_);
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_stdev_id);
+  c.mock_domain_replace.pt_id = other;
+  ASSERT_EQ(test(c), 0) << strerror(errno);
+  EXPECT_NE(c.mock_domain_replace.pt_id, md.out_hwpt_id);
+  EXPECT_EQ(destroy(md.out_hwpt_id), ENOENT);  // the old automatic HWPT went with its last device
+  EXPECT_EQ(destroy(ioas_), 0);
+}
+
+TEST_F(SelftestTest, MockDomainReplaceNeedsASelftestObject) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_idev_id);
+  c.mock_domain_replace.pt_id = ioas_;
+  EXPECT_EQ(run(c), ENOENT);
+}
+
+TEST_F(SelftestTest, MockDomainReplaceToAnUnknownIdIsEnoent) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_stdev_id);
+  c.mock_domain_replace.pt_id = 99;
+  EXPECT_EQ(run(c), ENOENT);
+}
+
+TEST_F(SelftestTest, MockDomainReplaceOfAV62DeviceIsEinval) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  c.size = sizeof(iommu_test_cmd_v62);
+  ASSERT_EQ(test(c), 0);
+  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, c.mock_domain.out_stdev_id);
+  r.mock_domain_replace.pt_id = ioas_;
+  EXPECT_EQ(run(r), EINVAL);
+}
+
+// ---- MD_CHECK_MAP ----
+
+TEST_F(SelftestTest, MdCheckMapAcceptsTheMappedUserRange) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 8 * kPageSize, uptr()), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova + 2048, 2048, uptr(2048)), 0);
+}
+
+TEST_F(SelftestTest, MdCheckMapOfOtherMemoryOrAHoleIsEinval) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, kPageSize, uptr(kPageSize)), EINVAL);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova + 4 * kPageSize, kPageSize, uptr(4 * kPageSize)), EINVAL);
+}
+
+TEST_F(SelftestTest, MdCheckMapNeeds2KiBAlignment) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova + 1, 2048, uptr()), EINVAL);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 100, uptr()), EINVAL);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 2048, uptr(8)), EINVAL);
+}
+
+TEST_F(SelftestTest, MdCheckMapOfANonHwptIdIsEnoent) {
+  EXPECT_EQ(check_map(ioas_, kIova, 2048, uptr()), ENOENT);
+}
+
+// ---- MD_CHECK_REFS ----
+
+TEST_F(SelftestTest, MdCheckRefsCountsADomainsPinOnce) {
+  mock_domain(ioas_);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 1), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), EIO);
+  ASSERT_EQ(unmap(ioas_, kIova, 4 * kPageSize), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+}
+
+TEST_F(SelftestTest, MdCheckRefsCountsTwoMapsOfTheSameMemoryTwice) {
+  const std::uint32_t other = ioas_alloc(fd_);
+  mock_domain(ioas_);
+  mock_domain(other);
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  ASSERT_EQ(map(other, kIova, 0, 4 * kPageSize), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 2), 0);
+}
+
+TEST_F(SelftestTest, MdCheckRefsCountsACopyOnce) {
+  const std::uint32_t other = ioas_alloc(fd_);
+  mock_domain(ioas_);
+  mock_domain(other);
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  iommu_ioas_copy cp{
+      sizeof(cp), IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE, other, ioas_, 4 * kPageSize, kIova,
+      kIova};
+  ASSERT_EQ(host_.ioctl(fd_, IOMMU_IOAS_COPY, &cp), 0) << strerror(errno);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 1), 0);
+}
+
+TEST_F(SelftestTest, MdCheckRefsNeedsPageAlignment) {
+  EXPECT_EQ(check_refs(100, kPageSize, 0), EINVAL);
+  EXPECT_EQ(check_refs(0, 100, 0), EINVAL);
+}
+
+TEST_F(SelftestTest, MdCheckRefsOfUnmappedMemoryIsEfault) {
+  void* hole = mmap(nullptr, kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(hole, MAP_FAILED);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
+  c.check_refs.uptr = reinterpret_cast<std::uint64_t>(hole);
+  c.check_refs.length = kPageSize;
+  EXPECT_EQ(run(c), EFAULT);
+  munmap(hole, kPageSize);
+}
+
+// ---- CREATE_ACCESS ----
+
+TEST_F(SelftestTest, CreateAccessReturnsARealFd) {
+  const int afd = create_access(ioas_);
+  EXPECT_GE(afd, 0);
+  EXPECT_NE(afd, fd_);
+  EXPECT_EQ(destroy(ioas_), EBUSY);  // the access holds its IOAS
+}
+
+TEST_F(SelftestTest, CreateAccessWithUnknownFlagsIsEopnotsupp) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas_);
+  c.create_access.flags = 2;
+  EXPECT_EQ(run(c), EOPNOTSUPP);
+}
+
+TEST_F(SelftestTest, CreateAccessOnAnUnknownIoasIsEnoentAndLeavesNothing) {
+  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, 99)), ENOENT);
+  EXPECT_EQ(destroy(ioas_), 0);
+  EXPECT_EQ(ioas_alloc(fd_), ioas_);  // the access's id was released too
+}
+
+TEST_F(SelftestTest, CreateAccessWhoseReplyCannotBeWrittenTakesTheFdBack) {
+  void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas_);
+  c.create_access.flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES;
+  *static_cast<iommu_test_cmd*>(page) = c;
+  ASSERT_EQ(mprotect(page, kPageSize, PROT_READ), 0);
+  EXPECT_EQ(err(host_.ioctl(fd_, IOMMU_TEST_CMD, page)), EFAULT);
+  munmap(page, kPageSize);
+  EXPECT_EQ(destroy(ioas_), 0);  // the access is gone
+  const int afd = create_access(ioas_alloc(fd_));
+  EXPECT_GE(afd, 0);
+}
+
+// ---- ACCESS_PAGES / DESTROY_ACCESS_PAGES ----
+
+TEST_F(SelftestTest, AccessPagesPinsAndDestroyAccessPagesUnpins) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  std::uint32_t id = 99;
+  ASSERT_EQ(access_pages(afd, kIova + kPageSize, 2 * kPageSize, uptr(kPageSize), &id), 0);
+  EXPECT_EQ(id, 0u);
+  EXPECT_EQ(check_refs(kPageSize, 2 * kPageSize, 1), 0);
+  EXPECT_EQ(check_refs(0, kPageSize, 0), 0);
+  iommu_test_cmd d = make_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
+  d.destroy_access_pages.access_pages_id = id;
+  ASSERT_EQ(run(d), 0);
+  EXPECT_EQ(check_refs(0, 8 * kPageSize, 0), 0);
+  EXPECT_EQ(run(d), ENOENT);
+}
+
+TEST_F(SelftestTest, AccessPagesIdsCountUp) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  std::uint32_t a = 0, b = 0;
+  ASSERT_EQ(access_pages(afd, kIova, kPageSize, 0, &a), 0);
+  ASSERT_EQ(access_pages(afd, kIova, kPageSize, 0, &b), 0);
+  EXPECT_EQ(b, a + 1);
+}
+
+TEST_F(SelftestTest, AccessPagesComparedWithOtherMemoryIsEbadeAndPinsNothing) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  EXPECT_EQ(access_pages(afd, kIova, 2 * kPageSize, uptr(4 * kPageSize)), EBADE);
+  EXPECT_EQ(check_refs(0, 8 * kPageSize, 0), 0);
+}
+
+TEST_F(SelftestTest, AccessPagesOver16MiBIsEnomem) {
+  const int afd = create_access(ioas_);
+  EXPECT_EQ(access_pages(afd, kIova, 16 * 1024 * 1024 + 1, 0), ENOMEM);
+}
+
+TEST_F(SelftestTest, AccessPagesWithUnknownFlagsIsEopnotsupp) {
+  const int afd = create_access(ioas_);
+  EXPECT_EQ(access_pages(afd, kIova, kPageSize, 0, nullptr, 2), EOPNOTSUPP);
+}
+
+TEST_F(SelftestTest, AccessPagesOnAnFdThatIsNoAccessIsEbadfd) {
+  EXPECT_EQ(access_pages(fd_, kIova, kPageSize, 0), EBADFD);
+  EXPECT_EQ(access_pages(100000, kIova, kPageSize, 0), EBADFD);
+}
+
+TEST_F(SelftestTest, AccessPagesOnAnAccessThatDoesNotPinIsEopnotsupp) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
+  const int afd = create_access(ioas_, 0);
+  EXPECT_EQ(access_pages(afd, kIova, kPageSize, 0), EOPNOTSUPP);
+}
+
+TEST_F(SelftestTest, AccessPagesOfAHoleIsEnoent) {
+  const int afd = create_access(ioas_);
+  EXPECT_EQ(access_pages(afd, kIova, kPageSize, 0), ENOENT);
+}
+
+TEST_F(SelftestTest, AccessPagesInSyzModeTakesTheNthArea) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  ASSERT_EQ(map(ioas_, kIova + 8 * kPageSize, 8 * kPageSize, 4 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  // {nth_area = 1, offset = one page}
+  const std::uint64_t syz = 1 | (std::uint64_t{kPageSize} << 32);
+  ASSERT_EQ(access_pages(afd, syz, kPageSize, uptr(9 * kPageSize), nullptr, MOCK_FLAGS_ACCESS_SYZ), 0);
+  EXPECT_EQ(check_refs(9 * kPageSize, kPageSize, 1), 0);
+}
+
+TEST_F(SelftestTest, DestroyAccessPagesOnAnFdThatIsNoAccessIsEbadfd) {
+  iommu_test_cmd d = make_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(fd_));
+  EXPECT_EQ(run(d), EBADFD);
+}
+
+// ---- ACCESS_RW ----
+
+TEST_F(SelftestTest, AccessRwReadsAndWritesOnBothPaths) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
+  const int afd = create_access(ioas_, 0);
+  for (std::uint32_t slow : {0u, MOCK_ACCESS_RW_SLOW_PATH}) {
+    std::vector<char> buf(kPageSize + 77);
+    ASSERT_EQ(access_rw(afd, kIova + 100, buf.data(), buf.size(), slow), 0);
+    EXPECT_EQ(std::memcmp(buf.data(), mem_ + 100, buf.size()), 0);
+    std::memset(buf.data(), 0x40 + static_cast<int>(slow), buf.size());
+    ASSERT_EQ(access_rw(afd, kIova + 100, buf.data(), buf.size(), MOCK_ACCESS_RW_WRITE | slow), 0);
+    EXPECT_EQ(mem_[100 + kPageSize], static_cast<char>(0x40 + slow));
+  }
+  EXPECT_EQ(check_refs(0, 8 * kPageSize, 0), 0);
+}
+
+TEST_F(SelftestTest, AccessRwOver16MiBIsEnomem) {
+  const int afd = create_access(ioas_, 0);
+  EXPECT_EQ(access_rw(afd, kIova, mem_, 16 * 1024 * 1024 + 1, 0), ENOMEM);
+}
+
+TEST_F(SelftestTest, AccessRwWithUnknownFlagsIsEopnotsupp) {
+  const int afd = create_access(ioas_, 0);
+  EXPECT_EQ(access_rw(afd, kIova, mem_, 1, 2), EOPNOTSUPP);
+}
+
+TEST_F(SelftestTest, AccessRwOnAnFdThatIsNoAccessIsEbadfd) {
+  EXPECT_EQ(access_rw(fd_, kIova, mem_, 1, 0), EBADFD);
+}
+
+TEST_F(SelftestTest, AccessRwOfAHoleIsEnoentAndOfLengthZeroEinval) {
+  const int afd = create_access(ioas_, 0);
+  EXPECT_EQ(access_rw(afd, kIova, mem_, 8, 0), ENOENT);
+  ASSERT_EQ(map(ioas_, kIova, 0, kPageSize), 0);
+  EXPECT_EQ(access_rw(afd, kIova, mem_, 0, 0), EINVAL);
+}
+
+TEST_F(SelftestTest, AccessRwIntoABadUserBufferIsEfault) {
+  ASSERT_EQ(map(ioas_, kIova, 0, kPageSize), 0);
+  const int afd = create_access(ioas_, 0);
+  EXPECT_EQ(access_rw(afd, kIova, nullptr, 8, 0), EFAULT);
+  EXPECT_EQ(access_rw(afd, kIova, nullptr, 8, MOCK_ACCESS_RW_WRITE), EFAULT);
+}
+
+// ---- SET_TEMP_MEMORY_LIMIT ----
+
+TEST_F(SelftestTest, SetTempMemoryLimitBelow12IsEinval) {
+  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
+  c.memory_limit.limit = 11;
+  EXPECT_EQ(run(c), EINVAL);
+  c.memory_limit.limit = 12;
+  EXPECT_EQ(run(c), 0);
+  EXPECT_EQ(Pages::temp_memory_limit(), 12u);
+  c.memory_limit.limit = 65536;
+  EXPECT_EQ(run(c), 0);
+}
+
+// ---- ACCESS_REPLACE_IOAS ----
+
+TEST_F(SelftestTest, AccessReplaceIoasUnpinsAndMovesTheAccess) {
+  const std::uint32_t other = ioas_alloc(fd_);
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  ASSERT_EQ(access_pages(afd, kIova, kPageSize, uptr()), 0);
+  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(afd));
+  r.access_replace_ioas.ioas_id = other;
+  ASSERT_EQ(run(r), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+  EXPECT_EQ(destroy(ioas_), 0);  // no longer held by the access
+  EXPECT_EQ(destroy(other), EBUSY);
+  EXPECT_EQ(access_pages(afd, kIova, kPageSize, 0), ENOENT);  // nothing mapped in the new IOAS
+}
+
+TEST_F(SelftestTest, AccessReplaceIoasToAnUnknownIoasIsEnoent) {
+  const int afd = create_access(ioas_);
+  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(afd));
+  r.access_replace_ioas.ioas_id = 99;
+  EXPECT_EQ(run(r), ENOENT);
+}
+
+TEST_F(SelftestTest, AccessReplaceIoasOnAnFdThatIsNoAccessIsEbadfd) {
+  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(fd_));
+  r.access_replace_ioas.ioas_id = ioas_;
+  EXPECT_EQ(run(r), EBADFD);
+}
+
+// ---- lifetimes ----
+
+TEST_F(SelftestTest, ClosingTheAccessFdUnpinsAndDestroysTheAccess) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  ASSERT_EQ(access_pages(afd, kIova, 2 * kPageSize, uptr()), 0);
+  close_access(afd);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+  ASSERT_EQ(unmap(ioas_, kIova, 4 * kPageSize), 0);
+  EXPECT_EQ(destroy(ioas_), 0);
+}
+
+TEST_F(SelftestTest, TheContextStaysAliveWhileAnAccessFdIsOpen) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  ASSERT_EQ(access_pages(afd, kIova, 2 * kPageSize, uptr()), 0);
+  const int other_fd = host_.open_iommufd();
+  ASSERT_GE(other_fd, 0);
+  host_.close(fd_);
+  fd_ = other_fd;
+  // The first context still exists: the access's pin is still there.
+  EXPECT_EQ(check_refs(0, 2 * kPageSize, 1), 0);
+  close_access(afd);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+}
+
+TEST_F(SelftestTest, IoasUnmapMakesTheAccessUnpin) {
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  std::uint32_t id = 0;
+  ASSERT_EQ(access_pages(afd, kIova + kPageSize, kPageSize, uptr(kPageSize), &id), 0);
+  ASSERT_EQ(unmap(ioas_, kIova, 4 * kPageSize), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+  iommu_test_cmd d = make_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
+  d.destroy_access_pages.access_pages_id = id;
+  EXPECT_EQ(run(d), ENOENT);  // the unmap callback dropped the record
+}
+
+TEST_F(SelftestTest, PinsSharedByADomainAndAnAccessCountOnce) {
+  mock_domain(ioas_);
+  ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  ASSERT_EQ(access_pages(afd, kIova, 4 * kPageSize, uptr()), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 1), 0);
+  ASSERT_EQ(unmap(ioas_, kIova, 4 * kPageSize), 0);
+  EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
+}
+
+// ---- fail-nth sweeps: every injected failure leaves no pin, object or fd behind ----
+
+class SelftestSweepTest : public SelftestTest {
+ protected:
+  Status as_status(int e) { return e ? Status::error(e) : Status(); }
+  // Fresh state as a sweep iteration starts it: a new iommufd with an IOAS and a mapping.
+  void fresh() {
+    for (int fd : access_fds_) host_.close(fd);
+    access_fds_.clear();
+    host_.close(fd_);
+    ASSERT_EQ(Pages::total_pinned_pages(), pinned_before_)
+        << "pins leaked: " << (last_injected_fault() ?: "");
+    fd_ = host_.open_iommufd();
+    ASSERT_GE(fd_, 0);
+    ioas_ = ioas_alloc(fd_);
+    ASSERT_EQ(map(ioas_, kIova, 0, 16 * kPageSize), 0);
+  }
+  // After a run: everything the run created is closed, and the context is then empty of pins.
+  void after(unsigned n, Status st, std::size_t objects_if_failed) {
+    Context& ctx = static_cast<IommufdFile&>(*host_.lookup(fd_)).context();
+    if (!st.ok()) {
+      EXPECT_EQ(ctx.object_count(), objects_if_failed) << "fault " << n << " " << st.to_string();
+    }
+    for (int fd : access_fds_) host_.close(fd);
+    access_fds_.clear();
+    EXPECT_EQ(unmap(ioas_, 0, kUlongMax), 0) << "fault " << n;
+    EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_) << "fault " << n;
+  }
+};
+
+TEST_F(SelftestSweepTest, MockDomainUnwindsEveryInjectedFailure) {
+  auto op = [&] {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+    return as_status(run(c));
+  };
+  SweepResult r = sweep_fail_nth([&] { fresh(); }, op, [&](unsigned n, Status st) { after(n, st, 1); });
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  EXPECT_GE(r.sites_failed, 3u);
+}
+
+TEST_F(SelftestSweepTest, V62MockDomainUnwindsEveryInjectedFailure) {
+  auto op = [&] {
+    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+    c.size = sizeof(iommu_test_cmd_v62);
+    return as_status(run(c));
+  };
+  SweepResult r = sweep_fail_nth([&] { fresh(); }, op, [&](unsigned n, Status st) { after(n, st, 1); });
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  EXPECT_GE(r.sites_failed, 3u);
+}
+
+TEST_F(SelftestSweepTest, AccessPagesUnwindsEveryInjectedFailure) {
+  int afd = -1;
+  auto setup = [&] {
+    fresh();
+    afd = create_access(ioas_);
+  };
+  auto op = [&] { return as_status(access_pages(afd, kIova + kPageSize, 4 * kPageSize, uptr(kPageSize))); };
+  SweepResult r = sweep_fail_nth(setup, op, [&](unsigned n, Status st) {
+    // No domain: a failed pin leaves every page unpinned.
+    if (!st.ok()) {
+      EXPECT_EQ(check_refs(0, 16 * kPageSize, 0), 0) << "fault " << n;
+    }
+    after(n, st, 2);
+  });
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  EXPECT_GE(r.sites_failed, 3u);
+}
+
+TEST_F(SelftestSweepTest, AccessRwUnwindsEveryInjectedFailure) {
+  int afd = -1;
+  auto setup = [&] {
+    fresh();
+    afd = create_access(ioas_, 0);
+  };
+  std::vector<char> buf(3 * kPageSize);
+  auto op = [&] {
+    if (int e = access_rw(afd, kIova + 100, buf.data(), buf.size(), MOCK_ACCESS_RW_SLOW_PATH))
+      return as_status(e);
+    return as_status(access_rw(afd, kIova + 100, buf.data(), buf.size(), MOCK_ACCESS_RW_WRITE));
+  };
+  SweepResult r = sweep_fail_nth(setup, op, [&](unsigned n, Status st) {
+    EXPECT_EQ(check_refs(0, 16 * kPageSize, 0), 0) << "fault " << n;
+    after(n, st, 2);
+  });
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  EXPECT_GE(r.sites_failed, 3u);
+}
+
+}  // namespace
+}  // namespace uiommufd::uapi

@@ -35,6 +35,7 @@
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/device.h"
 #include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/pinned_ranges.h"
 #include "uiommufd/pages/pages.h"
 
 namespace uiommufd::tools {
@@ -162,11 +163,8 @@ class EmulatedDevice {
   Access& access() { return *raw_; }
 
   Status pin(u64 iova, u64 length, std::vector<AccessPage>* pages) {
-    lockdep::MutexGuard g(lock_);
     ++g_ops.pins;
-    Status st = raw_->pin_pages(iova, length, pages, Access::kPinWrite);
-    if (st.ok()) pins_.push_back({iova, length});
-    return st;
+    return ranges_.pin(*raw_, iova, length, pages, Access::kPinWrite).status();
   }
   Status rw(u64 iova, void* data, u64 length, std::uint32_t flags) {
     ++g_ops.rw_calls;
@@ -174,12 +172,9 @@ class EmulatedDevice {
     if (st.ok()) g_ops.rw_bytes += length;
     return st;
   }
-  std::size_t pins() {
-    lockdep::MutexGuard g(lock_);
-    return pins_.size();
-  }
+  std::size_t pins() { return ranges_.size(); }
   std::vector<Callback> callbacks() {
-    lockdep::MutexGuard g(lock_);
+    lockdep::MutexGuard g(ranges_.mutex());
     return callbacks_;
   }
 
@@ -187,7 +182,7 @@ class EmulatedDevice {
   // the lock).
   UIOMMUFD_DEMO_FRAME void close() {
     {
-      lockdep::MutexGuard g(lock_);
+      lockdep::MutexGuard g(ranges_.mutex());
       closing_ = true;
     }
     Access::destroy(std::move(access_));
@@ -196,28 +191,24 @@ class EmulatedDevice {
 
  private:
   UIOMMUFD_DEMO_FRAME void on_unmap(u64 iova, u64 length) {
-    lockdep::MutexGuard g(lock_);
+    lockdep::MutexGuard g(ranges_.mutex());
     ++g_ops.callbacks;
     Callback c{iova, length, 0, g_vmm_in_unmap, std::this_thread::get_id() == g_vmm_thread};
-    const u64 last = iova + length - 1;
-    for (auto it = pins_.begin(); it != pins_.end();) {
-      if (it->first <= last && it->first + it->second - 1 >= iova) {
-        raw_->unpin_pages(it->first, it->second);  // may run inside destroy(): raw_ is still alive
-        c.unpinned_bytes += it->second;
-        it = pins_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    c.unpinned_bytes = ranges_.unmap_locked(*raw_, iova, length);  // may run inside destroy(): raw_ is alive
     callbacks_.push_back(c);
   }
 
-  lockdep::Mutex lock_{"driver.lock"};
+  static lockdep::LockClassKey& lock_class() {
+    static lockdep::LockClassKey key{"driver.lock"};
+    return key;
+  }
+
+  // The driver's lock ("driver.lock") is the pin bookkeeping's mutex.
+  PinnedRanges ranges_{lock_class()};
   ObjectRef<Access> access_;
   Access* raw_ = nullptr;
-  bool closing_ GUARDED_BY(lock_) = false;
-  std::vector<std::pair<u64, u64>> pins_ GUARDED_BY(lock_);
-  std::vector<Callback> callbacks_ GUARDED_BY(lock_);
+  bool closing_ GUARDED_BY(ranges_.mutex()) = false;
+  std::vector<Callback> callbacks_ GUARDED_BY(ranges_.mutex());
 };
 
 Status vmm_unmap(Ioas& ioas, u64 iova, u64 length, u64* unmapped) {
@@ -383,40 +374,29 @@ class BuggyDriver {
   Access& access() { return *raw_; }
 
   UIOMMUFD_DEMO_FRAME Status pin(u64 iova, u64 length) {
-    lockdep::MutexGuard g(lock_);
-    std::vector<AccessPage> pages;
-    Status st = raw_->pin_pages(iova, length, &pages, 0);
-    if (st.ok()) pins_.push_back({iova, length});
-    return st;
+    return ranges_.pin(*raw_, iova, length, nullptr, 0).status();
   }
 
   // The bug: driver lock held across destroy. With the newest semantics destroy calls the callback from
   // this thread, which would then wait for the lock this thread holds.
   UIOMMUFD_DEMO_FRAME void close_holding_lock() {
-    lockdep::MutexGuard g(lock_);
+    lockdep::MutexGuard g(ranges_.mutex());
     closing_ = true;
     Access::destroy(std::move(access_));
   }
 
  private:
-  UIOMMUFD_DEMO_FRAME void on_unmap(u64 iova, u64 length) {
-    lockdep::MutexGuard g(lock_);
-    const u64 last = iova + length - 1;
-    for (auto it = pins_.begin(); it != pins_.end();) {
-      if (it->first <= last && it->first + it->second - 1 >= iova) {
-        raw_->unpin_pages(it->first, it->second);
-        it = pins_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+  UIOMMUFD_DEMO_FRAME void on_unmap(u64 iova, u64 length) { ranges_.unmap(*raw_, iova, length); }
+
+  static lockdep::LockClassKey& lock_class() {
+    static lockdep::LockClassKey key{"buggy_driver.lock"};
+    return key;
   }
 
-  lockdep::Mutex lock_{"buggy_driver.lock"};
+  PinnedRanges ranges_{lock_class()};
   ObjectRef<Access> access_;
   Access* raw_ = nullptr;
-  bool closing_ GUARDED_BY(lock_) = false;
-  std::vector<std::pair<u64, u64>> pins_ GUARDED_BY(lock_);
+  bool closing_ GUARDED_BY(ranges_.mutex()) = false;
 };
 
 // The child's whole life. Returns only if something went wrong: 3 a setup step failed, 4 the buggy

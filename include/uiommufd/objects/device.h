@@ -20,6 +20,12 @@ class Device : public Object {
 
   // Creates and binds a device; returns its id.
   static Result<std::uint32_t> create(Context& ctx, Kind kind);
+  // The same for a driver that owns the device (the kernel's iommufd_device_bind): the returned reference
+  // is the driver's user, so IOMMU_DESTROY of the device id is EBUSY until unbind(). ENOMEM, ENOSPC.
+  static Result<ObjectRef<Device>> bind(Context& ctx, Kind kind);
+  // Detaches the device if attached and destroys it, waiting for operations in flight (the kernel's
+  // iommufd_device_unbind). Consumes the driver's reference.
+  static void unbind(ObjectRef<Device> device);
 
   // Attaches to `pt_id`: an IOAS (an existing automatic HWPT of the right kind on it, else a new one) or
   // an HWPT. Returns the HWPT id. EINVAL if already attached; ENOENT for an unknown id; the HWPT's errors.

@@ -20,6 +20,11 @@ class HwPagetable : public Object {
   static Result<ObjectRef<HwPagetable>> create_locked(Ioas& ioas, std::unique_ptr<Domain> domain,
                                                       bool auto_domain) REQUIRES(ioas.mutex());
 
+  // Takes the domain out of the IOAS (unmapping, and unpinning where it held the last pin) and off the
+  // IOAS's HWPT list, leaving the object itself to be destroyed later; a second call does nothing. The v6.2
+  // selftest's mock domain does this when its selftest object goes (semantics §6.4).
+  void remove_from_ioas();
+
   Domain& domain() { return *domain_; }
   Ioas& ioas() { return *ioas_; }
   bool auto_domain() const { return auto_domain_; }

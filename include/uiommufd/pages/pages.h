@@ -137,6 +137,26 @@ class Pages : public RefCounted<Pages> {
   // Pages pinned (and charged) right now across every Pages object of the process; for leak checks.
   static std::uint64_t total_pinned_pages();
 
+  // IOMMU_TEST_OP_MD_CHECK_REFS: true when every page of [uaddr, uaddr + length) of `mm` is pinned by
+  // exactly `refs` live user-VA Pages objects. A Pages counts once per page however many users (areas,
+  // domains, access records) hold that page, so two MAPs of the same memory give 2 and a COPY (which shares
+  // the Pages) still 1 — the kernel's page refcount / GUP_PIN_COUNTING_BIAS. uaddr and length are page
+  // aligned (precondition). length 0 is true. File-backed Pages are not counted (their identity is our own
+  // mapping of the file, not the caller's VA; see the FIXME above).
+  //
+  // Cost: one pass over the registry of live user Pages (registered at create, removed at destruction: no
+  // per-pin work), and for each one that overlaps the range, a walk of its pin runs inside it under its
+  // mutex. Takes the registry lock ("pages.registry") and then each pages.mutex: call with no pages.mutex
+  // held; no Pages may be created or destroyed under a pages.mutex.
+  static bool pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length, std::uint32_t refs);
+
+  // IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: the kernel's cap on temporary PFN batch buffers (default 65536
+  // bytes). FIXME: our pin path has no temporary batch buffers (it counts runs and makes them resident in
+  // one call), so the value is stored and reported but changes no behaviour.
+  static constexpr std::size_t kDefaultTempMemoryLimit = 65536;
+  static void set_temp_memory_limit(std::size_t bytes);
+  static std::size_t temp_memory_limit();
+
   // Precondition: no pins remain (UIOMMUFD_ASSERT: a pin outliving its Pages would leak a charge). Unmaps
   // the file window and closes the dup'd fd. Must not run with mutex() held (it is destroyed).
   ~Pages();
@@ -168,6 +188,13 @@ class Pages : public RefCounted<Pages> {
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint32_t> access_records_ GUARDED_BY(mu_);
 
   static std::atomic<std::uint64_t> total_pinned_;
+  static std::atomic<std::size_t> temp_memory_limit_;
+
+  // Links of the registry of live user Pages (pin_count_is); guarded by the registry's lock, which lives
+  // in pages.cc (not expressible as an annotation here).
+  friend struct PagesRegistry;
+  Pages* registry_prev_ = nullptr;
+  Pages* registry_next_ = nullptr;
 };
 
 }  // namespace uiommufd

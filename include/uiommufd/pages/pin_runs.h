@@ -50,6 +50,11 @@ class PinRuns {
   // Number of indices with at least one user (the kernel's npinned). O(1).
   std::uint64_t pinned_pages() const { return pinned_pages_; }
 
+  // Appends to `out`, in ascending order, the indices in [first, last] with at least one user, as ranges
+  // clipped to [first, last] (stored runs, not merged: touching ranges with different counts stay apart).
+  // O((k + 1) · log n); for the pin-count query of the selftest (Pages::pin_count_is).
+  void pinned_in(std::uint64_t first, std::uint64_t last, std::vector<Interval>* out) const;
+
   // Number of stored runs; for tests and statistics.
   std::size_t run_count() const { return runs_.size(); }
   bool empty() const { return runs_.empty(); }
