@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Everything else is for developers and CI.
-.PHONY: all deps demo test bench check-sanitizers check-thread-safety check-nolockdep format clean
+.PHONY: fuzz all deps demo test bench check-sanitizers check-thread-safety check-nolockdep format clean
 
 JOBS ?= $(shell nproc)
 CMAKE_BUILD = cmake --build --preset $(1) -j $(JOBS)
@@ -24,6 +24,12 @@ demo: build-release
 test: build-release
 	ctest --preset release -j $(JOBS)
 
+# Installs the release build: bin/uiommufd, lib/libuiommufd-preload.so, lib/libuiommufd.a, the headers,
+# lib/pkgconfig/uiommufd.pc and lib/cmake/uiommufd (find_package(uiommufd) -> uiommufd::uiommufd).
+PREFIX ?= /usr/local
+install: build-release
+	cmake --install build/release --prefix $(PREFIX)
+
 # Figures are reported, not asserted: a MISS prints but does not fail. Builds only the benchmark binary of
 # each preset; lockdep_compiled_out comes from the nolockdep one.
 bench: deps
@@ -45,6 +51,20 @@ check-thread-safety: build-clang-tsa
 # The validator compiled out must still build and pass every test.
 check-nolockdep: build-nolockdep
 	ctest --preset nolockdep -j $(JOBS)
+
+# libFuzzer over the ioctl dispatcher (Clang, ASan+UBSan) for FUZZ_SECONDS; any crash or leak fails.
+# New inputs go to build/fuzz/corpus; the committed seeds in fuzz/corpus are only read.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@test -f build/fuzz/build.ninja || cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DUIOMMUFD_FUZZ=ON \
+	  -DUIOMMUFD_SANITIZE=address,undefined -DUIOMMUFD_BUILD_TESTS=OFF -DUIOMMUFD_BUILD_BENCH=OFF >/dev/null
+	cmake --build build/fuzz -j $(JOBS) --target uiommufd_ioctl_fuzzer
+	@mkdir -p build/fuzz/corpus
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ./build/fuzz/fuzz/uiommufd_ioctl_fuzzer -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 -artifact_prefix=build/fuzz/ \
+	  build/fuzz/corpus fuzz/corpus
 
 format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i

@@ -1,17 +1,22 @@
 #include "uiommufd/base/fault.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
+
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace uiommufd {
 namespace {
 
-// Per-thread state. Trivially initialised, so every new thread starts disarmed with no dynamic TLS
-// initialisation.
-thread_local uint32_t t_fail_nth = 0;
+// Per-thread state. Trivially initialised (constant initialisers, trivial destructors), so every new
+// thread starts disarmed with no dynamic TLS initialisation. The counter is atomic because another
+// thread of the process may set it through the registry below while this thread checks it.
+thread_local std::atomic<uint32_t> t_fail_nth{0};
+thread_local bool t_registered = false;
 thread_local const char* t_last_injected = nullptr;
 
 // Registry head. A function-local static with a constant initialiser is constant-initialised, so it is
@@ -22,15 +27,79 @@ std::atomic<FaultSite*>& registry_head() {
   return head;
 }
 
-// The forked child is a copy of the forking thread, counter included; the kernel gives a new task a
-// zero counter, so disarm it.
+// Which thread id owns which counter, so that one thread can arm another's (fail-nth files of other
+// threads). A thread enters on its first check or counter access and leaves at exit through a pthread key
+// destructor, which runs while its TLS is still valid. Values set for an id that has not entered yet wait
+// in `pending`.
+// FIXME: a pending value for a thread that exits without ever entering stays behind and would be taken by
+// a later thread that reuses the id (after the kernel's pid space wraps).
+// A plain pthread mutex: base sits below the lock validator and cannot use its locks. It is innermost:
+// nothing else is taken while it is held.
+struct ThreadRegistry {
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  std::unordered_map<int, std::atomic<uint32_t>*> threads;
+  std::unordered_map<int, uint32_t> pending;
+  pthread_key_t exit_key{};
+};
+
+// Never destroyed: threads may exit (and leave the registry) during and after static destruction.
+ThreadRegistry& registry() {
+  static ThreadRegistry* r = [] {
+    auto* reg = new ThreadRegistry;
+    pthread_key_create(&reg->exit_key, [](void* tid) {
+      ThreadRegistry& rr = registry();
+      pthread_mutex_lock(&rr.mu);
+      rr.threads.erase(static_cast<int>(reinterpret_cast<intptr_t>(tid)));
+      pthread_mutex_unlock(&rr.mu);
+    });
+    return reg;
+  }();
+  return *r;
+}
+
+void register_self() {
+  ThreadRegistry& r = registry();
+  const int tid = static_cast<int>(gettid());
+  pthread_mutex_lock(&r.mu);
+  if (auto it = r.pending.find(tid); it != r.pending.end()) {
+    t_fail_nth.store(it->second, std::memory_order_relaxed);
+    r.pending.erase(it);
+  }
+  r.threads[tid] = &t_fail_nth;
+  pthread_mutex_unlock(&r.mu);
+  pthread_setspecific(r.exit_key, reinterpret_cast<void*>(static_cast<intptr_t>(tid)));
+  t_registered = true;
+}
+
+inline void ensure_registered() {
+  if (!t_registered) [[unlikely]]
+    register_self();
+}
+
+bool thread_exists(int tid) {
+  if (tid <= 0) return false;
+  return syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno == EPERM;
+}
+
+// The registry lock is held across fork so the child never inherits it locked. The forked child is a copy
+// of the forking thread, counter included; the kernel gives a new task a zero counter, so disarm it. The
+// child's only thread has a new id and every other entry names a thread of the parent: start afresh.
+void lock_before_fork() { pthread_mutex_lock(&registry().mu); }
+void unlock_in_parent() { pthread_mutex_unlock(&registry().mu); }
 void reset_in_child() {
-  t_fail_nth = 0;
+  ThreadRegistry& r = registry();
+  pthread_mutex_init(&r.mu, nullptr);
+  r.threads.clear();
+  r.pending.clear();
+  pthread_setspecific(r.exit_key, nullptr);
+  t_fail_nth.store(0, std::memory_order_relaxed);
+  t_registered = false;
   t_last_injected = nullptr;
 }
 
 [[maybe_unused]] const bool g_atfork_registered = [] {
-  pthread_atfork(nullptr, nullptr, reset_in_child);
+  registry();
+  pthread_atfork(lock_before_fork, unlock_in_parent, reset_in_child);
   return true;
 }();
 
@@ -45,14 +114,59 @@ FaultSite::FaultSite(const char* name, int err) : name_(name), err_(err) {
   } while (!head.compare_exchange_weak(old, this, std::memory_order_release, std::memory_order_relaxed));
 }
 
-void fail_nth_set(uint32_t n) { t_fail_nth = n; }
+void fail_nth_set(uint32_t n) {
+  ensure_registered();
+  t_fail_nth.store(n, std::memory_order_relaxed);
+}
 
-uint32_t fail_nth_get() { return t_fail_nth; }
+uint32_t fail_nth_get() {
+  ensure_registered();
+  return t_fail_nth.load(std::memory_order_relaxed);
+}
+
+Status fail_nth_set_thread(int tid, uint32_t n) {
+  if (tid == static_cast<int>(gettid())) {
+    fail_nth_set(n);
+    return Status();
+  }
+  if (!thread_exists(tid)) return Status::error(ESRCH);
+  ThreadRegistry& r = registry();
+  pthread_mutex_lock(&r.mu);
+  if (auto it = r.threads.find(tid); it != r.threads.end()) {
+    it->second->store(n, std::memory_order_relaxed);
+  } else {
+    r.pending[tid] = n;
+  }
+  pthread_mutex_unlock(&r.mu);
+  return Status();
+}
+
+Result<uint32_t> fail_nth_get_thread(int tid) {
+  if (tid == static_cast<int>(gettid())) return fail_nth_get();
+  if (!thread_exists(tid)) return Status::error(ESRCH);
+  ThreadRegistry& r = registry();
+  uint32_t n = 0;
+  pthread_mutex_lock(&r.mu);
+  if (auto it = r.threads.find(tid); it != r.threads.end()) {
+    n = it->second->load(std::memory_order_relaxed);
+  } else if (auto p = r.pending.find(tid); p != r.pending.end()) {
+    n = p->second;
+  }
+  pthread_mutex_unlock(&r.mu);
+  return n;
+}
 
 bool should_fail(FaultSite& site) {
   site.hits_.fetch_add(1, std::memory_order_relaxed);
-  if (t_fail_nth == 0) [[likely]] return false;
-  if (--t_fail_nth != 0) return false;
+  ensure_registered();
+  uint32_t n = t_fail_nth.load(std::memory_order_relaxed);
+  if (n == 0) [[likely]]
+    return false;
+  // Another thread may overwrite the counter meanwhile; only the decrement that lands decides.
+  while (!t_fail_nth.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+    if (n == 0) return false;
+  }
+  if (n != 1) return false;
   site.injected_.fetch_add(1, std::memory_order_relaxed);
   t_last_injected = site.name_;
   return true;
@@ -104,7 +218,8 @@ Result<uint32_t> parse_kstrtouint(std::string_view text) {
     int d = hex_value(text[i]);
     if (d < 0 || static_cast<unsigned>(d) >= base) break;
     uint64_t next = 0;
-    if (__builtin_mul_overflow(value, base, &next) || __builtin_add_overflow(next, static_cast<uint64_t>(d), &next)) {
+    if (__builtin_mul_overflow(value, base, &next) ||
+        __builtin_add_overflow(next, static_cast<uint64_t>(d), &next)) {
       overflow = true;
     }
     value = next;

@@ -1,17 +1,22 @@
 // uiommufd: the command-line tool.
 //
+//   uiommufd run [--lockdep=off|report|abort] -- program [args...]
+//                      runs the program with /dev/iommu served by libuiommufd-preload.so
 //   uiommufd version   "uiommufd <version>"
 //   uiommufd demo      an emulated device doing DMA through the engine, then the lock validator
 //                      catching the access-unmap driver bug
 //   uiommufd help      usage
 //
 // Exit codes: 0 success; 1 the command ran and failed; 2 usage error; 77 demo skipped (validator
-// compiled out: the engine part ran and passed, the buggy-driver part cannot be reported).
+// compiled out: the engine part ran and passed, the buggy-driver part cannot be reported). `run` execs
+// the program, so its exit code is the program's; 126 / 127 when it cannot be executed / found, as a
+// shell reports them.
 
 #include <cstdio>
 #include <string_view>
 
 #include "demo_access.h"
+#include "run.h"
 
 // Set by tools/uiommufd/CMakeLists.txt from the CMake project version.
 #ifndef UIOMMUFD_VERSION
@@ -24,6 +29,9 @@ constexpr const char* kUsage =
     "usage: uiommufd <command>\n"
     "\n"
     "commands:\n"
+    "  run [--lockdep=off|report|abort] -- program [args...]\n"
+    "            run an unmodified program with /dev/iommu served by uiommufd\n"
+    "            (libuiommufd-preload.so, found next to this tool or in ../lib)\n"
     "  demo      an emulated device pins, reads and writes guest memory through an IOAS and\n"
     "            survives an unmap; then a driver holding its lock across access destroy is\n"
     "            caught by the lock validator (in a child process, so nothing hangs)\n"
@@ -51,6 +59,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  if (command == "run") return uiommufd::tools::run_program(argc - 2, argv + 2, kUsage);
   if (argc > 2) return usage_error("uiommufd %s: unexpected arguments\n", argv[1]);
   if (command == "version" || command == "--version") {
     std::printf("uiommufd %s\n", UIOMMUFD_VERSION);

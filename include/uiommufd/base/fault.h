@@ -64,9 +64,19 @@ void fail_nth_set(uint32_t n);
 // was armed), non-zero means fewer than N sites were reached and the counter is still armed.
 uint32_t fail_nth_get();
 
+// The counter of thread `tid` of this process (gettid() numbering), for the fail-nth files of other
+// threads (/proc/self/task/<tid>/fail-nth). For the calling thread's own id these are fail_nth_set /
+// fail_nth_get. Safe against the target thread's concurrent checks: exactly one of them sees the count
+// reach 0.
+// A thread that has not yet run a check is not known by address; a value set for it is kept by id and
+// taken over when it first checks or reads its counter.
+// Errors: ESRCH if no thread of this process has that id.
+Status fail_nth_set_thread(int tid, uint32_t n);
+Result<uint32_t> fail_nth_get_thread(int tid);
+
 // The check a site performs: counts a hit, consumes the calling thread's counter as described above,
 // and returns true exactly when this check is the one that fails. Cheap when disarmed: a relaxed
-// atomic increment and a thread-local load.
+// atomic increment and two thread-local loads.
 bool should_fail(FaultSite& site);
 
 // OK, or Status::error(site.error()) when should_fail(site).

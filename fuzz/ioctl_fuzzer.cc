@@ -1,0 +1,433 @@
+// libFuzzer target over the /dev/iommu dispatcher: input bytes become a sequence of ioctls (fuzzed command
+// numbers and structs, pointers aimed into a fuzzer-owned buffer, at nullptr or at an unmapped page),
+// opens, closes and access-fd closes, all through TestFdHost (no preload). After each input:
+//   * every IOAS of every open context passes IoPagetable::check_invariants();
+//   * once every fd is closed, no page is pinned and no accounting charge is left.
+// Any violation aborts, so libFuzzer reports it as a crash with the input.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fuzzer/FuzzedDataProvider.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "testing/test_fd_host.h"
+
+#include "uiommufd/mm/accounting.h"
+#include "uiommufd/objects/context.h"
+#include "uiommufd/objects/ioas.h"
+#include "uiommufd/pages/pages.h"
+#include "uiommufd/uapi/abi.h"
+#include "uiommufd/uapi/file.h"
+
+namespace {
+
+using uiommufd::AccountMode;
+using uiommufd::Ioas;
+using uiommufd::ObjectType;
+using uiommufd::Pages;
+using uiommufd::uapi::IommufdFile;
+using uiommufd::uapi::OpenFile;
+using uiommufd::uapi::testing::TestFdHost;
+
+constexpr std::size_t kBufLen = 64 * 1024;
+constexpr std::size_t kArgLen = 256;
+constexpr std::uint32_t kMaxId = 32;
+
+// Memory the fuzzed pointers aim at. Created once: the engine's page identity is (Mm, address), and a
+// stable buffer keeps pins comparable across inputs.
+struct Arena {
+  std::uint8_t* buf = nullptr;
+  std::uint8_t* hole = nullptr;  // PROT_NONE: every access faults
+  int memfd = -1;
+  Arena() {
+    buf = static_cast<std::uint8_t*>(
+        mmap(nullptr, kBufLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    hole = static_cast<std::uint8_t*>(mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (buf == MAP_FAILED || hole == MAP_FAILED) abort();
+    memfd = static_cast<int>(syscall(SYS_memfd_create, "uiommufd-fuzz", 0));
+    if (memfd < 0 || ftruncate(memfd, kBufLen) != 0) abort();
+  }
+};
+
+Arena& arena() {
+  static Arena* a = new Arena();
+  return *a;
+}
+
+// Commands worth aiming at; a random number is mixed in now and then.
+constexpr unsigned long kCommands[] = {
+    uiommufd::uapi::IOMMU_DESTROY,
+    uiommufd::uapi::IOMMU_IOAS_ALLOC,
+    uiommufd::uapi::IOMMU_IOAS_ALLOW_IOVAS,
+    uiommufd::uapi::IOMMU_IOAS_COPY,
+    uiommufd::uapi::IOMMU_IOAS_IOVA_RANGES,
+    uiommufd::uapi::IOMMU_IOAS_MAP,
+    uiommufd::uapi::IOMMU_IOAS_UNMAP,
+    uiommufd::uapi::IOMMU_OPTION,
+    uiommufd::uapi::IOMMU_VFIO_IOAS,
+    uiommufd::uapi::IOMMU_IOAS_MAP_FILE,
+    uiommufd::uapi::IOMMU_TEST_CMD,
+    uiommufd::uapi::io_cmd(100),
+    uiommufd::uapi::io_cmd(101),
+    uiommufd::uapi::io_cmd(102),
+    uiommufd::uapi::io_cmd(112),
+    uiommufd::uapi::io_cmd(113),
+    uiommufd::uapi::io_cmd(114),
+};
+// Typical struct sizes, so most calls get past the size rules.
+constexpr std::uint32_t kSizes[] = {8, 12, 16, 24, 32, 40, 48, 52, 56, 68, 72, 80};
+
+class Session {
+ public:
+  explicit Session(FuzzedDataProvider& in) : in_(in), host_(std::make_unique<TestFdHost>()) {}
+
+  void run() {
+    open_fd();
+    for (int step = 0; step < 48 && in_.remaining_bytes() > 0; step++) {
+      switch (in_.ConsumeIntegralInRange<int>(0, 9)) {
+        case 0:
+          open_fd();
+          break;
+        case 1:
+          close_some_fd();
+          break;
+        default:
+          fuzz_ioctl();
+          break;
+      }
+    }
+    check_all_invariants();
+    // Dropping the host closes every fd: contexts tear down before this returns.
+    fds_.clear();
+    host_.reset();
+  }
+
+ private:
+  void open_fd() {
+    if (fds_.size() >= 4) return;
+    int fd = host_->open_iommufd(in_.ConsumeBool());
+    if (fd >= 0) fds_.push_back(fd);
+  }
+
+  void close_some_fd() {
+    if (fds_.empty()) return;
+    std::size_t i = in_.ConsumeIntegralInRange<std::size_t>(0, fds_.size() - 1);
+    host_->close(fds_[i]);
+    fds_.erase(fds_.begin() + static_cast<long>(i));
+  }
+
+  int pick_fd() {
+    if (fds_.empty()) return -1;
+    return fds_[in_.ConsumeIntegralInRange<std::size_t>(0, fds_.size() - 1)];
+  }
+
+  // A pointer value for a pointer field: into the buffer (often page aligned), null, or the hole.
+  std::uint64_t pointer() {
+    Arena& a = arena();
+    switch (in_.ConsumeIntegralInRange<int>(0, 7)) {
+      case 0:
+        return 0;
+      case 1:
+        return reinterpret_cast<std::uintptr_t>(a.hole) + in_.ConsumeIntegralInRange<int>(0, 4095);
+      case 2:
+        return reinterpret_cast<std::uintptr_t>(a.buf) +
+               in_.ConsumeIntegralInRange<std::size_t>(0, kBufLen - 1);
+      default:
+        return reinterpret_cast<std::uintptr_t>(a.buf) +
+               2048 * in_.ConsumeIntegralInRange<std::size_t>(0, 31);
+    }
+  }
+
+  // A length: mostly small multiples of 2 KiB, sometimes anything.
+  std::uint64_t length() {
+    switch (in_.ConsumeIntegralInRange<int>(0, 5)) {
+      case 0:
+        return in_.ConsumeIntegral<std::uint64_t>();
+      case 1:
+        return in_.ConsumeIntegralInRange<std::uint64_t>(0, 9000);
+      default:
+        return 2048 * in_.ConsumeIntegralInRange<std::uint64_t>(1, 16);
+    }
+  }
+
+  // An IOVA: low, inside the mock aperture, or anything.
+  std::uint64_t iova() {
+    switch (in_.ConsumeIntegralInRange<int>(0, 4)) {
+      case 0:
+        return in_.ConsumeIntegral<std::uint64_t>();
+      case 1:
+        return 2048 * in_.ConsumeIntegralInRange<std::uint64_t>(0, 64);
+      default:
+        return (1ULL << 24) + 2048 * in_.ConsumeIntegralInRange<std::uint64_t>(0, 64);
+    }
+  }
+
+  std::uint32_t id() {
+    // Access ops take an fd in their id field.
+    if (in_.ConsumeIntegralInRange<int>(0, 7) == 0) return static_cast<std::uint32_t>(pick_fd());
+    return in_.ConsumeIntegralInRange<std::uint32_t>(0, 8);
+  }
+
+  template <typename T>
+  void put(std::uint8_t* arg, std::size_t off, T v) {
+    std::memcpy(arg + off, &v, sizeof(v));
+  }
+
+  void fuzz_ioctl() {
+    int fd = pick_fd();
+    if (fd < 0) return;
+    alignas(8) std::uint8_t arg[kArgLen] = {};
+    unsigned long cmd;
+    if (in_.ConsumeIntegralInRange<int>(0, 15) == 0)
+      cmd = in_.ConsumeIntegral<std::uint32_t>();
+    else
+      cmd = in_.PickValueInArray(kCommands);
+    const unsigned nr = cmd & 0xff;
+
+    // VFIO_CHECK_EXTENSION / SET_IOMMU take a value, not a pointer.
+    if (cmd == uiommufd::uapi::io_cmd(101) || cmd == uiommufd::uapi::io_cmd(102) ||
+        cmd == uiommufd::uapi::io_cmd(100)) {
+      host_->ioctl(fd, cmd, reinterpret_cast<const void*>(in_.ConsumeIntegralInRange<std::uintptr_t>(0, 12)));
+      return;
+    }
+
+    // Start from fuzzed bytes, then give the fields that matter plausible values.
+    std::vector<std::uint8_t> raw =
+        in_.ConsumeBytes<std::uint8_t>(in_.ConsumeIntegralInRange<std::size_t>(0, 80));
+    if (!raw.empty()) std::memcpy(arg, raw.data(), raw.size());
+    const bool shape = in_.ConsumeIntegralInRange<int>(0, 7) != 0;
+    std::uint32_t size = in_.PickValueInArray(kSizes);
+    if (in_.ConsumeIntegralInRange<int>(0, 15) == 0)
+      size = in_.ConsumeIntegralInRange<std::uint32_t>(0, kArgLen);
+    if (shape) shape_struct(nr, arg, size);
+
+    const void* p = arg;
+    switch (in_.ConsumeIntegralInRange<int>(0, 31)) {
+      case 0:
+        p = nullptr;
+        break;
+      case 1:
+        p = arena().hole;
+        break;
+      default:
+        break;
+    }
+    host_->ioctl(fd, cmd, p);
+  }
+
+  void shape_struct(unsigned nr, std::uint8_t* arg, std::uint32_t size) {
+    using namespace uiommufd::uapi;
+    put<std::uint32_t>(arg, 0, size);
+    const std::uint32_t rw = Ioas::kReadable | (in_.ConsumeBool() ? Ioas::kWriteable : 0);
+    const std::uint32_t fixed = in_.ConsumeBool() ? Ioas::kFixedIova : 0;
+    switch (nr) {
+      case kNrDestroy:
+      case kNrIoasAlloc:
+        put<std::uint32_t>(arg, 4, nr == kNrDestroy ? id() : 0);
+        break;
+      case kNrIoasAllowIovas:
+      case kNrIoasIovaRanges: {
+        put<std::uint32_t>(arg, 4, id());
+        put<std::uint32_t>(arg, 8, in_.ConsumeIntegralInRange<std::uint32_t>(0, 4));
+        put<std::uint32_t>(arg, 12, 0);
+        // The range array lives in the buffer: fill it with fuzzed but ordered ranges.
+        std::uint64_t ptr = pointer();
+        put<std::uint64_t>(arg, 16, ptr);
+        Arena& a = arena();
+        auto base = reinterpret_cast<std::uintptr_t>(a.buf);
+        if (nr == kNrIoasAllowIovas && ptr >= base && ptr + 64 <= base + kBufLen) {
+          for (int i = 0; i < 4; i++) {
+            std::uint64_t s = iova(), l = s + length();
+            std::memcpy(reinterpret_cast<void*>(ptr + 16 * i), &s, 8);
+            std::memcpy(reinterpret_cast<void*>(ptr + 16 * i + 8), &l, 8);
+          }
+        }
+        break;
+      }
+      case kNrIoasCopy:
+        put<std::uint32_t>(arg, 4, rw | fixed);
+        put<std::uint32_t>(arg, 8, id());
+        put<std::uint32_t>(arg, 12, id());
+        put<std::uint64_t>(arg, 16, length());
+        put<std::uint64_t>(arg, 24, iova());
+        put<std::uint64_t>(arg, 32, iova());
+        break;
+      case kNrIoasMap:
+        put<std::uint32_t>(arg, 4, rw | fixed);
+        put<std::uint32_t>(arg, 8, id());
+        put<std::uint32_t>(arg, 12, 0);
+        put<std::uint64_t>(arg, 16, pointer());
+        put<std::uint64_t>(arg, 24, length());
+        put<std::uint64_t>(arg, 32, iova());
+        break;
+      case kNrIoasMapFile:
+        put<std::uint32_t>(arg, 4, rw | fixed);
+        put<std::uint32_t>(arg, 8, id());
+        put<std::int32_t>(arg, 12, in_.ConsumeBool() ? arena().memfd : -1);
+        put<std::uint64_t>(arg, 16, 2048 * in_.ConsumeIntegralInRange<std::uint64_t>(0, 40));
+        put<std::uint64_t>(arg, 24, length());
+        put<std::uint64_t>(arg, 32, iova());
+        break;
+      case kNrIoasUnmap:
+        put<std::uint32_t>(arg, 4, id());
+        if (in_.ConsumeBool()) {
+          put<std::uint64_t>(arg, 8, 0);
+          put<std::uint64_t>(arg, 16, ~0ULL);
+        } else {
+          put<std::uint64_t>(arg, 8, iova());
+          put<std::uint64_t>(arg, 16, length());
+        }
+        break;
+      case kNrOption:
+        put<std::uint32_t>(arg, 4, in_.ConsumeIntegralInRange<std::uint32_t>(0, 2));
+        put<std::uint16_t>(arg, 8, in_.ConsumeIntegralInRange<std::uint16_t>(0, 2));
+        put<std::uint16_t>(arg, 10, 0);
+        put<std::uint32_t>(arg, 12, id());
+        put<std::uint64_t>(arg, 16, in_.ConsumeIntegralInRange<std::uint64_t>(0, 2));
+        break;
+      case kNrVfioIoas:
+        put<std::uint32_t>(arg, 4, id());
+        put<std::uint16_t>(arg, 8, in_.ConsumeIntegralInRange<std::uint16_t>(0, 3));
+        put<std::uint16_t>(arg, 10, 0);
+        break;
+      case kNrTestCmd:
+        shape_test_cmd(arg);
+        break;
+      case 113:  // VFIO_IOMMU_MAP_DMA: argsz, flags, vaddr, iova, size
+        put<std::uint32_t>(arg, 0, 32);
+        put<std::uint32_t>(arg, 4, in_.ConsumeIntegralInRange<std::uint32_t>(0, 3));
+        put<std::uint64_t>(arg, 8, pointer());
+        put<std::uint64_t>(arg, 16, iova());
+        put<std::uint64_t>(arg, 24, length());
+        break;
+      case 114:  // VFIO_IOMMU_UNMAP_DMA: argsz, flags, iova, size
+        put<std::uint32_t>(arg, 0, 24);
+        put<std::uint32_t>(arg, 4, in_.ConsumeBool() ? 2 : 0);
+        put<std::uint64_t>(arg, 8, iova());
+        put<std::uint64_t>(arg, 16, length());
+        break;
+      case 112:  // VFIO_IOMMU_GET_INFO: argsz
+        put<std::uint32_t>(arg, 0, in_.ConsumeIntegralInRange<std::uint32_t>(0, kArgLen));
+        break;
+      default:
+        break;
+    }
+  }
+
+  void shape_test_cmd(std::uint8_t* arg) {
+    const std::uint32_t op = in_.ConsumeIntegralInRange<std::uint32_t>(1, 12);
+    put<std::uint32_t>(arg, 4, op);
+    put<std::uint32_t>(arg, 8, id());
+    put<std::uint32_t>(arg, 12, 0);
+    switch (op) {
+      case 1:  // ADD_RESERVED
+        put<std::uint64_t>(arg, 16, iova());
+        put<std::uint64_t>(arg, 24, length());
+        break;
+      case 3:  // MD_CHECK_MAP
+        put<std::uint64_t>(arg, 16, iova());
+        put<std::uint64_t>(arg, 24, length());
+        put<std::uint64_t>(arg, 32, pointer());
+        break;
+      case 4:  // MD_CHECK_REFS
+        put<std::uint64_t>(arg, 16, length());
+        put<std::uint64_t>(arg, 24, pointer());
+        put<std::uint32_t>(arg, 32, in_.ConsumeIntegralInRange<std::uint32_t>(0, 2));
+        break;
+      case 5:  // CREATE_ACCESS
+        put<std::uint32_t>(arg, 20, in_.ConsumeIntegralInRange<std::uint32_t>(0, 1));
+        break;
+      case 6:  // DESTROY_ACCESS_PAGES
+        put<std::uint32_t>(arg, 8, static_cast<std::uint32_t>(pick_fd_or_access()));
+        put<std::uint32_t>(arg, 16, in_.ConsumeIntegralInRange<std::uint32_t>(0, 4));
+        break;
+      case 7:  // ACCESS_PAGES
+        put<std::uint32_t>(arg, 8, static_cast<std::uint32_t>(pick_fd_or_access()));
+        put<std::uint32_t>(arg, 16, in_.ConsumeIntegralInRange<std::uint32_t>(0, 1));
+        put<std::uint64_t>(arg, 24, iova());
+        put<std::uint64_t>(arg, 32, length());
+        put<std::uint64_t>(arg, 40, in_.ConsumeBool() ? 0 : pointer());
+        break;
+      case 8:  // ACCESS_RW
+        put<std::uint32_t>(arg, 8, static_cast<std::uint32_t>(pick_fd_or_access()));
+        put<std::uint64_t>(arg, 16, iova());
+        put<std::uint64_t>(arg, 24, in_.ConsumeIntegralInRange<std::uint64_t>(0, 9000));
+        put<std::uint64_t>(arg, 32, pointer());
+        put<std::uint32_t>(arg, 40, in_.ConsumeIntegralInRange<std::uint32_t>(0, 5));
+        break;
+      case 9:  // SET_TEMP_MEMORY_LIMIT
+        put<std::uint32_t>(arg, 16, in_.ConsumeIntegralInRange<std::uint32_t>(0, 70000));
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Access fds are handed out by CREATE_ACCESS and not tracked by us: probe the small fd numbers above the
+  // iommufds for one.
+  int pick_fd_or_access() {
+    int base = fds_.empty() ? 3 : fds_.front();
+    return base + in_.ConsumeIntegralInRange<int>(-2, 8);
+  }
+
+  void check_all_invariants() {
+    for (int fd : fds_) {
+      std::shared_ptr<OpenFile> f = host_->lookup(fd);
+      if (!f || f->kind() != OpenFile::Kind::kIommufd) continue;
+      auto& ctx = static_cast<IommufdFile&>(*f).context();
+      for (std::uint32_t i = 1; i <= kMaxId; i++) {
+        auto ioas = ctx.get<Ioas>(i, ObjectType::kIoas);
+        if (!ioas.ok()) continue;
+        std::string problem = (*ioas)->iopt().check_invariants();
+        if (!problem.empty()) {
+          std::fprintf(stderr, "invariant violated in IOAS %u: %s\n", i, problem.c_str());
+          abort();
+        }
+      }
+    }
+  }
+
+  FuzzedDataProvider& in_;
+  std::unique_ptr<TestFdHost> host_;
+  std::vector<int> fds_;
+};
+
+struct Baseline {
+  std::uint64_t pinned, user, mm, pinned_vm;
+};
+
+Baseline snapshot() {
+  return {Pages::total_pinned_pages(), uiommufd::account_locked_pages(AccountMode::kUser),
+          uiommufd::account_locked_pages(AccountMode::kMm), uiommufd::account_pinned_vm()};
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  arena();
+  const Baseline before = snapshot();
+  {
+    FuzzedDataProvider in(data, size);
+    Session(in).run();
+  }
+  const Baseline after = snapshot();
+  if (after.pinned != before.pinned || after.user != before.user || after.mm != before.mm ||
+      after.pinned_vm != before.pinned_vm) {
+    std::fprintf(stderr,
+                 "leak after closing every fd: pinned %llu -> %llu, user %llu -> %llu, mm %llu -> %llu, "
+                 "pinned_vm %llu -> %llu\n",
+                 (unsigned long long)before.pinned, (unsigned long long)after.pinned,
+                 (unsigned long long)before.user, (unsigned long long)after.user,
+                 (unsigned long long)before.mm, (unsigned long long)after.mm,
+                 (unsigned long long)before.pinned_vm, (unsigned long long)after.pinned_vm);
+    abort();
+  }
+  return 0;
+}

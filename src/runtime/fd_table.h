@@ -1,0 +1,110 @@
+// The preload's fd table: which real fds stand for files we serve, and what each one is.
+//
+// Every virtual file sits behind a real kernel fd (a /dev/null open, an eventfd, or a directory), so fd
+// numbers, close-on-exec, poll, dup and fork behave as the kernel makes them. The table maps such an fd
+// to a Node, the analogue of the kernel's struct file: dup'ed fds share one Node (and so one file
+// position and one OpenFile), and dropping the last reference to a Node drops its OpenFile, whose
+// destructor tears the context down synchronously.
+//
+// Fast path: a bitmap with one bit per fd below kBitmapFds, read with a relaxed load, answers "not ours"
+// for every passthrough call without a lock. The map under the table lock is the authority.
+//
+// Thread safety: every member may be called from any thread. The table lock is never held across a call
+// into the engine (an ioctl, an OpenFile destructor): callers take a Node out or copy its pointer, unlock,
+// then use it. It is held across fork (pthread_atfork), so the child's copy is consistent.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <pthread.h>
+
+#include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/uapi/file.h"
+
+namespace uiommufd::runtime {
+
+// One open of a virtual file (the kernel's struct file), shared by dup'ed fds.
+struct Node {
+  enum class Kind : std::uint8_t { kFile, kFailNth, kDebugfsDir };
+  Kind kind = Kind::kFile;
+  int accmode = 0;                       // O_RDONLY / O_WRONLY / O_RDWR as opened
+  std::shared_ptr<uapi::OpenFile> file;  // kFile
+  int pid = 0, tid = 0;                  // kFailNth: the process that opened it and the thread named
+  std::string dir_path;                  // kDebugfsDir: the path it stands for, for openat below it
+  std::atomic<std::int64_t> pos{0};      // kFailNth: file position of read()
+};
+
+// pthread mutex with the static analysis annotations; lock()/unlock() are public for the fork handlers.
+class CAPABILITY("mutex") TableMutex {
+ public:
+  void lock() ACQUIRE() { pthread_mutex_lock(&mu_); }
+  void unlock() RELEASE() { pthread_mutex_unlock(&mu_); }
+  // In a forked child, whose only thread may not be the one that locked it.
+  void reinit_in_child() { pthread_mutex_init(&mu_, nullptr); }
+
+ private:
+  pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
+};
+
+class SCOPED_CAPABILITY TableGuard {
+ public:
+  explicit TableGuard(TableMutex& mu) ACQUIRE(mu) : mu_(mu) { mu_.lock(); }
+  ~TableGuard() RELEASE() { mu_.unlock(); }
+  TableGuard(const TableGuard&) = delete;
+  TableGuard& operator=(const TableGuard&) = delete;
+
+ private:
+  TableMutex& mu_;
+};
+
+class FdTable final : public uapi::FdHost {
+ public:
+  // The process's table: created on first use, never destroyed (fds may be closed during and after static
+  // destruction). Registers the fork handlers.
+  static FdTable& get();
+
+  // False means fd is certainly not ours: one relaxed load for fds below kBitmapFds.
+  static bool maybe_ours(int fd) {
+    if (fd < 0) return false;
+    if (static_cast<unsigned>(fd) < kBitmapFds)
+      return (bits_[fd / 64].load(std::memory_order_relaxed) >> (fd % 64)) & 1;
+    return high_count_.load(std::memory_order_relaxed) != 0;
+  }
+
+  std::shared_ptr<Node> find(int fd) EXCLUDES(mu_);
+  // Makes `fd` stand for `node` (null: for nothing) and returns what it stood for before, for the caller
+  // to drop after the table lock is released.
+  std::shared_ptr<Node> set(int fd, std::shared_ptr<Node> node) EXCLUDES(mu_);
+  // fd now shares what `from` stands for (dup); returns what fd stood for before (dup2 onto one of ours).
+  std::shared_ptr<Node> share(int from, int fd) EXCLUDES(mu_);
+  // Takes out every entry with first <= fd <= last (close_range, closefrom).
+  std::vector<std::shared_ptr<Node>> take_range(unsigned first, unsigned last) EXCLUDES(mu_);
+
+  // uapi::FdHost. install() puts the file behind a close-on-exec eventfd, as the kernel's anon-inode fds.
+  Result<int> install(std::shared_ptr<uapi::OpenFile> file) override EXCLUDES(mu_);
+  std::shared_ptr<uapi::OpenFile> lookup(int fd) override EXCLUDES(mu_);
+  void uninstall(int fd) override EXCLUDES(mu_);
+
+  static constexpr unsigned kBitmapFds = 1u << 20;
+
+ private:
+  FdTable() = default;
+  void mark_locked(int fd, bool ours) REQUIRES(mu_);
+  static void before_fork();
+  static void after_fork_parent();
+  static void after_fork_child();
+
+  TableMutex mu_;
+  std::unordered_map<int, std::shared_ptr<Node>> nodes_ GUARDED_BY(mu_);
+
+  // Written under mu_, read without it.
+  static std::atomic<std::uint64_t> bits_[kBitmapFds / 64];
+  static std::atomic<std::uint32_t> high_count_;
+};
+
+}  // namespace uiommufd::runtime

@@ -1,0 +1,504 @@
+// The interposed libc entry points of libuiommufd-preload.so.
+//
+// Every function here first asks the fd table's bitmap (or, for opens, a few byte compares on the path)
+// whether the call can concern a virtual file; if not it goes straight to the next definition
+// (real_calls.h), so a passthrough call costs one load or one short prefix compare. errno is what the
+// kernel would leave: a passthrough call's own, our failure's errno, and on our success what it was
+// before (the engine may set errno internally).
+//
+// Served here: /dev/iommu (an IommufdFile behind a /dev/null fd), the fail-nth files of this process's
+// threads (fail_nth_file.h), the fault-injection part of debugfs (directories that list the real debugfs
+// when it can be opened and are empty otherwise; knob files are /dev/null opens, writable and absorbing),
+// and the ioctl / read / write / pread / pwrite / close / dup family on them.
+//
+// Not served (see src/runtime/README.md): /dev/vfio/vfio; paths relative to the working directory;
+// fopen, readv / writev and lseek on virtual files; exec keeps only the kernel's fd (an iommufd fd opened
+// without O_CLOEXEC is a /dev/null fd in the new image).
+
+// Our definitions must be the plain functions, not the fortified inline wrappers of <fcntl.h>.
+#undef _FORTIFY_SOURCE
+
+#include <cerrno>
+#include <climits>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fail_nth_file.h"
+#include "fd_table.h"
+#include "real_calls.h"
+#include "virtual_path.h"
+
+#include "uiommufd/uapi/file.h"
+
+namespace uiommufd::runtime {
+namespace {
+
+int fail(int err) {
+  errno = err;
+  return -1;
+}
+
+// O_CREAT and O_TMPFILE are the flags that make open read its third argument.
+bool needs_mode(int flags) { return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE; }
+
+// The real fd that stands for a virtual file. /dev/null polls as readable and writable, like a file
+// without a poll method (iommufd has none); an eventfd serves where /dev/null cannot be opened.
+int open_standin(int flags) {
+  int fd = real::open("/dev/null", O_RDWR | (flags & (O_CLOEXEC | O_NONBLOCK)), 0);
+  if (fd < 0)
+    fd = eventfd(0, ((flags & O_CLOEXEC) ? EFD_CLOEXEC : 0) | ((flags & O_NONBLOCK) ? EFD_NONBLOCK : 0));
+  return fd;
+}
+
+// An empty directory for a debugfs directory the kernel does not let us open: made, opened, removed. A
+// removed directory lists as empty (glibc's readdir treats the kernel's ENOENT as the end).
+int open_empty_dir(int flags) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string templ = std::string(tmp && tmp[0] == '/' ? tmp : "/tmp") + "/uiommufd-debugfs.XXXXXX";
+  if (mkdtemp(templ.data()) == nullptr) return -1;
+  const int fd = real::open(templ.c_str(), O_RDONLY | O_DIRECTORY | (flags & O_CLOEXEC), 0);
+  rmdir(templ.c_str());
+  return fd;
+}
+
+bool thread_of_ours(int tid) { return syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno == EPERM; }
+
+// (dirfd, path) as an absolute normal path, when it may name a virtual file. errno is left alone.
+bool resolve(int dirfd, const char* path, std::string* out) {
+  if (path == nullptr) return false;
+  if (path[0] == '/') {
+    if (!may_be_virtual_absolute(path)) return false;
+    *out = normalize_path("/", path);
+    return true;
+  }
+  if (dirfd == AT_FDCWD) return false;
+  if (FdTable::maybe_ours(dirfd)) {
+    std::shared_ptr<Node> node = FdTable::get().find(dirfd);
+    if (node && node->kind == Node::Kind::kDebugfsDir) {
+      *out = normalize_path(node->dir_path, path);
+      return true;
+    }
+  }
+  if (!may_name_virtual_relative(path)) return false;
+  // A directory (of /proc, or /dev) opened by the program: the kernel knows its path.
+  const int saved = errno;
+  char link[40];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
+  char target[PATH_MAX];
+  const ssize_t n = readlink(link, target, sizeof target);
+  errno = saved;
+  if (n <= 0 || n >= static_cast<ssize_t>(sizeof target) || target[0] != '/') return false;
+  *out = normalize_path(std::string_view(target, static_cast<size_t>(n)), path);
+  return true;
+}
+
+int install_node(int fd, std::shared_ptr<Node> node, int saved_errno) {
+  FdTable::get().set(fd, std::move(node));
+  errno = saved_errno;
+  return fd;
+}
+
+int open_iommufd(int flags, int saved_errno) {
+  if (flags & O_DIRECTORY) return fail(ENOTDIR);
+  if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return fail(EEXIST);
+  Result<std::shared_ptr<uapi::IommufdFile>> file = uapi::IommufdFile::open(FdTable::get(), false);
+  if (!file.ok()) return fail(file.error());
+  const int fd = open_standin(flags);
+  if (fd < 0) return -1;
+  auto node = std::make_shared<Node>();
+  node->kind = Node::Kind::kFile;
+  node->accmode = flags & O_ACCMODE;
+  node->file = std::move(*file);
+  return install_node(fd, std::move(node), saved_errno);
+}
+
+int open_fail_nth(int tid, int flags, int saved_errno) {
+  if (!thread_of_ours(tid)) return fail(ENOENT);
+  if (flags & O_DIRECTORY) return fail(ENOTDIR);
+  if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return fail(EEXIST);
+  const int fd = open_standin(flags);
+  if (fd < 0) return -1;
+  auto node = std::make_shared<Node>();
+  node->kind = Node::Kind::kFailNth;
+  node->accmode = flags & O_ACCMODE;
+  node->pid = getpid();
+  node->tid = tid;
+  return install_node(fd, std::move(node), saved_errno);
+}
+
+int open_debugfs_dir(const std::string& path, int flags, int saved_errno) {
+  if ((flags & O_ACCMODE) != O_RDONLY) return fail(EISDIR);
+  // Listing the real directory is harmless; only its files are never opened.
+  int fd = real::open(path.c_str(), O_RDONLY | O_DIRECTORY | (flags & (O_CLOEXEC | O_NONBLOCK)), 0);
+  if (fd < 0) fd = open_empty_dir(flags);
+  if (fd < 0) return -1;
+  auto node = std::make_shared<Node>();
+  node->kind = Node::Kind::kDebugfsDir;
+  node->dir_path = path;
+  return install_node(fd, std::move(node), saved_errno);
+}
+
+int open_debugfs_knob(int flags, int saved_errno) {
+  if (flags & O_DIRECTORY) return fail(ENOTDIR);
+  const int fd = open_standin(flags);
+  if (fd >= 0) errno = saved_errno;
+  return fd;
+}
+
+// The common body of every open variant; `pass` is the next definition of the variant called.
+template <typename Pass>
+int do_open(int dirfd, const char* path, int flags, Pass pass) {
+  std::string abs;
+  if (!resolve(dirfd, path, &abs)) [[likely]]
+    return pass();
+  const int saved = errno;
+  const VirtualPath vp = classify_path(abs, getpid(), static_cast<int>(gettid()));
+  switch (vp.kind) {
+    case VirtualKind::kNone:
+      break;
+    case VirtualKind::kIommufd:
+      return open_iommufd(flags, saved);
+    case VirtualKind::kFailNth:
+      return open_fail_nth(vp.tid, flags, saved);
+    case VirtualKind::kDebugfsDir:
+      return open_debugfs_dir(abs, flags, saved);
+    case VirtualKind::kDebugfsKnob:
+      return open_debugfs_knob(flags, saved);
+  }
+  return pass();
+}
+
+// Drops `node` (maybe the last reference to a context) keeping errno.
+void drop(std::shared_ptr<Node>& node) {
+  if (!node) return;
+  const int saved = errno;
+  node.reset();
+  errno = saved;
+}
+
+// After a successful dup of `from` onto `to`: `to` now shares from's node, and what `to` stood for is
+// dropped (dup2 onto one of our fds closes it).
+void after_dup(int from, int to) {
+  std::shared_ptr<Node> old = FdTable::get().share(from, to);
+  drop(old);
+}
+
+// read / pread on one of our fds; pos < 0 means "at the file position, and advance it".
+ssize_t node_read(Node& node, void* buf, size_t count, std::int64_t pos, bool positional) {
+  switch (node.kind) {
+    case Node::Kind::kFailNth: {
+      if (node.accmode == O_WRONLY) return fail(EBADF);
+      // An fd inherited from the parent names a thread of the parent, whose counter is not ours.
+      if (node.pid != getpid()) return fail(ESRCH);
+      const std::int64_t at = positional ? pos : node.pos.load(std::memory_order_relaxed);
+      const ssize_t n = fail_nth_read(node.tid, buf, count, at);
+      if (n < 0) return fail(static_cast<int>(-n));
+      if (!positional) node.pos.fetch_add(n, std::memory_order_relaxed);
+      return n;
+    }
+    case Node::Kind::kFile:  // an iommufd has no read method
+      return fail(EINVAL);
+    case Node::Kind::kDebugfsDir:
+      return fail(EISDIR);
+  }
+  return fail(EINVAL);
+}
+
+ssize_t node_write(Node& node, const void* buf, size_t count) {
+  switch (node.kind) {
+    case Node::Kind::kFailNth: {
+      if (node.accmode == O_RDONLY) return fail(EBADF);
+      if (node.pid != getpid()) return fail(ESRCH);
+      const ssize_t n = fail_nth_write(node.tid, buf, count);
+      return n < 0 ? fail(static_cast<int>(-n)) : n;
+    }
+    case Node::Kind::kFile:
+      return fail(EINVAL);
+    case Node::Kind::kDebugfsDir:
+      return fail(EBADF);
+  }
+  return fail(EINVAL);
+}
+
+// pread / pread64 (`next` is the variant called).
+ssize_t do_pread(int fd, void* buf, size_t count, off_t offset, ssize_t (*next)(int, void*, size_t, off_t)) {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return next(fd, buf, count, offset);
+  std::shared_ptr<Node> node = FdTable::get().find(fd);
+  return node ? node_read(*node, buf, count, offset, true) : next(fd, buf, count, offset);
+}
+
+// pwrite / pwrite64. The fail-nth file ignores the position, as the kernel's does.
+ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
+                  ssize_t (*next)(int, const void*, size_t, off_t)) {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return next(fd, buf, count, offset);
+  std::shared_ptr<Node> node = FdTable::get().find(fd);
+  if (!node) return next(fd, buf, count, offset);
+  if (offset < 0) return fail(EINVAL);
+  return node_write(*node, buf, count);
+}
+
+// Resolved before any constructor of the host program (whose init runs after every preloaded object's),
+// and before most other preloaded libraries' constructors.
+[[gnu::constructor(101)]] void preload_init() {
+  real::resolve_all();
+  FdTable::get();
+}
+
+}  // namespace
+}  // namespace uiommufd::runtime
+
+using uiommufd::runtime::after_dup;
+using uiommufd::runtime::do_open;
+using uiommufd::runtime::drop;
+using uiommufd::runtime::FdTable;
+using uiommufd::runtime::needs_mode;
+using uiommufd::runtime::Node;
+namespace real = uiommufd::runtime::real;
+
+#define UIOMMUFD_MODE_ARG(flags)                 \
+  mode_t mode = 0;                               \
+  if (needs_mode(flags)) {                       \
+    va_list ap;                                  \
+    va_start(ap, flags);                         \
+    mode = static_cast<mode_t>(va_arg(ap, int)); \
+    va_end(ap);                                  \
+  }
+
+extern "C" {
+
+int __open_2(const char* path, int flags);
+int __open64_2(const char* path, int flags);
+int __openat_2(int dirfd, const char* path, int flags);
+int __openat64_2(int dirfd, const char* path, int flags);
+ssize_t __read_chk(int fd, void* buf, size_t nbytes, size_t buflen);
+ssize_t __pread_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buflen);
+ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buflen);
+[[noreturn]] void __chk_fail(void);
+
+[[gnu::visibility("default")]] int open(const char* path, int flags, ...) {
+  UIOMMUFD_MODE_ARG(flags);
+  return do_open(AT_FDCWD, path, flags, [&] { return real::open(path, flags, mode); });
+}
+[[gnu::visibility("default")]] int open64(const char* path, int flags, ...) {
+  UIOMMUFD_MODE_ARG(flags);
+  return do_open(AT_FDCWD, path, flags, [&] { return real::open64(path, flags, mode); });
+}
+[[gnu::visibility("default")]] int openat(int dirfd, const char* path, int flags, ...) {
+  UIOMMUFD_MODE_ARG(flags);
+  return do_open(dirfd, path, flags, [&] { return real::openat(dirfd, path, flags, mode); });
+}
+[[gnu::visibility("default")]] int openat64(int dirfd, const char* path, int flags, ...) {
+  UIOMMUFD_MODE_ARG(flags);
+  return do_open(dirfd, path, flags, [&] { return real::openat64(dirfd, path, flags, mode); });
+}
+[[gnu::visibility("default")]] int __open_2(const char* path, int flags) {
+  return do_open(AT_FDCWD, path, flags, [&] { return real::open_2(path, flags); });
+}
+[[gnu::visibility("default")]] int __open64_2(const char* path, int flags) {
+  return do_open(AT_FDCWD, path, flags, [&] { return real::open64_2(path, flags); });
+}
+[[gnu::visibility("default")]] int __openat_2(int dirfd, const char* path, int flags) {
+  return do_open(dirfd, path, flags, [&] { return real::openat_2(dirfd, path, flags); });
+}
+[[gnu::visibility("default")]] int __openat64_2(int dirfd, const char* path, int flags) {
+  return do_open(dirfd, path, flags, [&] { return real::openat64_2(dirfd, path, flags); });
+}
+
+// The kernel's release() runs before close returns, so the context is torn down by then.
+[[gnu::visibility("default")]] int close(int fd) {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::close(fd);
+  std::shared_ptr<Node> old = FdTable::get().set(fd, nullptr);
+  const int rc = real::close(fd);
+  drop(old);
+  return rc;
+}
+
+[[gnu::visibility("default")]] int close_range(unsigned first, unsigned last, int flags) noexcept {
+  const int rc = real::close_range(first, last, flags);
+  if (rc == 0 && !(flags & CLOSE_RANGE_CLOEXEC)) {
+    for (std::shared_ptr<Node>& n : FdTable::get().take_range(first, last)) drop(n);
+  }
+  return rc;
+}
+
+[[gnu::visibility("default")]] void closefrom(int lowfd) noexcept {
+  real::closefrom(lowfd);
+  if (lowfd >= 0) {
+    for (std::shared_ptr<Node>& n : FdTable::get().take_range(static_cast<unsigned>(lowfd), UINT_MAX))
+      drop(n);
+  }
+}
+
+[[gnu::visibility("default")]] int dup(int fd) noexcept {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::dup(fd);
+  const int nfd = real::dup(fd);
+  if (nfd >= 0) after_dup(fd, nfd);
+  return nfd;
+}
+
+[[gnu::visibility("default")]] int dup2(int oldfd, int newfd) noexcept {
+  if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
+    return real::dup2(oldfd, newfd);
+  const int rc = real::dup2(oldfd, newfd);
+  if (rc >= 0 && oldfd != newfd) after_dup(oldfd, newfd);
+  return rc;
+}
+
+[[gnu::visibility("default")]] int dup3(int oldfd, int newfd, int flags) noexcept {
+  if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
+    return real::dup3(oldfd, newfd, flags);
+  const int rc = real::dup3(oldfd, newfd, flags);
+  if (rc >= 0) after_dup(oldfd, newfd);
+  return rc;
+}
+
+}  // extern "C"
+
+namespace {
+
+int do_fcntl(int fd, int cmd, unsigned long arg, int (*next)(int, int, unsigned long)) {
+  if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || !FdTable::maybe_ours(fd)) [[likely]]
+    return next(fd, cmd, arg);
+  const int nfd = next(fd, cmd, arg);
+  if (nfd >= 0) after_dup(fd, nfd);
+  return nfd;
+}
+
+// Commands without an argument leave garbage in `arg`, which the kernel ignores for them.
+#define UIOMMUFD_FCNTL_ARG(cmd)      \
+  unsigned long arg;                 \
+  {                                  \
+    va_list ap;                      \
+    va_start(ap, cmd);               \
+    arg = va_arg(ap, unsigned long); \
+    va_end(ap);                      \
+  }
+
+}  // namespace
+
+extern "C" {
+
+[[gnu::visibility("default")]] int fcntl(int fd, int cmd, ...) {
+  UIOMMUFD_FCNTL_ARG(cmd);
+  return do_fcntl(fd, cmd, arg, real::fcntl);
+}
+[[gnu::visibility("default")]] int fcntl64(int fd, int cmd, ...) {
+  UIOMMUFD_FCNTL_ARG(cmd);
+  return do_fcntl(fd, cmd, arg, real::fcntl64);
+}
+
+[[gnu::visibility("default")]] int ioctl(int fd, unsigned long request, ...) noexcept {
+  va_list ap;
+  va_start(ap, request);
+  const unsigned long arg = va_arg(ap, unsigned long);
+  va_end(ap);
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::ioctl(fd, request, arg);
+  // The reference keeps the file alive across a concurrent close, as the kernel's fdget does.
+  std::shared_ptr<uiommufd::uapi::OpenFile> file = FdTable::get().lookup(fd);
+  if (!file) return real::ioctl(fd, request, arg);
+  const int saved = errno;
+  const long rc = file->ioctl(request, arg);
+  if (rc < 0) {
+    errno = static_cast<int>(-rc);
+    return -1;
+  }
+  errno = saved;
+  return static_cast<int>(rc);
+}
+
+[[gnu::visibility("default")]] ssize_t read(int fd, void* buf, size_t count) {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::read(fd, buf, count);
+  std::shared_ptr<Node> node = FdTable::get().find(fd);
+  return node ? uiommufd::runtime::node_read(*node, buf, count, 0, false) : real::read(fd, buf, count);
+}
+
+[[gnu::visibility("default")]] ssize_t __read_chk(int fd, void* buf, size_t nbytes, size_t buflen) {
+  if (nbytes > buflen) __chk_fail();
+  return read(fd, buf, nbytes);
+}
+
+[[gnu::visibility("default")]] ssize_t pread(int fd, void* buf, size_t count, off_t offset) {
+  return uiommufd::runtime::do_pread(fd, buf, count, offset, real::pread);
+}
+
+[[gnu::visibility("default")]] ssize_t pread64(int fd, void* buf, size_t count, off_t offset) {
+  return uiommufd::runtime::do_pread(fd, buf, count, offset, real::pread64);
+}
+
+[[gnu::visibility("default")]] ssize_t __pread_chk(int fd, void* buf, size_t nbytes, off_t offset,
+                                                   size_t buflen) {
+  if (nbytes > buflen) __chk_fail();
+  return pread(fd, buf, nbytes, offset);
+}
+
+[[gnu::visibility("default")]] ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset,
+                                                     size_t buflen) {
+  if (nbytes > buflen) __chk_fail();
+  return pread64(fd, buf, nbytes, offset);
+}
+
+[[gnu::visibility("default")]] ssize_t write(int fd, const void* buf, size_t count) {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::write(fd, buf, count);
+  std::shared_ptr<Node> node = FdTable::get().find(fd);
+  return node ? uiommufd::runtime::node_write(*node, buf, count) : real::write(fd, buf, count);
+}
+
+[[gnu::visibility("default")]] ssize_t pwrite(int fd, const void* buf, size_t count, off_t offset) {
+  return uiommufd::runtime::do_pwrite(fd, buf, count, offset, real::pwrite);
+}
+
+[[gnu::visibility("default")]] ssize_t pwrite64(int fd, const void* buf, size_t count, off_t offset) {
+  return uiommufd::runtime::do_pwrite(fd, buf, count, offset, real::pwrite64);
+}
+
+// glibc's opendir opens the directory internally, past our open.
+[[gnu::visibility("default")]] DIR* opendir(const char* name) {
+  if (!uiommufd::runtime::may_be_virtual_absolute(name)) [[likely]]
+    return real::opendir(name);
+  const std::string abs = uiommufd::runtime::normalize_path("/", name);
+  const uiommufd::runtime::VirtualPath vp =
+      uiommufd::runtime::classify_path(abs, getpid(), static_cast<int>(gettid()));
+  if (vp.kind != uiommufd::runtime::VirtualKind::kDebugfsDir) return real::opendir(name);
+  const int fd = uiommufd::runtime::open_debugfs_dir(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC, errno);
+  if (fd < 0) return nullptr;
+  DIR* dir = real::fdopendir(fd);
+  if (dir == nullptr) {
+    const int err = errno;
+    close(fd);
+    errno = err;
+  }
+  return dir;
+}
+
+// glibc's closedir closes the fd internally, past our close.
+[[gnu::visibility("default")]] int closedir(DIR* dir) {
+  const int fd = dirfd(dir);
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::closedir(dir);
+  std::shared_ptr<Node> old = FdTable::get().set(fd, nullptr);
+  const int rc = real::closedir(dir);
+  drop(old);
+  return rc;
+}
+
+}  // extern "C"

@@ -1,0 +1,529 @@
+/* The /dev/iommu ABI as a plain C program sees it, written from the kernel's uapi headers
+ * (include/uapi/linux/iommufd.h, include/uapi/linux/vfio.h, drivers/iommu/iommufd/iommufd_test.h), plus
+ * the small reporting harness every conformance program shares.
+ *
+ * Deliberately independent of the project's C++ headers: these programs must check the ABI the way an
+ * unmodified program uses it, so a wrong layout in our own definitions cannot hide itself here.
+ *
+ * Output is one line per step, stable across runs and diffable against a real kernel:
+ *   step <name>: ret=<r> errno=<NAME> [<field>=<value> ...]
+ * A mismatch adds `FAIL <name>: expected ..., got ...`; abi_finish() exits non-zero if any step failed. */
+#ifndef UIOMMUFD_TESTS_ABI_ABI_H
+#define UIOMMUFD_TESTS_ABI_ABI_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* ---- encoding: every command is _IO(';', nr) ---------------------------------------------------------- */
+#define ABI_IO(nr) ((unsigned long)((';' << 8) | (nr)))
+
+#define IOMMU_DESTROY ABI_IO(0x80)
+#define IOMMU_IOAS_ALLOC ABI_IO(0x81)
+#define IOMMU_IOAS_ALLOW_IOVAS ABI_IO(0x82)
+#define IOMMU_IOAS_COPY ABI_IO(0x83)
+#define IOMMU_IOAS_IOVA_RANGES ABI_IO(0x84)
+#define IOMMU_IOAS_MAP ABI_IO(0x85)
+#define IOMMU_IOAS_UNMAP ABI_IO(0x86)
+#define IOMMU_OPTION ABI_IO(0x87)
+#define IOMMU_VFIO_IOAS ABI_IO(0x88)
+#define IOMMU_IOAS_MAP_FILE ABI_IO(0x8f)
+#define IOMMU_TEST_CMD ABI_IO(0xa0)
+
+#define VFIO_GET_API_VERSION ABI_IO(100)
+#define VFIO_CHECK_EXTENSION ABI_IO(101)
+#define VFIO_SET_IOMMU ABI_IO(102)
+#define VFIO_IOMMU_GET_INFO ABI_IO(112)
+#define VFIO_IOMMU_MAP_DMA ABI_IO(113)
+#define VFIO_IOMMU_UNMAP_DMA ABI_IO(114)
+
+/* ---- iommufd structs ---------------------------------------------------------------------------------- */
+struct iommu_destroy {
+  uint32_t size;
+  uint32_t id;
+};
+
+struct iommu_ioas_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t out_ioas_id;
+};
+
+struct iommu_iova_range {
+  uint64_t start;
+  uint64_t last;
+};
+
+struct iommu_ioas_allow_iovas {
+  uint32_t size;
+  uint32_t ioas_id;
+  uint32_t num_iovas;
+  uint32_t __reserved;
+  uint64_t allowed_iovas;
+};
+
+enum {
+  IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0,
+  IOMMU_IOAS_MAP_WRITEABLE = 1 << 1,
+  IOMMU_IOAS_MAP_READABLE = 1 << 2,
+};
+#define MAP_RW (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)
+
+struct iommu_ioas_copy {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t dst_ioas_id;
+  uint32_t src_ioas_id;
+  uint64_t length;
+  uint64_t dst_iova;
+  uint64_t src_iova;
+};
+
+struct iommu_ioas_iova_ranges {
+  uint32_t size;
+  uint32_t ioas_id;
+  uint32_t num_iovas;
+  uint32_t __reserved;
+  uint64_t allowed_iovas;
+  uint64_t out_iova_alignment;
+};
+
+struct iommu_ioas_map {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t ioas_id;
+  uint32_t __reserved;
+  uint64_t user_va;
+  uint64_t length;
+  uint64_t iova;
+};
+
+struct iommu_ioas_map_file {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t ioas_id;
+  int32_t fd;
+  uint64_t start;
+  uint64_t length;
+  uint64_t iova;
+};
+
+struct iommu_ioas_unmap {
+  uint32_t size;
+  uint32_t ioas_id;
+  uint64_t iova;
+  uint64_t length;
+};
+
+enum { IOMMU_OPTION_RLIMIT_MODE = 0, IOMMU_OPTION_HUGE_PAGES = 1 };
+enum { IOMMU_OPTION_OP_SET = 0, IOMMU_OPTION_OP_GET = 1 };
+
+struct iommu_option {
+  uint32_t size;
+  uint32_t option_id;
+  uint16_t op;
+  uint16_t __reserved;
+  uint32_t object_id;
+  uint64_t val64;
+};
+
+enum { IOMMU_VFIO_IOAS_GET = 0, IOMMU_VFIO_IOAS_SET = 1, IOMMU_VFIO_IOAS_CLEAR = 2 };
+
+struct iommu_vfio_ioas {
+  uint32_t size;
+  uint32_t ioas_id;
+  uint16_t op;
+  uint16_t __reserved;
+};
+
+/* ---- IOMMU_TEST_CMD ----------------------------------------------------------------------------------- */
+enum {
+  IOMMU_TEST_OP_ADD_RESERVED = 1,
+  IOMMU_TEST_OP_MOCK_DOMAIN = 2,
+  IOMMU_TEST_OP_MD_CHECK_MAP = 3,
+  IOMMU_TEST_OP_MD_CHECK_REFS = 4,
+  IOMMU_TEST_OP_CREATE_ACCESS = 5,
+  IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 6,
+  IOMMU_TEST_OP_ACCESS_PAGES = 7,
+  IOMMU_TEST_OP_ACCESS_RW = 8,
+  IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9,
+};
+#define MOCK_APERTURE_START (1ULL << 24)
+#define MOCK_APERTURE_LAST ((1ULL << 31) - 1)
+enum { MOCK_FLAGS_ACCESS_WRITE = 1 << 0, MOCK_FLAGS_ACCESS_SYZ = 1 << 16 };
+enum { MOCK_ACCESS_RW_WRITE = 1 << 0, MOCK_ACCESS_RW_SLOW_PATH = 1 << 2 };
+enum { MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0 };
+
+/* The union members shared by both layouts (all of the v6.2 ops fit in its 32 bytes). */
+union iommu_test_cmd_args {
+  struct {
+    uint64_t start;
+    uint64_t length;
+  } add_reserved;
+  struct {
+    uint32_t out_stdev_id; /* v6.2: out_device_id */
+    uint32_t out_hwpt_id;
+    uint32_t out_idev_id; /* newest only */
+  } mock_domain;
+  struct {
+    uint64_t iova;
+    uint64_t length;
+    uint64_t uptr;
+  } check_map;
+  struct {
+    uint64_t length;
+    uint64_t uptr;
+    uint32_t refs;
+  } check_refs;
+  struct {
+    uint32_t out_access_fd;
+    uint32_t flags;
+  } create_access;
+  struct {
+    uint32_t access_pages_id;
+  } destroy_access_pages;
+  struct {
+    uint32_t flags;
+    uint32_t out_access_pages_id;
+    uint64_t iova;
+    uint64_t length;
+    uint64_t uptr;
+  } access_pages;
+  struct {
+    uint64_t iova;
+    uint64_t length;
+    uint64_t uptr;
+    uint32_t flags;
+  } access_rw;
+  struct {
+    uint32_t limit;
+  } memory_limit;
+};
+
+/* Newest layout: the union grew to 48 bytes (the dirty-tracking member). */
+struct iommu_test_cmd {
+  uint32_t size;
+  uint32_t op;
+  uint32_t id;
+  uint32_t __reserved;
+  union {
+    union iommu_test_cmd_args a;
+    uint8_t newest_union[48];
+  };
+  uint32_t last;
+};
+
+/* The v6.2 layout: a 32-byte union. */
+struct iommu_test_cmd_v62 {
+  uint32_t size;
+  uint32_t op;
+  uint32_t id;
+  uint32_t __reserved;
+  union iommu_test_cmd_args a;
+  uint32_t last;
+};
+
+_Static_assert(sizeof(struct iommu_test_cmd) == 72, "newest test cmd is 72 bytes");
+_Static_assert(offsetof(struct iommu_test_cmd, last) == 64, "newest test cmd last at 64");
+_Static_assert(sizeof(struct iommu_test_cmd_v62) == 56, "v6.2 test cmd is 56 bytes");
+_Static_assert(offsetof(struct iommu_test_cmd_v62, last) == 48, "v6.2 test cmd last at 48");
+_Static_assert(sizeof(struct iommu_ioas_map) == 40, "map");
+_Static_assert(sizeof(struct iommu_ioas_iova_ranges) == 32, "iova_ranges");
+_Static_assert(sizeof(struct iommu_option) == 24, "option");
+
+/* ---- VFIO container structs --------------------------------------------------------------------------- */
+enum {
+  VFIO_TYPE1_IOMMU = 1,
+  VFIO_TYPE1v2_IOMMU = 3,
+  VFIO_DMA_CC_IOMMU = 4,
+  VFIO_TYPE1_NESTING_IOMMU = 6,
+  VFIO_UNMAP_ALL = 9,
+  VFIO_UPDATE_VADDR = 10,
+};
+
+struct vfio_iommu_type1_info {
+  uint32_t argsz;
+  uint32_t flags;
+  uint64_t iova_pgsizes;
+  uint32_t cap_offset;
+  uint32_t pad;
+};
+enum { VFIO_IOMMU_INFO_PGSIZES = 1 << 0, VFIO_IOMMU_INFO_CAPS = 1 << 1 };
+
+struct vfio_info_cap_header {
+  uint16_t id;
+  uint16_t version;
+  uint32_t next;
+};
+enum { VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3 };
+
+struct vfio_iova_range {
+  uint64_t start;
+  uint64_t end;
+};
+struct vfio_iommu_type1_info_cap_iova_range {
+  struct vfio_info_cap_header header;
+  uint32_t nr_iovas;
+  uint32_t reserved;
+  struct vfio_iova_range iova_ranges[];
+};
+struct vfio_iommu_type1_info_dma_avail {
+  struct vfio_info_cap_header header;
+  uint32_t avail;
+};
+
+struct vfio_iommu_type1_dma_map {
+  uint32_t argsz;
+  uint32_t flags;
+  uint64_t vaddr;
+  uint64_t iova;
+  uint64_t size;
+};
+enum { VFIO_DMA_MAP_FLAG_READ = 1 << 0, VFIO_DMA_MAP_FLAG_WRITE = 1 << 1, VFIO_DMA_MAP_FLAG_VADDR = 1 << 2 };
+
+struct vfio_iommu_type1_dma_unmap {
+  uint32_t argsz;
+  uint32_t flags;
+  uint64_t iova;
+  uint64_t size;
+};
+enum { VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0, VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1 };
+
+/* ---- reporting harness -------------------------------------------------------------------------------- */
+static int abi_failures;
+static int abi_steps;
+
+static inline const char* abi_errno_name(int e) {
+  switch (e) {
+#define ABI_E(x) \
+  case x:        \
+    return #x;
+    ABI_E(EPERM)
+    ABI_E(ENOENT) ABI_E(EINTR) ABI_E(EIO) ABI_E(E2BIG) ABI_E(EBADF) ABI_E(ENOMEM) ABI_E(EFAULT) ABI_E(EBUSY)
+        ABI_E(EEXIST) ABI_E(ENODEV) ABI_E(EINVAL) ABI_E(ENOTTY) ABI_E(ENOSPC) ABI_E(ERANGE) ABI_E(EDEADLK)
+            ABI_E(EOVERFLOW) ABI_E(EBADFD) ABI_E(EBADE) ABI_E(EMSGSIZE) ABI_E(EOPNOTSUPP) ABI_E(EADDRINUSE)
+                ABI_E(ENOSYS) ABI_E(EACCES) ABI_E(EAGAIN)
+#undef ABI_E
+                    case 0 : return "0";
+    default:
+      return "E?";
+  }
+}
+
+/* An expectation for ioctl(): a return value ≥ 0, or −errno for a failure. */
+#define OK 0
+#define ERR(e) (-(e))
+
+/* ioctl() folded into one int: its return value, or −errno. */
+static inline int abi_ioctl(int fd, unsigned long cmd, void* arg) {
+  errno = 0;
+  int r = ioctl(fd, cmd, arg);
+  return r < 0 ? -errno : r;
+}
+
+static inline void abi_fail(const char* step, const char* fmt, ...) {
+  va_list ap;
+  abi_failures++;
+  printf("FAIL %s: ", step);
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  printf("\n");
+  fflush(stdout);
+}
+
+/* Prints the step line for an ioctl-like result `got` (value or −errno) and checks it against `want`.
+ * Returns 1 when it matched. */
+static inline int check_rc(const char* step, int got, int want) {
+  abi_steps++;
+  printf("step %s: ret=%d errno=%s\n", step, got < 0 ? -1 : got, abi_errno_name(got < 0 ? -got : 0));
+  fflush(stdout);
+  if (got == want) return 1;
+  abi_fail(step, "expected ret=%d errno=%s, got ret=%d errno=%s", want < 0 ? -1 : want,
+           abi_errno_name(want < 0 ? -want : 0), got < 0 ? -1 : got, abi_errno_name(got < 0 ? -got : 0));
+  return 0;
+}
+
+/* An out-value of the previous step. */
+static inline int check_u64(const char* step, const char* field, uint64_t got, uint64_t want) {
+  printf("step %s: %s=0x%llx\n", step, field, (unsigned long long)got);
+  fflush(stdout);
+  if (got == want) return 1;
+  abi_fail(step, "expected %s=0x%llx, got 0x%llx", field, (unsigned long long)want, (unsigned long long)got);
+  return 0;
+}
+
+/* For set-up that the rest of a program depends on: a failure here makes the rest meaningless. */
+static inline void require(const char* step, int ok) {
+  if (ok) return;
+  printf("FATAL %s: cannot continue\n", step);
+  printf("result: FAIL (%d of %d steps failed, aborted)\n", abi_failures + 1, abi_steps);
+  exit(1);
+}
+
+static inline int abi_finish(void) {
+  printf("result: %s\n", abi_failures ? "FAIL" : "PASS");
+  fflush(stdout);
+  return abi_failures ? 1 : 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------------------------------ */
+#define PAGE_SZ 4096UL
+#define MOCK_PAGE_SZ (PAGE_SZ / 2)
+#define HUGE_SZ (2UL << 20)
+
+static inline int open_iommufd(void) {
+  int fd = open("/dev/iommu", O_RDWR);
+  if (fd < 0) {
+    printf("FATAL open /dev/iommu: errno=%s\n", abi_errno_name(errno));
+    exit(1);
+  }
+  return fd;
+}
+
+/* Anonymous memory aligned to 2 MiB, so that the IOVAs the kernel picks automatically (which follow the
+ * source alignment, abi.md §8.6) are the same on every run. Populated and without THP, so that pins count
+ * single pages. */
+static inline void* alloc_buffer(size_t len) {
+  size_t span = len + HUGE_SZ;
+  uint8_t* raw = (uint8_t*)mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    printf("FATAL mmap\n");
+    exit(1);
+  }
+  uint8_t* p = (uint8_t*)(((uintptr_t)raw + HUGE_SZ - 1) & ~(HUGE_SZ - 1));
+  if (p > raw) munmap(raw, (size_t)(p - raw));
+  size_t tail = (size_t)(raw + span - (p + len));
+  if (tail) munmap(p + len, tail);
+  madvise(p, len, MADV_NOHUGEPAGE);
+  memset(p, 0, len);
+  return p;
+}
+
+static inline int ioas_alloc(int fd, uint32_t* id) {
+  struct iommu_ioas_alloc c = {.size = sizeof(c)};
+  int r = abi_ioctl(fd, IOMMU_IOAS_ALLOC, &c);
+  *id = c.out_ioas_id;
+  return r;
+}
+
+static inline int destroy_id(int fd, uint32_t id) {
+  struct iommu_destroy c = {.size = sizeof(c), .id = id};
+  return abi_ioctl(fd, IOMMU_DESTROY, &c);
+}
+
+/* MAP at a fixed IOVA (fixed != 0) or an automatic one (*iova receives it). */
+static inline int ioas_map(int fd, uint32_t ioas, const void* va, uint64_t len, uint64_t* iova, int fixed) {
+  struct iommu_ioas_map c = {.size = sizeof(c),
+                             .flags = MAP_RW | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
+                             .ioas_id = ioas,
+                             .user_va = (uintptr_t)va,
+                             .length = len,
+                             .iova = *iova};
+  int r = abi_ioctl(fd, IOMMU_IOAS_MAP, &c);
+  if (r == 0) *iova = c.iova;
+  return r;
+}
+
+static inline int ioas_unmap(int fd, uint32_t ioas, uint64_t iova, uint64_t len, uint64_t* out_len) {
+  struct iommu_ioas_unmap c = {.size = sizeof(c), .ioas_id = ioas, .iova = iova, .length = len};
+  int r = abi_ioctl(fd, IOMMU_IOAS_UNMAP, &c);
+  if (out_len) *out_len = c.length;
+  return r;
+}
+
+static inline int mock_domain(int fd, uint32_t ioas, uint32_t* stdev, uint32_t* hwpt, uint32_t* idev) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas};
+  int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+  if (stdev) *stdev = c.a.mock_domain.out_stdev_id;
+  if (hwpt) *hwpt = c.a.mock_domain.out_hwpt_id;
+  if (idev) *idev = c.a.mock_domain.out_idev_id;
+  return r;
+}
+
+static inline int check_refs(int fd, const void* p, uint64_t len, uint32_t refs) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_MD_CHECK_REFS};
+  c.a.check_refs.uptr = (uintptr_t)p;
+  c.a.check_refs.length = len;
+  c.a.check_refs.refs = refs;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+static inline int check_map(int fd, uint32_t hwpt, uint64_t iova, const void* p, uint64_t len) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_MD_CHECK_MAP, .id = hwpt};
+  c.a.check_map.iova = iova;
+  c.a.check_map.length = len;
+  c.a.check_map.uptr = (uintptr_t)p;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+static inline int add_reserved(int fd, uint32_t ioas, uint64_t start, uint64_t len) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_ADD_RESERVED, .id = ioas};
+  c.a.add_reserved.start = start;
+  c.a.add_reserved.length = len;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+/* IOVA_RANGES with room for `cap` entries; returns the ioctl result, fills *num and *align. */
+static inline int iova_ranges(int fd, uint32_t ioas, struct iommu_iova_range* out, uint32_t cap,
+                              uint32_t* num, uint64_t* align) {
+  struct iommu_ioas_iova_ranges c = {
+      .size = sizeof(c), .ioas_id = ioas, .num_iovas = cap, .allowed_iovas = (uintptr_t)out};
+  int r = abi_ioctl(fd, IOMMU_IOAS_IOVA_RANGES, &c);
+  if (num) *num = c.num_iovas;
+  if (align) *align = c.out_iova_alignment;
+  return r;
+}
+
+static inline int create_access(int fd, uint32_t ioas, uint32_t flags, int* access_fd) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_CREATE_ACCESS, .id = ioas};
+  c.a.create_access.flags = flags;
+  int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+  *access_fd = r == 0 ? (int)c.a.create_access.out_access_fd : -1;
+  return r;
+}
+
+static inline int access_pages(int fd, int access_fd, uint32_t flags, uint64_t iova, uint64_t len,
+                               const void* p, uint32_t* pages_id) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_ACCESS_PAGES, .id = (uint32_t)access_fd};
+  c.a.access_pages.flags = flags;
+  c.a.access_pages.iova = iova;
+  c.a.access_pages.length = len;
+  c.a.access_pages.uptr = (uintptr_t)p;
+  int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+  if (pages_id) *pages_id = c.a.access_pages.out_access_pages_id;
+  return r;
+}
+
+static inline int destroy_access_pages(int fd, int access_fd, uint32_t pages_id) {
+  struct iommu_test_cmd c = {
+      .size = sizeof(c), .op = IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, .id = (uint32_t)access_fd};
+  c.a.destroy_access_pages.access_pages_id = pages_id;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+static inline int access_rw(int fd, int access_fd, uint32_t flags, uint64_t iova, void* p, uint64_t len) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_ACCESS_RW, .id = (uint32_t)access_fd};
+  c.a.access_rw.flags = flags;
+  c.a.access_rw.iova = iova;
+  c.a.access_rw.length = len;
+  c.a.access_rw.uptr = (uintptr_t)p;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+/* An address that is certainly not mapped: a reserved-then-released page. */
+static inline void* unmapped_page(void) {
+  void* p = mmap(NULL, PAGE_SZ, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p;
+}
+
+#endif
