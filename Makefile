@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Everything else is for developers and CI.
-.PHONY: fuzz all deps demo test bench check-sanitizers check-thread-safety check-nolockdep format clean
+.PHONY: all deps demo test install bench fuzz check-sanitizers check-thread-safety check-nolockdep format clean
 
 JOBS ?= $(shell nproc)
 CMAKE_BUILD = cmake --build --preset $(1) -j $(JOBS)
@@ -31,14 +31,16 @@ install: build-release
 	cmake --install build/release --prefix $(PREFIX)
 
 # Figures are reported, not asserted: a MISS prints but does not fail. Builds only the benchmark binary of
-# each preset; lockdep_compiled_out comes from the nolockdep one.
+# each preset; lockdep_compiled_out comes from the nolockdep one, the runtime's figures from a program run
+# under the preload.
 bench: deps
 	$(call configure,release)
 	$(call configure,nolockdep)
-	$(call CMAKE_BUILD,release) --target uiommufd_bench
+	$(call CMAKE_BUILD,release) --target uiommufd_bench uiommufd_runtime_bench uiommufd uiommufd-preload
 	$(call CMAKE_BUILD,nolockdep) --target uiommufd_bench
 	./build/release/bench/uiommufd_bench
 	./build/nolockdep/bench/uiommufd_bench
+	./build/release/tools/uiommufd/uiommufd run -- ./build/release/bench/uiommufd_runtime_bench
 
 check-sanitizers: build-asan build-tsan
 	ctest --preset asan -j $(JOBS)

@@ -15,9 +15,13 @@ namespace {
 // Per-thread state. Trivially initialised (constant initialisers, trivial destructors), so every new
 // thread starts disarmed with no dynamic TLS initialisation. The counter is atomic because another
 // thread of the process may set it through the registry below while this thread checks it.
-thread_local std::atomic<uint32_t> t_fail_nth{0};
-thread_local bool t_registered = false;
-thread_local const char* t_last_injected = nullptr;
+// Initial-exec: inside the preload library the default model would cost a __tls_get_addr call per site
+// check. The library is loaded at start-up (or linked in), so static TLS is always available to it.
+#define UIOMMUFD_TLS __attribute__((tls_model("initial-exec"))) constinit thread_local
+UIOMMUFD_TLS std::atomic<uint32_t> t_fail_nth{0};
+UIOMMUFD_TLS bool t_registered = false;
+UIOMMUFD_TLS const char* t_last_injected = nullptr;
+#undef UIOMMUFD_TLS
 
 // Registry head. A function-local static with a constant initialiser is constant-initialised, so it is
 // valid before any dynamic initialiser runs: sites in other translation units can register in any

@@ -53,6 +53,11 @@ RefPtr<Mm> Mm::current() {
   return *instance;
 }
 
+Mm& Mm::current_ref() {
+  static Mm* const mm = current().get();
+  return *mm;
+}
+
 Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const {
   if (len == 0) return Status();
   if (should_fail(g_fault_copy_from_user)) {

@@ -6,7 +6,7 @@ namespace uiommufd::uapi {
 
 Result<std::uint32_t> read_user_size(std::uint64_t uptr) {
   std::uint32_t size = 0;
-  TRY(Mm::current()->copy_from_user(&size, uptr, sizeof(size)));
+  TRY(Mm::current_ref().copy_from_user(&size, uptr, sizeof(size)));
   return size;
 }
 
@@ -18,14 +18,14 @@ Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uptr, s
     unsigned char buf[256];
     for (std::uint64_t off = known; off < user_size;) {
       const std::size_t chunk = std::min<std::uint64_t>(sizeof(buf), user_size - off);
-      TRY(Mm::current()->copy_from_user(buf, uptr + off, chunk));
+      TRY(Mm::current_ref().copy_from_user(buf, uptr + off, chunk));
       for (std::size_t i = 0; i < chunk; ++i) {
         if (buf[i]) return Status::error(E2BIG);
       }
       off += chunk;
     }
   }
-  return Mm::current()->copy_from_user(dst, uptr, n);
+  return Mm::current_ref().copy_from_user(dst, uptr, n);
 }
 
 }  // namespace uiommufd::uapi

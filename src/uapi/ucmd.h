@@ -42,13 +42,13 @@ Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uptr, s
 template <typename T>
 Status copy_out(const Ucmd& ucmd, const T& in) {
   static_assert(std::is_trivially_copyable_v<T>);
-  return Mm::current()->copy_to_user(ucmd.uptr, &in, std::min<std::size_t>(ucmd.user_size, sizeof(T)));
+  return Mm::current_ref().copy_to_user(ucmd.uptr, &in, std::min<std::size_t>(ucmd.user_size, sizeof(T)));
 }
 
 // Writes one field of the caller's struct back (IOMMU_OPTION writes only val64).
 template <typename T>
 Status copy_field_out(const Ucmd& ucmd, std::size_t offset, const T& value) {
-  return Mm::current()->copy_to_user(ucmd.uptr + offset, &value, sizeof(T));
+  return Mm::current_ref().copy_to_user(ucmd.uptr + offset, &value, sizeof(T));
 }
 
 // A negated errno for a Status, the value ioctl handlers return.

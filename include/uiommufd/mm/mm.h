@@ -27,6 +27,9 @@ class Mm : public RefCounted<Mm> {
   // might still hold pages at exit). In a forked child it keeps working and refers to the child's own
   // address space: the process id is read on each call, never cached.
   static RefPtr<Mm> current();
+  // The same instance without taking a reference, for hot paths that only use it within a call (its
+  // lifetime is the process's).
+  static Mm& current_ref();
 
   // Fault-safe copies between engine memory (dst / src: ordinary pointers the caller vouches for) and user
   // addresses of this Mm. The user side is accessed with the permissions of its mapping, like the kernel's
