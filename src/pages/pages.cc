@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,7 +47,7 @@ std::uint64_t pages_for(std::uint64_t offset, std::uint64_t length) {
 std::atomic<std::uint64_t> Pages::total_pinned_{0};
 std::atomic<std::size_t> Pages::temp_memory_limit_{Pages::kDefaultTempMemoryLimit};
 
-// Every live user-VA Pages, for pin_count_is. A list rather than an index by address: it changes only at
+// Every live Pages, for pin_count_is. A list rather than an index by address: it changes only at
 // create and destroy, and a query is a test-only operation that may walk it.
 struct PagesRegistry {
   lockdep::Mutex mu{"pages.registry"};
@@ -71,7 +72,8 @@ struct PagesRegistry {
 };
 
 Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
-             std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd)
+             std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd,
+             std::uint64_t file_dev, std::uint64_t file_ino)
     : kind_(kind),
       mm_(std::move(mm)),
       base_(base),
@@ -81,7 +83,9 @@ Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t st
       source_addr_(source_addr),
       writable_(writable),
       account_mode_(mode),
-      file_fd_(file_fd) {}
+      file_fd_(file_fd),
+      file_dev_(file_dev),
+      file_ino_(file_ino) {}
 
 Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length, bool writable,
                                          AccountMode mode) {
@@ -90,7 +94,8 @@ Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std:
   TRY(inject(g_fault_pages_alloc));
   const std::uint64_t offset = page_offset(uptr);
   auto* pages = new (std::nothrow) Pages(PagesKind::kUser, std::move(mm), page_align_down(uptr), offset, length,
-                                         pages_for(offset, length), uptr, writable, mode, /*file_fd=*/-1);
+                                         pages_for(offset, length), uptr, writable, mode, /*file_fd=*/-1,
+                                         /*file_dev=*/0, /*file_ino=*/0);
   if (pages == nullptr) return Status::error(ENOMEM);
   PagesRegistry::get().add(pages);
   return RefPtr<Pages>(pages);
@@ -112,6 +117,9 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
     return Status::error(EOVERFLOW);
   }
   TRY(inject(g_fault_pages_alloc));
+  // The file's identity for pin counting (MD_CHECK_REFS); fstat of an open descriptor does not fail.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Status::error(EBADF);
 
   // The mapping only reserves address space and takes a file reference; no page is touched until a pin
   // makes the window resident (lazy pinning, spec §2.2).
@@ -132,19 +140,20 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
   }
   auto* pages = new (std::nothrow)
       Pages(PagesKind::kFile, Mm::current(), reinterpret_cast<std::uint64_t>(addr), offset, length, npages, start,
-            writable, mode, dup_fd);
+            writable, mode, dup_fd, static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino));
   if (pages == nullptr) {
     ::munmap(addr, map_len);
     ::close(dup_fd);
     return Status::error(ENOMEM);
   }
+  PagesRegistry::get().add(pages);
   return RefPtr<Pages>(pages);
 }
 
 Pages::~Pages() {
   // Not analysed by -Wthread-safety (destructor); no other reference exists, so the lock is not needed.
   UIOMMUFD_ASSERT(pins_.empty());
-  if (kind_ == PagesKind::kUser) PagesRegistry::get().remove(this);
+  PagesRegistry::get().remove(this);
   if (kind_ == PagesKind::kFile) {
     ::munmap(reinterpret_cast<void*>(base_), npages_ << kPageShift);
     ::close(file_fd_);
@@ -154,6 +163,11 @@ Pages::~Pages() {
 PhysAddr Pages::page_phys(std::uint64_t index) const {
   UIOMMUFD_DCHECK(index < npages_);
   return base_ + (index << kPageShift);
+}
+
+PageIdentity Pages::file_identity(std::uint64_t index) const {
+  UIOMMUFD_DCHECK(kind_ == PagesKind::kFile && index < npages_);
+  return {file_dev_, file_ino_, file_offset() + (index << kPageShift)};
 }
 
 void* Pages::host_page(std::uint64_t index) const {
@@ -270,39 +284,69 @@ std::uint32_t Pages::access_record_users_locked(std::uint64_t first, std::uint64
 bool Pages::pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length, std::uint32_t refs) {
   UIOMMUFD_ASSERT(page_offset(uaddr) == 0 && page_offset(length) == 0);
   if (length == 0) return true;
-  const std::uint64_t q_first = uaddr >> kPageShift;
-  const std::uint64_t q_last = q_first + (length >> kPageShift) - 1;
-  // Each pinned range of each overlapping Pages as +1 at its first page and −1 after its last, in VA page
-  // numbers; a sweep over the sorted edges then gives the count of every page without visiting pages.
-  std::vector<std::pair<std::uint64_t, int>> edges;
+  // Pinned runs of every Pages as they stand, copied out so that no lock is held while /proc is read.
+  // `id` is the identity of the run's first page for file pages; for user pages only its VA is known yet.
+  struct Pinned {
+    bool file;
+    PageIdentity id;
+    std::uint64_t va;
+    std::uint64_t npages;
+  };
+  std::vector<Pinned> pinned;
   {
     PagesRegistry& registry = PagesRegistry::get();
     lockdep::MutexGuard rg(registry.mu);
     std::vector<Interval> runs;
     for (Pages* p = registry.head; p != nullptr; p = p->registry_next_) {
-      if (p->mm_.get() != &mm) continue;
-      const std::uint64_t p_first = p->base_ >> kPageShift;
-      const std::uint64_t p_last = p_first + p->npages_ - 1;
-      if (p_last < q_first || p_first > q_last) continue;
+      if (p->kind_ == PagesKind::kUser && p->mm_.get() != &mm) continue;
       runs.clear();
       {
         lockdep::MutexGuard g(p->mu_);
-        p->pins_.pinned_in(std::max(q_first, p_first) - p_first, std::min(q_last, p_last) - p_first, &runs);
+        p->pins_.pinned_in(0, p->npages_ - 1, &runs);
       }
       for (const Interval& r : runs) {
-        edges.push_back({p_first + r.start, +1});
-        edges.push_back({p_first + r.last + 1, -1});
+        if (p->kind_ == PagesKind::kFile) pinned.push_back({true, p->file_identity(r.start), 0, r.length()});
+        else pinned.push_back({false, {}, p->base_ + (r.start << kPageShift), r.length()});
       }
     }
   }
-  std::sort(edges.begin(), edges.end());
-  std::int64_t count = 0;
-  std::size_t i = 0;
-  for (std::uint64_t cur = q_first; cur <= q_last;) {
-    for (; i < edges.size() && edges[i].first <= cur; ++i) count += edges[i].second;
-    if (count != static_cast<std::int64_t>(refs)) return false;
-    if (i == edges.size()) break;
-    cur = edges[i].first;
+  if (pinned.empty()) return refs == 0;  // nothing pinned anywhere: no need to look at the address space
+
+  const MapsSnapshot snap = MapsSnapshot::take();
+  // Every pinned run as runs of identities.
+  std::vector<std::pair<PageIdentity, std::uint64_t>> held;
+  for (const Pinned& p : pinned) {
+    if (p.file) {
+      held.push_back({p.id, p.npages});
+      continue;
+    }
+    for (const IdentityRun& r : snap.resolve(p.va, p.npages << kPageShift)) held.push_back({r.first, r.npages});
+  }
+  // For each run of the query: the pinned runs of the same backing as +1 at their first page and −1 after
+  // their last (page numbers of that backing); a sweep over the sorted edges gives every page's count
+  // without visiting pages.
+  std::vector<std::pair<std::uint64_t, int>> edges;
+  for (const IdentityRun& q : snap.resolve(uaddr, length)) {
+    const std::uint64_t q_first = q.first.offset >> kPageShift;
+    const std::uint64_t q_last = q_first + q.npages - 1;
+    edges.clear();
+    for (const auto& [id, n] : held) {
+      if (!id.same_space(q.first)) continue;
+      const std::uint64_t h_first = id.offset >> kPageShift;
+      const std::uint64_t h_last = h_first + n - 1;
+      if (h_last < q_first || h_first > q_last) continue;
+      edges.push_back({std::max(h_first, q_first), +1});
+      if (h_last < q_last) edges.push_back({h_last + 1, -1});
+    }
+    std::sort(edges.begin(), edges.end());
+    std::int64_t count = 0;
+    std::size_t i = 0;
+    for (std::uint64_t cur = q_first;;) {
+      for (; i < edges.size() && edges[i].first <= cur; ++i) count += edges[i].second;
+      if (count != static_cast<std::int64_t>(refs)) return false;
+      if (i == edges.size()) break;
+      cur = edges[i].first;
+    }
   }
   return true;
 }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -519,19 +520,32 @@ TEST_F(PagesTest, FileWindowPastEndOfFileIsAcceptedButFailsToPinThere) {
   unpin(**p, 0, 0);
 }
 
-TEST_F(PagesTest, TwoFileMappingsOfOneRangeHaveDifferentIdentities) {
-  // Known deviation (pages.h): the kernel would report the same physical pages for both.
+TEST_F(PagesTest, TwoFileMappingsOfOneRangeHaveDifferentAddressesButOneIdentity) {
   Memfd f(1);
   auto a = Pages::create_file(f.fd(), 0, kPageSize, true, AccountMode::kNone);
   auto b = Pages::create_file(f.fd(), 0, kPageSize, true, AccountMode::kNone);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_NE((*a)->page_phys(0), (*b)->page_phys(0));
+  EXPECT_EQ((*a)->file_identity(0), (*b)->file_identity(0));
+  EXPECT_TRUE(MapsSnapshot::take().same_pages((*a)->page_phys(0), (*b)->page_phys(0), kPageSize));
   ASSERT_TRUE(pin(**a, 0, 0).ok());
   ASSERT_TRUE(pin(**b, 0, 0).ok());
   std::memcpy((*a)->host_page(0), "x", 1);
-  EXPECT_EQ(*static_cast<char*>((*b)->host_page(0)), 'x');  // the data is shared all the same
+  EXPECT_EQ(*static_cast<char*>((*b)->host_page(0)), 'x');
   unpin(**a, 0, 0);
   unpin(**b, 0, 0);
+}
+
+TEST_F(PagesTest, FilePagesRecordTheFilesDeviceInodeAndPageOffsets) {
+  Memfd f(4);
+  auto p = Pages::create_file(f.fd(), 2 * kPageSize + 5, kPageSize, false, AccountMode::kNone);
+  ASSERT_TRUE(p.ok());
+  struct stat st {};
+  ASSERT_EQ(::fstat(f.fd(), &st), 0);
+  EXPECT_EQ((*p)->file_identity(1), (PageIdentity{static_cast<std::uint64_t>(st.st_dev),
+                                                  static_cast<std::uint64_t>(st.st_ino), 3 * kPageSize}));
+  // The identity the address space gives the Pages' own window is the same.
+  EXPECT_EQ(MapsSnapshot::take().identity((*p)->page_phys(1)), (*p)->file_identity(1));
 }
 
 // ---- concurrency -----------------------------------------------------------------------------------------
@@ -644,6 +658,97 @@ TEST_F(PagesTest, PinCountForgetsAPagesObjectOnceItIsGone) {
     unpin(*p, 0, 1);
   }
   EXPECT_TRUE(pin_count_is(r.uaddr(), 2, 0));
+}
+
+// An mmap of a memfd, unmapped at the end of the test.
+class FileMap {
+ public:
+  FileMap(int fd, std::uint64_t npages, int flags = MAP_SHARED, int prot = PROT_READ | PROT_WRITE)
+      : len_(npages * kPageSize), addr_(::mmap(nullptr, len_, prot, flags, fd, 0)) {
+    EXPECT_NE(addr_, MAP_FAILED);
+  }
+  ~FileMap() { ::munmap(addr_, len_); }
+  FileMap(const FileMap&) = delete;
+  FileMap& operator=(const FileMap&) = delete;
+  std::uint64_t uaddr() const { return reinterpret_cast<std::uint64_t>(addr_); }
+  char* data() const { return static_cast<char*>(addr_); }
+
+ private:
+  std::uint64_t len_;
+  void* addr_;
+};
+
+TEST_F(PagesTest, PinCountSeesFilePagesThroughAnMmapOfTheFile) {
+  Memfd f(4);
+  FileMap m(f.fd(), 4);
+  auto p = Pages::create_file(f.fd(), kPageSize, 2 * kPageSize, true, AccountMode::kNone);
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(pin_count_is(m.uaddr(), 4, 0));
+  ASSERT_TRUE(pin(**p, 0, 1).ok());
+  EXPECT_TRUE(pin_count_is(m.uaddr() + kPageSize, 2, 1));
+  EXPECT_TRUE(pin_count_is(m.uaddr(), 1, 0));
+  EXPECT_TRUE(pin_count_is(m.uaddr() + 3 * kPageSize, 1, 0));
+  EXPECT_FALSE(pin_count_is(m.uaddr(), 4, 1));
+  unpin(**p, 0, 1);
+  EXPECT_TRUE(pin_count_is(m.uaddr(), 4, 0));
+}
+
+TEST_F(PagesTest, PinCountAddsAFilePinAndAUserPinOfTheSameMemfdPages) {
+  // Two iopt_pages holding one page: the kernel's count is 2.
+  Memfd f(2);
+  FileMap m(f.fd(), 2);
+  auto file = Pages::create_file(f.fd(), 0, 2 * kPageSize, true, AccountMode::kNone);
+  ASSERT_TRUE(file.ok());
+  RefPtr<Pages> user = user_pages(m.uaddr(), 2 * kPageSize);
+  ASSERT_TRUE(pin(**file, 0, 1).ok());
+  ASSERT_TRUE(pin(*user, 1, 1).ok());
+  EXPECT_TRUE(pin_count_is(m.uaddr(), 1, 1));
+  EXPECT_TRUE(pin_count_is(m.uaddr() + kPageSize, 1, 2));
+  unpin(*user, 1, 1);
+  unpin(**file, 0, 1);
+}
+
+TEST_F(PagesTest, PinCountOfUserPagesOverAFileIsSeenThroughAnotherMappingOfIt) {
+  Memfd f(2);
+  FileMap pinned_through(f.fd(), 2);
+  FileMap queried_through(f.fd(), 2);
+  RefPtr<Pages> user = user_pages(pinned_through.uaddr(), 2 * kPageSize);
+  ASSERT_TRUE(pin(*user, 0, 1).ok());
+  EXPECT_TRUE(pin_count_is(queried_through.uaddr(), 2, 1));
+  unpin(*user, 0, 1);
+}
+
+TEST_F(PagesTest, PinCountOfAWritablePinOfAPrivateFileMappingCountsTheCopyNotTheFile) {
+  // A writable pin breaks copy-on-write: the pinned page is the process's own, not the file's.
+  Memfd f(1);
+  FileMap priv(f.fd(), 1, MAP_PRIVATE);
+  FileMap shared(f.fd(), 1);
+  RefPtr<Pages> user = user_pages(priv.uaddr(), kPageSize, /*writable=*/true);
+  ASSERT_TRUE(pin(*user, 0, 0).ok());
+  EXPECT_TRUE(pin_count_is(priv.uaddr(), 1, 1));
+  EXPECT_TRUE(pin_count_is(shared.uaddr(), 1, 0));
+  unpin(*user, 0, 0);
+}
+
+TEST_F(PagesTest, PinCountOfAReadOnlyPinOfAnUnwrittenPrivateFileMappingCountsTheFilePage) {
+  Memfd f(1);
+  FileMap priv(f.fd(), 1, MAP_PRIVATE);
+  FileMap shared(f.fd(), 1);
+  RefPtr<Pages> user = user_pages(priv.uaddr(), kPageSize, /*writable=*/false);
+  ASSERT_TRUE(pin(*user, 0, 0).ok());
+  EXPECT_TRUE(pin_count_is(shared.uaddr(), 1, 1));
+  EXPECT_TRUE(pin_count_is(priv.uaddr(), 1, 1));
+  unpin(*user, 0, 0);
+}
+
+TEST_F(PagesTest, PinCountOfPrivateMemoryIgnoresFilePins) {
+  Memfd f(1);
+  Region r(1);
+  auto file = Pages::create_file(f.fd(), 0, kPageSize, true, AccountMode::kNone);
+  ASSERT_TRUE(file.ok());
+  ASSERT_TRUE(pin(**file, 0, 0).ok());
+  EXPECT_TRUE(pin_count_is(r.uaddr(), 1, 0));
+  unpin(**file, 0, 0);
 }
 
 TEST(PagesTempMemoryLimitTest, DefaultsTo65536AndKeepsWhatIsSet) {

@@ -16,6 +16,7 @@
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/domain/mock_domain.h"
+#include "uiommufd/mm/page_identity.h"
 #include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/objects/selftest_object.h"
@@ -124,9 +125,17 @@ long md_check_map(TestCmd& t) {
   auto* mock = dynamic_cast<MockDomain*>(&hwpt->domain());
   if (!mock) return -EINVAL;
   TRY_RET(gup_check(c.uptr, c.length));
-  // The identity of a byte of this process's memory is its address (pages.h), so the domain must map
-  // each 2 KiB unit to the user address it was mapped from.
-  return to_ret(mock->check_map(c.iova, c.length, c.uptr));
+  // A domain maps host addresses of this process (pages.h). The same address is the same page, which is
+  // the common case and needs no look at the address space; otherwise the two sides may still reach one
+  // page (a MAP_FILE of a memfd checked through an mmap of it), so both are resolved to page identities.
+  if (mock->check_map(c.iova, c.length, c.uptr).ok()) return 0;
+  const MapsSnapshot snap = MapsSnapshot::take();
+  for (std::uint64_t done = 0; done < c.length;) {
+    const Domain::Run run = mock->read_run(c.iova + done, c.length - done);
+    if (run.length == 0 || !snap.same_pages(run.paddr, c.uptr + done, run.length)) return -EINVAL;
+    done += run.length;
+  }
+  return 0;
 }
 
 long md_check_refs(TestCmd& t) {
@@ -161,12 +170,19 @@ long destroy_access_pages(TestCmd& t) {
 }
 
 // The kernel's iommufd_test_check_pages: each pinned page must be the page GUP finds at the matching user
-// address. EFAULT if that address is not mapped, EBADE on a mismatch.
+// address. EFAULT if that address is not mapped, EBADE on a mismatch. Pinned pages come as host addresses
+// (pages.h): equal addresses are the same page; different ones are compared by page identity, so a page
+// pinned through a MAP_FILE matches the same file page reached through the caller's mmap.
 Status check_pages(std::uint64_t uptr, std::uint64_t npages, const std::vector<AccessPage>& pages) {
   npages = std::min<std::uint64_t>(npages, pages.size());
   TRY(gup_check(uptr, npages * kPageSize));
-  for (std::uint64_t i = 0; i < npages; ++i)
-    if (pages[i].phys != page_align_down(uptr) + i * kPageSize) return Status::error(EBADE);
+  const std::uint64_t base = page_align_down(uptr);
+  std::uint64_t i = 0;
+  while (i < npages && pages[i].phys == base + i * kPageSize) ++i;
+  if (i == npages) return {};
+  const MapsSnapshot snap = MapsSnapshot::take();
+  for (; i < npages; ++i)
+    if (!snap.same_pages(pages[i].phys, base + i * kPageSize, kPageSize)) return Status::error(EBADE);
   return {};
 }
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "testing/test_fd_host.h"
 
@@ -393,6 +394,147 @@ TEST_F(SelftestTest, MdCheckRefsOfUnmappedMemoryIsEfault) {
   c.check_refs.length = kPageSize;
   EXPECT_EQ(run(c), EFAULT);
   munmap(hole, kPageSize);
+}
+
+// ---- page identity of file-backed memory (the kernel's mfd tests) ----
+
+// A memfd with two shared mmaps of it, as the kernel selftest's mfd_buffer: MAP_FILE of the fd and MAP of
+// either mmap reach the same pages, and the checks compare through the other mmap.
+class SelftestFileTest : public SelftestTest {
+ protected:
+  void SetUp() override {
+    SelftestTest::SetUp();
+    mfd_ = memfd_create("selftest_test", MFD_CLOEXEC);
+    ASSERT_GE(mfd_, 0);
+    ASSERT_EQ(ftruncate(mfd_, kFileLen), 0);
+    for (char*& m : mmaps_) {
+      m = static_cast<char*>(mmap(nullptr, kFileLen, PROT_READ | PROT_WRITE, MAP_SHARED, mfd_, 0));
+      ASSERT_NE(m, MAP_FAILED);
+    }
+  }
+  void TearDown() override {
+    SelftestTest::TearDown();
+    for (char* m : mmaps_) munmap(m, kFileLen);
+    close(mfd_);
+  }
+  int map_file(std::uint32_t ioas, std::uint64_t iova, std::uint64_t start, std::uint64_t len) {
+    iommu_ioas_map_file m{sizeof(m), kMapRW, ioas, mfd_, start, len, iova};
+    return err(host_.ioctl(fd_, IOMMU_IOAS_MAP_FILE, &m));
+  }
+  int map_va(std::uint32_t ioas, std::uint64_t iova, std::uint64_t va, std::uint64_t len) {
+    iommu_ioas_map m{sizeof(m), kMapRW, ioas, 0, va, len, iova};
+    return err(host_.ioctl(fd_, IOMMU_IOAS_MAP, &m));
+  }
+  int check_refs_at(std::uint64_t va, std::uint64_t len, std::uint32_t refs) {
+    return check_refs(va - uptr(), len, refs);
+  }
+  std::uint64_t view(int i, std::uint64_t off = 0) const {
+    return reinterpret_cast<std::uint64_t>(mmaps_[i]) + off;
+  }
+
+  static constexpr std::size_t kFileLen = 16 * kPageSize;
+  int mfd_ = -1;
+  char* mmaps_[2] = {};
+};
+
+TEST_F(SelftestFileTest, MdCheckMapOfAMapFileAcceptsAnMmapOfTheFile) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map_file(ioas_, kIova, 0, 4 * kPageSize), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 4 * kPageSize, view(0)), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova + kPageSize + 2048, 2048, view(1, kPageSize + 2048)), 0);
+}
+
+TEST_F(SelftestFileTest, MdCheckMapOfAnUnalignedMapFileAcceptsTheMatchingMmapOffset) {
+  // As the kernel's all_aligns: MAP_FILE at a 2 KiB file offset, checked at the same offset of the mmap.
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map_file(ioas_, kIova + 2048, 3 * kPageSize + 2048, 3 * kPageSize), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova + 2048, 3 * kPageSize, view(0, 3 * kPageSize + 2048)), 0);
+}
+
+TEST_F(SelftestFileTest, MdCheckMapOfAMapFileRejectsAnotherFileOffsetOrPrivateMemory) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map_file(ioas_, kIova, kPageSize, 2 * kPageSize), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 2 * kPageSize, view(0)), EINVAL);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, kPageSize, uptr()), EINVAL);
+}
+
+TEST_F(SelftestFileTest, MdCheckMapOfAMapOfAnMmapAcceptsAnotherMmapOfTheFile) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map_va(ioas_, kIova, view(0), 4 * kPageSize), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 4 * kPageSize, view(1)), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 4 * kPageSize, view(0)), 0);
+}
+
+TEST_F(SelftestFileTest, MdCheckRefsCountsAMapFileThroughAnMmap) {
+  mock_domain(ioas_);
+  EXPECT_EQ(check_refs_at(view(0), kFileLen, 0), 0);
+  ASSERT_EQ(map_file(ioas_, kIova, 2 * kPageSize, 4 * kPageSize), 0);
+  EXPECT_EQ(check_refs_at(view(0, 2 * kPageSize), 4 * kPageSize, 1), 0);
+  EXPECT_EQ(check_refs_at(view(1, 2 * kPageSize), 4 * kPageSize, 0), EIO);
+  EXPECT_EQ(check_refs_at(view(1), 2 * kPageSize, 0), 0);
+  ASSERT_EQ(unmap(ioas_, kIova, 4 * kPageSize), 0);
+  EXPECT_EQ(check_refs_at(view(0), kFileLen, 0), 0);
+}
+
+TEST_F(SelftestFileTest, MdCheckRefsCountsAMapFileAndAMapOfItsMmapAsTwoPins) {
+  mock_domain(ioas_);
+  ASSERT_EQ(map_file(ioas_, kIova, 0, 2 * kPageSize), 0);
+  ASSERT_EQ(map_va(ioas_, kIova + 4 * kPageSize, view(0), 2 * kPageSize), 0);
+  EXPECT_EQ(check_refs_at(view(1), 2 * kPageSize, 2), 0);
+  EXPECT_EQ(check_refs_at(view(0), 2 * kPageSize, 2), 0);
+}
+
+TEST_F(SelftestFileTest, AccessPagesOfAMapFileComparesWithAnMmapOfTheFile) {
+  ASSERT_EQ(map_file(ioas_, kIova, 0, kFileLen), 0);
+  const int afd = create_access(ioas_);
+  std::uint32_t id = 0;
+  EXPECT_EQ(access_pages(afd, kIova + kPageSize, 2 * kPageSize, view(0, kPageSize), &id), 0);
+  EXPECT_EQ(check_refs_at(view(1, kPageSize), 2 * kPageSize, 1), 0);
+  EXPECT_EQ(access_pages(afd, kIova, kPageSize, view(0, kPageSize)), EBADE);
+  EXPECT_EQ(access_pages(afd, kIova, kPageSize, uptr()), EBADE);
+}
+
+TEST_F(SelftestFileTest, CopyOfAnAccessPinnedMapFileChecksThroughTheMmap) {
+  // The kernel's user_copy with a file: pin in a domainless IOAS, COPY into one with a domain.
+  const std::uint32_t src = ioas_alloc(fd_);
+  ASSERT_EQ(map_file(src, kIova, 0, kFileLen), 0);
+  const int afd = create_access(src);
+  ASSERT_EQ(access_pages(afd, kIova, kFileLen, view(0)), 0);
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  iommu_ioas_copy cp{sizeof(cp), kMapRW, ioas_, src, kFileLen, kIova, kIova};
+  ASSERT_EQ(host_.ioctl(fd_, IOMMU_IOAS_COPY, &cp), 0) << strerror(errno);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, kFileLen, view(1)), 0);
+  EXPECT_EQ(check_refs_at(view(1), kFileLen, 1), 0);
+}
+
+TEST_F(SelftestFileTest, AWritableMapOfAPrivateFileMappingPinsTheProcesssCopy) {
+  // Kernel rule: a writable pin breaks copy-on-write, so the domain holds an anonymous page, not the
+  // file's; the private VA reaches that copy and a shared mmap of the file does not.
+  char* priv = static_cast<char*>(mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE, mfd_, 0));
+  ASSERT_NE(priv, MAP_FAILED);
+  const std::uint64_t pva = reinterpret_cast<std::uint64_t>(priv);
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map_va(ioas_, kIova, pva, kPageSize), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, kPageSize, pva), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, kPageSize, view(0)), EINVAL);
+  EXPECT_EQ(check_refs_at(pva, kPageSize, 1), 0);
+  EXPECT_EQ(check_refs_at(view(0), kPageSize, 0), 0);
+  ASSERT_EQ(unmap(ioas_, kIova, kPageSize), 0);
+  munmap(priv, kPageSize);
+}
+
+TEST_F(SelftestFileTest, AReadOnlyMapOfAnUnwrittenPrivateFileMappingPinsTheFilesPage) {
+  char* priv = static_cast<char*>(mmap(nullptr, kPageSize, PROT_READ, MAP_PRIVATE, mfd_, 0));
+  ASSERT_NE(priv, MAP_FAILED);
+  const std::uint64_t pva = reinterpret_cast<std::uint64_t>(priv);
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  iommu_ioas_map m{sizeof(m), IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE, ioas_, 0, pva, kPageSize,
+                   kIova};
+  ASSERT_EQ(host_.ioctl(fd_, IOMMU_IOAS_MAP, &m), 0) << strerror(errno);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, kPageSize, view(0)), 0);
+  EXPECT_EQ(check_refs_at(view(1), kPageSize, 1), 0);
+  ASSERT_EQ(unmap(ioas_, kIova, kPageSize), 0);
+  munmap(priv, kPageSize);
 }
 
 // ---- CREATE_ACCESS ----

@@ -12,12 +12,14 @@
 // locked (no mlock), and nothing stops the owner from munmapping it; as with VFIO, memory must stay mapped
 // while it is mapped into an IOAS.
 //
-// Page identity (PhysAddr, what a domain stores) is the page-aligned host address of the page:
+// What a domain stores (PhysAddr) is a host address of this process through which the page is reached:
 //   - user pages: the user VA (this process's memory is the engine's own address space);
 //   - file pages: the address inside a private MAP_SHARED mapping of the file window made by create_file().
-// FIXME (known deviation from the kernel): two MAP_FILEs of the same file range — or a MAP of a VA that maps
-// the same file — get different identities, because each has its own mapping; the kernel would see the
-// same physical pages. Data stays coherent (MAP_SHARED), only identity comparisons differ.
+// Which page that address reaches — the kernel's struct page, what the selftest checks compare — is its
+// PageIdentity (mm/page_identity.h), resolved from /proc/self/maps when a check asks: a page of a shared
+// file mapping is (device, inode, file offset), so two MAP_FILEs of one file range, or a MAP_FILE and a MAP
+// of an mmap of the same file, name the same pages although their PhysAddrs differ. File pages also
+// record their (device, inode) at creation (file_identity()), so pin counting needs no address lookup.
 //
 // Locking: mutex() is "pages.mutex", innermost of the engine's I/O page-table locks (after iopt.iova_rwsem).
 // The pin state is guarded by it; methods suffixed Locked require it. pin_locked makes memory resident with
@@ -42,6 +44,7 @@
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/mm/mm.h"
+#include "uiommufd/mm/page_identity.h"
 #include "uiommufd/pages/pin_runs.h"
 
 namespace uiommufd {
@@ -86,6 +89,9 @@ class Pages : public RefCounted<Pages> {
   std::uint64_t source_addr() const { return source_addr_; }
   // The file offset of page 0 (page-aligned); 0 for user pages.
   std::uint64_t file_offset() const { return kind_ == PagesKind::kFile ? page_align_down(source_addr_) : 0; }
+  // File pages: the identity of page `index` (precondition kind() == kFile and index < npages(),
+  // debug-checked): the file's device and inode as fstat() gave them at creation, and the page's offset.
+  PageIdentity file_identity(std::uint64_t index) const;
 
   // Identity of page `index` (precondition index < npages(), debug-checked): its page-aligned host address,
   // so consecutive indices are "physically" contiguous by construction. Valid whether pinned or not.
@@ -137,17 +143,22 @@ class Pages : public RefCounted<Pages> {
   // Pages pinned (and charged) right now across every Pages object of the process; for leak checks.
   static std::uint64_t total_pinned_pages();
 
-  // IOMMU_TEST_OP_MD_CHECK_REFS: true when every page of [uaddr, uaddr + length) of `mm` is pinned by
-  // exactly `refs` live user-VA Pages objects. A Pages counts once per page however many users (areas,
-  // domains, access records) hold that page, so two MAPs of the same memory give 2 and a COPY (which shares
-  // the Pages) still 1 — the kernel's page refcount / GUP_PIN_COUNTING_BIAS. uaddr and length are page
-  // aligned (precondition). length 0 is true. File-backed Pages are not counted (their identity is our own
-  // mapping of the file, not the caller's VA; see the FIXME above).
+  // IOMMU_TEST_OP_MD_CHECK_REFS: true when every page that [uaddr, uaddr + length) of `mm` reaches is pinned
+  // by exactly `refs` live Pages objects. Pages are compared by identity (mm/page_identity.h), as the kernel
+  // compares struct pages: a memfd page pinned through IOAS_MAP_FILE and again through IOAS_MAP of an
+  // mmap of the memfd counts 2 (two iopt_pages), and a query through a third mapping of that memfd sees
+  // both. A Pages counts once per page however many users (areas, domains, access records) hold that page,
+  // so two MAPs of the same memory give 2 and a COPY (which shares the Pages) still 1 — the kernel's page
+  // refcount / GUP_PIN_COUNTING_BIAS. uaddr and length are page aligned (precondition). length 0 is true.
+  // Deviation: the kernel skips compound pages (hugetlbfs, THP) and so passes any `refs` for them; here
+  // they are counted like any page.
   //
-  // Cost: one pass over the registry of live user Pages (registered at create, removed at destruction: no
-  // per-pin work), and for each one that overlaps the range, a walk of its pin runs inside it under its
-  // mutex. Takes the registry lock ("pages.registry") and then each pages.mutex: call with no pages.mutex
-  // held; no Pages may be created or destroyed under a pages.mutex.
+  // Cost: one pass over the registry of live Pages (registered at create, removed at destruction: no
+  // per-pin work) collecting their pinned runs under each pages.mutex; nothing pinned anywhere answers
+  // without more. Otherwise one MapsSnapshot (a read of /proc/self/maps) resolves the query range and the
+  // pinned VA runs, and the count is a sweep over run edges — never a visit per page. Takes the registry
+  // lock ("pages.registry") and then each pages.mutex: call with no pages.mutex held; no Pages may be
+  // created or destroyed under a pages.mutex.
   static bool pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length, std::uint32_t refs);
 
   // IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: the kernel's cap on temporary PFN batch buffers (default 65536
@@ -163,7 +174,8 @@ class Pages : public RefCounted<Pages> {
 
  private:
   Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
-        std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd);
+        std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd,
+        std::uint64_t file_dev, std::uint64_t file_ino);
 
   // Undoes a partial pin: removes the users add() gave [first, last]. Charges are the caller's business.
   void unwind_pin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
@@ -181,6 +193,9 @@ class Pages : public RefCounted<Pages> {
   const bool writable_;
   const AccountMode account_mode_;
   const int file_fd_;  // dup'd fd of a file backing; -1 for user pages
+  // st_dev / st_ino of a file backing; 0 for user pages.
+  const std::uint64_t file_dev_;
+  const std::uint64_t file_ino_;
 
   lockdep::Mutex mu_{"pages.mutex"};
   PinRuns pins_ GUARDED_BY(mu_);
@@ -190,7 +205,7 @@ class Pages : public RefCounted<Pages> {
   static std::atomic<std::uint64_t> total_pinned_;
   static std::atomic<std::size_t> temp_memory_limit_;
 
-  // Links of the registry of live user Pages (pin_count_is); guarded by the registry's lock, which lives
+  // Links of the registry of live Pages (pin_count_is); guarded by the registry's lock, which lives
   // in pages.cc (not expressible as an annotation here).
   friend struct PagesRegistry;
   Pages* registry_prev_ = nullptr;
