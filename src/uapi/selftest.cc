@@ -47,7 +47,7 @@ constexpr std::uint32_t kMinTempMemoryLimit = sizeof(std::uint64_t) + sizeof(std
 struct TestCmd {
   Ucmd& ucmd;
   std::uint32_t known_size;  // 56 (v6.2) or 72 (newest)
-  bool v62() const { return known_size == sizeof(iommu_test_cmd_v62); }
+  bool v62() const { return known_size == kTestCmdV62Size; }
   iommu_test_cmd& cmd() { return ucmd.arg<iommu_test_cmd>(); }
   IommufdFile& file() { return ucmd.file; }
   Context& ctx() { return ucmd.ctx; }
@@ -256,7 +256,7 @@ long test_cmd(IommufdFile& file, std::uint64_t uptr) {
   Result<std::uint32_t> size = read_user_size(uptr);
   if (!size.ok()) return -size.error();
   if (*size < kTestCmdV62MinSize) return -EINVAL;
-  const std::uint32_t known = *size < kTestCmdMinSize ? sizeof(iommu_test_cmd_v62) : sizeof(iommu_test_cmd);
+  const std::uint32_t known = *size < kTestCmdMinSize ? kTestCmdV62Size : sizeof(iommu_test_cmd);
   Ucmd ucmd{file, file.context(), IOMMU_TEST_CMD, uptr, *size};
   if (Status in = copy_struct_from_user(ucmd.buf, known, uptr, *size); !in.ok()) return -in.error();
   TestCmd t{ucmd, known};

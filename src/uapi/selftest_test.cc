@@ -154,7 +154,7 @@ TEST_F(SelftestTest, V62SizeNeedsZeroBytesBeyond56) {
 
 TEST_F(SelftestTest, V62LayoutHasOnlyOpsOneToNine) {
   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, 1);
-  c.size = sizeof(iommu_test_cmd_v62);
+  c.size = kTestCmdV62Size;
   EXPECT_EQ(run(c), EOPNOTSUPP);
   c.op = IOMMU_TEST_OP_ACCESS_REPLACE_IOAS;
   EXPECT_EQ(run(c), EOPNOTSUPP);
@@ -254,7 +254,7 @@ TEST_F(SelftestTest, MockDomainGivesTheIoasTheMockGeometry) {
 
 TEST_F(SelftestTest, V62MockDomainReturnsDeviceAndHwptIdsWithTheV62Model) {
   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
-  c.size = sizeof(iommu_test_cmd_v62);
+  c.size = kTestCmdV62Size;
   c.mock_domain.out_idev_id = 0xabcd;  // not an output in this layout
   ASSERT_EQ(test(c), 0) << strerror(errno);
   EXPECT_EQ(c.mock_domain.out_stdev_id, ioas_ + 1);
@@ -265,7 +265,7 @@ TEST_F(SelftestTest, V62MockDomainReturnsDeviceAndHwptIdsWithTheV62Model) {
 TEST_F(SelftestTest, V62MockDomainHwptIsDestroyedSeparatelyAfterTheDevice) {
   ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
-  c.size = sizeof(iommu_test_cmd_v62);
+  c.size = kTestCmdV62Size;
   ASSERT_EQ(test(c), 0);
   const std::uint32_t dev = c.mock_domain.out_stdev_id, hwpt = c.mock_domain.out_hwpt_id;
   EXPECT_EQ(check_map(hwpt, kIova, 4 * kPageSize, uptr()), 0);
@@ -281,7 +281,7 @@ TEST_F(SelftestTest, V62MockDomainHwptIsDestroyedSeparatelyAfterTheDevice) {
 TEST_F(SelftestTest, V62MockDomainOnAnHwptIdIsEnoent) {
   iommu_test_mock_domain md = mock_domain(ioas_);
   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_hwpt_id);
-  c.size = sizeof(iommu_test_cmd_v62);
+  c.size = kTestCmdV62Size;
   EXPECT_EQ(run(c), ENOENT);
 }
 
@@ -314,7 +314,7 @@ TEST_F(SelftestTest, MockDomainReplaceToAnUnknownIdIsEnoent) {
 
 TEST_F(SelftestTest, MockDomainReplaceOfAV62DeviceIsEinval) {
   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
-  c.size = sizeof(iommu_test_cmd_v62);
+  c.size = kTestCmdV62Size;
   ASSERT_EQ(test(c), 0);
   iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, c.mock_domain.out_stdev_id);
   r.mock_domain_replace.pt_id = ioas_;
@@ -824,7 +824,7 @@ TEST_F(SelftestSweepTest, MockDomainUnwindsEveryInjectedFailure) {
 TEST_F(SelftestSweepTest, V62MockDomainUnwindsEveryInjectedFailure) {
   auto op = [&] {
     iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
-    c.size = sizeof(iommu_test_cmd_v62);
+    c.size = kTestCmdV62Size;
     return as_status(run(c));
   };
   SweepResult r = sweep_fail_nth([&] { fresh(); }, op, [&](unsigned n, Status st) { after(n, st, 1); });

@@ -379,7 +379,8 @@ struct iommu_test_access_replace_ioas {
 };
 
 // The newest layout (72 bytes: the union grew to 48 bytes with the dirty-tracking member). The v6.2
-// layout is the same up to offset 48, where its `last` sits (56 bytes in all); see iommu_test_cmd_v62.
+// layout is this one cut at 56 bytes: the same header, a 32-byte union (every member of ops 1–9 fits in
+// it), and `last` at offset 48. A v6.2 command is read into this struct; only the sizes differ.
 struct iommu_test_cmd {
   std::uint32_t size;
   std::uint32_t op;
@@ -402,37 +403,23 @@ struct iommu_test_cmd {
   std::uint32_t last;
 };
 
-struct iommu_test_cmd_v62 {
-  std::uint32_t size;
-  std::uint32_t op;
-  std::uint32_t id;
-  std::uint32_t __reserved;
-  union {
-    iommu_test_add_reserved add_reserved;
-    iommu_test_mock_domain mock_domain;
-    iommu_test_check_map check_map;
-    iommu_test_check_refs check_refs;
-    iommu_test_create_access create_access;
-    iommu_test_destroy_access_pages destroy_access_pages;
-    iommu_test_access_pages access_pages;
-    iommu_test_access_rw access_rw;
-    iommu_test_memory_limit memory_limit;
-    std::uint8_t raw[32];
-  };
-  std::uint32_t last;
-};
-
 inline constexpr std::uint32_t kTestCmdMinSize = offsetof(iommu_test_cmd, last) + 4;
-inline constexpr std::uint32_t kTestCmdV62MinSize = offsetof(iommu_test_cmd_v62, last) + 4;
+inline constexpr std::uint32_t kTestCmdV62Size = 56;
+inline constexpr std::uint32_t kTestCmdV62LastOffset = 48;
+inline constexpr std::uint32_t kTestCmdV62MinSize = kTestCmdV62LastOffset + 4;
 
 UIOMMUFD_ABI_LAYOUT(iommu_test_cmd, 72);
 UIOMMUFD_ABI_FIELD(iommu_test_cmd, op, 4);
 UIOMMUFD_ABI_FIELD(iommu_test_cmd, id, 8);
 UIOMMUFD_ABI_FIELD(iommu_test_cmd, add_reserved, 16);
 UIOMMUFD_ABI_FIELD(iommu_test_cmd, last, 64);
-UIOMMUFD_ABI_LAYOUT(iommu_test_cmd_v62, 56);
-UIOMMUFD_ABI_FIELD(iommu_test_cmd_v62, add_reserved, 16);
-UIOMMUFD_ABI_FIELD(iommu_test_cmd_v62, last, 48);
+static_assert(kTestCmdV62Size == kTestCmdV62LastOffset + 8, "v6.2 iommu_test_cmd: last + tail padding");
+static_assert(sizeof(iommu_test_add_reserved) <= 32 && sizeof(iommu_test_mock_domain) <= 32 &&
+                  sizeof(iommu_test_check_map) <= 32 && sizeof(iommu_test_check_refs) <= 32 &&
+                  sizeof(iommu_test_create_access) <= 32 && sizeof(iommu_test_destroy_access_pages) <= 32 &&
+                  sizeof(iommu_test_access_pages) <= 32 && sizeof(iommu_test_access_rw) <= 32 &&
+                  sizeof(iommu_test_memory_limit) <= 32,
+              "every v6.2 op fits the v6.2 union");
 static_assert(kTestCmdMinSize == 68 && kTestCmdV62MinSize == 52);
 UIOMMUFD_ABI_LAYOUT(iommu_test_add_reserved, 16);
 UIOMMUFD_ABI_LAYOUT(iommu_test_mock_domain, 12);
