@@ -10,6 +10,14 @@
 #include <unistd.h>
 
 namespace uiommufd {
+
+// What the thread registry needs of FaultSite's private counters.
+struct FaultSiteAccess {
+  // Adds a thread's per-thread hits to the sites' totals and zeroes them. The registry lock is held (or
+  // the process is single-threaded, in a forked child).
+  static void fold_hits(std::atomic<uint64_t>* hits);
+};
+
 namespace {
 
 // Per-thread state. Trivially initialised (constant initialisers, trivial destructors), so every new
@@ -21,7 +29,17 @@ namespace {
 UIOMMUFD_TLS std::atomic<uint32_t> t_fail_nth{0};
 UIOMMUFD_TLS bool t_registered = false;
 UIOMMUFD_TLS const char* t_last_injected = nullptr;
+UIOMMUFD_TLS uint64_t t_injections = 0;
+// Hits of the first kLocalSites sites, by site index. Atomic only so that hits() may read them from
+// another thread; this thread's increment is a plain load and store (no locked instruction).
+constexpr uint32_t kLocalSites = 64;
+UIOMMUFD_TLS std::atomic<uint64_t> t_hits[kLocalSites] = {};
 #undef UIOMMUFD_TLS
+
+// Sites by index, for folding a thread's hits into the sites' totals. Constant-initialised, so valid before
+// the first site registers.
+constinit std::atomic<uint32_t> g_site_count{0};
+constinit std::atomic<FaultSite*> g_site_by_index[kLocalSites] = {};
 
 // Registry head. A function-local static with a constant initialiser is constant-initialised, so it is
 // valid before any dynamic initialiser runs: sites in other translation units can register in any
@@ -39,9 +57,13 @@ std::atomic<FaultSite*>& registry_head() {
 // a later thread that reuses the id (after the kernel's pid space wraps).
 // A plain pthread mutex: base sits below the lock validator and cannot use its locks. It is innermost:
 // nothing else is taken while it is held.
+struct ThreadEntry {
+  std::atomic<uint32_t>* counter;
+  std::atomic<uint64_t>* hits;  // kLocalSites of them
+};
 struct ThreadRegistry {
   pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  std::unordered_map<int, std::atomic<uint32_t>*> threads;
+  std::unordered_map<int, ThreadEntry> threads;
   std::unordered_map<int, uint32_t> pending;
   pthread_key_t exit_key{};
 };
@@ -54,6 +76,8 @@ ThreadRegistry& registry() {
       ThreadRegistry& rr = registry();
       pthread_mutex_lock(&rr.mu);
       rr.threads.erase(static_cast<int>(reinterpret_cast<intptr_t>(tid)));
+      // Checks after this point on the exiting thread (later TLS destructors) are not counted.
+      FaultSiteAccess::fold_hits(t_hits);
       pthread_mutex_unlock(&rr.mu);
     });
     return reg;
@@ -69,7 +93,7 @@ void register_self() {
     t_fail_nth.store(it->second, std::memory_order_relaxed);
     r.pending.erase(it);
   }
-  r.threads[tid] = &t_fail_nth;
+  r.threads[tid] = ThreadEntry{&t_fail_nth, t_hits};
   pthread_mutex_unlock(&r.mu);
   pthread_setspecific(r.exit_key, reinterpret_cast<void*>(static_cast<intptr_t>(tid)));
   t_registered = true;
@@ -93,12 +117,15 @@ void unlock_in_parent() { pthread_mutex_unlock(&registry().mu); }
 void reset_in_child() {
   ThreadRegistry& r = registry();
   pthread_mutex_init(&r.mu, nullptr);
+  // The parent's threads are gone but their counts happened; their TLS was copied with the rest of memory.
+  for (auto& [tid, entry] : r.threads) FaultSiteAccess::fold_hits(entry.hits);
   r.threads.clear();
   r.pending.clear();
   pthread_setspecific(r.exit_key, nullptr);
   t_fail_nth.store(0, std::memory_order_relaxed);
   t_registered = false;
   t_last_injected = nullptr;
+  t_injections = 0;
 }
 
 [[maybe_unused]] const bool g_atfork_registered = [] {
@@ -109,8 +136,20 @@ void reset_in_child() {
 
 }  // namespace
 
-FaultSite::FaultSite(const char* name, int err) : name_(name), err_(err) {
+void FaultSiteAccess::fold_hits(std::atomic<uint64_t>* hits) {
+  const uint32_t n = std::min(g_site_count.load(std::memory_order_acquire), kLocalSites);
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint64_t v = hits[i].load(std::memory_order_relaxed);
+    if (v == 0) continue;
+    g_site_by_index[i].load(std::memory_order_acquire)->hits_.fetch_add(v, std::memory_order_relaxed);
+    hits[i].store(0, std::memory_order_relaxed);
+  }
+}
+
+FaultSite::FaultSite(const char* name, int err)
+    : name_(name), err_(err), index_(g_site_count.fetch_add(1, std::memory_order_acq_rel)) {
   UIOMMUFD_ASSERT(name != nullptr && err > 0 && err <= 4095);
+  if (index_ < kLocalSites) g_site_by_index[index_].store(this, std::memory_order_release);
   std::atomic<FaultSite*>& head = registry_head();
   FaultSite* old = head.load(std::memory_order_relaxed);
   do {
@@ -137,7 +176,7 @@ Status fail_nth_set_thread(int tid, uint32_t n) {
   ThreadRegistry& r = registry();
   pthread_mutex_lock(&r.mu);
   if (auto it = r.threads.find(tid); it != r.threads.end()) {
-    it->second->store(n, std::memory_order_relaxed);
+    it->second.counter->store(n, std::memory_order_relaxed);
   } else {
     r.pending[tid] = n;
   }
@@ -152,7 +191,7 @@ Result<uint32_t> fail_nth_get_thread(int tid) {
   uint32_t n = 0;
   pthread_mutex_lock(&r.mu);
   if (auto it = r.threads.find(tid); it != r.threads.end()) {
-    n = it->second->load(std::memory_order_relaxed);
+    n = it->second.counter->load(std::memory_order_relaxed);
   } else if (auto p = r.pending.find(tid); p != r.pending.end()) {
     n = p->second;
   }
@@ -160,9 +199,25 @@ Result<uint32_t> fail_nth_get_thread(int tid) {
   return n;
 }
 
+uint64_t FaultSite::hits() const {
+  uint64_t total = hits_.load(std::memory_order_relaxed);
+  if (index_ >= kLocalSites) return total;
+  ThreadRegistry& r = registry();
+  pthread_mutex_lock(&r.mu);
+  for (const auto& [tid, entry] : r.threads) total += entry.hits[index_].load(std::memory_order_relaxed);
+  pthread_mutex_unlock(&r.mu);
+  return total;
+}
+
 bool should_fail(FaultSite& site) {
-  site.hits_.fetch_add(1, std::memory_order_relaxed);
+  // Registered first, so that hits() finds this thread's counters from its first hit on.
   ensure_registered();
+  if (site.index_ < kLocalSites) [[likely]] {
+    std::atomic<uint64_t>& h = t_hits[site.index_];
+    h.store(h.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  } else {
+    site.hits_.fetch_add(1, std::memory_order_relaxed);
+  }
   uint32_t n = t_fail_nth.load(std::memory_order_relaxed);
   if (n == 0) [[likely]]
     return false;
@@ -173,8 +228,11 @@ bool should_fail(FaultSite& site) {
   if (n != 1) return false;
   site.injected_.fetch_add(1, std::memory_order_relaxed);
   t_last_injected = site.name_;
+  ++t_injections;
   return true;
 }
+
+uint64_t injected_on_this_thread() { return t_injections; }
 
 const char* last_injected_fault() { return t_last_injected; }
 

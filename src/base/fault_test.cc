@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -91,6 +92,31 @@ TEST_F(FailNthTest, SitesCountHitsAndInjections) {
   (void)should_fail(g_test_site_b);
   EXPECT_EQ(g_test_site_b.hits() - hits, 3u);
   EXPECT_EQ(g_test_site_b.injected() - injected, 1u);
+}
+
+TEST_F(FailNthTest, HitsOfOtherThreadsCountWhileTheyRunAndAfterTheyExit) {
+  const uint64_t hits = g_test_site_a.hits();
+  std::atomic<int> stage{0};
+  std::thread t([&] {
+    (void)should_fail(g_test_site_a);
+    (void)should_fail(g_test_site_a);
+    stage.store(1);
+    while (stage.load() != 2) std::this_thread::yield();
+  });
+  while (stage.load() != 1) std::this_thread::yield();
+  EXPECT_EQ(g_test_site_a.hits() - hits, 2u);
+  stage.store(2);
+  t.join();
+  EXPECT_EQ(g_test_site_a.hits() - hits, 2u);
+}
+
+TEST_F(FailNthTest, CountsInjectionsOnTheCallingThread) {
+  const uint64_t before = injected_on_this_thread();
+  fail_nth_set(2);
+  (void)should_fail(g_test_site_a);
+  EXPECT_EQ(injected_on_this_thread(), before);
+  (void)should_fail(g_test_site_a);
+  EXPECT_EQ(injected_on_this_thread(), before + 1);
 }
 
 TEST_F(FailNthTest, RemembersLastInjectedSite) {

@@ -11,6 +11,9 @@ namespace uiommufd::runtime {
 
 std::atomic<std::uint64_t> FdTable::bits_[FdTable::kBitmapFds / 64];
 std::atomic<std::uint32_t> FdTable::high_count_{0};
+std::atomic<FdTable::Slot*> FdTable::chunks_[FdTable::kBitmapFds / FdTable::kChunkSlots];
+
+void FileRef::recycle(FileCell* cell) { FdTable::get().recycle(cell); }
 
 FdTable& FdTable::get() {
   static FdTable* table = [] {
@@ -46,23 +49,92 @@ std::shared_ptr<Node> FdTable::find(int fd) {
   return it == nodes_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<Node> FdTable::set(int fd, std::shared_ptr<Node> node) {
-  TableGuard g(mu_);
-  std::shared_ptr<Node> old;
-  auto it = nodes_.find(fd);
-  if (it != nodes_.end()) {
-    old = std::move(it->second);
-    if (!node) {
-      nodes_.erase(it);
-      if (static_cast<unsigned>(fd) >= kBitmapFds) high_count_.fetch_sub(1, std::memory_order_relaxed);
-    } else {
-      it->second = std::move(node);
-    }
-  } else if (node) {
-    nodes_.emplace(fd, std::move(node));
-    if (static_cast<unsigned>(fd) >= kBitmapFds) high_count_.fetch_add(1, std::memory_order_relaxed);
+FileCell* FdTable::new_cell_locked(std::shared_ptr<uapi::OpenFile> file) {
+  FileCell* cell = free_cells_;
+  if (cell) {
+    free_cells_ = cell->next_free;
+  } else {
+    cell = new FileCell;
   }
-  mark_locked(fd, nodes_.count(fd) != 0);
+  cell->file = std::move(file);
+  cell->refs.store(1, std::memory_order_relaxed);  // the table's; published by the slot's release store
+  return cell;
+}
+
+FileCell* FdTable::publish_locked(int fd, const Node* node) {
+  if (fd < 0 || static_cast<unsigned>(fd) >= kBitmapFds) return nullptr;
+  std::atomic<Slot*>& chunk_ptr = chunks_[fd / kChunkSlots];
+  Slot* chunk = chunk_ptr.load(std::memory_order_relaxed);
+  const bool file = node && node->kind == Node::Kind::kFile && node->file;
+  if (!chunk) {
+    if (!file) return nullptr;
+    chunk = new Slot[kChunkSlots]();
+    chunk_ptr.store(chunk, std::memory_order_release);
+  }
+  FileCell* cell = file ? new_cell_locked(node->file) : nullptr;
+  return chunk[fd % kChunkSlots].exchange(cell, std::memory_order_acq_rel);
+}
+
+void FdTable::recycle(FileCell* cell) {
+  // No reader can take a reference from 0, and the cell is not on the free list yet: the file is ours.
+  std::shared_ptr<uapi::OpenFile> file = std::move(cell->file);
+  {
+    TableGuard g(mu_);
+    cell->next_free = free_cells_;
+    free_cells_ = cell;
+  }
+  const int saved = errno;
+  file.reset();
+  errno = saved;
+}
+
+FileRef FdTable::acquire_file(int fd) {
+  if (fd < 0) return FileRef();
+  if (static_cast<unsigned>(fd) >= kBitmapFds) {
+    std::shared_ptr<Node> node = find(fd);
+    return node && node->kind == Node::Kind::kFile ? FileRef(node->file) : FileRef();
+  }
+  Slot* chunk = chunks_[fd / kChunkSlots].load(std::memory_order_acquire);
+  if (!chunk) return FileRef();
+  Slot& slot = chunk[fd % kChunkSlots];
+  for (;;) {
+    FileCell* cell = slot.load(std::memory_order_acquire);
+    if (!cell) return FileRef();
+    std::uint32_t refs = cell->refs.load(std::memory_order_relaxed);
+    while (refs != 0 &&
+           !cell->refs.compare_exchange_weak(refs, refs + 1, std::memory_order_acquire, std::memory_order_relaxed)) {
+    }
+    // 0: the cell was unpublished and its last reference dropped meanwhile; the slot has changed.
+    if (refs == 0) continue;
+    // The cell may have been recycled for another fd between the two loads; the reference counts only if
+    // this fd still stands for it.
+    if (slot.load(std::memory_order_acquire) == cell) return FileRef(cell);
+    put(cell);
+  }
+}
+
+std::shared_ptr<Node> FdTable::set(int fd, std::shared_ptr<Node> node) {
+  std::shared_ptr<Node> old;
+  FileCell* old_cell = nullptr;
+  {
+    TableGuard g(mu_);
+    old_cell = publish_locked(fd, node.get());
+    auto it = nodes_.find(fd);
+    if (it != nodes_.end()) {
+      old = std::move(it->second);
+      if (!node) {
+        nodes_.erase(it);
+        if (static_cast<unsigned>(fd) >= kBitmapFds) high_count_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        it->second = std::move(node);
+      }
+    } else if (node) {
+      nodes_.emplace(fd, std::move(node));
+      if (static_cast<unsigned>(fd) >= kBitmapFds) high_count_.fetch_add(1, std::memory_order_relaxed);
+    }
+    mark_locked(fd, nodes_.count(fd) != 0);
+  }
+  if (old_cell) put(old_cell);
   return old;
 }
 
@@ -73,18 +145,23 @@ std::shared_ptr<Node> FdTable::share(int from, int fd) {
 
 std::vector<std::shared_ptr<Node>> FdTable::take_range(unsigned first, unsigned last) {
   std::vector<std::shared_ptr<Node>> out;
-  TableGuard g(mu_);
-  for (auto it = nodes_.begin(); it != nodes_.end();) {
-    const unsigned fd = static_cast<unsigned>(it->first);
-    if (fd >= first && fd <= last) {
-      out.push_back(std::move(it->second));
-      if (fd >= kBitmapFds) high_count_.fetch_sub(1, std::memory_order_relaxed);
-      mark_locked(it->first, false);
-      it = nodes_.erase(it);
-    } else {
-      ++it;
+  std::vector<FileCell*> cells;
+  {
+    TableGuard g(mu_);
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      const unsigned fd = static_cast<unsigned>(it->first);
+      if (fd >= first && fd <= last) {
+        out.push_back(std::move(it->second));
+        if (fd >= kBitmapFds) high_count_.fetch_sub(1, std::memory_order_relaxed);
+        if (FileCell* cell = publish_locked(it->first, nullptr)) cells.push_back(cell);
+        mark_locked(it->first, false);
+        it = nodes_.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
+  for (FileCell* cell : cells) put(cell);
   return out;
 }
 
@@ -101,8 +178,9 @@ Result<int> FdTable::install(std::shared_ptr<uapi::OpenFile> file) {
 
 std::shared_ptr<uapi::OpenFile> FdTable::lookup(int fd) {
   if (!maybe_ours(fd)) return nullptr;
-  std::shared_ptr<Node> node = find(fd);
-  return node && node->kind == Node::Kind::kFile ? node->file : nullptr;
+  FileRef ref = acquire_file(fd);
+  if (!ref) return nullptr;
+  return ref.cell_ ? ref.cell_->file : ref.slow_;
 }
 
 void FdTable::uninstall(int fd) {

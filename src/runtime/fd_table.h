@@ -6,8 +6,16 @@
 // position and one OpenFile), and dropping the last reference to a Node drops its OpenFile, whose
 // destructor tears the context down synchronously.
 //
-// Fast path: a bitmap with one bit per fd below kBitmapFds, read with a relaxed load, answers "not ours"
-// for every passthrough call without a lock. The map under the table lock is the authority.
+// Fast paths: a bitmap with one bit per fd below kBitmapFds, read with a relaxed load, answers "not ours"
+// for every passthrough call without a lock. The map under the table lock is the authority. For ioctl,
+// every fd below kBitmapFds that stands for a kFile node also has a slot pointing to a FileCell, a
+// reference-counted holder of the node's OpenFile, so acquire_file() finds the file without the lock, the
+// hash map or any shared_ptr traffic: one load, one compare-and-swap to take a reference, one re-check.
+// Cells are type-stable (recycled through a free list, never freed), which is what makes taking a
+// reference to a cell that is being unpublished safe: the re-check of the slot decides whether the
+// reference is to the cell the fd stands for now. The last reference to a cell, whoever drops it (the
+// table on close, or an ioctl in flight on another thread), drops the cell's OpenFile reference, as the
+// kernel's last fput after fdget does.
 //
 // Thread safety: every member may be called from any thread. The table lock is never held across a call
 // into the engine (an ioctl, an OpenFile destructor): callers take a Node out or copy its pointer, unlock,
@@ -19,6 +27,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <pthread.h>
@@ -62,6 +71,43 @@ class SCOPED_CAPABILITY TableGuard {
   TableMutex& mu_;
 };
 
+// See the fast paths above. Internal to FdTable and FileRef.
+struct FileCell {
+  std::atomic<std::uint32_t> refs{0};      // 0: on the free list
+  std::shared_ptr<uapi::OpenFile> file;    // written only while refs is 0
+  FileCell* next_free = nullptr;           // under the table lock
+};
+
+class FdTable;
+
+// A counted reference to the file behind an fd, taken by FdTable::acquire_file(); the file stays alive
+// while it is held, even if the fd is closed meanwhile. Move-only.
+class FileRef {
+ public:
+  FileRef() = default;
+  FileRef(FileRef&& o) noexcept
+      : cell_(std::exchange(o.cell_, nullptr)), slow_(std::move(o.slow_)), file_(std::exchange(o.file_, nullptr)) {}
+  FileRef& operator=(FileRef&&) = delete;
+  FileRef(const FileRef&) = delete;
+  ~FileRef() {
+    if (cell_ && cell_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) recycle(cell_);
+  }
+
+  uapi::OpenFile* get() const { return file_; }
+  uapi::OpenFile* operator->() const { return file_; }
+  explicit operator bool() const { return file_ != nullptr; }
+
+ private:
+  friend class FdTable;
+  static void recycle(FileCell* cell);
+  explicit FileRef(FileCell* cell) : cell_(cell), file_(cell->file.get()) {}
+  explicit FileRef(std::shared_ptr<uapi::OpenFile> f) : slow_(std::move(f)), file_(slow_.get()) {}
+
+  FileCell* cell_ = nullptr;                 // fds below kBitmapFds
+  std::shared_ptr<uapi::OpenFile> slow_;     // fds above, found in the map under the lock
+  uapi::OpenFile* file_ = nullptr;
+};
+
 class FdTable final : public uapi::FdHost {
  public:
   // The process's table: created on first use, never destroyed (fds may be closed during and after static
@@ -77,6 +123,9 @@ class FdTable final : public uapi::FdHost {
   }
 
   std::shared_ptr<Node> find(int fd) EXCLUDES(mu_);
+  // The file behind `fd` when it stands for a kFile node; empty otherwise. Lock-free for fds below
+  // kBitmapFds (callers have asked maybe_ours() first).
+  FileRef acquire_file(int fd) EXCLUDES(mu_);
   // Makes `fd` stand for `node` (null: for nothing) and returns what it stood for before, for the caller
   // to drop after the table lock is released.
   std::shared_ptr<Node> set(int fd, std::shared_ptr<Node> node) EXCLUDES(mu_);
@@ -94,17 +143,36 @@ class FdTable final : public uapi::FdHost {
 
  private:
   FdTable() = default;
+  friend class FileRef;
+  static constexpr unsigned kChunkSlots = 1u << 12;
+  using Slot = std::atomic<FileCell*>;
+
   void mark_locked(int fd, bool ours) REQUIRES(mu_);
+  // Points fd's slot at a new cell for `node`'s file (kFile), or at nothing; returns the cell it pointed
+  // to, whose table reference the caller drops with put() after unlocking.
+  FileCell* publish_locked(int fd, const Node* node) REQUIRES(mu_);
+  FileCell* new_cell_locked(std::shared_ptr<uapi::OpenFile> file) REQUIRES(mu_);
+  // Drops one reference; the last one recycles the cell and drops its file reference (maybe the last,
+  // so never call it under the table lock).
+  void put(FileCell* cell) EXCLUDES(mu_) {
+    if (cell->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) recycle(cell);
+  }
+  // After the last reference to `cell` is gone.
+  void recycle(FileCell* cell) EXCLUDES(mu_);
   static void before_fork();
   static void after_fork_parent();
   static void after_fork_child();
 
   TableMutex mu_;
   std::unordered_map<int, std::shared_ptr<Node>> nodes_ GUARDED_BY(mu_);
+  FileCell* free_cells_ GUARDED_BY(mu_) = nullptr;
 
   // Written under mu_, read without it.
   static std::atomic<std::uint64_t> bits_[kBitmapFds / 64];
   static std::atomic<std::uint32_t> high_count_;
+  // Chunks of kChunkSlots slots, made on first use under mu_ and never freed; the slots are written under
+  // mu_ (release) and read without it (acquire).
+  static std::atomic<Slot*> chunks_[kBitmapFds / kChunkSlots];
 };
 
 }  // namespace uiommufd::runtime

@@ -412,7 +412,7 @@ extern "C" {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::ioctl(fd, request, arg);
   // The reference keeps the file alive across a concurrent close, as the kernel's fdget does.
-  std::shared_ptr<uiommufd::uapi::OpenFile> file = FdTable::get().lookup(fd);
+  const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
   if (!file) return real::ioctl(fd, request, arg);
   const int saved = errno;
   const long rc = file->ioctl(request, arg);

@@ -60,12 +60,10 @@ long IommufdFile::ioctl(unsigned long cmd, std::uint64_t arg) {
   const Op& op = kOps[nr - kCmdBase];
   // A table hit whose type or direction bits differ is not our command.
   if (!op.execute || cmd != io_cmd(nr)) return -ENOTTY;
-  Result<std::uint32_t> size = read_user_size(arg);
+  Ucmd ucmd(Ucmd::Uninitialized{}, *this, *ctx_, cmd, arg);
+  Result<std::uint32_t> size = copy_cmd_from_user(ucmd.buf, op.size, op.min_size, arg);
   if (!size.ok()) return -size.error();
-  if (*size < op.min_size) return -EINVAL;
-  Ucmd ucmd{*this, *ctx_, cmd, arg, *size};
-  Status in = copy_struct_from_user(ucmd.buf, op.size, arg, *size);
-  if (!in.ok()) return -in.error();
+  ucmd.user_size = *size;
   return op.execute(ucmd);
 }
 

@@ -973,7 +973,7 @@ TEST_F(IoctlSweepTest, AllocUnwindsAtEveryFaultSite) {
                      });
   EXPECT_FALSE(r.hit_cap);
   EXPECT_TRUE(r.final_status.ok());
-  EXPECT_GE(r.sites_failed, 4u);  // size read, struct read, allocation, reply
+  EXPECT_GE(r.sites_failed, 3u);  // struct read (one user-copy check, as the kernel's), allocation, reply
 }
 
 TEST_F(IoctlSweepTest, MapUnwindsAtEveryFaultSite) {

@@ -2,6 +2,8 @@
 
 #include <cerrno>
 
+#include "uiommufd/base/fault.h"
+
 namespace uiommufd::uapi {
 
 Result<std::uint32_t> read_user_size(std::uint64_t uptr) {
@@ -10,22 +12,54 @@ Result<std::uint32_t> read_user_size(std::uint64_t uptr) {
   return size;
 }
 
+namespace {
+
+// The caller's bytes [known, user_size) must be zero: E2BIG otherwise, EFAULT if unreadable. Read in
+// bounded pieces (the tail may be large).
+Status check_zero_tail(std::uint64_t uptr, std::size_t known, std::uint32_t user_size) {
+  unsigned char buf[256];
+  for (std::uint64_t off = known; off < user_size;) {
+    const std::size_t chunk = std::min<std::uint64_t>(sizeof(buf), user_size - off);
+    TRY(Mm::current_ref().copy_from_user(buf, uptr + off, chunk));
+    for (std::size_t i = 0; i < chunk; ++i) {
+      if (buf[i]) return Status::error(E2BIG);
+    }
+    off += chunk;
+  }
+  return Status();
+}
+
+}  // namespace
+
 Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uptr, std::uint32_t user_size) {
   std::memset(dst, 0, known);
   const std::size_t n = std::min<std::size_t>(known, user_size);
-  if (user_size > known) {
-    // The tail beyond what we know must be zero; read it in bounded pieces (it may be large).
-    unsigned char buf[256];
-    for (std::uint64_t off = known; off < user_size;) {
-      const std::size_t chunk = std::min<std::uint64_t>(sizeof(buf), user_size - off);
-      TRY(Mm::current_ref().copy_from_user(buf, uptr + off, chunk));
-      for (std::size_t i = 0; i < chunk; ++i) {
-        if (buf[i]) return Status::error(E2BIG);
-      }
-      off += chunk;
-    }
-  }
+  if (user_size > known) TRY(check_zero_tail(uptr, known, user_size));
   return Mm::current_ref().copy_from_user(dst, uptr, n);
+}
+
+Result<std::uint32_t> copy_cmd_from_user(void* dst, std::size_t known, std::uint32_t min_size, std::uint64_t uptr) {
+  const std::uint64_t injected_before = injected_on_this_thread();
+  Status whole = Mm::current_ref().copy_from_user(dst, uptr, known);
+  if (whole.ok()) [[likely]] {
+    std::uint32_t size = 0;
+    std::memcpy(&size, dst, sizeof(size));
+    if (size < min_size) return Status::error(EINVAL);
+    if (size < known) {
+      // Bytes past the caller's struct were read but are not its: the missing tail counts as zero.
+      std::memset(static_cast<unsigned char*>(dst) + size, 0, known - size);
+    } else if (size > known) {
+      TRY(check_zero_tail(uptr, known, size));
+    }
+    return size;
+  }
+  // An injected failure is the copy-in failing; only a real fault may be a short struct at the end of
+  // readable memory.
+  if (injected_on_this_thread() != injected_before) return whole;
+  const std::uint32_t size = TRY(read_user_size(uptr));
+  if (size < min_size) return Status::error(EINVAL);
+  TRY(copy_struct_from_user(dst, known, uptr, size));
+  return size;
 }
 
 }  // namespace uiommufd::uapi

@@ -16,13 +16,24 @@ namespace uiommufd::uapi {
 class IommufdFile;
 
 struct Ucmd {
+  // buf starts zeroed.
+  Ucmd(IommufdFile& f, Context& c, unsigned long command, std::uint64_t arg, std::uint32_t size)
+      : file(f), ctx(c), cmd(command), uptr(arg), user_size(size) {
+    std::memset(buf, 0, sizeof(buf));
+  }
+  // buf starts undefined: for the dispatcher, whose copy-in writes every byte of the op's struct (the
+  // only bytes its handler reads), and which would otherwise pay for clearing all of buf on every ioctl.
+  struct Uninitialized {};
+  Ucmd(Uninitialized, IommufdFile& f, Context& c, unsigned long command, std::uint64_t arg)
+      : file(f), ctx(c), cmd(command), uptr(arg), user_size(0) {}
+
   IommufdFile& file;
   Context& ctx;
   unsigned long cmd;
   std::uint64_t uptr;       // the ioctl argument: the caller's struct
   std::uint32_t user_size;  // its `size` field, already checked against the minimum
   // The caller's struct, copied in by the dispatcher under the rules below.
-  alignas(8) unsigned char buf[80] = {};
+  alignas(8) unsigned char buf[80];
 
   template <typename T>
   T& arg() {
@@ -37,6 +48,13 @@ Result<std::uint32_t> read_user_size(std::uint64_t uptr);
 // Copies `user_size` bytes of the caller's struct into `dst` (`known` bytes): a shorter caller struct is
 // zero-extended; a longer one must be zero beyond `known` bytes (E2BIG otherwise; EFAULT if unreadable).
 Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uptr, std::uint32_t user_size);
+
+// The dispatcher's copy-in: reads the caller's `size` and struct into `dst` (`known` bytes) under the rules
+// above, and returns the size. EFAULT for an unreadable size, EINVAL for a size below `min_size`, then as
+// copy_struct_from_user. When the whole known struct is readable it is read with one copy, which is one
+// fault-site check (the kernel's get_user of the size is none); otherwise the rules are applied step by
+// step, so a short struct at the end of readable memory is still accepted.
+Result<std::uint32_t> copy_cmd_from_user(void* dst, std::size_t known, std::uint32_t min_size, std::uint64_t uptr);
 
 // Writes the result back: min(user size, known size) bytes. EFAULT if the write fails.
 template <typename T>

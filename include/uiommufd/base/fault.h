@@ -44,16 +44,19 @@ class FaultSite {
   int error() const { return err_; }
 
   // Statistics over all threads since start-up, for reports; relaxed, so only eventually consistent.
-  uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
+  // Hits are counted per thread (a check must not pay for a shared read-modify-write) and summed here.
+  uint64_t hits() const;
   uint64_t injected() const { return injected_.load(std::memory_order_relaxed); }
 
  private:
   friend bool should_fail(FaultSite& site);
   friend std::vector<const FaultSite*> fault_sites();
+  friend struct FaultSiteAccess;
 
   const char* const name_;
   const int err_;
-  std::atomic<uint64_t> hits_{0};
+  const uint32_t index_;           // registration order; selects the per-thread hit counter
+  std::atomic<uint64_t> hits_{0};  // exited threads' hits, and every hit of sites past the per-thread ones
   std::atomic<uint64_t> injected_{0};
   FaultSite* next_ = nullptr;  // registry link, written once before publication
 };
@@ -75,12 +78,16 @@ Status fail_nth_set_thread(int tid, uint32_t n);
 Result<uint32_t> fail_nth_get_thread(int tid);
 
 // The check a site performs: counts a hit, consumes the calling thread's counter as described above,
-// and returns true exactly when this check is the one that fails. Cheap when disarmed: a relaxed
-// atomic increment and two thread-local loads.
+// and returns true exactly when this check is the one that fails. Cheap when disarmed: thread-local
+// loads and one thread-local increment, no shared read-modify-write.
 bool should_fail(FaultSite& site);
 
 // OK, or Status::error(site.error()) when should_fail(site).
 inline Status inject(FaultSite& site) { return should_fail(site) ? Status::error(site.error()) : Status(); }
+
+// How many checks have failed on the calling thread (since it started or the process forked). A caller
+// that must tell an injected failure from a real one compares it before and after.
+uint64_t injected_on_this_thread();
 
 // Name of the last site that failed on the calling thread, or nullptr if none has (since the thread
 // started or the process forked). Meant for sweep failure messages.
