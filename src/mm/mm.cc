@@ -83,6 +83,12 @@ Status Mm::make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) con
   if (!page_aligned(uaddr, len)) return Status::error(EINVAL);
   if (len == 0) return Status();
   if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  // A short range is faulted in by touching it: for pages already resident that is a few instructions
+  // instead of a system call. Longer ranges go to MADV_POPULATE, which faults many pages per call.
+  constexpr std::uint64_t kTouchMaxBytes = 16 * kPageSize;
+  if (len <= kTouchMaxBytes && mm_internal::recoverable_touch_supported() &&
+      mm_internal::recoverable_copy_usable(uaddr, len))
+    return mm_internal::recoverable_touch(uaddr, len, write);
   if (!mm_internal::madv_populate_supported()) return mm_internal::make_resident_by_probing(uaddr, len, write);
 
   for (;;) {

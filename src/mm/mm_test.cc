@@ -6,10 +6,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_region.h"
@@ -179,6 +181,34 @@ TEST(MmTest, MakeResidentPopulatesGoodRanges) {
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(Mm::current()->make_resident(w.uaddr(), w.len(), /*write=*/true), Status());
   EXPECT_TRUE(all_resident(w));
+}
+
+// Short ranges are faulted in by touching them; the touch must leave every byte as it was, including bytes
+// another thread keeps writing meanwhile (a read and write-back would lose some of those writes).
+TEST(MmTest, MakeResidentOfAShortRangeChangesNothing) {
+  TestRegion r(4);
+  ASSERT_TRUE(r.ok());
+  for (std::size_t i = 0; i < r.len(); ++i) *r.ptr(i) = static_cast<unsigned char>(i * 7);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint32_t> writes{0};
+  std::thread writer([&] {
+    while (!stop.load()) {
+      // The first byte of each page is what the touch works on.
+      for (std::size_t p = 0; p < 4; ++p) {
+        __atomic_add_fetch(r.ptr(p * kPageSize), 1, __ATOMIC_RELAXED);
+      }
+      writes.fetch_add(1);
+    }
+  });
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(Mm::current()->make_resident(r.uaddr(), r.len(), /*write=*/true), Status());
+  stop.store(true);
+  writer.join();
+  const std::uint32_t n = writes.load();
+  for (std::size_t p = 0; p < 4; ++p) {
+    EXPECT_EQ(*r.ptr(p * kPageSize), static_cast<unsigned char>(p * kPageSize * 7 + n)) << "page " << p;
+    for (std::size_t i = 1; i < kPageSize; ++i) ASSERT_EQ(*r.ptr(p * kPageSize + i), static_cast<unsigned char>((p * kPageSize + i) * 7));
+  }
+  EXPECT_TRUE(all_resident(r));
 }
 
 TEST(MmTest, MakeResidentOfUnmappedIsEfault) {

@@ -208,9 +208,10 @@ __attribute__((no_sanitize_address, no_sanitize_thread)) void raw_copy(void* dst
 inline void raw_copy(void* dst, const void* src, std::size_t n) { std::memcpy(dst, src, n); }
 #endif
 
-// Copies len bytes src → dst in chunks of `gran` bytes aligned in the user address space (which starts at
-// `ulo`; it is dst for a copy to user, src for a copy from user). True when all is copied; false when a fault
-// in the user range stopped it, with *done = the bytes of the chunks finished before the faulting one.
+// Moves len bytes src → dst with `mover`, in chunks of `gran` bytes aligned in the user address space (which
+// starts at `ulo`; it is dst for a copy to user, src for a copy from user). True when all is done; false when
+// a fault in the user range stopped it, with *done = the bytes of the chunks finished before the faulting
+// one.
 //
 // noinline and no locals used after the longjmp except those never written after sigsetjmp (dst, src, len,
 // ulo, gran, done, r), so nothing depends on register contents the longjmp does not restore. GCC's
@@ -221,8 +222,10 @@ inline void raw_copy(void* dst, const void* src, std::size_t n) { std::memcpy(ds
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wclobbered"
 #endif
-__attribute__((noinline)) bool guarded_copy(char* dst, const char* src, std::size_t len, std::uintptr_t ulo,
-                                            std::size_t gran, std::size_t* done) {
+using Mover = void (*)(void* dst, const void* src, std::size_t n);
+
+__attribute__((noinline)) bool guarded_run(Mover mover, char* dst, const char* src, std::size_t len,
+                                           std::uintptr_t ulo, std::size_t gran, std::size_t* done) {
   Region& r = t_region;
   r.lo = ulo;
   r.hi = ulo + len;
@@ -240,7 +243,7 @@ __attribute__((noinline)) bool guarded_copy(char* dst, const char* src, std::siz
   std::size_t pos = 0;
   while (pos < len) {
     const std::size_t n = std::min(len - pos, gran - static_cast<std::size_t>((ulo + pos) & (gran - 1)));
-    raw_copy(dst + pos, src + pos, n);
+    mover(dst + pos, src + pos, n);
     pos += n;
     compiler_barrier();
     r.progress = pos;
@@ -292,14 +295,41 @@ Status recoverable_copy(bool to_user, void* local, std::uint64_t uaddr, std::siz
   char* lp = static_cast<char*>(local);
   char* dst = to_user ? user : lp;
   const char* src = to_user ? lp : user;
-  if (guarded_copy(dst, src, len, uaddr, kChunk, done)) return Status();
+  if (guarded_run(raw_copy, dst, src, len, uaddr, kChunk, done)) return Status();
   // Redo the faulting chunk (and, should the page have appeared meanwhile, the rest) page by page, so that
   // the copied prefix ends exactly at the first bad page and nothing past it is written.
   const std::size_t base = *done;
   std::size_t more = 0;
-  const bool ok = guarded_copy(dst + base, src + base, len - base, uaddr + base, kPageSize, &more);
+  const bool ok = guarded_run(raw_copy, dst + base, src + base, len - base, uaddr + base, kPageSize, &more);
   *done = base + more;
   return ok ? Status() : Status::error(EFAULT);
 }
+
+#if defined(__x86_64__)
+namespace {
+// Faults in every page of [p, p + n), which starts on a page boundary: a read, or a locked "or 0", which
+// needs the page writable (breaking copy-on-write) yet changes nothing, so a concurrent write by the program
+// cannot be lost as it could with a read and a write-back.
+__attribute__((no_sanitize_address, no_sanitize_thread)) void touch_read(void* p, const void*, std::size_t n) {
+  for (std::size_t off = 0; off < n; off += kPageSize) (void)*(static_cast<volatile const char*>(p) + off);
+}
+__attribute__((no_sanitize_address, no_sanitize_thread)) void touch_write(void* p, const void*, std::size_t n) {
+  for (std::size_t off = 0; off < n; off += kPageSize) asm volatile("lock orb $0, %0" : "+m"(*(static_cast<char*>(p) + off)) : : "memory");
+}
+}  // namespace
+
+bool recoverable_touch_supported() { return true; }
+
+Status recoverable_touch(std::uint64_t uaddr, std::size_t len, bool write) {
+  char* user = reinterpret_cast<char*>(static_cast<std::uintptr_t>(uaddr));
+  std::size_t done = 0;
+  return guarded_run(write ? touch_write : touch_read, user, nullptr, len, uaddr, kChunk, &done)
+             ? Status()
+             : Status::error(EFAULT);
+}
+#else
+bool recoverable_touch_supported() { return false; }
+Status recoverable_touch(std::uint64_t, std::size_t, bool) { return Status::error(EFAULT); }
+#endif
 
 }  // namespace uiommufd::mm_internal

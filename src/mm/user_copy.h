@@ -47,6 +47,14 @@ Status recoverable_copy(bool to_user, void* local, std::uint64_t uaddr, std::siz
 // Test hook: makes kAuto and kRecoverable skip the recoverable copy (as if it were not usable).
 void set_recoverable_copy_disabled_for_testing(bool disabled);
 
+// Faults in the pages of a page-aligned range inside the recoverable region, the way a user copy would
+// (write: writable, copy-on-write broken), without changing a byte: EFAULT where a page cannot be faulted
+// in. For a few pages it is much cheaper than MADV_POPULATE_*, whose system call costs more than the
+// faults of an already resident range. Precondition: recoverable_touch_supported() and
+// recoverable_copy_usable(uaddr, len).
+bool recoverable_touch_supported();
+Status recoverable_touch(std::uint64_t uaddr, std::size_t len, bool write);
+
 // Whether process_vm_* has been found unavailable (sticky once seen), and a test hook to pretend so.
 bool process_vm_unavailable();
 void set_process_vm_unavailable_for_testing(bool unavailable);
