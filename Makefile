@@ -1,5 +1,6 @@
 # The two commands: `make demo` and `make test`. Everything else is for developers and CI.
-.PHONY: all deps demo test install bench fuzz check-sanitizers check-thread-safety check-nolockdep format clean
+.PHONY: all deps demo test install bench fuzz check-sanitizers check-thread-safety check-nolockdep format clean \
+	reference-check reference-fuzz
 
 JOBS ?= $(shell nproc)
 CMAKE_BUILD = cmake --build --preset $(1) -j $(JOBS)
@@ -67,6 +68,17 @@ fuzz: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ./build/fuzz/fuzz/uiommufd_ioctl_fuzzer -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 -artifact_prefix=build/fuzz/ \
 	  build/fuzz/corpus fuzz/corpus
+
+# Not part of `make test`: the same programs on a real Linux kernel under QEMU and under `uiommufd run`,
+# compared step by step (tools/reference/README.md). The kernel is built once into ~/.cache/uiommufd-ref.
+SEEDS ?= 1000
+reference-check: build-release
+	@tools/reference/deps.sh
+	tools/reference/reference.py --uiommufd build/release/tools/uiommufd/uiommufd check
+
+reference-fuzz: build-release
+	@tools/reference/deps.sh
+	tools/reference/reference.py --uiommufd build/release/tools/uiommufd/uiommufd fuzz --seeds $(SEEDS)
 
 format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i

@@ -4,6 +4,8 @@
 set -euo pipefail
 
 packages=(make cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev)
+# Other targets (tools/reference/deps.sh) name their own packages and get the same install-or-explain rule.
+[[ $# -gt 0 ]] && packages=("$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -48,7 +48,9 @@ Result<HwPagetable*> Device::attach_target(std::uint32_t pt_id) {
     ++hwpt->devices;
     return static_cast<HwPagetable*>(obj.release());
   }
-  if (obj->type() != ObjectType::kIoas) return Status::error(ENOENT);
+  // An id that exists but names neither a page table nor an IOAS (a device, an access) is EINVAL, not
+  // ENOENT: the kernel's attach looks the id up as any type first (a real Linux 7.2 showed it).
+  if (obj->type() != ObjectType::kIoas) return Status::error(EINVAL);
   auto* ioas = static_cast<Ioas*>(obj.get());
   lockdep::MutexGuard g(ioas->mutex());
   for (HwPagetable* hwpt : ioas->hwpts_locked()) {

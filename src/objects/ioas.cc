@@ -45,6 +45,10 @@ Status Ioas::map(std::uint64_t uptr, std::uint64_t length, std::uint64_t* iova, 
 Status Ioas::map_file(int fd, std::uint64_t start, std::uint64_t length, std::uint64_t* iova,
                       std::uint32_t flags) {
   TRY(check_map_args(flags, {*iova, length}));
+  // The file range is checked before the fd is looked up, as iopt_map_file_pages() does.
+  std::uint64_t last = 0;
+  if (length == 0) return Status::error(EINVAL);
+  if (!checked_add(start, length - 1, &last)) return Status::error(EOVERFLOW);
   RefPtr<Pages> pages =
       TRY(Pages::create_file(fd, start, length, flags & kWriteable, context().account_mode()));
   return iopt_.map_pages(std::move(pages), iova, map_prot(flags), flags & kFixedIova);

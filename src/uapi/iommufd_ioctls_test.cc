@@ -563,6 +563,16 @@ TEST_F(IoctlTest, MapFileChecksInTheKernelsOrder) {
   EXPECT_EQ(call(IOMMU_IOAS_MAP_FILE, &m), EBADF);
 }
 
+// iopt_map_file_pages() checks the length and the end of the file range before it looks the fd up (seen on
+// Linux 7.2 by tools/reference: a zero length with a bad fd is EINVAL there).
+TEST_F(IoctlTest, MapFileChecksItsFileRangeBeforeTheFd) {
+  iommu_ioas_map_file m{sizeof(m), kRW, alloc_ioas(), -1, 0, 0, 0};
+  EXPECT_EQ(call(IOMMU_IOAS_MAP_FILE, &m), EINVAL);
+  m.start = kUlongMax - kPageSize;
+  m.length = 2 * kPageSize;
+  EXPECT_EQ(call(IOMMU_IOAS_MAP_FILE, &m), EOVERFLOW);
+}
+
 TEST_F(IoctlTest, MapFileOfAMemfdMapsAndWritesTheIovaBack) {
   const std::uint32_t id = alloc_ioas();
   int mfd = memfd_create("ioctl-test", 0);

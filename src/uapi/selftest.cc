@@ -83,6 +83,24 @@ Status gup_check(std::uint64_t uaddr, std::uint64_t length) {
   return Mm::current()->make_resident(first, page_align_down(end + kPageSize - 1) - first, /*write=*/false);
 }
 
+// The kernel's MD_CHECK_MAP and MD_CHECK_REFS fault each page in just before comparing it, so a mismatch in
+// an earlier page wins over a fault in a later one. Returns how many leading bytes (in `step` units) can be
+// faulted in; `fault` receives the error of the first page that cannot (ok when the whole range can).
+std::uint64_t faultable_prefix(std::uint64_t uptr, std::uint64_t length, std::uint64_t step, Status* fault) {
+  *fault = gup_check(uptr, length);
+  if (fault->ok()) return length;
+  std::uint64_t good = 0;
+  while (good < length) {
+    Status st = gup_check(uptr + good, step);
+    if (!st.ok()) {
+      *fault = st;
+      break;
+    }
+    good += step;
+  }
+  return good;
+}
+
 long add_reserved(TestCmd& t) {
   const auto& a = t.cmd().add_reserved;
   ObjectRef<Ioas> ioas = TRY_RET(t.ctx().get<Ioas>(t.cmd().id, ObjectType::kIoas));
@@ -117,25 +135,27 @@ long mock_domain_replace(TestCmd& t) {
 
 long md_check_map(TestCmd& t) {
   const auto& c = t.cmd().check_map;
+  // The id first: a missing or non-HWPT id is ENOENT even with misaligned arguments (as on Linux 7.2).
+  ObjectRef<HwPagetable> hwpt = TRY_RET(t.ctx().get<HwPagetable>(t.cmd().id, ObjectType::kHwptPaging));
+  auto* mock = dynamic_cast<MockDomain*>(&hwpt->domain());
+  if (!mock) return -EINVAL;
   std::uint64_t end = 0;
   if (((c.iova | c.length | c.uptr) & (MockDomain::kIoPageSize - 1)) != 0 ||
       !checked_add(c.uptr, c.length, &end))
     return -EINVAL;
-  ObjectRef<HwPagetable> hwpt = TRY_RET(t.ctx().get<HwPagetable>(t.cmd().id, ObjectType::kHwptPaging));
-  auto* mock = dynamic_cast<MockDomain*>(&hwpt->domain());
-  if (!mock) return -EINVAL;
-  TRY_RET(gup_check(c.uptr, c.length));
+  Status fault;
+  const std::uint64_t len = faultable_prefix(c.uptr, c.length, MockDomain::kIoPageSize, &fault);
   // A domain maps host addresses of this process (pages.h). The same address is the same page, which is
   // the common case and needs no look at the address space; otherwise the two sides may still reach one
   // page (a MAP_FILE of a memfd checked through an mmap of it), so both are resolved to page identities.
-  if (mock->check_map(c.iova, c.length, c.uptr).ok()) return 0;
+  if (len == 0 || mock->check_map(c.iova, len, c.uptr).ok()) return to_ret(fault);
   const MapsSnapshot snap = MapsSnapshot::take();
-  for (std::uint64_t done = 0; done < c.length;) {
-    const Domain::Run run = mock->read_run(c.iova + done, c.length - done);
+  for (std::uint64_t done = 0; done < len;) {
+    const Domain::Run run = mock->read_run(c.iova + done, len - done);
     if (run.length == 0 || !snap.same_pages(run.paddr, c.uptr + done, run.length)) return -EINVAL;
     done += run.length;
   }
-  return 0;
+  return to_ret(fault);
 }
 
 long md_check_refs(TestCmd& t) {
@@ -143,8 +163,10 @@ long md_check_refs(TestCmd& t) {
   std::uint64_t end = 0;
   if (page_offset(c.length) != 0 || page_offset(c.uptr) != 0 || !checked_add(c.uptr, c.length, &end))
     return -EINVAL;
-  TRY_RET(gup_check(c.uptr, c.length));
-  return Pages::pin_count_is(*Mm::current(), c.uptr, c.length, c.refs) ? 0 : -EIO;
+  Status fault;
+  const std::uint64_t len = faultable_prefix(c.uptr, c.length, kPageSize, &fault);
+  if (len != 0 && !Pages::pin_count_is(*Mm::current(), c.uptr, len, c.refs)) return -EIO;
+  return to_ret(fault);
 }
 
 long create_access(TestCmd& t) {
@@ -175,15 +197,17 @@ long destroy_access_pages(TestCmd& t) {
 // pinned through a MAP_FILE matches the same file page reached through the caller's mmap.
 Status check_pages(std::uint64_t uptr, std::uint64_t npages, const std::vector<AccessPage>& pages) {
   npages = std::min<std::uint64_t>(npages, pages.size());
-  TRY(gup_check(uptr, npages * kPageSize));
   const std::uint64_t base = page_align_down(uptr);
+  // Page by page as in the kernel: a mismatch before the first page that cannot be faulted in is EBADE.
+  Status fault;
+  npages = faultable_prefix(base, npages * kPageSize, kPageSize, &fault) / kPageSize;
   std::uint64_t i = 0;
   while (i < npages && pages[i].phys == base + i * kPageSize) ++i;
-  if (i == npages) return {};
+  if (i == npages) return fault;
   const MapsSnapshot snap = MapsSnapshot::take();
   for (; i < npages; ++i)
     if (!snap.same_pages(pages[i].phys, base + i * kPageSize, kPageSize)) return Status::error(EBADE);
-  return {};
+  return fault;
 }
 
 long access_pages(TestCmd& t) {

@@ -234,6 +234,13 @@ TEST_F(SelftestTest, MockDomainOnAnUnknownIdIsEnoentAndLeavesNoObject) {
   EXPECT_EQ(mock_domain(ioas_).out_stdev_id, ioas_ + 1);  // ids reused: nothing was left behind
 }
 
+TEST_F(SelftestTest, MockDomainOnAnIdThatIsNeitherAnIoasNorAnHwptIsEinvalAndLeavesNoObject) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_idev_id)), EINVAL);
+  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_stdev_id)), EINVAL);
+  EXPECT_EQ(mock_domain(ioas_).out_stdev_id, md.out_hwpt_id + 1);  // ids reused: nothing was left behind
+}
+
 TEST_F(SelftestTest, MockDomainWhoseReplyCannotBeWrittenLeavesNothing) {
   ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
   void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -348,6 +355,20 @@ TEST_F(SelftestTest, MdCheckMapOfANonHwptIdIsEnoent) {
   EXPECT_EQ(check_map(ioas_, kIova, 2048, uptr()), ENOENT);
 }
 
+TEST_F(SelftestTest, MdCheckMapOfANonHwptIdIsEnoentBeforeTheAlignmentIsLookedAt) {
+  EXPECT_EQ(check_map(ioas_, kIova + 1, 2048, uptr()), ENOENT);
+}
+
+// The kernel faults in and compares one page at a time: whichever problem comes first in the range wins.
+TEST_F(SelftestTest, MdCheckMapReportsTheFirstProblemInTheRange) {
+  iommu_test_mock_domain md = mock_domain(ioas_);
+  ASSERT_EQ(map(ioas_, kIova, 60 * kPageSize, 3 * kPageSize), 0);
+  ASSERT_EQ(mprotect(mem_ + 63 * kPageSize, kPageSize, PROT_NONE), 0);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova + kPageSize, 3 * kPageSize, uptr(60 * kPageSize)), EINVAL);
+  EXPECT_EQ(check_map(md.out_hwpt_id, kIova, 4 * kPageSize, uptr(60 * kPageSize)), EFAULT);
+  ASSERT_EQ(mprotect(mem_ + 63 * kPageSize, kPageSize, PROT_READ | PROT_WRITE), 0);
+}
+
 // ---- MD_CHECK_REFS ----
 
 TEST_F(SelftestTest, MdCheckRefsCountsADomainsPinOnce) {
@@ -384,6 +405,15 @@ TEST_F(SelftestTest, MdCheckRefsCountsACopyOnce) {
 TEST_F(SelftestTest, MdCheckRefsNeedsPageAlignment) {
   EXPECT_EQ(check_refs(100, kPageSize, 0), EINVAL);
   EXPECT_EQ(check_refs(0, 100, 0), EINVAL);
+}
+
+TEST_F(SelftestTest, MdCheckRefsReportsTheFirstProblemInTheRange) {
+  mock_domain(ioas_);
+  ASSERT_EQ(map(ioas_, kIova, 61 * kPageSize, 2 * kPageSize), 0);
+  ASSERT_EQ(mprotect(mem_ + 63 * kPageSize, kPageSize, PROT_NONE), 0);
+  EXPECT_EQ(check_refs(61 * kPageSize, 3 * kPageSize, 0), EIO);
+  EXPECT_EQ(check_refs(61 * kPageSize, 3 * kPageSize, 1), EFAULT);
+  ASSERT_EQ(mprotect(mem_ + 63 * kPageSize, kPageSize, PROT_READ | PROT_WRITE), 0);
 }
 
 TEST_F(SelftestTest, MdCheckRefsOfUnmappedMemoryIsEfault) {
@@ -603,6 +633,19 @@ TEST_F(SelftestTest, AccessPagesComparedWithOtherMemoryIsEbadeAndPinsNothing) {
   const int afd = create_access(ioas_);
   EXPECT_EQ(access_pages(afd, kIova, 2 * kPageSize, uptr(4 * kPageSize)), EBADE);
   EXPECT_EQ(check_refs(0, 8 * kPageSize, 0), 0);
+}
+
+// As in the kernel's page-by-page compare: a mismatch before an unreadable page is EBADE, a match up to it
+// EFAULT; neither leaves a pin.
+TEST_F(SelftestTest, AccessPagesReportsTheFirstProblemOfTheCompare) {
+  mock_domain(ioas_);  // pins at map time, so the access pins succeed after the mprotect below
+  ASSERT_EQ(map(ioas_, kIova, 60 * kPageSize, 3 * kPageSize), 0);
+  const int afd = create_access(ioas_);
+  ASSERT_EQ(mprotect(mem_ + 62 * kPageSize, 2 * kPageSize, PROT_NONE), 0);
+  EXPECT_EQ(access_pages(afd, kIova + kPageSize, 2 * kPageSize, uptr(60 * kPageSize)), EBADE);
+  EXPECT_EQ(access_pages(afd, kIova, 3 * kPageSize, uptr(60 * kPageSize)), EFAULT);
+  ASSERT_EQ(mprotect(mem_ + 62 * kPageSize, 2 * kPageSize, PROT_READ | PROT_WRITE), 0);
+  EXPECT_EQ(check_refs(60 * kPageSize, 3 * kPageSize, 1), 0);  // the domain's pin only
 }
 
 TEST_F(SelftestTest, AccessPagesOver16MiBIsEnomem) {

@@ -66,7 +66,7 @@ int main(void) {
   check_rc("v62_check_map_domain_2", v62(fd, &c), OK);
   c.id = hwpt1;
   check_rc("v62_check_map_domain_1", v62(fd, &c), OK);
-  check_rc("refs_shared_by_two_domains", check_refs(fd, buf, 0x4000, 1), OK);
+  check_rc("v62_refs_shared_by_two_domains", check_refs(fd, buf, 0x4000, 1), OK);
 
   memset(&c, 0, sizeof(c));
   c.size = sizeof(c);
@@ -92,8 +92,8 @@ int main(void) {
   c.size = sizeof(c);
   c.op = IOMMU_TEST_OP_CREATE_ACCESS;
   c.id = ioas;
-  check_rc("v62_create_access", v62(fd, &c), OK);
-  int acc = (int)c.a.create_access.out_access_fd;
+  /* Where the layout is refused (a newest kernel) there is no access fd: never close someone else's fd 0. */
+  int acc = check_rc("v62_create_access", v62(fd, &c), OK) ? (int)c.a.create_access.out_access_fd : -1;
   uint8_t back[32];
   memset(&c, 0, sizeof(c));
   c.size = sizeof(c);

@@ -1,0 +1,711 @@
+/* A seeded random sequence of /dev/iommu ioctls, for differential runs against a real kernel
+ * (tools/reference/reference.py fuzz). Usage: seqgen SEED [STEPS]
+ *
+ * The same seed gives the same sequence on every system, as long as the system answers the same way: the
+ * choices depend only on the seed and on values this program prints. Each step prints one line
+ *   step <n>.<op>: <arguments> -> ret=<r> errno=<NAME> [<out-value>=<v> ...]
+ * with nothing that differs between runs of one system (no addresses, no fd numbers): user addresses are
+ * printed as buffer+offset, file descriptors not at all. So the first line that differs between Linux and
+ * uiommufd is the first step where errno or an out-value differs.
+ *
+ * Memory layout, fixed so that results cannot depend on where mmap put things: NBUF buffers of BUF_PAGES
+ * pages, each at the start of its own 2 MiB-aligned chunk whose rest is PROT_NONE (so running past a buffer
+ * faults the same way everywhere, and automatic IOVAs, which follow the source alignment, are the same). THP
+ * is off so pins count single pages. A memfd of BUF_PAGES pages backs MAP_FILE. */
+#include <sys/syscall.h>
+
+#include "abi.h"
+
+#define NBUF 3
+#define BUF_PAGES 16
+#define BUF_LEN (BUF_PAGES * PAGE_SZ)
+#define NCTX 2
+#define MAX_IDS 64
+#define MAX_MAPS 48
+#define MAX_ACC 4
+#define MAX_PAGES_IDS 8
+
+enum kind { K_IOAS, K_HWPT, K_STDEV, K_IDEV };
+
+struct id_rec {
+  uint32_t id;
+  enum kind kind;
+};
+
+/* Where an IOVA range came from, so that later steps can name plausible ranges and the memory behind them. */
+struct map_rec {
+  int ctx;
+  uint32_t ioas;
+  uint64_t iova, length;
+  int buf; /* -1: the memfd */
+  uint64_t offset;
+};
+
+struct access_rec {
+  int fd; /* -1: closed */
+  int ctx;
+  uint32_t ioas;
+  uint32_t pages[MAX_PAGES_IDS];
+  int npages;
+};
+
+struct ctx {
+  int fd; /* -1: closed */
+  struct id_rec ids[MAX_IDS];
+  int nids;
+};
+
+static struct ctx ctxs[NCTX];
+static struct map_rec maps[MAX_MAPS];
+static int nmaps;
+static struct access_rec accs[MAX_ACC];
+static uint8_t* bufs[NBUF];
+static int memfd = -1;
+static uint64_t rng_state;
+static unsigned step_no;
+
+/* splitmix64: tiny, and the same on every libc. */
+static uint64_t rnd(void) {
+  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+static unsigned pick(unsigned n) { return (unsigned)(rnd() % n); }
+static int chance(unsigned percent) { return pick(100) < percent; }
+
+static uint32_t fnv(const uint8_t* p, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+  return h;
+}
+
+/* ---- printing ------------------------------------------------------------------------------------------ */
+static char line[1024];
+static size_t line_len;
+
+static void begin(const char* op) {
+  line_len = (size_t)snprintf(line, sizeof(line), "step %u.%s:", step_no, op);
+}
+
+static void add(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (line_len < sizeof(line))
+    line_len += (size_t)vsnprintf(line + line_len, sizeof(line) - line_len, fmt, ap);
+  va_end(ap);
+}
+
+static void result(int r) { add(" -> ret=%d errno=%s", r < 0 ? -1 : r, abi_errno_name(r < 0 ? -r : 0)); }
+
+static void end(void) {
+  printf("%s\n", line);
+  fflush(stdout);
+}
+
+/* ---- choosing arguments -------------------------------------------------------------------------------- */
+static void remember_id(int c, uint32_t id, enum kind k) {
+  if (ctxs[c].nids < MAX_IDS) ctxs[c].ids[ctxs[c].nids++] = (struct id_rec){id, k};
+}
+
+/* An id of the wanted kind most of the time; sometimes any id seen, 0, or one never handed out. */
+static uint32_t pick_id(int c, enum kind want) {
+  struct ctx* x = &ctxs[c];
+  unsigned roll = pick(100);
+  if (roll < 4) return 0;
+  if (roll < 8) return 1000 + pick(4);
+  int n = 0;
+  for (int i = 0; i < x->nids; i++) n += x->ids[i].kind == want;
+  if (n && roll < 85) {
+    int k = (int)pick((unsigned)n);
+    for (int i = 0; i < x->nids; i++)
+      if (x->ids[i].kind == want && k-- == 0) return x->ids[i].id;
+  }
+  if (x->nids) return x->ids[pick((unsigned)x->nids)].id;
+  return 1 + pick(3);
+}
+
+static int has_ioas(int c) {
+  for (int i = 0; i < ctxs[c].nids; i++)
+    if (ctxs[c].ids[i].kind == K_IOAS) return 1;
+  return 0;
+}
+
+static const struct map_rec* pick_map(int c) {
+  int n = 0;
+  for (int i = 0; i < nmaps; i++) n += maps[i].ctx == c;
+  if (!n) return NULL;
+  int k = (int)pick((unsigned)n);
+  for (int i = 0; i < nmaps; i++)
+    if (maps[i].ctx == c && k-- == 0) return &maps[i];
+  return NULL;
+}
+
+/* A mapping of this IOAS when there is one, else any of the context. */
+static const struct map_rec* pick_map_of(int c, uint32_t ioas) {
+  int n = 0;
+  for (int i = 0; i < nmaps; i++) n += maps[i].ctx == c && maps[i].ioas == ioas;
+  if (!n || chance(10)) return pick_map(c);
+  int k = (int)pick((unsigned)n);
+  for (int i = 0; i < nmaps; i++)
+    if (maps[i].ctx == c && maps[i].ioas == ioas && k-- == 0) return &maps[i];
+  return NULL;
+}
+
+static void remember_map(int c, uint32_t ioas, uint64_t iova, uint64_t length, int buf, uint64_t offset) {
+  struct map_rec m = {c, ioas, iova, length, buf, offset};
+  if (nmaps < MAX_MAPS)
+    maps[nmaps++] = m;
+  else
+    maps[pick(MAX_MAPS)] = m;
+}
+
+/* Drops the records of [iova, iova + length - 1] of an IOAS (ioas 0: every IOAS of the context). */
+static void forget_maps(int c, uint32_t ioas, uint64_t iova, uint64_t length) {
+  int j = 0;
+  for (int i = 0; i < nmaps; i++) {
+    const struct map_rec* m = &maps[i];
+    int gone = m->ctx == c && (!ioas || m->ioas == ioas) && m->iova >= iova && m->iova - iova < length;
+    if (!gone) maps[j++] = maps[i];
+  }
+  nmaps = j;
+}
+
+static uint64_t pick_len(void) {
+  unsigned roll = pick(100);
+  if (roll < 4) return 0;
+  if (roll < 8) return 0x800;
+  if (roll < 11) return PAGE_SZ + 0x800;
+  if (roll < 14) return (BUF_PAGES + 1) * PAGE_SZ;
+  return (1 + pick(6)) * PAGE_SZ;
+}
+
+/* An IOVA: mostly inside a known mapping or the mock aperture, sometimes below or above it, or unaligned. */
+static uint64_t pick_iova(int c) {
+  unsigned roll = pick(100);
+  const struct map_rec* m = pick_map(c);
+  uint64_t iova;
+  if (m && roll < 50)
+    iova = m->iova + (m->length > PAGE_SZ ? pick((unsigned)(m->length / PAGE_SZ)) * PAGE_SZ : 0);
+  else if (roll < 85)
+    iova = MOCK_APERTURE_START + pick(48) * PAGE_SZ;
+  else {
+    static const uint64_t odd[] = {
+        0, 0x1000, 0x800000, MOCK_APERTURE_LAST + 1 - PAGE_SZ, MOCK_APERTURE_LAST + 1, 1ULL << 40};
+    iova = odd[pick(sizeof(odd) / sizeof(odd[0]))];
+  }
+  if (chance(5)) iova += chance(50) ? 0x800 : 1;
+  return iova;
+}
+
+/* A user address inside a buffer (printed as b<i>+<offset>); sometimes in the PROT_NONE rest of a chunk. */
+static uint8_t* pick_va(int* buf, uint64_t* off) {
+  *buf = (int)pick(NBUF);
+  unsigned roll = pick(100);
+  if (roll < 5)
+    *off = BUF_LEN + PAGE_SZ * pick(4); /* guard */
+  else
+    *off = pick(BUF_PAGES) * PAGE_SZ + (roll < 9 ? 0x800 : 0);
+  return bufs[*buf] + *off;
+}
+
+static uint32_t pick_map_flags(void) {
+  unsigned roll = pick(100);
+  if (roll < 70) return MAP_RW;
+  if (roll < 80) return IOMMU_IOAS_MAP_READABLE;
+  if (roll < 88) return IOMMU_IOAS_MAP_WRITEABLE;
+  if (roll < 95) return 0;
+  return MAP_RW | (1u << 5);
+}
+
+/* A context that is open, opening one if none is (the open is a step of its own). */
+static int pick_ctx(void);
+
+/* ---- the steps ----------------------------------------------------------------------------------------- */
+static void op_open(int c) {
+  begin("open");
+  add(" ctx=%d", c);
+  ctxs[c].fd = open("/dev/iommu", O_RDWR);
+  result(ctxs[c].fd < 0 ? -errno : 0);
+  end();
+  ctxs[c].nids = 0;
+}
+
+static void op_close(int c) {
+  begin("close");
+  add(" ctx=%d", c);
+  result(close(ctxs[c].fd) ? -errno : 0);
+  end();
+  ctxs[c].fd = -1;
+  forget_maps(c, 0, 0, ~0ULL);
+  /* Access fds hold the context alive; their ids and maps stay listed for stale-use steps. */
+}
+
+static int pick_ctx(void) {
+  int c = chance(80) ? 0 : 1;
+  if (ctxs[c].fd < 0) {
+    if (ctxs[!c].fd >= 0 && chance(70)) return !c;
+    op_open(c);
+    step_no++;
+  }
+  return c;
+}
+
+static void op_ioas_alloc(int c) {
+  struct iommu_ioas_alloc a = {.size = sizeof(a), .flags = chance(5) ? 1 : 0};
+  begin("ioas_alloc");
+  add(" ctx=%d flags=%u", c, a.flags);
+  int r = abi_ioctl(ctxs[c].fd, IOMMU_IOAS_ALLOC, &a);
+  result(r);
+  add(" id=%u", a.out_ioas_id);
+  end();
+  if (r == 0) remember_id(c, a.out_ioas_id, K_IOAS);
+}
+
+static void op_destroy(int c) {
+  enum kind k = (enum kind)pick(4);
+  uint32_t id = pick_id(c, k);
+  begin("destroy");
+  add(" ctx=%d id=%u", c, id);
+  int r = destroy_id(ctxs[c].fd, id);
+  result(r);
+  end();
+  if (r == 0 && id) forget_maps(c, id, 0, ~0ULL);
+}
+
+static void op_map(int c) {
+  int buf;
+  uint64_t off;
+  uint8_t* va = pick_va(&buf, &off);
+  struct iommu_ioas_map m = {.size = sizeof(m),
+                             .flags = pick_map_flags() | (chance(60) ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
+                             .ioas_id = pick_id(c, K_IOAS),
+                             .user_va = (uintptr_t)va,
+                             .length = pick_len(),
+                             .iova = pick_iova(c)};
+  begin("map");
+  add(" ctx=%d ioas=%u va=b%d+0x%llx len=0x%llx iova=0x%llx flags=0x%x", c, m.ioas_id, buf,
+      (unsigned long long)off, (unsigned long long)m.length, (unsigned long long)m.iova, m.flags);
+  int r = abi_ioctl(ctxs[c].fd, IOMMU_IOAS_MAP, &m);
+  result(r);
+  add(" iova=0x%llx", (unsigned long long)m.iova);
+  end();
+  if (r == 0) remember_map(c, m.ioas_id, m.iova, m.length, buf, off);
+}
+
+static void op_map_file(int c) {
+  struct iommu_ioas_map_file m = {.size = sizeof(m),
+                                  .flags = pick_map_flags() | (chance(60) ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
+                                  .ioas_id = pick_id(c, K_IOAS),
+                                  .fd = chance(5) ? -1 : memfd,
+                                  .start = pick(BUF_PAGES) * PAGE_SZ + (chance(5) ? 0x800 : 0),
+                                  .length = pick_len(),
+                                  .iova = pick_iova(c)};
+  begin("map_file");
+  add(" ctx=%d ioas=%u fd=%s start=0x%llx len=0x%llx iova=0x%llx flags=0x%x", c, m.ioas_id,
+      m.fd < 0 ? "bad" : "memfd", (unsigned long long)m.start, (unsigned long long)m.length,
+      (unsigned long long)m.iova, m.flags);
+  int r = abi_ioctl(ctxs[c].fd, IOMMU_IOAS_MAP_FILE, &m);
+  result(r);
+  add(" iova=0x%llx", (unsigned long long)m.iova);
+  end();
+  if (r == 0) remember_map(c, m.ioas_id, m.iova, m.length, -1, m.start);
+}
+
+static void op_copy(int c) {
+  const struct map_rec* src = pick_map(c);
+  struct iommu_ioas_copy m = {.size = sizeof(m),
+                              .flags = pick_map_flags() | (chance(60) ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
+                              .dst_ioas_id = pick_id(c, K_IOAS),
+                              .src_ioas_id = src && chance(80) ? src->ioas : pick_id(c, K_IOAS),
+                              .length = src && chance(60) ? src->length : pick_len(),
+                              .dst_iova = pick_iova(c),
+                              .src_iova = src && chance(80) ? src->iova : pick_iova(c)};
+  begin("copy");
+  add(" ctx=%d dst=%u src=%u len=0x%llx dst_iova=0x%llx src_iova=0x%llx flags=0x%x", c, m.dst_ioas_id,
+      m.src_ioas_id, (unsigned long long)m.length, (unsigned long long)m.dst_iova,
+      (unsigned long long)m.src_iova, m.flags);
+  int r = abi_ioctl(ctxs[c].fd, IOMMU_IOAS_COPY, &m);
+  result(r);
+  add(" dst_iova=0x%llx", (unsigned long long)m.dst_iova);
+  end();
+  if (r == 0 && src && src->iova == m.src_iova) {
+    struct map_rec s = *src;
+    remember_map(c, m.dst_ioas_id, m.dst_iova, m.length, s.buf, s.offset);
+  }
+}
+
+static void op_unmap(int c) {
+  const struct map_rec* m = pick_map(c);
+  struct iommu_ioas_unmap u = {.size = sizeof(u)};
+  unsigned roll = pick(100);
+  if (m && roll < 55) {
+    u.ioas_id = m->ioas;
+    u.iova = m->iova;
+    u.length = m->length;
+  } else if (roll < 70) {
+    u.ioas_id = pick_id(c, K_IOAS);
+    u.iova = 0;
+    u.length = ~0ULL;
+  } else {
+    u.ioas_id = pick_id(c, K_IOAS);
+    u.iova = pick_iova(c);
+    u.length = pick_len();
+  }
+  begin("unmap");
+  add(" ctx=%d ioas=%u iova=0x%llx len=0x%llx", c, u.ioas_id, (unsigned long long)u.iova,
+      (unsigned long long)u.length);
+  uint64_t want = u.length;
+  int r = abi_ioctl(ctxs[c].fd, IOMMU_IOAS_UNMAP, &u);
+  result(r);
+  add(" len=0x%llx", (unsigned long long)u.length);
+  end();
+  if (r == 0) forget_maps(c, u.ioas_id, u.iova, want);
+}
+
+static void op_allow_iovas(int c) {
+  struct iommu_iova_range r[3];
+  uint32_t n = pick(3);
+  for (uint32_t i = 0; i < n; i++) {
+    r[i].start = MOCK_APERTURE_START + pick(32) * PAGE_SZ * 4;
+    r[i].last = chance(8) ? r[i].start - 1 : r[i].start + (1 + pick(64)) * PAGE_SZ - 1;
+  }
+  struct iommu_ioas_allow_iovas a = {
+      .size = sizeof(a), .ioas_id = pick_id(c, K_IOAS), .num_iovas = n, .allowed_iovas = (uintptr_t)r};
+  begin("allow_iovas");
+  add(" ctx=%d ioas=%u n=%u", c, a.ioas_id, n);
+  for (uint32_t i = 0; i < n; i++)
+    add(" [0x%llx,0x%llx]", (unsigned long long)r[i].start, (unsigned long long)r[i].last);
+  result(abi_ioctl(ctxs[c].fd, IOMMU_IOAS_ALLOW_IOVAS, &a));
+  end();
+}
+
+static void op_iova_ranges(int c) {
+  struct iommu_iova_range r[4];
+  memset(r, 0, sizeof(r));
+  uint32_t cap = pick(5);
+  struct iommu_ioas_iova_ranges q = {
+      .size = sizeof(q), .ioas_id = pick_id(c, K_IOAS), .num_iovas = cap, .allowed_iovas = (uintptr_t)r};
+  begin("iova_ranges");
+  add(" ctx=%d ioas=%u cap=%u", c, q.ioas_id, cap);
+  result(abi_ioctl(ctxs[c].fd, IOMMU_IOAS_IOVA_RANGES, &q));
+  add(" num=%u align=0x%llx", q.num_iovas, (unsigned long long)q.out_iova_alignment);
+  for (uint32_t i = 0; i < cap; i++)
+    add(" [0x%llx,0x%llx]", (unsigned long long)r[i].start, (unsigned long long)r[i].last);
+  end();
+}
+
+static void op_option(int c) {
+  struct iommu_option o = {.size = sizeof(o)};
+  unsigned roll = pick(100);
+  if (roll < 20) {
+    o.option_id = IOMMU_OPTION_RLIMIT_MODE;
+    o.op = IOMMU_OPTION_OP_GET;
+    o.object_id = chance(80) ? 0 : pick_id(c, K_IOAS);
+  } else {
+    o.option_id = roll < 95 ? IOMMU_OPTION_HUGE_PAGES : 7;
+    o.op = chance(50) ? IOMMU_OPTION_OP_GET : IOMMU_OPTION_OP_SET;
+    o.object_id = pick_id(c, K_IOAS);
+    o.val64 = o.op == IOMMU_OPTION_OP_SET ? pick(chance(90) ? 2 : 3) : 0;
+  }
+  begin("option");
+  add(" ctx=%d option=%u op=%u obj=%u val=%llu", c, o.option_id, o.op, o.object_id,
+      (unsigned long long)o.val64);
+  result(abi_ioctl(ctxs[c].fd, IOMMU_OPTION, &o));
+  add(" val=%llu", (unsigned long long)o.val64);
+  end();
+}
+
+static void op_add_reserved(int c) {
+  uint32_t ioas = pick_id(c, K_IOAS);
+  uint64_t start = MOCK_APERTURE_START + pick(48) * PAGE_SZ, len = (1 + pick(4)) * PAGE_SZ;
+  begin("add_reserved");
+  add(" ctx=%d ioas=%u start=0x%llx len=0x%llx", c, ioas, (unsigned long long)start, (unsigned long long)len);
+  result(add_reserved(ctxs[c].fd, ioas, start, len));
+  end();
+}
+
+static void op_mock_domain(int c) {
+  uint32_t ioas = pick_id(c, chance(90) ? K_IOAS : K_HWPT), stdev = 0, hwpt = 0, idev = 0;
+  begin("mock_domain");
+  add(" ctx=%d pt=%u", c, ioas);
+  int r = mock_domain(ctxs[c].fd, ioas, &stdev, &hwpt, &idev);
+  result(r);
+  add(" stdev=%u hwpt=%u idev=%u", stdev, hwpt, idev);
+  end();
+  if (r == 0) {
+    remember_id(c, stdev, K_STDEV);
+    remember_id(c, hwpt, K_HWPT);
+    remember_id(c, idev, K_IDEV);
+  }
+}
+
+static void op_check_map(int c) {
+  const struct map_rec* m = pick_map(c);
+  uint32_t hwpt = pick_id(c, K_HWPT);
+  if (!m || m->buf < 0) return;
+  uint64_t len = m->length > 8 * PAGE_SZ ? 8 * PAGE_SZ : m->length;
+  begin("check_map");
+  add(" ctx=%d hwpt=%u iova=0x%llx len=0x%llx va=b%d+0x%llx", c, hwpt, (unsigned long long)m->iova,
+      (unsigned long long)len, m->buf, (unsigned long long)m->offset);
+  result(check_map(ctxs[c].fd, hwpt, m->iova, bufs[m->buf] + m->offset, len));
+  end();
+}
+
+static void op_check_refs(int c) {
+  int buf = (int)pick(NBUF);
+  uint64_t off = pick(BUF_PAGES) * PAGE_SZ, len = (1 + pick(4)) * PAGE_SZ;
+  if (off + len > BUF_LEN) len = BUF_LEN - off;
+  uint32_t refs = pick(3);
+  begin("check_refs");
+  add(" ctx=%d va=b%d+0x%llx len=0x%llx refs=%u", c, buf, (unsigned long long)off, (unsigned long long)len,
+      refs);
+  result(check_refs(ctxs[c].fd, bufs[buf] + off, len, refs));
+  end();
+}
+
+static int pick_access(void) {
+  int open_[MAX_ACC], n = 0;
+  for (int i = 0; i < MAX_ACC; i++)
+    if (accs[i].fd >= 0) open_[n++] = i;
+  return n ? open_[pick((unsigned)n)] : -1;
+}
+
+static void op_create_access(int c) {
+  int slot = -1;
+  for (int i = 0; i < MAX_ACC && slot < 0; i++)
+    if (accs[i].fd < 0) slot = i;
+  uint32_t ioas = pick_id(c, K_IOAS);
+  uint32_t flags = chance(80) ? MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES : 0;
+  begin("create_access");
+  add(" ctx=%d ioas=%u flags=0x%x", c, ioas, flags);
+  if (slot < 0) {
+    add(" skipped: all slots in use");
+    end();
+    return;
+  }
+  int fd = -1;
+  result(create_access(ctxs[c].fd, ioas, flags, &fd));
+  add(" slot=%d", fd >= 0 ? slot : -1);
+  end();
+  if (fd >= 0) accs[slot] = (struct access_rec){.fd = fd, .ctx = c, .ioas = ioas};
+}
+
+static void op_access_pages(void) {
+  int a = pick_access();
+  if (a < 0) return;
+  int c = accs[a].ctx;
+  const struct map_rec* m = pick_map_of(c, accs[a].ioas);
+  uint64_t iova, len = (1 + pick(4)) * PAGE_SZ;
+  int buf;
+  uint64_t off;
+  uint8_t* va;
+  if (m && m->buf >= 0 && chance(80)) {
+    iova = m->iova;
+    buf = m->buf;
+    off = m->offset;
+    va = bufs[buf] + off;
+    if (len > m->length && chance(80)) len = m->length;
+  } else {
+    iova = pick_iova(c);
+    va = pick_va(&buf, &off);
+  }
+  uint32_t flags = chance(30) ? MOCK_FLAGS_ACCESS_WRITE : 0, id = 0;
+  begin("access_pages");
+  add(" slot=%d iova=0x%llx len=0x%llx va=b%d+0x%llx flags=0x%x", a, (unsigned long long)iova,
+      (unsigned long long)len, buf, (unsigned long long)off, flags);
+  int ctx_fd = ctxs[c].fd >= 0 ? ctxs[c].fd : ctxs[!c].fd;
+  int r = ctx_fd < 0 ? -EBADF : access_pages(ctx_fd, accs[a].fd, flags, iova, len, va, &id);
+  result(r);
+  add(" pages_id=%u", r == 0 ? id : 0);
+  end();
+  if (r == 0 && accs[a].npages < MAX_PAGES_IDS) accs[a].pages[accs[a].npages++] = id;
+}
+
+static void op_destroy_access_pages(void) {
+  int a = pick_access();
+  if (a < 0) return;
+  int c = accs[a].ctx;
+  uint32_t id = accs[a].npages && chance(85) ? accs[a].pages[pick((unsigned)accs[a].npages)] : pick(8);
+  begin("destroy_access_pages");
+  add(" slot=%d pages_id=%u", a, id);
+  int ctx_fd = ctxs[c].fd >= 0 ? ctxs[c].fd : ctxs[!c].fd;
+  result(ctx_fd < 0 ? -EBADF : destroy_access_pages(ctx_fd, accs[a].fd, id));
+  end();
+}
+
+static void op_access_rw(void) {
+  int a = pick_access();
+  if (a < 0) return;
+  int c = accs[a].ctx;
+  const struct map_rec* m = pick_map_of(c, accs[a].ioas);
+  uint64_t iova = m && chance(80) ? m->iova + pick((unsigned)(m->length ? m->length : 1)) : pick_iova(c);
+  uint64_t len = 1 + pick(chance(20) ? 3 * PAGE_SZ : 64);
+  uint32_t flags = (chance(40) ? MOCK_ACCESS_RW_WRITE : 0) | (chance(30) ? MOCK_ACCESS_RW_SLOW_PATH : 0);
+  uint8_t data[3 * PAGE_SZ + 64];
+  for (uint64_t i = 0; i < len; i++) data[i] = (uint8_t)(flags & MOCK_ACCESS_RW_WRITE ? rnd() : 0xee);
+  begin("access_rw");
+  add(" slot=%d iova=0x%llx len=0x%llx flags=0x%x", a, (unsigned long long)iova, (unsigned long long)len,
+      flags);
+  int ctx_fd = ctxs[c].fd >= 0 ? ctxs[c].fd : ctxs[!c].fd;
+  result(ctx_fd < 0 ? -EBADF : access_rw(ctx_fd, accs[a].fd, flags, iova, data, len));
+  if (!(flags & MOCK_ACCESS_RW_WRITE)) add(" data=%08x", fnv(data, len));
+  end();
+}
+
+static void op_close_access(void) {
+  int a = pick_access();
+  if (a < 0) return;
+  begin("close_access");
+  add(" slot=%d", a);
+  result(close(accs[a].fd) ? -errno : 0);
+  end();
+  accs[a].fd = -1;
+  accs[a].npages = 0;
+}
+
+/* The memory behind every buffer, as a checksum: shows writes through accesses land in the same place. */
+static void op_buffers(void) {
+  begin("buffers");
+  for (int i = 0; i < NBUF; i++) add(" b%d=%08x", i, fnv(bufs[i], BUF_LEN));
+  uint8_t f[BUF_LEN];
+  ssize_t n = pread(memfd, f, sizeof(f), 0);
+  add(" memfd=%08x", n == (ssize_t)sizeof(f) ? fnv(f, sizeof(f)) : 0);
+  end();
+}
+
+static void setup(uint64_t seed) {
+  const size_t chunk = HUGE_SZ;
+  size_t span = (NBUF + 1) * chunk;
+  uint8_t* raw = (uint8_t*)mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) {
+    printf("FATAL mmap\n");
+    exit(2);
+  }
+  uint8_t* base = (uint8_t*)(((uintptr_t)raw + chunk - 1) & ~(uintptr_t)(chunk - 1));
+  for (int i = 0; i < NBUF; i++) {
+    bufs[i] = base + (size_t)i * chunk;
+    if (mmap(bufs[i], BUF_LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+        MAP_FAILED) {
+      printf("FATAL mmap buffer\n");
+      exit(2);
+    }
+    madvise(bufs[i], BUF_LEN, MADV_NOHUGEPAGE);
+    for (size_t j = 0; j < BUF_LEN; j++) bufs[i][j] = (uint8_t)(j * 7 + (size_t)i * 31 + seed);
+  }
+  memfd = (int)syscall(SYS_memfd_create, "seqgen", 0u);
+  uint8_t f[BUF_LEN];
+  for (size_t j = 0; j < BUF_LEN; j++) f[j] = (uint8_t)(j * 13 + seed);
+  if (memfd < 0 || ftruncate(memfd, BUF_LEN) || pwrite(memfd, f, sizeof(f), 0) != (ssize_t)sizeof(f)) {
+    printf("FATAL memfd\n");
+    exit(2);
+  }
+  for (int c = 0; c < NCTX; c++) ctxs[c].fd = -1;
+  for (int a = 0; a < MAX_ACC; a++) accs[a].fd = -1;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s SEED [STEPS]\n", argv[0]);
+    return 2;
+  }
+  uint64_t seed = strtoull(argv[1], NULL, 0);
+  unsigned steps = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 0) : 60;
+  rng_state = seed * 0x2545f4914f6cdd1dULL + 1;
+  setup(seed);
+  printf("seed %llu steps %u\n", (unsigned long long)seed, steps);
+
+  /* Weights of the operations, in the order of the switch below. */
+  static const unsigned weight[] = {2, 8, 6, 14, 5, 7, 8, 3, 5, 5, 2, 7, 4, 4, 5, 7, 3, 7, 2, 2};
+  unsigned total = 0;
+  for (size_t i = 0; i < sizeof(weight) / sizeof(weight[0]); i++) total += weight[i];
+
+  for (step_no = 1; step_no <= steps; step_no++) {
+    unsigned roll = pick(total), op = 0;
+    while (roll >= weight[op]) roll -= weight[op++];
+    int c = op >= 15 ? -1 : pick_ctx();
+    /* Most operations need an IOAS: a context without one gets one first, as a step of its own. */
+    if (op >= 2 && op < 15 && !has_ioas(c)) {
+      op_ioas_alloc(c);
+      step_no++;
+    }
+    switch (op) {
+      case 0:
+        op_close(c);
+        break;
+      case 1:
+        op_ioas_alloc(c);
+        break;
+      case 2:
+        op_destroy(c);
+        break;
+      case 3:
+        op_map(c);
+        break;
+      case 4:
+        op_map_file(c);
+        break;
+      case 5:
+        op_copy(c);
+        break;
+      case 6:
+        op_unmap(c);
+        break;
+      case 7:
+        op_allow_iovas(c);
+        break;
+      case 8:
+        op_iova_ranges(c);
+        break;
+      case 9:
+        op_option(c);
+        break;
+      case 10:
+        op_add_reserved(c);
+        break;
+      case 11:
+        op_mock_domain(c);
+        break;
+      case 12:
+        op_check_map(c);
+        break;
+      case 13:
+        op_check_refs(c);
+        break;
+      case 14:
+        op_create_access(c);
+        break;
+      case 15:
+        op_close_access();
+        break;
+      case 16:
+        op_access_pages();
+        break;
+      case 17:
+        op_destroy_access_pages();
+        break;
+      case 18:
+        op_access_rw();
+        break;
+      default:
+        op_buffers();
+        break;
+    }
+  }
+  /* The end state: everything closed must leave no page pinned. */
+  for (int a = 0; a < MAX_ACC; a++)
+    if (accs[a].fd >= 0) close(accs[a].fd);
+  for (int c = 0; c < NCTX; c++)
+    if (ctxs[c].fd >= 0) close(ctxs[c].fd);
+  int fd = open("/dev/iommu", O_RDWR);
+  begin("final_refs");
+  int worst = 0;
+  for (int i = 0; i < NBUF; i++) {
+    int r = check_refs(fd, bufs[i], BUF_LEN, 0);
+    if (r) worst = r;
+  }
+  result(worst);
+  end();
+  close(fd);
+  return 0;
+}
