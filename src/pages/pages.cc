@@ -190,6 +190,23 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
     unwind_pin_locked(first, last);
     return st;
   }
+  if (kind_ == PagesKind::kFile) {
+    // The kernel pins file pages with memfd_pin_folios, which refuses a range whose last byte lies at or
+    // beyond the end of the file (EINVAL) rather than faulting on it. The size is read now, as the kernel
+    // reads it at pin time: the file may have grown or shrunk since the map.
+    struct stat st {};
+    if (::fstat(file_fd_, &st) != 0) {
+      unwind_pin_locked(first, last);
+      return Status::error(EINVAL);
+    }
+    for (const Interval& run : newly) {
+      const std::uint64_t end_byte = file_offset() + ((run.last + 1) << kPageShift) - 1;
+      if (end_byte >= static_cast<std::uint64_t>(st.st_size)) {
+        unwind_pin_locked(first, last);
+        return Status::error(EINVAL);
+      }
+    }
+  }
   std::uint64_t n = 0;
   for (const Interval& run : newly) {
     // One call per run: the mm layer populates the whole range at once (a single madvise).

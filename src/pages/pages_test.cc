@@ -509,15 +509,26 @@ TEST_F(PagesTest, SealedMemfdRefusesAWritableMapping) {
   ::close(fd);
 }
 
-TEST_F(PagesTest, FileWindowPastEndOfFileIsAcceptedButFailsToPinThere) {
+// The kernel's memfd_pin_folios refuses any range whose last byte is at or past the end of the file, with
+// EINVAL, and reads the size when it pins.
+TEST_F(PagesTest, FileWindowPastEndOfFileIsAcceptedButPinningThereIsEinval) {
   Memfd f(1);
   auto p = Pages::create_file(f.fd(), 0, 4 * kPageSize, true, AccountMode::kUser);
   ASSERT_TRUE(p.ok());
   ASSERT_TRUE(pin(**p, 0, 0).ok());
-  EXPECT_EQ(pin(**p, 0, 3).error(), EFAULT);
+  EXPECT_EQ(pin(**p, 0, 3).error(), EINVAL);
   EXPECT_EQ(npinned(**p), 1u);
   EXPECT_EQ(user_charged(), 1u);
+  // A page only partly inside the file reaches past its end too.
+  ASSERT_EQ(::ftruncate(f.fd(), kPageSize + 100), 0);
+  EXPECT_EQ(pin(**p, 1, 1).error(), EINVAL);
+  // Once the file has grown, the same pages pin.
+  ASSERT_EQ(::ftruncate(f.fd(), 4 * kPageSize), 0);
+  ASSERT_TRUE(pin(**p, 0, 3).ok());
+  EXPECT_EQ(npinned(**p), 4u);
+  unpin(**p, 0, 3);
   unpin(**p, 0, 0);
+  EXPECT_EQ(user_charged(), 0u);
 }
 
 TEST_F(PagesTest, TwoFileMappingsOfOneRangeHaveDifferentAddressesButOneIdentity) {

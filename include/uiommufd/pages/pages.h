@@ -72,7 +72,7 @@ class Pages : public RefCounted<Pages> {
   // socket or directory that cannot be mmapped (ENODEV) — becomes EINVAL. EMFILE if the dup fails.
   // Deviation: the kernel only pins memfd/shmem/hugetlbfs folios and fails other files at pin time; any
   // mmappable file (e.g. a regular ext4 file) works here. A window past the end of the file is accepted and
-  // fails at pin time with EFAULT (SIGBUS territory), as the kernel fails such pins.
+  // fails at pin time with EINVAL, as the kernel's memfd_pin_folios does for a range reaching the file's end.
   static Result<RefPtr<Pages>> create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
                                            AccountMode mode);
 
@@ -105,7 +105,7 @@ class Pages : public RefCounted<Pages> {
   // Adds a pin user to every index in [first, last] (inclusive page indices).
   // Errors: EINVAL if first > last or last >= npages(). EFAULT from fault site "pages.pin" (checked once per
   // call, and only when some index is newly pinned) or from Mm::make_resident (the VA is not mapped with
-  // the needed access, or a file window lies past EOF). ENOMEM from account_charge (memlock limit, or fault
+  // the needed access). EINVAL when a newly pinned file page reaches the end of the file. ENOMEM from account_charge (memlock limit, or fault
   // site "pages.account").
   // Indices going 0 → 1 users are made resident, one make_resident per newly pinned run (write access when
   // writable()), then charged once for all of them: account_charge(account_mode(), n). Indices already
