@@ -322,16 +322,20 @@ void IoPagetable::remove_access(AccessHook* access, std::uint64_t alignment) {
   iova_alignment_ = compute_alignment_locked(domains_, large_pages_.load());
 }
 
-Result<std::vector<IoPagetable::Segment>> IoPagetable::segments_locked(std::uint64_t iova,
-                                                                       std::uint64_t last) const {
+std::vector<IoPagetable::Segment> IoPagetable::segments_locked(std::uint64_t iova, std::uint64_t last,
+                                                               bool* complete) const {
   std::vector<Segment> out;
   Interval range{iova, last};
   std::uint64_t cur = iova;
+  *complete = false;
   for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
-    if (!a || a->iova_start() > cur || !a->pages()) return Status::error(ENOENT);
+    if (!a || a->iova_start() > cur || !a->pages()) return out;
     std::uint64_t end = std::min(last, a->iova_last());
     out.push_back({a, cur, end - cur + 1, a->start_byte() + (cur - a->iova_start())});
-    if (end == last) return out;
+    if (end == last) {
+      *complete = true;
+      return out;
+    }
     cur = end + 1;
   }
 }
@@ -349,13 +353,15 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
   out->clear();
   lockdep::ReadGuard g(iova_rwsem_);
-  std::vector<Segment> segs = TRY(segments_locked(iova, last));
+  bool complete = false;
+  std::vector<Segment> segs = segments_locked(iova, last, &complete);
   std::size_t done = 0;
   Status st;
   for (; done < segs.size(); ++done) {
     const Segment& s = segs[done];
     Area& a = *s.area;
-    bool final_segment = done + 1 == segs.size();
+    // Only the segment that ends the range may end off a page boundary.
+    bool final_segment = s.iova + s.length - 1 == last;
     if (a.prevent_access || s.start_byte % kPageSize != 0 ||
         (!final_segment && (a.start_byte() + a.length()) % kPageSize != 0)) {
       st = Status::error(EINVAL);
@@ -376,6 +382,7 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     out->resize(at + n);
     for (std::size_t k = 0; k < n; ++k) (*out)[at + k] = {phys + k * kPageSize, host + k * kPageSize};
   }
+  if (st.ok() && !complete) st = Status::error(ENOENT);
   if (st.ok()) return st;
   // Undo the records of the segments before the failing one.
   for (std::size_t i = 0; i < done; ++i) {
@@ -393,10 +400,11 @@ bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
   std::uint64_t last;
   if (length == 0 || !checked_add(iova, length - 1, &last)) return false;
   lockdep::ReadGuard g(iova_rwsem_);
-  auto segs = segments_locked(iova, last);
-  if (!segs.ok()) return false;
+  bool complete = false;
+  std::vector<Segment> segs = segments_locked(iova, last, &complete);
+  if (!complete) return false;
   bool all = true;
-  for (const Segment& s : *segs) {
+  for (const Segment& s : segs) {
     Pages& pages = *s.area->pages();
     lockdep::MutexGuard pg(pages.mutex());
     if (pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize))
@@ -413,7 +421,8 @@ Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t leng
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
   TRY(inject(g_fault_rw));
   lockdep::ReadGuard g(iova_rwsem_);
-  std::vector<Segment> segs = TRY(segments_locked(iova, last));
+  bool complete = false;
+  std::vector<Segment> segs = segments_locked(iova, last, &complete);
   auto* bytes = static_cast<unsigned char*>(data);
   for (const Segment& s : segs) {
     Area& a = *s.area;
@@ -437,6 +446,7 @@ Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t leng
     }
     bytes += s.length;
   }
+  if (!complete) return Status::error(ENOENT);
   return {};
 }
 

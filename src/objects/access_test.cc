@@ -266,6 +266,22 @@ TEST_F(AccessTest, RwHonoursTheAreaProtectionAndHoles) {
   EXPECT_EQ(d.access().rw(kIova, &c, 0, 0).error(), EINVAL);
 }
 
+// The kernel walks the contiguous areas in IOVA order and reports a hole only after every area before it
+// succeeded: an earlier area's error wins over the hole, and a read has already copied the earlier bytes.
+TEST_F(AccessTest, RwAndPinWalkTheAreasInOrderBeforeReportingAHole) {
+  TestDriver d(*ctx_);
+  map(kIova, 0, 2 * kPageSize, Ioas::kReadable | Ioas::kFixedIova);  // read-only, then a hole
+  ASSERT_TRUE(d.access().attach(ioas_id_).ok());
+  std::vector<char> buf(4 * kPageSize, 0);
+  EXPECT_EQ(d.access().rw(kIova, buf.data(), buf.size(), Access::kRwWrite).error(), EPERM);
+  EXPECT_EQ(d.access().rw(kIova, buf.data(), buf.size(), 0).error(), ENOENT);
+  for (std::size_t i = 0; i < 2 * kPageSize; ++i) ASSERT_EQ(buf[i], mem_[i]) << i;  // copied before the hole
+  EXPECT_EQ(buf[2 * kPageSize], 0);
+  EXPECT_EQ(d.pin(kIova, 4 * kPageSize, nullptr, /*write=*/true).error(), EPERM);
+  EXPECT_EQ(d.pin(kIova, 4 * kPageSize, nullptr).error(), ENOENT);
+  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_);  // the failed pins left nothing
+}
+
 TEST_F(AccessTest, AccessAlignmentRaisesTheIoasAlignment) {
   TestDriver d(*ctx_);
   std::uint64_t iova = kIova + 512;

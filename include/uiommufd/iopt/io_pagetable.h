@@ -212,8 +212,11 @@ class IoPagetable {
     std::uint64_t length;
     std::uint64_t start_byte;
   };
-  // The segments of [iova, last] over contiguous fully-built areas; ENOENT on a gap.
-  Result<std::vector<Segment>> segments_locked(std::uint64_t iova, std::uint64_t last) const
+  // The segments of [iova, last] over contiguous fully-built areas, from iova up to the first gap or
+  // half-built area. *complete: whether they reach `last`. Callers work through them in order and report
+  // ENOENT for an incomplete walk only after every segment succeeded, as the kernel's contiguous-area walk
+  // does (an earlier area's EPERM or EINVAL wins, and a read or write has already moved its bytes).
+  std::vector<Segment> segments_locked(std::uint64_t iova, std::uint64_t last, bool* complete) const
       REQUIRES_SHARED(iova_rwsem_);
 
   lockdep::SharedMutex domains_rwsem_{"iopt.domains_rwsem"};
