@@ -243,7 +243,9 @@ __attribute__((noinline)) bool guarded_run(Mover mover, char* dst, const char* s
   std::size_t pos = 0;
   while (pos < len) {
     const std::size_t n = std::min(len - pos, gran - static_cast<std::size_t>((ulo + pos) & (gran - 1)));
-    mover(dst + pos, src + pos, n);
+    // Integer arithmetic: a user address may be anything, and a touch has no source at all.
+    mover(reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(dst) + pos),
+          reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(src) + pos), n);
     pos += n;
     compiler_barrier();
     r.progress = pos;
