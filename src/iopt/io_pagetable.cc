@@ -322,24 +322,6 @@ void IoPagetable::remove_access(AccessHook* access, std::uint64_t alignment) {
   iova_alignment_ = compute_alignment_locked(domains_, large_pages_.load());
 }
 
-std::vector<IoPagetable::Segment> IoPagetable::segments_locked(std::uint64_t iova, std::uint64_t last,
-                                                               bool* complete) const {
-  std::vector<Segment> out;
-  Interval range{iova, last};
-  std::uint64_t cur = iova;
-  *complete = false;
-  for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
-    if (!a || a->iova_start() > cur || !a->pages()) return out;
-    std::uint64_t end = std::min(last, a->iova_last());
-    out.push_back({a, cur, end - cur + 1, a->start_byte() + (cur - a->iova_start())});
-    if (end == last) {
-      *complete = true;
-      return out;
-    }
-    cur = end + 1;
-  }
-}
-
 namespace {
 Status check_access_prot(const Area& a, bool write) {
   if (write ? !(a.prot() & kIommuWrite) : !(a.prot() & kIommuRead)) return Status::error(EPERM);
@@ -353,45 +335,49 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
   out->clear();
   lockdep::ReadGuard g(iova_rwsem_);
-  bool complete = false;
-  std::vector<Segment> segs = segments_locked(iova, last, &complete);
   std::size_t done = 0;
   Status st;
-  for (; done < segs.size(); ++done) {
-    const Segment& s = segs[done];
+  const bool complete = walk_segments_locked(iova, last, [&](const Segment& s) {
     Area& a = *s.area;
     // Only the segment that ends the range may end off a page boundary.
-    bool final_segment = s.iova + s.length - 1 == last;
+    const bool final_segment = s.iova + s.length - 1 == last;
     if (a.prevent_access || s.start_byte % kPageSize != 0 ||
         (!final_segment && (a.start_byte() + a.length()) % kPageSize != 0)) {
       st = Status::error(EINVAL);
-      break;
+      return false;
     }
-    if (st = check_access_prot(a, write); !st.ok()) break;
+    if (st = check_access_prot(a, write); !st.ok()) return false;
     Pages& pages = *a.pages();
-    std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
+    const std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
     {
       lockdep::MutexGuard pg(pages.mutex());
-      if (st = pages.add_access_locked(first, last_index); !st.ok()) break;
+      if (st = pages.add_access_locked(first, last_index); !st.ok()) return false;
       ++a.num_accesses;
     }
-    // A Pages window is contiguous, so the handles follow from the first page's.
-    PhysAddr phys = pages.page_phys(first);
+    ++done;
+    // A Pages window is contiguous, so the handles follow from the first page's. Appended one by one
+    // rather than resized and filled: a resize would write every handle twice.
+    const PhysAddr phys = pages.page_phys(first);
     auto* host = static_cast<unsigned char*>(pages.host_page(first));
-    std::size_t at = out->size(), n = last_index - first + 1;
-    out->resize(at + n);
-    for (std::size_t k = 0; k < n; ++k) (*out)[at + k] = {phys + k * kPageSize, host + k * kPageSize};
-  }
+    const std::size_t n = last_index - first + 1;
+    out->reserve(out->size() + n);
+    for (std::size_t k = 0; k < n; ++k) out->push_back({phys + k * kPageSize, host + k * kPageSize});
+    return true;
+  });
   if (st.ok() && !complete) st = Status::error(ENOENT);
   if (st.ok()) return st;
-  // Undo the records of the segments before the failing one.
-  for (std::size_t i = 0; i < done; ++i) {
-    const Segment& s = segs[i];
+  // Undo the records of the segments before the failing one: the same walk, under the same lock, meets
+  // the same segments first.
+  std::size_t undone = 0;
+  walk_segments_locked(iova, last, [&](const Segment& s) {
+    if (undone == done) return false;
     Pages& pages = *s.area->pages();
     lockdep::MutexGuard pg(pages.mutex());
     pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize);
     --s.area->num_accesses;
-  }
+    ++undone;
+    return true;
+  });
   out->clear();
   return st;
 }
@@ -400,18 +386,18 @@ bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
   std::uint64_t last;
   if (length == 0 || !checked_add(iova, length - 1, &last)) return false;
   lockdep::ReadGuard g(iova_rwsem_);
-  bool complete = false;
-  std::vector<Segment> segs = segments_locked(iova, last, &complete);
-  if (!complete) return false;
+  // Nothing is removed unless the whole range is there, so walk once to check it first.
+  if (!walk_segments_locked(iova, last, [](const Segment&) { return true; })) return false;
   bool all = true;
-  for (const Segment& s : segs) {
+  walk_segments_locked(iova, last, [&](const Segment& s) {
     Pages& pages = *s.area->pages();
     lockdep::MutexGuard pg(pages.mutex());
     if (pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize))
       --s.area->num_accesses;
     else
       all = false;
-  }
+    return true;
+  });
   return all;
 }
 
@@ -421,32 +407,37 @@ Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t leng
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
   TRY(inject(g_fault_rw));
   lockdep::ReadGuard g(iova_rwsem_);
-  bool complete = false;
-  std::vector<Segment> segs = segments_locked(iova, last, &complete);
   auto* bytes = static_cast<unsigned char*>(data);
-  for (const Segment& s : segs) {
-    Area& a = *s.area;
-    if (a.prevent_access) return Status::error(EINVAL);
-    TRY(check_access_prot(a, write));
-    Pages& pages = *a.pages();
-    if (write && !pages.writable()) return Status::error(EPERM);
-    std::uint64_t va = pages.page_phys(0) + s.start_byte;
-    if (pages.kind() == PagesKind::kUser && !slow_path) {
-      // Straight through the source address space: a bad address is EFAULT, never a crash.
-      const Mm& mm = *Mm::current();
-      TRY(write ? mm.copy_to_user(va, bytes, s.length) : mm.copy_from_user(bytes, va, s.length));
-    } else {
-      std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
-      lockdep::MutexGuard pg(pages.mutex());
-      TRY(pages.pin_locked(first, last_index));
-      auto* host = static_cast<unsigned char*>(pages.host_page(first)) + s.start_byte % kPageSize;
-      if (write) std::memcpy(host, bytes, s.length);
-      else std::memcpy(bytes, host, s.length);
-      pages.unpin_locked(first, last_index);
-    }
+  Status st;
+  const bool complete = walk_segments_locked(iova, last, [&](const Segment& s) {
+    st = rw_segment_locked(s, bytes, write, slow_path);
     bytes += s.length;
-  }
+    return st.ok();
+  });
+  TRY(st);
   if (!complete) return Status::error(ENOENT);
+  return {};
+}
+
+Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bool write, bool slow_path) const {
+  Area& a = *s.area;
+  if (a.prevent_access) return Status::error(EINVAL);
+  TRY(check_access_prot(a, write));
+  Pages& pages = *a.pages();
+  if (write && !pages.writable()) return Status::error(EPERM);
+  const std::uint64_t va = pages.page_phys(0) + s.start_byte;
+  if (pages.kind() == PagesKind::kUser && !slow_path) {
+    // Straight through the source address space: a bad address is EFAULT, never a crash.
+    const Mm& mm = Mm::current_ref();
+    return write ? mm.copy_to_user(va, bytes, s.length) : mm.copy_from_user(bytes, va, s.length);
+  }
+  const std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
+  lockdep::MutexGuard pg(pages.mutex());
+  TRY(pages.pin_locked(first, last_index));
+  auto* host = static_cast<unsigned char*>(pages.host_page(first)) + s.start_byte % kPageSize;
+  if (write) std::memcpy(host, bytes, s.length);
+  else std::memcpy(bytes, host, s.length);
+  pages.unpin_locked(first, last_index);
   return {};
 }
 

@@ -64,6 +64,8 @@ Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const
     std::memset(dst, 0, len);
     return Status::error(g_fault_copy_from_user.error());
   }
+  if (!range_wraps(uaddr, len) && mm_internal::short_copy(/*to_user=*/false, dst, uaddr, len)) [[likely]]
+    return Status();
   std::size_t copied = 0;
   Status st = range_wraps(uaddr, len)
                   ? Status::error(EFAULT)
@@ -76,6 +78,9 @@ Status Mm::copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) c
   if (len == 0) return Status();
   TRY(inject(g_fault_copy_to_user));
   if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  // The local side is only read.
+  if (mm_internal::short_copy(/*to_user=*/true, const_cast<void*>(src), uaddr, len)) [[likely]]
+    return Status();
   return mm_internal::copy_to_user(mm_internal::CopyMethod::kAuto, uaddr, src, len);
 }
 

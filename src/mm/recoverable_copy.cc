@@ -25,6 +25,14 @@
 // the kernel force-kills on a blocked synchronous fault, no handler runs. Such threads are detected (once
 // per thread) and use the process_vm path.
 //
+// Short copies and page touches take a cheaper road to the same guarantee, the one the kernel's exception
+// table takes: the instructions that may fault are written in assembly at known addresses, and the handler,
+// seeing a fault at one of them, moves the interrupted program counter to a fix-up label and returns
+// normally. No sigsetjmp per call, and the return goes through sigreturn, which puts back the
+// signal mask and floating-point state by itself. The fix-up only tells that a fault happened, not where: a
+// short copy that faults is redone by the chunked path below, which finds exactly how far it got (and, for
+// a fault on the engine side of the copy, which is a bug, faults again there and is not recovered).
+//
 // The other state that sigreturn would have restored and longjmp does not: the kernel starts every x86
 // signal handler with a fresh FPU state (default MXCSR and x87 control word), so the handler puts the
 // interrupted code's MXCSR and x87 control word back from the signal frame before jumping; otherwise a copy
@@ -67,6 +75,9 @@ constexpr std::uint64_t kUserLimit = std::uint64_t{1} << 47;
 // bytes of a later page before faulting on an earlier one. A faulting chunk is redone page by page.
 constexpr std::size_t kChunk = std::size_t{64} << 10;
 
+// Up to this many bytes, a copy is tried as one rep movsb under the fix-up mechanism first.
+constexpr std::size_t kFixupCopyMax = 512;
+
 // The region state of one thread. Read by the signal handler on the same thread, so the fields the handler
 // reads are volatile and written between compiler barriers. Initial-exec TLS: no lazy allocation (and no
 // __tls_get_addr) when a signal handler touches it in a thread that never copied, even if this code ends up
@@ -91,6 +102,144 @@ constinit std::atomic<bool> g_installed{false};
 constinit std::atomic<bool> g_disabled_for_testing{false};
 
 inline void compiler_barrier() { asm volatile("" ::: "memory"); }
+
+}  // namespace
+
+#if defined(__x86_64__)
+// The fix-up routines (see the top of the file). Hidden symbols: every module that links this library (the
+// preload and a program linked with the engine, say) has its own copy and its own handler, and each
+// handler recognises only its own instructions and chains the rest.
+extern "C" {
+// Copies n bytes; returns 0, or 1 if the copy faulted part way.
+std::size_t uiommufd_mm_fixup_copy(void* dst, const void* src, std::size_t n) __attribute__((visibility("hidden")));
+// Touches one byte of every page in [p, end), p page-aligned; returns 0, or 1 on a fault.
+int uiommufd_mm_fixup_touch_read(std::uintptr_t p, std::uintptr_t end) __attribute__((visibility("hidden")));
+int uiommufd_mm_fixup_touch_write(std::uintptr_t p, std::uintptr_t end) __attribute__((visibility("hidden")));
+extern const char uiommufd_mm_copy_fixup[] __attribute__((visibility("hidden")));
+extern const char uiommufd_mm_touch_read_insn[] __attribute__((visibility("hidden")));
+extern const char uiommufd_mm_touch_write_insn[] __attribute__((visibility("hidden")));
+extern const char uiommufd_mm_touch_fixup[] __attribute__((visibility("hidden")));
+}
+
+// The copy: eight bytes at a time, then single bytes; any of its loads or stores may fault. Plain moves
+// rather than rep movsb, whose stores do not forward to the loads that read the command right after. The
+// touches: a read, or
+// a locked "or 0", which needs the page writable (breaking copy-on-write) yet changes nothing, so a
+// concurrent write by the program cannot be lost as it could with a read and a write-back.
+asm(R"(
+	.pushsection .text
+	.p2align 4
+	.globl uiommufd_mm_fixup_copy
+	.hidden uiommufd_mm_fixup_copy
+	.type uiommufd_mm_fixup_copy, @function
+uiommufd_mm_fixup_copy:
+	.cfi_startproc
+	cmpq $8, %rdx
+	jb 2f
+1:
+	movq (%rsi), %rax
+	movq %rax, (%rdi)
+	addq $8, %rsi
+	addq $8, %rdi
+	subq $8, %rdx
+	cmpq $8, %rdx
+	jae 1b
+2:
+	testq %rdx, %rdx
+	jz 4f
+3:
+	movzbl (%rsi), %eax
+	movb %al, (%rdi)
+	incq %rsi
+	incq %rdi
+	decq %rdx
+	jnz 3b
+4:
+	xorl %eax, %eax
+	ret
+	.globl uiommufd_mm_copy_fixup
+	.hidden uiommufd_mm_copy_fixup
+uiommufd_mm_copy_fixup:
+	movl $1, %eax
+	ret
+	.cfi_endproc
+	.size uiommufd_mm_fixup_copy, .-uiommufd_mm_fixup_copy
+
+	.p2align 4
+	.globl uiommufd_mm_fixup_touch_read
+	.hidden uiommufd_mm_fixup_touch_read
+	.type uiommufd_mm_fixup_touch_read, @function
+uiommufd_mm_fixup_touch_read:
+	.cfi_startproc
+	cmpq %rsi, %rdi
+	jae 2f
+1:
+	.globl uiommufd_mm_touch_read_insn
+	.hidden uiommufd_mm_touch_read_insn
+uiommufd_mm_touch_read_insn:
+	movzbl (%rdi), %eax
+	addq $4096, %rdi
+	cmpq %rsi, %rdi
+	jb 1b
+2:
+	xorl %eax, %eax
+	ret
+	.cfi_endproc
+	.size uiommufd_mm_fixup_touch_read, .-uiommufd_mm_fixup_touch_read
+
+	.p2align 4
+	.globl uiommufd_mm_fixup_touch_write
+	.hidden uiommufd_mm_fixup_touch_write
+	.type uiommufd_mm_fixup_touch_write, @function
+uiommufd_mm_fixup_touch_write:
+	.cfi_startproc
+	cmpq %rsi, %rdi
+	jae 2f
+1:
+	.globl uiommufd_mm_touch_write_insn
+	.hidden uiommufd_mm_touch_write_insn
+uiommufd_mm_touch_write_insn:
+	lock orb $0, (%rdi)
+	addq $4096, %rdi
+	cmpq %rsi, %rdi
+	jb 1b
+2:
+	xorl %eax, %eax
+	ret
+	.globl uiommufd_mm_touch_fixup
+	.hidden uiommufd_mm_touch_fixup
+uiommufd_mm_touch_fixup:
+	movl $1, %eax
+	ret
+	.cfi_endproc
+	.size uiommufd_mm_fixup_touch_write, .-uiommufd_mm_fixup_touch_write
+	.popsection
+)");
+#endif
+
+namespace {
+
+// A fault at one of the fix-up instructions: resume at its fix-up label instead (see the top of the file).
+bool fixed_up(void* uctx) {
+#if defined(__x86_64__)
+  if (uctx == nullptr) return false;
+  greg_t& pc = static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RIP];
+  const auto at = [&](const char* label) { return pc == static_cast<greg_t>(reinterpret_cast<std::uintptr_t>(label)); };
+  const auto copy_begin = reinterpret_cast<std::uintptr_t>(&uiommufd_mm_fixup_copy);
+  const auto copy_fixup = reinterpret_cast<std::uintptr_t>(uiommufd_mm_copy_fixup);
+  if (static_cast<std::uintptr_t>(pc) >= copy_begin && static_cast<std::uintptr_t>(pc) < copy_fixup) {
+    pc = static_cast<greg_t>(reinterpret_cast<std::uintptr_t>(uiommufd_mm_copy_fixup));
+    return true;
+  }
+  if (at(uiommufd_mm_touch_read_insn) || at(uiommufd_mm_touch_write_insn)) {
+    pc = static_cast<greg_t>(reinterpret_cast<std::uintptr_t>(uiommufd_mm_touch_fixup));
+    return true;
+  }
+#else
+  (void)uctx;
+#endif
+  return false;
+}
 
 // Puts back the interrupted code's floating-point control state (see the top of the file).
 void restore_fp_control(void* uctx) {
@@ -141,6 +290,10 @@ void on_fault(int sig, siginfo_t* info, void* uctx) {
   Region& r = t_region;
   // si_code > 0: raised by the kernel for an access (SEGV_MAPERR, SEGV_ACCERR, BUS_ADRERR, ...), so si_addr
   // is meaningful. A SIGSEGV sent with kill() while a copy runs is not ours.
+  if (info != nullptr && info->si_code > 0 && fixed_up(uctx)) {
+    errno = saved_errno;
+    return;
+  }
   if (r.active && info != nullptr && info->si_code > 0) {
     const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
     if (addr >= r.lo && addr < r.hi) {
@@ -286,6 +439,19 @@ bool recoverable_copy_usable(std::uint64_t uaddr, std::size_t len) {
   return uaddr + len <= kUserLimit && !t_region.active && recoverable_copy_available() && thread_can_recover();
 }
 
+bool short_copy(bool to_user, void* local, std::uint64_t uaddr, std::size_t len) {
+#if defined(__x86_64__)
+  if (len > kFixupCopyMax || uaddr + len > kUserLimit || t_mask_state != 1 ||
+      !g_installed.load(std::memory_order_relaxed) || g_disabled_for_testing.load(std::memory_order_relaxed))
+    return false;
+  void* user = reinterpret_cast<void*>(static_cast<std::uintptr_t>(uaddr));
+  return (to_user ? uiommufd_mm_fixup_copy(user, local, len) : uiommufd_mm_fixup_copy(local, user, len)) == 0;
+#else
+  (void)to_user, (void)local, (void)uaddr, (void)len;
+  return false;
+#endif
+}
+
 void set_recoverable_copy_disabled_for_testing(bool disabled) {
   g_disabled_for_testing.store(disabled, std::memory_order_relaxed);
 }
@@ -308,30 +474,12 @@ Status recoverable_copy(bool to_user, void* local, std::uint64_t uaddr, std::siz
 }
 
 #if defined(__x86_64__)
-namespace {
-// Faults in every page of [p, p + n), which starts on a page boundary: a read, or a locked "or 0", which
-// needs the page writable (breaking copy-on-write) yet changes nothing, so a concurrent write by the program
-// cannot be lost as it could with a read and a write-back.
-// In assembly, so no sanitizer instruments the accesses: the address may be anything (even 0), and a fault is
-// the expected way out.
-void touch_read(void* p, const void*, std::size_t n) {
-  for (std::size_t off = 0; off < n; off += kPageSize)
-    asm volatile("movzbl (%0), %%eax" : : "r"(static_cast<char*>(p) + off) : "eax", "memory");
-}
-void touch_write(void* p, const void*, std::size_t n) {
-  for (std::size_t off = 0; off < n; off += kPageSize)
-    asm volatile("lock orb $0, (%0)" : : "r"(static_cast<char*>(p) + off) : "memory");
-}
-}  // namespace
-
 bool recoverable_touch_supported() { return true; }
 
 Status recoverable_touch(std::uint64_t uaddr, std::size_t len, bool write) {
-  char* user = reinterpret_cast<char*>(static_cast<std::uintptr_t>(uaddr));
-  std::size_t done = 0;
-  return guarded_run(write ? touch_write : touch_read, user, nullptr, len, uaddr, kChunk, &done)
-             ? Status()
-             : Status::error(EFAULT);
+  const int faulted = write ? uiommufd_mm_fixup_touch_write(uaddr, uaddr + len)
+                            : uiommufd_mm_fixup_touch_read(uaddr, uaddr + len);
+  return faulted ? Status::error(EFAULT) : Status();
 }
 #else
 bool recoverable_touch_supported() { return false; }

@@ -101,6 +101,44 @@ TEST(RecoverableCopyTest, UnmappedRange) {
   EXPECT_EQ(copy_to_user(CopyMethod::kRecoverable, ro.uaddr(), buf.data(), 64).error(), EFAULT);
 }
 
+TEST(RecoverableCopyTest, ShortCopyIntoABadPageStopsAtItsFirstByte) {
+  // Short copies take the fix-up path first; the exact progress still comes out.
+  TestRegion r(2);
+  ASSERT_TRUE(r.ok());
+  fill_pattern(r.ptr(), r.len(), 7);
+  ASSERT_TRUE(r.protect_page(1, PROT_NONE));
+  const std::size_t off = kPageSize - 40;
+  unsigned char buf[100];
+  std::memset(buf, 0xcc, sizeof buf);
+  std::size_t copied = 0;
+  EXPECT_EQ(copy_from_user(CopyMethod::kRecoverable, buf, r.uaddr(off), sizeof buf, &copied).error(), EFAULT);
+  EXPECT_EQ(copied, 40u);
+  EXPECT_EQ(std::memcmp(buf, r.ptr(off), 40), 0);
+
+  unsigned char src[100];
+  std::memset(src, 0xab, sizeof src);
+  EXPECT_EQ(copy_to_user(CopyMethod::kRecoverable, r.uaddr(off), src, sizeof src).error(), EFAULT);
+  for (std::size_t i = off; i < kPageSize; ++i) ASSERT_EQ(*r.ptr(i), 0xab) << i;
+}
+
+TEST(RecoverableCopyTest, TouchFaultsOnlyWhereTheAccessIsMissing) {
+  TestRegion rw(2), ro(2, PROT_READ), none(1, PROT_NONE);
+  ASSERT_TRUE(rw.ok() && ro.ok() && none.ok());
+  EXPECT_EQ(recoverable_touch(rw.uaddr(), rw.len(), /*write=*/true), Status());
+  EXPECT_EQ(recoverable_touch(ro.uaddr(), ro.len(), /*write=*/false), Status());
+  EXPECT_EQ(recoverable_touch(ro.uaddr(), ro.len(), /*write=*/true).error(), EFAULT);
+  EXPECT_EQ(recoverable_touch(none.uaddr(), none.len(), /*write=*/false).error(), EFAULT);
+  EXPECT_EQ(recoverable_touch(mm_testing::kHoleUaddr, kPageSize, /*write=*/false).error(), EFAULT);
+  // A bad page after good ones: the good ones are still touched, and nothing is changed.
+  fill_pattern(rw.ptr(), rw.len(), 3);
+  const std::vector<unsigned char> orig(rw.ptr(), rw.ptr() + rw.len());
+  ASSERT_TRUE(rw.protect_page(1, PROT_READ));
+  EXPECT_EQ(recoverable_touch(rw.uaddr(), rw.len(), /*write=*/true).error(), EFAULT);
+  EXPECT_EQ(std::memcmp(rw.ptr(), orig.data(), orig.size()), 0);
+  // Recovery leaves SIGSEGV deliverable, so the next fault is recovered too.
+  EXPECT_EQ(recoverable_touch(none.uaddr(), none.len(), /*write=*/true).error(), EFAULT);
+}
+
 TEST(RecoverableCopyTest, ManyFaultsInARowOnOneThread) {
   // With SIGSEGV left blocked after a recovery, the second fault would kill the process.
   TestRegion r(2);

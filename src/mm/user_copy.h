@@ -44,6 +44,12 @@ Status copy_to_user(CopyMethod method, std::uint64_t uaddr, const void* src, std
 bool recoverable_copy_available();
 bool recoverable_copy_usable(std::uint64_t uaddr, std::size_t len);
 Status recoverable_copy(bool to_user, void* local, std::uint64_t uaddr, std::size_t len, std::size_t* done);
+// The quick road for short copies (command structs): one instruction sequence under the handler's fix-up,
+// with no region set up. True when all len bytes were copied. False when the range or thread does not
+// qualify (too long, above 2^47, a thread whose mask state is not yet known to allow recovery, the handler
+// not installed or disabled for testing) or when the copy faulted part way; either way the caller goes on
+// to the general path, which redoes the whole copy and reports the exact progress.
+bool short_copy(bool to_user, void* local, std::uint64_t uaddr, std::size_t len);
 // Test hook: makes kAuto and kRecoverable skip the recoverable copy (as if it were not usable).
 void set_recoverable_copy_disabled_for_testing(bool disabled);
 

@@ -37,8 +37,8 @@ Status Ioas::check_map_args(std::uint32_t flags, std::initializer_list<std::uint
 
 Status Ioas::map(std::uint64_t uptr, std::uint64_t length, std::uint64_t* iova, std::uint32_t flags) {
   TRY(check_map_args(flags, {*iova, length}));
-  RefPtr<Pages> pages =
-      TRY(Pages::create_user(Mm::current(), uptr, length, flags & kWriteable, context().account_mode()));
+  RefPtr<Pages> pages = TRY(Pages::create_user(Mm::current(), uptr, length, flags & kWriteable,
+                                               context().account_mode(), lock_pinned()));
   return iopt_.map_pages(std::move(pages), iova, map_prot(flags), flags & kFixedIova);
 }
 
@@ -50,7 +50,7 @@ Status Ioas::map_file(int fd, std::uint64_t start, std::uint64_t length, std::ui
   if (length == 0) return Status::error(EINVAL);
   if (!checked_add(start, length - 1, &last)) return Status::error(EOVERFLOW);
   RefPtr<Pages> pages =
-      TRY(Pages::create_file(fd, start, length, flags & kWriteable, context().account_mode()));
+      TRY(Pages::create_file(fd, start, length, flags & kWriteable, context().account_mode(), lock_pinned()));
   return iopt_.map_pages(std::move(pages), iova, map_prot(flags), flags & kFixedIova);
 }
 

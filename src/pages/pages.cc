@@ -44,6 +44,21 @@ std::uint64_t pages_for(std::uint64_t offset, std::uint64_t length) {
 }
 }  // namespace
 
+// The lock users of every page address of this process (page number = address >> kPageShift), over all
+// Pages with lock_pinned: mlock is one bit per page, so two locked Pages over one buffer (two MAPs of it)
+// must not unlock what the other still holds. Each Pages adds at most one user per page (its own 0 → 1
+// edges); a page is mlocked while it has a user. Every Mm's addresses are this process's (Mm::lock
+// mlocks them directly), so the address alone names the page.
+struct LockedPages {
+  lockdep::Mutex mu{"pages.mlock"};
+  PinRuns users GUARDED_BY(mu);
+
+  static LockedPages& get() {
+    static auto* locked = new LockedPages;  // never destroyed: Pages may outlive static destructors
+    return *locked;
+  }
+};
+
 std::atomic<std::uint64_t> Pages::total_pinned_{0};
 std::atomic<std::size_t> Pages::temp_memory_limit_{Pages::kDefaultTempMemoryLimit};
 
@@ -72,8 +87,8 @@ struct PagesRegistry {
 };
 
 Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
-             std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd,
-             std::uint64_t file_dev, std::uint64_t file_ino)
+             std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, bool lock_pinned,
+             int file_fd, std::uint64_t file_dev, std::uint64_t file_ino)
     : kind_(kind),
       mm_(std::move(mm)),
       base_(base),
@@ -83,26 +98,27 @@ Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t st
       source_addr_(source_addr),
       writable_(writable),
       account_mode_(mode),
+      lock_pinned_(lock_pinned),
       file_fd_(file_fd),
       file_dev_(file_dev),
       file_ino_(file_ino) {}
 
 Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length, bool writable,
-                                         AccountMode mode) {
+                                         AccountMode mode, bool lock_pinned) {
   UIOMMUFD_ASSERT(mm);
   TRY(check_window(uptr, length, /*end_exclusive=*/true));
   TRY(inject(g_fault_pages_alloc));
   const std::uint64_t offset = page_offset(uptr);
   auto* pages = new (std::nothrow) Pages(PagesKind::kUser, std::move(mm), page_align_down(uptr), offset, length,
-                                         pages_for(offset, length), uptr, writable, mode, /*file_fd=*/-1,
-                                         /*file_dev=*/0, /*file_ino=*/0);
+                                         pages_for(offset, length), uptr, writable, mode, lock_pinned,
+                                         /*file_fd=*/-1, /*file_dev=*/0, /*file_ino=*/0);
   if (pages == nullptr) return Status::error(ENOMEM);
   PagesRegistry::get().add(pages);
   return RefPtr<Pages>(pages);
 }
 
 Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
-                                         AccountMode mode) {
+                                         AccountMode mode, bool lock_pinned) {
   if (fd < 0 || ::fcntl(fd, F_GETFD) == -1) return Status::error(EBADF);
   TRY(check_window(start, length, /*end_exclusive=*/false));
   const std::uint64_t offset = page_offset(start);
@@ -140,7 +156,8 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
   }
   auto* pages = new (std::nothrow)
       Pages(PagesKind::kFile, Mm::current(), reinterpret_cast<std::uint64_t>(addr), offset, length, npages, start,
-            writable, mode, dup_fd, static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino));
+            writable, mode, lock_pinned, dup_fd, static_cast<std::uint64_t>(st.st_dev),
+            static_cast<std::uint64_t>(st.st_ino));
   if (pages == nullptr) {
     ::munmap(addr, map_len);
     ::close(dup_fd);
@@ -208,22 +225,62 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
     }
   }
   std::uint64_t n = 0;
+  std::size_t nlocked = 0;  // the first nlocked runs of `newly` are locked
+  Status st;
   for (const Interval& run : newly) {
     // One call per run: the mm layer populates the whole range at once (a single madvise).
-    Status st = mm_->make_resident(base_ + (run.start << kPageShift), run.length() << kPageShift, writable_);
-    if (!st.ok()) {
-      unwind_pin_locked(first, last);
-      return st;
+    st = mm_->make_resident(base_ + (run.start << kPageShift), run.length() << kPageShift, writable_);
+    if (!st.ok()) break;
+    // Locked once resident, so that mlock finds nothing left to fault in and fails only for the limit.
+    if (lock_pinned_) {
+      st = lock_run_locked(run);
+      if (!st.ok()) break;
+      ++nlocked;
     }
     n += run.length();
   }
   // Charged after pinning, like the kernel's npinned/last_npinned step (spec §3.4).
-  if (Status st = account_charge(account_mode_, n); !st.ok()) {
+  if (st.ok()) st = account_charge(account_mode_, n);
+  if (!st.ok()) {
+    newly.resize(nlocked);
+    unlock_runs_locked(newly);
     unwind_pin_locked(first, last);
     return st;
   }
   total_pinned_.fetch_add(n, std::memory_order_relaxed);
   return Status();
+}
+
+Status Pages::lock_run_locked(const Interval& run) {
+  mu_.assert_held();
+  const std::uint64_t page0 = (base_ >> kPageShift) + run.start;
+  LockedPages& locked = LockedPages::get();
+  lockdep::MutexGuard g(locked.mu);
+  std::vector<Interval> fresh;
+  locked.users.add(page0, page0 + run.length() - 1, &fresh);
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    Status st = mm_->lock(fresh[i].start << kPageShift, fresh[i].length() << kPageShift);
+    if (!st.ok()) {
+      for (std::size_t j = 0; j < i; ++j)
+        mm_->unlock(fresh[j].start << kPageShift, fresh[j].length() << kPageShift);
+      locked.users.remove(page0, page0 + run.length() - 1, nullptr);
+      return st;
+    }
+  }
+  return Status();
+}
+
+void Pages::unlock_runs_locked(const std::vector<Interval>& runs) {
+  mu_.assert_held();
+  if (runs.empty()) return;
+  LockedPages& locked = LockedPages::get();
+  lockdep::MutexGuard g(locked.mu);
+  std::vector<Interval> gone;
+  for (const Interval& run : runs) {
+    const std::uint64_t page0 = (base_ >> kPageShift) + run.start;
+    locked.users.remove(page0, page0 + run.length() - 1, &gone);
+    for (const Interval& r : gone) mm_->unlock(r.start << kPageShift, r.length() << kPageShift);
+  }
 }
 
 void Pages::unwind_pin_locked(std::uint64_t first, std::uint64_t last) {
@@ -236,7 +293,13 @@ void Pages::unpin_locked(std::uint64_t first, std::uint64_t last) {
   UIOMMUFD_ASSERT(first <= last && last < npages_);
   // Uncharged as soon as npinned drops (spec §3.4); the drop is the number of 1 → 0 indices.
   const std::uint64_t before = pins_.pinned_pages();
-  pins_.remove(first, last, nullptr);
+  if (lock_pinned_) {
+    std::vector<Interval> unpinned;
+    pins_.remove(first, last, &unpinned);
+    unlock_runs_locked(unpinned);
+  } else {
+    pins_.remove(first, last, nullptr);  // no run list to build: the count is all unpin needs
+  }
   const std::uint64_t n = before - pins_.pinned_pages();
   if (n == 0) return;
   account_uncharge(account_mode_, n);

@@ -22,6 +22,7 @@
 #include "uiommufd/base/fault_sweep.h"
 #include "uiommufd/lockdep/lockdep.h"
 #include "../mm/test_region.h"
+#include "pages_testing.h"
 
 namespace uiommufd {
 namespace {
@@ -48,44 +49,11 @@ class Region {
   void* addr_;
 };
 
-// A memfd of `npages` pages, closed at the end of the test.
-class Memfd {
- public:
-  explicit Memfd(std::uint64_t npages) : fd_(::memfd_create("pages_test", MFD_CLOEXEC)) {
-    EXPECT_GE(fd_, 0);
-    EXPECT_EQ(::ftruncate(fd_, static_cast<off_t>(npages * kPageSize)), 0);
-  }
-  ~Memfd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Memfd(const Memfd&) = delete;
-  Memfd& operator=(const Memfd&) = delete;
-  int fd() const { return fd_; }
-  void close() {
-    ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
-
-Status pin(Pages& pages, std::uint64_t first, std::uint64_t last) {
-  lockdep::MutexGuard g(pages.mutex());
-  return pages.pin_locked(first, last);
-}
-void unpin(Pages& pages, std::uint64_t first, std::uint64_t last) {
-  lockdep::MutexGuard g(pages.mutex());
-  pages.unpin_locked(first, last);
-}
-std::uint64_t npinned(Pages& pages) {
-  lockdep::MutexGuard g(pages.mutex());
-  return pages.npinned_locked();
-}
-std::uint32_t users(Pages& pages, std::uint64_t index) {
-  lockdep::MutexGuard g(pages.mutex());
-  return pages.pin_users_locked(index);
-}
+using pages_testing::Memfd;
+using pages_testing::npinned;
+using pages_testing::pin;
+using pages_testing::unpin;
+using pages_testing::users;
 
 RefPtr<Pages> user_pages(std::uint64_t uptr, std::uint64_t length, bool writable = true,
                          AccountMode mode = AccountMode::kUser) {

@@ -1,5 +1,7 @@
 #include "fd_table.h"
 
+#include <sys/single_threaded.h>
+
 #include <cerrno>
 
 #include <fcntl.h>
@@ -13,7 +15,23 @@ std::atomic<std::uint64_t> FdTable::bits_[FdTable::kBitmapFds / 64];
 std::atomic<std::uint32_t> FdTable::high_count_{0};
 std::atomic<FdTable::Slot*> FdTable::chunks_[FdTable::kBitmapFds / FdTable::kChunkSlots];
 
+namespace {
+// The cell this thread borrows (see acquire_file), and whether its last reference went meanwhile.
+// Initial-exec: read by the close path, which a signal handler may run, so no lazy TLS allocation.
+__attribute__((tls_model("initial-exec"))) constinit thread_local FileCell* t_borrowed = nullptr;
+__attribute__((tls_model("initial-exec"))) constinit thread_local bool t_borrowed_orphaned = false;
+}  // namespace
+
 void FileRef::recycle(FileCell* cell) { FdTable::get().recycle(cell); }
+
+void FileRef::end_borrow(FileCell* cell) {
+  t_borrowed = nullptr;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (t_borrowed_orphaned) {
+    t_borrowed_orphaned = false;
+    FdTable::get().recycle_now(cell);
+  }
+}
 
 FdTable& FdTable::get() {
   static FdTable* table = [] {
@@ -76,6 +94,14 @@ FileCell* FdTable::publish_locked(int fd, const Node* node) {
 }
 
 void FdTable::recycle(FileCell* cell) {
+  if (cell == t_borrowed) {
+    t_borrowed_orphaned = true;
+    return;
+  }
+  recycle_now(cell);
+}
+
+void FdTable::recycle_now(FileCell* cell) {
   // No reader can take a reference from 0, and the cell is not on the free list yet: the file is ours.
   std::shared_ptr<uapi::OpenFile> file = std::move(cell->file);
   {
@@ -97,6 +123,23 @@ FileRef FdTable::acquire_file(int fd) {
   Slot* chunk = chunks_[fd / kChunkSlots].load(std::memory_order_acquire);
   if (!chunk) return FileRef();
   Slot& slot = chunk[fd % kChunkSlots];
+  if (__libc_single_threaded && t_borrowed == nullptr) {
+    FileCell* cell = slot.load(std::memory_order_acquire);
+    if (!cell) return FileRef();
+    t_borrowed = cell;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    // A signal handler may have closed the fd between the load and the mark; from the mark on, a close
+    // cannot recycle the cell under us.
+    if (slot.load(std::memory_order_relaxed) == cell && cell->refs.load(std::memory_order_relaxed) != 0)
+      return FileRef(cell, /*borrowed=*/true);
+    t_borrowed = nullptr;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (t_borrowed_orphaned) {
+      // Closed in the window after the mark: the cell is ours to recycle.
+      t_borrowed_orphaned = false;
+      recycle_now(cell);
+    }
+  }
   for (;;) {
     FileCell* cell = slot.load(std::memory_order_acquire);
     if (!cell) return FileRef();

@@ -86,26 +86,39 @@ class FileRef {
  public:
   FileRef() = default;
   FileRef(FileRef&& o) noexcept
-      : cell_(std::exchange(o.cell_, nullptr)), slow_(std::move(o.slow_)), file_(std::exchange(o.file_, nullptr)) {}
+      : cell_(std::exchange(o.cell_, nullptr)),
+        slow_(std::move(o.slow_)),
+        file_(std::exchange(o.file_, nullptr)),
+        borrowed_(std::exchange(o.borrowed_, false)) {}
   FileRef& operator=(FileRef&&) = delete;
   FileRef(const FileRef&) = delete;
   ~FileRef() {
-    if (cell_ && cell_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) recycle(cell_);
+    if (!cell_) return;
+    if (borrowed_) {
+      end_borrow(cell_);
+    } else if (cell_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      recycle(cell_);
+    }
   }
 
   uapi::OpenFile* get() const { return file_; }
   uapi::OpenFile* operator->() const { return file_; }
   explicit operator bool() const { return file_ != nullptr; }
+  // Whether the reference is borrowed (single-threaded process) rather than counted.
+  bool borrowed() const { return borrowed_; }
 
  private:
   friend class FdTable;
   static void recycle(FileCell* cell);
-  explicit FileRef(FileCell* cell) : cell_(cell), file_(cell->file.get()) {}
+  static void end_borrow(FileCell* cell);
+  explicit FileRef(FileCell* cell, bool borrowed = false)
+      : cell_(cell), file_(cell->file.get()), borrowed_(borrowed) {}
   explicit FileRef(std::shared_ptr<uapi::OpenFile> f) : slow_(std::move(f)), file_(slow_.get()) {}
 
   FileCell* cell_ = nullptr;                 // fds below kBitmapFds
   std::shared_ptr<uapi::OpenFile> slow_;     // fds above, found in the map under the lock
   uapi::OpenFile* file_ = nullptr;
+  bool borrowed_ = false;                    // no reference counted: see FdTable::acquire_file
 };
 
 class FdTable final : public uapi::FdHost {
@@ -125,6 +138,13 @@ class FdTable final : public uapi::FdHost {
   std::shared_ptr<Node> find(int fd) EXCLUDES(mu_);
   // The file behind `fd` when it stands for a kFile node; empty otherwise. Lock-free for fds below
   // kBitmapFds (callers have asked maybe_ours() first).
+  //
+  // In a single-threaded process the reference is borrowed rather than counted, as the kernel's fdget
+  // skips the count when the file table is not shared: no other thread can close the fd meanwhile. The one
+  // closer left is a signal handler on this thread; the borrowed cell is marked in thread-local state, and
+  // a last reference dropped while the mark is up (a close from the handler) leaves the recycling to the
+  // borrower's FileRef. The engine starts no threads; a signal handler that starts one which closes the fd
+  // during the call is not supported.
   FileRef acquire_file(int fd) EXCLUDES(mu_);
   // Makes `fd` stand for `node` (null: for nothing) and returns what it stood for before, for the caller
   // to drop after the table lock is released.
@@ -157,8 +177,10 @@ class FdTable final : public uapi::FdHost {
   void put(FileCell* cell) EXCLUDES(mu_) {
     if (cell->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) recycle(cell);
   }
-  // After the last reference to `cell` is gone.
+  // After the last reference to `cell` is gone: recycles it, or, while this thread borrows it, leaves that
+  // to the borrower.
   void recycle(FileCell* cell) EXCLUDES(mu_);
+  void recycle_now(FileCell* cell) EXCLUDES(mu_);
   static void before_fork();
   static void after_fork_parent();
   static void after_fork_child();

@@ -7,6 +7,8 @@
 #include <memory>
 #include <thread>
 
+#include <sys/single_threaded.h>
+
 #include <gtest/gtest.h>
 
 namespace uiommufd::runtime {
@@ -63,6 +65,65 @@ TEST(FdTableTest, FileLivesUntilTheLastReferenceTakenBeforeCloseIsDropped) {
   EXPECT_EQ(destroyed.load(), 0);
   EXPECT_EQ((*ref)->ioctl(0, 0), 0);
   delete ref;  // the last reference: the file goes, as at the kernel's last fput
+  EXPECT_EQ(destroyed.load(), 1);
+}
+
+// In a single-threaded process the reference is borrowed; the one thing that can close the fd meanwhile
+// is a signal handler on the same thread, played here by the test itself.
+TEST(FdTableTest, BorrowedReferenceOutlivesACloseFromTheSameThread) {
+  if (!__libc_single_threaded) GTEST_SKIP() << "another test of this process started a thread";
+  std::atomic<int> destroyed{0};
+  FdTable& t = FdTable::get();
+  t.set(kFd, file_node(std::make_shared<FakeFile>(&destroyed)));
+  {
+    FileRef ref = t.acquire_file(kFd);
+    ASSERT_TRUE(ref);
+    EXPECT_TRUE(ref.borrowed());
+    t.set(kFd, nullptr);
+    EXPECT_EQ(destroyed.load(), 0);
+    EXPECT_EQ(ref->ioctl(0, 0), 0);
+  }
+  EXPECT_EQ(destroyed.load(), 1);
+  // The cell went back to the free list: the next file gets a working reference.
+  auto next = std::make_shared<FakeFile>(&destroyed);
+  t.set(kFd2, file_node(next));
+  EXPECT_EQ(t.acquire_file(kFd2).get(), next.get());
+  t.set(kFd2, nullptr);
+}
+
+TEST(FdTableTest, NestedLookupWhileBorrowingIsCountedAndTheFileGoesOnce) {
+  if (!__libc_single_threaded) GTEST_SKIP() << "another test of this process started a thread";
+  std::atomic<int> destroyed{0};
+  FdTable& t = FdTable::get();
+  t.set(kFd, file_node(std::make_shared<FakeFile>(&destroyed)));
+  {
+    FileRef outer = t.acquire_file(kFd);
+    ASSERT_TRUE(outer.borrowed());
+    {
+      // As a signal handler's ioctl and close would, in the middle of the outer call.
+      FileRef inner = t.acquire_file(kFd);
+      ASSERT_TRUE(inner);
+      EXPECT_FALSE(inner.borrowed());
+      t.set(kFd, nullptr);
+    }
+    EXPECT_EQ(destroyed.load(), 0);
+    EXPECT_EQ(outer->ioctl(0, 0), 0);
+  }
+  EXPECT_EQ(destroyed.load(), 1);
+}
+
+TEST(FdTableTest, ReferencesAreCountedOnceTheProcessHasThreads) {
+  std::thread([] {}).join();
+  ASSERT_FALSE(__libc_single_threaded);
+  std::atomic<int> destroyed{0};
+  FdTable& t = FdTable::get();
+  t.set(kFd, file_node(std::make_shared<FakeFile>(&destroyed)));
+  {
+    FileRef ref = t.acquire_file(kFd);
+    EXPECT_FALSE(ref.borrowed());
+    t.set(kFd, nullptr);
+    EXPECT_EQ(destroyed.load(), 0);
+  }
   EXPECT_EQ(destroyed.load(), 1);
 }
 

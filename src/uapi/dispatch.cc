@@ -61,9 +61,8 @@ long IommufdFile::ioctl(unsigned long cmd, std::uint64_t arg) {
   // A table hit whose type or direction bits differ is not our command.
   if (!op.execute || cmd != io_cmd(nr)) return -ENOTTY;
   Ucmd ucmd(Ucmd::Uninitialized{}, *this, *ctx_, cmd, arg);
-  Result<std::uint32_t> size = copy_cmd_from_user(ucmd.buf, op.size, op.min_size, arg);
-  if (!size.ok()) return -size.error();
-  ucmd.user_size = *size;
+  const Status copied = copy_cmd_from_user(ucmd.buf, op.size, op.min_size, arg, &ucmd.user_size);
+  if (!copied.ok()) return -copied.error();
   return op.execute(ucmd);
 }
 

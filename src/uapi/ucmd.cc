@@ -38,7 +38,8 @@ Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uptr, s
   return Mm::current_ref().copy_from_user(dst, uptr, n);
 }
 
-Result<std::uint32_t> copy_cmd_from_user(void* dst, std::size_t known, std::uint32_t min_size, std::uint64_t uptr) {
+Status copy_cmd_from_user(void* dst, std::size_t known, std::uint32_t min_size, std::uint64_t uptr,
+                          std::uint32_t* user_size) {
   const std::uint64_t injected_before = injected_on_this_thread();
   Status whole = Mm::current_ref().copy_from_user(dst, uptr, known);
   if (whole.ok()) [[likely]] {
@@ -51,7 +52,8 @@ Result<std::uint32_t> copy_cmd_from_user(void* dst, std::size_t known, std::uint
     } else if (size > known) {
       TRY(check_zero_tail(uptr, known, size));
     }
-    return size;
+    *user_size = size;
+    return Status();
   }
   // An injected failure is the copy-in failing; only a real fault may be a short struct at the end of
   // readable memory.
@@ -59,7 +61,8 @@ Result<std::uint32_t> copy_cmd_from_user(void* dst, std::size_t known, std::uint
   const std::uint32_t size = TRY(read_user_size(uptr));
   if (size < min_size) return Status::error(EINVAL);
   TRY(copy_struct_from_user(dst, known, uptr, size));
-  return size;
+  *user_size = size;
+  return Status();
 }
 
 }  // namespace uiommufd::uapi

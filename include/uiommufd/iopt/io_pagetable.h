@@ -213,11 +213,27 @@ class IoPagetable {
     std::uint64_t start_byte;
   };
   // The segments of [iova, last] over contiguous fully-built areas, from iova up to the first gap or
-  // half-built area. *complete: whether they reach `last`. Callers work through them in order and report
-  // ENOENT for an incomplete walk only after every segment succeeded, as the kernel's contiguous-area walk
+  // half-built area. Callers work through them in order and report ENOENT for an incomplete walk only
+  // after every segment succeeded, as the kernel's contiguous-area walk
   // does (an earlier area's EPERM or EINVAL wins, and a read or write has already moved its bytes).
-  std::vector<Segment> segments_locked(std::uint64_t iova, std::uint64_t last, bool* complete) const
+  // access_rw's work on one segment.
+  Status rw_segment_locked(const Segment& s, unsigned char* bytes, bool write, bool slow_path) const
       REQUIRES_SHARED(iova_rwsem_);
+  // Calls `bool f(const Segment&)` for each segment in order (no allocation: the access paths run it on
+  // every pin); f returning false stops the walk. Returns whether the segments reached `last` without f
+  // stopping them.
+  template <typename F>
+  bool walk_segments_locked(std::uint64_t iova, std::uint64_t last, F&& f) const REQUIRES_SHARED(iova_rwsem_) {
+    const Interval range{iova, last};
+    std::uint64_t cur = iova;
+    for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
+      if (!a || a->iova_start() > cur || !a->pages()) return false;
+      const std::uint64_t end = std::min(last, a->iova_last());
+      if (!f(Segment{a, cur, end - cur + 1, a->start_byte() + (cur - a->iova_start())})) return false;
+      if (end == last) return true;
+      cur = end + 1;
+    }
+  }
 
   lockdep::SharedMutex domains_rwsem_{"iopt.domains_rwsem"};
   lockdep::SharedMutex iova_rwsem_{"iopt.iova_rwsem"};

@@ -13,6 +13,9 @@
 //   4. iopt.iova_rwsem      the interval trees (areas, reserved, allowed) and iova_alignment. Read for
 //                           lookups (pin, rw, copy source, ranges); write to change them.
 //   5. pages.mutex          one Pages object's pin bookkeeping; domain map/unmap of its areas runs here.
+//   5a. pages.mlock         process-wide count of mlock users per page (Pages created with lock_pinned);
+//                           taken inside pages.mutex around the mlock / munlock calls, and around nothing
+//                           else.
 //   6. domain.page_table    one software domain's table; taken by every domain operation, so that
 //                           disjoint areas can be mapped into one domain from several threads.
 //   7. context.objects      the object table (never held across anything that locks).

@@ -1,7 +1,12 @@
 // Ioas: an I/O address space object (IOMMU_IOAS_ALLOC): an IoPagetable plus the paging HWPTs bound to it.
 // The map / copy / unmap entry points check their arguments in the kernel's order and return its errnos.
+//
+// Library option, not part of the kernel's uAPI (no ioctl sets it): set_lock_pinned(true) makes the areas
+// that map() and map_file() create afterwards mlock their memory while it is pinned (Pages' lock_pinned),
+// so that the host kernel cannot reclaim what a domain or access holds.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <vector>
@@ -43,6 +48,12 @@ class Ioas : public Object {
 
   IoPagetable& iopt() { return iopt_; }
 
+  // Whether map() and map_file() create Pages that mlock what they pin (default false). The setting is read
+  // once per map, so it applies to later maps only; areas already mapped keep theirs. copy_from() / copy()
+  // share the source's Pages and so keep the source's setting whatever the destination's is. Any thread.
+  void set_lock_pinned(bool on) { lock_pinned_.store(on, std::memory_order_relaxed); }
+  bool lock_pinned() const { return lock_pinned_.load(std::memory_order_relaxed); }
+
   // IOMMU_IOAS_MAP of [uptr, uptr + length) at *iova (kFixedIova) or at an allocated IOVA written to
   // *iova. EOPNOTSUPP unknown flags; EOVERFLOW iova or length ≥ U64_MAX, or uptr + length wraps; EINVAL
   // neither readable nor writeable, length 0; then IoPagetable::map_chunks' errors.
@@ -75,6 +86,7 @@ class Ioas : public Object {
   Status map_copy(const std::vector<PagesChunk>& chunks, std::uint64_t* dst_iova, std::uint32_t flags);
 
   IoPagetable iopt_;
+  std::atomic<bool> lock_pinned_{false};
   lockdep::Mutex mu_{"ioas.mutex"};
   std::vector<HwPagetable*> hwpts_ GUARDED_BY(mu_);
 };

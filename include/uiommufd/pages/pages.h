@@ -8,9 +8,15 @@
 // charged — while at least one user holds it, and only once however many users hold it (spec §3.3).
 //
 // What "pinned" means in user space (ARCHITECTURE.md, "Memory in user space"): the range is made resident
-// through Mm::make_resident, counted in a PinRuns, and charged to account_mode(). The memory itself is not
-// locked (no mlock), and nothing stops the owner from munmapping it; as with VFIO, memory must stay mapped
-// while it is mapped into an IOAS.
+// through Mm::make_resident, counted in a PinRuns, and charged to account_mode(). Residency alone does not
+// stop the host kernel from reclaiming or migrating a page later, so a Pages created with lock_pinned also
+// mlocks what it pins (Mm::lock; user pages at their user VA, file pages at the window's address): a page is
+// locked while at least one user of at least one such Pages holds it. mlock state is per page and not
+// counted, so the locks of all Pages are counted together, process-wide, by page address; the count is
+// guarded by "pages.mlock", taken inside pages.mutex and around nothing else. FIXME: an mlock the owner made
+// itself is not in that count, so the last unpin of a locked Pages over it unlocks it too. Without
+// lock_pinned (the default) nothing is locked. Either way nothing stops the owner from munmapping the
+// memory; as with VFIO, memory must stay mapped while it is mapped into an IOAS.
 //
 // What a domain stores (PhysAddr) is a host address of this process through which the page is reached:
 //   - user pages: the user VA (this process's memory is the engine's own address space);
@@ -25,8 +31,9 @@
 // The pin state is guarded by it; methods suffixed Locked require it. pin_locked makes memory resident with
 // the lock held, as the kernel does GUP under pages->mutex; that is slow for a large range, and it is the
 // one place where ARCHITECTURE.md's "nothing slow under an engine lock" gives way, since the pin must be
-// atomic with the bookkeeping that decides which indices are new. Geometry accessors are immutable after
-// creation and need no lock.
+// atomic with the bookkeeping that decides which indices are new. With lock_pinned the mlock runs there
+// too, and also under the process-wide "pages.mlock", so locking pins of different Pages serialise on it.
+// Geometry accessors are immutable after creation and need no lock.
 #pragma once
 
 #include <atomic>
@@ -59,8 +66,9 @@ class Pages : public RefCounted<Pages> {
   // length overflows; ENOMEM from fault site "pages.alloc".
   // Touches no memory: a VA that is unmapped or PROT_NONE is accepted and fails only when pinned (lazy
   // pinning, spec §2.2). `mm` must not be null.
-  static Result<RefPtr<Pages>> create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length, bool writable,
-                                           AccountMode mode);
+  // `lock_pinned`: pinned pages are also mlocked (see the top of this file); fixed for the object's life.
+  static Result<RefPtr<Pages>> create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length,
+                                           bool writable, AccountMode mode, bool lock_pinned = false);
 
   // File backing (IOAS_MAP_FILE, spec §2.5). The window is the page-aligned file range covering
   // [start, start + length − 1]; the Pages dups `fd` (close-on-exec) and mmaps the window MAP_SHARED with
@@ -73,12 +81,15 @@ class Pages : public RefCounted<Pages> {
   // Deviation: the kernel only pins memfd/shmem/hugetlbfs folios and fails other files at pin time; any
   // mmappable file (e.g. a regular ext4 file) works here. A window past the end of the file is accepted and
   // fails at pin time with EINVAL, as the kernel's memfd_pin_folios does for a range reaching the file's end.
+  // `lock_pinned` as for create_user.
   static Result<RefPtr<Pages>> create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
-                                           AccountMode mode);
+                                           AccountMode mode, bool lock_pinned = false);
 
   PagesKind kind() const { return kind_; }
   bool writable() const { return writable_; }
   AccountMode account_mode() const { return account_mode_; }
+  // Whether pins also mlock the pages (create_user / create_file's `lock_pinned`).
+  bool lock_pinned() const { return lock_pinned_; }
   std::uint64_t npages() const { return npages_; }
   // Byte offset of the first mapped byte inside page 0 (uptr % kPageSize, or start % kPageSize).
   std::uint64_t start_offset() const { return start_offset_; }
@@ -105,19 +116,23 @@ class Pages : public RefCounted<Pages> {
   // Adds a pin user to every index in [first, last] (inclusive page indices).
   // Errors: EINVAL if first > last or last >= npages(). EFAULT from fault site "pages.pin" (checked once per
   // call, and only when some index is newly pinned) or from Mm::make_resident (the VA is not mapped with
-  // the needed access). EINVAL when a newly pinned file page reaches the end of the file. ENOMEM from account_charge (memlock limit, or fault
-  // site "pages.account").
+  // the needed access). EINVAL when a newly pinned file page reaches the end of the file. With
+  // lock_pinned(): Mm::lock's errors — ENOMEM when the host refuses the mlock (RLIMIT_MEMLOCK without
+  // CAP_IPC_LOCK), EFAULT if the range was unmapped meanwhile. ENOMEM from account_charge (memlock limit, or
+  // fault site "pages.account").
   // Indices going 0 → 1 users are made resident, one make_resident per newly pinned run (write access when
-  // writable()), then charged once for all of them: account_charge(account_mode(), n). Indices already
-  // pinned cost nothing. On any error every pin this call added is removed and nothing is charged: the state
-  // is exactly as before the call. Fault sites hit per call: "pages.pin", then make_resident's per newly
-  // pinned run (one for a fresh range), then account_charge's — never one per page (fault-injection §2.6).
+  // writable()) followed, with lock_pinned(), by its mlock; then all of them are charged at once:
+  // account_charge(account_mode(), n). Indices already pinned cost nothing. On any error every pin this call
+  // added is removed, everything it locked is unlocked and nothing is charged: the state is exactly as
+  // before the call. Fault sites hit per call: "pages.pin", then make_resident's per newly pinned run (one
+  // for a fresh range), then account_charge's — never one per page (fault-injection §2.6); locking has none.
   Status pin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
 
   // Removes one pin user from every index in [first, last]. Precondition: the range is valid and every
   // index in it is pinned (a caller unpinning what it did not pin is a bug: range checked always, users
-  // checked in debug builds). Indices going 1 → 0 are uncharged. Never fails and has no fault sites; it
-  // may allocate a map node to split a run (see PinRuns).
+  // checked in debug builds). Indices going 1 → 0 are uncharged and, with lock_pinned(), unlocked unless
+  // another locked Pages still holds the same page address. Never fails and has no fault sites; it may
+  // allocate a map node to split a run (see PinRuns).
   void unpin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
 
   // Pin users of `index` (0 if unpinned).
@@ -174,11 +189,15 @@ class Pages : public RefCounted<Pages> {
 
  private:
   Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
-        std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, int file_fd,
-        std::uint64_t file_dev, std::uint64_t file_ino);
+        std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, bool lock_pinned,
+        int file_fd, std::uint64_t file_dev, std::uint64_t file_ino);
 
   // Undoes a partial pin: removes the users add() gave [first, last]. Charges are the caller's business.
   void unwind_pin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
+  // mlock / munlock of the page-index run `run`, through the process-wide count of locked page addresses.
+  // lock_run has Mm::lock's errors and leaves nothing locked on failure.
+  Status lock_run_locked(const Interval& run) REQUIRES(mu_);
+  void unlock_runs_locked(const std::vector<Interval>& runs) REQUIRES(mu_);
 
   const PagesKind kind_;
   // The source's address space: the mapping Mm for user pages, the current Mm (which holds the file
@@ -192,6 +211,7 @@ class Pages : public RefCounted<Pages> {
   const std::uint64_t source_addr_;
   const bool writable_;
   const AccountMode account_mode_;
+  const bool lock_pinned_;
   const int file_fd_;  // dup'd fd of a file backing; -1 for user pages
   // st_dev / st_ino of a file backing; 0 for user pages.
   const std::uint64_t file_dev_;
