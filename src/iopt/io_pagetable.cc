@@ -355,13 +355,13 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
       ++a.num_accesses;
     }
     ++done;
-    // A Pages window is contiguous, so the handles follow from the first page's. Appended one by one
-    // rather than resized and filled: a resize would write every handle twice.
+    // A Pages window is contiguous, so the handles follow from the first page's.
     const PhysAddr phys = pages.page_phys(first);
     auto* host = static_cast<unsigned char*>(pages.host_page(first));
-    const std::size_t n = last_index - first + 1;
-    out->reserve(out->size() + n);
-    for (std::size_t k = 0; k < n; ++k) out->push_back({phys + k * kPageSize, host + k * kPageSize});
+    const std::size_t at = out->size(), n = last_index - first + 1;
+    out->resize(at + n);
+    AccessPage* handles = out->data() + at;
+    for (std::size_t k = 0; k < n; ++k) handles[k] = AccessPage(phys + k * kPageSize, host + k * kPageSize);
     return true;
   });
   if (st.ok() && !complete) st = Status::error(ENOENT);
@@ -386,10 +386,19 @@ bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
   std::uint64_t last;
   if (length == 0 || !checked_add(iova, length - 1, &last)) return false;
   lockdep::ReadGuard g(iova_rwsem_);
-  // Nothing is removed unless the whole range is there, so walk once to check it first.
-  if (!walk_segments_locked(iova, last, [](const Segment&) { return true; })) return false;
+  // Nothing is removed unless the whole range is there: the first walk checks that and keeps the first
+  // few segments (usually the only ones), so only a range over many areas is walked a second time.
+  constexpr std::size_t kKept = 4;
+  Segment kept[kKept];
+  std::size_t count = 0;
+  if (!walk_segments_locked(iova, last, [&](const Segment& s) {
+        if (count < kKept) kept[count] = s;
+        ++count;
+        return true;
+      }))
+    return false;
   bool all = true;
-  walk_segments_locked(iova, last, [&](const Segment& s) {
+  auto remove = [&](const Segment& s) {
     Pages& pages = *s.area->pages();
     lockdep::MutexGuard pg(pages.mutex());
     if (pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize))
@@ -397,7 +406,12 @@ bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
     else
       all = false;
     return true;
-  });
+  };
+  if (count <= kKept) {
+    for (std::size_t i = 0; i < count; ++i) remove(kept[i]);
+  } else {
+    walk_segments_locked(iova, last, remove);
+  }
   return all;
 }
 

@@ -7,6 +7,7 @@
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/fault.h"
+#include "uiommufd/base/hazard.h"
 #include "uiommufd/base/try.h"
 
 namespace uiommufd {
@@ -81,6 +82,26 @@ void Context::finalize(std::uint32_t id) {
   lockdep::MutexGuard g(mu_);
   UIOMMUFD_ASSERT(id < slots_.size() && slots_[id].obj && !slots_[id].published);
   slots_[id].published = true;
+  publish_locked(id, slots_[id].obj.get());
+}
+
+void Context::publish_locked(std::uint32_t id, Object* obj) {
+  PublishedTable* t = published_.load(std::memory_order_relaxed);
+  if (t == nullptr || id >= t->capacity) {
+    if (obj == nullptr) return;  // never published, nothing to clear
+    std::uint32_t capacity = t ? t->capacity : 16;
+    while (capacity <= id) capacity = capacity > kMaxId / 2 ? kMaxId + 1 : capacity * 2;
+    auto grown = std::make_unique<PublishedTable>();
+    grown->capacity = capacity;
+    grown->objs = std::make_unique<std::atomic<Object*>[]>(capacity);
+    for (std::uint32_t i = 0; i < capacity; ++i)
+      grown->objs[i].store(t && i < t->capacity ? t->objs[i].load(std::memory_order_relaxed) : nullptr,
+                           std::memory_order_relaxed);
+    t = grown.get();
+    tables_.push_back(std::move(grown));
+    published_.store(t, std::memory_order_release);
+  }
+  t->objs[id].store(obj, std::memory_order_release);
 }
 
 void Context::abort(std::uint32_t id) {
@@ -92,18 +113,29 @@ void Context::abort(std::uint32_t id) {
   }
 }
 
-Result<Object*> Context::lookup(std::uint32_t id, ObjectType type) {
+Status Context::lookup(std::uint32_t id, ObjectType type, Object** out) {
   TRY(inject(g_fault_lookup));
+  HazardGuard hazard;
+  if (hazard.available()) [[likely]] {
+    const PublishedTable* t = published_.load(std::memory_order_acquire);
+    if (t == nullptr || id >= t->capacity) return Status::error(ENOENT);
+    Object* obj = hazard.protect(t->objs[id]);
+    if (obj == nullptr) return Status::error(ENOENT);
+    if (type != ObjectType::kAny && obj->type() != type) return Status::error(ENOENT);
+    // users is 0 only for an object being removed; it must not come back to life.
+    if (!obj->try_add_user()) return Status::error(ENOENT);
+    *out = obj;
+    return Status();
+  }
+  // This thread's hazard record is taken (a signal handler looking up while the code it interrupted is
+  // inside a lookup): the table lock serves instead.
   lockdep::MutexGuard g(mu_);
   if (id >= slots_.size() || !slots_[id].obj || !slots_[id].published) return Status::error(ENOENT);
   Object* obj = slots_[id].obj.get();
   if (type != ObjectType::kAny && obj->type() != type) return Status::error(ENOENT);
-  // users is 0 only for an object being removed; it must not come back to life.
-  std::uint32_t users = obj->users_.load();
-  do {
-    if (users == 0) return Status::error(ENOENT);
-  } while (!obj->users_.compare_exchange_weak(users, users + 1));
-  return obj;
+  if (!obj->try_add_user()) return Status::error(ENOENT);
+  *out = obj;
+  return Status();
 }
 
 bool Context::remove_if_users(Object* obj, std::uint32_t expected_users) {
@@ -112,12 +144,15 @@ bool Context::remove_if_users(Object* obj, std::uint32_t expected_users) {
   if (!obj->users_.compare_exchange_strong(expected, 0)) return false;
   // The slot keeps the object until free_object(); clearing `published` hides it now.
   slots_[obj->id_].published = false;
+  publish_locked(obj->id_, nullptr);
   if (vfio_ioas_id_ == obj->id_) vfio_ioas_id_ = 0;
   return true;
 }
 
 void Context::free_object(Object* obj) {
   obj->destroy();
+  // Unpublished before this (remove_if_users, destroy): wait out lookups that read it just before.
+  hazard_wait_unprotected(obj);
   std::unique_ptr<Object> owned;
   lockdep::MutexGuard g(mu_);
   owned = std::move(slots_[obj->id_].obj);
@@ -132,6 +167,7 @@ Status Context::destroy(std::uint32_t id) {
     std::uint32_t expected = 1;
     if (!obj->users_.compare_exchange_strong(expected, 0)) return Status::error(EBUSY);
     slots_[id].published = false;
+    publish_locked(id, nullptr);
     if (vfio_ioas_id_ == id) vfio_ioas_id_ = 0;
   }
   free_object(obj);

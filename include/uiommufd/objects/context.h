@@ -40,7 +40,8 @@ class Context {
   // id, a type mismatch, an object being destroyed, or fault site "objects.lookup".
   template <typename T>
   Result<ObjectRef<T>> get(std::uint32_t id, ObjectType type) {
-    Object* obj = TRY(lookup(id, type));
+    Object* obj = nullptr;
+    TRY(lookup(id, type, &obj));
     return ObjectRef<T>(static_cast<T*>(obj));
   }
 
@@ -68,10 +69,16 @@ class Context {
 
  private:
   Context() = default;
-  Result<Object*> lookup(std::uint32_t id, ObjectType type) EXCLUDES(mu_);
+  // The object through *out rather than a Result: this runs on every ioctl, and a packed Result read back
+  // right after it is written stalls on store forwarding.
+  Status lookup(std::uint32_t id, ObjectType type, Object** out) EXCLUDES(mu_);
   // Removes `obj` from the table if only `expected_users` hold it; false otherwise.
   bool remove_if_users(Object* obj, std::uint32_t expected_users) EXCLUDES(mu_);
   void free_object(Object* obj);
+
+  // Points the lock-free lookup table's entry for `id` at `obj` (null: unpublished), growing the table
+  // when id is beyond it.
+  void publish_locked(std::uint32_t id, Object* obj) REQUIRES(mu_);
 
   lockdep::Mutex mu_{"context.objects"};
   // Index = id; null = free. A reserved id holds its object with `published` false.
@@ -80,6 +87,16 @@ class Context {
     bool published = false;
   };
   std::vector<Slot> slots_ GUARDED_BY(mu_);
+  // The published objects again, for lookup() without the lock: written under mu_, read lock-free under a
+  // hazard pointer (base/hazard.h), so free_object() waits for readers between their read and their
+  // count. Growing replaces the table; replaced tables stay allocated until the Context goes, because a
+  // reader may still be reading one.
+  struct PublishedTable {
+    std::uint32_t capacity;
+    std::unique_ptr<std::atomic<Object*>[]> objs;
+  };
+  std::atomic<PublishedTable*> published_{nullptr};
+  std::vector<std::unique_ptr<PublishedTable>> tables_ GUARDED_BY(mu_);
   std::uint32_t vfio_ioas_id_ GUARDED_BY(mu_) = 0;
   std::atomic<bool> mm_mode_{false};
 };
