@@ -81,17 +81,16 @@ Record* claim_record() {
 void hazard_wait_unprotected(const void* p) {
   using hazard_internal::Record;
   // Set (if ever) before any record was handed out, and so before anything could be protected.
-  if (hazard_internal::g_asymmetric.load(std::memory_order_acquire)) {
+  // Without membarrier the caller's sequentially consistent clear and the sequentially consistent loads
+  // below pair with the readers' announcements directly.
 #if defined(SYS_membarrier)
+  if (hazard_internal::g_asymmetric.load(std::memory_order_acquire))
     syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 #endif
-  } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-  }
   for (Record* r = hazard_internal::g_records.load(std::memory_order_acquire); r != nullptr; r = r->next) {
     // A protection of p lasts from a lookup's first read to its count: a few instructions, unless the
     // reader was preempted. Yield rather than spin hot, which could keep that reader off the CPU.
-    while (r->ptr.load(std::memory_order_acquire) == p) sched_yield();
+    while (r->ptr.load(std::memory_order_seq_cst) == p) sched_yield();
   }
 }
 

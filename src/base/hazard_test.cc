@@ -70,7 +70,7 @@ TEST(HazardTest, WaitBlocksUntilAnotherThreadLetsGo) {
     while (!release.load()) std::this_thread::yield();
   });
   while (!protecting.load()) std::this_thread::yield();
-  slot.store(nullptr);
+  slot.store(nullptr, std::memory_order_seq_cst);
   std::thread reclaimer([&] {
     hazard_wait_unprotected(&c);
     waited.store(true);
@@ -119,7 +119,7 @@ TEST(HazardTest, ReadersNeverTouchAFreedObject) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
   long replaced = 0;
   while (std::chrono::steady_clock::now() < deadline) {
-    Counted* old = slot.exchange(new Counted);
+    Counted* old = slot.exchange(new Counted, std::memory_order_seq_cst);
     // Take the slot's reference away; readers that got in before hold their own.
     std::uint32_t expected = 1;
     while (!old->users.compare_exchange_weak(expected, 0)) {

@@ -101,7 +101,8 @@ void Context::publish_locked(std::uint32_t id, Object* obj) {
     tables_.push_back(std::move(grown));
     published_.store(t, std::memory_order_release);
   }
-  t->objs[id].store(obj, std::memory_order_release);
+  // Sequentially consistent: a clear must not pass the hazard scan that follows it (base/hazard.h).
+  t->objs[id].store(obj, std::memory_order_seq_cst);
 }
 
 void Context::abort(std::uint32_t id) {

@@ -8,11 +8,11 @@
 // (wait_unprotected()) before freeing.
 //
 // The announce-then-recheck on the reader's side and the clear-then-scan on the reclaimer's side form a
-// store-then-load pair on each side, which needs a full fence on both. The reader's fence is moved to
-// the reclaimer with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full barrier on every
+// store-then-load pair on each side, which must not be reordered on either. The reader's barrier is moved
+// to the reclaimer with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full barrier on every
 // CPU running a thread of this process: readers pay a plain store and a compiler barrier, and the rare
 // reclaimer pays one system call. Where membarrier is unavailable (old kernels, seccomp), and under the
-// sanitizers (which do not model it), readers fall back to a sequentially consistent fence.
+// sanitizers (which do not model it), every access of the pair is sequentially consistent instead.
 //
 // One record per thread, taken from a process-wide list on the thread's first protect() and handed back
 // at thread exit; records are never freed, so a reclaimer can walk the list at any time. A record holds
@@ -44,16 +44,20 @@ inline Record* this_thread_record() {
     t_record = claim_record();
   return t_record;
 }
-inline void announce(Record* r, const void* p) { r->ptr.store(p, std::memory_order_relaxed); }
-inline void retract(Record* r) { r->ptr.store(nullptr, std::memory_order_release); }
-inline bool busy(const Record* r) { return r->ptr.load(std::memory_order_relaxed) != nullptr; }
-inline void reader_fence() {
+// The reader's half of the store-then-load pair. With membarrier the reclaimer supplies the barrier, so a
+// plain store that the compiler keeps before the re-read is enough; without it, a sequentially consistent
+// store, which with the sequentially consistent re-read and the reclaimer's own sequentially consistent
+// clear and scan cannot be reordered the wrong way (and is what the sanitizers can follow).
+inline void announce(Record* r, const void* p) {
   if (g_asymmetric.load(std::memory_order_relaxed)) [[likely]] {
+    r->ptr.store(p, std::memory_order_relaxed);
     std::atomic_signal_fence(std::memory_order_seq_cst);
   } else {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    r->ptr.store(p, std::memory_order_seq_cst);
   }
 }
+inline void retract(Record* r) { r->ptr.store(nullptr, std::memory_order_release); }
+inline bool busy(const Record* r) { return r->ptr.load(std::memory_order_relaxed) != nullptr; }
 }  // namespace hazard_internal
 
 // Protects one pointer read from a slot, from protect() until the guard is reset or destroyed.
@@ -84,8 +88,7 @@ class HazardGuard {
         return nullptr;
       }
       hazard_internal::announce(record_, p);
-      hazard_internal::reader_fence();
-      T* again = slot.load(std::memory_order_acquire);
+      T* again = slot.load(std::memory_order_seq_cst);
       if (again == p) return p;
       p = again;
     }
@@ -103,8 +106,9 @@ class HazardGuard {
   hazard_internal::Record* record_ = nullptr;
 };
 
-// Returns once no thread protects `p`. Call after every slot that published `p` has been cleared; from
-// then on no new protection of `p` can succeed, so afterwards `p` may be freed.
+// Returns once no thread protects `p`. Call after every slot that published `p` has been cleared, each
+// with a sequentially consistent store; from then on no new protection of `p` can succeed, so afterwards
+// `p` may be freed.
 void hazard_wait_unprotected(const void* p);
 
 }  // namespace uiommufd
