@@ -220,9 +220,9 @@ class IoPagetable {
   // half-built area. Callers work through them in order and report ENOENT for an incomplete walk only
   // after every segment succeeded, as the kernel's contiguous-area walk
   // does (an earlier area's EPERM or EINVAL wins, and a read or write has already moved its bytes).
-  // access_rw's work on one segment.
-  Status rw_segment_locked(const Segment& s, unsigned char* bytes, bool write, bool slow_path) const
-      REQUIRES_SHARED(iova_rwsem_);
+  // access_rw's work on one segment, with iova_rwsem held for read (not annotated: it runs inside the
+  // segment walk's callback, where the analysis cannot see the lock).
+  Status rw_segment_locked(const Segment& s, unsigned char* bytes, bool write, bool slow_path) const;
   // Calls `bool f(const Segment&)` for each segment in order (no allocation: the access paths run it on
   // every pin); f returning false stops the walk. Returns whether the segments reached `last` without f
   // stopping them.
