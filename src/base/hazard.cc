@@ -27,6 +27,9 @@ pthread_key_t g_exit_key;
 
 void on_thread_exit(void* record) {
   auto* r = static_cast<Record*>(record);
+  // A lookup later in this thread's exit (another destructor) claims a record afresh instead of using
+  // one another thread may have taken meanwhile.
+  t_record = nullptr;
   r->ptr.store(nullptr, std::memory_order_release);
   r->in_use.store(false, std::memory_order_release);
 }
