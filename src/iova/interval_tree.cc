@@ -48,6 +48,16 @@ void absorb_gap(Node* n, std::uint64_t last, std::uint64_t start) {
   }
 }
 
+// A node spans two cache lines, three when it straddles: ask for all of them (prefetching a null node,
+// or the same line twice, is harmless).
+// Integer arithmetic: n may be null, and null plus an offset is undefined behaviour (UBSan reports it).
+inline void prefetch_node(const Node* n) {
+  const auto p = reinterpret_cast<std::uintptr_t>(n);
+  __builtin_prefetch(reinterpret_cast<const void*>(p));
+  __builtin_prefetch(reinterpret_cast<const void*>(p + 64));
+  __builtin_prefetch(reinterpret_cast<const void*>(p + sizeof(Node) - 1));
+}
+
 // Recomputes n's height and augmentation from its children, which must already be up to date.
 void update(Node* n) {
   const Node* l = n->left;
@@ -163,6 +173,12 @@ bool same_augmentation(const Node& a, const Node& b) {
 void retrace(Node*& root, Node* n, const Node* must_reach) {
   bool passed = must_reach == nullptr;
   while (n != nullptr) {
+    // The next level's update reads both children of n's parent: one is n, the other is usually not in
+    // cache on a large tree. Start fetching it (and the grandparent) while this level is worked on.
+    if (const Node* p = n->parent) {
+      prefetch_node(p->left == n ? p->right : p->left);
+      prefetch_node(p->parent);
+    }
     const Node before_update = *n;
     update(n);
     const int balance = height(n->left) - height(n->right);
