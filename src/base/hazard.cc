@@ -1,12 +1,12 @@
 #include "uiommufd/base/hazard.h"
 
+#include <new>
+
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <new>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define UIOMMUFD_HAZARD_SANITIZED 1

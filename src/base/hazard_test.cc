@@ -3,13 +3,13 @@
 // freeing what they read (clean under ASan and TSan means no reader touched freed memory).
 #include "uiommufd/base/hazard.h"
 
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 namespace uiommufd {
 namespace {

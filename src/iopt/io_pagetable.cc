@@ -348,7 +348,8 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     }
     if (st = check_access_prot(a, write); !st.ok()) return false;
     Pages& pages = *a.pages();
-    const std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
+    const std::uint64_t first = s.start_byte / kPageSize,
+                        last_index = (s.start_byte + s.length - 1) / kPageSize;
     {
       lockdep::MutexGuard pg(pages.mutex());
       if (st = pages.add_access_locked(first, last_index); !st.ok()) return false;
@@ -433,7 +434,8 @@ Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t leng
   return {};
 }
 
-Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bool write, bool slow_path) const {
+Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bool write,
+                                      bool slow_path) const {
   Area& a = *s.area;
   if (a.prevent_access) return Status::error(EINVAL);
   TRY(check_access_prot(a, write));
@@ -445,12 +447,15 @@ Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bo
     const Mm& mm = Mm::current_ref();
     return write ? mm.copy_to_user(va, bytes, s.length) : mm.copy_from_user(bytes, va, s.length);
   }
-  const std::uint64_t first = s.start_byte / kPageSize, last_index = (s.start_byte + s.length - 1) / kPageSize;
+  const std::uint64_t first = s.start_byte / kPageSize,
+                      last_index = (s.start_byte + s.length - 1) / kPageSize;
   lockdep::MutexGuard pg(pages.mutex());
   TRY(pages.pin_locked(first, last_index));
   auto* host = static_cast<unsigned char*>(pages.host_page(first)) + s.start_byte % kPageSize;
-  if (write) std::memcpy(host, bytes, s.length);
-  else std::memcpy(bytes, host, s.length);
+  if (write)
+    std::memcpy(host, bytes, s.length);
+  else
+    std::memcpy(bytes, host, s.length);
   pages.unpin_locked(first, last_index);
   return {};
 }

@@ -111,7 +111,8 @@ inline void compiler_barrier() { asm volatile("" ::: "memory"); }
 // handler recognises only its own instructions and chains the rest.
 extern "C" {
 // Copies n bytes; returns 0, or 1 if the copy faulted part way.
-std::size_t uiommufd_mm_fixup_copy(void* dst, const void* src, std::size_t n) __attribute__((visibility("hidden")));
+std::size_t uiommufd_mm_fixup_copy(void* dst, const void* src, std::size_t n)
+    __attribute__((visibility("hidden")));
 // Touches one byte of every page in [p, end), p page-aligned; returns 0, or 1 on a fault.
 int uiommufd_mm_fixup_touch_read(std::uintptr_t p, std::uintptr_t end) __attribute__((visibility("hidden")));
 int uiommufd_mm_fixup_touch_write(std::uintptr_t p, std::uintptr_t end) __attribute__((visibility("hidden")));
@@ -224,7 +225,9 @@ bool fixed_up(void* uctx) {
 #if defined(__x86_64__)
   if (uctx == nullptr) return false;
   greg_t& pc = static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RIP];
-  const auto at = [&](const char* label) { return pc == static_cast<greg_t>(reinterpret_cast<std::uintptr_t>(label)); };
+  const auto at = [&](const char* label) {
+    return pc == static_cast<greg_t>(reinterpret_cast<std::uintptr_t>(label));
+  };
   const auto copy_begin = reinterpret_cast<std::uintptr_t>(&uiommufd_mm_fixup_copy);
   const auto copy_fixup = reinterpret_cast<std::uintptr_t>(uiommufd_mm_copy_fixup);
   if (static_cast<std::uintptr_t>(pc) >= copy_begin && static_cast<std::uintptr_t>(pc) < copy_fixup) {

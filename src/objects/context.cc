@@ -1,9 +1,9 @@
 #include "uiommufd/objects/context.h"
 
-#include <linux/capability.h>
-
 #include <chrono>
 #include <thread>
+
+#include <linux/capability.h>
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/fault.h"

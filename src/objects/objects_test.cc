@@ -1,10 +1,5 @@
 // Context, IOAS, HWPT and device objects: ids, users, destroy rules, teardown, and the IOAS entry points'
 // argument checks.
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <linux/capability.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -12,6 +7,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "uiommufd/base/fault.h"
 #include "uiommufd/objects/context.h"

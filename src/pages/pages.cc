@@ -86,9 +86,9 @@ struct PagesRegistry {
   }
 };
 
-Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset, std::uint64_t length,
-             std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, bool lock_pinned,
-             int file_fd, std::uint64_t file_dev, std::uint64_t file_ino)
+Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t start_offset,
+             std::uint64_t length, std::uint64_t npages, std::uint64_t source_addr, bool writable,
+             AccountMode mode, bool lock_pinned, int file_fd, std::uint64_t file_dev, std::uint64_t file_ino)
     : kind_(kind),
       mm_(std::move(mm)),
       base_(base),
@@ -103,14 +103,14 @@ Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t st
       file_dev_(file_dev),
       file_ino_(file_ino) {}
 
-Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length, bool writable,
-                                         AccountMode mode, bool lock_pinned) {
+Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length,
+                                         bool writable, AccountMode mode, bool lock_pinned) {
   UIOMMUFD_ASSERT(mm);
   TRY(check_window(uptr, length, /*end_exclusive=*/true));
   TRY(inject(g_fault_pages_alloc));
   const std::uint64_t offset = page_offset(uptr);
-  auto* pages = new (std::nothrow) Pages(PagesKind::kUser, std::move(mm), page_align_down(uptr), offset, length,
-                                         pages_for(offset, length), uptr, writable, mode, lock_pinned,
+  auto* pages = new (std::nothrow) Pages(PagesKind::kUser, std::move(mm), page_align_down(uptr), offset,
+                                         length, pages_for(offset, length), uptr, writable, mode, lock_pinned,
                                          /*file_fd=*/-1, /*file_dev=*/0, /*file_ino=*/0);
   if (pages == nullptr) return Status::error(ENOMEM);
   PagesRegistry::get().add(pages);
@@ -154,10 +154,10 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
     ::munmap(addr, map_len);
     return Status::error(err > 0 && err <= 4095 ? err : EMFILE);
   }
-  auto* pages = new (std::nothrow)
-      Pages(PagesKind::kFile, Mm::current(), reinterpret_cast<std::uint64_t>(addr), offset, length, npages, start,
-            writable, mode, lock_pinned, dup_fd, static_cast<std::uint64_t>(st.st_dev),
-            static_cast<std::uint64_t>(st.st_ino));
+  auto* pages =
+      new (std::nothrow) Pages(PagesKind::kFile, Mm::current(), reinterpret_cast<std::uint64_t>(addr), offset,
+                               length, npages, start, writable, mode, lock_pinned, dup_fd,
+                               static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino));
   if (pages == nullptr) {
     ::munmap(addr, map_len);
     ::close(dup_fd);

@@ -1,12 +1,5 @@
 #include "uiommufd/pages/pages.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -18,11 +11,18 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../mm/test_region.h"
+#include "pages_testing.h"
+
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/fault_sweep.h"
 #include "uiommufd/lockdep/lockdep.h"
-#include "../mm/test_region.h"
-#include "pages_testing.h"
 
 namespace uiommufd {
 namespace {

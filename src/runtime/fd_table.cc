@@ -1,11 +1,10 @@
 #include "fd_table.h"
 
-#include <sys/single_threaded.h>
-
 #include <cerrno>
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/single_threaded.h>
 
 #include "real_calls.h"
 

@@ -118,7 +118,7 @@ class FileRef {
   FileCell* cell_ = nullptr;                 // fds below kBitmapFds
   std::shared_ptr<uapi::OpenFile> slow_;     // fds above, found in the map under the lock
   uapi::OpenFile* file_ = nullptr;
-  bool borrowed_ = false;                    // no reference counted: see FdTable::acquire_file
+  bool borrowed_ = false;  // no reference counted: see FdTable::acquire_file
 };
 
 class FdTable final : public uapi::FdHost {

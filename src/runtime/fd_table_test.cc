@@ -7,9 +7,8 @@
 #include <memory>
 #include <thread>
 
-#include <sys/single_threaded.h>
-
 #include <gtest/gtest.h>
+#include <sys/single_threaded.h>
 
 namespace uiommufd::runtime {
 namespace {

@@ -51,10 +51,11 @@ Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uptr, s
 
 // The dispatcher's copy-in: reads the caller's `size` and struct into `dst` (`known` bytes) under the rules
 // above, and stores the size in *user_size (an out-parameter rather than a Result: the size is read back
-// from the copy straight away, and a packed Result costs a store-forwarding stall on every ioctl). EFAULT for an unreadable size, EINVAL for a size below `min_size`, then as
-// copy_struct_from_user. When the whole known struct is readable it is read with one copy, which is one
-// fault-site check (the kernel's get_user of the size is none); otherwise the rules are applied step by
-// step, so a short struct at the end of readable memory is still accepted.
+// from the copy straight away, and a packed Result costs a store-forwarding stall on every ioctl). EFAULT for
+// an unreadable size, EINVAL for a size below `min_size`, then as copy_struct_from_user. When the whole known
+// struct is readable it is read with one copy, which is one fault-site check (the kernel's get_user of the
+// size is none); otherwise the rules are applied step by step, so a short struct at the end of readable
+// memory is still accepted.
 Status copy_cmd_from_user(void* dst, std::size_t known, std::uint32_t min_size, std::uint64_t uptr,
                           std::uint32_t* user_size);
 

@@ -227,7 +227,8 @@ class IoPagetable {
   // every pin); f returning false stops the walk. Returns whether the segments reached `last` without f
   // stopping them.
   template <typename F>
-  bool walk_segments_locked(std::uint64_t iova, std::uint64_t last, F&& f) const REQUIRES_SHARED(iova_rwsem_) {
+  bool walk_segments_locked(std::uint64_t iova, std::uint64_t last, F&& f) const
+      REQUIRES_SHARED(iova_rwsem_) {
     const Interval range{iova, last};
     std::uint64_t cur = iova;
     for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
