@@ -18,53 +18,41 @@ std::uint64_t gap_between(std::uint64_t last, std::uint64_t start) {
   return start > last ? start - last - 1 : 0;  // start > last implies last < U64_MAX: no wrap
 }
 
-constexpr int kClasses = IntervalTreeNode::kGapClasses;
-constexpr int kFirstClassShift = 12;  // class k is alignment 4 KiB << k
+using interval_tree_internal::encode_gap;
+constexpr int kCodes = 1 + IntervalTreeNode::kGapClasses;
 
-// Folds a child's gap maxima into n's.
+// Folds a child's gap maxima into n's. Codes order as their values do.
 void absorb_child(Node* n, const Node* child) {
-  n->subtree_max_gap = std::max(n->subtree_max_gap, child->subtree_max_gap);
-  for (int k = 0; k < kClasses; ++k) {
-    n->subtree_gap_pages[k] = std::max(n->subtree_gap_pages[k], child->subtree_gap_pages[k]);
-  }
+  for (int k = 0; k < kCodes; ++k) n->gap_code[k] = std::max(n->gap_code[k], child->gap_code[k]);
 }
 
 // Folds the gap between an interval ending at `last` and one starting at `start` into n's maxima.
 void absorb_gap(Node* n, std::uint64_t last, std::uint64_t start) {
   const std::uint64_t size = gap_between(last, start);
   if (size == 0) return;
-  n->subtree_max_gap = std::max(n->subtree_max_gap, size);
+  n->gap_code[0] = std::max(n->gap_code[0], encode_gap(size));
   const std::uint64_t gs = last + 1, gl = start - 1;  // gs >= 1: no gap starts at 0 here
-  for (int k = 0; k < kClasses; ++k) {
-    const std::uint64_t align = std::uint64_t{1} << (kFirstClassShift + k);
+  for (int k = 0; k < IntervalTreeNode::kGapClasses; ++k) {
+    const std::uint64_t align = std::uint64_t{1} << IntervalTreeNode::kClassShifts[k];
     std::uint64_t c = 0;
     if (__builtin_add_overflow(gs, align - 1, &c)) break;  // coarser classes wrap too
     c &= ~(align - 1);
     if (c > gl) break;  // coarser classes start no earlier
     // gl - c + 1 cannot wrap: c >= gs >= 1. Pages rounded up so the figure stays an upper bound.
-    const std::uint64_t pages = ((gl - c) >> kFirstClassShift) + 1;
-    const std::uint32_t clamped = pages >= UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(pages);
-    n->subtree_gap_pages[k] = std::max(n->subtree_gap_pages[k], clamped);
+    const std::uint64_t pages = ((gl - c) >> IntervalTreeNode::kClassShifts[0]) + 1;
+    n->gap_code[1 + k] = std::max(n->gap_code[1 + k], encode_gap(pages));
   }
 }
 
-// A node spans two cache lines, three when it straddles: ask for all of them (prefetching a null node,
-// or the same line twice, is harmless).
-// Integer arithmetic: n may be null, and null plus an offset is undefined behaviour (UBSan reports it).
-inline void prefetch_node(const Node* n) {
-  const auto p = reinterpret_cast<std::uintptr_t>(n);
-  __builtin_prefetch(reinterpret_cast<const void*>(p));
-  __builtin_prefetch(reinterpret_cast<const void*>(p + 64));
-  __builtin_prefetch(reinterpret_cast<const void*>(p + sizeof(Node) - 1));
-}
+// A node is one cache line (the node type is 64-byte aligned and sized).
+inline void prefetch_node(const Node* n) { __builtin_prefetch(n); }
 
 // Recomputes n's height and augmentation from its children, which must already be up to date.
 void update(Node* n) {
   const Node* l = n->left;
   const Node* r = n->right;
-  n->height = 1 + std::max(height(l), height(r));
-  n->subtree_max_gap = 0;
-  std::fill(std::begin(n->subtree_gap_pages), std::end(n->subtree_gap_pages), 0);
+  n->height = static_cast<std::uint8_t>(1 + std::max(height(l), height(r)));
+  std::fill(std::begin(n->gap_code), std::end(n->gap_code), 0);
   std::uint64_t last = n->range.last;
   std::uint64_t covered = n->range.last;  // max last of the left subtree and n itself
   if (l != nullptr) {
@@ -161,9 +149,7 @@ Node* rotate_right(Node*& root, Node* x) {
 
 bool same_augmentation(const Node& a, const Node& b) {
   return a.height == b.height && a.subtree_last == b.subtree_last && a.subtree_first == b.subtree_first &&
-         a.subtree_max_gap == b.subtree_max_gap &&
-         std::equal(std::begin(a.subtree_gap_pages), std::end(a.subtree_gap_pages),
-                    std::begin(b.subtree_gap_pages));
+         std::equal(std::begin(a.gap_code), std::end(a.gap_code), std::begin(b.gap_code));
 }
 
 // Walks from `n` towards the root, restoring balance and the augmentation at every level. Stops early
@@ -241,9 +227,7 @@ void IntervalTree::remove(IntervalTreeNode* node) {
     succ->height = node->height;
     succ->subtree_last = node->subtree_last;
     succ->subtree_first = node->subtree_first;
-    succ->subtree_max_gap = node->subtree_max_gap;
-    std::copy(std::begin(node->subtree_gap_pages), std::end(node->subtree_gap_pages),
-              std::begin(succ->subtree_gap_pages));
+    std::copy(std::begin(node->gap_code), std::end(node->gap_code), std::begin(succ->gap_code));
     stale = succ;  // ... but they do not describe its new subtree yet
   } else {
     Node* child = node->left != nullptr ? node->left : node->right;
@@ -352,11 +336,8 @@ SubtreeFacts check_subtree(const Node* n, const Node* parent) {
   update(&copy);
   if (copy.subtree_last != n->subtree_last) invariant_failed("subtree_last");
   if (copy.subtree_first != n->subtree_first) invariant_failed("subtree_first");
-  if (copy.subtree_max_gap != n->subtree_max_gap) invariant_failed("subtree_max_gap");
-  if (!std::equal(std::begin(copy.subtree_gap_pages), std::end(copy.subtree_gap_pages),
-                  std::begin(n->subtree_gap_pages))) {
-    invariant_failed("subtree_gap_pages");
-  }
+  if (!std::equal(std::begin(copy.gap_code), std::end(copy.gap_code), std::begin(n->gap_code)))
+    invariant_failed("gap codes");
   return {n->height, l.count + r.count + 1};
 }
 

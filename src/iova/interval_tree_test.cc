@@ -71,6 +71,27 @@ std::vector<Interval> brute_holes(const std::vector<Item*>& sorted, Interval wit
   return holes;
 }
 
+// The one-byte gap codes: exact for small values, monotonic, never below the value and at most an eighth
+// above it, and "huge" for what does not fit.
+TEST(IntervalTreeTest, GapCodesAreMonotonicUpperBounds) {
+  using interval_tree_internal::decode_gap;
+  using interval_tree_internal::encode_gap;
+  for (std::uint64_t v = 0; v < 16; ++v) EXPECT_EQ(decode_gap(encode_gap(v)), v);
+  std::uint8_t prev = 0;
+  for (std::uint64_t v = 1; v < (std::uint64_t{1} << 40); v += 1 + v / 7) {
+    const std::uint8_t c = encode_gap(v);
+    ASSERT_GE(c, prev) << v;
+    prev = c;
+    const std::uint64_t d = decode_gap(c);
+    ASSERT_GE(d, v) << v;
+    if (c != interval_tree_internal::kHugeCode) {
+      ASSERT_LE(d - v, v / 8 + 1) << v;
+    }
+  }
+  EXPECT_EQ(encode_gap(UINT64_MAX), interval_tree_internal::kHugeCode);
+  EXPECT_EQ(decode_gap(interval_tree_internal::kHugeCode), UINT64_MAX);
+}
+
 TEST(IntervalTreeTest, EmptyTreeAnswersNothing) {
   IntervalTree tree;
   EXPECT_TRUE(tree.empty());

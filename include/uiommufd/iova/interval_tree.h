@@ -14,15 +14,20 @@
 // Augmentation, per node over its subtree, maintained through every rotation:
 //   subtree_last     max range.last     → overlap queries in O(log n + k)
 //   subtree_first    min range.start    → the start of the subtree's leftmost node, in O(1)
-//   subtree_max_gap  the largest number of uncovered addresses between a node and everything before it
+//   gap_code[0]      the largest number of uncovered addresses between a node and everything before it
 //                    *within the subtree* (the gap in front of the subtree's leftmost node is not
-//                    counted: it depends on what precedes the subtree);
-//   subtree_gap_pages[k]  the same maximum, but of the addresses usable from the first 4 KiB·2^k-aligned
-//                    address of each gap on (k = 0..9: 4 KiB … 2 MiB), in pages rounded up, saturating
-//                    at UINT32_MAX ("don't know, assume huge").
-// Gap figures are exact for trees whose nodes do not overlap (the area tree) and upper bounds otherwise
-// (a node outside the subtree may cover a gap the subtree sees). for_each_gap() uses them to step over
-// whole subtrees that cannot hold a gap of the requested size at the requested alignment.
+//                    counted: it depends on what precedes the subtree), in bytes;
+//   gap_code[1 + k]  the same maximum, but of the addresses usable from the first aligned address of each
+//                    gap on, for the alignment of class k (4, 8, 16, 32 and 64 KiB, and 2 MiB), in pages.
+// All gap figures are stored as one-byte codes of a rounded-up value (exact below 16, within 1/8 above,
+// "assume huge" past about 2^34), so they stay upper bounds; codes order as their values do, so a maximum of
+// codes is the code of the maximum. Gap figures are upper bounds in any case for trees whose nodes
+// overlap (a node outside the subtree may cover a gap the subtree sees). for_each_gap() uses them to step
+// over whole subtrees that cannot hold a gap of the requested size at the requested alignment; an
+// alignment between two classes is tested against the finer one.
+//
+// Layout: a node is one 64-byte cache line. On a tree of a million nodes nearly every node an operation
+// reads is a cache miss, and what a level costs is how many lines it reads.
 //
 // Thread safety: none. The tree is a plain data structure; iopt serialises every call with its
 // iova_rwsem (write for insert/remove/clear, read for queries). Iteration is invalidated by any
@@ -34,7 +39,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <initializer_list>
 #include <utility>
 
 #include "uiommufd/base/assert.h"
@@ -42,7 +46,7 @@
 
 namespace uiommufd {
 
-struct IntervalTreeNode {
+struct alignas(64) IntervalTreeNode {
   // Set by the owner before insert(); must not change while linked (the tree's order and
   // augmentation are computed from it).
   Interval range{};
@@ -54,14 +58,35 @@ struct IntervalTreeNode {
   IntervalTreeNode* right = nullptr;
   std::uint64_t subtree_last = 0;
   std::uint64_t subtree_first = 0;
-  std::uint64_t subtree_max_gap = 0;
-  static constexpr int kGapClasses = 10;  // alignments 4 KiB << k, k < kGapClasses (4 KiB … 2 MiB)
-  std::uint32_t subtree_gap_pages[kGapClasses] = {};
-  int height = 0;  // AVL height, >= 1 while linked; 0 marks an unlinked node
+  // Alignment classes of the page figures, as log2 of the alignment.
+  static constexpr int kClassShifts[] = {12, 13, 14, 15, 16, 21};
+  static constexpr int kGapClasses = sizeof(kClassShifts) / sizeof(kClassShifts[0]);
+  std::uint8_t gap_code[1 + kGapClasses] = {};  // [0]: raw bytes; [1 + k]: pages at class k
+  std::uint8_t height = 0;  // AVL height, >= 1 while linked; 0 marks an unlinked node
 
   // Whether the node is currently in a tree.
   bool linked() const { return height != 0; }
 };
+static_assert(sizeof(IntervalTreeNode) == 64, "a node is one cache line");
+
+// The one-byte gap codes (see the top of the file): monotonic, and decode(encode(v)) >= v.
+namespace interval_tree_internal {
+inline constexpr std::uint8_t kHugeCode = 255;
+constexpr std::uint8_t encode_gap(std::uint64_t v) {
+  if (v < 16) return static_cast<std::uint8_t>(v);
+  int e = std::bit_width(v) - 4;                               // v >> e in [8, 15]
+  std::uint64_t m = (v + (std::uint64_t{1} << e) - 1) >> e;   // rounded up: [8, 16]
+  if (m == 16) m = 8, ++e;
+  const std::uint64_t code = 16 + static_cast<std::uint64_t>(e - 1) * 8 + (m - 8);
+  return code >= kHugeCode ? kHugeCode : static_cast<std::uint8_t>(code);
+}
+constexpr std::uint64_t decode_gap(std::uint8_t code) {
+  if (code < 16) return code;
+  if (code == kHugeCode) return UINT64_MAX;
+  const int e = (code - 16) / 8 + 1;
+  return (static_cast<std::uint64_t>((code - 16) % 8) + 8) << e;
+}
+}  // namespace interval_tree_internal
 
 class IntervalTree {
  public:
@@ -175,12 +200,8 @@ IntervalTree::Walk IntervalTree::gap_walk(const IntervalTreeNode* n, GapState& s
   if (n == nullptr) return Walk::kContinue;
   // Both children's augmentation is read next, at this level or the one below; on a large tree they are
   // rarely in cache.
-  // (Integer arithmetic for the last line: a child may be null.)
-  for (const IntervalTreeNode* c : {n->left, n->right}) {
-    const auto a = reinterpret_cast<std::uintptr_t>(c);
-    __builtin_prefetch(c);
-    __builtin_prefetch(reinterpret_cast<const void*>(a + sizeof(IntervalTreeNode) - 1));
-  }
+  __builtin_prefetch(n->left);
+  __builtin_prefetch(n->right);
   // Nothing in this subtree reaches the first uncovered address: no gap, no extra coverage.
   if (n->subtree_last < s.next_free) return Walk::kContinue;
   // The subtree (and, by order, everything after it) starts beyond `within`: only the tail is left.
@@ -216,13 +237,16 @@ IntervalTree::Walk IntervalTree::gap_walk(const IntervalTreeNode* n, GapState& s
 
 inline bool IntervalTree::subtree_may_fit(const IntervalTreeNode* n, std::uint64_t min_size,
                                           std::uint64_t alignment) {
-  constexpr int kFirstClassShift = 12;
-  if (alignment < (std::uint64_t{1} << kFirstClassShift)) return n->subtree_max_gap >= min_size;
-  // Alignments above the last class are bounded by it: a coarser alignment never leaves more room.
-  const int k = std::min(std::countr_zero(alignment) - kFirstClassShift, IntervalTreeNode::kGapClasses - 1);
-  const std::uint32_t pages = n->subtree_gap_pages[k];
-  if (pages == UINT32_MAX) return true;
-  return (std::uint64_t{pages} << kFirstClassShift) >= min_size;
+  using interval_tree_internal::decode_gap;
+  const int shift = std::countr_zero(alignment);
+  if (shift < IntervalTreeNode::kClassShifts[0]) return decode_gap(n->gap_code[0]) >= min_size;
+  // The finest class at or below the alignment: a coarser alignment never leaves more room, so the
+  // figure stays an upper bound.
+  int k = IntervalTreeNode::kGapClasses - 1;
+  while (IntervalTreeNode::kClassShifts[k] > shift) --k;
+  const std::uint64_t pages = decode_gap(n->gap_code[1 + k]);
+  if (pages >= (UINT64_MAX >> IntervalTreeNode::kClassShifts[0])) return true;
+  return (pages << IntervalTreeNode::kClassShifts[0]) >= min_size;
 }
 
 template <typename F>
