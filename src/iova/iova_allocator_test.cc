@@ -280,7 +280,7 @@ TEST(AllocateIovaTest, ResultPassesTheFixedIovaCheck) {
   EXPECT_TRUE(check_fixed_iova(io.trees(), iova, 0x5000, kPage).ok());
 }
 
-// Random trees and requests: the fast path (subtree_max_gap pruning, reserved-then-area decomposition)
+// Random trees and requests: the fast path (gap-code pruning, reserved-then-area decomposition)
 // must agree with a literal port of the kernel algorithm, errno and address alike.
 TEST(AllocateIovaTest, RandomRequestsMatchKernelAlgorithm) {
   std::mt19937_64 rng(99);
