@@ -1,6 +1,8 @@
 // Accounting of pinned pages (semantics §3.2, §3.4).
 #include "uiommufd/mm/accounting.h"
 
+#include "test_region.h"
+
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <sys/resource.h>
@@ -62,11 +64,7 @@ TEST(AccountModeTest, WithoutCapIpcLockPagesAreUserOrMm) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (syscall(SYS_capget, &header, data) != 0) _exit(2);
-    data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
-    if (syscall(SYS_capset, &header, data) != 0) _exit(3);
+    if (!mm_testing::drop_cap_ipc_lock()) _exit(3);
     const bool ok = !has_cap_ipc_lock() && default_account_mode(false) == AccountMode::kUser &&
                     default_account_mode(true) == AccountMode::kMm;
     _exit(ok ? 0 : 1);

@@ -64,12 +64,11 @@ Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const
     std::memset(dst, 0, len);
     return Status::error(g_fault_copy_from_user.error());
   }
-  if (!range_wraps(uaddr, len) && mm_internal::short_copy(/*to_user=*/false, dst, uaddr, len)) [[likely]]
-    return Status();
+  const bool wraps = range_wraps(uaddr, len);
+  if (!wraps && mm_internal::short_copy(/*to_user=*/false, dst, uaddr, len)) [[likely]] return Status();
   std::size_t copied = 0;
-  Status st = range_wraps(uaddr, len)
-                  ? Status::error(EFAULT)
-                  : mm_internal::copy_from_user(mm_internal::CopyMethod::kAuto, dst, uaddr, len, &copied);
+  Status st = wraps ? Status::error(EFAULT)
+                    : mm_internal::copy_from_user(mm_internal::CopyMethod::kAuto, dst, uaddr, len, &copied);
   if (!st.ok()) std::memset(static_cast<char*>(dst) + copied, 0, len - copied);
   return st;
 }

@@ -2,7 +2,10 @@
 // re-protect, unmapped on destruction (munmap ignores holes, so partial unmaps are fine).
 #pragma once
 
+#include <linux/capability.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +28,17 @@ inline bool is_hole(std::uint64_t uaddr, std::size_t npages) {
     if (mincore(reinterpret_cast<void*>(uaddr + i * kPageSize), kPageSize, &vec) == 0) return false;
   }
   return true;
+}
+
+// Drops CAP_IPC_LOCK from this thread's effective set, so that the unprivileged accounting and mlock paths
+// run for real where the tests run as root. For a forked child (it cannot be raised again). False if
+// capget or capset failed.
+inline bool drop_cap_ipc_lock() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return false;
+  data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+  return syscall(SYS_capset, &header, data) == 0;
 }
 
 class TestRegion {

@@ -114,29 +114,31 @@ void Context::abort(std::uint32_t id) {
   }
 }
 
+namespace {
+// The end of a lookup, with `obj` (null: none) kept from being freed meanwhile: the type check and a user.
+Status take_user(Object* obj, ObjectType type, Object** out) {
+  if (obj == nullptr) return Status::error(ENOENT);
+  if (type != ObjectType::kAny && obj->type() != type) return Status::error(ENOENT);
+  // users is 0 only for an object being removed; it must not come back to life.
+  if (!obj->try_add_user()) return Status::error(ENOENT);
+  *out = obj;
+  return Status();
+}
+}  // namespace
+
 Status Context::lookup(std::uint32_t id, ObjectType type, Object** out) {
   TRY(inject(g_fault_lookup));
   HazardGuard hazard;
   if (hazard.available()) [[likely]] {
     const PublishedTable* t = published_.load(std::memory_order_acquire);
     if (t == nullptr || id >= t->capacity) return Status::error(ENOENT);
-    Object* obj = hazard.protect(t->objs[id]);
-    if (obj == nullptr) return Status::error(ENOENT);
-    if (type != ObjectType::kAny && obj->type() != type) return Status::error(ENOENT);
-    // users is 0 only for an object being removed; it must not come back to life.
-    if (!obj->try_add_user()) return Status::error(ENOENT);
-    *out = obj;
-    return Status();
+    return take_user(hazard.protect(t->objs[id]), type, out);
   }
   // This thread's hazard record is taken (a signal handler looking up while the code it interrupted is
   // inside a lookup): the table lock serves instead.
   lockdep::MutexGuard g(mu_);
-  if (id >= slots_.size() || !slots_[id].obj || !slots_[id].published) return Status::error(ENOENT);
-  Object* obj = slots_[id].obj.get();
-  if (type != ObjectType::kAny && obj->type() != type) return Status::error(ENOENT);
-  if (!obj->try_add_user()) return Status::error(ENOENT);
-  *out = obj;
-  return Status();
+  const bool published = id < slots_.size() && slots_[id].obj && slots_[id].published;
+  return take_user(published ? slots_[id].obj.get() : nullptr, type, out);
 }
 
 bool Context::remove_if_users(Object* obj, std::uint32_t expected_users) {

@@ -237,11 +237,7 @@ TEST_F(PagesLockTest, FilePinReachingPastTheEndOfFileLocksNothing) {
 int run_without_ipc_lock(std::uint64_t limit_pages, int (*body)()) {
   const pid_t pid = fork();
   if (pid == 0) {
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-    if (syscall(SYS_capget, &header, data) != 0) _exit(100);
-    data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
-    if (syscall(SYS_capset, &header, data) != 0) _exit(101);
+    if (!mm_testing::drop_cap_ipc_lock()) _exit(101);
     const rlimit lim{limit_pages * kPageSize, limit_pages * kPageSize};
     if (setrlimit(RLIMIT_MEMLOCK, &lim) != 0) _exit(102);
     _exit(body());

@@ -131,13 +131,8 @@ FileRef FdTable::acquire_file(int fd) {
     // cannot recycle the cell under us.
     if (slot.load(std::memory_order_relaxed) == cell && cell->refs.load(std::memory_order_relaxed) != 0)
       return FileRef(cell, /*borrowed=*/true);
-    t_borrowed = nullptr;
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    if (t_borrowed_orphaned) {
-      // Closed in the window after the mark: the cell is ours to recycle.
-      t_borrowed_orphaned = false;
-      recycle_now(cell);
-    }
+    // Closed in that window: unmark, recycling the cell if its last reference went after the mark.
+    FileRef::end_borrow(cell);
   }
   for (;;) {
     FileCell* cell = slot.load(std::memory_order_acquire);
