@@ -48,7 +48,9 @@ IoPagetable::~IoPagetable() {
 
 Area* IoPagetable::area_of(IntervalTreeNode* n) { return IntervalTree::owner<Area, &Area::node>(n); }
 
-Area* IoPagetable::first_area_locked(Interval range) const { return area_of(areas_.first_overlap(range)); }
+Area* IoPagetable::first_area_locked(Interval range) const {
+  return area_of(areas_.first_overlap_disjoint(range));
+}
 
 Area* IoPagetable::next_area_locked(const Area* a, Interval range) const {
   return area_of(areas_.next_overlap(&a->node, range));
@@ -92,8 +94,7 @@ Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint6
       start = *iova;
     } else {
       const PagesChunk& first = chunks.front();
-      std::uint64_t source =
-          first.pages->source_addr() - first.pages->start_offset() + first.start_byte;
+      std::uint64_t source = first.pages->source_addr() - first.pages->start_offset() + first.start_byte;
       start = TRY(allocate_iova(trees, source, total, iova_alignment_));
     }
     Status st = inject(g_fault_insert);
@@ -264,9 +265,10 @@ Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
     // give that thread a chance to run before the next round.
     std::this_thread::yield();
     if (++rounds > kMaxUnmapNotifyRounds) {
-      UIOMMUFD_LOG(LogLevel::kWarn, "unmap of [%#llx, %#llx]: accesses kept their pins through %u rounds (EDEADLOCK)",
-                   static_cast<unsigned long long>(notify.start), static_cast<unsigned long long>(notify.last),
-                   kMaxUnmapNotifyRounds);
+      UIOMMUFD_LOG(LogLevel::kWarn,
+                   "unmap of [%#llx, %#llx]: accesses kept their pins through %u rounds (EDEADLOCK)",
+                   static_cast<unsigned long long>(notify.start),
+                   static_cast<unsigned long long>(notify.last), kMaxUnmapNotifyRounds);
       return Status::error(EDEADLOCK);
     }
   }
@@ -343,7 +345,8 @@ Status check_access_prot(const Area& a, bool write) {
 }
 }  // namespace
 
-Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool write, std::vector<AccessPage>* out) {
+Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool write,
+                               std::vector<AccessPage>* out) {
   if (length == 0) return Status::error(EINVAL);
   std::uint64_t last;
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
@@ -429,7 +432,8 @@ bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
   return all;
 }
 
-Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t length, bool write, bool slow_path) {
+Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t length, bool write,
+                              bool slow_path) {
   if (length == 0) return Status::error(EINVAL);
   std::uint64_t last;
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
@@ -563,7 +567,8 @@ void IoPagetable::remove_domain(Domain* domain) {
 // ---- reserved and allowed ranges ----
 
 Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
-  if (intersects_locked(areas_, range) || intersects_locked(allowed_, range)) return Status::error(EADDRINUSE);
+  if (intersects_locked(areas_, range) || intersects_locked(allowed_, range))
+    return Status::error(EADDRINUSE);
   TRY(inject(g_fault_alloc_reserved));
   auto r = std::make_unique<Reserved>();
   r->node.range = range;

@@ -267,6 +267,19 @@ IntervalTreeNode* IntervalTree::first_overlap(Interval range) const {
   return subtree_search(root_, range);
 }
 
+IntervalTreeNode* IntervalTree::first_overlap_disjoint(Interval range) const {
+  Node* found = nullptr;
+  for (Node* n = root_; n != nullptr;) {
+    if (n->range.last >= range.start) {
+      found = n;
+      n = n->left;
+    } else {
+      n = n->right;
+    }
+  }
+  return found != nullptr && found->range.start <= range.last ? found : nullptr;
+}
+
 IntervalTreeNode* IntervalTree::next_overlap(const IntervalTreeNode* node, Interval range) const {
   Node* n = const_cast<Node*>(node);
   while (true) {

@@ -24,13 +24,20 @@ Item* item_of(IntervalTreeNode* n) { return IntervalTree::owner<Item, &Item::nod
 // overlap and adjacency) and its mirror at the top of the space.
 std::uint64_t random_coord(std::mt19937_64& rng) {
   switch (rng() % 8) {
-    case 0: return 0;
-    case 1: return kMax;
-    case 2: return 1 + rng() % 3;
-    case 3: return kMax - 1 - rng() % 3;
-    case 4: return kMax - rng() % 200;
-    case 5: return rng();
-    default: return rng() % 200;
+    case 0:
+      return 0;
+    case 1:
+      return kMax;
+    case 2:
+      return 1 + rng() % 3;
+    case 3:
+      return kMax - 1 - rng() % 3;
+    case 4:
+      return kMax - rng() % 200;
+    case 5:
+      return rng();
+    default:
+      return rng() % 200;
   }
 }
 
@@ -244,6 +251,32 @@ TEST(IntervalTreeTest, RandomOperationsMatchBruteForceModel) {
     });
     ASSERT_EQ(got, expect) << "within [" << within.start << ", " << within.last << "] min " << min_size;
   }
+  tree.clear();
+}
+
+// Nodes that never overlap (how iopt keeps its areas): the one-path lookup gives first_overlap's answer.
+TEST(IntervalTreeTest, DisjointLookupMatchesTheGeneralOne) {
+  std::mt19937_64 rng(7);
+  std::vector<Item> items(300);
+  IntervalTree tree;
+  for (int step = 0; step < 4000; ++step) {
+    Item& it = items[rng() % items.size()];
+    if (it.node.linked()) {
+      tree.remove(&it.node);
+    } else {
+      const Interval candidate = random_interval(rng);
+      if (tree.first_overlap(candidate) == nullptr) {
+        it.node.range = candidate;
+        tree.insert(&it.node);
+      }
+    }
+    for (int q = 0; q < 4; ++q) {
+      const Interval range = q == 0 ? Interval::full() : random_interval(rng);
+      ASSERT_EQ(tree.first_overlap_disjoint(range), tree.first_overlap(range))
+          << "range [" << range.start << ", " << range.last << "]";
+    }
+  }
+  EXPECT_GT(tree.size(), 0u);
   tree.clear();
 }
 

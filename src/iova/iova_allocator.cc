@@ -42,7 +42,7 @@ Status check_fixed_iova(const IovaTrees& t, std::uint64_t iova, std::uint64_t le
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
   const Interval range{iova, last};
   if (t.reserved.first_overlap(range) != nullptr) return Status::error(EINVAL);
-  if (t.areas.first_overlap(range) != nullptr) return Status::error(EEXIST);
+  if (t.areas.first_overlap_disjoint(range) != nullptr) return Status::error(EEXIST);
   return Status();
 }
 

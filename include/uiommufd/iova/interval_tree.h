@@ -62,7 +62,7 @@ struct alignas(64) IntervalTreeNode {
   static constexpr int kClassShifts[] = {12, 13, 14, 15, 16, 21};
   static constexpr int kGapClasses = sizeof(kClassShifts) / sizeof(kClassShifts[0]);
   std::uint8_t gap_code[1 + kGapClasses] = {};  // [0]: raw bytes; [1 + k]: pages at class k
-  std::uint8_t height = 0;  // AVL height, >= 1 while linked; 0 marks an unlinked node
+  std::uint8_t height = 0;                      // AVL height, >= 1 while linked; 0 marks an unlinked node
 
   // Whether the node is currently in a tree.
   bool linked() const { return height != 0; }
@@ -74,8 +74,8 @@ namespace interval_tree_internal {
 inline constexpr std::uint8_t kHugeCode = 255;
 constexpr std::uint8_t encode_gap(std::uint64_t v) {
   if (v < 16) return static_cast<std::uint8_t>(v);
-  int e = std::bit_width(v) - 4;                               // v >> e in [8, 15]
-  std::uint64_t m = (v + (std::uint64_t{1} << e) - 1) >> e;   // rounded up: [8, 16]
+  int e = std::bit_width(v) - 4;                             // v >> e in [8, 15]
+  std::uint64_t m = (v + (std::uint64_t{1} << e) - 1) >> e;  // rounded up: [8, 16]
   if (m == 16) m = 8, ++e;
   const std::uint64_t code = 16 + static_cast<std::uint64_t>(e - 1) * 8 + (m - 8);
   return code >= kHugeCode ? kHugeCode : static_cast<std::uint8_t>(code);
@@ -114,6 +114,11 @@ class IntervalTree {
 
   // The node with the lowest (start, address) that intersects `range`, or null. O(log n).
   IntervalTreeNode* first_overlap(Interval range) const;
+  // The same answer for a tree whose nodes never overlap one another (iopt's areas). Ends are then
+  // ordered as starts are, so the answer is the first node ending at or after range.start, found on one
+  // root-to-leaf path; first_overlap() also reads a child beside the path at every level, which in a
+  // large tree is a second cache miss per level.
+  IntervalTreeNode* first_overlap_disjoint(Interval range) const;
   // The next node after `node` in (start, address) order that intersects `range`, or null. `node` must
   // be linked in this tree; it need not itself intersect `range`. O(log n) per call, so enumerating the
   // k intersecting nodes costs O((k + 1) log n) at worst.
@@ -251,7 +256,8 @@ inline bool IntervalTree::subtree_may_fit(const IntervalTreeNode* n, std::uint64
 }
 
 template <typename F>
-bool IntervalTree::for_each_gap(Interval within, std::uint64_t min_size, std::uint64_t alignment, F&& f) const {
+bool IntervalTree::for_each_gap(Interval within, std::uint64_t min_size, std::uint64_t alignment,
+                                F&& f) const {
   UIOMMUFD_DCHECK(within.start <= within.last);
   UIOMMUFD_DCHECK(alignment != 0 && (alignment & (alignment - 1)) == 0);
   GapState s{within, min_size == 0 ? 1 : min_size, alignment, within.start, false};
