@@ -367,6 +367,10 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     Pages& pages = *a.pages();
     const std::uint64_t first = s.start_byte / kPageSize,
                         last_index = (s.start_byte + s.length - 1) / kPageSize;
+    auto* host = static_cast<unsigned char*>(pages.host_page(first));
+    // Pinning touches the first page; on a large address space its translation is rarely cached, and the
+    // walk costs more than all the bookkeeping below. Starting it now lets the two overlap.
+    __builtin_prefetch(host, 1);
     {
       lockdep::MutexGuard pg(pages.mutex());
       if (st = pages.add_access_locked(first, last_index); !st.ok()) return false;
@@ -375,7 +379,6 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     ++done;
     // A Pages window is contiguous, so the handles follow from the first page's.
     const PhysAddr phys = pages.page_phys(first);
-    auto* host = static_cast<unsigned char*>(pages.host_page(first));
     const std::size_t at = out->size(), n = last_index - first + 1;
     out->resize(at + n);
     fill_handles(out->data() + at, n, phys, reinterpret_cast<std::uintptr_t>(host));
