@@ -268,9 +268,8 @@ IntervalTreeNode* IntervalTree::first_overlap(Interval range) const {
 }
 
 IntervalTreeNode* IntervalTree::first_overlap_disjoint(Interval range) const {
-  // Branch-free: which way a random lookup turns is a coin toss, and a mispredicted turn costs more
-  // than the level's load.
-  // (The compiler turns a conditional choice of child back into a branch; a mask keeps it a select.)
+  // Branch-free, with masks (the compiler turns a conditional choice of child back into a branch): which
+  // way a random lookup turns is a coin toss, and a mispredicted turn costs more than the level's load.
   std::uintptr_t found = 0;
   for (Node* n = root_; n != nullptr;) {
     const std::uintptr_t left = -static_cast<std::uintptr_t>(n->range.last >= range.start);
