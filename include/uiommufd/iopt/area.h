@@ -5,12 +5,15 @@
 
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/ref_ptr.h"
+#include "uiommufd/base/slab.h"
 #include "uiommufd/iova/interval_tree.h"
 #include "uiommufd/pages/pages.h"
 
 namespace uiommufd {
 
-class Area {
+// From a slab: a lookup reads one area per tree level, and on a large IOAS those reads are cheaper on
+// huge pages (see slab.h).
+class Area : public SlabAllocated<Area> {
  public:
   // An area starts half-built: it reserves its IOVA range in the tree while its pages are filled into the
   // domains, and `pages` is published only when that is done. Unmap and copy refuse half-built areas.
