@@ -280,6 +280,85 @@ TEST(IntervalTreeTest, DisjointLookupMatchesTheGeneralOne) {
   tree.clear();
 }
 
+// search_gaps answers as for_each_gap does, whatever it remembers, through inserts and removals of
+// non-overlapping nodes (the area tree's case) and random windows, sizes and alignments.
+TEST(IntervalTreeTest, SearchGapsMatchesTheWalkThroughChanges) {
+  std::mt19937_64 rng(11);
+  std::vector<Item> items(200);
+  IntervalTree tree;
+  auto coord = [&] { return rng() % 4096; };
+  for (int step = 0; step < 6000; ++step) {
+    Item& it = items[rng() % items.size()];
+    if (it.node.linked()) {
+      if (rng() % 3 == 0) tree.remove(&it.node);
+    } else {
+      std::uint64_t a = coord(), b = a + rng() % 64;
+      if (tree.first_overlap({a, b}) == nullptr) {
+        it.node.range = {a, b};
+        tree.insert(&it.node);
+      }
+    }
+    for (int q = 0; q < 3; ++q) {
+      std::uint64_t a = coord(), b = coord();
+      if (a > b) std::swap(a, b);
+      const Interval within = rng() % 8 == 0 ? Interval{0, 4095} : Interval{a, b};
+      const std::uint64_t min_size = 1 + rng() % 48, alignment = std::uint64_t{1} << (rng() % 6);
+      const bool first_only = rng() % 2 == 0;  // as the allocator does: stop at the first gap
+      std::vector<Interval> expect, got;
+      tree.for_each_gap(within, min_size, alignment, [&](Interval g) {
+        expect.push_back(g);
+        return !first_only;
+      });
+      tree.search_gaps(within, min_size, alignment, [&](Interval g) {
+        got.push_back(g);
+        return !first_only;
+      });
+      ASSERT_EQ(got, expect) << "step " << step << " within [" << within.start << ", " << within.last
+                             << "] min " << min_size << " align " << alignment;
+    }
+  }
+  EXPECT_GT(tree.futile_searches_skipped(), 0u);
+  tree.clear();
+}
+
+// A window searched in vain is not walked again for a request at least as large; removing a node inside
+// the window brings the walk back, removing one outside it does not.
+TEST(IntervalTreeTest, AFruitlessSearchIsRememberedUntilANodeInsideGoes) {
+  std::vector<Item> items(10);
+  IntervalTree tree;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    items[i].node.range = {i * 10, i * 10 + 7};  // gaps of 2 addresses: [8,9], [18,19], ...
+    tree.insert(&items[i].node);
+  }
+  auto count_gaps = [&](Interval within, std::uint64_t min_size) {
+    int n = 0;
+    tree.search_gaps(within, min_size, 1, [&](Interval) { return ++n, true; });
+    return n;
+  };
+  EXPECT_EQ(count_gaps({0, 59}, 3), 0);
+  EXPECT_EQ(tree.futile_searches_skipped(), 0u);
+  EXPECT_EQ(count_gaps({10, 49}, 4), 0);  // inside the window, larger: answered from memory
+  EXPECT_EQ(tree.futile_searches_skipped(), 1u);
+  EXPECT_EQ(count_gaps({0, 59}, 2), 6);  // smaller: walked, and found
+  EXPECT_EQ(tree.futile_searches_skipped(), 1u);
+
+  tree.remove(&items[8].node);  // [80, 87]: outside the window
+  EXPECT_EQ(count_gaps({0, 59}, 3), 0);
+  EXPECT_EQ(tree.futile_searches_skipped(), 2u);
+
+  tree.remove(&items[3].node);  // [30, 37]: inside; opens [28, 39]
+  EXPECT_EQ(count_gaps({0, 59}, 3), 1);
+  EXPECT_EQ(tree.futile_searches_skipped(), 2u);
+
+  // An insert only closes gaps: what was remembered stays true and is used.
+  EXPECT_EQ(count_gaps({0, 25}, 3), 0);
+  items[3].node.range = {30, 37};
+  tree.insert(&items[3].node);
+  EXPECT_EQ(count_gaps({0, 25}, 3), 0);
+  EXPECT_EQ(tree.futile_searches_skipped(), 3u);
+  tree.clear();
+}
+
 TEST(IntervalTreeTest, GapWalkStopsWhenTheCallbackSaysSo) {
   std::vector<Item> items(10);
   IntervalTree tree;

@@ -76,7 +76,7 @@ Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_add
     return !found.has_value();
   };
   auto reserved_hole = [&](Interval hole) {
-    return t.areas.for_each_gap(hole, min_hole, req.alignment, area_hole);
+    return t.areas.search_gaps(hole, min_hole, req.alignment, area_hole);
   };
   auto allowed_span = [&](Interval span) {
     // The kernel checks the allowed span itself first and then searches from its aligned candidate.

@@ -24,7 +24,7 @@ constexpr std::uint64_t kMiB = 1024 * 1024;
 struct Iopt {
   std::deque<IntervalTreeNode> nodes;  // deque: stable addresses
   IntervalTree areas, reserved, allowed;
-  IovaTrees trees() const { return {areas, reserved, allowed}; }
+  IovaTrees trees() { return {areas, reserved, allowed}; }
   IntervalTreeNode* add(IntervalTree& t, Interval r) {
     nodes.emplace_back();
     nodes.back().range = r;
@@ -182,7 +182,7 @@ TEST(AllocateIovaTest, SubPageOffsetOfTheSourceIsKept) {
 TEST(AllocateIovaTest, AlignmentBelowIovaAlignmentIsEinval) {
   Iopt io;
   EXPECT_EQ(allocate_iova(io.trees(), 0x1800, kPage, kPage).error(), EINVAL);  // addr 2 KiB aligned
-  EXPECT_EQ(allocate_iova(io.trees(), 0, 512, kPage).error(), EINVAL);          // short length
+  EXPECT_EQ(allocate_iova(io.trees(), 0, 512, kPage).error(), EINVAL);         // short length
   EXPECT_TRUE(allocate_iova(io.trees(), 0x1000, kPage, kPage).ok());
 }
 
@@ -197,8 +197,8 @@ TEST(AllocateIovaTest, ZeroOrHugeLengthIsEoverflow) {
 
 TEST(AllocateIovaTest, AreasAreAvoidedAndFirstFitIsLowest) {
   Iopt io;
-  io.area(kPage, 3 * kPage);       // [4K, 16K)
-  io.area(5 * kPage, 3 * kPage);   // [20K, 32K): leaves a one-page hole at 16K
+  io.area(kPage, 3 * kPage);      // [4K, 16K)
+  io.area(5 * kPage, 3 * kPage);  // [20K, 32K): leaves a one-page hole at 16K
   EXPECT_EQ(allocate_iova(io.trees(), 0, kPage, 1).value(), 4 * kPage);
   EXPECT_EQ(allocate_iova(io.trees(), 0, 2 * kPage, 1).value(), 8 * kPage);
 }
@@ -244,7 +244,7 @@ TEST(AllocateIovaTest, CandidateOnHoleLastNeverFits) {
   // The kernel's test is `candidate < hole_last`: a 1-byte request cannot take the last byte of a hole,
   // so a 1-byte hole never fits anything.
   Iopt io;
-  io.area(kPage, kPage);         // [4096, 8191]
+  io.area(kPage, kPage);          // [4096, 8191]
   io.area(2 * kPage + 1, kPage);  // leaves the single byte 8192 free
   const auto iova = allocate_iova(io.trees(), 0, 1, 1);
   ASSERT_TRUE(iova.ok());
@@ -311,10 +311,17 @@ TEST(AllocateIovaTest, RandomRequestsMatchKernelAlgorithm) {
       const std::uint64_t length = rng() % 4 == 0 ? 1 + rng() % 0x100 : (1 + rng() % 16) * 0x800;
       std::uint64_t addr = 0;
       switch (rng() % 4) {
-        case 0: break;
-        case 1: addr = (rng() % 0x100000) << 12; break;
-        case 2: addr = rng() & ~std::uint64_t{0xf}; break;
-        default: addr = rng(); break;
+        case 0:
+          break;
+        case 1:
+          addr = (rng() % 0x100000) << 12;
+          break;
+        case 2:
+          addr = rng() & ~std::uint64_t{0xf};
+          break;
+        default:
+          addr = rng();
+          break;
       }
       const std::uint64_t iova_alignment = std::uint64_t{1} << (rng() % 4 == 0 ? 12 : 0);
       const auto want = reference_allocate(io, addr, length, iova_alignment);

@@ -99,8 +99,8 @@ TEST(SpanIteratorTest, TwoTreesMergeTheirNodes) {
   b.add({40, 49});
   a.add({45, 59});
   EXPECT_EQ(walk({0, 70}, a.tree, &b.tree),
-            (std::vector<Span>{{{0, 9}, true}, {{10, 24}, false}, {{25, 39}, true}, {{40, 59}, false},
-                               {{60, 70}, true}}));
+            (std::vector<Span>{
+                {{0, 9}, true}, {{10, 24}, false}, {{25, 39}, true}, {{40, 59}, false}, {{60, 70}, true}}));
 }
 
 TEST(SpanIteratorTest, ForEachHoleAndUsedSpanStopEarly) {
@@ -125,9 +125,12 @@ TEST(SpanIteratorTest, RandomTreesTileTheRangeWithMaximalSpans) {
     Trees a, b;
     auto coord = [&]() -> std::uint64_t {
       switch (rng() % 5) {
-        case 0: return rng() % 2 ? 0 : kMax;
-        case 1: return kMax - rng() % 64;
-        default: return rng() % 64;
+        case 0:
+          return rng() % 2 ? 0 : kMax;
+        case 1:
+          return kMax - rng() % 64;
+        default:
+          return rng() % 64;
       }
     };
     const int na = static_cast<int>(rng() % 10), nb = static_cast<int>(rng() % 10);
@@ -159,8 +162,7 @@ TEST(SpanIteratorTest, RandomTreesTileTheRangeWithMaximalSpans) {
         for (Interval n : all) {
           if (n.overlaps(s.range)) touching.push_back(n);
         }
-        std::sort(touching.begin(), touching.end(),
-                  [](Interval l, Interval r) { return l.start < r.start; });
+        std::sort(touching.begin(), touching.end(), [](Interval l, Interval r) { return l.start < r.start; });
         ASSERT_FALSE(touching.empty());
         ASSERT_LE(touching.front().start, s.range.start);
         std::uint64_t covered = touching.front().last;

@@ -23,7 +23,8 @@
 namespace uiommufd {
 
 struct IovaTrees {
-  const IntervalTree& areas;
+  // Not const: allocate_iova searches it with search_gaps(), which remembers fruitless searches.
+  IntervalTree& areas;
   const IntervalTree& reserved;
   const IntervalTree& allowed;
 };
@@ -63,7 +64,9 @@ Status check_fixed_iova(const IovaTrees& t, std::uint64_t iova, std::uint64_t le
 // (IntervalTree's per-alignment gap augmentation), and when source_addr has no sub-page offset that test
 // is exact, so the first hole reported is the answer. With a sub-page offset (alignment < 4 KiB) the
 // skip test uses raw hole lengths, and each hole that is long enough but fails after the `| offset`
-// costs another O(log n).
+// costs another O(log n). A window of the area tree searched in vain is remembered by the tree until an
+// area inside it goes (IntervalTree::search_gaps), so a full low space below a reserved range is not
+// searched again on every call: callers hold the area tree exclusively.
 Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_addr, std::uint64_t length,
                                     std::uint64_t iova_alignment);
 

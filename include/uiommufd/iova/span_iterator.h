@@ -49,7 +49,7 @@ class SpanIterator {
   Interval within_;
   const IntervalTree* trees_[2];
   const IntervalTreeNode* cursor_[2];  // next unconsumed node of each tree intersecting within_
-  std::uint64_t pos_;                   // first address of the span to load
+  std::uint64_t pos_;                  // first address of the span to load
   Interval span_{};
   bool is_hole_ = false;
   bool done_ = false;
