@@ -364,13 +364,13 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
       return false;
     }
     if (st = check_access_prot(a, write); !st.ok()) return false;
-    Pages& pages = *a.pages();
     const std::uint64_t first = s.start_byte / kPageSize,
                         last_index = (s.start_byte + s.length - 1) / kPageSize;
-    auto* host = static_cast<unsigned char*>(pages.host_page(first));
+    const std::uintptr_t host = a.host_page0() + ((first - a.first_index()) << kPageShift);
     // Pinning touches the first page; on a large address space its translation is rarely cached, and the
     // walk costs more than all the bookkeeping below. Starting it now lets the two overlap.
-    __builtin_prefetch(host, 1);
+    __builtin_prefetch(reinterpret_cast<const void*>(host), 1);
+    Pages& pages = *a.pages();
     {
       lockdep::MutexGuard pg(pages.mutex());
       if (st = pages.add_access_locked(first, last_index); !st.ok()) return false;
@@ -381,7 +381,7 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     const PhysAddr phys = pages.page_phys(first);
     const std::size_t at = out->size(), n = last_index - first + 1;
     out->resize(at + n);
-    fill_handles(out->data() + at, n, phys, reinterpret_cast<std::uintptr_t>(host));
+    fill_handles(out->data() + at, n, phys, host);
     return true;
   });
   if (st.ok() && !complete) st = Status::error(ENOENT);

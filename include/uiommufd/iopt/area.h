@@ -30,7 +30,13 @@ class Area : public SlabAllocated<Area> {
   const RefPtr<Pages>& pages() const { return pages_; }
   // The backing whatever the state; used while building it and while tearing it down.
   Pages& backing() const { return pages_ ? *pages_ : *pending_pages_; }
-  void publish() { pages_ = std::move(pending_pages_); }
+  void publish() {
+    pages_ = std::move(pending_pages_);
+    host_page0_ = reinterpret_cast<std::uintptr_t>(pages_->host_page(first_index()));
+  }
+  // Where this process sees the area's first page (once published). Kept here so that a pin can start
+  // fetching the page it will touch before it has read the Pages object, a cache miss of its own.
+  std::uintptr_t host_page0() const { return host_page0_; }
 
   // Byte offset of the area's first byte from the start of page 0 of its Pages window.
   std::uint64_t start_byte() const { return start_byte_; }
@@ -53,6 +59,7 @@ class Area : public SlabAllocated<Area> {
   RefPtr<Pages> pages_;
   RefPtr<Pages> pending_pages_;
   std::uint64_t start_byte_;
+  std::uintptr_t host_page0_ = 0;
   int prot_;
 };
 
