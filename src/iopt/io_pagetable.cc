@@ -327,15 +327,33 @@ void IoPagetable::remove_access(AccessHook* access, std::uint64_t alignment) {
 namespace {
 // n handles of consecutive pages from (phys, host) on. Both fields step by a page together, so each handle
 // is one 16-byte vector store: this is most of a large pin's own work, and the compiler does not
-// vectorise the plain loop at -O2.
+// vectorise the plain loop at -O2. Four stores an iteration, from four independent vectors: a loop of
+// one store runs at the front end's pace, which moves with where the linker happens to place it (a 15%
+// swing in access_pin_2m between builds); four keep the store ports busy instead.
 void fill_handles(AccessPage* handles, std::size_t n, PhysAddr phys, std::uintptr_t host) {
   static_assert(sizeof(AccessPage) == 16 && sizeof(void*) == 8 && sizeof(PhysAddr) == 8);
   using Pair = std::uint64_t __attribute__((vector_size(16)));
-  Pair v = {phys, host};
   const Pair step = {kPageSize, kPageSize};
-  for (std::size_t k = 0; k < n; ++k) {
+  Pair v0 = {phys, host};
+  Pair v1 = v0 + step, v2 = v1 + step, v3 = v2 + step;
+  const Pair step4 = step * 4;
+  auto put = [&](std::size_t k, const Pair& v) {
     std::memcpy(static_cast<void*>(&handles[k]), &v, sizeof(v));
-    v += step;
+  };
+  std::size_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    put(k, v0);
+    put(k + 1, v1);
+    put(k + 2, v2);
+    put(k + 3, v3);
+    v0 += step4;
+    v1 += step4;
+    v2 += step4;
+    v3 += step4;
+  }
+  for (; k < n; ++k) {
+    put(k, v0);
+    v0 += step;
   }
 }
 
