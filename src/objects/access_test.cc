@@ -1,12 +1,11 @@
 // Accesses: pin, unpin, rw, the unmap protocol, and the lifetime rules, one test per rule.
 #include "uiommufd/objects/access.h"
 
-#include <sys/mman.h>
-
 #include <cstring>
 #include <set>
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/fault_sweep.h"
@@ -50,7 +49,8 @@ class TestDriver {
   void on_unmap(std::uint64_t iova, std::uint64_t length) {
     lockdep::MutexGuard g(ranges_.mutex());
     calls_.push_back({iova, length});
-    if (unpin_on_unmap_) ranges_.unmap_locked(*raw_, iova, length);  // raw_: the callback may run inside destroy()
+    if (unpin_on_unmap_)
+      ranges_.unmap_locked(*raw_, iova, length);  // raw_: the callback may run inside destroy()
   }
 
   bool unpin_on_unmap_;
@@ -65,7 +65,8 @@ class AccessTest : public ::testing::Test {
   void SetUp() override {
     pinned_before_ = Pages::total_pinned_pages();
     ctx_ = std::move(*Context::create());
-    mem_ = static_cast<char*>(mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    mem_ =
+        static_cast<char*>(mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     ASSERT_NE(mem_, MAP_FAILED);
     for (std::size_t i = 0; i < kLen; ++i) mem_[i] = static_cast<char>(i * 7);
     ioas_id_ = *Ioas::create(*ctx_);
@@ -104,10 +105,10 @@ TEST_F(AccessTest, AttachRules) {
   EXPECT_EQ(d.access().attach(999).error(), ENOENT);
   EXPECT_EQ(d.access().replace(ioas_id_).error(), ENOENT);  // not attached
   ASSERT_TRUE(d.access().attach(ioas_id_).ok());
-  EXPECT_EQ(d.access().attach(ioas_id_).error(), EINVAL);   // already attached
-  EXPECT_TRUE(d.access().replace(ioas_id_).ok());            // same IOAS: nothing happens
+  EXPECT_EQ(d.access().attach(ioas_id_).error(), EINVAL);  // already attached
+  EXPECT_TRUE(d.access().replace(ioas_id_).ok());          // same IOAS: nothing happens
   EXPECT_TRUE(d.calls().empty());
-  EXPECT_EQ(ctx_->destroy(ioas_id_).error(), EBUSY);         // the access holds its IOAS
+  EXPECT_EQ(ctx_->destroy(ioas_id_).error(), EBUSY);  // the access holds its IOAS
 }
 
 TEST_F(AccessTest, PinReturnsOnePagePerBackingPageWithItsMemory) {
@@ -125,15 +126,32 @@ TEST_F(AccessTest, PinReturnsOnePagePerBackingPageWithItsMemory) {
   EXPECT_EQ(pages.size(), 2u);
 }
 
+// Every handle of a pin names its own page, whatever the count (handles are written several at a time).
+TEST_F(AccessTest, EveryHandleOfAPinNamesItsPage) {
+  TestDriver d(*ctx_);
+  map(kIova, 0, 16 * kPageSize);
+  ASSERT_TRUE(d.access().attach(ioas_id_).ok());
+  std::vector<AccessPage> pages;
+  for (std::uint64_t count = 1; count <= 9; ++count) {
+    const std::uint64_t first = count % 3;
+    ASSERT_TRUE(d.pin(kIova + first * kPageSize, count * kPageSize, &pages).ok()) << count;
+    ASSERT_EQ(pages.size(), count);
+    for (std::uint64_t i = 0; i < count; ++i) {
+      EXPECT_EQ(pages[i].phys, uptr((first + i) * kPageSize)) << count << " " << i;
+      EXPECT_EQ(pages[i].address, mem_ + (first + i) * kPageSize) << count << " " << i;
+    }
+  }
+}
+
 TEST_F(AccessTest, PinErrnos) {
   TestDriver d(*ctx_);
   map(kIova, 0, 8 * kPageSize, Ioas::kReadable | Ioas::kFixedIova);
   ASSERT_TRUE(d.access().attach(ioas_id_).ok());
   EXPECT_EQ(d.pin(kIova, 0, nullptr).error(), EINVAL);
   EXPECT_EQ(d.pin(kUlongMax - 10, kPageSize, nullptr).error(), EOVERFLOW);
-  EXPECT_EQ(d.pin(kIova, kPageSize, nullptr, true).error(), EPERM);     // read-only area
+  EXPECT_EQ(d.pin(kIova, kPageSize, nullptr, true).error(), EPERM);             // read-only area
   EXPECT_EQ(d.pin(kIova + 8 * kPageSize, kPageSize, nullptr).error(), ENOENT);  // hole
-  EXPECT_EQ(d.pin(kIova + 100, kPageSize, nullptr).error(), EINVAL);   // start not page aligned in the backing
+  EXPECT_EQ(d.pin(kIova + 100, kPageSize, nullptr).error(), EINVAL);  // start not page aligned in the backing
   EXPECT_TRUE(d.pin(kIova, kPageSize, nullptr).ok());
   EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_ + 1);
 }
@@ -203,7 +221,7 @@ TEST_F(AccessTest, DestroyCallsBackForTheWholeRangeSoNoPinSurvives) {
   ASSERT_EQ(d->calls().size(), 1u);
   EXPECT_EQ(d->calls()[0], std::make_pair(std::uint64_t{0}, kUlongMax));
   EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_);
-  EXPECT_TRUE(ctx_->destroy(ioas_id_) .error() == EBUSY);  // the test's own reference still holds it
+  EXPECT_TRUE(ctx_->destroy(ioas_id_).error() == EBUSY);  // the test's own reference still holds it
 }
 
 TEST_F(AccessTest, ReplaceCallsBackAndMovesTheAccess) {
