@@ -93,18 +93,13 @@ void unlink_fields(Node* n) {
 
 }  // namespace
 
-// Moves and swaps forget past searches: cheaper to relearn than to reason about whose memory is whose.
 IntervalTree::IntervalTree(IntervalTree&& other) noexcept
-    : root_(std::exchange(other.root_, nullptr)), size_(std::exchange(other.size_, 0)) {
-  other.forget_all_futile();
-}
+    : root_(std::exchange(other.root_, nullptr)), size_(std::exchange(other.size_, 0)) {}
 
 IntervalTree& IntervalTree::operator=(IntervalTree&& other) noexcept {
   if (this != &other) {
     root_ = std::exchange(other.root_, nullptr);
     size_ = std::exchange(other.size_, 0);
-    forget_all_futile();
-    other.forget_all_futile();
   }
   return *this;
 }
@@ -112,46 +107,6 @@ IntervalTree& IntervalTree::operator=(IntervalTree&& other) noexcept {
 void swap(IntervalTree& a, IntervalTree& b) noexcept {
   std::swap(a.root_, b.root_);
   std::swap(a.size_, b.size_);
-  a.forget_all_futile();
-  b.forget_all_futile();
-}
-
-// A window inside a remembered one, asking for no less room, cannot fit either: its gaps are pieces of the
-// remembered window's gaps, and a coarser alignment or a larger size only leaves less room.
-bool IntervalTree::known_futile(Interval within, std::uint64_t min_size, std::uint64_t alignment) const {
-  for (const FutileSearch& f : futile_) {
-    if (f.min_size != 0 && f.within.start <= within.start && within.last <= f.within.last &&
-        f.min_size <= min_size && f.alignment <= alignment)
-      return true;
-  }
-  return false;
-}
-
-void IntervalTree::remember_futile(Interval within, std::uint64_t min_size, std::uint64_t alignment) {
-  // Requests differ mostly in size: a smaller futile request for the same window and alignment replaces
-  // the larger one it now covers, rather than taking another slot.
-  const FutileSearch fresh{within, min_size, alignment};
-  for (FutileSearch& f : futile_) {
-    if (f.min_size != 0 && within.start <= f.within.start && f.within.last <= within.last &&
-        min_size <= f.min_size && alignment <= f.alignment) {
-      f = fresh;
-      return;
-    }
-  }
-  futile_[futile_next_] = fresh;
-  futile_next_ = (futile_next_ + 1) % kFutileSearches;
-}
-
-// Only nodes inside a window decide which of its addresses are covered, so a removal elsewhere (even right
-// next to it) leaves the window's gaps as they were.
-void IntervalTree::forget_futile(Interval changed) {
-  for (FutileSearch& f : futile_) {
-    if (f.min_size != 0 && f.within.overlaps(changed)) f = FutileSearch{};
-  }
-}
-
-void IntervalTree::forget_all_futile() {
-  for (FutileSearch& f : futile_) f = FutileSearch{};
 }
 
 namespace {
@@ -250,7 +205,6 @@ void IntervalTree::insert(IntervalTreeNode* node) {
 
 void IntervalTree::remove(IntervalTreeNode* node) {
   UIOMMUFD_ASSERT(node->linked());
-  forget_futile(node->range);
   Node* retrace_from;
   const Node* stale = nullptr;
   if (node->left != nullptr && node->right != nullptr) {
@@ -374,7 +328,6 @@ void IntervalTree::clear() {
   }
   root_ = nullptr;
   size_ = 0;
-  forget_all_futile();
 }
 
 namespace {

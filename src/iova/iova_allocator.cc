@@ -68,21 +68,24 @@ Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_add
   const Interval window{kPageSize, kUlongMax - kPageSize};
 
   std::optional<std::uint64_t> found;
-  // Innermost: the holes of the area tree inside one hole of the reserved tree. Together these are
-  // exactly the holes common to both trees (a common hole lies inside one reserved hole and is a
-  // maximal area-free run there), in ascending order, as the kernel's double-span walk yields them.
-  auto area_hole = [&](Interval hole) {
+  // Innermost: the reserved tree's holes inside one gap of the area tree. Together these are exactly the
+  // holes common to both trees (a common hole lies inside one area gap and is a maximal reserved-free run
+  // there), in ascending order, as the kernel's double-span walk yields them. The area tree goes outside
+  // because it is the large one: one walk of it per allowed span, never one per reserved hole, which on a
+  // large IOAS would descend from the root again past every reserved range (the MSI window) and first
+  // search the whole, usually full, space below it.
+  auto common_hole = [&](Interval hole) {
     found = fit(req, hole.start, hole.last);
     return !found.has_value();
   };
-  auto reserved_hole = [&](Interval hole) {
-    return t.areas.search_gaps(hole, min_hole, req.alignment, area_hole);
+  auto area_gap = [&](Interval gap) {
+    return t.reserved.for_each_gap(gap, min_hole, req.alignment, common_hole);
   };
   auto allowed_span = [&](Interval span) {
     // The kernel checks the allowed span itself first and then searches from its aligned candidate.
     const std::optional<std::uint64_t> start = fit(req, span.start, span.last);
     if (!start) return true;
-    return t.reserved.for_each_gap(Interval{*start, span.last}, min_hole, req.alignment, reserved_hole);
+    return t.areas.for_each_gap(Interval{*start, span.last}, min_hole, req.alignment, area_gap);
   };
 
   if (t.allowed.empty()) {

@@ -170,23 +170,6 @@ class IntervalTree {
     return for_each_gap(within, min_size, 1, std::forward<F>(f));
   }
 
-  // for_each_gap for a search that is repeated with different requests while the tree changes little, as
-  // IOVA allocation is: a walk that reports no gap at all is remembered, and a later search that asks for
-  // at least as much (a window inside the remembered one, min_size and alignment no smaller) returns at once
-  // without walking, as if it had found nothing. Only remove() can open a gap, so a removal drops the
-  // remembered searches whose window it touches; insert() keeps them.
-  //
-  // Why: a window that ends where a large gap begins (the space below a reserved range, say) is costly to
-  // search on a large tree even when it is full, because every subtree that straddles its end holds that
-  // gap and so passes the pruning test. Once the low space is full, each allocation would pay that walk.
-  //
-  // Writes the memory of past searches, so unlike for_each_gap it needs the tree to itself (iopt calls it
-  // with iova_rwsem held for writing).
-  template <typename F>
-  bool search_gaps(Interval within, std::uint64_t min_size, std::uint64_t alignment, F&& f);
-  // Searches answered from memory since the tree was made (for tests and figures).
-  std::uint64_t futile_searches_skipped() const { return futile_skipped_; }
-
   // Checks every structural invariant (order, parent links, AVL balance, heights, augmentation, size);
   // aborts with a message on the first violation. O(n). For tests.
   void check_invariants() const;
@@ -212,23 +195,8 @@ class IntervalTree {
   // Whether some gap inside n's subtree (not the one in front of it) might qualify.
   static bool subtree_may_fit(const IntervalTreeNode* n, std::uint64_t min_size, std::uint64_t alignment);
 
-  // A search (window, min_size >= 1, alignment) that found no gap, while still true.
-  struct FutileSearch {
-    Interval within;
-    std::uint64_t min_size = 0;  // 0: the slot is empty
-    std::uint64_t alignment = 0;
-  };
-  static constexpr int kFutileSearches = 8;
-  bool known_futile(Interval within, std::uint64_t min_size, std::uint64_t alignment) const;
-  void remember_futile(Interval within, std::uint64_t min_size, std::uint64_t alignment);
-  void forget_futile(Interval changed);
-  void forget_all_futile();
-
   IntervalTreeNode* root_ = nullptr;
   std::size_t size_ = 0;
-  FutileSearch futile_[kFutileSearches] = {};
-  unsigned futile_next_ = 0;  // the slot a new search replaces, round robin
-  std::uint64_t futile_skipped_ = 0;
 };
 
 // ---- template implementation -------------------------------------------------------------------
@@ -300,23 +268,6 @@ bool IntervalTree::for_each_gap(Interval within, std::uint64_t min_size, std::ui
     return false;
   }
   return true;
-}
-
-template <typename F>
-bool IntervalTree::search_gaps(Interval within, std::uint64_t min_size, std::uint64_t alignment, F&& f) {
-  if (min_size == 0) min_size = 1;
-  if (known_futile(within, min_size, alignment)) {
-    ++futile_skipped_;
-    return true;
-  }
-  bool reported = false;
-  const bool completed = for_each_gap(within, min_size, alignment, [&](Interval gap) {
-    reported = true;
-    return f(gap);
-  });
-  // A gap the caller turned down says nothing about other requests: only a walk that found none is kept.
-  if (!reported) remember_futile(within, min_size, alignment);
-  return completed;
 }
 
 }  // namespace uiommufd

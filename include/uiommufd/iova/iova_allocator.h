@@ -23,8 +23,7 @@
 namespace uiommufd {
 
 struct IovaTrees {
-  // Not const: allocate_iova searches it with search_gaps(), which remembers fruitless searches.
-  IntervalTree& areas;
+  const IntervalTree& areas;
   const IntervalTree& reserved;
   const IntervalTree& allowed;
 };
@@ -59,14 +58,13 @@ Status check_fixed_iova(const IovaTrees& t, std::uint64_t iova, std::uint64_t le
 //   EOVERFLOW  length == 0 or length >= kUlongMax / 2;
 //   EINVAL     the alignment above is smaller than iova_alignment (a power of two);
 //   ENOSPC     no hole fits.
-// Cost: O((A + R + 1) · log n) for A allowed spans and R reserved holes visited, n areas: the hole walks
-// skip, a subtree at a time, every hole that cannot hold `length` bytes from its first aligned address
-// (IntervalTree's per-alignment gap augmentation), and when source_addr has no sub-page offset that test
-// is exact, so the first hole reported is the answer. With a sub-page offset (alignment < 4 KiB) the
-// skip test uses raw hole lengths, and each hole that is long enough but fails after the `| offset`
-// costs another O(log n). A window of the area tree searched in vain is remembered by the tree until an
-// area inside it goes (IntervalTree::search_gaps), so a full low space below a reserved range is not
-// searched again on every call: callers hold the area tree exclusively.
+// Cost: one walk of the area tree per allowed span, O(log n) for n areas to the first area gap that can
+// hold `length` bytes from its first aligned address (the walk skips the others a subtree at a time,
+// through IntervalTree's per-alignment gap augmentation), plus O(log n + log r) for each gap that passes
+// that test but is spoilt by the r reserved ranges (the gap across the MSI window, typically). With no
+// sub-page offset in source_addr the test is exact, so the first unspoilt gap holds the answer. With a
+// sub-page offset (alignment < 4 KiB) the skip test uses raw hole lengths, and each hole that is long
+// enough but fails after the `| offset` costs another O(log n).
 Result<std::uint64_t> allocate_iova(const IovaTrees& t, std::uint64_t source_addr, std::uint64_t length,
                                     std::uint64_t iova_alignment);
 
