@@ -2,11 +2,10 @@
 // every change.
 #include "uiommufd/iopt/io_pagetable.h"
 
-#include <sys/mman.h>
-
 #include <memory>
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/fault_sweep.h"
@@ -31,7 +30,9 @@ class Buffer {
     aligned_ = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(base_) + align - 1) & ~(align - 1));
   }
   ~Buffer() { munmap(base_, bytes_); }
-  std::uint64_t addr(std::uint64_t offset = 0) const { return reinterpret_cast<std::uint64_t>(aligned_) + offset; }
+  std::uint64_t addr(std::uint64_t offset = 0) const {
+    return reinterpret_cast<std::uint64_t>(aligned_) + offset;
+  }
 
  private:
   std::size_t bytes_;
@@ -77,6 +78,30 @@ TEST_F(IoPagetableTest, MapWithNoDomainPinsNothing) {
   EXPECT_EQ(Pages::total_pinned_pages(), pinned_before_);
   EXPECT_EQ(iopt.area_count(), 1u);
   expect_invariants(iopt);
+}
+
+// Areas come from their slab and all go back to it: mapped, cut in two, unmapped, and when the
+// IoPagetable itself goes.
+TEST_F(IoPagetableTest, EveryAreaReturnsToItsSlab) {
+  Buffer buf(16 * kPageSize, PROT_READ | PROT_WRITE);
+  const std::size_t before = Area::slab().live_objects();
+  {
+    IoPagetable iopt;
+    for (std::uint64_t i = 0; i < 4; ++i) {
+      std::uint64_t iova = 0x100000 + i * 0x10000;
+      ASSERT_TRUE(map(iopt, buf.addr() + i * 4 * kPageSize, 4 * kPageSize, &iova, true).ok());
+    }
+    EXPECT_EQ(Area::slab().live_objects(), before + 4);
+    ASSERT_TRUE(iopt.set_large_pages(false).ok());
+    ASSERT_TRUE(iopt.cut_iova({0x100000 + kPageSize - 1}).ok());
+    EXPECT_EQ(iopt.area_count(), 5u);
+    EXPECT_EQ(Area::slab().live_objects(), before + 5);
+    std::uint64_t unmapped = 0;
+    ASSERT_TRUE(iopt.unmap_range({0x110000, 0x11ffff}, &unmapped).ok());
+    EXPECT_EQ(Area::slab().live_objects(), before + 4);
+    expect_invariants(iopt);
+  }
+  EXPECT_EQ(Area::slab().live_objects(), before);
 }
 
 TEST_F(IoPagetableTest, FixedIovaOverAnAreaIsEexist) {
