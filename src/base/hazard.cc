@@ -8,13 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UIOMMUFD_HAZARD_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define UIOMMUFD_HAZARD_SANITIZED 1
-#endif
-#endif
+#include "uiommufd/base/sanitizers.h"
 
 namespace uiommufd {
 namespace hazard_internal {
@@ -37,7 +31,7 @@ void on_thread_exit(void* record) {
 bool make_exit_key() { return pthread_key_create(&g_exit_key, on_thread_exit) == 0; }
 
 bool register_membarrier() {
-#if defined(UIOMMUFD_HAZARD_SANITIZED) || !defined(SYS_membarrier)
+#if defined(UIOMMUFD_SANITIZED) || !defined(SYS_membarrier)
   return false;
 #else
   const long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);

@@ -7,15 +7,8 @@
 #include <sys/mman.h>
 
 #include "uiommufd/base/assert.h"
+#include "uiommufd/base/sanitizers.h"
 #include "uiommufd/base/thread_annotations.h"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UIOMMUFD_SLAB_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define UIOMMUFD_SLAB_SANITIZED 1
-#endif
-#endif
 
 namespace uiommufd {
 
@@ -73,7 +66,7 @@ Slab::Slab(std::size_t object_size, Source source)
     : object_size_(round_up(object_size == 0 ? 1 : object_size, kAlign)),
       first_offset_(round_up(sizeof(Chunk), kAlign)),
       per_chunk_((kChunkBytes - first_offset_) / object_size_),
-#if defined(UIOMMUFD_SLAB_SANITIZED)
+#if defined(UIOMMUFD_SANITIZED)
       chunked_(source == Source::kChunks) {
 #else
       chunked_(true) {

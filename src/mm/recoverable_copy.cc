@@ -37,11 +37,6 @@
 // signal handler with a fresh FPU state (default MXCSR and x87 control word), so the handler puts the
 // interrupted code's MXCSR and x87 control word back from the signal frame before jumping; otherwise a copy
 // that faulted would silently reset the caller's rounding mode / FTZ / DAZ.
-#include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <ucontext.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -49,16 +44,15 @@
 #include <cstring>
 #include <mutex>
 
-#include "uiommufd/base/page.h"
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <ucontext.h>
+
 #include "user_copy.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define UIOMMUFD_MM_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define UIOMMUFD_MM_SANITIZED 1
-#endif
-#endif
+#include "uiommufd/base/page.h"
+#include "uiommufd/base/sanitizers.h"
 
 namespace uiommufd::mm_internal {
 namespace {
@@ -84,7 +78,7 @@ constexpr std::size_t kFixupCopyMax = 512;
 // in a shared library.
 struct Region {
   sigjmp_buf env;
-  volatile std::uintptr_t lo;    // [lo, hi): the user range of the current copy
+  volatile std::uintptr_t lo;  // [lo, hi): the user range of the current copy
   volatile std::uintptr_t hi;
   volatile std::size_t progress;  // bytes finished, in whole chunks
   volatile sig_atomic_t active;
@@ -350,8 +344,9 @@ bool thread_can_recover() {
 // The byte mover. Under the sanitizers memcpy is intercepted and checks shadow memory of the user range
 // first, which for an address outside the sanitizer's application ranges faults outside the user range (or
 // reports): use an uninstrumented copy there instead.
-#if defined(UIOMMUFD_MM_SANITIZED)
-__attribute__((no_sanitize_address, no_sanitize_thread)) void raw_copy(void* dst, const void* src, std::size_t n) {
+#if defined(UIOMMUFD_SANITIZED)
+__attribute__((no_sanitize_address, no_sanitize_thread)) void raw_copy(void* dst, const void* src,
+                                                                       std::size_t n) {
 #if defined(__x86_64__)
   asm volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
 #else
@@ -439,7 +434,8 @@ bool recoverable_copy_available() {
 bool recoverable_copy_usable(std::uint64_t uaddr, std::size_t len) {
   // Callers have rejected wrapping ranges. Nested use (a copy from a signal handler that interrupted a copy
   // on the same thread) would overwrite the outer region: let it take the syscall path.
-  return uaddr + len <= kUserLimit && !t_region.active && recoverable_copy_available() && thread_can_recover();
+  return uaddr + len <= kUserLimit && !t_region.active && recoverable_copy_available() &&
+         thread_can_recover();
 }
 
 bool short_copy(bool to_user, void* local, std::uint64_t uaddr, std::size_t len) {
