@@ -26,12 +26,21 @@ void absorb_child(Node* n, const Node* child) {
   for (int k = 0; k < kCodes; ++k) n->gap_code[k] = std::max(n->gap_code[k], child->gap_code[k]);
 }
 
-// Folds the gap between an interval ending at `last` and one starting at `start` into n's maxima.
-void absorb_gap(Node* n, std::uint64_t last, std::uint64_t start) {
-  const std::uint64_t size = gap_between(last, start);
-  if (size == 0) return;
-  n->gap_code[0] = std::max(n->gap_code[0], encode_gap(size));
-  const std::uint64_t gs = last + 1, gl = start - 1;  // gs >= 1: no gap starts at 0 here
+// What the gap figures leave out (see IntervalTree::set_gap_exclusions), taken once per operation: the
+// excluding tree and the hull of its nodes, so that a gap clear of the hull costs two compares.
+struct GapContext {
+  const IntervalTree* excluded = nullptr;
+  Interval hull{};
+};
+
+GapContext gap_context(const IntervalTree* excluded) {
+  if (excluded == nullptr || excluded->empty()) return {};
+  return {excluded, excluded->hull()};
+}
+
+// Folds the free run [gs, gl] (1 <= gs <= gl) into n's maxima.
+void absorb_free(Node* n, std::uint64_t gs, std::uint64_t gl) {
+  n->gap_code[0] = std::max(n->gap_code[0], encode_gap(gl - gs + 1));
   for (int k = 0; k < IntervalTreeNode::kGapClasses; ++k) {
     const std::uint64_t align = std::uint64_t{1} << IntervalTreeNode::kClassShifts[k];
     std::uint64_t c = 0;
@@ -44,11 +53,26 @@ void absorb_gap(Node* n, std::uint64_t last, std::uint64_t start) {
   }
 }
 
+// Folds the gap between an interval ending at `last` and one starting at `start` into n's maxima: all of
+// it, or only the parts of it no excluded node covers.
+void absorb_gap(Node* n, std::uint64_t last, std::uint64_t start, const GapContext& ctx) {
+  if (gap_between(last, start) == 0) return;
+  const Interval gap{last + 1, start - 1};  // gap.start >= 1: no gap starts at 0 here
+  if (ctx.excluded == nullptr || !gap.overlaps(ctx.hull)) {
+    absorb_free(n, gap.start, gap.last);
+    return;
+  }
+  ctx.excluded->for_each_gap(gap, 1, [n](Interval free) {
+    absorb_free(n, free.start, free.last);
+    return true;
+  });
+}
+
 // A node is one cache line (the node type is 64-byte aligned and sized).
 inline void prefetch_node(const Node* n) { __builtin_prefetch(n); }
 
 // Recomputes n's height and augmentation from its children, which must already be up to date.
-void update(Node* n) {
+void update(Node* n, const GapContext& ctx) {
   const Node* l = n->left;
   const Node* r = n->right;
   n->height = static_cast<std::uint8_t>(1 + std::max(height(l), height(r)));
@@ -58,13 +82,13 @@ void update(Node* n) {
   if (l != nullptr) {
     last = std::max(last, l->subtree_last);
     absorb_child(n, l);
-    absorb_gap(n, l->subtree_last, n->range.start);
+    absorb_gap(n, l->subtree_last, n->range.start, ctx);
     covered = std::max(covered, l->subtree_last);
   }
   if (r != nullptr) {
     last = std::max(last, r->subtree_last);
     absorb_child(n, r);
-    absorb_gap(n, covered, r->subtree_first);
+    absorb_gap(n, covered, r->subtree_first, ctx);
   }
   n->subtree_last = last;
   n->subtree_first = l != nullptr ? l->subtree_first : n->range.start;
@@ -94,12 +118,15 @@ void unlink_fields(Node* n) {
 }  // namespace
 
 IntervalTree::IntervalTree(IntervalTree&& other) noexcept
-    : root_(std::exchange(other.root_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : root_(std::exchange(other.root_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      gap_exclusions_(std::exchange(other.gap_exclusions_, nullptr)) {}
 
 IntervalTree& IntervalTree::operator=(IntervalTree&& other) noexcept {
   if (this != &other) {
     root_ = std::exchange(other.root_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    gap_exclusions_ = std::exchange(other.gap_exclusions_, nullptr);
   }
   return *this;
 }
@@ -107,6 +134,7 @@ IntervalTree& IntervalTree::operator=(IntervalTree&& other) noexcept {
 void swap(IntervalTree& a, IntervalTree& b) noexcept {
   std::swap(a.root_, b.root_);
   std::swap(a.size_, b.size_);
+  std::swap(a.gap_exclusions_, b.gap_exclusions_);
 }
 
 namespace {
@@ -123,27 +151,27 @@ void replace_child(Node*& root, Node* parent, Node* old_child, Node* new_child) 
   if (new_child != nullptr) new_child->parent = parent;
 }
 
-Node* rotate_left(Node*& root, Node* x) {
+Node* rotate_left(Node*& root, Node* x, const GapContext& ctx) {
   Node* y = x->right;
   x->right = y->left;
   if (y->left != nullptr) y->left->parent = x;
   replace_child(root, x->parent, x, y);
   y->left = x;
   x->parent = y;
-  update(x);
-  update(y);
+  update(x, ctx);
+  update(y, ctx);
   return y;
 }
 
-Node* rotate_right(Node*& root, Node* x) {
+Node* rotate_right(Node*& root, Node* x, const GapContext& ctx) {
   Node* y = x->left;
   x->left = y->right;
   if (y->right != nullptr) y->right->parent = x;
   replace_child(root, x->parent, x, y);
   y->right = x;
   x->parent = y;
-  update(x);
-  update(y);
+  update(x, ctx);
+  update(y, ctx);
   return y;
 }
 
@@ -156,7 +184,7 @@ bool same_augmentation(const Node& a, const Node& b) {
 // once a level needs no rotation and its height and augmentation come out unchanged (then no ancestor
 // can change either), but never before passing `must_reach`, a node whose stored figures are known
 // to be stale (remove() moves the successor into the removed node's place).
-void retrace(Node*& root, Node* n, const Node* must_reach) {
+void retrace(Node*& root, Node* n, const Node* must_reach, const GapContext& ctx) {
   bool passed = must_reach == nullptr;
   while (n != nullptr) {
     // The next level's update reads both children of n's parent: one is n, the other is usually not in
@@ -166,16 +194,16 @@ void retrace(Node*& root, Node* n, const Node* must_reach) {
       prefetch_node(p->parent);
     }
     const Node before_update = *n;
-    update(n);
+    update(n, ctx);
     const int balance = height(n->left) - height(n->right);
     bool rotated = false;
     if (balance > 1) {
-      if (height(n->left->left) < height(n->left->right)) rotate_left(root, n->left);
-      n = rotate_right(root, n);
+      if (height(n->left->left) < height(n->left->right)) rotate_left(root, n->left, ctx);
+      n = rotate_right(root, n, ctx);
       rotated = true;
     } else if (balance < -1) {
-      if (height(n->right->right) < height(n->right->left)) rotate_right(root, n->right);
-      n = rotate_left(root, n);
+      if (height(n->right->right) < height(n->right->left)) rotate_right(root, n->right, ctx);
+      n = rotate_left(root, n, ctx);
       rotated = true;
     }
     if (n == must_reach) passed = true;
@@ -198,9 +226,10 @@ void IntervalTree::insert(IntervalTreeNode* node) {
   }
   node->parent = parent;
   *link = node;
-  update(node);
+  const GapContext ctx = gap_context(gap_exclusions_);
+  update(node, ctx);
   ++size_;
-  retrace(root_, parent, nullptr);
+  retrace(root_, parent, nullptr, ctx);
 }
 
 void IntervalTree::remove(IntervalTreeNode* node) {
@@ -236,7 +265,7 @@ void IntervalTree::remove(IntervalTreeNode* node) {
   }
   --size_;
   unlink_fields(node);
-  retrace(root_, retrace_from, stale);
+  retrace(root_, retrace_from, stale, gap_context(gap_exclusions_));
 }
 
 namespace {
@@ -311,6 +340,46 @@ IntervalTreeNode* IntervalTree::next(const IntervalTreeNode* node) const {
   return n;
 }
 
+void IntervalTree::set_gap_exclusions(const IntervalTree* excluded) {
+  UIOMMUFD_ASSERT(excluded != this);
+  gap_exclusions_ = excluded;
+  // Post-order, so that every node is recomputed after its children.
+  const GapContext ctx = gap_context(excluded);
+  Node* n = root_;
+  while (n != nullptr && (n->left != nullptr || n->right != nullptr)) n = n->left ? n->left : n->right;
+  while (n != nullptr) {
+    update(n, ctx);
+    Node* parent = n->parent;
+    if (parent != nullptr && parent->left == n && parent->right != nullptr) {
+      n = parent->right;
+      while (n->left != nullptr || n->right != nullptr) n = n->left ? n->left : n->right;
+    } else {
+      n = parent;
+    }
+  }
+}
+
+void IntervalTree::gap_exclusions_changed(Interval range) {
+  const GapContext ctx = gap_context(gap_exclusions_);
+  // A gap's figures are folded in at the node that follows it in order (against its left subtree) or at
+  // an ancestor of that node (against its right subtree, whose leftmost node that is), and from there
+  // into every ancestor. So recompute the whole path up from each node whose preceding gap can touch
+  // `range`: those starting after range.start, up to and including the first that starts past its end.
+  Node* n = nullptr;
+  for (Node* c = root_; c != nullptr;) {
+    if (c->range.start > range.start) {
+      n = c;
+      c = c->left;
+    } else {
+      c = c->right;
+    }
+  }
+  for (; n != nullptr; n = next(n)) {
+    for (Node* a = n; a != nullptr; a = a->parent) update(a, ctx);
+    if (n->range.start > range.last) break;
+  }
+}
+
 void IntervalTree::clear() {
   // Post-order without a stack: descend to a leaf, unlink it from its parent, climb.
   Node* n = root_;
@@ -337,18 +406,18 @@ struct SubtreeFacts {
   std::size_t count = 0;
 };
 
-SubtreeFacts check_subtree(const Node* n, const Node* parent) {
+SubtreeFacts check_subtree(const Node* n, const Node* parent, const GapContext& ctx) {
   if (n == nullptr) return {};
   if (n->parent != parent) invariant_failed("parent link");
   if (n->range.start > n->range.last) invariant_failed("start > last");
   if (n->left != nullptr && !before(n->left, n)) invariant_failed("left child not before node");
   if (n->right != nullptr && !before(n, n->right)) invariant_failed("right child not after node");
-  const SubtreeFacts l = check_subtree(n->left, n);
-  const SubtreeFacts r = check_subtree(n->right, n);
+  const SubtreeFacts l = check_subtree(n->left, n, ctx);
+  const SubtreeFacts r = check_subtree(n->right, n, ctx);
   if (n->height != 1 + std::max(l.height, r.height)) invariant_failed("height");
   if (l.height - r.height > 1 || r.height - l.height > 1) invariant_failed("AVL balance");
   Node copy = *n;
-  update(&copy);
+  update(&copy, ctx);
   if (copy.subtree_last != n->subtree_last) invariant_failed("subtree_last");
   if (copy.subtree_first != n->subtree_first) invariant_failed("subtree_first");
   if (!std::equal(std::begin(copy.gap_code), std::end(copy.gap_code), std::begin(n->gap_code)))
@@ -359,7 +428,7 @@ SubtreeFacts check_subtree(const Node* n, const Node* parent) {
 }  // namespace
 
 void IntervalTree::check_invariants() const {
-  const SubtreeFacts facts = check_subtree(root_, nullptr);
+  const SubtreeFacts facts = check_subtree(root_, nullptr, gap_context(gap_exclusions_));
   if (facts.count != size_) invariant_failed("size");
   // Full order (child checks only cover direct children).
   const Node* prev = nullptr;

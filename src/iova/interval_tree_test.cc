@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <random>
 #include <vector>
@@ -278,6 +279,79 @@ TEST(IntervalTreeTest, DisjointLookupMatchesTheGeneralOne) {
   }
   EXPECT_GT(tree.size(), 0u);
   tree.clear();
+}
+
+// Gap exclusions: after any change to either tree the figures equal a fresh computation (check_invariants
+// recomputes them), and a gap walk reports only gaps that fit, in order, missing none whose parts outside
+// the excluded nodes fit.
+TEST(IntervalTreeTest, GapExclusionsKeepTheWalkComplete) {
+  std::mt19937_64 rng(std::getenv("SEED") ? std::strtoull(std::getenv("SEED"), nullptr, 10) : 2024);
+  std::vector<Item> items(200), excluded(12);
+  IntervalTree tree, ex;
+  tree.set_gap_exclusions(&ex);
+  bool excluding = true;
+  auto fits = [](Interval h, std::uint64_t min_size, std::uint64_t alignment) {
+    std::uint64_t c = 0;
+    if (__builtin_add_overflow(h.start, alignment - 1, &c)) return false;
+    c &= ~(alignment - 1);
+    return c <= h.last && h.last - c >= min_size - 1;
+  };
+  for (int step = 0; step < 5000; ++step) {
+    const int what = static_cast<int>(rng() % 16);
+    if (what == 0) {
+      excluding = !excluding;
+      tree.set_gap_exclusions(excluding ? &ex : nullptr);
+    } else if (what < 4) {
+      Item& e = excluded[rng() % excluded.size()];
+      const Interval before = e.node.range;
+      if (e.node.linked()) {
+        ex.remove(&e.node);
+      } else {
+        e.node.range = random_interval(rng);
+        ex.insert(&e.node);
+      }
+      if (excluding) tree.gap_exclusions_changed(e.node.linked() ? e.node.range : before);
+    } else {
+      Item& it = items[rng() % items.size()];
+      if (it.node.linked()) {
+        tree.remove(&it.node);
+      } else {
+        it.node.range = random_interval(rng);
+        tree.insert(&it.node);
+      }
+    }
+    tree.check_invariants();
+
+    const std::vector<Item*> sorted = linked_sorted(items);
+    const std::vector<Item*> ex_sorted = linked_sorted(excluded);
+    const Interval within = step % 7 == 0 ? Interval::full() : random_interval(rng);
+    const std::uint64_t min_size = 1 + rng() % (rng() % 2 ? 8 : 0x3000);
+    const std::uint64_t alignment = std::uint64_t{1} << (rng() % 2 ? 0 : 12 + rng() % 5);
+    std::vector<Interval> got;
+    tree.for_each_gap(within, min_size, alignment, [&](Interval g) {
+      got.push_back(g);
+      return true;
+    });
+    const std::vector<Interval> holes = brute_holes(sorted, within);
+    std::size_t k = 0;
+    for (const Interval h : holes) {
+      bool must = false;
+      if (!excluding || ex_sorted.empty()) {
+        must = fits(h, min_size, alignment);
+      } else {
+        for (const Interval free : brute_holes(ex_sorted, h)) must = must || fits(free, min_size, alignment);
+      }
+      if (k < got.size() && got[k] == h) {
+        ASSERT_TRUE(fits(h, min_size, alignment)) << "step " << step << ": reported a gap that does not fit";
+        ++k;
+      } else {
+        ASSERT_FALSE(must) << "step " << step << ": missed [" << h.start << ", " << h.last << "]";
+      }
+    }
+    ASSERT_EQ(k, got.size()) << "step " << step << ": reported something that is not a gap, or out of order";
+  }
+  tree.clear();
+  ex.clear();
 }
 
 TEST(IntervalTreeTest, GapWalkStopsWhenTheCallbackSaysSo) {

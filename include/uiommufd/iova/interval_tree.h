@@ -26,6 +26,11 @@
 // over whole subtrees that cannot hold a gap of the requested size at the requested alignment; an
 // alignment between two classes is tested against the finer one.
 //
+// Exclusions: a tree may be told that the addresses another tree's nodes cover are not free either
+// (iopt: its areas' tree leaves out the reserved ranges). The gap figures then count only the parts of
+// each gap outside those nodes, so a gap walk for an allocation steps over a gap that reserved ranges fill
+// (an MSI window amid a large IOAS) instead of descending to it every time.
+//
 // Layout: a node is one 64-byte cache line. On a tree of a million nodes nearly every node an operation
 // reads is a cache miss, and what a level costs is how many lines it reads.
 //
@@ -131,6 +136,17 @@ class IntervalTree {
   // Unlinks every node (each becomes !linked()); the owners still own them. O(n), no allocation.
   void clear();
 
+  // The smallest interval that covers every node. Precondition: !empty(). O(1).
+  Interval hull() const { return Interval{root_->subtree_first, root_->subtree_last}; }
+
+  // From now on the gap figures leave out whatever `excluded`'s nodes cover (null: nothing). `excluded`
+  // must outlive this tree's use of it, and after each insert into or remove from `excluded` the owner
+  // calls gap_exclusions_changed() with the node's range before this tree is used again. O(n).
+  void set_gap_exclusions(const IntervalTree* excluded);
+  // Brings the figures of the gaps that touch `range` up to date with the exclusions. O((k + 1) log n)
+  // for k nodes starting inside `range`; none in iopt, whose reserved ranges never overlap an area.
+  void gap_exclusions_changed(Interval range);
+
   // The object that embeds `n` as its member `Member`, or null for a null `n` (container_of):
   //   struct Area { IntervalTreeNode node; ... };
   //   Area* a = IntervalTree::owner<Area, &Area::node>(tree.first());
@@ -151,7 +167,9 @@ class IntervalTree {
   // Walks, in ascending order, the maximal runs of addresses inside `within` that no node covers
   // ("gaps"), calling `bool f(Interval gap)` for each gap [gs, gl] that holds `min_size` addresses
   // (0 counts as 1) starting at its first `alignment`-aligned address: align_up(gs, alignment) does not
-  // wrap and align_up(gs, alignment) + min_size - 1 <= gl. Other gaps are never reported. Returning
+  // wrap and align_up(gs, alignment) + min_size - 1 <= gl. Other gaps are never reported. With gap
+  // exclusions set, a gap that holds such a run only by counting excluded addresses may be left out too
+  // (but it is reported whole, excluded parts included, whenever it is reported at all). Returning
   // false from f stops the walk. Returns false if f stopped the walk, true otherwise. `alignment` is a
   // power of two; with min_size <= 1 and alignment 1 it yields the same holes as for_each_hole() over
   // this one tree.
@@ -197,6 +215,7 @@ class IntervalTree {
 
   IntervalTreeNode* root_ = nullptr;
   std::size_t size_ = 0;
+  const IntervalTree* gap_exclusions_ = nullptr;
 };
 
 // ---- template implementation -------------------------------------------------------------------
