@@ -1,11 +1,10 @@
 // Randomized model test: long sequences of map / copy / unmap / attach / detach on two IOASes, each step's
 // result predicted by a simple reference model, and every invariant checked after every step.
-#include <sys/mman.h>
-
 #include <map>
 #include <random>
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include "uiommufd/domain/page_table_domain.h"
 #include "uiommufd/iopt/io_pagetable.h"
@@ -50,14 +49,23 @@ struct Ioas {
   IoPagetable iopt;
   Model model;
   std::vector<std::unique_ptr<PageTableDomain>> domains;
+  std::vector<Interval> reserved;  // all added with this Ioas as the owner
 };
+
+bool hits_reserved(const Ioas& x, std::uint64_t start, std::uint64_t last) {
+  for (const Interval& r : x.reserved) {
+    if (r.overlaps({start, last})) return true;
+  }
+  return false;
+}
 
 class IoptModelTest : public ::testing::TestWithParam<unsigned> {};
 
 TEST_P(IoptModelTest, RandomSequencesMatchTheModelAndKeepInvariants) {
   const unsigned seed = GetParam();
   std::mt19937_64 rng(seed);
-  void* mem = mmap(nullptr, kBufPages * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* mem =
+      mmap(nullptr, kBufPages * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(mem, MAP_FAILED);
   const std::uint64_t buf = reinterpret_cast<std::uint64_t>(mem);
   const std::uint64_t pinned_before = Pages::total_pinned_pages();
@@ -73,18 +81,21 @@ TEST_P(IoptModelTest, RandomSequencesMatchTheModelAndKeepInvariants) {
         std::uint64_t pages = 1 + pick(16), first = pick(kBufPages - pages);
         std::uint64_t iova = kIovaBase + pick(kIovaPages - pages) * kPageSize;
         std::uint64_t last = iova + pages * kPageSize - 1;
-        auto p = Pages::create_user(Mm::current(), buf + first * kPageSize, pages * kPageSize, true, AccountMode::kNone);
+        auto p = Pages::create_user(Mm::current(), buf + first * kPageSize, pages * kPageSize, true,
+                                    AccountMode::kNone);
         ASSERT_TRUE(p.ok());
         Status st = a.iopt.map_pages(*p, &iova, kRW, true);
-        int expect = overlaps(a.model, iova, last) ? EEXIST : 0;
+        int expect = hits_reserved(a, iova, last) ? EINVAL : overlaps(a.model, iova, last) ? EEXIST : 0;
         ASSERT_EQ(st.error(), expect) << "seed " << seed << " step " << step << " fixed map";
         if (st.ok()) a.model[iova] = {last, buf + first * kPageSize};
       } else if (op < 45) {  // map at an allocated IOVA
         std::uint64_t pages = 1 + pick(16), first = pick(kBufPages - pages), iova = 0;
-        auto p = Pages::create_user(Mm::current(), buf + first * kPageSize, pages * kPageSize, true, AccountMode::kNone);
+        auto p = Pages::create_user(Mm::current(), buf + first * kPageSize, pages * kPageSize, true,
+                                    AccountMode::kNone);
         ASSERT_TRUE(p.ok());
         ASSERT_TRUE(a.iopt.map_pages(*p, &iova, kRW, false).ok()) << "seed " << seed << " step " << step;
         ASSERT_FALSE(overlaps(a.model, iova, iova + pages * kPageSize - 1));
+        ASSERT_FALSE(hits_reserved(a, iova, iova + pages * kPageSize - 1));
         ASSERT_NE(iova, 0u);
         a.model[iova] = {iova + pages * kPageSize - 1, buf + first * kPageSize};
       } else if (op < 60 && !a.model.empty()) {  // copy a page-aligned slice of one area
@@ -96,7 +107,8 @@ TEST_P(IoptModelTest, RandomSequencesMatchTheModelAndKeepInvariants) {
         auto chunks = a.iopt.get_chunks(it->first + off * kPageSize, pages * kPageSize);
         ASSERT_TRUE(chunks.ok()) << "seed " << seed << " step " << step;
         Status st = b.iopt.map_chunks(*chunks, &dst, kRW, true);
-        int expect = overlaps(b.model, dst, dst + pages * kPageSize - 1) ? EEXIST : 0;
+        const std::uint64_t dst_last = dst + pages * kPageSize - 1;
+        int expect = hits_reserved(b, dst, dst_last) ? EINVAL : overlaps(b.model, dst, dst_last) ? EEXIST : 0;
         ASSERT_EQ(st.error(), expect) << "seed " << seed << " step " << step << " copy";
         if (st.ok()) b.model[dst] = {dst + pages * kPageSize - 1, it->second.backing + off * kPageSize};
       } else if (op < 85) {  // unmap a random range
@@ -107,7 +119,19 @@ TEST_P(IoptModelTest, RandomSequencesMatchTheModelAndKeepInvariants) {
         int expect = model_unmap(a.model, start, last, &want);
         ASSERT_EQ(st.error(), expect) << "seed " << seed << " step " << step << " unmap";
         ASSERT_EQ(got, want);
-      } else if (op < 93 && a.domains.size() < 2) {  // attach a domain
+      } else if (op < 89) {  // reserve a range amid the areas, or give this IOAS's reservations back
+        if (!a.reserved.empty() && pick(2) == 0) {
+          a.iopt.remove_reserved(&a);
+          a.reserved.clear();
+        } else {
+          std::uint64_t start = kIovaBase + pick(kIovaPages) * kPageSize;
+          std::uint64_t last = start + (1 + pick(8)) * kPageSize - 1;
+          Status st = a.iopt.add_reserved({start, last}, &a);
+          ASSERT_EQ(st.error(), overlaps(a.model, start, last) ? EADDRINUSE : 0)
+              << "seed " << seed << " step " << step << " reserve";
+          if (st.ok()) a.reserved.push_back({start, last});
+        }
+      } else if (op < 95 && a.domains.size() < 2) {  // attach a domain
         auto d = PageTableDomain::create({});
         ASSERT_TRUE(d.ok());
         ASSERT_TRUE(a.iopt.add_domain(d->get()).ok()) << "seed " << seed << " step " << step;
