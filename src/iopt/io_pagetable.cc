@@ -1,6 +1,7 @@
 #include "uiommufd/iopt/io_pagetable.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <string>
@@ -232,6 +233,24 @@ Result<std::vector<PagesChunk>> IoPagetable::get_chunks(std::uint64_t iova, std:
   return chunks;
 }
 
+namespace {
+
+// A yield for the first rounds, then sleeps doubling from 1 us to 1 ms. The thread that will release the
+// pins (a destroyer, whose own callback does it) may have been set aside by the scheduler of a loaded
+// machine for longer than a hundred yields take; with the sleeps the round limit spans about 0.1 s, and a
+// driver that never lets go still gets EDEADLOCK.
+void wait_between_rounds(unsigned round) {
+  constexpr unsigned kYields = 8;
+  if (round < kYields) {
+    std::this_thread::yield();
+    return;
+  }
+  const unsigned us = 1u << std::min(round - kYields, 10u);
+  std::this_thread::sleep_for(std::chrono::microseconds(std::min(us, 1000u)));
+}
+
+}  // namespace
+
 Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
   *unmapped = 0;
   std::uint64_t start = range.start;
@@ -268,7 +287,7 @@ Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
     notify_accesses(notify);
     // An access being destroyed is skipped, and its destroyer's own callback is what releases its pins:
     // give that thread a chance to run before the next round.
-    std::this_thread::yield();
+    wait_between_rounds(rounds);
     if (++rounds > kMaxUnmapNotifyRounds) {
       UIOMMUFD_LOG(LogLevel::kWarn,
                    "unmap of [%#llx, %#llx]: accesses kept their pins through %u rounds (EDEADLOCK)",
