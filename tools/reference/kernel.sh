@@ -2,7 +2,7 @@
 # Builds (or reuses) the reference Linux kernel that tests/abi and the differential runner are compared with.
 #
 # The source comes from Debian unstable's linux-source-7.2 package, fetched with `apt-get download` through a
-# private apt configuration: its own sources list, lists, cache and state directories under the cache, so the
+# private apt configuration: its own sources list (naming the mirror of the machine's apt configuration), lists, cache and state directories under the cache, so the
 # system's apt state is never touched. Download and build live outside the repository, keyed by the package
 # version and a hash of the config fragment below, so changing either builds a fresh tree.
 #
@@ -11,7 +11,6 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache_root=${UIOMMUFD_REF_CACHE:-$HOME/.cache/uiommufd-ref}
-mirror=${UIOMMUFD_REF_MIRROR:-http://deb.debian.org/debian}
 package=${UIOMMUFD_REF_PACKAGE:-linux-source-7.2}
 jobs=${UIOMMUFD_REF_JOBS:-3}
 niceness=${UIOMMUFD_REF_NICE:-10}
@@ -19,6 +18,14 @@ niceness=${UIOMMUFD_REF_NICE:-10}
 log() { echo "reference-kernel: $*" >&2; }
 
 "$here/deps.sh" >&2
+
+# The machine's own Debian mirror (its apt configuration), unless one is given.
+if [[ -n ${UIOMMUFD_REF_MIRROR:-} ]]; then
+  mirror=$UIOMMUFD_REF_MIRROR
+else
+  mirror=$("$here/apt-mirror.sh") || { log "no Debian mirror in this machine's apt configuration"; exit 1; }
+fi
+log "mirror: $mirror"
 
 # ---- private apt ----------------------------------------------------------------------------------------
 apt_dir=$cache_root/apt
