@@ -37,16 +37,13 @@ bool domain_fits(Device::Kind kind, Domain& d) {
 }
 }  // namespace
 
-// Resolves `pt_id` to an HWPT with one user held for this device, creating an automatic one on an IOAS
-// when no existing automatic HWPT of the right kind is there.
-Result<HwPagetable*> Device::attach_target(std::uint32_t pt_id) {
+Result<HwPagetable::DeviceHold> Device::attach_target(std::uint32_t pt_id) {
   ObjectRef<Object> obj = TRY(context().get<Object>(pt_id, ObjectType::kAny));
   if (obj->type() == ObjectType::kHwptPaging) {
     auto* hwpt = static_cast<HwPagetable*>(obj.get());
     if (!domain_fits(kind_, hwpt->domain())) return Status::error(EINVAL);
     lockdep::MutexGuard g(hwpt->ioas().mutex());
-    ++hwpt->devices;
-    return static_cast<HwPagetable*>(obj.release());
+    return hwpt->hold_for_device_locked();
   }
   // An id that exists but names neither a page table nor an IOAS (a device, an access) is EINVAL, not
   // ENOENT: the kernel's attach looks the id up as any type first (a real Linux 7.2 showed it).
@@ -55,26 +52,14 @@ Result<HwPagetable*> Device::attach_target(std::uint32_t pt_id) {
   lockdep::MutexGuard g(ioas->mutex());
   for (HwPagetable* hwpt : ioas->hwpts_locked()) {
     if (hwpt->auto_domain() && domain_fits(kind_, hwpt->domain())) {
-      hwpt->add_user();
-      ++hwpt->devices;
-      return hwpt;
+      hwpt->ioas().mutex().assert_held();  // `ioas`'s, which the analysis cannot see
+      return hwpt->hold_for_device_locked();
     }
   }
   std::unique_ptr<Domain> domain = TRY(new_domain(kind_));
   ObjectRef<HwPagetable> hwpt = TRY(HwPagetable::create_locked(*ioas, std::move(domain), true));
-  ++hwpt->devices;
-  return hwpt.release();
-}
-
-void Device::release_hwpt(HwPagetable* hwpt) {
-  bool last_of_auto;
-  {
-    lockdep::MutexGuard g(hwpt->ioas().mutex());
-    last_of_auto = --hwpt->devices == 0 && hwpt->auto_domain();
-  }
-  // An automatic HWPT goes with its last device.
-  if (last_of_auto) context().destroy_user(hwpt);
-  else hwpt->drop_user();
+  hwpt->ioas().mutex().assert_held();
+  return hwpt->hold_for_device_locked();
 }
 
 Result<std::uint32_t> Device::attach(std::uint32_t pt_id) {
@@ -87,19 +72,16 @@ Result<std::uint32_t> Device::attach(std::uint32_t pt_id) {
 Result<std::uint32_t> Device::replace(std::uint32_t pt_id) {
   lockdep::MutexGuard g(mu_);
   if (!hwpt_) return Status::error(EINVAL);
-  HwPagetable* next = TRY(attach_target(pt_id));
-  HwPagetable* old = hwpt_;
-  hwpt_ = next;
-  if (old != next) release_hwpt(old);
-  else old->drop_user();
+  // The new hold is taken before the old one goes, so an automatic HWPT the device moves within is never
+  // without a device; the old hold is released when `old` leaves scope.
+  HwPagetable::DeviceHold old = std::exchange(hwpt_, TRY(attach_target(pt_id)));
   return hwpt_->id();
 }
 
 Status Device::detach() {
   lockdep::MutexGuard g(mu_);
   if (!hwpt_) return Status::error(EINVAL);
-  release_hwpt(hwpt_);
-  hwpt_ = nullptr;
+  hwpt_.release();
   return {};
 }
 
@@ -110,8 +92,7 @@ std::uint32_t Device::hwpt_id() {
 
 void Device::destroy() {
   lockdep::MutexGuard g(mu_);
-  if (hwpt_) release_hwpt(hwpt_);
-  hwpt_ = nullptr;
+  hwpt_.release();
 }
 
 }  // namespace uiommufd

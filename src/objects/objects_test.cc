@@ -243,6 +243,46 @@ TEST_F(ObjectsTest, ReplaceMovesTheDeviceToAnotherIoas) {
   EXPECT_EQ(device(dev).hwpt_id(), *second);
 }
 
+TEST_F(ObjectsTest, ReplaceOntoTheCurrentPageTableChangesNothing) {
+  std::uint32_t ioas_id = *Ioas::create(*ctx_);
+  std::uint32_t dev = *Device::create(*ctx_, Device::Kind::kMock);
+  std::uint32_t hwpt_id = *device(dev).attach(ioas_id);
+  HwPagetable* hwpt = ctx_->get<HwPagetable>(hwpt_id, ObjectType::kHwptPaging)->get();
+  const std::uint32_t users = hwpt->users();
+  // By the HWPT's id and by its IOAS's (which finds the same automatic HWPT), several times.
+  for (std::uint32_t pt : {hwpt_id, ioas_id, hwpt_id, ioas_id}) {
+    EXPECT_EQ(*device(dev).replace(pt), hwpt_id);
+    EXPECT_EQ(hwpt->device_count(), 1u);
+    EXPECT_EQ(hwpt->users(), users);
+  }
+  // The device's going still takes the automatic HWPT with it, and the IOAS is free again.
+  EXPECT_TRUE(ctx_->destroy(dev).ok());
+  EXPECT_EQ(ctx_->get<Object>(hwpt_id, ObjectType::kAny).error(), ENOENT);
+  EXPECT_TRUE(ctx_->destroy(ioas_id).ok());
+}
+
+TEST_F(ObjectsTest, AnAutomaticHwptWhoseLastDeviceLeftCannotBeJoinedById) {
+  std::uint32_t ioas_id = *Ioas::create(*ctx_);
+  std::uint32_t dev = *Device::create(*ctx_, Device::Kind::kMock);
+  std::uint32_t hwpt_id = *device(dev).attach(ioas_id);
+  {
+    // A lookup in flight keeps the object in the table after its last device leaves; an attach by id
+    // meanwhile must not revive it.
+    ObjectRef<HwPagetable> ref = *ctx_->get<HwPagetable>(hwpt_id, ObjectType::kHwptPaging);
+    std::thread detacher([&] { EXPECT_TRUE(device(dev).detach().ok()); });
+    while (ref->device_count() != 0) std::this_thread::yield();
+    std::uint32_t dev2 = *Device::create(*ctx_, Device::Kind::kMock);
+    EXPECT_EQ(device(dev2).attach(hwpt_id).error(), ENOENT);
+    // Attaching to the IOAS makes a new automatic HWPT rather than picking up the dying one.
+    auto fresh = device(dev2).attach(ioas_id);
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_NE(*fresh, hwpt_id);
+    ref.reset();
+    detacher.join();
+  }
+  EXPECT_EQ(ctx_->get<Object>(hwpt_id, ObjectType::kAny).error(), ENOENT);
+}
+
 TEST_F(ObjectsTest, CopyBetweenIoasesSharesThePins) {
   std::uint32_t a = *Ioas::create(*ctx_), b = *Ioas::create(*ctx_);
   std::uint32_t d1 = *Device::create(*ctx_, Device::Kind::kSoftware);

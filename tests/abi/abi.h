@@ -156,6 +156,7 @@ enum {
   IOMMU_TEST_OP_ACCESS_PAGES = 7,
   IOMMU_TEST_OP_ACCESS_RW = 8,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9,
+  IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10,
 };
 #define MOCK_APERTURE_START (1ULL << 24)
 #define MOCK_APERTURE_LAST ((1ULL << 31) - 1)
@@ -207,6 +208,9 @@ union iommu_test_cmd_args {
   struct {
     uint32_t limit;
   } memory_limit;
+  struct {
+    uint32_t pt_id;
+  } mock_domain_replace;
 };
 
 /* Newest layout: the union grew to 48 bytes (the dirty-tracking member). */
@@ -447,6 +451,16 @@ static inline int mock_domain(int fd, uint32_t ioas, uint32_t* stdev, uint32_t* 
   if (stdev) *stdev = c.a.mock_domain.out_stdev_id;
   if (hwpt) *hwpt = c.a.mock_domain.out_hwpt_id;
   if (idev) *idev = c.a.mock_domain.out_idev_id;
+  return r;
+}
+
+/* MOCK_DOMAIN_REPLACE: moves the mock device `stdev` to `pt_id` (an IOAS or an HWPT); *out_hwpt gets the
+ * HWPT it ends on. */
+static inline int mock_domain_replace(int fd, uint32_t stdev, uint32_t pt_id, uint32_t* out_hwpt) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, .id = stdev};
+  c.a.mock_domain_replace.pt_id = pt_id;
+  int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+  if (out_hwpt) *out_hwpt = c.a.mock_domain_replace.pt_id;
   return r;
 }
 

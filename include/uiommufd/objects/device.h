@@ -30,7 +30,9 @@ class Device : public Object {
   // Attaches to `pt_id`: an IOAS (an existing automatic HWPT of the right kind on it, else a new one) or
   // an HWPT. Returns the HWPT id. EINVAL if already attached; ENOENT for an unknown id; the HWPT's errors.
   Result<std::uint32_t> attach(std::uint32_t pt_id) EXCLUDES(mu_);
-  // Moves the device to `pt_id` in one step; the old HWPT is released after the new one is in place.
+  // Moves the device to `pt_id` in one step; the old HWPT is released after the new one is in place. A
+  // replace onto the HWPT the device already uses (by its id, or by its IOAS, which finds that same
+  // automatic HWPT) succeeds and changes nothing, as in the kernel's iommufd_device_do_replace().
   Result<std::uint32_t> replace(std::uint32_t pt_id) EXCLUDES(mu_);
   // EINVAL if not attached.
   Status detach() EXCLUDES(mu_);
@@ -42,12 +44,13 @@ class Device : public Object {
 
  private:
   Device(Context& ctx, Kind kind) : Object(ctx, ObjectType::kDevice), kind_(kind) {}
-  Result<HwPagetable*> attach_target(std::uint32_t pt_id);
-  void release_hwpt(HwPagetable* hwpt);
+  // A hold on the HWPT `pt_id` names: that HWPT, or on an IOAS an existing automatic HWPT of the right
+  // kind, else a new automatic one.
+  Result<HwPagetable::DeviceHold> attach_target(std::uint32_t pt_id);
 
-  Kind kind_;
+  const Kind kind_;
   lockdep::Mutex mu_{"device.mutex"};
-  HwPagetable* hwpt_ GUARDED_BY(mu_) = nullptr;  // holds a user
+  HwPagetable::DeviceHold hwpt_ GUARDED_BY(mu_);
 };
 
 }  // namespace uiommufd

@@ -4,8 +4,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include "uiommufd/base/result.h"
+#include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/domain/domain.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/objects/object.h"
@@ -25,11 +27,47 @@ class HwPagetable : public Object {
   // selftest's mock domain does this when its selftest object goes (semantics §6.4).
   void remove_from_ioas();
 
+  // A device's hold on the HWPT it is attached to: one user of the HWPT and one count in its device
+  // tally, taken and given back together. Move-only and released exactly once, so no path can drop one
+  // without the other: a replace onto the page table the device already uses takes a second hold, then
+  // drops the first, and both counts come back to where they were (the kernel's replace onto the current
+  // HWPT is a no-op). The last hold of an automatic HWPT destroys it (the kernel's
+  // iommufd_hw_pagetable_put()); release() then waits for operations in flight on it, so it must not run
+  // under an engine lock.
+  class DeviceHold {
+   public:
+    DeviceHold() = default;
+    DeviceHold(DeviceHold&& o) noexcept : hwpt_(std::exchange(o.hwpt_, nullptr)) {}
+    DeviceHold& operator=(DeviceHold&& o) noexcept {
+      release();
+      hwpt_ = std::exchange(o.hwpt_, nullptr);
+      return *this;
+    }
+    DeviceHold(const DeviceHold&) = delete;
+    DeviceHold& operator=(const DeviceHold&) = delete;
+    ~DeviceHold() { release(); }
+
+    HwPagetable* get() const { return hwpt_; }
+    HwPagetable* operator->() const { return hwpt_; }
+    explicit operator bool() const { return hwpt_ != nullptr; }
+    void release();
+
+   private:
+    friend class HwPagetable;
+    explicit DeviceHold(HwPagetable* hwpt) : hwpt_(hwpt) {}
+    HwPagetable* hwpt_ = nullptr;
+  };
+
+  // A new device hold (its own user and device count; the caller keeps whatever reference it used to
+  // reach the HWPT). ENOENT when the HWPT is on its way out (an automatic one whose last device has gone):
+  // it has left the IOAS's list, and a device attaching by its id must not revive it.
+  Result<DeviceHold> hold_for_device_locked() REQUIRES(ioas().mutex());
+
   Domain& domain() { return *domain_; }
-  Ioas& ioas() { return *ioas_; }
+  Ioas& ioas() const { return *ioas_; }
   bool auto_domain() const { return auto_domain_; }
-  // Devices attached (guarded by the IOAS's mutex).
-  std::uint32_t devices = 0;
+  // Devices attached; for tests.
+  std::uint32_t device_count() EXCLUDES(ioas().mutex());
 
  protected:
   void destroy() override;
@@ -38,10 +76,13 @@ class HwPagetable : public Object {
   HwPagetable(Context& ctx, Ioas& ioas, std::unique_ptr<Domain> domain, bool auto_domain)
       : Object(ctx, ObjectType::kHwptPaging), ioas_(&ioas), domain_(std::move(domain)), auto_domain_(auto_domain) {}
 
-  Ioas* ioas_;  // a user of the IOAS is held for the HWPT's lifetime
+  Ioas* const ioas_;  // a user of the IOAS is held for the HWPT's lifetime
   std::unique_ptr<Domain> domain_;
-  bool auto_domain_;
-  bool added_ = false;
+  const bool auto_domain_;
+  bool added_ GUARDED_BY(ioas().mutex()) = false;  // the domain is on the IOAS's IoPagetable
+  // Holds of attached devices. Reaching 0 on an automatic HWPT takes it off the IOAS's list at once.
+  std::uint32_t devices_ GUARDED_BY(ioas().mutex()) = 0;
+  bool listed_ GUARDED_BY(ioas().mutex()) = false;  // on the IOAS's HWPT list
 };
 
 }  // namespace uiommufd
