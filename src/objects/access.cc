@@ -1,6 +1,6 @@
 #include "uiommufd/objects/access.h"
 
-#include <thread>
+#include <chrono>
 
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/log.h"
@@ -55,10 +55,13 @@ Status Access::change_ioas(Move move, Ioas* next) {
   // that unmaps run inside it, so a driver lock held here and taken in the callback is reported.
   old->iopt().access_unmap().touch();
   unmap_callback(0, kUlongMax);
-  lockdep::MutexGuard g(ioas_lock_);
-  old->iopt().remove_access(this, alignment());
-  old->drop_user();
-  ioas_ = ioas_unpin_ = next_ref.release();
+  {
+    lockdep::MutexGuard g(ioas_lock_);
+    old->iopt().remove_access(this, alignment());
+    old->drop_user();
+    ioas_ = ioas_unpin_ = next_ref.release();
+  }
+  moves_done_.bump();  // a destroy waiting for this move (EBUSY) can go on
   return {};
 }
 
@@ -98,9 +101,14 @@ void Access::destroy(ObjectRef<Access> access) {
 void Access::destroy() {
   // EBUSY means another thread of the driver is moving this access right now: a driver bug (the kernel
   // WARNs). Freeing it while it is still on an IOAS's notify list would be worse, so wait for the move.
-  for (bool warned = false; change_ioas(Move::kDetach, nullptr).error() == EBUSY; std::this_thread::yield()) {
-    if (!warned) UIOMMUFD_LOG(LogLevel::kWarn, "access %u: destroyed while being moved", id());
-    warned = true;
+  // The wait sleeps until that move has finished (moves_done_); it has no limit, as freeing the access
+  // before would leave it on a notify list, but it says so after the kernel's 60 s.
+  for (int waits = 0;; ++waits) {
+    const std::uint32_t seen = moves_done_.load();
+    if (change_ioas(Move::kDetach, nullptr).error() != EBUSY) return;
+    if (waits == 0) UIOMMUFD_LOG(LogLevel::kWarn, "access %u: destroyed while being moved", id());
+    if (!moves_done_.wait_change(seen, std::chrono::steady_clock::now() + Context::kDestroyWaitLimit))
+      UIOMMUFD_LOG(LogLevel::kError, "access %u: a move in another thread has not finished", id());
   }
 }
 

@@ -1,13 +1,13 @@
 #include "uiommufd/objects/context.h"
 
 #include <chrono>
-#include <thread>
 
 #include <linux/capability.h>
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/hazard.h"
+#include "uiommufd/base/log.h"
 #include "uiommufd/base/try.h"
 
 namespace uiommufd {
@@ -144,7 +144,7 @@ Status Context::lookup(std::uint32_t id, ObjectType type, Object** out) {
 bool Context::remove_if_users(Object* obj, std::uint32_t expected_users) {
   lockdep::MutexGuard g(mu_);
   std::uint32_t expected = expected_users;
-  if (!obj->users_.compare_exchange_strong(expected, 0)) return false;
+  if (!obj->users_.word().compare_exchange_strong(expected, 0)) return false;
   // The slot keeps the object until free_object(); clearing `published` hides it now.
   slots_[obj->id_].published = false;
   publish_locked(obj->id_, nullptr);
@@ -168,7 +168,7 @@ Status Context::destroy(std::uint32_t id) {
     if (id >= slots_.size() || !slots_[id].obj || !slots_[id].published) return Status::error(ENOENT);
     obj = slots_[id].obj.get();
     std::uint32_t expected = 1;
-    if (!obj->users_.compare_exchange_strong(expected, 0)) return Status::error(EBUSY);
+    if (!obj->users_.word().compare_exchange_strong(expected, 0)) return Status::error(EBUSY);
     slots_[id].published = false;
     publish_locked(id, nullptr);
     if (vfio_ioas_id_ == id) vfio_ioas_id_ = 0;
@@ -193,11 +193,25 @@ void Context::clear_vfio_ioas_id() {
   vfio_ioas_id_ = 0;
 }
 
-void Context::destroy_user(Object* obj) {
+bool Context::destroy_user(Object* obj) {
   // The caller's user plus the table's. Operations in flight hold more; they finish quickly (none waits
-  // for the caller), so waiting here cannot deadlock.
-  while (!remove_if_users(obj, 2)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  // for the caller), and each one's drop_user() wakes this wait.
+  const auto deadline = std::chrono::steady_clock::now() + kDestroyWaitLimit;
+  for (;;) {
+    const std::uint32_t seen = obj->users();
+    if (remove_if_users(obj, 2)) break;
+    if (!obj->users_.wait_change(seen, deadline)) {
+      // The kernel's iommufd_object_dec_wait(): a user that never goes is a bug; the object stays for
+      // close() to free, and the caller's user is given back.
+      UIOMMUFD_LOG(LogLevel::kError, "%s %u: still in use after %lld s; left for close",
+                   object_type_name(obj->type()), obj->id(),
+                   static_cast<long long>(kDestroyWaitLimit.count()));
+      obj->drop_user();
+      return false;
+    }
+  }
   free_object(obj);
+  return true;
 }
 
 Status Context::set_mm_account_mode(bool mm) {

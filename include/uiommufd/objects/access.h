@@ -18,6 +18,7 @@
 
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/base/wait_word.h"
 #include "uiommufd/iopt/io_pagetable.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/objects/ioas.h"
@@ -94,6 +95,8 @@ class Access : public Object, private AccessHook {
   Ioas* ioas_ GUARDED_BY(ioas_lock_) = nullptr;
   Ioas* ioas_unpin_ GUARDED_BY(ioas_lock_) = nullptr;
   std::atomic<std::uint64_t> unpin_mismatches_{0};
+  // Bumped each time a move away from an IOAS has finished (ioas_ == ioas_unpin_ again).
+  WaitWord moves_done_;
 };
 
 }  // namespace uiommufd

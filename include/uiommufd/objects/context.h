@@ -8,6 +8,7 @@
 // Thread safety: all methods may be called from any thread. The table lock is innermost.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -48,9 +49,13 @@ class Context {
   // IOMMU_DESTROY: ENOENT for an unknown id; EBUSY while anything but the table holds the object (another
   // object, a driver, or an operation in flight). Never waits.
   Status destroy(std::uint32_t id) EXCLUDES(mu_);
-  // Destroys `obj` whose caller holds one user (e.g. a driver's reference), waiting for operations in
-  // flight to finish first (the kernel's iommufd_object_destroy_user).
-  void destroy_user(Object* obj) EXCLUDES(mu_);
+  // Destroys `obj` whose caller holds one user (e.g. a driver's reference), first sleeping until the
+  // operations in flight on it have finished (the kernel's iommufd_object_destroy_user()); each one's
+  // drop_user() wakes the wait. After kDestroyWaitLimit, as in the kernel, it gives up: the caller's user
+  // is dropped, the object stays until the Context goes, and the result is false (an error is logged).
+  // Must not be called with an engine lock held.
+  static constexpr std::chrono::seconds kDestroyWaitLimit{60};
+  bool destroy_user(Object* obj) EXCLUDES(mu_);
 
   // IOMMU_OPTION RLIMIT_MODE: the accounting mode of new pages. SET needs CAP_SYS_RESOURCE (EPERM) and a
   // context with no objects (EBUSY).

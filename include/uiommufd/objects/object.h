@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "uiommufd/base/wait_word.h"
+
 namespace uiommufd {
 
 class Context;
@@ -27,19 +29,23 @@ class Object {
   ObjectType type() const { return type_; }
   std::uint32_t id() const { return id_; }
   Context& context() const { return *ctx_; }
-  std::uint32_t users() const { return users_.load(std::memory_order_acquire); }
+  std::uint32_t users() const { return users_.word().load(std::memory_order_acquire); }
 
   // A long-term reference, held by another object or a driver (released with drop_user()).
-  void add_user() { users_.fetch_add(1, std::memory_order_acq_rel); }
+  void add_user() { users_.word().fetch_add(1, std::memory_order_acq_rel); }
   // A user unless the object is being destroyed (users already 0): what a short-term holder takes.
   bool try_add_user() {
-    std::uint32_t u = users_.load(std::memory_order_acquire);
+    std::uint32_t u = users_.word().load(std::memory_order_acquire);
     do {
       if (u == 0) return false;
-    } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acq_rel));
+    } while (!users_.word().compare_exchange_weak(u, u + 1, std::memory_order_acq_rel));
     return true;
   }
-  void drop_user() { users_.fetch_sub(1, std::memory_order_acq_rel); }
+  // Wakes a destroy waiting for this object's operations in flight (Context::destroy_user()).
+  void drop_user() {
+    users_.word().fetch_sub(1, std::memory_order_seq_cst);
+    users_.wake();
+  }
 
  protected:
   Object(Context& ctx, ObjectType type) : ctx_(&ctx), type_(type) {}
@@ -52,7 +58,7 @@ class Object {
   Context* ctx_;
   ObjectType type_;
   std::uint32_t id_ = 0;
-  std::atomic<std::uint32_t> users_{1};
+  WaitWord users_{1};
 };
 
 // A reference that drops one user when it goes: what a lookup returns.
