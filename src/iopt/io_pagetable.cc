@@ -5,7 +5,6 @@
 #include <cstring>
 #include <map>
 #include <string>
-#include <thread>
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/checked.h"
@@ -136,7 +135,7 @@ Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint6
   for (std::size_t i = 0; i < areas.size(); ++i) {
     Status st = fill_area(*areas[i]);
     if (!st.ok()) {
-      for (std::size_t j = 0; j < i; ++j) unfill_area(*areas[j]);
+      for (std::size_t j = 0; j < i; ++j) unfill_area(*areas[j], areas[j]->backing());
       lockdep::WriteGuard g(iova_rwsem_);
       for (auto& a : areas) areas_.remove(&a->node);
       return st;
@@ -199,9 +198,8 @@ Status IoPagetable::fill_area(Area& area) {
   return {};
 }
 
-void IoPagetable::unfill_area(Area& area) {
+void IoPagetable::unfill_area(Area& area, Pages& pages) {
   if (domains_.empty()) return;
-  Pages& pages = area.backing();
   lockdep::MutexGuard pg(pages.mutex());
   // Unmap before unpin: a page must never be unpinned while a domain still maps it.
   for (Domain* d : domains_) unmap_range_from(*d, area.iova_start(), area.length());
@@ -233,86 +231,92 @@ Result<std::vector<PagesChunk>> IoPagetable::get_chunks(std::uint64_t iova, std:
   return chunks;
 }
 
-namespace {
-
-// A yield for the first rounds, then sleeps doubling from 1 us to 1 ms. The thread that will release the
-// pins (a destroyer, whose own callback does it) may have been set aside by the scheduler of a loaded
-// machine for longer than a hundred yields take; with the sleeps the round limit spans about 0.1 s, and a
-// driver that never lets go still gets EDEADLOCK.
-void wait_between_rounds(unsigned round) {
-  constexpr unsigned kYields = 8;
-  if (round < kYields) {
-    std::this_thread::yield();
-    return;
-  }
-  const unsigned us = 1u << std::min(round - kYields, 10u);
-  std::this_thread::sleep_for(std::chrono::microseconds(std::min(us, 1000u)));
-}
-
-}  // namespace
-
 Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
   *unmapped = 0;
   std::uint64_t start = range.start;
   unsigned rounds = 0;
+  // The whole of the waits for accesses that were being destroyed; past it, the unmap gives up as for
+  // a driver that keeps its pins.
+  const auto wait_deadline = std::chrono::steady_clock::now() + kUnmapDestroyWaitLimit;
   for (;;) {
-    Interval notify;
+    Interval notify{};
     {
+      // Read for the whole teardown, as in the kernel's iopt_unmap_iova_range(): while an area's pages are
+      // detached no domain may be added or removed, or it would miss or double the area's unmap.
       lockdep::ReadGuard d(domains_rwsem_);
-      lockdep::WriteGuard g(iova_rwsem_);
       for (;;) {
-        Area* a = first_area_locked({start, range.last});
-        if (!a) return {};
-        if (!a->pages()) return Status::error(EBUSY);
-        if (a->iova_start() < start || a->iova_last() > range.last) return Status::error(ENOENT);
-        if (a->iova_start() != start) rounds = 0;
-        if (a->num_accesses > 0) {
-          // Pins by accesses: stop new ones, then ask every access to let go, with no lock held.
-          start = a->iova_start();
-          a->prevent_access = true;
-          notify = a->node.range;
-          break;
+        Area* a;
+        RefPtr<Pages> pages;
+        {
+          lockdep::WriteGuard g(iova_rwsem_);
+          a = first_area_locked({start, range.last});
+          if (!a) return {};
+          if (!a->pages()) return Status::error(EBUSY);
+          if (a->iova_start() < start || a->iova_last() > range.last) return Status::error(ENOENT);
+          if (a->iova_start() != start) rounds = 0;
+          if (a->num_accesses > 0) {
+            // Pins by accesses: stop new ones, then ask every access to let go, with no lock held.
+            start = a->iova_start();
+            a->prevent_access = true;
+            notify = a->node.range;
+            break;
+          }
+          // From here the area is half-built again: it keeps its IOVA, but pins, rw, copy, cut and other
+          // unmaps see it as being built (ENOENT / EBUSY) and nothing else can reach its pages.
+          pages = a->detach_pages();
         }
-        // The iova lock is held from here until the area is gone, so nobody sees it half torn down.
-        unfill_area(*a);
-        std::uint64_t area_last = a->iova_last();
+        // The slow part, with the IOVA lock dropped: pins, rw and IOVA_RANGES on the rest of the IOAS go
+        // on meanwhile.
+        unfill_area(*a, *pages);
+        const std::uint64_t area_last = a->iova_last();
         *unmapped += a->length();
-        remove_area_locked(a);
-        // Moving the start past the removed area keeps a concurrent map at an already unmapped IOVA from
-        // being found again (the kernel's fix [F2]).
+        {
+          lockdep::WriteGuard g(iova_rwsem_);
+          remove_area_locked(a);
+        }
+        pages.reset();  // the last reference frees the Pages (and its accounting) outside the locks
         if (area_last >= range.last) return {};
+        // Moving the start past the removed area keeps an area that a concurrent map has placed at an
+        // already unmapped IOVA from being found again (the kernel's fix [F2]).
         start = area_last + 1;
       }
     }
-    notify_accesses(notify);
-    // An access being destroyed is skipped, and its destroyer's own callback is what releases its pins:
-    // give that thread a chance to run before the next round.
-    wait_between_rounds(rounds);
-    if (++rounds > kMaxUnmapNotifyRounds) {
-      UIOMMUFD_LOG(LogLevel::kWarn,
-                   "unmap of [%#llx, %#llx]: accesses kept their pins through %u rounds (EDEADLOCK)",
-                   static_cast<unsigned long long>(notify.start),
-                   static_cast<unsigned long long>(notify.last), kMaxUnmapNotifyRounds);
-      return Status::error(EDEADLOCK);
+    std::uint32_t list_gen = 0;
+    const bool skipped = notify_accesses(notify, &list_gen);
+    if (skipped) {
+      // An access being destroyed is skipped, and its destroyer's own callback is what releases its
+      // pins: sleep until it has left the list (remove_access() wakes this) rather than spend rounds.
+      if (access_list_gen_.wait_change(list_gen, wait_deadline)) continue;
+    } else if (++rounds <= kMaxUnmapNotifyRounds) {
+      continue;  // every live access was called; retry at once, as the kernel does
     }
+    UIOMMUFD_LOG(LogLevel::kWarn, "unmap of [%#llx, %#llx]: accesses kept their pins (EDEADLOCK)",
+                 static_cast<unsigned long long>(notify.start), static_cast<unsigned long long>(notify.last));
+    return Status::error(EDEADLOCK);
   }
 }
 
-void IoPagetable::notify_accesses(Interval range) {
+bool IoPagetable::notify_accesses(Interval range, std::uint32_t* list_gen) {
   // Held (as a recursive reader: concurrent unmaps, and unmaps from inside a callback, are fine) around
   // the callbacks; access destroy touches it. A driver lock taken here and held across destroy is then a
   // reported cycle.
   lockdep::MapRecursiveSharedGuard inside(access_unmap_);
   std::vector<AccessHook*> live;
+  bool skipped = false;
   {
     lockdep::MutexGuard g(access_list_mu_);
-    for (AccessHook* a : accesses_)
+    // Read with the list: a removal after this snapshot changes it.
+    *list_gen = access_list_gen_.load();
+    for (AccessHook* a : accesses_) {
       if (a->try_get()) live.push_back(a);
+      else skipped = true;
+    }
   }
   for (AccessHook* a : live) {
     a->unmap_callback(range.start, range.last - range.start + 1);
     a->put();
   }
+  return skipped;
 }
 
 // ---- accesses ----
@@ -341,6 +345,7 @@ void IoPagetable::remove_access(AccessHook* access, std::uint64_t alignment) {
     auto it = std::find(accesses_.begin(), accesses_.end(), access);
     UIOMMUFD_ASSERT(it != accesses_.end());
     accesses_.erase(it);
+    access_list_gen_.bump();  // an unmap waiting for a dying access to let go re-checks
   }
   auto it = std::find(required_alignments_.begin(), required_alignments_.end(), alignment);
   UIOMMUFD_ASSERT(it != required_alignments_.end());

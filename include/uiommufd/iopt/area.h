@@ -28,6 +28,9 @@ class Area : public SlabAllocated<Area> {
 
   // The backing, once published (null while half-built).
   const RefPtr<Pages>& pages() const { return pages_; }
+  // Unmap's first step (under the IOVA lock, written): takes the backing away, so the area reads as
+  // half-built again while its domains are unfilled and its pages unpinned without that lock.
+  RefPtr<Pages> detach_pages() { return std::move(pages_); }
   // The backing whatever the state; used while building it and while tearing it down.
   Pages& backing() const { return pages_ ? *pages_ : *pending_pages_; }
   void publish() {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/status.h"
 #include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/base/wait_word.h"
 #include "uiommufd/domain/domain.h"
 #include "uiommufd/iopt/area.h"
 #include "uiommufd/iova/interval_tree.h"
@@ -61,8 +63,11 @@ struct AccessPage {
 
 class IoPagetable {
  public:
-  // The unmap loop gives up on an area after this many rounds of callbacks that left pins behind.
+  // The unmap loop gives up on an area (EDEADLOCK) after this many rounds of callbacks that left pins
+  // behind (the kernel's limit in iopt_unmap_iova_range()), or after waiting this long in all for
+  // accesses being destroyed to let go (their destroyer's callback releases their pins).
   static constexpr unsigned kMaxUnmapNotifyRounds = 100;
+  static constexpr std::chrono::seconds kUnmapDestroyWaitLimit{60};
 
   IoPagetable();
   // Unmaps everything; every domain must have been removed first.
@@ -193,8 +198,9 @@ class IoPagetable {
       REQUIRES_SHARED(domains_rwsem_);
   // Pins the area and maps it into every domain; undoes everything on failure.
   Status fill_area(Area& area) REQUIRES_SHARED(domains_rwsem_);
-  // The reverse of fill_area, for a fully-filled area. Never fails.
-  void unfill_area(Area& area) REQUIRES_SHARED(domains_rwsem_);
+  // The reverse of fill_area, for a fully-filled area whose backing is `pages` (the area's own, or the
+  // ones unmap has detached from it). Never fails.
+  void unfill_area(Area& area, Pages& pages) REQUIRES_SHARED(domains_rwsem_);
   void remove_area_locked(Area* area) REQUIRES(iova_rwsem_);
   // One cut of cut_iova().
   Status split_area_locked(Area* area, std::uint64_t iova) REQUIRES_SHARED(domains_rwsem_)
@@ -208,7 +214,10 @@ class IoPagetable {
   bool intersects_locked(const IntervalTree& tree, Interval range) const REQUIRES_SHARED(iova_rwsem_);
 
   // Calls every access's unmap callback for the area [range] (no engine lock held), inside access_unmap.
-  void notify_accesses(Interval range) EXCLUDES(domains_rwsem_, iova_rwsem_, access_list_mu_);
+  // Returns whether an access being destroyed was skipped; *list_gen gets access_list_gen_ as it was when
+  // the list was read.
+  bool notify_accesses(Interval range, std::uint32_t* list_gen)
+      EXCLUDES(domains_rwsem_, iova_rwsem_, access_list_mu_);
   // One segment of an access operation: the part of `area` in [cur, last] with its page-index range.
   struct Segment {
     Area* area;
@@ -248,6 +257,8 @@ class IoPagetable {
   // Changed under both rwsems (write) and this lock; the notify loop reads it under this lock alone.
   lockdep::Mutex access_list_mu_{"iopt.access_list"};
   std::vector<AccessHook*> accesses_ GUARDED_BY(access_list_mu_);
+  // Bumped (under access_list_mu_) each time an access leaves accesses_.
+  WaitWord access_list_gen_;
   IntervalTree areas_ GUARDED_BY(iova_rwsem_);
   IntervalTree reserved_ GUARDED_BY(iova_rwsem_);
   IntervalTree allowed_ GUARDED_BY(iova_rwsem_);
