@@ -150,17 +150,17 @@ Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint6
   return {};
 }
 
-Status IoPagetable::map_area_into(Domain& domain, const Area& area) {
+Status IoPagetable::map_range_into(Domain& domain, const Area& area, Interval range) {
   int prot = area.prot() | kIommuCache;
   if (large_pages_.load(std::memory_order_relaxed))
-    return domain.map(area.iova_start(), area.phys(area.iova_start()), area.length(), prot);
+    return domain.map(range.start, area.phys(range.start), range.length(), prot);
   // With large pages off every page is its own map call, so that any page boundary can later be cut
   // (VFIO TYPE1) and unmapped on its own.
-  for (std::uint64_t iova = area.iova_start(); iova <= area.iova_last();) {
-    std::uint64_t len = std::min(kPageSize - iova % kPageSize, area.iova_last() - iova + 1);
+  for (std::uint64_t iova = range.start; iova <= range.last;) {
+    std::uint64_t len = std::min(kPageSize - iova % kPageSize, range.last - iova + 1);
     Status st = domain.map(iova, area.phys(iova), len, prot);
     if (!st.ok()) {
-      if (iova != area.iova_start()) unmap_range_from(domain, area.iova_start(), iova - area.iova_start());
+      if (iova != range.start) unmap_range_from(domain, range.start, iova - range.start);
       return st;
     }
     iova += len;
@@ -186,16 +186,44 @@ Status IoPagetable::fill_area(Area& area) {
   if (domains_.empty()) return {};
   Pages& pages = area.backing();
   lockdep::MutexGuard pg(pages.mutex());
-  TRY(pages.pin_locked(area.first_index(), area.last_index()));
-  for (std::size_t i = 0; i < domains_.size(); ++i) {
-    Status st = map_area_into(*domains_[i], area);
-    if (!st.ok()) {
-      for (std::size_t j = 0; j < i; ++j) unmap_range_from(*domains_[j], area.iova_start(), area.length());
-      pages.unpin_locked(area.first_index(), area.last_index());
-      return st;
+  return fill_batches_locked(area, pages, domains_.data(), domains_.size(), /*pin=*/true);
+}
+
+Status IoPagetable::fill_batches_locked(Area& area, Pages& pages, Domain* const* domains, std::size_t ndomains,
+                                        bool pin) {
+  pages.mutex().assert_held();
+  // Batch by batch, as the kernel's pfn reader does: pin a batch, map it into every domain, go on. The
+  // batch size comes from the temporary memory limit (Pages::batch_pages()).
+  const std::uint64_t first = area.first_index();
+  const std::uint64_t last = area.last_index();
+  Status st;
+  std::uint64_t next = first;  // [first, next − 1] is pinned and mapped into every domain
+  while (next <= last) {
+    const std::uint64_t batch_last = pages.batch_last(next, last);
+    const Interval iova = area.iova_of_pages(next, batch_last);
+    Pages::count_batch_step();
+    if (pin) {
+      st = pages.pin_locked(next, batch_last);
+      if (!st.ok()) break;
     }
+    std::size_t mapped = 0;
+    for (; mapped < ndomains; ++mapped) {
+      st = map_range_into(*domains[mapped], area, iova);
+      if (!st.ok()) break;
+    }
+    if (!st.ok()) {
+      for (std::size_t j = 0; j < mapped; ++j) unmap_range_from(*domains[j], iova.start, iova.length());
+      if (pin) pages.unpin_locked(next, batch_last);
+      break;
+    }
+    next = batch_last + 1;
   }
-  return {};
+  if (st.ok() || next == first) return st;
+  // Unmap before unpin: a page must never be unpinned while a domain still maps it.
+  const Interval done = area.iova_of_pages(first, next - 1);
+  for (std::size_t j = 0; j < ndomains; ++j) unmap_range_from(*domains[j], done.start, done.length());
+  if (pin) pages.unpin_locked(first, next - 1);
+  return st;
 }
 
 void IoPagetable::unfill_area(Area& area, Pages& pages) {
@@ -573,11 +601,7 @@ Status IoPagetable::add_domain(Domain* domain) {
     if (!a->pages()) continue;
     Pages& pages = *a->pages();
     lockdep::MutexGuard pg(pages.mutex());
-    if (first_domain) st = pages.pin_locked(a->first_index(), a->last_index());
-    if (st.ok()) {
-      st = map_area_into(*domain, *a);
-      if (!st.ok() && first_domain) pages.unpin_locked(a->first_index(), a->last_index());
-    }
+    st = fill_batches_locked(*a, pages, &domain, 1, /*pin=*/first_domain);
     if (st.ok()) filled.push_back(a);
   }
   if (!st.ok()) {

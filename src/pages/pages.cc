@@ -61,6 +61,7 @@ struct LockedPages {
 
 std::atomic<std::uint64_t> Pages::total_pinned_{0};
 std::atomic<std::size_t> Pages::temp_memory_limit_{Pages::kDefaultTempMemoryLimit};
+std::atomic<std::uint64_t> Pages::batch_steps_{0};
 
 // Every live Pages, for pin_count_is. A list rather than an index by address: it changes only at
 // create and destroy, and a query is a test-only operation that may walk it.
@@ -225,25 +226,28 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
     }
   }
   std::uint64_t n = 0;
-  std::size_t nlocked = 0;  // the first nlocked runs of `newly` are locked
+  std::vector<Interval> locked;  // the batches locked so far, for the unwind
   Status st;
   for (const Interval& run : newly) {
-    // One call per run: the mm layer populates the whole range at once (a single madvise).
-    st = mm_->make_resident(base_ + (run.start << kPageShift), run.length() << kPageShift, writable_);
-    if (!st.ok()) break;
-    // Locked once resident, so that mlock finds nothing left to fault in and fails only for the limit.
-    if (lock_pinned_) {
-      st = lock_run_locked(run);
-      if (!st.ok()) break;
-      ++nlocked;
+    // One call per batch of the run: the mm layer populates each batch at once (a single madvise).
+    for (std::uint64_t b = run.start; st.ok() && b <= run.last;) {
+      const Interval batch{b, batch_last(b, run.last)};
+      count_batch_step();
+      st = mm_->make_resident(base_ + (batch.start << kPageShift), batch.length() << kPageShift, writable_);
+      // Locked once resident, so that mlock finds nothing left to fault in and fails only for the limit.
+      if (st.ok() && lock_pinned_) {
+        st = lock_run_locked(batch);
+        if (st.ok()) locked.push_back(batch);
+      }
+      b = batch.last + 1;
     }
+    if (!st.ok()) break;
     n += run.length();
   }
   // Charged after pinning, like the kernel's npinned/last_npinned step (spec §3.4).
   if (st.ok()) st = account_charge(account_mode_, n);
   if (!st.ok()) {
-    newly.resize(nlocked);
-    unlock_runs_locked(newly);
+    unlock_runs_locked(locked);
     unwind_pin_locked(first, last);
     return st;
   }
@@ -433,5 +437,19 @@ bool Pages::pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length
 
 void Pages::set_temp_memory_limit(std::size_t bytes) { temp_memory_limit_.store(bytes, std::memory_order_relaxed); }
 std::size_t Pages::temp_memory_limit() { return temp_memory_limit_.load(std::memory_order_relaxed); }
+
+std::uint64_t Pages::batch_pages() {
+  const std::uint64_t handles = std::max<std::uint64_t>(1, temp_memory_limit() / sizeof(std::uint64_t));
+  return std::uint64_t{1} << (63 - __builtin_clzll(handles));  // the power of two at or below
+}
+
+std::uint64_t Pages::batch_last(std::uint64_t index, std::uint64_t last) const {
+  // Edges at backing addresses that are multiples of the batch: page_phys is base_ + index pages, and
+  // base_ is page aligned, so the page number of the address decides.
+  const std::uint64_t size = batch_pages();
+  const std::uint64_t page = (base_ >> kPageShift) + index;
+  const std::uint64_t to_edge = size - (page & (size - 1));
+  return std::min(last, index + to_edge - 1);
+}
 
 }  // namespace uiommufd

@@ -737,5 +737,40 @@ TEST(PagesTempMemoryLimitTest, DefaultsTo65536AndKeepsWhatIsSet) {
   Pages::set_temp_memory_limit(Pages::kDefaultTempMemoryLimit);
 }
 
+TEST(PagesTempMemoryLimitTest, BatchesEndAtBackingAddressesAlignedToTheirSize) {
+  Region r(40);
+  auto pages = Pages::create_user(Mm::current(), r.uaddr(), 40 * kPageSize, true, AccountMode::kNone);
+  ASSERT_TRUE(pages.ok());
+  Pages::set_temp_memory_limit(8 * 8 + 7);  // 8 handles and a part: 8 pages a batch
+  ASSERT_EQ(Pages::batch_pages(), 8u);
+  const std::uint64_t page0 = r.uaddr() >> kPageShift;
+  std::uint64_t batches = 0;
+  for (std::uint64_t i = 0; i <= 39;) {
+    const std::uint64_t last = (*pages)->batch_last(i, 39);
+    ASSERT_GE(last, i);
+    ASSERT_LE(last - i + 1, 8u);
+    // Every batch but the last ends right before an 8-page-aligned backing page.
+    if (last != 39) {
+      EXPECT_EQ((page0 + last + 1) % 8, 0u);
+    }
+    i = last + 1;
+    ++batches;
+  }
+  EXPECT_LE(batches, 6u);
+  Pages::set_temp_memory_limit(12);
+  EXPECT_EQ(Pages::batch_pages(), 1u);
+  EXPECT_EQ((*pages)->batch_last(3, 39), 3u);
+  // A pin at the minimum takes one batch step per page it makes resident, and pins the same pages.
+  const std::uint64_t before = Pages::batch_steps();
+  {
+    lockdep::MutexGuard g((*pages)->mutex());
+    ASSERT_TRUE((*pages)->pin_locked(2, 21).ok());
+    EXPECT_EQ((*pages)->npinned_locked(), 20u);
+    (*pages)->unpin_locked(2, 21);
+  }
+  EXPECT_EQ(Pages::batch_steps() - before, 20u);
+  Pages::set_temp_memory_limit(Pages::kDefaultTempMemoryLimit);
+}
+
 }  // namespace
 }  // namespace uiommufd

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "uiommufd/base/interval.h"
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/ref_ptr.h"
 #include "uiommufd/base/slab.h"
@@ -45,6 +46,15 @@ class Area : public SlabAllocated<Area> {
   std::uint64_t start_byte() const { return start_byte_; }
   std::uint64_t first_index() const { return start_byte_ / kPageSize; }
   std::uint64_t last_index() const { return (start_byte_ + length() - 1) / kPageSize; }
+  // The IOVA range of the area's backing pages [first, last] (page indices, inside
+  // [first_index(), last_index()]), clipped to the area where it starts or ends inside a page.
+  Interval iova_of_pages(std::uint64_t first, std::uint64_t last) const {
+    const std::uint64_t start = first == first_index() ? iova_start()
+                                                       : iova_start() + ((first << kPageShift) - start_byte_);
+    const std::uint64_t end =
+        last == last_index() ? iova_last() : iova_start() + (((last + 1) << kPageShift) - start_byte_) - 1;
+    return {start, end};
+  }
   // Offset of the first byte inside its page: what must agree with iova_alignment.
   std::uint64_t page_offset() const { return start_byte_ % kPageSize; }
   // The backing address of IOVA `iova` in this area.

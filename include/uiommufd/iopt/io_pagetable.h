@@ -192,8 +192,13 @@ class IoPagetable {
   Area* first_area_locked(Interval range) const REQUIRES_SHARED(iova_rwsem_);
   Area* next_area_locked(const Area* a, Interval range) const REQUIRES_SHARED(iova_rwsem_);
 
-  // Maps `area` into `domain` (whole contiguous runs; one page at a time when large pages are off).
-  Status map_area_into(Domain& domain, const Area& area) REQUIRES_SHARED(domains_rwsem_);
+  // Maps the part `range` of `area` into `domain` (one call; one page at a time when large pages are off).
+  Status map_range_into(Domain& domain, const Area& area, Interval range) REQUIRES_SHARED(domains_rwsem_);
+  // Maps `area` into the `ndomains` domains batch by batch (Pages::batch_pages()), pinning each batch
+  // first when `pin`; on failure unmaps and unpins what it did. The caller holds pages.mutex() (pages is
+  // the area's backing) and keeps `domains` stable.
+  Status fill_batches_locked(Area& area, Pages& pages, Domain* const* domains, std::size_t ndomains, bool pin)
+      REQUIRES_SHARED(domains_rwsem_) REQUIRES(pages.mutex());
   void unmap_range_from(Domain& domain, std::uint64_t iova, std::uint64_t length)
       REQUIRES_SHARED(domains_rwsem_);
   // Pins the area and maps it into every domain; undoes everything on failure.

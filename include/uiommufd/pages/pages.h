@@ -176,12 +176,25 @@ class Pages : public RefCounted<Pages> {
   // created or destroyed under a pages.mutex.
   static bool pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length, std::uint32_t refs);
 
-  // IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: the kernel's cap on temporary PFN batch buffers (default 65536
-  // bytes). FIXME: our pin path has no temporary batch buffers (it counts runs and makes them resident in
-  // one call), so the value is stored and reported but changes no behaviour.
+  // IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: the kernel's cap on the temporary arrays its pin and fill paths
+  // work through (pages.c, temp_kmalloc(); default 65536 bytes, at least 12: one batch element). It
+  // bounds the batches that pinning, domain filling (map, copy, attach) and access pins go in:
+  // batch_pages() pages per step. Process-wide, as the kernel's is system-wide.
   static constexpr std::size_t kDefaultTempMemoryLimit = 65536;
   static void set_temp_memory_limit(std::size_t bytes);
   static std::size_t temp_memory_limit();
+  // Pages per batch: what an array of 8-byte page handles of temp_memory_limit() bytes holds (the
+  // kernel's pin_user_pages() array), at least 1, rounded down to a power of two so that batch edges fall
+  // on backing addresses aligned to the batch size: a batch of 2 MiB or more never splits a large IOPTE.
+  // 8192 (32 MiB) by default; 1 at the minimum limit.
+  static std::uint64_t batch_pages();
+  // The last page index of the batch that page `index` starts, at most `last`: batches end where the
+  // backing address reaches a multiple of batch_pages() pages.
+  std::uint64_t batch_last(std::uint64_t index, std::uint64_t last) const;
+  // Batch steps taken so far by every pin and every domain fill in this process (tests use it to see
+  // that a small limit really cuts the work up).
+  static std::uint64_t batch_steps() { return batch_steps_.load(std::memory_order_relaxed); }
+  static void count_batch_step() { batch_steps_.fetch_add(1, std::memory_order_relaxed); }
 
   // Precondition: no pins remain (UIOMMUFD_ASSERT: a pin outliving its Pages would leak a charge). Unmaps
   // the file window and closes the dup'd fd. Must not run with mutex() held (it is destroyed).
@@ -224,6 +237,7 @@ class Pages : public RefCounted<Pages> {
 
   static std::atomic<std::uint64_t> total_pinned_;
   static std::atomic<std::size_t> temp_memory_limit_;
+  static std::atomic<std::uint64_t> batch_steps_;
 
   // Links of the registry of live Pages (pin_count_is); guarded by the registry's lock, which lives
   // in pages.cc (not expressible as an annotation here).
