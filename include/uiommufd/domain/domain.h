@@ -48,11 +48,11 @@ class Domain {
 
   // Unmaps exactly [iova, iova + length); never fails, because the engine's teardown paths cannot.
   // The range must be made of whole entries as they were mapped: the engine unmaps with the boundaries it
-  // mapped with (spec 2.13). A request that would split a large entry, does not start at the start of a
-  // map() call or end at the end of one, covers unmapped granules, or is misaligned / outside the aperture
-  // is a caller bug: it is counted in boundary_violations() and fails UIOMMUFD_DCHECK (implementations
-  // may let tests turn the DCHECK off). What such a request still unmaps is implementation defined and
-  // documented by the implementation. Returns the bytes actually unmapped.
+  // mapped with (docs/semantics.md#large-pages). A request that would split a large entry, does not start at
+  // the start of a map() call or end at the end of one, covers unmapped granules, or is misaligned / outside
+  // the aperture is a caller bug: it is counted in boundary_violations() and fails UIOMMUFD_DCHECK
+  // (implementations may let tests turn the DCHECK off). What such a request still unmaps is implementation
+  // defined and documented by the implementation. Returns the bytes actually unmapped.
   virtual std::uint64_t unmap(std::uint64_t iova, std::uint64_t length) = 0;
 
   // Translation of one IOVA (any alignment): the PhysAddr of that byte, or nullopt if it is unmapped or

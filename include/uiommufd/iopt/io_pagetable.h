@@ -116,13 +116,13 @@ class IoPagetable {
   Status set_large_pages(bool enabled) EXCLUDES(domains_rwsem_, iova_rwsem_);
   bool large_pages() EXCLUDES(iova_rwsem_);
 
-  // The VFIO TYPE1 cut (spec §2.11): for each IOVA x of `iovas`, in order, splits the area holding x so
-  // that x becomes the last byte of the left part. An IOVA in no area, or at an area's first or last byte,
-  // is skipped. Both parts share the area's Pages (one more reference) and keep its protection; no domain
-  // mapping, pin, charge or access record changes, which is sound only because with large pages disabled
-  // every domain maps the area one page at a time. Errors, per area in this order, stopping at the first
-  // (earlier cuts stay): EBUSY the area is half-built or being unmapped (prevent_access); EINVAL x + 1, or
-  // its byte offset in the Pages, is not a multiple of iova_alignment; ENOMEM (fault site
+  // The VFIO TYPE1 cut (docs/semantics.md#cut): for each IOVA x of `iovas`, in order, splits the area holding
+  // x so that x becomes the last byte of the left part. An IOVA in no area, or at an area's first or last
+  // byte, is skipped. Both parts share the area's Pages (one more reference) and keep its protection; no
+  // domain mapping, pin, charge or access record changes, which is sound only because with large pages
+  // disabled every domain maps the area one page at a time. Errors, per area in this order, stopping at the
+  // first (earlier cuts stay): EBUSY the area is half-built or being unmapped (prevent_access); EINVAL x + 1,
+  // or its byte offset in the Pages, is not a multiple of iova_alignment; ENOMEM (fault site
   // "iopt.alloc_area", twice per cut); EINVAL the area has access pins, or it is mapped into a domain while
   // large pages are enabled.
   Status cut_iova(std::initializer_list<std::uint64_t> iovas) EXCLUDES(domains_rwsem_, iova_rwsem_);
@@ -140,19 +140,19 @@ class IoPagetable {
   Status add_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
   void remove_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
   // Pins the backing pages of [iova, iova + length − 1] for an access, one AccessPage per page index
-  // (spec §4.3). EINVAL: length 0; an area being unmapped; a start not page aligned in the backing; an area
-  // other than the last not ending at a page end. EOVERFLOW on wrap. ENOENT: a gap. EPERM: `write` on an
-  // area without write permission, or a read of one without read. Pinning's errors (EFAULT, ENOMEM). On
-  // failure no record is left.
+  // (docs/semantics.md#access-pin). EINVAL: length 0; an area being unmapped; a start not page aligned in the
+  // backing; an area other than the last not ending at a page end. EOVERFLOW on wrap. ENOENT: a gap. EPERM:
+  // `write` on an area without write permission, or a read of one without read. Pinning's errors (EFAULT,
+  // ENOMEM). On failure no record is left.
   Status access_pin(std::uint64_t iova, std::uint64_t length, bool write, std::vector<AccessPage>* out)
       EXCLUDES(iova_rwsem_);
   // Removes the pin records access_pin added for exactly (iova, length). False when some record is not
   // there (the caller reports it; those pins stay, as the kernel's WARN leaves them).
   bool access_unpin(std::uint64_t iova, std::uint64_t length) EXCLUDES(iova_rwsem_);
   // Reads (write false) or writes `length` bytes at `iova` through the areas' backing, at any alignment,
-  // across contiguous areas (spec §4.5). Errors as access_pin; EFAULT when the backing is not there. The
-  // fast path copies straight through the source address space; `slow_path`, and file-backed pages, pin
-  // the pages for the copy.
+  // across contiguous areas (docs/semantics.md#access-rw). Errors as access_pin; EFAULT when the backing is
+  // not there. The fast path copies straight through the source address space; `slow_path`, and file-backed
+  // pages, pin the pages for the copy.
   Status access_rw(std::uint64_t iova, void* data, std::uint64_t length, bool write, bool slow_path)
       EXCLUDES(iova_rwsem_);
 

@@ -3,7 +3,7 @@
 // Today there is exactly one Mm, this process ("current"); the type exists so that another process's
 // memory can be served later (the preload runtime answering for a client). Every engine read or write of
 // user memory goes through an Mm, which turns a bad address into EFAULT instead of a crash
-// (ARCHITECTURE.md, "User memory is never dereferenced blindly").
+// (docs/design.md#user-memory).
 //
 // Addresses ("uaddr") are user virtual addresses of this Mm as 64-bit integers. Ranges are half-open,
 // [uaddr, uaddr + len), with len in bytes.
