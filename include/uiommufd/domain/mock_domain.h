@@ -11,7 +11,7 @@
 //   - The START / LAST check in unmap() stays on with huge_iova (the kernel skips it); large entries carry
 //     the markers themselves, so the check remains exact.
 //
-// Thread safety: none, see domain.h.
+// Thread safety: as PageTableDomain (see domain.h).
 #pragma once
 
 #include <cstdint>

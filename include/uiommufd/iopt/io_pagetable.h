@@ -1,9 +1,10 @@
 // IoPagetable: one I/O address space's areas, reserved and allowed ranges, and the domains that mirror
 // it (the kernel's struct io_pagetable). Areas point at Pages; every attached Domain maps every
-// fully-built area; a page index is pinned once while any domain (or, later, any access) uses it.
+// fully-built area; a page index is pinned once while any domain or any access pin uses it.
 //
 // Thread safety: every public method may be called from any thread and takes the locks it needs, in the
-// order of lock_order.h. No method may be called with an engine lock held.
+// order of lock_order.h. Callers may hold the objects layer's locks above this one (device.mutex,
+// access.ioas_lock, ioas.mutex), never iopt.* or anything below it.
 #pragma once
 
 #include <atomic>
@@ -86,7 +87,8 @@ class IoPagetable {
   Result<std::vector<PagesChunk>> get_chunks(std::uint64_t iova, std::uint64_t length) EXCLUDES(iova_rwsem_);
 
   // Removes every area inside [start, last]; an area only partly inside fails the call with ENOENT, a
-  // half-built one with EBUSY. Areas below the failing one are already gone then (as in the kernel).
+  // half-built one with EBUSY, and one whose access pins outlast kMaxUnmapNotifyRounds rounds of
+  // callbacks with EDEADLOCK. Areas below the failing one are already gone then (as in the kernel).
   // *unmapped gets the bytes removed, on success and failure. An empty range succeeds with 0.
   Status unmap_range(Interval range, std::uint64_t* unmapped) EXCLUDES(domains_rwsem_, iova_rwsem_);
 
@@ -171,7 +173,7 @@ class IoPagetable {
   // every page of every area is pinned while a domain exists.
   std::string check_invariants() EXCLUDES(domains_rwsem_, iova_rwsem_);
 
-  // The access_unmap map (see lock_order.h).
+  // The access_unmap map (see lock_order.h and docs/locking.md#access-unmap).
   lockdep::LockdepMap& access_unmap() { return access_unmap_; }
 
  private:
@@ -216,13 +218,13 @@ class IoPagetable {
     std::uint64_t length;
     std::uint64_t start_byte;
   };
-  // The segments of [iova, last] over contiguous fully-built areas, from iova up to the first gap or
-  // half-built area. Callers work through them in order and report ENOENT for an incomplete walk only
-  // after every segment succeeded, as the kernel's contiguous-area walk
-  // does (an earlier area's EPERM or EINVAL wins, and a read or write has already moved its bytes).
   // access_rw's work on one segment, with iova_rwsem held for read (not annotated: it runs inside the
   // segment walk's callback, where the analysis cannot see the lock).
   Status rw_segment_locked(const Segment& s, unsigned char* bytes, bool write, bool slow_path) const;
+  // The segments of [iova, last] over contiguous fully-built areas, from iova up to the first gap or
+  // half-built area. Callers work through them in order and report ENOENT for an incomplete walk only
+  // after every segment succeeded, as the kernel's contiguous-area walk does (an earlier area's EPERM or
+  // EINVAL wins, and a read or write has already moved its bytes).
   // Calls `bool f(const Segment&)` for each segment in order (no allocation: the access paths run it on
   // every pin); f returning false stops the walk. Returns whether the segments reached `last` without f
   // stopping them.
