@@ -28,13 +28,14 @@
 // of an mmap of the same file, name the same pages although their PhysAddrs differ. File pages also
 // record their (device, inode) at creation (file_identity()), so pin counting needs no address lookup.
 //
-// Locking: mutex() is "pages.mutex", innermost of the engine's I/O page-table locks (after iopt.iova_rwsem).
-// The pin state is guarded by it; methods suffixed Locked require it. pin_locked makes memory resident with
-// the lock held, as the kernel does GUP under pages->mutex; that is slow for a large range, and it is the
-// one place where the rule "nothing slow under an engine lock" (docs/locking.md#rules) gives way, since the
-// pin must be atomic with the bookkeeping that decides which indices are new. With lock_pinned the mlock runs
-// there too, and also under the process-wide "pages.mlock", so locking pins of different Pages serialise on
-// it. Geometry accessors are immutable after creation and need no lock.
+// Locking: mutex() is "pages.mutex", innermost of the engine's I/O page-table locks (after iopt.iova_rwsem;
+// only pages.mlock and domain.page_table nest inside it). The pin state is guarded by it; methods suffixed
+// _locked require it. pin_locked makes memory resident with the lock held, as the kernel does GUP under
+// pages->mutex; that is slow for a large range, and it is the one place where the rule "nothing slow under an
+// engine lock" (docs/locking.md#rules) gives way, since the pin must be atomic with the bookkeeping that
+// decides which indices are new. With lock_pinned the mlock runs there too, and also under the process-wide
+// "pages.mlock", so locking pins of different Pages serialise on it. Geometry accessors are immutable after
+// creation and need no lock.
 #pragma once
 
 #include <atomic>
