@@ -18,7 +18,8 @@
 namespace uiommufd {
 namespace {
 
-// The kernel's accounting fault point (pages.c, fault-injection.md §1.4): ENOMEM before any counter moves.
+// The kernel's accounting fault point (pages.c, docs/fault-injection.md#kernel-sites): ENOMEM before any
+// counter moves.
 UIOMMUFD_FAULT_SITE(g_fault_account, "pages.account", ENOMEM);
 
 constexpr std::uint64_t kUnlimited = std::numeric_limits<std::uint64_t>::max();

@@ -6,7 +6,8 @@
 
 namespace uiommufd::mm_internal {
 
-// Semantics §3.2: kNone with CAP_IPC_LOCK, else kUser; kUser becomes kMm in a ctx in MM mode.
+// docs/semantics.md#pages-creation: kNone with CAP_IPC_LOCK, else kUser; kUser becomes kMm in a ctx in MM
+// mode.
 constexpr AccountMode account_mode_for(bool cap_ipc_lock, bool ctx_mm_mode) {
   const AccountMode mode = cap_ipc_lock ? AccountMode::kNone : AccountMode::kUser;
   return ctx_mm_mode && mode == AccountMode::kUser ? AccountMode::kMm : mode;

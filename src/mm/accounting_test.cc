@@ -1,4 +1,4 @@
-// Accounting of pinned pages (semantics §3.2, §3.4).
+// Accounting of pinned pages (docs/semantics.md#pages-creation, #accounting).
 #include "uiommufd/mm/accounting.h"
 
 #include "test_region.h"

@@ -16,8 +16,8 @@
 namespace uiommufd {
 namespace {
 
-// The kernel's generic usercopy fault points (fault-injection.md §1.4, §2.4): every copy from or to
-// caller memory.
+// The kernel's generic usercopy fault points (docs/fault-injection.md#kernel-sites, #sites): every copy from
+// or to caller memory.
 UIOMMUFD_FAULT_SITE(g_fault_copy_from_user, "mm.copy_from_user", EFAULT);
 UIOMMUFD_FAULT_SITE(g_fault_copy_to_user, "mm.copy_to_user", EFAULT);
 

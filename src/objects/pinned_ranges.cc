@@ -50,7 +50,7 @@ std::uint64_t PinnedRanges::unmap_locked(Access& access, std::uint64_t iova, std
       ++it;
       continue;
     }
-    // In full, as pinned: unpin must mirror the pin exactly (spec §4.4).
+    // In full, as pinned: unpin must mirror the pin exactly (docs/semantics.md#access-unpin).
     access.unpin_pages(it->iova, it->length);
     unpinned += it->length;
     it = ranges_.erase(it);

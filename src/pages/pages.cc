@@ -21,9 +21,10 @@
 namespace uiommufd {
 
 namespace {
-// The kernel's iopt_alloc_pages allocation (spec fault-injection §2.4: pages structures → ENOMEM).
+// The kernel's iopt_alloc_pages allocation (docs/fault-injection.md#sites: pages structures → ENOMEM).
 UIOMMUFD_FAULT_SITE(g_fault_pages_alloc, "pages.alloc", ENOMEM);
-// The kernel's GUP / memfd folio pin (→ EFAULT), once per pin call rather than per page (§2.6).
+// The kernel's GUP / memfd folio pin (→ EFAULT), once per pin call rather than per page
+// (docs/fault-injection.md#site-budget).
 UIOMMUFD_FAULT_SITE(g_fault_pages_pin, "pages.pin", EFAULT);
 
 constexpr std::uint64_t kSizeMax = std::numeric_limits<std::size_t>::max();
@@ -139,7 +140,7 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
   if (::fstat(fd, &st) != 0) return Status::error(EBADF);
 
   // The mapping only reserves address space and takes a file reference; no page is touched until a pin
-  // makes the window resident (lazy pinning, spec §2.2).
+  // makes the window resident (docs/semantics.md#lazy-pinning).
   const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   void* addr = ::mmap(nullptr, map_len, prot, MAP_SHARED, fd, static_cast<off_t>(file_base));
   if (addr == MAP_FAILED) {
@@ -244,7 +245,7 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
     if (!st.ok()) break;
     n += run.length();
   }
-  // Charged after pinning, like the kernel's npinned/last_npinned step (spec §3.4).
+  // Charged after pinning, like the kernel's npinned/last_npinned step (docs/semantics.md#accounting).
   if (st.ok()) st = account_charge(account_mode_, n);
   if (!st.ok()) {
     unlock_runs_locked(locked);
@@ -295,7 +296,8 @@ void Pages::unwind_pin_locked(std::uint64_t first, std::uint64_t last) {
 void Pages::unpin_locked(std::uint64_t first, std::uint64_t last) {
   mu_.assert_held();
   UIOMMUFD_ASSERT(first <= last && last < npages_);
-  // Uncharged as soon as npinned drops (spec §3.4); the drop is the number of 1 → 0 indices.
+  // Uncharged as soon as npinned drops (docs/semantics.md#accounting); the drop is the number of 1 → 0
+  // indices.
   const std::uint64_t before = pins_.pinned_pages();
   if (lock_pinned_) {
     std::vector<Interval> unpinned;

@@ -1,5 +1,5 @@
-// read / write of the virtual fail-nth files (fault-injection.md §1.1, §2.1), on the counters of
-// include/uiommufd/base/fault.h. Neither consumes a counter: they pass no fault site.
+// read / write of the virtual fail-nth files (docs/fault-injection.md#fail-nth-file, #virtual-fail-nth), on
+// the counters of include/uiommufd/base/fault.h. Neither consumes a counter: they pass no fault site.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,6 @@
-// The debugfs knobs a fault-injection harness writes before arming fail-nth (fault-injection.md §1.3,
-// §2.2): they open and absorb writes whether or not the kernel has them, and nothing reaches the real
-// debugfs.
+// The debugfs knobs a fault-injection harness writes before arming fail-nth
+// (docs/fault-injection.md#debugfs-knobs, #virtual-debugfs): they open and absorb writes whether or not the
+// kernel has them, and nothing reaches the real debugfs.
 #include <cerrno>
 #include <cstring>
 #include <string>

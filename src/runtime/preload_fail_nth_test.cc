@@ -1,6 +1,6 @@
-// The fail-nth files under the preload (fault-injection.md §1.1, §2.1, §2.3): the paths that name them,
-// write / read / pread semantics, per-thread counters that start at 0 in new threads and forked
-// children, and an armed counter failing IOMMU_IOAS_ALLOC.
+// The fail-nth files under the preload (docs/fault-injection.md#fail-nth-file, #virtual-fail-nth,
+// #counter): the paths that name them, write / read / pread semantics, per-thread counters that start at 0 in
+// new threads and forked children, and an armed counter failing IOMMU_IOAS_ALLOC.
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>

@@ -1,5 +1,6 @@
 // Which paths the preload serves itself instead of the kernel: /dev/iommu, the fail-nth files of this
-// process's threads, and the fault-injection part of debugfs (fault-injection.md §2.1, §2.2).
+// process's threads, and the fault-injection part of debugfs (docs/fault-injection.md#virtual-fail-nth,
+// #virtual-debugfs).
 //
 // Pure functions of the path text and the process's ids, so they are unit-tested without interposition.
 // Symbolic links are not followed (a link to /dev/iommu opens whatever the kernel has there).

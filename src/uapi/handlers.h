@@ -18,7 +18,7 @@ long option(Ucmd& ucmd);
 long vfio_ioas(Ucmd& ucmd);
 
 // IOMMU_TEST_CMD (selftest.cc). Called before any size check: the test command has two layouts told
-// apart by size (abi.md §7), so it applies its own rules.
+// apart by size (docs/abi.md#test-cmd-layouts), so it applies its own rules.
 long test_cmd(IommufdFile& file, std::uint64_t uptr);
 
 // Every command with nr < 0x80 or outside the table: the VFIO container ioctls (vfio_compat.cc).

@@ -1,6 +1,6 @@
-// iommufd's own commands (semantics §1.5, §2.4–2.12). Each handler checks its arguments in the order of
-// the kernel's handler (drivers/iommu/iommufd/ioas.c, main.c, vfio_compat.c), so that a struct with
-// several faults gets the kernel's errno.
+// iommufd's own commands (docs/semantics.md#destroy and the IOAS sections, #ioas). Each handler checks its
+// arguments in the order of the kernel's handler (drivers/iommu/iommufd/ioas.c, main.c, vfio_compat.c), so
+// that a struct with several faults gets the kernel's errno.
 
 #include <cerrno>
 #include <cstddef>

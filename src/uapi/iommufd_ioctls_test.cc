@@ -1,5 +1,6 @@
-// iommufd's own ioctls through the dispatcher, on real structs: every errno and out-value of abi.md §2, §8
-// and semantics §2.4–2.12, the order of checks, and fail-nth sweeps proving that nothing leaks.
+// iommufd's own ioctls through the dispatcher, on real structs: every errno and out-value of
+// docs/abi.md#extensible-structs and #exact-behaviours and of the IOAS sections of docs/semantics.md (#ioas),
+// the order of checks, and fail-nth sweeps proving that nothing leaks.
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -41,7 +42,8 @@ class IoctlTest : public ::testing::Test {
     pinned_vm_before_ = account_pinned_vm();
     fd_ = host_.open_iommufd();
     ASSERT_GE(fd_, 0);
-    // 2 MiB-aligned memory, so that automatic IOVA alignment depends only on the length (abi.md §8.6).
+    // 2 MiB-aligned memory, so that automatic IOVA alignment depends only on the length
+    // (docs/abi.md#auto-iova-alignment).
     raw_ = mmap(nullptr, kMemLen + k2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ASSERT_NE(raw_, MAP_FAILED);
     base_ = (reinterpret_cast<std::uint64_t>(raw_) + k2M - 1) & ~(k2M - 1);

@@ -1,8 +1,9 @@
-// IOMMU_TEST_CMD: the kernel selftest's mock domains, devices and accesses (abi.md §6–7, semantics §6.4).
+// IOMMU_TEST_CMD: the kernel selftest's mock domains, devices and accesses (docs/abi.md#test-cmd,
+// docs/semantics.md#selftest).
 //
-// Two layouts, told apart by size (abi.md §7): below 52 bytes EINVAL; 52..67 the v6.2 layout (56 bytes,
-// ops 1–9, MOCK_DOMAIN with the v6.2 object model); 68 and above the newest layout (72 bytes). Each op
-// checks its arguments in the kernel's order and returns its errnos.
+// Two layouts, told apart by size (docs/abi.md#test-cmd-layouts): below 52 bytes EINVAL; 52..67 the v6.2
+// layout (56 bytes, ops 1–9, MOCK_DOMAIN with the v6.2 object model); 68 and above the newest layout (72
+// bytes). Each op checks its arguments in the kernel's order and returns its errnos.
 
 #include <algorithm>
 #include <cerrno>

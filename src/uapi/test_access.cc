@@ -8,8 +8,8 @@
 
 namespace uiommufd::uapi {
 
-// The kernel's slab allocations of the selftest (staccess, access items, bounce buffers): fault-injection
-// §2.4, allocations → ENOMEM.
+// The kernel's slab allocations of the selftest (staccess, access items, bounce buffers):
+// docs/fault-injection.md#sites, allocations → ENOMEM.
 UIOMMUFD_FAULT_SITE(g_fault_selftest_alloc, "selftest.alloc", ENOMEM);
 
 Result<std::shared_ptr<TestAccessFile>> TestAccessFile::create(std::shared_ptr<IommufdFile> owner,

@@ -47,7 +47,7 @@ class TestAccessFile final : public OpenFile {
   Access* raw_access_ = nullptr;
 };
 
-// The TestAccessFile behind `fd` of `host`; EBADFD when `fd` is not one (semantics §6.4).
+// The TestAccessFile behind `fd` of `host`; EBADFD when `fd` is not one (docs/semantics.md#selftest).
 Result<std::shared_ptr<TestAccessFile>> lookup_test_access(FdHost& host, std::uint32_t fd);
 
 }  // namespace uiommufd::uapi

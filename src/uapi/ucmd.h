@@ -1,5 +1,5 @@
 // One ioctl call as its handler sees it: the caller's struct copied in under the extensible-struct rules
-// (abi.md §2), and the way back out.
+// (docs/abi.md#extensible-structs), and the way back out.
 #pragma once
 
 #include <algorithm>

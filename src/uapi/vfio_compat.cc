@@ -1,4 +1,4 @@
-// VFIO container compatibility on the iommufd fd (semantics §7; the kernel's vfio_compat.c).
+// VFIO container compatibility on the iommufd fd (docs/semantics.md#vfio-compat; the kernel's vfio_compat.c).
 //
 // The VFIO structs carry their own `argsz` and do not follow iommufd's extensible-struct rules: each
 // handler reads the fixed prefix it needs (EFAULT if unreadable), checks argsz against the end of its last

@@ -395,8 +395,8 @@ static inline int open_iommufd(void) {
 }
 
 /* Anonymous memory aligned to 2 MiB, so that the IOVAs the kernel picks automatically (which follow the
- * source alignment, abi.md §8.6) are the same on every run. Populated and without THP, so that pins count
- * single pages. */
+ * source alignment, docs/abi.md#auto-iova-alignment) are the same on every run. Populated and without THP, so
+ * that pins count single pages. */
 static inline void* alloc_buffer(size_t len) {
   size_t span = len + HUGE_SZ;
   uint8_t* raw = (uint8_t*)mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

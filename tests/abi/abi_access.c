@@ -1,6 +1,6 @@
 /* Accesses through the test interface: CREATE_ACCESS fd, ACCESS_PAGES / DESTROY_ACCESS_PAGES, ACCESS_RW
  * (aligned, unaligned, SLOW_PATH), unpinning on unmap notification, pins shared with domains
- * (semantics §4, §6.4). Access fds are never printed. */
+ * (docs/semantics.md#access, #selftest). Access fds are never printed. */
 #include "abi.h"
 
 int main(void) {

@@ -1,5 +1,5 @@
-/* IOAS_ALLOW_IOVAS: list validation, EADDRINUSE both ways between allowed and reserved ranges (abi.md §8.8),
- * and automatic IOVAs confined to the allowed list. */
+/* IOAS_ALLOW_IOVAS: list validation, EADDRINUSE both ways between allowed and reserved ranges
+ * (docs/abi.md#reserved-allowed-overlap), and automatic IOVAs confined to the allowed list. */
 #include "abi.h"
 
 static int allow(int fd, uint32_t ioas, const struct iommu_iova_range* r, uint32_t n) {

@@ -1,6 +1,7 @@
-/* IOAS_COPY: any source sub-range of contiguous, fully built areas at byte granularity (abi.md §8.9),
- * the destination's alignment, and the error cases of semantics §2.6. Copied bytes are read back through
- * a non-pinning test access, which needs no alignment. */
+/* IOAS_COPY: any source sub-range of contiguous, fully built areas at byte granularity
+ * (docs/abi.md#byte-granular-copy), the destination's alignment, and the error cases of
+ * docs/semantics.md#copy. Copied bytes are read back through a non-pinning test access, which needs no
+ * alignment. */
 #include "abi.h"
 
 static int copy(int fd, uint32_t flags, uint32_t dst, uint32_t src, uint64_t src_iova, uint64_t len,

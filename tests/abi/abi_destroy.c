@@ -1,5 +1,6 @@
 /* Object ids and IOMMU_DESTROY: lowest-free-first ids from 1, reuse after destroy, ENOENT for unknown or
- * wrong-type ids, EBUSY while another object holds a reference (semantics §1.3–§1.5). */
+ * wrong-type ids, EBUSY while another object holds a reference (docs/semantics.md#object-ids,
+ * #object-references, #destroy). */
 #include "abi.h"
 
 int main(void) {

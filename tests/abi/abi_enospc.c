@@ -1,5 +1,5 @@
 /* ENOSPC from automatic IOVA allocation, including the overflow-safe alignment of a hole near the top of
- * the address space (abi.md §8.11; the kernel selftest's reserved_overflow case). */
+ * the address space (docs/abi.md#enospc; the kernel selftest's reserved_overflow case). */
 #include "abi.h"
 
 static struct iommu_iova_range one;

@@ -1,7 +1,8 @@
-/* A fail-nth sweep exactly as fault-injection.md §1.5 describes: for k = 1, 2, … arm the thread's fail-nth
- * counter with k, run map / copy / mock-domain attach / access pin / access rw, read the counter back and
- * disarm; while the k-th check fired ("0\n"), tear down (close everything, reopen, MD_CHECK_REFS refs=0) and
- * go on; the first k the sequence no longer reaches ends the sweep, and that run must have succeeded.
+/* A fail-nth sweep exactly as docs/fault-injection.md#sweep describes: for k = 1, 2, … arm the thread's
+ * fail-nth counter with k, run map / copy / mock-domain attach / access pin / access rw, read the counter
+ * back and disarm; while the k-th check fired ("0\n"), tear down (close everything, reopen, MD_CHECK_REFS
+ * refs=0) and go on; the first k the sequence no longer reaches ends the sweep, and that run must have
+ * succeeded.
  *
  * Only deterministic results are printed: the number of sites differs between kernels and uiommufd. */
 #include <sys/syscall.h>

@@ -1,4 +1,5 @@
-/* IOAS_ALLOC and the extensible-struct size rules every command follows (abi.md §2, §8.1, §8.2). */
+/* IOAS_ALLOC and the extensible-struct size rules every command follows (docs/abi.md#extensible-structs,
+ * #struct-sizes, #unknown-commands). */
 #include "abi.h"
 
 int main(void) {

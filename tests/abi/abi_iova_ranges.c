@@ -1,5 +1,6 @@
-/* IOAS_IOVA_RANGES: the two-call protocol (abi.md §8.7): capacity in, total out, EMSGSIZE with the header
- * still written when the capacity is short; ranges are the holes of the reserved set only. */
+/* IOAS_IOVA_RANGES: the two-call protocol (docs/abi.md#iova-ranges-protocol): capacity in, total out,
+ * EMSGSIZE with the header still written when the capacity is short; ranges are the holes of the reserved set
+ * only. */
 #include "abi.h"
 
 int main(void) {

@@ -1,6 +1,6 @@
-/* dup/close lifetimes (semantics §1.6): a dup shares the context; the context lives until its last fd
- * closes; an access fd keeps it alive too; after the final close everything is torn down, so a reopen starts
- * from an empty context whose ids begin at 1 again, and no page is left pinned. */
+/* dup/close lifetimes (docs/semantics.md#close): a dup shares the context; the context lives until its last
+ * fd closes; an access fd keeps it alive too; after the final close everything is torn down, so a reopen
+ * starts from an empty context whose ids begin at 1 again, and no page is left pinned. */
 #include "abi.h"
 
 int main(void) {

@@ -1,6 +1,6 @@
 /* IOAS_MAP / IOAS_UNMAP / IOAS_MAP_FILE: fixed and automatic IOVAs, the automatic alignment rule
- * (abi.md §8.6), unmap-all, and the error cases of semantics §2.3, §2.5, §2.7. No domain is attached, so
- * nothing is pinned and the IOAS alignment is 1. */
+ * (docs/abi.md#auto-iova-alignment), unmap-all, and the error cases of docs/semantics.md#iova-selection,
+ * #map, #unmap. No domain is attached, so nothing is pinned and the IOAS alignment is 1. */
 #include <sys/syscall.h>
 
 #include "abi.h"

@@ -1,5 +1,6 @@
-/* Mock domains through IOMMU_TEST_CMD: one domain and several devices on an IOAS, the aperture (abi.md §8.4),
- * the 2 KiB page (§8.5), MD_CHECK_MAP and MD_CHECK_REFS, pins released with the last device. */
+/* Mock domains through IOMMU_TEST_CMD: one domain and several devices on an IOAS, the aperture
+ * (docs/abi.md#mock-aperture), the 2 KiB page (#mock-page-size), MD_CHECK_MAP and MD_CHECK_REFS, pins
+ * released with the last device. */
 #include "abi.h"
 
 int main(void) {

@@ -1,4 +1,5 @@
-/* IOMMU_OPTION: RLIMIT_MODE (global) and HUGE_PAGES (per IOAS) with the alignment rules of abi.md §8.10. */
+/* IOMMU_OPTION: RLIMIT_MODE (global) and HUGE_PAGES (per IOAS) with the alignment rules of
+ * docs/abi.md#huge-pages-option. */
 #include "abi.h"
 
 static int option(int fd, uint32_t id, uint16_t op, uint32_t obj, uint64_t* val) {

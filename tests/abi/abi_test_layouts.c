@@ -1,9 +1,10 @@
-/* The two IOMMU_TEST_CMD layouts (abi.md §6, §7): the newest 72-byte struct with the usual size rules, and
- * the v6.2 56-byte struct that uiommufd also accepts (told apart by size). With the v6.2 layout each
- * MOCK_DOMAIN creates its own HWPT, which is how one IOAS gets two distinct mock domains.
+/* The two IOMMU_TEST_CMD layouts (docs/abi.md#test-cmd-layouts): the newest 72-byte struct with the usual
+ * size rules, and the v6.2 56-byte struct that uiommufd also accepts (told apart by size). With the v6.2
+ * layout each MOCK_DOMAIN creates its own HWPT, which is how one IOAS gets two distinct mock domains.
  *
  * NOTE for diffs against a real kernel: a newest kernel rejects every size below 68 with EINVAL, so the
- * `v62_*` steps are uiommufd's documented compatibility (abi.md §7) and are expected to differ there. */
+ * `v62_*` steps are uiommufd's documented compatibility (docs/abi.md#test-cmd-layouts) and are expected to
+ * differ there. */
 #include "abi.h"
 
 static int v62(int fd, struct iommu_test_cmd_v62* c) { return abi_ioctl(fd, IOMMU_TEST_CMD, c); }

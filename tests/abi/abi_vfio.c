@@ -1,6 +1,7 @@
-/* VFIO container compatibility on an iommufd (semantics §7, abi.md §8.3): version, extensions, SET_IOMMU,
- * GET_INFO with its capability chain, MAP_DMA and UNMAP_DMA including UNMAP_ALL and the TYPE1 cut. The
- * compat IOAS is set with IOMMU_VFIO_IOAS, since no VFIO group exists here. */
+/* VFIO container compatibility on an iommufd (docs/semantics.md#vfio-compat,
+ * docs/abi.md#vfio-return-values): version, extensions, SET_IOMMU, GET_INFO with its capability chain,
+ * MAP_DMA and UNMAP_DMA including UNMAP_ALL and the TYPE1 cut. The compat IOAS is set with IOMMU_VFIO_IOAS,
+ * since no VFIO group exists here. */
 #include "abi.h"
 
 static int vfio_val(int fd, unsigned long cmd, unsigned long v) { return abi_ioctl(fd, cmd, (void*)v); }

@@ -1,8 +1,9 @@
-// Concurrency stress of accesses (semantics §4, §5): for a bounded time, threads pin / unpin, rw (fast and
-// slow path), unmap (ranges and everything), map again, move accesses between two IOASes (attach, detach,
-// replace), destroy and recreate accesses, and attach / detach a software device so that a domain and the
-// accesses share pins. The drivers behave like the kernel's test access: each keeps its pins under its own
-// lock, held across pin_pages (rule R3), and its unmap callback unpins every pin that intersects the range.
+// Concurrency stress of accesses (docs/semantics.md#access, docs/locking.md): for a bounded time, threads pin
+// / unpin, rw (fast and slow path), unmap (ranges and everything), map again, move accesses between two
+// IOASes (attach, detach, replace), destroy and recreate accesses, and attach / detach a software device so
+// that a domain and the accesses share pins. The drivers behave like the kernel's test access: each keeps its
+// pins under its own lock, held across pin_pages (rule R3, docs/semantics.md#driver-rules), and its unmap
+// callback unpins every pin that intersects the range.
 //
 // Checked while running: every operation ends with one of the errnos legitimate for it under concurrency;
 // pinned pages and rw data are the right memory; when an unmap of a range succeeds, no driver still holds a

@@ -1,5 +1,6 @@
 // Fault injection in the model of Linux's per-thread fail-nth counter
-// (lib/fault-inject.c, /proc/<pid>/task/<tid>/fail-nth; spec: fault-injection.md §1.1, §2.3–2.6).
+// (lib/fault-inject.c should_fail_ex, /proc/<pid>/task/<tid>/fail-nth; docs/fault-injection.md#fail-nth-file
+// and #counter to #site-budget).
 //
 // A fault site is a place where the kernel can be made to fail: object lookup, allocation, user copy,
 // pinning, accounting, domain map. Each site checks should_fail() (or inject()) once per pass.

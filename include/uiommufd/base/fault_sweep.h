@@ -1,4 +1,4 @@
-// sweep_fail_nth: the systematic fail-nth sweep of spec fault-injection.md §1.5, in-process, for tests.
+// sweep_fail_nth: the systematic fail-nth sweep of docs/fault-injection.md#sweep, in-process, for tests.
 //
 // For N = 1, 2, …, cap:
 //   1. setup()                      — fresh state, disarmed; its own sites do not count;
@@ -10,7 +10,8 @@
 //      otherwise op reached fewer than N sites and ran to completion: final_status = st,
 //      call after_each(N, st), and stop. The caller normally expects final_status.ok().
 // If N = cap still fired, the sweep stops with hit_cap = true (a failure: an operation must hit far
-// fewer sites than the cap, §2.6) and final_status holds the cap-th run's status.
+// fewer sites than the cap, docs/fault-injection.md#site-budget) and final_status holds the cap-th run's
+// status.
 //
 // Everything runs on the calling thread, whose counter must be disarmed on entry; it is disarmed on
 // return. An op that swallows an injected failure (a fallback path) still counts as a firing run.

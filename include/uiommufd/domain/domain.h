@@ -5,10 +5,10 @@
 // A domain translates IOVAs to PhysAddr values (page identities, see base/page.h). All ranges passed in
 // are half-open [iova, iova + length) with the length in bytes; the aperture is an inclusive Interval.
 //
-// Thread safety: none. A domain is driven by the engine under the engine's own locks (the IoPagetable
-// domains/iova locks and the owning Pages mutex), so an implementation takes no lock of its own and may be
-// called with any lock held. Const methods never modify the table, so concurrent readers are safe as long
-// as no writer runs.
+// Thread safety: every method may be called from any thread. The engine maps disjoint areas of one domain
+// from several threads at once, each under its own Pages mutex (a map's fill holds the IoPagetable locks
+// only for reading), so an implementation serialises its own table; it takes no other lock and calls
+// nothing that locks, so it may be called with any engine lock held (docs/locking.md#order).
 #pragma once
 
 #include <cstdint>
@@ -48,11 +48,11 @@ class Domain {
 
   // Unmaps exactly [iova, iova + length); never fails, because the engine's teardown paths cannot.
   // The range must be made of whole entries as they were mapped: the engine unmaps with the boundaries it
-  // mapped with (spec 2.13). A request that would split a large entry, does not start at the start of a
-  // map() call or end at the end of one, covers unmapped granules, or is misaligned / outside the aperture
-  // is a caller bug: it is counted in boundary_violations() and fails UIOMMUFD_DCHECK (implementations
-  // may let tests turn the DCHECK off). What such a request still unmaps is implementation defined and
-  // documented by the implementation. Returns the bytes actually unmapped.
+  // mapped with (docs/semantics.md#large-pages). A request that would split a large entry, does not start at
+  // the start of a map() call or end at the end of one, covers unmapped granules, or is misaligned / outside
+  // the aperture is a caller bug: it is counted in boundary_violations() and fails UIOMMUFD_DCHECK
+  // (implementations may let tests turn the DCHECK off). What such a request still unmaps is implementation
+  // defined and documented by the implementation. Returns the bytes actually unmapped.
   virtual std::uint64_t unmap(std::uint64_t iova, std::uint64_t length) = 0;
 
   // Translation of one IOVA (any alignment): the PhysAddr of that byte, or nullopt if it is unmapped or
@@ -62,7 +62,8 @@ class Domain {
   // The physically contiguous mapped run starting at `iova`: {paddr of iova, length}, with
   // length <= max_length; length 0 (and paddr 0) if iova is unmapped, not granule aligned, or max_length
   // is 0. Contiguity is physical only: the run may cross table boundaries, page sizes and map() calls,
-  // and stops at the first hole or discontinuity. The unfill path uses it to unmap whole runs.
+  // and stops at the first hole or discontinuity. The invariant check and the selftest's MD_CHECK_MAP read
+  // mappings a run at a time with it.
   struct Run {
     PhysAddr paddr;
     std::uint64_t length;

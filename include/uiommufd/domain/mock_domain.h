@@ -1,4 +1,5 @@
-// MockDomain: the software domain of the iommufd selftest mock IOMMU (spec 6.4), on PageTableDomain.
+// MockDomain: the software domain of the iommufd selftest mock IOMMU (docs/semantics.md#selftest), on
+// PageTableDomain.
 //
 // Geometry as the kernel's mock: granule MOCK_IO_PAGE_SIZE = PAGE_SIZE / 2 = 2 KiB, aperture
 // [1 << 24, (1 << 31) - 1] (which gives an IOAS the reserved ranges [0, 16 MiB - 1] and [2 GiB, ULONG_MAX]
@@ -10,7 +11,7 @@
 //   - The START / LAST check in unmap() stays on with huge_iova (the kernel skips it); large entries carry
 //     the markers themselves, so the check remains exact.
 //
-// Thread safety: none, see domain.h.
+// Thread safety: as PageTableDomain (see domain.h).
 #pragma once
 
 #include <cstdint>

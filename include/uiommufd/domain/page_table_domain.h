@@ -23,7 +23,8 @@
 // Cost. map, unmap and read_run walk from the root once per table and then move a cursor through that
 // table's entries, so the per-granule cost is close to writing (or reading) one 8-byte entry.
 //
-// Thread safety: none, see domain.h. No lock is taken; the engine serialises callers.
+// Thread safety: see domain.h. Every public entry point takes the domain's own mutex,
+// "domain.page_table", innermost of the engine's locks: nothing else is locked under it.
 #pragma once
 
 #include <cstdint>

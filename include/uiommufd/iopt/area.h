@@ -63,9 +63,11 @@ class Area : public SlabAllocated<Area> {
   }
   int prot() const { return prot_; }
 
-  // Set by unmap before it notifies accesses; never cleared. New pins and rw on the area fail.
+  // Set by unmap (iova_rwsem held for writing) before it notifies accesses; never cleared, as in the
+  // kernel. New pins and rw on the area fail; unpins still work.
   bool prevent_access = false;
-  // Pin records of accesses on this area (maintained by the access layer).
+  // Pin records of accesses on this area. Changed by IoPagetable's access pin / unpin under the Pages
+  // mutex with iova_rwsem held for reading, so unmap can read it under iova_rwsem (write) alone.
   std::uint32_t num_accesses = 0;
 
  private:

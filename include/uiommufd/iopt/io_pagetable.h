@@ -1,9 +1,10 @@
 // IoPagetable: one I/O address space's areas, reserved and allowed ranges, and the domains that mirror
 // it (the kernel's struct io_pagetable). Areas point at Pages; every attached Domain maps every
-// fully-built area; a page index is pinned once while any domain (or, later, any access) uses it.
+// fully-built area; a page index is pinned once while any domain or any access pin uses it.
 //
 // Thread safety: every public method may be called from any thread and takes the locks it needs, in the
-// order of lock_order.h. No method may be called with an engine lock held.
+// order of lock_order.h. Callers may hold the objects layer's locks above this one (device.mutex,
+// access.ioas_lock, ioas.mutex), never iopt.* or anything below it.
 #pragma once
 
 #include <atomic>
@@ -91,7 +92,8 @@ class IoPagetable {
   Result<std::vector<PagesChunk>> get_chunks(std::uint64_t iova, std::uint64_t length) EXCLUDES(iova_rwsem_);
 
   // Removes every area inside [start, last]; an area only partly inside fails the call with ENOENT, a
-  // half-built one with EBUSY. Areas below the failing one are already gone then (as in the kernel).
+  // half-built one with EBUSY, and one whose access pins outlast kMaxUnmapNotifyRounds rounds of
+  // callbacks with EDEADLOCK. Areas below the failing one are already gone then (as in the kernel).
   // *unmapped gets the bytes removed, on success and failure. An empty range succeeds with 0.
   Status unmap_range(Interval range, std::uint64_t* unmapped) EXCLUDES(domains_rwsem_, iova_rwsem_);
 
@@ -121,13 +123,13 @@ class IoPagetable {
   Status set_large_pages(bool enabled) EXCLUDES(domains_rwsem_, iova_rwsem_);
   bool large_pages() EXCLUDES(iova_rwsem_);
 
-  // The VFIO TYPE1 cut (spec §2.11): for each IOVA x of `iovas`, in order, splits the area holding x so
-  // that x becomes the last byte of the left part. An IOVA in no area, or at an area's first or last byte,
-  // is skipped. Both parts share the area's Pages (one more reference) and keep its protection; no domain
-  // mapping, pin, charge or access record changes, which is sound only because with large pages disabled
-  // every domain maps the area one page at a time. Errors, per area in this order, stopping at the first
-  // (earlier cuts stay): EBUSY the area is half-built or being unmapped (prevent_access); EINVAL x + 1, or
-  // its byte offset in the Pages, is not a multiple of iova_alignment; ENOMEM (fault site
+  // The VFIO TYPE1 cut (docs/semantics.md#cut): for each IOVA x of `iovas`, in order, splits the area holding
+  // x so that x becomes the last byte of the left part. An IOVA in no area, or at an area's first or last
+  // byte, is skipped. Both parts share the area's Pages (one more reference) and keep its protection; no
+  // domain mapping, pin, charge or access record changes, which is sound only because with large pages
+  // disabled every domain maps the area one page at a time. Errors, per area in this order, stopping at the
+  // first (earlier cuts stay): EBUSY the area is half-built or being unmapped (prevent_access); EINVAL x + 1,
+  // or its byte offset in the Pages, is not a multiple of iova_alignment; ENOMEM (fault site
   // "iopt.alloc_area", twice per cut); EINVAL the area has access pins, or it is mapped into a domain while
   // large pages are enabled.
   Status cut_iova(std::initializer_list<std::uint64_t> iovas) EXCLUDES(domains_rwsem_, iova_rwsem_);
@@ -145,19 +147,19 @@ class IoPagetable {
   Status add_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
   void remove_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
   // Pins the backing pages of [iova, iova + length − 1] for an access, one AccessPage per page index
-  // (spec §4.3). EINVAL: length 0; an area being unmapped; a start not page aligned in the backing; an area
-  // other than the last not ending at a page end. EOVERFLOW on wrap. ENOENT: a gap. EPERM: `write` on an
-  // area without write permission, or a read of one without read. Pinning's errors (EFAULT, ENOMEM). On
-  // failure no record is left.
+  // (docs/semantics.md#access-pin). EINVAL: length 0; an area being unmapped; a start not page aligned in the
+  // backing; an area other than the last not ending at a page end. EOVERFLOW on wrap. ENOENT: a gap. EPERM:
+  // `write` on an area without write permission, or a read of one without read. Pinning's errors (EFAULT,
+  // ENOMEM). On failure no record is left.
   Status access_pin(std::uint64_t iova, std::uint64_t length, bool write, std::vector<AccessPage>* out)
       EXCLUDES(iova_rwsem_);
   // Removes the pin records access_pin added for exactly (iova, length). False when some record is not
   // there (the caller reports it; those pins stay, as the kernel's WARN leaves them).
   bool access_unpin(std::uint64_t iova, std::uint64_t length) EXCLUDES(iova_rwsem_);
   // Reads (write false) or writes `length` bytes at `iova` through the areas' backing, at any alignment,
-  // across contiguous areas (spec §4.5). Errors as access_pin; EFAULT when the backing is not there. The
-  // fast path copies straight through the source address space; `slow_path`, and file-backed pages, pin
-  // the pages for the copy.
+  // across contiguous areas (docs/semantics.md#access-rw). Errors as access_pin; EFAULT when the backing is
+  // not there. The fast path copies straight through the source address space; `slow_path`, and file-backed
+  // pages, pin the pages for the copy.
   Status access_rw(std::uint64_t iova, void* data, std::uint64_t length, bool write, bool slow_path)
       EXCLUDES(iova_rwsem_);
 
@@ -176,7 +178,7 @@ class IoPagetable {
   // every page of every area is pinned while a domain exists.
   std::string check_invariants() EXCLUDES(domains_rwsem_, iova_rwsem_);
 
-  // The access_unmap map (see lock_order.h).
+  // The access_unmap map (see lock_order.h and docs/locking.md#access-unmap).
   lockdep::LockdepMap& access_unmap() { return access_unmap_; }
 
  private:
@@ -230,13 +232,13 @@ class IoPagetable {
     std::uint64_t length;
     std::uint64_t start_byte;
   };
-  // The segments of [iova, last] over contiguous fully-built areas, from iova up to the first gap or
-  // half-built area. Callers work through them in order and report ENOENT for an incomplete walk only
-  // after every segment succeeded, as the kernel's contiguous-area walk
-  // does (an earlier area's EPERM or EINVAL wins, and a read or write has already moved its bytes).
   // access_rw's work on one segment, with iova_rwsem held for read (not annotated: it runs inside the
   // segment walk's callback, where the analysis cannot see the lock).
   Status rw_segment_locked(const Segment& s, unsigned char* bytes, bool write, bool slow_path) const;
+  // The segments of [iova, last] over contiguous fully-built areas, from iova up to the first gap or
+  // half-built area. Callers work through them in order and report ENOENT for an incomplete walk only
+  // after every segment succeeded, as the kernel's contiguous-area walk does (an earlier area's EPERM or
+  // EINVAL wins, and a read or write has already moved its bytes).
   // Calls `bool f(const Segment&)` for each segment in order (no allocation: the access paths run it on
   // every pin); f returning false stops the walk. Returns whether the segments reached `last` without f
   // stopping them.

@@ -5,7 +5,7 @@
 // Intrusive: the node (IntervalTreeNode) is a member of the caller's object and the tree only links it,
 // so insert and remove never allocate and cannot fail. That is what lets iopt reserve IOVA space under
 // its iova_rwsem write lock without an allocation (and therefore without an ENOMEM path) inside it:
-// the owning object is allocated before the lock is taken (STYLE habit 11).
+// the owning object is allocated before the lock is taken (docs/design.md#no-allocation-under-locks).
 //
 // Ordering and overlap: nodes are ordered by (range.start, node address). Overlapping and identical
 // intervals are allowed (reserved ranges from different owners may overlap); the address tie-break

@@ -1,6 +1,7 @@
 // IOVA selection for IOMMU_IOAS_MAP / MAP_FILE / COPY: checking a caller-chosen IOVA (FIXED_IOVA) and
-// choosing one automatically, with the kernel's exact rules (spec §2.3; io_pagetable.c iopt_check_iova,
-// iopt_alloc_iova, __alloc_iova_check_range), plus the IOMMU_IOAS_IOVA_RANGES hole list (§2.8).
+// choosing one automatically, with the kernel's exact rules (docs/semantics.md#iova-selection; io_pagetable.c
+// iopt_check_iova, iopt_alloc_iova, __alloc_iova_check_range), plus the IOMMU_IOAS_IOVA_RANGES hole list
+// (docs/semantics.md#iova-ranges).
 //
 // All ranges are INCLUSIVE [start, last]; lengths are in bytes. Free functions over iopt's three trees:
 //   areas     mapped areas, including half-built ones (they already own their IOVA)

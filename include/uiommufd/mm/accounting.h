@@ -1,6 +1,6 @@
 // Accounting of pinned pages against RLIMIT_MEMLOCK, in the kernel's three modes
-// (semantics §3.2 for the choice of mode, §3.4 for the rules; kernel: drivers/iommu/iommufd/pages.c,
-// incr_user_locked_vm / update_mm_locked_vm / iopt_pages_update_pinned).
+// (docs/semantics.md#pages-creation for the choice of mode, #accounting for the rules; kernel:
+// drivers/iommu/iommufd/pages.c, incr_user_locked_vm / update_mm_locked_vm / iopt_pages_update_pinned).
 //
 // Units are pages of kPageSize. The caller pins first and charges after (as the kernel does, comparing
 // npinned with last_npinned); when the charge fails it unpins what it just pinned. It uncharges exactly
@@ -33,8 +33,9 @@ enum class AccountMode : std::uint8_t {
   kMm,    // charged to the process's locked_vm (VFIO-compatible mode)
 };
 
-// The mode new pages get (semantics §3.2): kNone if this process has CAP_IPC_LOCK in its effective set,
-// else kUser; then, if ctx_mm_mode and the result is kUser, kMm. Reads the capability on each call (capget).
+// The mode new pages get (docs/semantics.md#pages-creation): kNone if this process has CAP_IPC_LOCK in its
+// effective set, else kUser; then, if ctx_mm_mode and the result is kUser, kMm. Reads the capability on each
+// call (capget).
 AccountMode default_account_mode(bool ctx_mm_mode);
 // Whether CAP_IPC_LOCK is in this process's effective capability set (capget; false if capget fails).
 bool has_cap_ipc_lock();

@@ -3,14 +3,16 @@
 // Today there is exactly one Mm, this process ("current"); the type exists so that another process's
 // memory can be served later (the preload runtime answering for a client). Every engine read or write of
 // user memory goes through an Mm, which turns a bad address into EFAULT instead of a crash
-// (ARCHITECTURE.md, "User memory is never dereferenced blindly").
+// (docs/design.md#user-memory).
 //
 // Addresses ("uaddr") are user virtual addresses of this Mm as 64-bit integers. Ranges are half-open,
 // [uaddr, uaddr + len), with len in bytes.
 //
 // Thread safety: every member may be called from any thread, concurrently, with or without engine locks
-// held as far as this class is concerned; it takes no lock. The engine's own rule still applies: no engine
-// lock is held across a user copy or make_resident (both can sleep on page faults for a long time).
+// held as far as this class is concerned; it takes no lock. Both a user copy and make_resident can sleep on
+// page faults for a long time, so the engine keeps them out from under its locks except where the kernel
+// has them there too: make_resident under pages.mutex (the pin), and access rw's copy of mapped memory under
+// iova_rwsem for reading (docs/locking.md#rules).
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,5 @@
 // Page identity: which page an address of this process reaches, in the terms the kernel's struct page
-// would tell pages apart (ARCHITECTURE.md, "Memory in user space").
+// would tell pages apart (docs/design.md#memory).
 //
 // The kernel's selftest checks (MD_CHECK_MAP, MD_CHECK_REFS, the ACCESS_PAGES compare) compare struct
 // pages, so one memfd page is one page whether it is reached through IOMMU_IOAS_MAP of an mmap of the

@@ -65,8 +65,8 @@ class Context {
 
   std::size_t object_count() EXCLUDES(mu_);
 
-  // The VFIO-compatibility IOAS (IOMMU_VFIO_IOAS, semantics §7): the one the VFIO container ioctls act
-  // on. ENODEV when none is set. Destroying that IOAS clears it.
+  // The VFIO-compatibility IOAS (IOMMU_VFIO_IOAS, docs/semantics.md#vfio-compat): the one the VFIO container
+  // ioctls act on. ENODEV when none is set. Destroying that IOAS clears it.
   Result<std::uint32_t> vfio_ioas_id() EXCLUDES(mu_);
   // `id` must name a live IOAS (the caller has looked it up).
   void set_vfio_ioas_id(std::uint32_t id) EXCLUDES(mu_);

@@ -28,7 +28,8 @@ class Device : public Object {
   static void unbind(ObjectRef<Device> device);
 
   // Attaches to `pt_id`: an IOAS (an existing automatic HWPT of the right kind on it, else a new one) or
-  // an HWPT. Returns the HWPT id. EINVAL if already attached; ENOENT for an unknown id; the HWPT's errors.
+  // an HWPT. Returns the HWPT id. EINVAL if already attached, for an id of another type, or for an HWPT
+  // whose domain does not suit the device; ENOENT for an unknown id; the HWPT's errors.
   Result<std::uint32_t> attach(std::uint32_t pt_id) EXCLUDES(mu_);
   // Moves the device to `pt_id` in one step; the old HWPT is released after the new one is in place. A
   // replace onto the HWPT the device already uses (by its id, or by its IOAS, which finds that same

@@ -24,7 +24,7 @@ class HwPagetable : public Object {
 
   // Takes the domain out of the IOAS (unmapping, and unpinning where it held the last pin) and off the
   // IOAS's HWPT list, leaving the object itself to be destroyed later; a second call does nothing. The v6.2
-  // selftest's mock domain does this when its selftest object goes (semantics §6.4).
+  // selftest's mock domain does this when its selftest object goes (docs/abi.md#test-cmd-layouts).
   void remove_from_ioas();
 
   // A device's hold on the HWPT it is attached to: one user of the HWPT and one count in its device

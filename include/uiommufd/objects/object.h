@@ -50,7 +50,8 @@ class Object {
  protected:
   Object(Context& ctx, ObjectType type) : ctx_(&ctx), type_(type) {}
   // The type's destroy op: releases what the object holds (parents' users, domains, pins) before it is
-  // freed. Runs with no engine lock held; never fails.
+  // freed. Runs without the object table's lock and without any iopt or pages lock; an automatic HWPT's
+  // runs inside its last device's device.mutex. Never fails.
   virtual void destroy() {}
 
  private:

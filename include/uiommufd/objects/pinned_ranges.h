@@ -3,10 +3,10 @@
 // callback unpins, in full, every record that intersects the range being unmapped. Emulated devices, the
 // IOMMU_TEST_CMD access fds, tests and benchmarks share this one implementation.
 //
-// Locking: one driver mutex, held across pin_pages() (rule R3 of spec §4.7: an unmap that starts right
-// after the pin returns must wait for the record to exist before it can unpin it) and across the unmap
-// callback's unpins. Access::destroy / detach / replace call the unmap callback themselves, so the mutex
-// must not be held across them (R1/R2); the lock validator reports it if it is.
+// Locking: one driver mutex, held across pin_pages() (rule R3 of docs/semantics.md#driver-rules: an unmap
+// that starts right after the pin returns must wait for the record to exist before it can unpin it) and
+// across the unmap callback's unpins. Access::destroy / detach / replace call the unmap callback themselves,
+// so the mutex must not be held across them (R1/R2); the lock validator reports it if it is.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once

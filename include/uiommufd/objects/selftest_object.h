@@ -1,5 +1,5 @@
 // SelftestObject: the kernel selftest's IOMMUFD_OBJ_SELFTEST, the id IOMMU_TEST_OP_MOCK_DOMAIN returns
-// (semantics §6.4). Two models, as the two test ABIs expect:
+// (docs/semantics.md#selftest). Two models, as the two test ABIs expect:
 //
 //   - newest: the object owns a bound mock Device attached to an IOAS or HWPT. Destroying the object
 //     detaches, unbinds and deletes the device (and with it an automatic HWPT it was the last user of).

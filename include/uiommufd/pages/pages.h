@@ -1,13 +1,14 @@
-// Pages: the backing of one or more areas (the kernel's iopt_pages, spec §3): a page-aligned window of a
-// source — a user VA range of an Mm, or a range of a memfd/shmem/hugetlbfs file — plus the pin bookkeeping
-// of that window.
+// Pages: the backing of one or more areas (the kernel's iopt_pages, docs/semantics.md#pages): a page-aligned
+// window of a source — a user VA range of an Mm, or a range of a memfd/shmem/hugetlbfs file — plus the pin
+// bookkeeping of that window.
 //
 // Page indices run from 0 to npages() − 1. Index 0 is the page holding the first mapped byte, which sits
 // start_offset() bytes into it. Several areas (in different IOASes after COPY, or two halves after a split)
 // share one Pages through RefPtr and pin/unpin slices of it; a page index is pinned — made resident and
-// charged — while at least one user holds it, and only once however many users hold it (spec §3.3).
+// charged — while at least one user holds it, and only once however many users hold it
+// (docs/semantics.md#pinned).
 //
-// What "pinned" means in user space (ARCHITECTURE.md, "Memory in user space"): the range is made resident
+// What "pinned" means in user space (docs/design.md#memory): the range is made resident
 // through Mm::make_resident, counted in a PinRuns, and charged to account_mode(). Residency alone does not
 // stop the host kernel from reclaiming or migrating a page later, so a Pages created with lock_pinned also
 // mlocks what it pins (Mm::lock; user pages at their user VA, file pages at the window's address): a page is
@@ -27,13 +28,14 @@
 // of an mmap of the same file, name the same pages although their PhysAddrs differ. File pages also
 // record their (device, inode) at creation (file_identity()), so pin counting needs no address lookup.
 //
-// Locking: mutex() is "pages.mutex", innermost of the engine's I/O page-table locks (after iopt.iova_rwsem).
-// The pin state is guarded by it; methods suffixed Locked require it. pin_locked makes memory resident with
-// the lock held, as the kernel does GUP under pages->mutex; that is slow for a large range, and it is the
-// one place where ARCHITECTURE.md's "nothing slow under an engine lock" gives way, since the pin must be
-// atomic with the bookkeeping that decides which indices are new. With lock_pinned the mlock runs there
-// too, and also under the process-wide "pages.mlock", so locking pins of different Pages serialise on it.
-// Geometry accessors are immutable after creation and need no lock.
+// Locking: mutex() is "pages.mutex", innermost of the engine's I/O page-table locks (after iopt.iova_rwsem;
+// only pages.mlock and domain.page_table nest inside it). The pin state is guarded by it; methods suffixed
+// _locked require it. pin_locked makes memory resident with the lock held, as the kernel does GUP under
+// pages->mutex; that is slow for a large range, and it is the one place where the rule "nothing slow under an
+// engine lock" (docs/locking.md#rules) gives way, since the pin must be atomic with the bookkeeping that
+// decides which indices are new. With lock_pinned the mlock runs there too, and also under the process-wide
+// "pages.mlock", so locking pins of different Pages serialise on it. Geometry accessors are immutable after
+// creation and need no lock.
 #pragma once
 
 #include <atomic>
@@ -60,19 +62,19 @@ enum class PagesKind : std::uint8_t { kUser, kFile };
 
 class Pages : public RefCounted<Pages> {
  public:
-  // User VA backing (IOAS_MAP, spec §3.2). The window is [page_align_down(uptr), page_align_up(uptr +
-  // length)), npages = ceil((uptr % kPageSize + length) / kPageSize).
+  // User VA backing (IOAS_MAP, docs/semantics.md#pages-creation). The window is [page_align_down(uptr),
+  // page_align_up(uptr + length)), npages = ceil((uptr % kPageSize + length) / kPageSize).
   // Errors, in this order: EINVAL if length == 0 or length > SIZE_MAX − kPageSize; EOVERFLOW if uptr +
   // length overflows; ENOMEM from fault site "pages.alloc".
-  // Touches no memory: a VA that is unmapped or PROT_NONE is accepted and fails only when pinned (lazy
-  // pinning, spec §2.2). `mm` must not be null.
+  // Touches no memory: a VA that is unmapped or PROT_NONE is accepted and fails only when pinned
+  // (docs/semantics.md#lazy-pinning). `mm` must not be null.
   // `lock_pinned`: pinned pages are also mlocked (see the top of this file); fixed for the object's life.
   static Result<RefPtr<Pages>> create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length,
                                            bool writable, AccountMode mode, bool lock_pinned = false);
 
-  // File backing (IOAS_MAP_FILE, spec §2.5). The window is the page-aligned file range covering
-  // [start, start + length − 1]; the Pages dups `fd` (close-on-exec) and mmaps the window MAP_SHARED with
-  // PROT_READ, plus PROT_WRITE when writable, into this process (the current Mm).
+  // File backing (IOAS_MAP_FILE, docs/semantics.md#map-file). The window is the page-aligned file range
+  // covering [start, start + length − 1]; the Pages dups `fd` (close-on-exec) and mmaps the window
+  // MAP_SHARED with PROT_READ, plus PROT_WRITE when writable, into this process (the current Mm).
   // Errors, in this order: EBADF if fd is not an open descriptor; EINVAL if length == 0 or length >
   // SIZE_MAX − kPageSize; EOVERFLOW if start + length − 1 overflows or the window's end does not fit in
   // off_t; ENOMEM from fault site "pages.alloc"; then mmap's failure: EACCES / EPERM (the fd's open mode
@@ -95,8 +97,8 @@ class Pages : public RefCounted<Pages> {
   std::uint64_t start_offset() const { return start_offset_; }
   // Length in bytes, as created.
   std::uint64_t length() const { return length_; }
-  // The address used for automatic IOVA alignment (spec §2.3): the user VA of the first byte, or the file
-  // offset of the first byte.
+  // The address used for automatic IOVA alignment (docs/semantics.md#iova-selection): the user VA of the
+  // first byte, or the file offset of the first byte.
   std::uint64_t source_addr() const { return source_addr_; }
   // The file offset of page 0 (page-aligned); 0 for user pages.
   std::uint64_t file_offset() const { return kind_ == PagesKind::kFile ? page_align_down(source_addr_) : 0; }
@@ -125,7 +127,8 @@ class Pages : public RefCounted<Pages> {
   // account_charge(account_mode(), n). Indices already pinned cost nothing. On any error every pin this call
   // added is removed, everything it locked is unlocked and nothing is charged: the state is exactly as
   // before the call. Fault sites hit per call: "pages.pin", then make_resident's per newly pinned run (one
-  // for a fresh range), then account_charge's — never one per page (fault-injection §2.6); locking has none.
+  // for a fresh range), then account_charge's — never one per page (docs/fault-injection.md#site-budget);
+  // locking has none.
   Status pin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
 
   // Removes one pin user from every index in [first, last]. Precondition: the range is valid and every
@@ -143,9 +146,10 @@ class Pages : public RefCounted<Pages> {
   // Number of runs in the pin bookkeeping; for tests of the "runs, not pages" property.
   std::size_t pin_run_count_locked() const REQUIRES(mu_);
 
-  // Access pin records (spec §3.7): a record [first, last] has a users count; adding one that exists with
-  // exactly that range bumps its users, a new one pins the range (pin_locked's errors). Removing drops a
-  // user and unpins when the last goes; false (and nothing changes) if no record has exactly that range.
+  // Access pin records (docs/semantics.md#pin-records): a record [first, last] has a users count; adding one
+  // that exists with exactly that range bumps its users, a new one pins the range (pin_locked's errors).
+  // Removing drops a user and unpins when the last goes; false (and nothing changes) if no record has exactly
+  // that range.
   Status add_access_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
   bool remove_access_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
   // Every record as ([first, last], users); for invariant checks.

@@ -5,7 +5,8 @@
 // (equal neighbours are merged after every change), so the structure's size is proportional to the number
 // of distinct runs in the pin pattern, never to the number of pages: pinning 2^30 pages once is one node.
 // This is the user-space stand-in for the kernel's "a page index is pinned exactly once while it is in
-// either interval tree" rule (spec §3.3): callers count users, PinRuns reports the 0→1 and 1→0 edges.
+// either interval tree" rule (docs/semantics.md#pinned): callers count users, PinRuns reports the 0→1 and 1→0
+// edges.
 //
 // add() is undone exactly by remove() of the same range (counts, and hence the run layout after merging,
 // are back to what they were), which is how Pages rolls back a pin that failed half-way.
@@ -71,7 +72,8 @@ class PinRuns {
   };
   // FIXME: std::map allocates a node per split under the owner's lock, and a bad_alloc would terminate
   // (there are no exceptions across layers). An intrusive tree with preallocated nodes would make add()
-  // allocation-free (STYLE #11); the number of nodes one add() can need is bounded by 2 splits + the gaps.
+  // allocation-free (docs/design.md#no-allocation-under-locks); the number of nodes one add() can need is
+  // bounded by 2 splits + the gaps.
   using Map = std::map<std::uint64_t, Run>;  // key: first index of the run
 
   // Makes `index` the first index of a run if some run covers it and starts before it. Returns the run

@@ -1,5 +1,5 @@
 // The /dev/iommu binary interface: our own definitions of the kernel's iommufd, VFIO-container and
-// iommufd-selftest structs and numbers (spec: abi.md). Every layout is pinned with static_asserts on size
+// iommufd-selftest structs and numbers (docs/abi.md). Every layout is pinned with static_asserts on size
 // and field offsets, so a change that would break byte compatibility does not compile.
 //
 // Plain C-compatible types only (these structs travel through ioctl from unmodified programs).
