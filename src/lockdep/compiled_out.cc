@@ -18,5 +18,6 @@ void clear_reports() {}
 void set_print_reports(bool) {}
 Stats stats() { return {}; }
 void reset_for_testing() {}
+void declare_order(std::initializer_list<LockClassKey*>) {}
 
 }  // namespace uiommufd::lockdep

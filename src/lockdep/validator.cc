@@ -101,6 +101,8 @@ Stats stats() { return Validator::get().stats(); }
 
 void reset_for_testing() { Validator::get().reset(); }
 
+void declare_order(std::initializer_list<LockClassKey*> keys) { Validator::get().declare_order(keys); }
+
 std::string current_thread_label() {
   char name[32] = "?";
   pthread_getname_np(pthread_self(), name, sizeof name);
@@ -507,6 +509,28 @@ Stats Validator::stats() {
   return s;
 }
 
+void Validator::declare_order(std::vector<LockClassKey*> keys) {
+  std::lock_guard lock(mu_);
+  add_declared_locked(keys);
+  declared_.push_back(std::move(keys));
+}
+
+void Validator::add_declared_locked(const std::vector<LockClassKey*>& keys) {
+  // The declaration's own stack stands for "where the dependency was first seen" in reports.
+  StackTraceRef trace{};
+  if (!traces_.save(capture_stack_trace(nullptr), &trace)) return;
+  for (std::size_t i = 1; i < keys.size(); ++i) {
+    const std::uint32_t from = classes_.register_class(*keys[i - 1], 0);
+    const std::uint32_t to = classes_.register_class(*keys[i], 0);
+    if (from == 0 || to == 0) return;
+    if (Dependency* d = graph_.find(from, to)) {
+      d->kinds |= kDepEN;
+      continue;
+    }
+    if (!graph_.add(from, to, kDepEN, trace)) return;
+  }
+}
+
 void Validator::reset() {
   {
     std::lock_guard lock(mu_);
@@ -514,6 +538,7 @@ void Validator::reset() {
     traces_.clear();
     reported_.clear();
     g_chains.clear();
+    for (const auto& keys : declared_) add_declared_locked(keys);
   }
   clear_reports();
   g_disabled_by_limit.store(false);

@@ -38,6 +38,8 @@ class Validator {
 
   Stats stats();
   void reset();
+  // lockdep::declare_order(): records the chain and adds its dependencies.
+  void declare_order(std::vector<LockClassKey*> keys);
 
  private:
   Validator();
@@ -65,6 +67,9 @@ class Validator {
   // Class pairs already reported, so that one bad order is reported once, not on every chain that
   // exhibits it.
   std::set<std::pair<std::uint32_t, std::uint32_t>> reported_;
+  // Every declared order, added again after reset().
+  std::vector<std::vector<LockClassKey*>> declared_;
+  void add_declared_locked(const std::vector<LockClassKey*>& keys);
 };
 
 // Which thread, as reports name it: "name/tid".

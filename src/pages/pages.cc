@@ -51,7 +51,7 @@ std::uint64_t pages_for(std::uint64_t offset, std::uint64_t length) {
 // edges); a page is mlocked while it has a user. Every Mm's addresses are this process's (Mm::lock
 // mlocks them directly), so the address alone names the page.
 struct LockedPages {
-  lockdep::Mutex mu{"pages.mlock"};
+  lockdep::Mutex mu{lock_order::kPagesMlock};
   PinRuns users GUARDED_BY(mu);
 
   static LockedPages& get() {
@@ -67,7 +67,7 @@ std::atomic<std::uint64_t> Pages::batch_steps_{0};
 // Every live Pages, for pin_count_is. A list rather than an index by address: it changes only at
 // create and destroy, and a query is a test-only operation that may walk it.
 struct PagesRegistry {
-  lockdep::Mutex mu{"pages.registry"};
+  lockdep::Mutex mu{lock_order::kPagesRegistry};
   Pages* head GUARDED_BY(mu) = nullptr;
 
   static PagesRegistry& get() {

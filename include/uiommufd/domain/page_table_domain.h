@@ -36,6 +36,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/status.h"
 #include "uiommufd/domain/domain.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
 
 namespace uiommufd {
@@ -180,7 +181,7 @@ class PageTableDomain : public Domain {
   // Serialises the table: the engine maps disjoint areas of one domain from several threads at once (each
   // under its own pages lock), as IOMMU drivers allow. Innermost of all engine locks; every public entry
   // point takes it, and the state below is touched only under it.
-  mutable lockdep::Mutex mu_{"domain.page_table"};
+  mutable lockdep::Mutex mu_{lock_order::kDomainPageTable};
 
   std::uint64_t* const root_;
   std::uint64_t root_count_ = 0;  // the root's live-entry count, in table-pointer encoding

@@ -3,7 +3,7 @@
 // fully-built area; a page index is pinned once while any domain or any access pin uses it.
 //
 // Thread safety: every public method may be called from any thread and takes the locks it needs, in the
-// order of lock_order.h. Callers may hold the objects layer's locks above this one (device.mutex,
+// order of lockdep/engine_lock_order.h. Callers may hold the objects layer's locks above this one (device.mutex,
 // access.ioas_lock, ioas.mutex), never iopt.* or anything below it.
 #pragma once
 
@@ -24,6 +24,7 @@
 #include "uiommufd/domain/domain.h"
 #include "uiommufd/iopt/area.h"
 #include "uiommufd/iova/interval_tree.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/lockdep_map.h"
 #include "uiommufd/lockdep/shared_mutex.h"
 #include "uiommufd/pages/pages.h"
@@ -178,7 +179,7 @@ class IoPagetable {
   // every page of every area is pinned while a domain exists.
   std::string check_invariants() EXCLUDES(domains_rwsem_, iova_rwsem_);
 
-  // The access_unmap map (see lock_order.h and docs/locking.md#access-unmap).
+  // The access_unmap map (see lockdep/engine_lock_order.h and docs/locking.md#access-unmap).
   lockdep::LockdepMap& access_unmap() { return access_unmap_; }
 
  private:
@@ -256,13 +257,13 @@ class IoPagetable {
     }
   }
 
-  lockdep::SharedMutex domains_rwsem_{"iopt.domains_rwsem"};
-  lockdep::SharedMutex iova_rwsem_{"iopt.iova_rwsem"};
+  lockdep::SharedMutex domains_rwsem_{lock_order::kIoptDomainsRwsem};
+  lockdep::SharedMutex iova_rwsem_{lock_order::kIoptIovaRwsem};
   lockdep::LockdepMap access_unmap_{"iopt.access_unmap"};
 
   std::vector<Domain*> domains_ GUARDED_BY(domains_rwsem_);
   // Changed under both rwsems (write) and this lock; the notify loop reads it under this lock alone.
-  lockdep::Mutex access_list_mu_{"iopt.access_list"};
+  lockdep::Mutex access_list_mu_{lock_order::kIoptAccessList};
   std::vector<AccessHook*> accesses_ GUARDED_BY(access_list_mu_);
   // Bumped (under access_list_mu_) each time an access leaves accesses_.
   WaitWord access_list_gen_;

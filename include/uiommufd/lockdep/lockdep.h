@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -73,9 +74,19 @@ struct Stats {
 Stats stats();
 
 // Forgets every dependency, cached chain and report, and re-enables validation if a limit turned it off.
-// Lock classes keep their identity. For tests: no instrumented lock may be held by any thread, and no
-// other thread may be using the validator.
+// Lock classes keep their identity, and declared orders (below) are recorded again. For tests: no
+// instrumented lock may be held by any thread, and no other thread may be using the validator.
 void reset_for_testing();
+
+class LockClassKey;
+// Declares that locks of these classes (subclass 0) are taken in this order, each only while holding
+// classes before it, never after: every consecutive pair is recorded as a dependency before any such lock
+// is taken. An acquisition against the declared order is then a "possible circular locking dependency"
+// report the first time it happens, even in a run where the declared pair itself never occurred. The
+// order is the strongest kind (held exclusive, taken non-recursive), so readers are ordered too. Can be
+// called more than once (orders may share classes); each declaration stays across reset_for_testing().
+// Does nothing with the validator compiled out.
+void declare_order(std::initializer_list<LockClassKey*> keys);
 
 // Turns validation off and then back on for the current scope's duration (tests of code that provokes
 // reports on purpose use report mode instead).

@@ -20,6 +20,7 @@
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/base/wait_word.h"
 #include "uiommufd/iopt/io_pagetable.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/objects/object.h"
@@ -89,7 +90,7 @@ class Access : public Object, private AccessHook {
   void unmap_callback(std::uint64_t iova, std::uint64_t length) override;
 
   const Ops ops_;
-  lockdep::Mutex ioas_lock_{"access.ioas_lock"};
+  lockdep::Mutex ioas_lock_{lock_order::kAccessIoasLock};
   // The IOAS that pin and rw use (null while detached or moving), and the one unpin uses (the old IOAS
   // until a move has finished calling back).
   Ioas* ioas_ GUARDED_BY(ioas_lock_) = nullptr;

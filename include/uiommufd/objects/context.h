@@ -15,6 +15,7 @@
 
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/object.h"
@@ -85,7 +86,7 @@ class Context {
   // when id is beyond it.
   void publish_locked(std::uint32_t id, Object* obj) REQUIRES(mu_);
 
-  lockdep::Mutex mu_{"context.objects"};
+  lockdep::Mutex mu_{lock_order::kContextObjects};
   // Index = id; null = free. A reserved id holds its object with `published` false.
   struct Slot {
     std::unique_ptr<Object> obj;

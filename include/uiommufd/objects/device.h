@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "uiommufd/base/result.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/object.h"
@@ -50,7 +51,7 @@ class Device : public Object {
   Result<HwPagetable::DeviceHold> attach_target(std::uint32_t pt_id);
 
   const Kind kind_;
-  lockdep::Mutex mu_{"device.mutex"};
+  lockdep::Mutex mu_{lock_order::kDeviceMutex};
   HwPagetable::DeviceHold hwpt_ GUARDED_BY(mu_);
 };
 

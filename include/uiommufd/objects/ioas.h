@@ -14,6 +14,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/iopt/io_pagetable.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/objects/object.h"
 
@@ -88,7 +89,7 @@ class Ioas : public Object {
 
   IoPagetable iopt_;
   std::atomic<bool> lock_pinned_{false};
-  lockdep::Mutex mu_{"ioas.mutex"};
+  lockdep::Mutex mu_{lock_order::kIoasMutex};
   std::vector<HwPagetable*> hwpts_ GUARDED_BY(mu_);
 };
 

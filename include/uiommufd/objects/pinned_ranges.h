@@ -17,6 +17,7 @@
 
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/objects/access.h"
 
@@ -60,7 +61,7 @@ class PinnedRanges {
   lockdep::Mutex& mutex() RETURN_CAPABILITY(mu_) { return mu_; }
 
  private:
-  lockdep::Mutex mu_{"pinned_ranges.mutex"};
+  lockdep::Mutex mu_{lock_order::kPinnedRangesMutex};
   std::vector<Range> ranges_ GUARDED_BY(mu_);
   std::uint32_t next_id_ GUARDED_BY(mu_) = 0;
 };

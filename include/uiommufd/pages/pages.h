@@ -50,6 +50,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/status.h"
 #include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/mm/mm.h"
@@ -234,7 +235,7 @@ class Pages : public RefCounted<Pages> {
   const std::uint64_t file_dev_;
   const std::uint64_t file_ino_;
 
-  lockdep::Mutex mu_{"pages.mutex"};
+  lockdep::Mutex mu_{lock_order::kPagesMutex};
   PinRuns pins_ GUARDED_BY(mu_);
   // Access pin records by exact range; overlapping records coexist.
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint32_t> access_records_ GUARDED_BY(mu_);

@@ -1,0 +1,56 @@
+// The engine's lock order, written once, in code. Every engine lock is constructed with its class key
+// from this file, and the chain below is declared to the validator (lockdep::declare_order) before any of
+// them is taken, so an acquisition against it is reported the first time it happens, not only once both
+// orders have been seen. A lock may be taken while holding only locks above it. The reasons per level are
+// in docs/locking.md#levels; each line here gives the short one.
+//
+// The keys live with the validator (as a kernel's lock ranks live with its locks) so that every engine
+// layer, from pages up to objects, can name its lock's class; the validator itself knows nothing of them.
+//
+//   pinned_ranges.mutex   a driver's own lock (objects/pinned_ranges.h): held across pin_pages and taken
+//                         in the unmap callback, so outside everything of the engine.
+//   device.mutex          a device's attachment; held across picking or creating its HWPT.
+//   access.ioas_lock      an access's IOAS: pin, unpin and rw hold it across the I/O page-table locks, and
+//                         change-IOAS across adding the access to an IOAS. Dropped around the unmap
+//                         callback.
+//   ioas.mutex            the IOAS's HWPT list; held across creating a domain and attaching it.
+//   iopt.domains_rwsem    the set of domains. Read while an area is half-built (map fill, unmap teardown),
+//                         so an attach never sees it half-filled; write to add or remove a domain or an
+//                         access, or to change large pages.
+//   iopt.iova_rwsem       the area, reserved and allowed trees and iova_alignment.
+//   iopt.access_list      the accesses to notify; taken under both rwsems to change, alone to read, and
+//                         around nothing.
+//   pages.registry        every live Pages, for MD_CHECK_REFS; Pages are made and freed under the I/O
+//                         page-table locks, and the check takes each pages.mutex inside it.
+//   pages.mutex           one Pages object's pins; its areas' domain map and unmap run under it.
+//   pages.mlock           the process-wide mlock users of each page; around mlock / munlock only.
+//   domain.page_table     one software domain's table; every domain operation takes it.
+//   context.objects       the object table; never held across anything that locks.
+//
+// Not in the chain: the access_unmap LockdepMap of each IOAS, which is not a lock (the unmap path holds it
+// shared around the callbacks with no engine lock held; access destroy, detach and replace touch it), and
+// the runtime's and the slab's plain mutexes, which are leaves outside the validator.
+#pragma once
+
+#include "uiommufd/lockdep/lock_class_key.h"
+
+namespace uiommufd::lock_order {
+
+extern lockdep::LockClassKey kPinnedRangesMutex;
+extern lockdep::LockClassKey kDeviceMutex;
+extern lockdep::LockClassKey kAccessIoasLock;
+extern lockdep::LockClassKey kIoasMutex;
+extern lockdep::LockClassKey kIoptDomainsRwsem;
+extern lockdep::LockClassKey kIoptIovaRwsem;
+extern lockdep::LockClassKey kIoptAccessList;
+extern lockdep::LockClassKey kPagesRegistry;
+extern lockdep::LockClassKey kPagesMutex;
+extern lockdep::LockClassKey kPagesMlock;
+extern lockdep::LockClassKey kDomainPageTable;
+extern lockdep::LockClassKey kContextObjects;
+
+// Declares the chain above to the validator. Runs during static initialisation of any program that
+// links an engine lock; calling it again adds nothing new.
+void declare_engine_lock_order();
+
+}  // namespace uiommufd::lock_order
