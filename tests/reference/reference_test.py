@@ -114,6 +114,36 @@ class Kernel(unittest.TestCase):
         self.assertTrue(h.problems())
 
 
+class Console(unittest.TestCase):
+    CLEAN = "\n".join([
+        "[    0.000000] Linux version 7.2.13", "@@KERNEL 7.2.13-amd64", "@@BEGIN p1", "step a: ret=0 errno=0",
+        "result: PASS", "@@END p1 rc=0", "@@BEGIN p2", "step b: ret=-1 errno=EINVAL", "@@END p2 rc=139",
+        "@@TAINTED 0", "@@DONE"])
+
+    def test_jobs_and_a_clean_kernel(self):
+        jobs, release, health = ref.parse_console(self.CLEAN)
+        self.assertEqual(release, "7.2.13-amd64")
+        self.assertEqual(jobs["p1"], (["step a: ret=0 errno=0", "result: PASS"], 0))
+        self.assertEqual(jobs["p2"][1], 139)
+        self.assertEqual(health.problems(), [])
+
+    def test_kernel_problems_fail(self):
+        warn = self.CLEAN.replace("@@TAINTED 0", "@@KLOG [ 3.1] WARNING: CPU: 1 PID: 9 at x.c:1 f\n@@TAINTED 512")
+        _, _, health = ref.parse_console(warn)
+        self.assertEqual(health.tainted, 512)
+        self.assertEqual(len(health.lines), 1)
+        self.assertTrue(health.problems())
+        # A panic outside any job, and a VM that never finished its plan.
+        _, _, health = ref.parse_console("@@BEGIN p1\nstep a: x\n@@END p1 rc=0\nKernel panic - not syncing: x\n")
+        self.assertFalse(health.done)
+        self.assertTrue(any("Kernel panic" in ln for ln in health.lines))
+
+    def test_unfinished_job(self):
+        jobs, _, _ = ref.parse_console("@@BEGIN p1\nstep a: ret=0 errno=0\n")
+        self.assertEqual(jobs["p1"][1], -1)
+        self.assertEqual(ref.compare_program("p1", jobs["p1"][0], jobs["p1"][0], -1, 0, []).verdict, "DIFFER")
+
+
 class Errno(unittest.TestCase):
     def test_table_names_every_number_once(self):
         names = ref_errno_names()

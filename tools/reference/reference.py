@@ -153,7 +153,15 @@ def boot(bzimage, initrd, console_log, timeout):
             proc.wait()
             log(f"the VM did not power off within {timeout} s")
     log(f"VM ran {time.time() - start:.0f} s")
-    text = open(console_log, "rb").read().decode("utf-8", "replace").replace("\r", "")
+    jobs, release, health = parse_console(open(console_log, "rb").read().decode("utf-8", "replace"))
+    if not health.done:
+        log("the VM did not reach the end of its plan")
+    return jobs, release, health
+
+
+def parse_console(text):
+    """The console of one VM run: {job: (output lines, rc)}, the kernel release, and its KernelHealth."""
+    text = text.replace("\r", "")
     jobs, current, lines, release = {}, None, [], "?"
     health = KernelHealth()
     kernel_pattern = re.compile(r"WARNING:|BUG:|Oops|Tainted:|Kernel panic")
@@ -179,8 +187,6 @@ def boot(bzimage, initrd, console_log, timeout):
             health.lines.append(line)
     if current is not None:
         jobs[current] = (lines, -1)  # began but never ended: the VM died or timed out inside it
-    if not health.done:
-        log("the VM did not reach the end of its plan")
     return jobs, release, health
 
 
