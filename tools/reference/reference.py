@@ -71,7 +71,8 @@ def build_kernel():
 
 def check_errno_table():
     """The programs name errnos from a table generated from the kernel's headers: it must be current."""
-    subprocess.run([os.path.join(HERE, "gen-errno.py"), "--check"], check=True, stdout=subprocess.DEVNULL)
+    if subprocess.run([os.path.join(HERE, "gen-errno.py"), "--check"]).returncode != 0:
+        sys.exit(EXIT_DIFFER)
 
 
 def compile_c(src, out, static, includes):
