@@ -508,7 +508,9 @@ static void op_add_reserved(int c) {
   struct iommu_test_cmd cmd = {.size = sizeof(cmd), .op = IOMMU_TEST_OP_ADD_RESERVED, .id = ioas};
   cmd.a.add_reserved.start = start;
   cmd.a.add_reserved.length = len;
-  result(VAR(ctxs[c].fd, IOMMU_TEST_CMD, cmd, 68, __reserved));
+  /* 52, not the newest minimum of 68: sizes 52..67 are the v6.2 layout, which uiommufd accepts and the newest
+   * kernel refuses (known-differences.txt, rule v62-test-cmd); random sequences stay out of that range. */
+  result(VAR(ctxs[c].fd, IOMMU_TEST_CMD, cmd, 52, __reserved));
   end();
 }
 
