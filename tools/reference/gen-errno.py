@@ -28,7 +28,7 @@ END = "/* ---- end of generated errno names ---- */"
 
 def default_source():
     cache = os.environ.get("UIOMMUFD_REF_CACHE", os.path.expanduser("~/.cache/uiommufd-ref"))
-    for d in sorted(glob.glob(os.path.join(cache, "*", "linux", "include", "uapi", "asm-generic"))):
+    for d in sorted(glob.glob(os.path.join(cache, "*", "linux", "include", "uapi", "asm-generic")), reverse=True):
         if os.path.exists(os.path.join(d, "errno.h")):
             return d
     return "/usr/include/asm-generic"
