@@ -424,6 +424,9 @@ def default_uiommufd():
 
 def cmd_check(args):
     rules = load_known()
+    stray = [r.name for r in rules if r.program not in abi_programs() + ["seqgen"]]
+    if stray:
+        sys.exit(f"reference: known-differences.txt: rule(s) {', '.join(stray)} name no program that runs")
     progs = abi_programs() if not args.only else args.only
     out = args.out
     bzimage = build_kernel(args.kernel)
