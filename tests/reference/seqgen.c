@@ -752,9 +752,15 @@ static void op_vfio(int c) {
     int buf;
     uint64_t off;
     uint8_t* va = pick_va(&buf, &off);
+    /* Never READ and WRITE both clear: Linux 7.2 maps such an area into a mock domain (a generic page table)
+     * only through a WARN_ON and EINVAL (generic_pt/iommu_pt.h, map_range()), a kernel warning that would
+     * fail the run; uiommufd maps it without permissions. VADDR (4) and unknown bits are refused earlier. */
+    static const uint32_t odd_flags[] = {VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE,
+                                         VFIO_DMA_MAP_FLAG_VADDR,
+                                         VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_VADDR, 1u << 3};
     struct vfio_iommu_type1_dma_map m = {
         .argsz = sizeof(m),
-        .flags = chance(85) ? VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE : pick(8),
+        .flags = chance(85) ? VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE : odd_flags[pick(5)],
         .vaddr = (uintptr_t)va,
         .iova = pick_iova(c),
         .size = pick_len()};
