@@ -65,6 +65,10 @@ def build_kernel(given=None):
     if given:
         if not os.path.isfile(given):
             sys.exit(f"reference: --kernel {given}: no such file")
+        # kernel.sh would have made sure of QEMU and busybox; without it, this does.
+        if not shutil.which("qemu-system-x86_64") or not (shutil.which("busybox") or os.path.exists("/bin/busybox")):
+            if subprocess.run([os.path.join(HERE, "deps.sh")]).returncode != 0:
+                sys.exit("reference: QEMU or busybox is missing (see above)")
         return given
     out = subprocess.run([os.path.join(HERE, "kernel.sh")], stdout=subprocess.PIPE, text=True)
     if out.returncode != 0 or not out.stdout.strip():
