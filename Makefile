@@ -71,14 +71,23 @@ fuzz: deps
 
 # Not part of `make test`: the same programs on a real Linux kernel under QEMU and under `uiommufd run`,
 # compared step by step (tools/reference/README.md). The kernel is built once into ~/.cache/uiommufd-ref.
+# reference.py exits 1 on a disagreement (or a crash, timeout, kernel warning or taint) and 3 when there is
+# no reference kernel (its source could not be fetched or it did not build). Both fail these targets unless
+# REFERENCE_UNAVAILABLE_OK=1 (CI) turns the second into a loud notice: nothing was compared, nothing agreed.
 SEEDS ?= 1000
+REFERENCE = tools/reference/reference.py --uiommufd build/release/tools/uiommufd/uiommufd
+define reference_run
+	@rc=0; $(REFERENCE) $(1) || rc=$$?; \
+	if [ $$rc -eq 3 ] && [ -n "$(REFERENCE_UNAVAILABLE_OK)" ]; then \
+	  echo "!!! make $@: NO REFERENCE KERNEL - NOTHING WAS COMPARED WITH LINUX (not an agreement) !!!"; exit 0; \
+	fi; exit $$rc
+endef
+
 reference-check: build-release
-	@tools/reference/deps.sh
-	tools/reference/reference.py --uiommufd build/release/tools/uiommufd/uiommufd check
+	$(call reference_run,check)
 
 reference-fuzz: build-release
-	@tools/reference/deps.sh
-	tools/reference/reference.py --uiommufd build/release/tools/uiommufd/uiommufd fuzz --seeds $(SEEDS)
+	$(call reference_run,fuzz --seeds $(SEEDS))
 
 format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i

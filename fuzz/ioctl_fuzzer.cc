@@ -1,8 +1,10 @@
 // libFuzzer target over the /dev/iommu dispatcher: input bytes become a sequence of ioctls (fuzzed command
 // numbers and structs, pointers aimed into a fuzzer-owned buffer, at nullptr or at an unmapped page),
-// opens, closes and access-fd closes, all through TestFdHost (no preload). After each input:
-//   * every IOAS of every open context passes IoPagetable::check_invariants();
-//   * once every fd is closed, no page is pinned and no accounting charge is left.
+// opens, closes of iommufds and of the access fds CREATE_ACCESS hands out, all through TestFdHost (no
+// preload). Checked:
+//   * after every step, every IOAS of every open context passes IoPagetable::check_invariants();
+//   * after each input, once every fd is closed, no page is pinned and no accounting charge is left;
+//   * throughout, the lock validator runs in abort mode: its first report ends the process.
 // Any violation aborts, so libFuzzer reports it as a crash with the input.
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +21,7 @@
 
 #include "testing/test_fd_host.h"
 
+#include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/ioas.h"
@@ -91,19 +94,25 @@ class Session {
   void run() {
     open_fd();
     for (int step = 0; step < 48 && in_.remaining_bytes() > 0; step++) {
-      switch (in_.ConsumeIntegralInRange<int>(0, 9)) {
+      switch (in_.ConsumeIntegralInRange<int>(0, 11)) {
         case 0:
           open_fd();
           break;
         case 1:
           close_some_fd();
           break;
+        case 2:
+          alloc_ioas();
+          break;
+        case 3:
+          create_access();
+          break;
         default:
           fuzz_ioctl();
           break;
       }
+      check_all_invariants();
     }
-    check_all_invariants();
     // Dropping the host closes every fd: contexts tear down before this returns.
     fds_.clear();
     host_.reset();
@@ -116,11 +125,40 @@ class Session {
     if (fd >= 0) fds_.push_back(fd);
   }
 
+  // An iommufd or an access fd. Closing an iommufd while its accesses are open leaves the context alive
+  // through them (each access holds its context's file), as in the kernel.
   void close_some_fd() {
-    if (fds_.empty()) return;
-    std::size_t i = in_.ConsumeIntegralInRange<std::size_t>(0, fds_.size() - 1);
-    host_->close(fds_[i]);
-    fds_.erase(fds_.begin() + static_cast<long>(i));
+    std::vector<int>& from = !access_fds_.empty() && (fds_.empty() || in_.ConsumeBool()) ? access_fds_ : fds_;
+    if (from.empty()) return;
+    std::size_t i = in_.ConsumeIntegralInRange<std::size_t>(0, from.size() - 1);
+    host_->close(from[i]);
+    from.erase(from.begin() + static_cast<long>(i));
+  }
+
+  // Well-formed IOAS_ALLOC and CREATE_ACCESS: fully random bytes rarely get both right in one input, and
+  // the access paths (pins, unmap notifications, closes with pages pinned) need an IOAS and an access fd.
+  void alloc_ioas() {
+    int fd = pick_fd();
+    if (fd < 0) return;
+    std::uint32_t arg[3] = {12, 0, 0};
+    host_->ioctl(fd, uiommufd::uapi::IOMMU_IOAS_ALLOC, arg);
+  }
+
+  void create_access() {
+    int fd = pick_fd();
+    if (fd < 0) return;
+    alignas(8) std::uint8_t arg[72] = {};
+    put<std::uint32_t>(arg, 0, sizeof(arg));
+    put<std::uint32_t>(arg, 4, 5);  // IOMMU_TEST_OP_CREATE_ACCESS
+    put<std::uint32_t>(arg, 8, in_.ConsumeIntegralInRange<std::uint32_t>(1, 4));
+    put<std::uint32_t>(arg, 20, in_.ConsumeBool() ? 1 : 0);  // MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES
+    if (host_->ioctl(fd, uiommufd::uapi::IOMMU_TEST_CMD, arg) == 0) track_access(arg);
+  }
+
+  void track_access(const std::uint8_t* arg) {
+    std::int32_t afd = -1;
+    std::memcpy(&afd, arg + 16, sizeof(afd));
+    if (afd >= 0 && host_->lookup(afd)) access_fds_.push_back(afd);
   }
 
   int pick_fd() {
@@ -219,7 +257,12 @@ class Session {
       default:
         break;
     }
-    host_->ioctl(fd, cmd, p);
+    const int r = host_->ioctl(fd, cmd, p);
+    // A new access fd (IOMMU_TEST_OP_CREATE_ACCESS writes it at offset 16): tracked so that later steps
+    // use it and close it.
+    std::uint32_t op = 0;
+    std::memcpy(&op, arg + 4, sizeof(op));
+    if (r == 0 && p == arg && nr == uiommufd::uapi::kNrTestCmd && op == 5) track_access(arg);
   }
 
   void shape_struct(unsigned nr, std::uint8_t* arg, std::uint32_t size) {
@@ -370,9 +413,11 @@ class Session {
     }
   }
 
-  // Access fds are handed out by CREATE_ACCESS and not tracked by us: probe the small fd numbers above the
-  // iommufds for one.
+  // Mostly an open access fd CREATE_ACCESS handed out; sometimes a nearby number that
+  // may be an iommufd, a closed fd or nothing.
   int pick_fd_or_access() {
+    if (!access_fds_.empty() && in_.ConsumeIntegralInRange<int>(0, 3) != 0)
+      return access_fds_[in_.ConsumeIntegralInRange<std::size_t>(0, access_fds_.size() - 1)];
     int base = fds_.empty() ? 3 : fds_.front();
     return base + in_.ConsumeIntegralInRange<int>(-2, 8);
   }
@@ -396,7 +441,8 @@ class Session {
 
   FuzzedDataProvider& in_;
   std::unique_ptr<TestFdHost> host_;
-  std::vector<int> fds_;
+  std::vector<int> fds_;         // open iommufds
+  std::vector<int> access_fds_;  // open access fds
 };
 
 struct Baseline {
@@ -409,6 +455,13 @@ Baseline snapshot() {
 }
 
 }  // namespace
+
+// The validator aborts on its first report, so a lock-order problem is a crash libFuzzer keeps the input
+// of (an explicit UIOMMUFD_LOCKDEP in the environment still wins).
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  if (!std::getenv("UIOMMUFD_LOCKDEP")) uiommufd::lockdep::set_mode(uiommufd::lockdep::Mode::kAbort);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   arena();

@@ -15,8 +15,10 @@
 
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/try.h"
+#include "uiommufd/domain/mock_domain.h"
 #include "uiommufd/mm/mm.h"
 #include "uiommufd/objects/context.h"
+#include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
@@ -54,10 +56,18 @@ long check_extension(Context& ctx, unsigned long extension) {
     case VFIO_UNMAP_ALL:
       return 1;
     case VFIO_DMA_CC_IOMMU: {
-      // 1 iff every paging HWPT on the compat IOAS enforces cache coherency. Ours all do: every domain map
-      // carries kIommuCache and no HWPT can opt out, so only the existence of the IOAS is in question.
+      // 1 iff every paging HWPT on the compat IOAS enforces cache coherency (the kernel's
+      // iommufd_vfio_cc_iommu). A HWPT enforces it only when its device's IOMMU reports
+      // IOMMU_CAP_ENFORCE_CACHE_COHERENCY as the HWPT is allocated (iommufd_hwpt_paging_alloc): the
+      // selftest's mock IOMMU does not (selftest.c, mock_domain_capable()), so a mock-domain HWPT makes it 0;
+      // the software devices' domains always map with kIommuCache.
       Result<ObjectRef<Ioas>> ioas = compat_ioas(ctx);
-      return ioas.ok() ? 1 : -ioas.error();
+      if (!ioas.ok()) return -ioas.error();
+      Ioas& io = **ioas;
+      lockdep::MutexGuard g(io.mutex());
+      for (HwPagetable* hwpt : io.hwpts_locked())
+        if (dynamic_cast<MockDomain*>(&hwpt->domain())) return 0;
+      return 1;
     }
     case VFIO_NOIOMMU_IOMMU:  // we are not a no-iommu build (CONFIG_VFIO_NOIOMMU)
     case VFIO_TYPE1_NESTING_IOMMU:

@@ -40,8 +40,11 @@ while read -r name secs cmd; do
   rc=$?
   echo "@@END $name rc=$rc"
 done </plan
-# Kernel warnings or oopses during the jobs would be news about the kernel, not about us: count them.
-echo "@@WARNINGS $(dmesg | grep -c -e 'WARNING:' -e 'BUG:' -e 'Oops') tainted=$(cat /proc/sys/kernel/tainted)"
+# The kernel's own health after the jobs, which the host side turns into a failure: every warning, BUG,
+# oops or taint report in the kernel log (one @@KLOG line each), and the taint mask (0 when clean).
+dmesg | grep -e 'WARNING:' -e 'BUG:' -e 'Oops' -e 'Tainted:' -e 'Kernel panic' |
+  while IFS= read -r l; do echo "@@KLOG $l"; done
+echo "@@TAINTED $(cat /proc/sys/kernel/tainted)"
 echo "@@DONE"
 sync
 poweroff -f

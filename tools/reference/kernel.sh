@@ -2,8 +2,9 @@
 # Builds (or reuses) the reference Linux kernel that tests/abi and the differential runner are compared with.
 #
 # The source comes from Debian unstable's linux-source-7.2 package, fetched with `apt-get download` through a
-# private apt configuration: its own sources list (naming the mirror of the machine's apt configuration), lists, cache and state directories under the cache, so the
-# system's apt state is never touched. Download and build live outside the repository, keyed by the package
+# private apt configuration: its own sources list (naming the mirror of the machine's apt configuration, see
+# apt-mirror.sh), lists, cache and state directories under the cache, so the system's apt state is never
+# touched. Download and build live outside the repository, keyed by the package
 # version and a hash of the config fragment below, so changing either builds a fresh tree.
 #
 # Prints the path of the bzImage on its last line of stdout. Everything else goes to stderr.
@@ -75,6 +76,13 @@ config_hash=$(printf '%s' "$fragment" | sha256sum | cut -c1-12)
 work=$cache_root/$version-$config_hash
 bzimage=$work/linux/arch/x86/boot/bzImage
 mkdir -p "$work"
+
+# One build per tree at a time: a second run (another checkout, CI) waits for the first and reuses it.
+exec 9>"$work/.lock"
+if ! flock -n 9; then
+  log "another run is building $work; waiting for it"
+  flock 9
+fi
 
 if [[ -f $work/built && -f $bzimage ]]; then
   log "reusing $bzimage"

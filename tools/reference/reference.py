@@ -7,8 +7,12 @@
 
 Both sides run the same C source: linked statically for the VM's initramfs, dynamically here (the preload
 cannot interpose a static program). Every program prints one `step ...` line per observation; those lines
-are what is compared. Known, documented deviations (known-differences.txt) are reported as such, never
-hidden: a difference in a step they name does not count as a disagreement, but it is printed.
+are what is compared, in order, and so are the exit statuses. Known, documented deviations
+(known-differences.txt) name exact steps of one program; a difference in one of those steps is excused,
+printed, and counted per rule. A kernel warning, oops or taint fails the run.
+
+Exit status: 0 agreement, 1 disagreement (or a crash, a timeout, a kernel problem), 3 no reference kernel
+(its source could not be fetched or it did not build): nothing was compared.
 
 Standard library only. The kernel comes from tools/reference/kernel.sh (built once, cached in
 ~/.cache/uiommufd-ref/).
@@ -16,7 +20,7 @@ Standard library only. The kernel comes from tools/reference/kernel.sh (built on
 
 import argparse
 import difflib
-import fnmatch
+import glob
 import gzip
 import io
 import os
@@ -49,11 +53,44 @@ def abi_programs():
 
 
 # ---- building ---------------------------------------------------------------------------------------------
-def build_kernel():
+# Exit statuses: 0 every comparison agreed and the kernel stayed healthy; 1 a disagreement, a crash or
+# timeout, or a kernel warning/oops/taint; EXIT_UNAVAILABLE when there was no reference kernel to compare
+# with (its source could not be fetched or it did not build), so nothing was compared.
+EXIT_DIFFER = 1
+EXIT_UNAVAILABLE = 3
+
+
+def build_kernel(given=None):
+    """The bzImage: `given` (--kernel) as is, else kernel.sh's cached or fresh build."""
+    if given:
+        if not os.path.isfile(given):
+            sys.exit(f"reference: --kernel {given}: no such file")
+        # kernel.sh would have made sure of QEMU and busybox; without it, this does.
+        if not shutil.which("qemu-system-x86_64") or not (shutil.which("busybox") or os.path.exists("/bin/busybox")):
+            if subprocess.run([os.path.join(HERE, "deps.sh")]).returncode != 0:
+                sys.exit("reference: QEMU or busybox is missing (see above)")
+        return given
     out = subprocess.run([os.path.join(HERE, "kernel.sh")], stdout=subprocess.PIPE, text=True)
-    if out.returncode != 0:
-        sys.exit("reference: the reference kernel could not be built (see above)")
+    if out.returncode != 0 or not out.stdout.strip():
+        print("\n" + "!" * 100 + "\n"
+              "REFERENCE KERNEL UNAVAILABLE: its source could not be fetched or it did not build (see above).\n"
+              "Nothing was compared with Linux; this is not an agreement.\n" + "!" * 100, flush=True)
+        sys.exit(EXIT_UNAVAILABLE)
     return out.stdout.strip().splitlines()[-1]
+
+
+def check_errno_table():
+    """The programs name errnos from a table generated from the reference kernel's headers: it must be
+    current. Checked when that kernel's source is unpacked (kernel.sh's cache); the installed uapi headers
+    of an older kernel would miss the newest errnos."""
+    cache = os.environ.get("UIOMMUFD_REF_CACHE", os.path.expanduser("~/.cache/uiommufd-ref"))
+    trees = sorted(glob.glob(os.path.join(cache, "*", "linux", "include", "uapi", "asm-generic", "errno.h")))
+    if not trees:
+        log("no unpacked reference kernel source: the errno table is not re-checked")
+        return
+    src = os.path.dirname(trees[-1])
+    if subprocess.run([os.path.join(HERE, "gen-errno.py"), "--check", "--source", src]).returncode != 0:
+        sys.exit(EXIT_DIFFER)
 
 
 def compile_c(src, out, static, includes):
@@ -122,7 +159,7 @@ def build_initramfs(path, binaries, plan):
 
 # ---- running ----------------------------------------------------------------------------------------------
 def boot(bzimage, initrd, console_log, timeout):
-    """Boots the VM and returns {job: (output lines, rc)} plus the kernel release it reported."""
+    """Boots the VM; returns {job: (output lines, rc)}, the kernel release it reported and its KernelHealth."""
     log(f"booting the reference kernel ({os.path.basename(initrd)}); console in {console_log}")
     start = time.time()
     with open(console_log, "wb") as out:
@@ -135,9 +172,18 @@ def boot(bzimage, initrd, console_log, timeout):
             proc.wait()
             log(f"the VM did not power off within {timeout} s")
     log(f"VM ran {time.time() - start:.0f} s")
-    text = open(console_log, "rb").read().decode("utf-8", "replace").replace("\r", "")
+    jobs, release, health = parse_console(open(console_log, "rb").read().decode("utf-8", "replace"))
+    if not health.done:
+        log("the VM did not reach the end of its plan")
+    return jobs, release, health
+
+
+def parse_console(text):
+    """The console of one VM run: {job: (output lines, rc)}, the kernel release, and its KernelHealth."""
+    text = text.replace("\r", "")
     jobs, current, lines, release = {}, None, [], "?"
-    done = False
+    health = KernelHealth()
+    kernel_pattern = re.compile(r"WARNING:|BUG:|Oops|Tainted:|Kernel panic")
     for line in text.split("\n"):
         if line.startswith("@@KERNEL "):
             release = line.split(" ", 1)[1]
@@ -147,17 +193,20 @@ def boot(bzimage, initrd, console_log, timeout):
             m = re.match(r"@@END (\S+) rc=(\d+)", line)
             jobs[current] = (lines, int(m.group(2)) if m else -1)
             current = None
-        elif line.startswith("@@WARNINGS "):
-            log(f"kernel log after the jobs: {line[11:]} (warnings/oopses, taint)")
+        elif line.startswith("@@KLOG "):
+            health.lines.append(line[7:])
+        elif line.startswith("@@TAINTED "):
+            health.tainted = int(line.split()[1]) if line.split()[1].isdigit() else -1
         elif line.startswith("@@DONE"):
-            done = True
+            health.done = True
         elif current is not None:
             lines.append(line)
+        elif kernel_pattern.search(line) and line not in health.lines:
+            # Outside every job (boot, or a panic that ended the VM): the console is the only witness.
+            health.lines.append(line)
     if current is not None:
         jobs[current] = (lines, -1)  # began but never ended: the VM died or timed out inside it
-    if not done:
-        log("the VM did not reach the end of its plan")
-    return jobs, release
+    return jobs, release, health
 
 
 def run_here(uiommufd, argv, timeout):
@@ -171,15 +220,48 @@ def run_here(uiommufd, argv, timeout):
 
 
 # ---- comparing --------------------------------------------------------------------------------------------
-def load_known():
-    """known-differences.txt: `<program glob> <step glob> <reason>` per line."""
-    known = []
-    for raw in open(os.path.join(HERE, "known-differences.txt")):
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            prog, step, reason = line.split(None, 2)
-            known.append((prog, step, reason))
-    return known
+class Rule:
+    """One stanza of known-differences.txt: exact step names of one program, and why they differ."""
+
+    def __init__(self, name, program, steps, reason):
+        self.name, self.program, self.steps, self.reason = name, program, set(steps), reason
+        self.excused = 0          # step lines it excused, over the whole run
+        self.programs_excused = 0  # runs (programs or seeds) in which it excused anything
+
+
+def load_known(path=os.path.join(HERE, "known-differences.txt")):
+    """Parses the stanzas; a malformed rule is an error, never silently ignored."""
+    rules, fields, key = [], {}, None
+
+    def flush():
+        if not fields:
+            return
+        missing = [k for k in ("rule", "program", "steps", "reason") if not fields.get(k)]
+        if missing:
+            sys.exit(f"reference: {path}: rule {fields.get('rule', '?')} lacks {', '.join(missing)}")
+        steps_ = fields["steps"].split()
+        if any(ch in s for s in steps_ for ch in "*?[") or any(ch in fields["program"] for ch in "*?["):
+            sys.exit(f"reference: {path}: rule {fields['rule']}: programs and steps are exact names, not globs")
+        rules.append(Rule(fields["rule"], fields["program"], steps_, " ".join(fields["reason"].split())))
+        fields.clear()
+
+    for raw in open(path):
+        line = raw.rstrip("\n")
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            flush()
+            key = None
+        elif line[0] in " \t" and key:
+            fields[key] += " " + line.strip()
+        else:
+            k, _, v = line.partition(":")
+            key = k.strip().lower()
+            if key not in ("rule", "program", "steps", "reason"):
+                sys.exit(f"reference: {path}: unknown field {k!r}")
+            fields[key] = v.strip()
+    flush()
+    return rules
 
 
 def step_name(line):
@@ -200,56 +282,143 @@ def summarize(lines, rc):
         return "TIMEOUT"
     if rc == -1:
         return "NO END"
+    if rc >= 128 or rc < 0:
+        return f"SIGNAL {rc - 128 if rc >= 128 else -rc}"
     return f"FAIL({fails}{', fatal' if fatal else ''})"
 
 
-def first_difference(a, b):
-    for i in range(max(len(a), len(b))):
-        la = a[i] if i < len(a) else "<no more steps>"
-        lb = b[i] if i < len(b) else "<no more steps>"
-        if la != lb:
-            return i, la, lb
-    return None
+def abnormal(rc):
+    """A crash, a kill, a timeout or a run that never reported its end: never an agreement."""
+    return rc < 0 or rc >= 124
 
 
-def compare_program(prog, linux, ours, known):
-    """Returns (verdict, detail lines). Verdicts: agree, agree*, DIFFER."""
-    rules = [(s, r) for p, s, r in known if fnmatch.fnmatch(prog, p)]
+def failed_steps(lines):
+    return {m.group(1) for m in (re.match(r"FAIL (\S+?):", ln) for ln in lines) if m}
 
-    def documented(line):
-        name = step_name(line)
-        return next((r for s, r in rules if name and fnmatch.fnmatch(name, s)), None)
 
+class Verdict:
+    """What compare_program() found: `agree`, `agree*` (agrees apart from excused step lines) or `DIFFER`."""
+
+    def __init__(self):
+        self.verdict, self.detail, self.compared, self.excused = "agree", [], 0, {}
+
+    def differ(self, *lines):
+        self.verdict = "DIFFER"
+        self.detail.extend(lines)
+
+
+def compare_program(prog, linux, ours, rc_l, rc_u, rules):
+    """Compares the step lines in order and the exit statuses. Rules excuse a differing line only where both
+    sides printed the same step name at the same position; see known-differences.txt."""
+    v = Verdict()
+    mine = [r for r in rules if r.program == prog]
+    by_step = {s: r for r in mine for s in r.steps}
     ls, us = steps(linux), steps(ours)
-    detail = []
-    # Documented steps are compared too, and every difference in them is listed with its reason.
-    dl = [ln for ln in ls if documented(ln)]
-    du = [ln for ln in us if documented(ln)]
-    if dl != du:
-        reasons = sorted({documented(ln) for ln in dl + du})
-        detail.append(f"  documented deviation in {sum(1 for x, y in zip(dl, du) if x != y) + abs(len(dl) - len(du))}"
-                      f" step line(s): {'; '.join(reasons)}")
-        diff = first_difference(dl, du)
-        if diff:
-            detail.append(f"    first: linux: {diff[1]}")
-            detail.append(f"           ours:  {diff[2]}")
-    rest_l = [ln for ln in ls if not documented(ln)]
-    rest_u = [ln for ln in us if not documented(ln)]
-    diff = first_difference(rest_l, rest_u)
-    if diff is None and ls:
-        return ("agree*" if dl != du else "agree"), detail
+    for side, rc in (("linux", rc_l), ("ours", rc_u)):
+        if abnormal(rc):
+            v.differ(f"  {side}: {summarize([], rc)} (rc={rc}): a crash, kill or timeout is never an agreement")
     if not ls:
-        detail.append("  no step lines from Linux")
-        return "DIFFER", detail
-    i, a, b = diff
-    detail.append(f"  first differing step (#{i + 1} of the undocumented ones):")
-    detail.append(f"    linux: {a}")
-    detail.append(f"    ours:  {b}")
-    diff_lines = list(difflib.unified_diff(rest_l, rest_u, "linux", "uiommufd", n=1, lineterm=""))
-    detail.extend("    " + ln for ln in diff_lines[:16])
-    if len(diff_lines) > 16:
-        detail.append(f"    ... {len(diff_lines) - 16} more diff lines")
-    return "DIFFER", detail
+        v.differ("  no step lines from Linux")
+    excused_here = {}
+    first = None
+    for i in range(max(len(ls), len(us))):
+        la = ls[i] if i < len(ls) else "<no more steps>"
+        lb = us[i] if i < len(us) else "<no more steps>"
+        if la == lb:
+            v.compared += 1
+            continue
+        name = step_name(la)
+        rule = by_step.get(name) if name and name == step_name(lb) else None
+        if rule:
+            v.compared += 1
+            excused_here[rule] = excused_here.get(rule, 0) + 1
+            continue
+        first = (i, la, lb)
+        break
+    if first:
+        i, a, b = first
+        v.differ(f"  first differing step (line {i + 1} of the step lines):",
+                 f"    linux: {a}", f"    ours:  {b}")
+        diff_lines = list(difflib.unified_diff(ls, us, "linux", "uiommufd", n=1, lineterm=""))
+        v.detail.extend("    " + ln for ln in diff_lines[:16])
+        if len(diff_lines) > 16:
+            v.detail.append(f"    ... {len(diff_lines) - 16} more diff lines")
+    # Every step a rule names must be there on both sides: an excuse for a step that never ran is a hole.
+    for r in mine:
+        for side, lst in (("linux", ls), ("ours", us)):
+            names = {step_name(ln) for ln in lst}
+            absent = sorted(r.steps - names)
+            if absent:
+                v.differ(f"  rule {r.name}: {side} printed no line for {', '.join(absent)}")
+    if rc_l != rc_u and not abnormal(rc_l) and not abnormal(rc_u):
+        # Excused only when the failing side's exit status comes from FAIL lines of excused steps alone
+        # (abi_finish() exits 1 for them); a FATAL or an unexplained status is a disagreement.
+        def explained(lines, rc):
+            fails = failed_steps(lines)
+            if rc == 0:
+                return not fails
+            return rc == 1 and fails and fails <= set(by_step) and not any(ln.startswith("FATAL ") for ln in lines)
+        covered = explained(linux, rc_l) and explained(ours, rc_u)
+        if not covered or not mine:
+            v.differ(f"  exit status: linux rc={rc_l}, ours rc={rc_u}")
+        else:
+            v.detail.append(f"  exit status linux rc={rc_l}, ours rc={rc_u}: every FAIL line names an excused step")
+    for r, n in excused_here.items():
+        v.excused[r] = n
+        v.detail.append(f"  rule {r.name} excused {n} step line(s): {r.reason}")
+    if v.verdict != "DIFFER" and (excused_here or rc_l != rc_u):
+        v.verdict = "agree*"
+    return v
+
+
+def tally(v):
+    """Adds a program's excuses to its rules' totals."""
+    for r, n in v.excused.items():
+        r.excused += n
+        r.programs_excused += 1
+
+
+def print_rules(rules, programs):
+    """The per-rule account: what each rule excused in this run."""
+    mine = [r for r in rules if r.program in programs]
+    if not mine:
+        return
+    print("\nKnown differences (tools/reference/known-differences.txt):")
+    for r in mine:
+        print(f"  {r.name} ({r.program}, {len(r.steps)} named steps): excused {r.excused} step line(s)"
+              f" in {r.programs_excused} run(s)" + ("" if r.excused else "  [excused nothing: stale?]"))
+
+
+# ---- the kernel's own health ----------------------------------------------------------------------------
+class KernelHealth:
+    """What /init reported about the kernel after the jobs: warning/oops lines and the taint mask."""
+
+    def __init__(self):
+        self.lines, self.tainted, self.done = [], None, False
+
+    def problems(self):
+        out = []
+        if not self.done:
+            out.append("the VM did not reach the end of its plan (no @@DONE on the console)")
+        if self.tainted is None:
+            out.append("the VM did not report its taint mask")
+        elif self.tainted != 0:
+            out.append(f"the kernel is tainted: /proc/sys/kernel/tainted = {self.tainted}")
+        if self.lines:
+            out.append(f"{len(self.lines)} kernel warning/bug/oops line(s):")
+            out.extend("    " + ln for ln in self.lines[:40])
+        return out
+
+
+def report_kernel(health):
+    """Prints the kernel's problems; True when there are none."""
+    problems = health.problems()
+    if not problems:
+        print("Kernel: no WARNING, BUG, Oops or taint during the run")
+        return True
+    print("\nKERNEL PROBLEMS (these fail the run):")
+    print("\n".join("  " + p for p in problems))
+    return False
 
 
 # ---- commands ---------------------------------------------------------------------------------------------
@@ -258,10 +427,14 @@ def default_uiommufd():
 
 
 def cmd_check(args):
-    known = load_known()
+    rules = load_known()
+    stray = [r.name for r in rules if r.program not in abi_programs() + ["seqgen"]]
+    if stray:
+        sys.exit(f"reference: known-differences.txt: rule(s) {', '.join(stray)} name no program that runs")
     progs = abi_programs() if not args.only else args.only
     out = args.out
-    bzimage = build_kernel()
+    bzimage = build_kernel(args.kernel)
+    check_errno_table()
     static, dynamic = {}, {}
     for p in progs:
         src = os.path.join(ABI_DIR, p + ".c")
@@ -270,45 +443,54 @@ def cmd_check(args):
     initrd = os.path.join(out, "abi-initramfs.cpio.gz")
     prefix = vm_binaries(out, static)
     build_initramfs(initrd, static, [(p, args.program_timeout, f"{prefix}/progs/{p}") for p in progs])
-    vm, release = boot(bzimage, initrd, os.path.join(out, "abi-console.log"), args.vm_timeout)
+    vm, release, health = boot(bzimage, initrd, os.path.join(out, "abi-console.log"), args.vm_timeout)
 
     here = {}
     for p in progs:
         here[p] = run_here(args.uiommufd, [dynamic[p]], args.program_timeout)
 
     print(f"\nReference: Linux {release} (QEMU, IOMMUFD_TEST mock domains) vs uiommufd run\n")
-    print(f"{'program':<20} {'linux':<12} {'uiommufd':<12} {'steps':>6}  verdict")
-    agree, details = 0, []
+    print(f"{'program':<20} {'linux':<12} {'uiommufd':<12} {'steps':>6} {'excused':>7}  verdict")
+    agree, details, compared, excused = 0, [], 0, 0
     for p in progs:
         lines_l, rc_l = vm.get(p, ([], -1))
         lines_u, rc_u = here[p]
-        verdict, detail = compare_program(p, lines_l, lines_u, known)
-        if verdict != "DIFFER":
+        v = compare_program(p, lines_l, lines_u, rc_l, rc_u, rules)
+        tally(v)
+        n_exc = sum(v.excused.values())
+        compared += v.compared
+        excused += n_exc
+        if v.verdict != "DIFFER":
             agree += 1
         print(f"{p:<20} {summarize(lines_l, rc_l):<12} {summarize(lines_u, rc_u):<12} "
-              f"{len(steps(lines_l)):>6}  {verdict}")
-        if detail:
-            details.append((p, detail))
+              f"{v.compared:>6} {n_exc:>7}  {v.verdict}")
+        if v.detail:
+            details.append((p, v.detail))
         for side, lines in (("linux", lines_l), ("ours", lines_u)):
             with open(os.path.join(out, f"{p}.{side}.txt"), "w") as f:
                 f.write("\n".join(lines) + "\n")
     for p, detail in details:
         print(f"\n{p}:")
         print("\n".join(detail))
-    print(f"\n{agree}/{len(progs)} programs agree")
-    print("(agree* = agree apart from documented deviations, listed above; full outputs in "
+    print_rules(rules, progs)
+    print()
+    healthy = report_kernel(health)
+    print(f"\n{agree}/{len(progs)} programs agree; {compared} step lines compared, {excused} of them excused "
+          "by known differences" + ("" if healthy else "; FAILED: the kernel reported problems (above)"))
+    print("(agree* = agrees apart from the excused step lines listed above; full outputs in "
           f"{os.path.relpath(out, ROOT)}/<program>.<linux|ours>.txt)")
-    return 0 if agree == len(progs) else 1
+    return 0 if agree == len(progs) and healthy else EXIT_DIFFER
 
 
 def cmd_fuzz(args):
-    known = load_known()
+    rules = load_known()
     out = args.out
-    bzimage = build_kernel()
+    bzimage = build_kernel(args.kernel)
+    check_errno_table()
     static = compile_c(SEQGEN_SRC, os.path.join(out, "static", "seqgen"), True, [ABI_DIR])
     dynamic = compile_c(SEQGEN_SRC, os.path.join(out, "host", "seqgen"), False, [ABI_DIR])
     seeds = list(range(args.first, args.first + args.seeds))
-    vm = {}
+    vm, problems = {}, []
     for b in range(0, len(seeds), args.batch):
         batch = seeds[b:b + args.batch]
         initrd = os.path.join(out, "fuzz-initramfs.cpio.gz")
@@ -316,31 +498,38 @@ def cmd_fuzz(args):
         prefix = vm_binaries(out, binaries)
         plan = [(f"seed-{s}", 60, f"{prefix}/progs/seqgen {s} {args.steps}") for s in batch]
         build_initramfs(initrd, binaries, plan)
-        jobs, release = boot(bzimage, initrd, os.path.join(out, f"fuzz-console-{batch[0]}.log"),
-                             args.vm_timeout)
+        jobs, release, health = boot(bzimage, initrd, os.path.join(out, f"fuzz-console-{batch[0]}.log"),
+                                     args.vm_timeout)
         vm.update(jobs)
+        problems.append(health)
     log(f"running {len(seeds)} sequences under uiommufd run")
-    differing, documented_only, total_steps = [], 0, 0
+    differing, documented_only, compared, excused = [], 0, 0, 0
     for s in seeds:
         lines_l, rc_l = vm.get(f"seed-{s}", ([], -1))
         lines_u, rc_u = run_here(args.uiommufd, [dynamic, str(s), str(args.steps)], 60)
-        total_steps += len(steps(lines_l))
-        verdict, detail = compare_program("seqgen", lines_l, lines_u, known)
-        if verdict == "DIFFER" or rc_l != 0 or rc_u != 0:
-            differing.append((s, rc_l, rc_u, detail))
-        elif verdict == "agree*":
+        v = compare_program("seqgen", lines_l, lines_u, rc_l, rc_u, rules)
+        tally(v)
+        compared += v.compared
+        excused += sum(v.excused.values())
+        if v.verdict == "DIFFER" or rc_l != 0 or rc_u != 0:
+            differing.append((s, rc_l, rc_u, v.detail))
+        elif v.verdict == "agree*":
             documented_only += 1
-    print(f"\nReference fuzz: {len(seeds)} sequences (seeds {seeds[0]}..{seeds[-1]}, {args.steps} steps each), "
-          f"{total_steps} steps on Linux")
+    print(f"\nReference fuzz: {len(seeds)} sequences (seeds {seeds[0]}..{seeds[-1]}, {args.steps} operations "
+          f"each); {compared} step lines compared, {excused} excused by known differences")
     for s, rc_l, rc_u, detail in differing[:args.show]:
         print(f"\nseed {s}: linux rc={rc_l}, ours rc={rc_u}; replay: "
               f"tools/reference/reference.py fuzz --first {s} --seeds 1 --steps {args.steps}")
         print("\n".join(detail))
     if len(differing) > args.show:
         print(f"\n... and {len(differing) - args.show} more differing seeds")
+    print_rules(rules, ["seqgen"])
+    print()
+    healthy = all([report_kernel(h) for h in problems])
     print(f"\n{len(seeds) - len(differing)}/{len(seeds)} sequences agree"
-          + (f" ({documented_only} only through documented deviations)" if documented_only else ""))
-    return 0 if not differing else 1
+          + (f" ({documented_only} only through documented deviations)" if documented_only else "")
+          + ("" if healthy else "; FAILED: the kernel reported problems (above)"))
+    return 0 if not differing and healthy else EXIT_DIFFER
 
 
 def main():
@@ -348,6 +537,7 @@ def main():
     ap.add_argument("--uiommufd", default=default_uiommufd(), help="the uiommufd binary (for `uiommufd run`)")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "reference"), help="work and output directory")
     ap.add_argument("--vm-timeout", type=int, default=1800, help="seconds before a VM is killed")
+    ap.add_argument("--kernel", help="a bzImage to boot instead of kernel.sh's build (it must have IOMMUFD_TEST)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("check", help="every tests/abi program on both sides")
     c.add_argument("--program-timeout", type=int, default=300)
