@@ -177,7 +177,12 @@ bool print_figures(const CollectingReporter& reporter, bool use_median, bool fil
       continue;
     }
     if (f.direction == Direction::kInfo) {
-      const double value = f.counter ? median(num->counters.at(counter)) : time_of(*num);
+      double value = f.counter ? median(num->counters.at(counter)) : time_of(*num);
+      if (f.denominator) {
+        const Result* den = lookup(f.name, f.denominator);
+        if (!den) continue;
+        value /= time_of(*den);
+      }
       std::printf("BENCH %s %s=%.3f%s%s\n", f.name, f.metric, value * f.scale_from_ns, f.note ? " " : "",
                   f.note ? f.note : "");
       continue;

@@ -7,7 +7,8 @@
 //     and reports the median of the per-block ratios in its "ratio" counter; `denominator` is null.
 //   - unpaired: `numerator` and `denominator` name two ordinary benchmarks; the ratio is of their times.
 // And one informational kind (Direction::kInfo): the numerator's time per iteration, scaled, no target;
-// or, when `counter` is set, the median over the repetitions of that counter of the numerator.
+// or, when `counter` is set, the median over the repetitions of that counter of the numerator; either
+// divided by the denominator's time when one is named (an unpaired ratio kept as information).
 //
 // A figure whose baseline cannot run on this machine (say, a kernel facility that is switched off) has its
 // benchmark call skip(), and prints as skipped with the reason, never as a number.
@@ -39,7 +40,7 @@ enum class Direction {
 struct Figure {
   const char* name;
   const char* numerator;              // benchmark function name, as registered
-  const char* denominator = nullptr;  // unpaired baseline benchmark; null for paired and kInfo
+  const char* denominator = nullptr;  // unpaired baseline benchmark; null for paired
   double target = 0;
   Direction direction = Direction::kLowerIsBetter;
   // kInfo only: the printed metric name, the factor from nanoseconds per iteration to it, and a note.
