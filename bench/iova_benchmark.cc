@@ -160,7 +160,10 @@ BENCHMARK(BM_IovaAreaChurnVa1M);
 // tree's keys as they were when the replayed step ran.
 void BM_IovaAreaChurnVsMap(benchmark::State& state) {
   constexpr std::size_t kLive = 1000000;
-  constexpr std::size_t kLogSize = 4 * kOpsPerBlock;
+  // Blocks of 100 steps (~0.5 ms at 10^6): a step costs microseconds, so the default block would be long
+  // enough for a co-runner's time slice to land in one side of a pair only.
+  constexpr int kStepsPerBlock = 100;
+  constexpr std::size_t kLogSize = 4 * kStepsPerBlock;
   Churn& c = churn(kLive, false);
   std::map<std::uint64_t, std::uint64_t> mirror;  // area start -> last
   for (std::size_t i = 0; i < c.areas.size(); ++i) mirror.emplace(c.areas[i].range.start, c.areas[i].range.last);
@@ -190,8 +193,8 @@ void BM_IovaAreaChurnVsMap(benchmark::State& state) {
     mirror.erase(ch.removed_start);
     mirror.emplace(ch.inserted.start, ch.inserted.last);
   };
-  for (int i = 0; i < kOpsPerBlock; ++i) step();
-  run_paired(state, step, replay);
+  for (int i = 0; i < kStepsPerBlock; ++i) step();
+  run_paired(state, step, replay, kStepsPerBlock);
   while (replayed < logged) replay();
   if (overrun) state.SkipWithError("the replay ran ahead of the churn");
   else if (mirror.size() != kLive || mirror.begin()->first != c.area_tree.hull().start)
