@@ -34,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -168,9 +169,9 @@ enum class Peer {
 void pin_unpin_4k(benchmark::State& state, Peer peer) {
   PinLeakCheck leak_check(state);
   static Memory mem(kAreas * kAreaBytes);  // 160 MiB: faulted in once per process, not per run
-  KernelPin kernel;
+  std::optional<KernelPin> kernel;  // only for Peer::kKernel: the other peers' runs hold no ring
   if (peer == Peer::kKernel) {
-    if (std::string why = kernel.probe(mem.ptr(), kPageSize); !why.empty()) return skip(state, why);
+    if (std::string why = kernel.emplace().probe(mem.ptr(), kPageSize); !why.empty()) return skip(state, why);
   }
   Setup s;
   if (!s.create()) {
@@ -225,7 +226,7 @@ void pin_unpin_4k(benchmark::State& state, Peer peer) {
     tracker.erase(ins);
   };
   auto kernel_pin = [&] {
-    if (int err = kernel.register_unregister(hosts[next_host++ & (kRandomOps - 1)], kPageSize)) kernel_err = err;
+    if (int err = kernel->register_unregister(hosts[next_host++ & (kRandomOps - 1)], kPageSize)) kernel_err = err;
   };
   if (peer == Peer::kKernel) run_paired(state, op, kernel_pin);
   else run_paired(state, op, baseline);
@@ -254,9 +255,9 @@ constexpr std::uint64_t kRunPages = kHugePageSize / kPageSize;  // 512
 void pin_2m(benchmark::State& state, bool thp, Peer peer) {
   PinLeakCheck leak_check(state);
   Memory mem(kHugePageSize, thp);
-  KernelPin kernel;
+  std::optional<KernelPin> kernel;  // only for Peer::kKernel: the other peers' runs hold no ring
   if (peer == Peer::kKernel) {
-    if (std::string why = kernel.probe(mem.ptr(), kHugePageSize); !why.empty()) return skip(state, why);
+    if (std::string why = kernel.emplace().probe(mem.ptr(), kHugePageSize); !why.empty()) return skip(state, why);
   }
   Setup s;
   std::uint64_t iova = kIovaBase;
@@ -288,7 +289,7 @@ void pin_2m(benchmark::State& state, bool thp, Peer peer) {
   };
   int kernel_err = 0;
   auto kernel_pin = [&] {
-    if (int err = kernel.register_unregister(mem.ptr(), kHugePageSize)) kernel_err = err;
+    if (int err = kernel->register_unregister(mem.ptr(), kHugePageSize)) kernel_err = err;
   };
   if (peer == Peer::kKernel) run_paired(state, op, kernel_pin);
   else run_paired(state, op, dense_write);
