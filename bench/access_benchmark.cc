@@ -27,13 +27,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -434,11 +432,8 @@ class Unmapper {
  public:
   Unmapper(Ioas& ioas, std::uint64_t uptr) : ioas_(ioas), uptr_(uptr), thread_([this] { run(); }) {}
   ~Unmapper() {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      stop_ = true;
-    }
-    cv_.notify_one();
+    requested_.store(kStop);
+    requested_.notify_one();
     thread_.join();
   }
   Unmapper(const Unmapper&) = delete;
@@ -446,12 +441,8 @@ class Unmapper {
 
   // Asks for one more map + unmap of B. Only thread 1 calls it.
   void request() {
-    ++requested_seen_;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      ++requested_;
-    }
-    cv_.notify_one();
+    requested_.store(++requested_seen_);
+    requested_.notify_one();
   }
   // Whether every request so far has been carried out (thread 1).
   bool idle() const { return done_.load(std::memory_order_acquire) == requested_seen_; }
@@ -461,12 +452,16 @@ class Unmapper {
   bool failed() const { return failed_.load(); }
 
  private:
+  static constexpr std::uint64_t kStop = UINT64_MAX;
+
   void run() {
-    std::unique_lock<std::mutex> g(mu_);
-    for (;;) {
-      cv_.wait(g, [this] { return stop_ || requested_ > done_.load(); });
-      if (stop_) return;
-      g.unlock();
+    for (std::uint64_t done = 0;;) {
+      const std::uint64_t requested = requested_.load();
+      if (requested == kStop) return;
+      if (requested == done) {
+        requested_.wait(requested);
+        continue;
+      }
       std::uint64_t iova = kBigIova, unmapped = 0;
       if (!ioas_.map(uptr_, kGiB, &iova, kMapFlags).ok()) {
         failed_ = true;
@@ -475,19 +470,15 @@ class Unmapper {
         if (!ioas_.unmap(kBigIova, kGiB, &unmapped).ok() || unmapped != kGiB) failed_ = true;
         unmap_end_ = Clock::now();
       }
-      g.lock();
-      done_.fetch_add(1, std::memory_order_release);  // publishes the two times
+      done_.store(++done, std::memory_order_release);  // publishes the two times
     }
   }
 
   Ioas& ioas_;
   const std::uint64_t uptr_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;                 // guarded by mu_
-  std::uint64_t requested_ = 0;       // guarded by mu_
-  std::uint64_t requested_seen_ = 0;  // thread 1's own count of its requests
-  Clock::time_point unmap_start_, unmap_end_;  // thread 2's until done_ is bumped
+  std::uint64_t requested_seen_ = 0;        // thread 1's own count of its requests
+  std::atomic<std::uint64_t> requested_{0};  // that count as thread 2 sees it, or kStop
+  Clock::time_point unmap_start_, unmap_end_;  // thread 2's until done_ moves
   std::atomic<std::uint64_t> done_{0};
   std::atomic<bool> failed_{false};
   std::thread thread_;  // last: starts once the fields above exist
