@@ -29,8 +29,9 @@ class KernelPin {
 
   // Registers [addr, addr + length) as the ring's only fixed buffer (pinning its pages), then unregisters
   // it (unpinning them). Returns 0, or the errno of the step that failed: ENOMEM when the pages exceed
-  // RLIMIT_MEMLOCK, EFAULT for an unmapped or file-backed range, EINVAL for more than 1 GiB. After a
-  // failure no buffer is registered.
+  // RLIMIT_MEMLOCK, EFAULT for an unmapped or file-backed range, EINVAL for more than 1 GiB. A failed
+  // registration leaves nothing registered; a buffer left by a failed unregistration (not expected) is
+  // released with the ring.
   int register_unregister(void* addr, std::size_t length);
 
   // One register_unregister() as a check before measuring: empty if it worked, else the reason to skip.
