@@ -107,6 +107,8 @@ std::string format_target(double t) {
 
 bool paired(const Result& r) { return r.counters.count(kRatioCounter) != 0; }
 
+bool skipped(const Result& r) { return r.error.rfind(kSkippedPrefix, 0) == 0; }
+
 void print_table(const CollectingReporter& reporter, bool use_median) {
   std::printf("# uiommufd_bench: lockdep compiled %s, %d CPUs\n", lockdep::kCompiledIn ? "in" : "out",
               reporter.cpus());
@@ -116,6 +118,10 @@ void print_table(const CollectingReporter& reporter, bool use_median) {
   std::printf("%-22s %4s  %s\n", "benchmark", "reps", "results");
   for (const auto& [name, r] : reporter.results()) {
     std::printf("%-22s %4zu  ", name.c_str(), r.ns_per_iter.size());
+    if (skipped(r)) {
+      std::printf("%s\n", r.error.c_str());
+      continue;
+    }
     if (r.ns_per_iter.empty()) {
       std::printf("ERROR: %s\n", r.error.c_str());
       continue;
@@ -137,6 +143,11 @@ void print_table(const CollectingReporter& reporter, bool use_median) {
 // Prints the figure lines; returns false when a figure could not be computed.
 bool print_figures(const CollectingReporter& reporter, bool use_median, bool filtered) {
   bool ok = true;
+  // A figure whose benchmark skipped itself prints the reason; that is not a failure.
+  auto skip_reason = [&](const char* bench) -> const std::string* {
+    const auto it = reporter.results().find(bench);
+    return it != reporter.results().end() && skipped(it->second) ? &it->second.error : nullptr;
+  };
   auto lookup = [&](const char* figure, const char* bench) -> const Result* {
     const auto it = reporter.results().find(bench);
     const bool ran = it != reporter.results().end();
@@ -151,11 +162,29 @@ bool print_figures(const CollectingReporter& reporter, bool use_median, bool fil
   };
   auto time_of = [&](const Result& r) { return use_median ? median(r.ns_per_iter) : minimum(r.ns_per_iter); };
   for (const Figure& f : figures()) {
+    const std::string* why = skip_reason(f.numerator);
+    if (!why && f.denominator) why = skip_reason(f.denominator);
+    if (why) {
+      std::printf("BENCH %s %s\n", f.name, why->c_str());
+      continue;
+    }
     const Result* num = lookup(f.name, f.numerator);
     if (!num) continue;
+    const char* counter = f.counter ? f.counter : kRatioCounter;
+    if (f.counter && num->counters.count(counter) == 0) {
+      std::fprintf(stderr, "uiommufd_bench: figure %s: %s has no counter %s\n", f.name, f.numerator, counter);
+      ok = false;
+      continue;
+    }
     if (f.direction == Direction::kInfo) {
-      std::printf("BENCH %s %s=%.3f%s%s\n", f.name, f.metric, time_of(*num) * f.scale_from_ns,
-                  f.note ? " " : "", f.note ? f.note : "");
+      double value = f.counter ? median(num->counters.at(counter)) : time_of(*num);
+      if (f.denominator) {
+        const Result* den = lookup(f.name, f.denominator);
+        if (!den) continue;
+        value /= time_of(*den);
+      }
+      std::printf("BENCH %s %s=%.3f%s%s\n", f.name, f.metric, value * f.scale_from_ns, f.note ? " " : "",
+                  f.note ? f.note : "");
       continue;
     }
     double ratio;
@@ -163,8 +192,8 @@ bool print_figures(const CollectingReporter& reporter, bool use_median, bool fil
       const Result* den = lookup(f.name, f.denominator);
       if (!den) continue;
       ratio = time_of(*num) / time_of(*den);
-    } else if (paired(*num)) {
-      ratio = median(num->counters.at(kRatioCounter));
+    } else if (num->counters.count(counter) != 0) {
+      ratio = median(num->counters.at(counter));
     } else {
       std::fprintf(stderr, "uiommufd_bench: figure %s: %s is not a paired benchmark\n", f.name, f.numerator);
       ok = false;

@@ -6,11 +6,17 @@
 //     which alternates short blocks of the operation and of its baseline so both see the same machine,
 //     and reports the median of the per-block ratios in its "ratio" counter; `denominator` is null.
 //   - unpaired: `numerator` and `denominator` name two ordinary benchmarks; the ratio is of their times.
-// And one informational kind (Direction::kInfo): the numerator's time per iteration, scaled, no target.
+// And one informational kind (Direction::kInfo): the numerator's time per iteration, scaled, no target;
+// or, when `counter` is set, the median over the repetitions of that counter of the numerator; either
+// divided by the denominator's time when one is named (an unpaired ratio kept as information).
+//
+// A figure whose baseline cannot run on this machine (say, a kernel facility that is switched off) has its
+// benchmark call skip(), and prints as skipped with the reason, never as a number.
 //
 // bench_main.cc prints one line per figure:
 //   BENCH <name> ratio=<r> target<=<t> PASS|MISS     (target>= when higher is better)
 //   BENCH <name> <metric>=<x> <note>                  (informational)
+//   BENCH <name> skipped: <reason>                     (the benchmark called skip())
 // Figures are reported, not asserted: a MISS does not change the exit status.
 #pragma once
 
@@ -18,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -33,13 +40,16 @@ enum class Direction {
 struct Figure {
   const char* name;
   const char* numerator;              // benchmark function name, as registered
-  const char* denominator = nullptr;  // unpaired baseline benchmark; null for paired and kInfo
+  const char* denominator = nullptr;  // unpaired baseline benchmark; null for paired
   double target = 0;
   Direction direction = Direction::kLowerIsBetter;
   // kInfo only: the printed metric name, the factor from nanoseconds per iteration to it, and a note.
   const char* metric = nullptr;
   double scale_from_ns = 1.0;
   const char* note = nullptr;
+  // A counter of the numerator to use instead of its time: for kInfo, the value printed (scaled); for a
+  // paired figure, the ratio (default kRatioCounter).
+  const char* counter = nullptr;
 };
 
 // Declares figures at namespace scope, beside the benchmarks they use.
@@ -55,17 +65,27 @@ inline constexpr char kRatioCounter[] = "ratio";           // median of the per-
 inline constexpr char kOpCounter[] = "op_ns";              // op time per call (median block)
 inline constexpr char kBaselineCounter[] = "baseline_ns";  // baseline time per call (median block)
 
+// How a skipped benchmark's error message starts; bench_main.cc prints its figures as skipped, not failed.
+inline constexpr char kSkippedPrefix[] = "skipped: ";
+
+// Ends the benchmark as skipped for `reason` (its figures print "skipped: <reason>"). Call before the loop
+// or instead of entering it.
+inline void skip(benchmark::State& state, const std::string& reason) {
+  state.SkipWithError((kSkippedPrefix + reason).c_str());
+}
+
 // Measures `op` against `baseline` in alternating blocks of kOpsPerBlock calls each (tens of
 // microseconds, far shorter than the preemptions, frequency changes and co-runner bursts of a shared
 // machine, which therefore hit both sides of a pair alike). Each benchmark iteration is one pair, the
 // order alternating (AB, BA, ...); its manual time is the pair's. Counters carry the median ratio and the
-// per-call time of each side's median block. Register with ->UseManualTime().
+// per-call time of each side's median block. Register with ->UseManualTime(). Operations of a millisecond
+// or more pass a smaller `ops_per_block` (down to 1: each pair is then one call of each).
 inline constexpr int kOpsPerBlock = 1000;
 
 template <class F>
-inline double time_block(F& f) {
+inline double time_block(F& f, int ops) {
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < kOpsPerBlock; ++i) f();
+  for (int i = 0; i < ops; ++i) f();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -75,7 +95,7 @@ inline double median_in_place(std::vector<double>& v) {
 }
 
 template <class Op, class Baseline>
-void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline) {
+void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline, int ops_per_block = kOpsPerBlock) {
   std::vector<double> ratios, op_times, baseline_times;
   const auto expected = static_cast<std::size_t>(
       std::min<benchmark::IterationCount>(state.max_iterations, benchmark::IterationCount{1} << 20));
@@ -86,11 +106,11 @@ void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline) {
   for (auto _ : state) {
     double t_op, t_base;
     if (op_first) {
-      t_op = time_block(op);
-      t_base = time_block(baseline);
+      t_op = time_block(op, ops_per_block);
+      t_base = time_block(baseline, ops_per_block);
     } else {
-      t_base = time_block(baseline);
-      t_op = time_block(op);
+      t_base = time_block(baseline, ops_per_block);
+      t_op = time_block(op, ops_per_block);
     }
     op_first = !op_first;
     ratios.push_back(t_op / t_base);
@@ -100,8 +120,8 @@ void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline) {
   }
   if (ratios.empty()) return;
   state.counters[kRatioCounter] = median_in_place(ratios);
-  state.counters[kOpCounter] = median_in_place(op_times) / kOpsPerBlock * 1e9;
-  state.counters[kBaselineCounter] = median_in_place(baseline_times) / kOpsPerBlock * 1e9;
+  state.counters[kOpCounter] = median_in_place(op_times) / ops_per_block * 1e9;
+  state.counters[kBaselineCounter] = median_in_place(baseline_times) / ops_per_block * 1e9;
 }
 
 }  // namespace uiommufd::bench
