@@ -109,9 +109,13 @@ PageTableDomain::PageTableDomain(const Options& options, std::uint64_t* root)
       dcheck_boundaries_(options.dcheck_boundaries),
       root_(root) {}
 
-PageTableDomain::~PageTableDomain() { free_tree(root_, levels_ - 1); }
+PageTableDomain::~PageTableDomain() {
+  lockdep::MutexGuard g(mu_);  // uncontended: nothing else can reach a domain being destroyed
+  free_tree(root_, levels_ - 1);
+}
 
 void PageTableDomain::free_tree(std::uint64_t* table, unsigned level) {
+  mu_.assert_held();
   if (level > 0) {
     for (unsigned i = 0; i < kEntriesPerTable; ++i) {
       const std::uint64_t e = table[i];
@@ -124,6 +128,7 @@ void PageTableDomain::free_tree(std::uint64_t* table, unsigned level) {
 }
 
 void PageTableDomain::free_table(std::uint64_t* table) {
+  mu_.assert_held();
   // Only emptied tables come here: every entry is zero.
   TableCache::put_zeroed(table);
   --tables_;
@@ -138,6 +143,7 @@ unsigned PageTableDomain::pick_level(std::uint64_t va, PhysAddr pa, std::uint64_
 }
 
 Result<PageTableDomain::TableRef> PageTableDomain::walk_alloc(std::uint64_t iova, unsigned level) {
+  mu_.assert_held();
   std::uint64_t* table = root_;
   std::uint64_t* count_slot = &root_count_;
   for (unsigned l = levels_ - 1; l > level; --l) {
@@ -157,6 +163,7 @@ Result<PageTableDomain::TableRef> PageTableDomain::walk_alloc(std::uint64_t iova
 }
 
 std::optional<PageTableDomain::Leaf> PageTableDomain::find(std::uint64_t iova) const {
+  mu_.assert_held();
   // Callers check the aperture first: the top level's index would wrap above the indexable span.
   const std::uint64_t* table = root_;
   for (unsigned level = levels_ - 1;; --level) {
@@ -244,6 +251,7 @@ Status PageTableDomain::map_checked(std::uint64_t iova, PhysAddr paddr, std::uin
 }
 
 void PageTableDomain::prune(std::uint64_t iova) {
+  mu_.assert_held();
   std::uint64_t* tables[kMaxLevels];
   std::uint64_t* slots[kMaxLevels];
   unsigned depth = 0;
@@ -266,6 +274,7 @@ void PageTableDomain::prune(std::uint64_t iova) {
 
 std::uint64_t PageTableDomain::clear(std::uint64_t* table, unsigned level, std::uint64_t* count_slot,
                                      std::uint64_t start, std::uint64_t last, bool* holes) {
+  mu_.assert_held();
   const unsigned s = shift(level);
   const unsigned first_index = index(start, level);
   const unsigned last_index = index(last, level);
@@ -311,6 +320,7 @@ std::uint64_t PageTableDomain::clear(std::uint64_t* table, unsigned level, std::
 }
 
 void PageTableDomain::note_violation(const char* what, std::uint64_t iova, std::uint64_t length) {
+  mu_.assert_held();
   ++boundary_violations_;
   if (!violation_logged_) {
     violation_logged_ = true;

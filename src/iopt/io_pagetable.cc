@@ -54,14 +54,17 @@ IoPagetable::~IoPagetable() {
 Area* IoPagetable::area_of(IntervalTreeNode* n) { return IntervalTree::owner<Area, &Area::node>(n); }
 
 Area* IoPagetable::first_area_locked(Interval range) const {
+  iova_rwsem_.assert_shared_held();
   return area_of(areas_.first_overlap_disjoint(range));
 }
 
 Area* IoPagetable::next_area_locked(const Area* a, Interval range) const {
+  iova_rwsem_.assert_shared_held();
   return area_of(areas_.next_overlap(&a->node, range));
 }
 
 bool IoPagetable::intersects_locked(const IntervalTree& tree, Interval range) const {
+  iova_rwsem_.assert_shared_held();
   return tree.first_overlap(range) != nullptr;
 }
 
@@ -86,7 +89,7 @@ Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint6
   areas.reserve(chunks.size());
   for (const PagesChunk& c : chunks) {
     TRY(inject(g_fault_alloc_area));
-    areas.push_back(std::make_unique<Area>(c.pages, c.start_byte, prot));
+    areas.push_back(std::make_unique<Area>(iova_rwsem_, c.pages, c.start_byte, prot));
   }
 
   std::uint64_t start = 0;
@@ -235,6 +238,7 @@ void IoPagetable::unfill_area(Area& area, Pages& pages) {
 }
 
 void IoPagetable::remove_area_locked(Area* area) {
+  iova_rwsem_.assert_held();
   areas_.remove(&area->node);
   delete area;
 }
@@ -282,7 +286,8 @@ Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
           if (!a->pages()) return Status::error(EBUSY);
           if (a->iova_start() < start || a->iova_last() > range.last) return Status::error(ENOENT);
           if (a->iova_start() != start) rounds = 0;
-          if (a->num_accesses > 0) {
+          a->iova_lock().assert_held();
+          if (a->num_accesses() > 0) {
             // Pins by accesses: stop new ones, then ask every access to let go, with no lock held.
             start = a->iova_start();
             a->prevent_access = true;
@@ -431,6 +436,7 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
   Status st;
   const bool complete = walk_segments_locked(iova, last, [&](const Segment& s) {
     Area& a = *s.area;
+    a.iova_lock().assert_shared_held();
     // Only the segment that ends the range may end off a page boundary.
     const bool final_segment = s.iova + s.length - 1 == last;
     if (a.prevent_access || s.start_byte % kPageSize != 0 ||
@@ -449,7 +455,7 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     {
       lockdep::MutexGuard pg(pages.mutex());
       if (st = pages.add_access_locked(first, last_index); !st.ok()) return false;
-      ++a.num_accesses;
+      a.change_num_accesses(+1);
     }
     ++done;
     // A Pages window is contiguous, so the handles follow from the first page's.
@@ -469,7 +475,8 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     Pages& pages = *s.area->pages();
     lockdep::MutexGuard pg(pages.mutex());
     pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize);
-    --s.area->num_accesses;
+    s.area->iova_lock().assert_shared_held();
+    s.area->change_num_accesses(-1);
     ++undone;
     return true;
   });
@@ -496,8 +503,9 @@ bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
   auto remove = [&](const Segment& s) {
     Pages& pages = *s.area->pages();
     lockdep::MutexGuard pg(pages.mutex());
+    s.area->iova_lock().assert_shared_held();
     if (pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize))
-      --s.area->num_accesses;
+      s.area->change_num_accesses(-1);
     else
       all = false;
     return true;
@@ -531,7 +539,9 @@ Status IoPagetable::access_rw(std::uint64_t iova, void* data, std::uint64_t leng
 
 Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bool write,
                                       bool slow_path) const {
+  iova_rwsem_.assert_shared_held();
   Area& a = *s.area;
+  a.iova_lock().assert_shared_held();
   if (a.prevent_access) return Status::error(EINVAL);
   TRY(check_access_prot(a, write));
   Pages& pages = *a.pages();
@@ -559,6 +569,7 @@ Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bo
 
 std::uint64_t IoPagetable::compute_alignment_locked(const std::vector<Domain*>& domains,
                                                     bool large_pages) const {
+  iova_rwsem_.assert_shared_held();
   std::uint64_t a = large_pages ? 1 : kPageSize;
   for (const Domain* d : domains) a = std::max(a, d->granule());
   for (std::uint64_t r : required_alignments_) a = std::max(a, r);
@@ -566,6 +577,7 @@ std::uint64_t IoPagetable::compute_alignment_locked(const std::vector<Domain*>& 
 }
 
 Status IoPagetable::check_areas_aligned_locked(std::uint64_t alignment) const {
+  iova_rwsem_.assert_shared_held();
   for (IntervalTreeNode* n = areas_.first(); n; n = areas_.next(n)) {
     const Area* a = area_of(n);
     if (a->iova_start() % alignment || a->length() % alignment || a->page_offset() % alignment)
@@ -641,6 +653,7 @@ void IoPagetable::remove_domain(Domain* domain) {
 // ---- reserved and allowed ranges ----
 
 Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
+  iova_rwsem_.assert_held();
   if (intersects_locked(areas_, range) || intersects_locked(allowed_, range))
     return Status::error(EADDRINUSE);
   TRY(inject(g_fault_alloc_reserved));
@@ -654,6 +667,7 @@ Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
 }
 
 void IoPagetable::remove_reserved_locked(const void* owner) {
+  iova_rwsem_.assert_held();
   // A plain loop: the thread-safety analysis does not follow the lock into a lambda.
   for (auto it = reserved_nodes_.begin(); it != reserved_nodes_.end();) {
     if ((*it)->owner != owner) {
@@ -745,19 +759,22 @@ Status IoPagetable::cut_iova(std::initializer_list<std::uint64_t> iovas) {
 }
 
 Status IoPagetable::split_area_locked(Area* area, std::uint64_t iova) {
+  iova_rwsem_.assert_held();
+  domains_rwsem_.assert_shared_held();
   const std::uint64_t start = area->iova_start(), last = area->iova_last();
   if (iova == start || iova == last) return {};
+  area->iova_lock().assert_held();
   if (!area->pages() || area->prevent_access) return Status::error(EBUSY);
   const std::uint64_t right_start = iova + 1;
   const std::uint64_t right_start_byte = area->start_byte() + (right_start - start);
   // Both halves must be areas that map_chunks could have created.
   if (right_start % iova_alignment_ || right_start_byte % iova_alignment_) return Status::error(EINVAL);
   TRY(inject(g_fault_alloc_area));
-  auto left = std::make_unique<Area>(area->pages(), area->start_byte(), area->prot());
+  auto left = std::make_unique<Area>(iova_rwsem_, area->pages(), area->start_byte(), area->prot());
   TRY(inject(g_fault_alloc_area));
-  auto right = std::make_unique<Area>(area->pages(), right_start_byte, area->prot());
+  auto right = std::make_unique<Area>(iova_rwsem_, area->pages(), right_start_byte, area->prot());
   // Pin records are kept per byte range of the area that made them; a record cannot be divided.
-  if (area->num_accesses) return Status::error(EINVAL);
+  if (area->num_accesses()) return Status::error(EINVAL);
   // A filled area may sit in large IOPTEs, which a domain cannot unmap in parts. With large pages off,
   // every page was mapped by its own call, so either half can later be unmapped on its own. Every
   // published area is filled into every domain, so "filled" is "a domain exists".

@@ -86,6 +86,7 @@ void Context::finalize(std::uint32_t id) {
 }
 
 void Context::publish_locked(std::uint32_t id, Object* obj) {
+  mu_.assert_held();
   PublishedTable* t = published_.load(std::memory_order_relaxed);
   if (t == nullptr || id >= t->capacity) {
     if (obj == nullptr) return;  // never published, nothing to clear

@@ -9,6 +9,7 @@ namespace uiommufd {
 
 Result<ObjectRef<HwPagetable>> HwPagetable::create_locked(Ioas& ioas, std::unique_ptr<Domain> domain,
                                                           bool auto_domain) {
+  ioas.mutex().assert_held();
   Context& ctx = ioas.context();
   auto* hwpt = new HwPagetable(ctx, ioas, std::move(domain), auto_domain);
   std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(hwpt)));

@@ -330,6 +330,7 @@ std::size_t Pages::pin_run_count_locked() const {
 std::uint64_t Pages::total_pinned_pages() { return total_pinned_.load(std::memory_order_relaxed); }
 
 Status Pages::add_access_locked(std::uint64_t first, std::uint64_t last) {
+  mu_.assert_held();
   auto it = access_records_.find({first, last});
   if (it != access_records_.end()) {
     ++it->second;
@@ -341,6 +342,7 @@ Status Pages::add_access_locked(std::uint64_t first, std::uint64_t last) {
 }
 
 bool Pages::remove_access_locked(std::uint64_t first, std::uint64_t last) {
+  mu_.assert_held();
   auto it = access_records_.find({first, last});
   if (it == access_records_.end()) return false;
   if (--it->second == 0) {
@@ -351,18 +353,21 @@ bool Pages::remove_access_locked(std::uint64_t first, std::uint64_t last) {
 }
 
 std::vector<std::pair<Interval, std::uint32_t>> Pages::access_records_locked() const {
+  mu_.assert_held();
   std::vector<std::pair<Interval, std::uint32_t>> out;
   for (const auto& [range, users] : access_records_) out.push_back({{range.first, range.second}, users});
   return out;
 }
 
 std::uint64_t Pages::access_users_locked() const {
+  mu_.assert_held();
   std::uint64_t n = 0;
   for (const auto& [range, users] : access_records_) n += users;
   return n;
 }
 
 std::uint32_t Pages::access_record_users_locked(std::uint64_t first, std::uint64_t last) const {
+  mu_.assert_held();
   auto it = access_records_.find({first, last});
   return it == access_records_.end() ? 0 : it->second;
 }

@@ -51,6 +51,7 @@ void FdTable::after_fork_parent() NO_THREAD_SAFETY_ANALYSIS { get().mu_.unlock()
 void FdTable::after_fork_child() { get().mu_.reinit_in_child(); }
 
 void FdTable::mark_locked(int fd, bool ours) {
+  mu_.assert_held();
   if (static_cast<unsigned>(fd) < kBitmapFds) {
     const std::uint64_t bit = std::uint64_t{1} << (fd % 64);
     if (ours)
@@ -67,6 +68,7 @@ std::shared_ptr<Node> FdTable::find(int fd) {
 }
 
 FileCell* FdTable::new_cell_locked(std::shared_ptr<uapi::OpenFile> file) {
+  mu_.assert_held();
   FileCell* cell = free_cells_;
   if (cell) {
     free_cells_ = cell->next_free;
@@ -79,6 +81,7 @@ FileCell* FdTable::new_cell_locked(std::shared_ptr<uapi::OpenFile> file) {
 }
 
 FileCell* FdTable::publish_locked(int fd, const Node* node) {
+  mu_.assert_held();
   if (fd < 0 || static_cast<unsigned>(fd) >= kBitmapFds) return nullptr;
   std::atomic<Slot*>& chunk_ptr = chunks_[fd / kChunkSlots];
   Slot* chunk = chunk_ptr.load(std::memory_order_relaxed);

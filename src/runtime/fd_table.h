@@ -32,6 +32,7 @@
 
 #include <pthread.h>
 
+#include "uiommufd/base/assert.h"
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/uapi/file.h"
 
@@ -51,13 +52,27 @@ struct Node {
 // pthread mutex with the static analysis annotations; lock()/unlock() are public for the fork handlers.
 class CAPABILITY("mutex") TableMutex {
  public:
-  void lock() ACQUIRE() { pthread_mutex_lock(&mu_); }
-  void unlock() RELEASE() { pthread_mutex_unlock(&mu_); }
+  void lock() ACQUIRE() {
+    pthread_mutex_lock(&mu_);
+    owner_.store(pthread_self(), std::memory_order_relaxed);
+  }
+  void unlock() RELEASE() {
+    owner_.store(pthread_t{}, std::memory_order_relaxed);
+    pthread_mutex_unlock(&mu_);
+  }
   // In a forked child, whose only thread may not be the one that locked it.
-  void reinit_in_child() { pthread_mutex_init(&mu_, nullptr); }
+  void reinit_in_child() {
+    owner_.store(pthread_t{}, std::memory_order_relaxed);
+    pthread_mutex_init(&mu_, nullptr);
+  }
+  // The plain mutex has no validator to ask, so it remembers its holder for the *_locked methods' check.
+  void assert_held() const ASSERT_CAPABILITY(this) {
+    UIOMMUFD_ASSERT(pthread_equal(owner_.load(std::memory_order_relaxed), pthread_self()));
+  }
 
  private:
   pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
+  std::atomic<pthread_t> owner_{};
 };
 
 class SCOPED_CAPABILITY TableGuard {

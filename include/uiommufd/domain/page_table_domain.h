@@ -156,19 +156,19 @@ class PageTableDomain : public Domain {
   unsigned pick_level(std::uint64_t va, PhysAddr pa, std::uint64_t remaining) const;
   // Descends to the table of `level` holding `iova`, allocating missing tables (ENOMEM) and failing with
   // EEXIST on a large entry above `level`.
-  Result<TableRef> walk_alloc(std::uint64_t iova, unsigned level);
+  Result<TableRef> walk_alloc(std::uint64_t iova, unsigned level) REQUIRES(mu_);
   // The entry that maps `iova`, or nullopt.
-  std::optional<Leaf> find(std::uint64_t iova) const;
+  std::optional<Leaf> find(std::uint64_t iova) const REQUIRES(mu_);
   // Clears every entry that maps memory in [start, last] below `table` (of `level`), freeing tables that
   // become empty. Large entries must lie wholly inside. Sets *holes when it meets an unmapped granule.
   // Returns the bytes cleared.
   std::uint64_t clear(std::uint64_t* table, unsigned level, std::uint64_t* count_slot, std::uint64_t start,
-                      std::uint64_t last, bool* holes);
+                      std::uint64_t last, bool* holes) REQUIRES(mu_);
   // Frees the empty tables on the path to `iova`, bottom up (after a failed map).
-  void prune(std::uint64_t iova);
-  void free_tree(std::uint64_t* table, unsigned level);
-  void free_table(std::uint64_t* table);
-  void note_violation(const char* what, std::uint64_t iova, std::uint64_t length);
+  void prune(std::uint64_t iova) REQUIRES(mu_);
+  void free_tree(std::uint64_t* table, unsigned level) REQUIRES(mu_);
+  void free_table(std::uint64_t* table) REQUIRES(mu_);
+  void note_violation(const char* what, std::uint64_t iova, std::uint64_t length) REQUIRES(mu_);
 
   const unsigned granule_shift_;
   const std::uint64_t granule_;
@@ -183,13 +183,13 @@ class PageTableDomain : public Domain {
   // point takes it, and the state below is touched only under it.
   mutable lockdep::Mutex mu_{lock_order::kDomainPageTable};
 
-  std::uint64_t* const root_;
-  std::uint64_t root_count_ = 0;  // the root's live-entry count, in table-pointer encoding
-  std::uint64_t tables_ = 1;
-  std::uint64_t large_entries_ = 0;
-  std::uint64_t mapped_bytes_ = 0;
-  std::uint64_t boundary_violations_ = 0;
-  bool violation_logged_ = false;
+  std::uint64_t* const root_ PT_GUARDED_BY(mu_);
+  std::uint64_t root_count_ GUARDED_BY(mu_) = 0;  // the root's live-entry count, in table-pointer encoding
+  std::uint64_t tables_ GUARDED_BY(mu_) = 1;
+  std::uint64_t large_entries_ GUARDED_BY(mu_) = 0;
+  std::uint64_t mapped_bytes_ GUARDED_BY(mu_) = 0;
+  std::uint64_t boundary_violations_ GUARDED_BY(mu_) = 0;
+  bool violation_logged_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace uiommufd

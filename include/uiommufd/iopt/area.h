@@ -8,6 +8,7 @@
 #include "uiommufd/base/ref_ptr.h"
 #include "uiommufd/base/slab.h"
 #include "uiommufd/iova/interval_tree.h"
+#include "uiommufd/lockdep/shared_mutex.h"
 #include "uiommufd/pages/pages.h"
 
 namespace uiommufd {
@@ -18,8 +19,9 @@ class Area : public SlabAllocated<Area> {
  public:
   // An area starts half-built: it reserves its IOVA range in the tree while its pages are filled into the
   // domains, and `pages` is published only when that is done. Unmap and copy refuse half-built areas.
-  Area(RefPtr<Pages> pages, std::uint64_t start_byte, int prot)
-      : pending_pages_(std::move(pages)), start_byte_(start_byte), prot_(prot) {}
+  // `iova_lock` is the IOVA lock of the I/O page table the area belongs to (IoPagetable's iova_rwsem).
+  Area(const lockdep::SharedMutex& iova_lock, RefPtr<Pages> pages, std::uint64_t start_byte, int prot)
+      : iova_lock_(iova_lock), pending_pages_(std::move(pages)), start_byte_(start_byte), prot_(prot) {}
 
   IntervalTreeNode node;
 
@@ -63,14 +65,29 @@ class Area : public SlabAllocated<Area> {
   }
   int prot() const { return prot_; }
 
+  // The IOVA lock, by the name the annotations use: a holder of its table's iova_rwsem asserts it
+  // through this (the analysis cannot see that the two are one lock).
+  const lockdep::SharedMutex& iova_lock() const RETURN_CAPABILITY(iova_lock_) { return iova_lock_; }
+
   // Set by unmap (iova_rwsem held for writing) before it notifies accesses; never cleared, as in the
   // kernel. New pins and rw on the area fail; unpins still work.
-  bool prevent_access = false;
-  // Pin records of accesses on this area. Changed by IoPagetable's access pin / unpin under the Pages
-  // mutex with iova_rwsem held for reading, so unmap can read it under iova_rwsem (write) alone.
-  std::uint32_t num_accesses = 0;
+  bool prevent_access GUARDED_BY(iova_lock_) = false;
+
+  // Pin records of accesses on this area, kept by IoPagetable's access pin and unpin.
+  std::uint32_t num_accesses() const REQUIRES_SHARED(iova_lock_) { return num_accesses_; }
+  // Changed under the IOVA lock held *shared* and the backing's pages mutex: the mutex orders the
+  // changers among themselves, and the shared IOVA lock keeps out unmap, which reads the count holding
+  // the IOVA lock exclusively. The analysis cannot express "shared lock plus another mutex" for a write,
+  // so it is off here; both locks are checked at run time instead.
+  void change_num_accesses(int delta) REQUIRES_SHARED(iova_lock_) NO_THREAD_SAFETY_ANALYSIS {
+    iova_lock_.assert_shared_held();
+    backing().mutex().assert_held();
+    num_accesses_ += delta;
+  }
 
  private:
+  const lockdep::SharedMutex& iova_lock_;
+  std::uint32_t num_accesses_ GUARDED_BY(iova_lock_) = 0;
   RefPtr<Pages> pages_;
   RefPtr<Pages> pending_pages_;
   std::uint64_t start_byte_;

@@ -246,6 +246,7 @@ class IoPagetable {
   template <typename F>
   bool walk_segments_locked(std::uint64_t iova, std::uint64_t last, F&& f) const
       REQUIRES_SHARED(iova_rwsem_) {
+    iova_rwsem_.assert_shared_held();
     const Interval range{iova, last};
     std::uint64_t cur = iova;
     for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {

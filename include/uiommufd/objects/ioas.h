@@ -77,7 +77,10 @@ class Ioas : public Object {
 
   lockdep::Mutex& mutex() RETURN_CAPABILITY(mu_) { return mu_; }
   // The paging HWPTs bound to this IOAS.
-  std::vector<HwPagetable*>& hwpts_locked() REQUIRES(mu_) { return hwpts_; }
+  std::vector<HwPagetable*>& hwpts_locked() REQUIRES(mu_) {
+    mu_.assert_held();
+    return hwpts_;
+  }
 
  protected:
   void destroy() override;
