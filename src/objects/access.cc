@@ -35,7 +35,7 @@ Status Access::change_ioas(Move move, Ioas* next) {
     if (move == Move::kReplace && !ioas_) return Status::error(ENOENT);
     if (move == Move::kDetach && !ioas_ && !ioas_unpin_) return {};
     // A move away from an IOAS is still calling back in another thread.
-    if (ioas_ != ioas_unpin_) return Status::error(EBUSY);
+    if (ioas_ != ioas_unpin_.get()) return Status::error(EBUSY);
     old = ioas_;
     if (old == next) return {};
     ioas_ = nullptr;  // no new pin or rw from here on; unpin still goes to ioas_unpin_
@@ -46,7 +46,8 @@ Status Access::change_ioas(Move move, Ioas* next) {
       }
     }
     if (!old) {
-      ioas_ = ioas_unpin_ = next_ref.release();
+      ioas_unpin_ = std::move(next_ref);
+      ioas_ = ioas_unpin_.get();
       return {};
     }
   }
@@ -58,8 +59,8 @@ Status Access::change_ioas(Move move, Ioas* next) {
   {
     lockdep::MutexGuard g(ioas_lock_);
     old->iopt().remove_access(this, alignment());
-    old->drop_user();
-    ioas_ = ioas_unpin_ = next_ref.release();
+    ioas_unpin_ = std::move(next_ref);  // gives the old IOAS's user back
+    ioas_ = ioas_unpin_.get();
   }
   moves_done_.bump();  // a destroy waiting for this move (EBUSY) can go on
   return {};
@@ -91,7 +92,7 @@ void Access::destroy(ObjectRef<Access> access) {
   Ioas* ioas;
   {
     lockdep::MutexGuard g(a->ioas_lock_);
-    ioas = a->ioas_unpin_;
+    ioas = a->ioas_unpin_.get();
   }
   // Waiting for callbacks in flight: what the validator must see, before anything can block.
   if (ioas) ioas->iopt().access_unmap().touch();

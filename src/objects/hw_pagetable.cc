@@ -13,10 +13,8 @@ Result<ObjectRef<HwPagetable>> HwPagetable::create_locked(Ioas& ioas, std::uniqu
   Context& ctx = ioas.context();
   auto* hwpt = new HwPagetable(ctx, ioas, std::move(domain), auto_domain);
   std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(hwpt)));
-  ioas.add_user();
   if (Status st = ioas.iopt().add_domain(hwpt->domain_.get()); !st.ok()) {
-    ioas.drop_user();
-    ctx.abort(id);
+    ctx.abort(id);  // freeing the HWPT gives its user of the IOAS back
     return st;
   }
   // The same lock as the caller's; the analysis cannot see that hwpt->ioas() is `ioas`.
@@ -73,7 +71,7 @@ void HwPagetable::remove_from_ioas() {
 
 void HwPagetable::destroy() {
   remove_from_ioas();
-  ioas_->drop_user();
+  ioas_.reset();
 }
 
 }  // namespace uiommufd

@@ -27,7 +27,7 @@ Result<SelftestObject::Ids> SelftestObject::create_mock_device(Context& ctx, std
     ctx.abort(id);
     return st;
   }
-  sobj->device_ = device->release();
+  sobj->device_ = std::move(*device);
   ctx.finalize(id);
   return ids;
 }
@@ -54,7 +54,7 @@ Result<SelftestObject::Ids> SelftestObject::create_mock_hwpt(Context& ctx, std::
     ctx.abort(id);
     return st;
   }
-  sobj->hwpt_ = hwpt->release();
+  sobj->hwpt_ = std::move(*hwpt);
   const Ids ids{id, sobj->hwpt_->id(), 0};
   ctx.finalize(id);
   return ids;
@@ -66,13 +66,11 @@ Result<std::uint32_t> SelftestObject::replace(std::uint32_t pt_id) {
 }
 
 void SelftestObject::destroy() {
-  if (device_) Device::unbind(ObjectRef<Device>(device_));
+  if (device_) Device::unbind(std::move(device_));
   if (hwpt_) {
     hwpt_->remove_from_ioas();
-    hwpt_->drop_user();
+    hwpt_.reset();
   }
-  device_ = nullptr;
-  hwpt_ = nullptr;
 }
 
 }  // namespace uiommufd

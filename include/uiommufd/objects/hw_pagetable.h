@@ -74,9 +74,12 @@ class HwPagetable : public Object {
 
  private:
   HwPagetable(Context& ctx, Ioas& ioas, std::unique_ptr<Domain> domain, bool auto_domain)
-      : Object(ctx, ObjectType::kHwptPaging), ioas_(&ioas), domain_(std::move(domain)), auto_domain_(auto_domain) {}
+      : Object(ctx, ObjectType::kHwptPaging),
+        ioas_(ObjectRef<Ioas>::hold(ioas)),
+        domain_(std::move(domain)),
+        auto_domain_(auto_domain) {}
 
-  Ioas* const ioas_;  // a user of the IOAS is held for the HWPT's lifetime
+  ObjectRef<Ioas> ioas_;  // a user of the IOAS, held until destroy() (or the object's freeing)
   std::unique_ptr<Domain> domain_;
   const bool auto_domain_;
   bool added_ GUARDED_BY(ioas().mutex()) = false;  // the domain is on the IOAS's IoPagetable

@@ -69,6 +69,11 @@ class ObjectRef {
   ObjectRef() = default;
   // Adopts a user already counted.
   explicit ObjectRef(T* obj) : obj_(obj) {}
+  // Takes a new user of `obj`: a long-term hold, as a member of the holding object.
+  static ObjectRef hold(T& obj) {
+    obj.add_user();
+    return ObjectRef(&obj);
+  }
   ObjectRef(ObjectRef&& o) noexcept : obj_(std::exchange(o.obj_, nullptr)) {}
   ObjectRef& operator=(ObjectRef&& o) noexcept {
     reset();

@@ -48,8 +48,10 @@ class SelftestObject : public Object {
   explicit SelftestObject(Context& ctx) : Object(ctx, ObjectType::kSelftest) {}
 
   // Exactly one is set once the object is published; each holds a user.
-  Device* device_ = nullptr;
-  HwPagetable* hwpt_ = nullptr;
+  // The driver's reference to its device, and the v6.2 domain's HWPT: each one user, given back by
+  // destroy().
+  ObjectRef<Device> device_;
+  ObjectRef<HwPagetable> hwpt_;
 };
 
 }  // namespace uiommufd
