@@ -35,6 +35,18 @@ void futex_wake_all(const std::atomic<std::uint32_t>& word) {
           nullptr, nullptr, 0);
 }
 
+bool WaitWord::Waiter::wait(std::chrono::steady_clock::time_point deadline) {
+  bool in_time = true;
+  while (w_.word_.load(std::memory_order_seq_cst) == seen_) {
+    if (!futex_wait_until(w_.word_, seen_, deadline)) {
+      in_time = false;
+      break;
+    }
+  }
+  seen_ = w_.word_.load(std::memory_order_seq_cst);
+  return in_time;
+}
+
 bool WaitWord::wait_change(std::uint32_t seen, std::chrono::steady_clock::time_point deadline) const {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
   bool in_time = true;

@@ -66,19 +66,29 @@ TEST(WaitWordTest, AWaiterBurnsNoCpuWhileItWaits) {
   EXPECT_LT(used, 5ms) << used.count() << " us of CPU while waiting 300 ms";
 }
 
-TEST(WaitWordTest, AnOwnerKeepsACountInTheWordAndWakesByHand) {
-  WaitWord users(3);
+TEST(WaitWordTest, AWaiterForAConditionKeptElsewhereIsWokenByNotify) {
+  // The pattern of a destroy waiting for a count held by another object: announce, read, wait.
+  WaitWord w;
+  std::atomic<std::uint32_t> users{3};
   std::thread dropper([&] {
     std::this_thread::sleep_for(10ms);
-    users.word().fetch_sub(1);
-    users.wake();
+    users.fetch_sub(1, std::memory_order_seq_cst);
+    w.notify();
   });
-  std::uint32_t seen = users.load();
-  while (seen != 2) {
-    ASSERT_TRUE(users.wait_change(seen, Clock::now() + 60s));
-    seen = users.load();
-  }
+  WaitWord::Waiter waiter(w);
+  while (users.load(std::memory_order_seq_cst) != 2) ASSERT_TRUE(waiter.wait(Clock::now() + 60s));
   dropper.join();
+}
+
+TEST(WaitWordTest, NotifyWithNobodyWaitingLeavesTheWordAlone) {
+  WaitWord w(5);
+  w.notify();
+  EXPECT_EQ(w.load(), 5u);
+  WaitWord::Waiter waiter(w);
+  w.notify();
+  EXPECT_EQ(w.load(), 6u);
+  EXPECT_TRUE(waiter.wait(Clock::now() + 60s));  // the notify after the announcement is seen
+  EXPECT_FALSE(waiter.wait(Clock::now() + 10ms));
 }
 
 }  // namespace

@@ -61,8 +61,10 @@ Status Access::change_ioas(Move move, Ioas* next) {
     old->iopt().remove_access(this, alignment());
     ioas_unpin_ = std::move(next_ref);  // gives the old IOAS's user back
     ioas_ = ioas_unpin_.get();
+    // Under the lock: a destroy waiting for this move frees the access after taking the lock itself, so
+    // the wake-up is over before the access can go.
+    moves_done_.bump();
   }
-  moves_done_.bump();  // a destroy waiting for this move (EBUSY) can go on
   return {};
 }
 

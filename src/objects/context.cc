@@ -67,6 +67,7 @@ Context::~Context() {
 Result<std::uint32_t> Context::reserve(std::unique_ptr<Object> obj) {
   TRY(inject(g_fault_alloc));
   obj->ctx_ = this;
+  obj->destroy_wait_ = &destroy_wait_;
   lockdep::MutexGuard g(mu_);
   std::uint32_t id = 1;
   while (id < slots_.size() && slots_[id].obj) ++id;
@@ -145,7 +146,7 @@ Status Context::lookup(std::uint32_t id, ObjectType type, Object** out) {
 bool Context::remove_if_users(Object* obj, std::uint32_t expected_users) {
   lockdep::MutexGuard g(mu_);
   std::uint32_t expected = expected_users;
-  if (!obj->users_.word().compare_exchange_strong(expected, 0)) return false;
+  if (!obj->users_.compare_exchange_strong(expected, 0)) return false;
   // The slot keeps the object until free_object(); clearing `published` hides it now.
   slots_[obj->id_].published = false;
   publish_locked(obj->id_, nullptr);
@@ -169,7 +170,7 @@ Status Context::destroy(std::uint32_t id) {
     if (id >= slots_.size() || !slots_[id].obj || !slots_[id].published) return Status::error(ENOENT);
     obj = slots_[id].obj.get();
     std::uint32_t expected = 1;
-    if (!obj->users_.word().compare_exchange_strong(expected, 0)) return Status::error(EBUSY);
+    if (!obj->users_.compare_exchange_strong(expected, 0)) return Status::error(EBUSY);
     slots_[id].published = false;
     publish_locked(id, nullptr);
     if (vfio_ioas_id_ == id) vfio_ioas_id_ = 0;
@@ -198,10 +199,10 @@ bool Context::destroy_user(Object* obj) {
   // The caller's user plus the table's. Operations in flight hold more; they finish quickly (none waits
   // for the caller), and each one's drop_user() wakes this wait.
   const auto deadline = std::chrono::steady_clock::now() + kDestroyWaitLimit;
+  WaitWord::Waiter waiter(destroy_wait_);  // before the first look at the count, so no drop is missed
   for (;;) {
-    const std::uint32_t seen = obj->users();
     if (remove_if_users(obj, 2)) break;
-    if (!obj->users_.wait_change(seen, deadline)) {
+    if (!waiter.wait(deadline)) {
       // The kernel's iommufd_object_dec_wait(): a user that never goes is a bug; the object stays for
       // close() to free, and the caller's user is given back.
       UIOMMUFD_LOG(LogLevel::kError, "%s %u: still in use after %lld s; left for close",

@@ -105,6 +105,9 @@ class Context {
   std::vector<std::unique_ptr<PublishedTable>> tables_ GUARDED_BY(mu_);
   std::uint32_t vfio_ioas_id_ GUARDED_BY(mu_) = 0;
   std::atomic<bool> mm_mode_{false};
+  // Where destroy_user() sleeps and every object's drop_user() wakes it (the kernel's ictx->destroy_wait):
+  // on the Context, which outlives its objects.
+  WaitWord destroy_wait_;
 };
 
 }  // namespace uiommufd

@@ -29,22 +29,25 @@ class Object {
   ObjectType type() const { return type_; }
   std::uint32_t id() const { return id_; }
   Context& context() const { return *ctx_; }
-  std::uint32_t users() const { return users_.word().load(std::memory_order_acquire); }
+  std::uint32_t users() const { return users_.load(std::memory_order_acquire); }
 
   // A long-term reference, held by another object or a driver (released with drop_user()).
-  void add_user() { users_.word().fetch_add(1, std::memory_order_acq_rel); }
+  void add_user() { users_.fetch_add(1, std::memory_order_acq_rel); }
   // A user unless the object is being destroyed (users already 0): what a short-term holder takes.
   bool try_add_user() {
-    std::uint32_t u = users_.word().load(std::memory_order_acquire);
+    std::uint32_t u = users_.load(std::memory_order_acquire);
     do {
       if (u == 0) return false;
-    } while (!users_.word().compare_exchange_weak(u, u + 1, std::memory_order_acq_rel));
+    } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acq_rel));
     return true;
   }
-  // Wakes a destroy waiting for this object's operations in flight (Context::destroy_user()).
+  // Wakes a destroy waiting for this object's operations in flight (Context::destroy_user()), through
+  // the Context's wait word: the object itself may be freed the moment the count drops, so nothing of it
+  // is touched after that.
   void drop_user() {
-    users_.word().fetch_sub(1, std::memory_order_seq_cst);
-    users_.wake();
+    WaitWord* const destroy_wait = destroy_wait_;
+    users_.fetch_sub(1, std::memory_order_seq_cst);
+    if (destroy_wait) destroy_wait->notify();
   }
 
  protected:
@@ -59,7 +62,8 @@ class Object {
   Context* ctx_;
   ObjectType type_;
   std::uint32_t id_ = 0;
-  WaitWord users_{1};
+  std::atomic<std::uint32_t> users_{1};
+  WaitWord* destroy_wait_ = nullptr;  // the Context's, from reserve() on
 };
 
 // A reference that drops one user when it goes: what a lookup returns.
