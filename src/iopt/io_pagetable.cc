@@ -11,6 +11,7 @@
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/log.h"
+#include "uiommufd/base/reserve.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/iova/iova_allocator.h"
 #include "uiommufd/iova/span_iterator.h"
@@ -303,15 +304,25 @@ void IoPagetable::notify_accesses(Interval range) {
   // the callbacks; access destroy touches it. A driver lock taken here and held across destroy is then a
   // reported cycle.
   lockdep::MapRecursiveSharedGuard inside(access_unmap_);
-  std::vector<AccessHook*> live;
-  {
-    lockdep::MutexGuard g(access_list_mu_);
-    for (AccessHook* a : accesses_)
-      if (a->try_get()) live.push_back(a);
-  }
-  for (AccessHook* a : live) {
-    a->unmap_callback(range.start, range.last - range.start + 1);
-    a->put();
+  // In batches of a fixed size, so that an unmap never needs memory for this. An access that leaves the
+  // list between batches may shift one behind it past the next batch's start; that one still holds its
+  // pins then, and the unmap's next notify round reaches it.
+  constexpr std::size_t kBatch = 16;
+  for (std::size_t next = 0;;) {
+    AccessHook* live[kBatch];
+    std::size_t n = 0;
+    bool more = false;
+    {
+      lockdep::MutexGuard g(access_list_mu_);
+      for (; next < accesses_.size() && n < kBatch; ++next)
+        if (accesses_[next]->try_get()) live[n++] = accesses_[next];
+      more = next < accesses_.size();
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      live[i]->unmap_callback(range.start, range.last - range.start + 1);
+      live[i]->put();
+    }
+    if (!more) return;
   }
 }
 
@@ -320,6 +331,11 @@ void IoPagetable::notify_accesses(Interval range) {
 Status IoPagetable::add_access(AccessHook* access, std::uint64_t alignment) {
   lockdep::WriteGuard d(domains_rwsem_);
   lockdep::WriteGuard g(iova_rwsem_);
+  {
+    lockdep::MutexGuard l(access_list_mu_);
+    TRY(reserve_more(accesses_));
+  }
+  TRY(reserve_more(required_alignments_));
   // The access's alignment joins the others; every area must already meet the result.
   required_alignments_.push_back(alignment);
   std::uint64_t a = compute_alignment_locked(domains_, large_pages_.load());
@@ -422,7 +438,12 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     // A Pages window is contiguous, so the handles follow from the first page's.
     const PhysAddr phys = pages.page_phys(first);
     const std::size_t at = out->size(), n = last_index - first + 1;
-    out->resize(at + n);
+    try {
+      out->resize(at + n);
+    } catch (const std::bad_alloc&) {
+      st = Status::error(ENOMEM);  // this segment's record is undone with the others'
+      return false;
+    }
     fill_handles(out->data() + at, n, phys, host);
     return true;
   });
@@ -546,6 +567,11 @@ Status IoPagetable::add_domain(Domain* domain) {
   lockdep::WriteGuard g(iova_rwsem_);
   if (std::find(domains_.begin(), domains_.end(), domain) != domains_.end()) return Status::error(EEXIST);
   if (domain->granule() > kPageSize) return Status::error(EINVAL);
+  // Room for everything this records, before it changes anything.
+  TRY(reserve_more(domains_));
+  TRY(reserve_more(reserved_nodes_, 2));
+  std::vector<Area*> filled;
+  TRY(reserve_more(filled, areas_.size()));
   std::vector<Domain*> with = domains_;
   with.push_back(domain);
   std::uint64_t alignment = compute_alignment_locked(with, large_pages_.load());
@@ -562,7 +588,6 @@ Status IoPagetable::add_domain(Domain* domain) {
 
   // Fill from every published area. The first domain pins; later ones map what is already pinned.
   bool first_domain = domains_.empty();
-  std::vector<Area*> filled;
   for (IntervalTreeNode* n = areas_.first(); n && st.ok(); n = areas_.next(n)) {
     Area* a = area_of(n);
     if (!a->pages()) continue;
@@ -615,6 +640,7 @@ Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
   if (intersects_locked(areas_, range) || intersects_locked(allowed_, range))
     return Status::error(EADDRINUSE);
   TRY(inject(g_fault_alloc_reserved));
+  TRY(reserve_more(reserved_nodes_));
   auto r = std::make_unique<Reserved>();
   r->node.range = range;
   r->owner = owner;
@@ -649,6 +675,7 @@ void IoPagetable::remove_reserved(const void* owner) {
 
 Status IoPagetable::set_allowed(const std::vector<Interval>& ranges) {
   std::vector<std::unique_ptr<Allowed>> nodes;
+  nodes.reserve(ranges.size());  // push_back below must not throw while `tree` holds the node
   IntervalTree tree;
   for (const Interval& r : ranges) {
     if (r.start >= r.last || tree.first_overlap(r)) {

@@ -200,7 +200,7 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
 
   // Count first, so the 0 → 1 runs are known; every exit below that fails undoes exactly this add.
   std::vector<Interval> newly;
-  pins_.add(first, last, &newly);
+  TRY(pins_.add(first, last, &newly));
   if (newly.empty()) return Status();  // already pinned by other users: nothing to fault in or charge
 
   if (Status st = inject(g_fault_pages_pin); !st.ok()) {
@@ -257,7 +257,7 @@ Status Pages::lock_run_locked(const Interval& run) {
   LockedPages& locked = LockedPages::get();
   lockdep::MutexGuard g(locked.mu);
   std::vector<Interval> fresh;
-  locked.users.add(page0, page0 + run.length() - 1, &fresh);
+  TRY(locked.users.add(page0, page0 + run.length() - 1, &fresh));
   for (std::size_t i = 0; i < fresh.size(); ++i) {
     Status st = mm_->lock(fresh[i].start << kPageShift, fresh[i].length() << kPageShift);
     if (!st.ok()) {
@@ -329,8 +329,16 @@ Status Pages::add_access_locked(std::uint64_t first, std::uint64_t last) {
     ++it->second;
     return {};
   }
-  TRY(pin_locked(first, last));
-  access_records_.emplace(std::make_pair(first, last), 1u);
+  // The record first: making it is what can run out of memory, and taking it back cannot fail.
+  try {
+    it = access_records_.emplace(std::make_pair(first, last), 1u).first;
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  if (Status st = pin_locked(first, last); !st.ok()) {
+    access_records_.erase(it);
+    return st;
+  }
   return {};
 }
 

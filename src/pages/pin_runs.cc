@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <iterator>
 #include <limits>
+#include <new>
 
 #include "uiommufd/base/assert.h"
+#include "uiommufd/base/try.h"
 
 namespace uiommufd {
 
@@ -23,6 +25,30 @@ void append_merged(std::vector<Interval>* out, std::uint64_t first, std::uint64_
 }
 }  // namespace
 
+Status PinRuns::reserve_nodes(std::size_t n) {
+  try {
+    while (spares_.size() < n) spares_.emplace(0, Run{0, 0});
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  return {};
+}
+
+PinRuns::Map::iterator PinRuns::insert_run(Map::iterator hint, std::uint64_t key, Run run) {
+  if (spares_.empty()) return runs_.emplace_hint(hint, key, run);
+  Spares::node_type node = spares_.extract(spares_.begin());
+  node.key() = key;
+  node.mapped() = run;
+  return runs_.insert(hint, std::move(node));
+}
+
+PinRuns::Map::iterator PinRuns::erase_run(Map::iterator it) {
+  if (spares_.size() >= kMaxSpares) return runs_.erase(it);
+  auto next = std::next(it);
+  spares_.insert(runs_.extract(it));
+  return next;
+}
+
 PinRuns::Map::iterator PinRuns::split_at(std::uint64_t index) {
   auto it = runs_.lower_bound(index);
   if (it != runs_.end() && it->first == index) return it;
@@ -32,7 +58,7 @@ PinRuns::Map::iterator PinRuns::split_at(std::uint64_t index) {
   // prev covers index and starts before it: cut it in two.
   Run tail{prev->second.last, prev->second.users};
   prev->second.last = index - 1;
-  return runs_.emplace_hint(it, index, tail);
+  return insert_run(it, index, tail);
 }
 
 void PinRuns::merge_range(std::uint64_t first, std::uint64_t last) {
@@ -44,16 +70,33 @@ void PinRuns::merge_range(std::uint64_t first, std::uint64_t last) {
     if (next != runs_.end() && it->second.last != kMaxIndex && it->second.last + 1 == next->first &&
         it->second.users == next->second.users) {
       it->second.last = next->second.last;
-      runs_.erase(next);
+      erase_run(next);
       continue;  // the grown run may touch the one after as well
     }
     it = next;
   }
 }
 
-void PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned) {
+Status PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned) {
   UIOMMUFD_ASSERT(first <= last);
-  if (newly_pinned != nullptr) newly_pinned->clear();
+  // Everything that can fail comes first. The range overlaps k runs: at most k + 1 gaps get a node each,
+  // and the two splits one each.
+  std::size_t k = 0;
+  {
+    auto r = runs_.upper_bound(first);
+    if (r != runs_.begin() && std::prev(r)->second.last >= first) r = std::prev(r);
+    for (; r != runs_.end() && r->first <= last; ++r) ++k;
+  }
+  if (newly_pinned != nullptr) {
+    newly_pinned->clear();
+    try {
+      newly_pinned->reserve(k + 1);
+    } catch (const std::bad_alloc&) {
+      return Status::error(ENOMEM);
+    }
+  }
+  TRY(reserve_nodes(k + 3 + kRemoveReserve));
+
   auto it = split_at(first);
   if (last != kMaxIndex) split_at(last + 1);  // map iterators survive insertion, so `it` stays valid
 
@@ -69,7 +112,7 @@ void PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interval>
     } else {
       // A gap: every index in it goes 0 → 1.
       seg_last = (it != runs_.end() && it->first <= last) ? it->first - 1 : last;
-      runs_.emplace_hint(it, cursor, Run{seg_last, 1});
+      insert_run(it, cursor, Run{seg_last, 1});
       pinned_pages_ += seg_last - cursor + 1;
       append_merged(newly_pinned, cursor, seg_last);
     }
@@ -77,6 +120,7 @@ void PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interval>
     cursor = seg_last + 1;
   }
   merge_range(first, last);
+  return {};
 }
 
 void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_unpinned) {
@@ -96,7 +140,7 @@ void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interv
     if (--it->second.users == 0) {
       pinned_pages_ -= seg_last - cursor + 1;
       append_merged(newly_unpinned, cursor, seg_last);
-      it = runs_.erase(it);
+      it = erase_run(it);
     } else {
       ++it;
     }
@@ -104,6 +148,8 @@ void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interv
     cursor = seg_last + 1;
   }
   merge_range(first, last);
+  // Best effort: the next remove() finds its two nodes in the pool unless memory is short right now.
+  (void)reserve_nodes(kRemoveReserve);
 }
 
 std::uint32_t PinRuns::users(std::uint64_t index) const {

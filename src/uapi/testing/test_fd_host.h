@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 
 #include "uiommufd/uapi/file.h"
 
@@ -31,8 +32,13 @@ class TestFdHost : public FdHost {
   Result<int> install(std::shared_ptr<OpenFile> file) override {
     int fd = ::eventfd(0, EFD_CLOEXEC);
     if (fd < 0) return Status::error(errno);
-    std::lock_guard<std::mutex> g(mu_);
-    files_[fd] = std::move(file);
+    try {
+      std::lock_guard<std::mutex> g(mu_);
+      files_[fd] = std::move(file);
+    } catch (const std::bad_alloc&) {
+      ::close(fd);
+      return Status::error(ENOMEM);
+    }
     return fd;
   }
   std::shared_ptr<OpenFile> lookup(int fd) override {
