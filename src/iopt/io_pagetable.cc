@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <new>
 #include <string>
 #include <thread>
 
@@ -85,10 +86,12 @@ Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint6
   }
   // Areas are allocated before any lock is taken.
   std::vector<std::unique_ptr<Area>> areas;
-  areas.reserve(chunks.size());
+  TRY(reserve_more(areas, chunks.size()));
   for (const PagesChunk& c : chunks) {
     TRY(inject(g_fault_alloc_area));
-    areas.push_back(std::make_unique<Area>(c.pages, c.start_byte, prot));
+    std::unique_ptr<Area> area(new (std::nothrow) Area(c.pages, c.start_byte, prot));
+    if (!area) return Status::error(ENOMEM);
+    areas.push_back(std::move(area));  // within the capacity reserved above
   }
 
   std::uint64_t start = 0;
@@ -572,7 +575,9 @@ Status IoPagetable::add_domain(Domain* domain) {
   TRY(reserve_more(reserved_nodes_, 2));
   std::vector<Area*> filled;
   TRY(reserve_more(filled, areas_.size()));
-  std::vector<Domain*> with = domains_;
+  std::vector<Domain*> with;
+  TRY(reserve_more(with, domains_.size() + 1));
+  with = domains_;  // within capacity: no allocation
   with.push_back(domain);
   std::uint64_t alignment = compute_alignment_locked(with, large_pages_.load());
   TRY(check_areas_aligned_locked(alignment));
@@ -641,7 +646,8 @@ Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
     return Status::error(EADDRINUSE);
   TRY(inject(g_fault_alloc_reserved));
   TRY(reserve_more(reserved_nodes_));
-  auto r = std::make_unique<Reserved>();
+  std::unique_ptr<Reserved> r(new (std::nothrow) Reserved());
+  if (!r) return Status::error(ENOMEM);
   r->node.range = range;
   r->owner = owner;
   reserved_.insert(&r->node);
@@ -751,9 +757,11 @@ Status IoPagetable::split_area_locked(Area* area, std::uint64_t iova) {
   // Both halves must be areas that map_chunks could have created.
   if (right_start % iova_alignment_ || right_start_byte % iova_alignment_) return Status::error(EINVAL);
   TRY(inject(g_fault_alloc_area));
-  auto left = std::make_unique<Area>(area->pages(), area->start_byte(), area->prot());
+  std::unique_ptr<Area> left(new (std::nothrow) Area(area->pages(), area->start_byte(), area->prot()));
+  if (!left) return Status::error(ENOMEM);
   TRY(inject(g_fault_alloc_area));
-  auto right = std::make_unique<Area>(area->pages(), right_start_byte, area->prot());
+  std::unique_ptr<Area> right(new (std::nothrow) Area(area->pages(), right_start_byte, area->prot()));
+  if (!right) return Status::error(ENOMEM);
   // Pin records are kept per byte range of the area that made them; a record cannot be divided.
   if (area->num_accesses) return Status::error(EINVAL);
   // A filled area may sit in large IOPTEs, which a domain cannot unmap in parts. With large pages off,
