@@ -57,16 +57,12 @@ struct World {
     return host->ioctl(on < 0 ? fd : on, cmd, arg) < 0 ? errno : 0;
   }
   int test(iommu_test_cmd& c) { return call(IOMMU_TEST_CMD, &c); }
-  std::uint64_t va(std::size_t page = 0) const { return reinterpret_cast<std::uint64_t>(mem) + page * kPageSize; }
+  std::uint64_t va(std::size_t page = 0) const {
+    return reinterpret_cast<std::uint64_t>(mem) + page * kPageSize;
+  }
 };
 
-iommu_test_cmd make_cmd(std::uint32_t op, std::uint32_t id) {
-  iommu_test_cmd c{};
-  c.size = sizeof(c);
-  c.op = op;
-  c.id = id;
-  return c;
-}
+using testing::make_test_cmd;
 
 // What must not change across a failed run.
 struct Snapshot {
@@ -131,7 +127,7 @@ int map(World& w, std::uint32_t ioas, std::uint64_t iova, std::size_t first_page
   return w.call(IOMMU_IOAS_MAP, &m);
 }
 int mock_domain(World& w, std::uint32_t ioas, std::uint32_t size = sizeof(iommu_test_cmd)) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas);
   c.size = size;
   const int e = w.test(c);
   if (e == 0) {
@@ -141,14 +137,14 @@ int mock_domain(World& w, std::uint32_t ioas, std::uint32_t size = sizeof(iommu_
   return e;
 }
 int create_access(World& w, std::uint32_t flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, w.ioas);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_CREATE_ACCESS, w.ioas);
   c.create_access.flags = flags;
   const int e = w.test(c);
   if (e == 0) w.access = static_cast<int>(c.create_access.out_access_fd);
   return e;
 }
 int access_pages(World& w, std::uint64_t iova, std::size_t pages, std::size_t first_page) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ACCESS_PAGES, static_cast<std::uint32_t>(w.access));
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_ACCESS_PAGES, static_cast<std::uint32_t>(w.access));
   c.access_pages.iova = iova;
   c.access_pages.length = pages * kPageSize;
   c.access_pages.uptr = w.va(first_page);
@@ -161,11 +157,24 @@ int set_compat_ioas(World& w) {
   return w.call(IOMMU_VFIO_IOAS, &v);
 }
 
-// An iommufd with an IOAS carrying a mock domain and 16 pages mapped at kIova.
-void mapped_world(World& w) {
+// An iommufd with an empty IOAS.
+void ioas_world(World& w) {
   open_fd(w);
   w.ioas = alloc_ioas(w);
+}
+// The same with a mock domain attached.
+void domain_world(World& w) {
+  ioas_world(w);
   ASSERT_EQ(mock_domain(w, w.ioas), 0);
+}
+// An IOAS with 16 pages mapped at kIova and no domain.
+void unattached_world(World& w) {
+  ioas_world(w);
+  ASSERT_EQ(map(w, w.ioas, kIova, 0, 16), 0);
+}
+// An IOAS carrying a mock domain and 16 pages mapped at kIova.
+void mapped_world(World& w) {
+  domain_world(w);
   ASSERT_EQ(map(w, w.ioas, kIova, 0, 16), 0);
 }
 // The same, plus a pinning access attached to the IOAS with 2 pages pinned.
@@ -214,26 +223,9 @@ std::vector<Operation> operations() {
                    return w.call(IOMMU_DESTROY, &d);
                  },
                  true});
-  ops.push_back({"map",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                   ASSERT_EQ(mock_domain(w, w.ioas), 0);
-                 },
-                 [](World& w) { return map(w, w.ioas, 0, 0, 16, kRW); }});
-  ops.push_back({"map_no_domain",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                 },
-                 [](World& w) { return map(w, w.ioas, kIova, 0, 16); }});
-  ops.push_back({"map_file",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                   ASSERT_EQ(mock_domain(w, w.ioas), 0);
-                 },
-                 [](World& w) {
+  ops.push_back({"map", domain_world, [](World& w) { return map(w, w.ioas, 0, 0, 16, kRW); }});
+  ops.push_back({"map_no_domain", ioas_world, [](World& w) { return map(w, w.ioas, kIova, 0, 16); }});
+  ops.push_back({"map_file", domain_world, [](World& w) {
                    iommu_ioas_map_file m{sizeof(m), kRW, w.ioas, w.memfd, 0, 8 * kPageSize, 0};
                    return w.call(IOMMU_IOAS_MAP_FILE, &m);
                  }});
@@ -246,44 +238,31 @@ std::vector<Operation> operations() {
                    w.stdev = stdev;
                  },
                  [](World& w) {
-                   iommu_ioas_copy c{sizeof(c), kRW, w.ioas2, w.ioas, 8 * kPageSize, 0, kIova + 4 * kPageSize};
+                   iommu_ioas_copy c{
+                       sizeof(c), kRW, w.ioas2, w.ioas, 8 * kPageSize, 0, kIova + 4 * kPageSize};
                    return w.call(IOMMU_IOAS_COPY, &c);
                  }});
-  ops.push_back({"unmap", mapped_world,
-                 [](World& w) {
+  ops.push_back({"unmap", mapped_world, [](World& w) {
                    iommu_ioas_unmap u{sizeof(u), w.ioas, kIova, 16 * kPageSize};
                    return w.call(IOMMU_IOAS_UNMAP, &u);
                  }});
-  ops.push_back({"unmap_all_with_access_pins", pinned_world,
-                 [](World& w) {
+  ops.push_back({"unmap_all_with_access_pins", pinned_world, [](World& w) {
                    iommu_ioas_unmap u{sizeof(u), w.ioas, 0, kUlongMax};
                    return w.call(IOMMU_IOAS_UNMAP, &u);
                  }});
-  ops.push_back({"allow_iovas",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                 },
-                 [](World& w) {
+  ops.push_back({"allow_iovas", ioas_world, [](World& w) {
                    const iommu_iova_range r[3] = {{kIova, kIova + (1 << 20) - 1},
                                                   {kIova + (4 << 20), kIova + (8 << 20) - 1},
                                                   {kIova + (16 << 20), kIova + (32 << 20) - 1}};
                    iommu_ioas_allow_iovas a{sizeof(a), w.ioas, 3, 0, reinterpret_cast<std::uint64_t>(r)};
                    return w.call(IOMMU_IOAS_ALLOW_IOVAS, &a);
                  }});
-  ops.push_back({"iova_ranges", mapped_world,
-                 [](World& w) {
+  ops.push_back({"iova_ranges", mapped_world, [](World& w) {
                    iommu_iova_range r[4]{};
                    iommu_ioas_iova_ranges q{sizeof(q), w.ioas, 4, 0, reinterpret_cast<std::uint64_t>(r), 0};
                    return w.call(IOMMU_IOAS_IOVA_RANGES, &q);
                  }});
-  ops.push_back({"option_huge_pages_off",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                   ASSERT_EQ(mock_domain(w, w.ioas), 0);
-                 },
-                 [](World& w) {
+  ops.push_back({"option_huge_pages_off", domain_world, [](World& w) {
                    iommu_option o{sizeof(o), IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, 0, w.ioas, 0};
                    return w.call(IOMMU_OPTION, &o);
                  }});
@@ -292,25 +271,9 @@ std::vector<Operation> operations() {
                    iommu_option o{sizeof(o), IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_OP_GET, 0, 0, 0};
                    return w.call(IOMMU_OPTION, &o);
                  }});
-  ops.push_back({"vfio_ioas_set",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                 },
-                 [](World& w) { return set_compat_ioas(w); }});
-  ops.push_back({"mock_domain",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                   ASSERT_EQ(map(w, w.ioas, kIova, 0, 16), 0);
-                 },
-                 [](World& w) { return mock_domain(w, w.ioas); }});
-  ops.push_back({"mock_domain_v62",
-                 [](World& w) {
-                   open_fd(w);
-                   w.ioas = alloc_ioas(w);
-                   ASSERT_EQ(map(w, w.ioas, kIova, 0, 16), 0);
-                 },
+  ops.push_back({"vfio_ioas_set", ioas_world, [](World& w) { return set_compat_ioas(w); }});
+  ops.push_back({"mock_domain", unattached_world, [](World& w) { return mock_domain(w, w.ioas); }});
+  ops.push_back({"mock_domain_v62", unattached_world,
                  [](World& w) { return mock_domain(w, w.ioas, kTestCmdV62Size); }});
   ops.push_back({"mock_domain_replace",
                  [](World& w) {
@@ -319,28 +282,25 @@ std::vector<Operation> operations() {
                    ASSERT_EQ(map(w, w.ioas2, kIova, 16, 8), 0);
                  },
                  [](World& w) {
-                   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, w.stdev);
+                   iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, w.stdev);
                    c.mock_domain_replace.pt_id = w.ioas2;
                    return w.test(c);
                  }});
-  ops.push_back({"add_reserved", mapped_world,
-                 [](World& w) {
-                   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ADD_RESERVED, w.ioas);
+  ops.push_back({"add_reserved", mapped_world, [](World& w) {
+                   iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_ADD_RESERVED, w.ioas);
                    c.add_reserved.start = kIova + (64 << 20);
                    c.add_reserved.length = 1 << 20;
                    return w.test(c);
                  }});
-  ops.push_back({"md_check_map", mapped_world,
-                 [](World& w) {
-                   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_MAP, w.hwpt);
+  ops.push_back({"md_check_map", mapped_world, [](World& w) {
+                   iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MD_CHECK_MAP, w.hwpt);
                    c.check_map.iova = kIova;
                    c.check_map.length = 16 * kPageSize;
                    c.check_map.uptr = w.va();
                    return w.test(c);
                  }});
-  ops.push_back({"md_check_refs", mapped_world,
-                 [](World& w) {
-                   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
+  ops.push_back({"md_check_refs", mapped_world, [](World& w) {
+                   iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
                    c.check_refs.length = 16 * kPageSize;
                    c.check_refs.uptr = w.va();
                    c.check_refs.refs = 1;
@@ -355,16 +315,17 @@ std::vector<Operation> operations() {
                  [](World& w) { return access_pages(w, kIova + 2 * kPageSize, 4, 2); }});
   ops.push_back({"destroy_access_pages", pinned_world,
                  [](World& w) {
-                   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(w.access));
+                   iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
+                                                    static_cast<std::uint32_t>(w.access));
                    c.destroy_access_pages.access_pages_id = w.pages_id;
                    return w.test(c);
                  },
                  true});
-  ops.push_back({"access_rw_slow_path", pinned_world,
-                 [](World& w) {
+  ops.push_back({"access_rw_slow_path", pinned_world, [](World& w) {
                    char buf[3 * 1024];
                    std::memset(buf, 0x5a, sizeof(buf));
-                   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ACCESS_RW, static_cast<std::uint32_t>(w.access));
+                   iommu_test_cmd c =
+                       make_test_cmd(IOMMU_TEST_OP_ACCESS_RW, static_cast<std::uint32_t>(w.access));
                    c.access_rw.iova = kIova + kPageSize - 100;
                    c.access_rw.length = sizeof(buf);
                    c.access_rw.uptr = reinterpret_cast<std::uint64_t>(buf);
@@ -378,7 +339,8 @@ std::vector<Operation> operations() {
                    w.ioas2 = alloc_ioas(w);
                  },
                  [](World& w) {
-                   iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(w.access));
+                   iommu_test_cmd c =
+                       make_test_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(w.access));
                    c.access_replace_ioas.ioas_id = w.ioas2;
                    return w.test(c);
                  }});
@@ -399,32 +361,36 @@ std::vector<Operation> operations() {
                    return e;
                  },
                  true});
-  ops.push_back({"vfio_set_iommu_type1", vfio_world,
-                 [](World& w) { return w.host->ioctl(w.fd, VFIO_SET_IOMMU, reinterpret_cast<void*>(VFIO_TYPE1_IOMMU)) < 0 ? errno : 0; }});
-  ops.push_back({"vfio_check_extension_cc", vfio_world,
-                 [](World& w) {
-                   return w.host->ioctl(w.fd, VFIO_CHECK_EXTENSION, reinterpret_cast<void*>(VFIO_DMA_CC_IOMMU)) < 0 ? errno : 0;
+  ops.push_back({"vfio_set_iommu_type1", vfio_world, [](World& w) {
+                   return w.host->ioctl(w.fd, VFIO_SET_IOMMU, reinterpret_cast<void*>(VFIO_TYPE1_IOMMU)) < 0
+                              ? errno
+                              : 0;
                  }});
-  ops.push_back({"vfio_get_info", vfio_world,
-                 [](World& w) {
+  ops.push_back({"vfio_check_extension_cc", vfio_world, [](World& w) {
+                   return w.host->ioctl(w.fd, VFIO_CHECK_EXTENSION,
+                                        reinterpret_cast<void*>(VFIO_DMA_CC_IOMMU)) < 0
+                              ? errno
+                              : 0;
+                 }});
+  ops.push_back({"vfio_get_info", vfio_world, [](World& w) {
                    alignas(8) unsigned char buf[256]{};
                    vfio_iommu_type1_info info{};
                    info.argsz = sizeof(buf);
                    std::memcpy(buf, &info, sizeof(info));
                    return w.call(VFIO_IOMMU_GET_INFO, buf);
                  }});
-  ops.push_back({"vfio_map_dma", vfio_world,
-                 [](World& w) {
-                   vfio_iommu_type1_dma_map m{sizeof(m), VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE, w.va(), kIova,
-                                              16 * kPageSize};
+  ops.push_back({"vfio_map_dma", vfio_world, [](World& w) {
+                   vfio_iommu_type1_dma_map m{sizeof(m), VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+                                              w.va(), kIova, 16 * kPageSize};
                    return w.call(VFIO_IOMMU_MAP_DMA, &m);
                  }});
   ops.push_back({"vfio_unmap_dma_part_type1",
                  [](World& w) {
                    vfio_world(w);
-                   ASSERT_EQ(w.host->ioctl(w.fd, VFIO_SET_IOMMU, reinterpret_cast<void*>(VFIO_TYPE1_IOMMU)), 0);
-                   vfio_iommu_type1_dma_map m{sizeof(m), VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE, w.va(), kIova,
-                                              16 * kPageSize};
+                   ASSERT_EQ(w.host->ioctl(w.fd, VFIO_SET_IOMMU, reinterpret_cast<void*>(VFIO_TYPE1_IOMMU)),
+                             0);
+                   vfio_iommu_type1_dma_map m{sizeof(m), VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+                                              w.va(), kIova, 16 * kPageSize};
                    ASSERT_EQ(w.call(VFIO_IOMMU_MAP_DMA, &m), 0);
                  },
                  [](World& w) {
@@ -543,7 +509,9 @@ TEST_P(AllocSweepTest, EveryAllocationFailureIsEnomemAndLeavesNothingBehind) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Abi, AllocSweepTest, ::testing::ValuesIn(operations()),
-                         [](const ::testing::TestParamInfo<Operation>& info) { return std::string(info.param.name); });
+                         [](const ::testing::TestParamInfo<Operation>& info) {
+                           return std::string(info.param.name);
+                         });
 
 }  // namespace
 }  // namespace uiommufd::uapi

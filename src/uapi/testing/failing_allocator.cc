@@ -60,8 +60,12 @@ void* operator new(std::size_t n) { return allocate(n, 0, false); }
 void* operator new[](std::size_t n) { return allocate(n, 0, false); }
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return allocate(n, 0, true); }
 void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return allocate(n, 0, true); }
-void* operator new(std::size_t n, std::align_val_t a) { return allocate(n, static_cast<std::size_t>(a), false); }
-void* operator new[](std::size_t n, std::align_val_t a) { return allocate(n, static_cast<std::size_t>(a), false); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  return allocate(n, static_cast<std::size_t>(a), false);
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return allocate(n, static_cast<std::size_t>(a), false);
+}
 void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return allocate(n, static_cast<std::size_t>(a), true);
 }

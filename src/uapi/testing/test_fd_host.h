@@ -2,18 +2,28 @@
 // real fd (an eventfd), so fd numbers are real and unique; close() drops the file like the runtime does.
 #pragma once
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <new>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
 
 namespace uiommufd::uapi::testing {
+
+// An IOMMU_TEST_CMD of the newest layout, zeroed but for its header.
+inline iommu_test_cmd make_test_cmd(std::uint32_t op, std::uint32_t id) {
+  iommu_test_cmd c{};
+  c.size = sizeof(c);
+  c.op = op;
+  c.id = id;
+  return c;
+}
 
 class TestFdHost : public FdHost {
  public:
