@@ -20,6 +20,7 @@
 #include "testing/test_fd_host.h"
 
 #include "uiommufd/base/page.h"
+#include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/ioas.h"
@@ -469,6 +470,9 @@ TEST_P(AllocSweepTest, EveryAllocationFailureIsEnomemAndLeavesNothingBehind) {
   const Operation& op = GetParam();
   const std::uint64_t pinned0 = Pages::total_pinned_pages();
   const std::uint64_t charged0 = account_pinned_vm();
+  // No lock-order report, and the validator never ran out of memory (which would have turned it off for
+  // the failure paths that follow).
+  const std::size_t reports0 = lockdep::report_count();
 
   // Runs with nothing failed first: the operation must succeed, and every one-time allocation (lock
   // classes, validator chains, per-thread records, caches that keep a spare) is made before the heap is
@@ -500,6 +504,7 @@ TEST_P(AllocSweepTest, EveryAllocationFailureIsEnomemAndLeavesNothingBehind) {
     EXPECT_EQ(live_blocks(), live0) << op.name << ", allocation " << n << ": heap blocks leaked";
     if (HasFailure()) break;
   }
+  EXPECT_EQ(lockdep::report_count(), reports0) << op.name << ": lock validator reports";
   EXPECT_TRUE(completed) << op.name << " still allocating after " << kCap << " allocations";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

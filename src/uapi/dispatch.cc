@@ -45,10 +45,11 @@ constexpr std::array<Op, kOpCount> kOps = make_ops();
 }  // namespace
 
 Result<std::shared_ptr<IommufdFile>> IommufdFile::open(FdHost& host, bool vfio_compat) {
-  std::unique_ptr<Context> ctx = TRY(Context::create(vfio_compat));
-  IommufdFile* file = new (std::nothrow) IommufdFile(host, std::move(ctx));
-  if (!file) return Status::error(ENOMEM);
+  // The allocation boundary of open (docs/allocation.md), as ioctl() below is of every command.
   try {
+    std::unique_ptr<Context> ctx = TRY(Context::create(vfio_compat));
+    IommufdFile* file = new (std::nothrow) IommufdFile(host, std::move(ctx));
+    if (!file) return Status::error(ENOMEM);
     return std::shared_ptr<IommufdFile>(file);  // frees `file` if the control block cannot be had
   } catch (const std::bad_alloc&) {
     return Status::error(ENOMEM);
