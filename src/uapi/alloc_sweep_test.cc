@@ -178,6 +178,18 @@ void mapped_world(World& w) {
   domain_world(w);
   ASSERT_EQ(map(w, w.ioas, kIova, 0, 16), 0);
 }
+// An IOAS carrying a mock domain and two areas of 8 pages each, back to back from kIova, plus an empty
+// second IOAS with its own mock domain and an unattached pinning access on the first.
+void two_area_world(World& w) {
+  domain_world(w);
+  ASSERT_EQ(map(w, w.ioas, kIova, 0, 8), 0);
+  ASSERT_EQ(map(w, w.ioas, kIova + 8 * kPageSize, 8, 8), 0);
+  ASSERT_EQ(create_access(w), 0);
+  w.ioas2 = alloc_ioas(w);
+  const std::uint32_t stdev = w.stdev;
+  ASSERT_EQ(mock_domain(w, w.ioas2), 0);
+  w.stdev = stdev;
+}
 // The same, plus a pinning access attached to the IOAS with 2 pages pinned.
 void pinned_world(World& w) {
   mapped_world(w);
@@ -243,6 +255,13 @@ std::vector<Operation> operations() {
                        sizeof(c), kRW, w.ioas2, w.ioas, 8 * kPageSize, 0, kIova + 4 * kPageSize};
                    return w.call(IOMMU_IOAS_COPY, &c);
                  }});
+  ops.push_back({"copy_across_two_areas", two_area_world, [](World& w) {
+                   iommu_ioas_copy c{
+                       sizeof(c), kRW, w.ioas2, w.ioas, 8 * kPageSize, 0, kIova + 4 * kPageSize};
+                   return w.call(IOMMU_IOAS_COPY, &c);
+                 }});
+  ops.push_back({"access_pages_across_two_areas", two_area_world,
+                 [](World& w) { return access_pages(w, kIova + 6 * kPageSize, 4, 6); }});
   ops.push_back({"unmap", mapped_world, [](World& w) {
                    iommu_ioas_unmap u{sizeof(u), w.ioas, kIova, 16 * kPageSize};
                    return w.call(IOMMU_IOAS_UNMAP, &u);
