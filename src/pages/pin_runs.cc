@@ -79,23 +79,33 @@ void PinRuns::merge_range(std::uint64_t first, std::uint64_t last) {
 
 Status PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned) {
   UIOMMUFD_ASSERT(first <= last);
-  // Everything that can fail comes first. The range overlaps k runs: at most k + 1 gaps get a node each,
-  // and the two splits one each.
-  std::size_t k = 0;
+  // Everything that can fail comes first: a node for each gap the range covers (it becomes a run), one
+  // for each of the two splits, and the reserve that remove() relies on.
+  std::size_t gaps = 0;
   {
+    std::uint64_t cursor = first;
+    bool covered_to_end = false;
     auto r = runs_.upper_bound(first);
     if (r != runs_.begin() && std::prev(r)->second.last >= first) r = std::prev(r);
-    for (; r != runs_.end() && r->first <= last; ++r) ++k;
+    for (; r != runs_.end() && r->first <= last; ++r) {
+      if (r->first > cursor) ++gaps;
+      if (r->second.last >= last) {
+        covered_to_end = true;
+        break;
+      }
+      cursor = r->second.last + 1;
+    }
+    if (!covered_to_end) ++gaps;
   }
   if (newly_pinned != nullptr) {
     newly_pinned->clear();
     try {
-      newly_pinned->reserve(k + 1);
+      newly_pinned->reserve(gaps);
     } catch (const std::bad_alloc&) {
       return Status::error(ENOMEM);
     }
   }
-  TRY(reserve_nodes(k + 3 + kRemoveReserve));
+  TRY(reserve_nodes(gaps + 2 + kRemoveReserve));
 
   auto it = split_at(first);
   if (last != kMaxIndex) split_at(last + 1);  // map iterators survive insertion, so `it` stays valid
@@ -120,6 +130,8 @@ Status PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interva
     cursor = seg_last + 1;
   }
   merge_range(first, last);
+  // A large add may have reserved many nodes that merging left unused.
+  while (spares_.size() > kMaxSpares) spares_.erase(spares_.begin());
   return {};
 }
 

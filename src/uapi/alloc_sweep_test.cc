@@ -25,6 +25,7 @@
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/pages/pages.h"
+#include "uiommufd/pages/pin_runs.h"
 #include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
 
@@ -536,6 +537,48 @@ INSTANTIATE_TEST_SUITE_P(Abi, AllocSweepTest, ::testing::ValuesIn(operations()),
                          [](const ::testing::TestParamInfo<Operation>& info) {
                            return std::string(info.param.name);
                          });
+
+// The pin-run pool directly: remove() is on unpin paths, which cannot fail, so the splits it makes must
+// come from nodes an earlier add() set aside.
+TEST(PinRunsAllocationTest, RemoveTakesItsSplitNodesFromThePool) {
+  PinRuns runs;
+  ASSERT_TRUE(runs.add(0, 99, nullptr).ok());
+  ASSERT_TRUE(runs.add(0, 99, nullptr).ok());
+  alloc_fail_nth_set(1);
+  runs.remove(40, 59, nullptr);  // [0, 39]x2 [40, 59]x1 [60, 99]x2: two splits
+  const std::uint32_t left = alloc_fail_nth_get();
+  alloc_fail_nth_set(0);
+  EXPECT_EQ(left, 1u) << "remove() allocated";
+  runs.check_invariants();
+  EXPECT_EQ(runs.run_count(), 3u);
+  EXPECT_EQ(runs.users(50), 1u);
+}
+
+TEST(PinRunsAllocationTest, AddThatCannotGetItsMemoryChangesNothing) {
+  PinRuns runs;
+  for (std::uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(runs.add(i * 10, i * 10 + 4, nullptr).ok());
+  std::vector<Interval> newly;
+  unsigned failures = 0;
+  for (std::uint32_t n = 1;; ++n) {
+    alloc_fail_nth_set(n);
+    const Status st = runs.add(2, 77, &newly);
+    const bool fired = alloc_fail_nth_get() == 0;
+    alloc_fail_nth_set(0);
+    if (!fired) {
+      ASSERT_TRUE(st.ok());
+      break;
+    }
+    ++failures;
+    ASSERT_EQ(st.error(), ENOMEM);
+    runs.check_invariants();
+    ASSERT_EQ(runs.run_count(), 8u) << "allocation " << n;
+    ASSERT_EQ(runs.pinned_pages(), 40u) << "allocation " << n;
+  }
+  EXPECT_GE(failures, 2u);  // the output vector and the nodes
+  runs.check_invariants();
+  EXPECT_EQ(runs.users(3), 2u);
+  EXPECT_EQ(runs.users(5), 1u);
+}
 
 }  // namespace
 }  // namespace uiommufd::uapi
