@@ -272,15 +272,19 @@ Status Pages::lock_run_locked(const Interval& run) {
 
 void Pages::unlock_runs_locked(const std::vector<Interval>& runs) {
   mu_.assert_held();
-  if (runs.empty()) return;
+  for (const Interval& run : runs) unlock_run(run);
+}
+
+void Pages::unlock_run(const Interval& run) const {
   LockedPages& locked = LockedPages::get();
   lockdep::MutexGuard g(locked.mu);
-  std::vector<Interval> gone;
-  for (const Interval& run : runs) {
-    const std::uint64_t page0 = (base_ >> kPageShift) + run.start;
-    locked.users.remove(page0, page0 + run.length() - 1, &gone);
-    for (const Interval& r : gone) mm_->unlock(r.start << kPageShift, r.length() << kPageShift);
-  }
+  const std::uint64_t page0 = (base_ >> kPageShift) + run.start;
+  locked.users.remove(
+      page0, page0 + run.length() - 1,
+      [](void* mm, const Interval& r) {
+        static_cast<const Mm*>(mm)->unlock(r.start << kPageShift, r.length() << kPageShift);
+      },
+      const_cast<Mm*>(mm_.get()));
 }
 
 void Pages::unwind_pin_locked(std::uint64_t first, std::uint64_t last) {
@@ -294,9 +298,10 @@ void Pages::unpin_locked(std::uint64_t first, std::uint64_t last) {
   // Uncharged as soon as npinned drops (spec §3.4); the drop is the number of 1 → 0 indices.
   const std::uint64_t before = pins_.pinned_pages();
   if (lock_pinned_) {
-    std::vector<Interval> unpinned;
-    pins_.remove(first, last, &unpinned);
-    unlock_runs_locked(unpinned);
+    // Each run that went to 0 users is unlocked as the removal finds it: no list to allocate on this path.
+    pins_.remove(
+        first, last,
+        [](void* self, const Interval& run) { static_cast<const Pages*>(self)->unlock_run(run); }, this);
   } else {
     pins_.remove(first, last, nullptr);  // no run list to build: the count is all unpin needs
   }

@@ -135,12 +135,14 @@ Status PinRuns::add(std::uint64_t first, std::uint64_t last, std::vector<Interva
   return {};
 }
 
-void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_unpinned) {
+void PinRuns::remove(std::uint64_t first, std::uint64_t last, RangeSink on_unpinned, void* ctx) {
   UIOMMUFD_ASSERT(first <= last);
-  if (newly_unpinned != nullptr) newly_unpinned->clear();
   auto it = split_at(first);
   if (last != kMaxIndex) split_at(last + 1);
 
+  // The 1 → 0 sub-range being grown; passed on when the next one does not touch it, and at the end.
+  Interval pending{};
+  bool have_pending = false;
   std::uint64_t cursor = first;
   for (;;) {
     if (it == runs_.end() || it->first != cursor) {
@@ -151,7 +153,13 @@ void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interv
     const std::uint64_t seg_last = it->second.last;
     if (--it->second.users == 0) {
       pinned_pages_ -= seg_last - cursor + 1;
-      append_merged(newly_unpinned, cursor, seg_last);
+      if (have_pending && pending.adjacent_before(Interval{cursor, seg_last})) {
+        pending.last = seg_last;
+      } else {
+        if (have_pending && on_unpinned) on_unpinned(ctx, pending);
+        pending = Interval{cursor, seg_last};
+        have_pending = true;
+      }
       it = erase_run(it);
     } else {
       ++it;
@@ -159,9 +167,19 @@ void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interv
     if (seg_last == last) break;
     cursor = seg_last + 1;
   }
+  if (have_pending && on_unpinned) on_unpinned(ctx, pending);
   merge_range(first, last);
   // Best effort: the next remove() finds its two nodes in the pool unless memory is short right now.
   (void)reserve_nodes(kRemoveReserve);
+}
+
+void PinRuns::remove(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_unpinned) {
+  if (newly_unpinned == nullptr) return remove(first, last, nullptr, nullptr);
+  newly_unpinned->clear();
+  remove(
+      first, last,
+      [](void* out, const Interval& range) { static_cast<std::vector<Interval>*>(out)->push_back(range); },
+      newly_unpinned);
 }
 
 std::uint32_t PinRuns::users(std::uint64_t index) const {

@@ -46,12 +46,15 @@ class PinRuns {
   Status add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned);
 
   // Removes one user from every index in [first, last]. Precondition: every index in the range has at
-  // least one user (UIOMMUFD_DCHECK; in release builds a violation is undefined). If `newly_unpinned` is not
-  // null it is cleared and then filled, in ascending order, with the maximal sub-ranges that went from 1
-  // to 0 users. Uses pooled nodes only, unless a previous remove() could not refill the pool (then it
-  // allocates, and a failure throws std::bad_alloc).
-  // FIXME: filling `newly_unpinned` can still allocate; callers that pass one (pinned-page locking) can
-  // then throw on an unpin path.
+  // least one user (UIOMMUFD_DCHECK; in release builds a violation is undefined). Each maximal sub-range
+  // that went from 1 to 0 users is passed to `on_unpinned(ctx, range)` (when not null), in ascending
+  // order, while the removal runs: the sink must not use this PinRuns. Never allocates, unless a previous
+  // remove() could not refill the pool (then a split allocates, and a failure throws std::bad_alloc):
+  // this is the form for unpin paths.
+  using RangeSink = void (*)(void* ctx, const Interval& range);
+  void remove(std::uint64_t first, std::uint64_t last, RangeSink on_unpinned, void* ctx);
+  // The same, collecting the sub-ranges in `newly_unpinned` (cleared first; may be null). Growing the
+  // vector may throw std::bad_alloc half-way, so paths that must not fail use the sink form.
   void remove(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_unpinned);
 
   // Users of `index` (0 when it is in no run).
