@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <unordered_map>
 
 #include <pthread.h>
@@ -89,12 +90,18 @@ void register_self() {
   ThreadRegistry& r = registry();
   const int tid = static_cast<int>(gettid());
   pthread_mutex_lock(&r.mu);
-  if (auto it = r.pending.find(tid); it != r.pending.end()) {
-    t_fail_nth.store(it->second, std::memory_order_relaxed);
-    r.pending.erase(it);
+  bool registered = true;
+  try {
+    r.threads[tid] = ThreadEntry{&t_fail_nth, t_hits};
+    if (auto it = r.pending.find(tid); it != r.pending.end()) {
+      t_fail_nth.store(it->second, std::memory_order_relaxed);
+      r.pending.erase(it);
+    }
+  } catch (const std::bad_alloc&) {
+    registered = false;  // a site check cannot fail for this: the next check tries again
   }
-  r.threads[tid] = ThreadEntry{&t_fail_nth, t_hits};
   pthread_mutex_unlock(&r.mu);
+  if (!registered) return;
   pthread_setspecific(r.exit_key, reinterpret_cast<void*>(static_cast<intptr_t>(tid)));
   t_registered = true;
 }
@@ -174,14 +181,19 @@ Status fail_nth_set_thread(int tid, uint32_t n) {
   }
   if (!thread_exists(tid)) return Status::error(ESRCH);
   ThreadRegistry& r = registry();
+  Status st;
   pthread_mutex_lock(&r.mu);
   if (auto it = r.threads.find(tid); it != r.threads.end()) {
     it->second.counter->store(n, std::memory_order_relaxed);
   } else {
-    r.pending[tid] = n;
+    try {
+      r.pending[tid] = n;
+    } catch (const std::bad_alloc&) {
+      st = Status::error(ENOMEM);
+    }
   }
   pthread_mutex_unlock(&r.mu);
-  return Status();
+  return st;
 }
 
 Result<uint32_t> fail_nth_get_thread(int tid) {

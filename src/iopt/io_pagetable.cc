@@ -4,12 +4,14 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <new>
 #include <string>
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/log.h"
+#include "uiommufd/base/reserve.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/iova/iova_allocator.h"
 #include "uiommufd/iova/span_iterator.h"
@@ -86,10 +88,12 @@ Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint6
   }
   // Areas are allocated before any lock is taken.
   std::vector<std::unique_ptr<Area>> areas;
-  areas.reserve(chunks.size());
+  TRY(reserve_more(areas, chunks.size()));
   for (const PagesChunk& c : chunks) {
     TRY(inject(g_fault_alloc_area));
-    areas.push_back(std::make_unique<Area>(iova_rwsem_, c.pages, c.start_byte, prot));
+    std::unique_ptr<Area> area(new (std::nothrow) Area(iova_rwsem_, c.pages, c.start_byte, prot));
+    if (!area) return Status::error(ENOMEM);
+    areas.push_back(std::move(area));  // within the capacity reserved above
   }
 
   std::uint64_t start = 0;
@@ -334,22 +338,33 @@ bool IoPagetable::notify_accesses(Interval range, std::uint32_t* list_gen) {
   // the callbacks; access destroy touches it. A driver lock taken here and held across destroy is then a
   // reported cycle.
   lockdep::MapRecursiveSharedGuard inside(access_unmap_);
-  std::vector<AccessHook*> live;
+  // In batches of a fixed size, so that an unmap never needs memory for this. An access that leaves the
+  // list between batches may shift one behind it past the next batch's start; that one still holds its
+  // pins then, and the unmap's next notify round reaches it.
+  constexpr std::size_t kBatch = 16;
   bool skipped = false;
-  {
-    lockdep::MutexGuard g(access_list_mu_);
-    // Read with the list: a removal after this snapshot changes it.
-    *list_gen = access_list_gen_.load();
-    for (AccessHook* a : accesses_) {
-      if (a->try_get()) live.push_back(a);
-      else skipped = true;
+  bool first = true;
+  for (std::size_t next = 0;;) {
+    AccessHook* live[kBatch];
+    std::size_t n = 0;
+    bool more = false;
+    {
+      lockdep::MutexGuard g(access_list_mu_);
+      // Read with the list: a removal after this changes it.
+      if (first) *list_gen = access_list_gen_.load();
+      first = false;
+      for (; next < accesses_.size() && n < kBatch; ++next) {
+        if (accesses_[next]->try_get()) live[n++] = accesses_[next];
+        else skipped = true;
+      }
+      more = next < accesses_.size();
     }
+    for (std::size_t i = 0; i < n; ++i) {
+      live[i]->unmap_callback(range.start, range.last - range.start + 1);
+      live[i]->put();
+    }
+    if (!more) return skipped;
   }
-  for (AccessHook* a : live) {
-    a->unmap_callback(range.start, range.last - range.start + 1);
-    a->put();
-  }
-  return skipped;
 }
 
 // ---- accesses ----
@@ -357,6 +372,11 @@ bool IoPagetable::notify_accesses(Interval range, std::uint32_t* list_gen) {
 Status IoPagetable::add_access(AccessHook* access, std::uint64_t alignment) {
   lockdep::WriteGuard d(domains_rwsem_);
   lockdep::WriteGuard g(iova_rwsem_);
+  {
+    lockdep::MutexGuard l(access_list_mu_);
+    TRY(reserve_more(accesses_));
+  }
+  TRY(reserve_more(required_alignments_));
   // The access's alignment joins the others; every area must already meet the result.
   required_alignments_.push_back(alignment);
   std::uint64_t a = compute_alignment_locked(domains_, large_pages_.load());
@@ -461,7 +481,12 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     // A Pages window is contiguous, so the handles follow from the first page's.
     const PhysAddr phys = pages.page_phys(first);
     const std::size_t at = out->size(), n = last_index - first + 1;
-    out->resize(at + n);
+    try {
+      out->resize(at + n);
+    } catch (const std::bad_alloc&) {
+      st = Status::error(ENOMEM);  // this segment's record is undone with the others'
+      return false;
+    }
     fill_handles(out->data() + at, n, phys, host);
     return true;
   });
@@ -591,7 +616,14 @@ Status IoPagetable::add_domain(Domain* domain) {
   lockdep::WriteGuard g(iova_rwsem_);
   if (std::find(domains_.begin(), domains_.end(), domain) != domains_.end()) return Status::error(EEXIST);
   if (domain->granule() > kPageSize) return Status::error(EINVAL);
-  std::vector<Domain*> with = domains_;
+  // Room for everything this records, before it changes anything.
+  TRY(reserve_more(domains_));
+  TRY(reserve_more(reserved_nodes_, 2));
+  std::vector<Area*> filled;
+  TRY(reserve_more(filled, areas_.size()));
+  std::vector<Domain*> with;
+  TRY(reserve_more(with, domains_.size() + 1));
+  with = domains_;  // within capacity: no allocation
   with.push_back(domain);
   std::uint64_t alignment = compute_alignment_locked(with, large_pages_.load());
   TRY(check_areas_aligned_locked(alignment));
@@ -607,7 +639,6 @@ Status IoPagetable::add_domain(Domain* domain) {
 
   // Fill from every published area. The first domain pins; later ones map what is already pinned.
   bool first_domain = domains_.empty();
-  std::vector<Area*> filled;
   for (IntervalTreeNode* n = areas_.first(); n && st.ok(); n = areas_.next(n)) {
     Area* a = area_of(n);
     if (!a->pages()) continue;
@@ -657,7 +688,9 @@ Status IoPagetable::add_reserved_locked(Interval range, const void* owner) {
   if (intersects_locked(areas_, range) || intersects_locked(allowed_, range))
     return Status::error(EADDRINUSE);
   TRY(inject(g_fault_alloc_reserved));
-  auto r = std::make_unique<Reserved>();
+  TRY(reserve_more(reserved_nodes_));
+  std::unique_ptr<Reserved> r(new (std::nothrow) Reserved());
+  if (!r) return Status::error(ENOMEM);
   r->node.range = range;
   r->owner = owner;
   reserved_.insert(&r->node);
@@ -692,6 +725,7 @@ void IoPagetable::remove_reserved(const void* owner) {
 
 Status IoPagetable::set_allowed(const std::vector<Interval>& ranges) {
   std::vector<std::unique_ptr<Allowed>> nodes;
+  nodes.reserve(ranges.size());  // push_back below must not throw while `tree` holds the node
   IntervalTree tree;
   for (const Interval& r : ranges) {
     if (r.start >= r.last || tree.first_overlap(r)) {
@@ -770,9 +804,11 @@ Status IoPagetable::split_area_locked(Area* area, std::uint64_t iova) {
   // Both halves must be areas that map_chunks could have created.
   if (right_start % iova_alignment_ || right_start_byte % iova_alignment_) return Status::error(EINVAL);
   TRY(inject(g_fault_alloc_area));
-  auto left = std::make_unique<Area>(iova_rwsem_, area->pages(), area->start_byte(), area->prot());
+  std::unique_ptr<Area> left(new (std::nothrow) Area(iova_rwsem_, area->pages(), area->start_byte(), area->prot()));
+  if (!left) return Status::error(ENOMEM);
   TRY(inject(g_fault_alloc_area));
-  auto right = std::make_unique<Area>(iova_rwsem_, area->pages(), right_start_byte, area->prot());
+  std::unique_ptr<Area> right(new (std::nothrow) Area(iova_rwsem_, area->pages(), right_start_byte, area->prot()));
+  if (!right) return Status::error(ENOMEM);
   // Pin records are kept per byte range of the area that made them; a record cannot be divided.
   if (area->num_accesses()) return Status::error(EINVAL);
   // A filled area may sit in large IOPTEs, which a domain cannot unmap in parts. With large pages off,

@@ -12,11 +12,13 @@ std::uint32_t ClassRegistry::register_class(LockClassKey& key, unsigned subclass
   std::uint32_t id = cached_id(key, subclass);
   if (id != 0) return id;
   if (size() >= kMaxLockClasses) return 0;
-  LockClass& c = classes_.emplace_back();
+  // The name first: it is all that can fail (std::bad_alloc), and then no class has been added.
+  std::string name = key.name() ? key.name() : "(unnamed)";
+  if (subclass != 0) name += "/" + std::to_string(subclass);
+  LockClass& c = classes_.emplace_back();  // within the capacity reserved up front
   c.key = &key;
   c.subclass = subclass;
-  c.name = key.name() ? key.name() : "(unnamed)";
-  if (subclass != 0) c.name += "/" + std::to_string(subclass);
+  c.name = std::move(name);
   id = static_cast<std::uint32_t>(classes_.size() - 1);
   key.class_ids_[subclass].store(id, std::memory_order_release);
   return id;

@@ -65,8 +65,14 @@ Dependency* DependencyGraph::find(std::uint32_t from, std::uint32_t to) {
 
 bool DependencyGraph::add(std::uint32_t from, std::uint32_t to, std::uint8_t kinds, StackTraceRef trace) {
   if (edges_.size() >= kMaxDependencies) return false;
-  classes_[from].after.push_back(static_cast<std::uint32_t>(edges_.size()));
+  // Both lists or neither: an index in `after` must name an edge.
   edges_.push_back({from, to, kinds, trace});
+  try {
+    classes_[from].after.push_back(static_cast<std::uint32_t>(edges_.size() - 1));
+  } catch (...) {
+    edges_.pop_back();
+    throw;
+  }
   return true;
 }
 

@@ -232,15 +232,40 @@ Validator& Validator::get() {
 
 std::uint32_t Validator::class_id(LockClassKey& key, unsigned subclass) {
   std::uint32_t id;
-  {
+  try {
     std::lock_guard lock(mu_);
     id = classes_.register_class(key, subclass);
+  } catch (const std::bad_alloc&) {
+    out_of_memory();
+    return 0;
   }
   if (id == 0) limit_reached("kMaxLockClasses", kMaxLockClasses);
   return id;
 }
 
 void Validator::validate(HeldLockStack& t, unsigned index, const void* ip) {
+  // Called from lock acquisition, which cannot fail: running out of memory turns the validator off, as
+  // running out of any of its fixed tables does (the kernel's lockdep does the same).
+  try {
+    check_new_chain(t, index, ip);
+  } catch (const std::bad_alloc&) {
+    out_of_memory();
+  }
+}
+
+void Validator::out_of_memory() {
+  if (g_disabled_by_limit.exchange(true)) return;
+  update_validating();
+  static constexpr char kText[] =
+      "\nBUG: lock validator out of memory!\nturning off the locking correctness validator.\n";
+  try {
+    emit(ReportKind::kLimitReached, kText);
+  } catch (const std::bad_alloc&) {
+    std::fwrite(kText, 1, sizeof(kText) - 1, stderr);  // printed at least, if not stored
+  }
+}
+
+void Validator::check_new_chain(HeldLockStack& t, unsigned index, const void* ip) {
   BusyScope busy(t);
   std::lock_guard lock(mu_);
   const HeldLock& next = t.locks[index];

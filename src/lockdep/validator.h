@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <set>
 #include <string>
 #include <utility>
@@ -26,6 +27,7 @@ class Validator {
   std::uint32_t class_id(LockClassKey& key, unsigned subclass);
 
   // Validates the chain ending at t.locks[index], which has just been pushed, and caches it.
+  // Never throws: a std::bad_alloc inside turns validation off (out_of_memory()).
   void validate(HeldLockStack& t, unsigned index, const void* ip);
 
   // Reports for the cases found outside validate().
@@ -35,6 +37,8 @@ class Validator {
   void report_nest_lock_not_held(const HeldLockStack& t, unsigned index);
   void report_assertion(const HeldLockStack& t, const LockdepMap& map, const char* what);
   void limit_reached(const char* limit, std::size_t value);
+  // limit_reached() for memory: reports without allocating if it must, and turns validation off.
+  void out_of_memory();
 
   Stats stats();
   void reset();
@@ -43,6 +47,9 @@ class Validator {
 
  private:
   Validator();
+
+  // validate()'s work; may throw std::bad_alloc.
+  void check_new_chain(HeldLockStack& t, unsigned index, const void* ip);
 
   // 0: no same-class conflict; 1: reported; 2: allowed by the nest lock, so no dependencies to add.
   int check_recursion(const HeldLockStack& t, unsigned index);

@@ -1,6 +1,7 @@
 #include "uiommufd/objects/access.h"
 
 #include <chrono>
+#include <new>
 
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/log.h"
@@ -10,7 +11,8 @@
 namespace uiommufd {
 
 Result<ObjectRef<Access>> Access::create(Context& ctx, Ops ops) {
-  auto* access = new Access(ctx, std::move(ops));
+  auto* access = new (std::nothrow) Access(ctx, std::move(ops));
+  if (!access) return Status::error(ENOMEM);
   std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(access)));
   access->add_user();  // the driver's
   ctx.finalize(id);

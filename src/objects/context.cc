@@ -1,6 +1,7 @@
 #include "uiommufd/objects/context.h"
 
 #include <chrono>
+#include <new>
 
 #include <linux/capability.h>
 
@@ -33,7 +34,8 @@ const char* object_type_name(ObjectType type) {
 
 Result<std::unique_ptr<Context>> Context::create(bool vfio_compat) {
   TRY(inject(g_fault_alloc));
-  std::unique_ptr<Context> ctx(new Context());
+  std::unique_ptr<Context> ctx(new (std::nothrow) Context());
+  if (!ctx) return Status::error(ENOMEM);
   ctx->mm_mode_.store(vfio_compat);
   return ctx;
 }
@@ -72,7 +74,13 @@ Result<std::uint32_t> Context::reserve(std::unique_ptr<Object> obj) {
   std::uint32_t id = 1;
   while (id < slots_.size() && slots_[id].obj) ++id;
   if (id > kMaxId) return Status::error(ENOSPC);
-  if (id >= slots_.size()) slots_.resize(id + 1);
+  // Both tables grow here, where a failure leaves nothing to undo, so that finalize() cannot fail.
+  try {
+    if (id >= slots_.size()) slots_.resize(id + 1);
+    grow_published_locked(id);
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
   obj->id_ = id;
   slots_[id].obj = std::move(obj);
   slots_[id].published = false;
@@ -86,22 +94,30 @@ void Context::finalize(std::uint32_t id) {
   publish_locked(id, slots_[id].obj.get());
 }
 
+void Context::grow_published_locked(std::uint32_t id) {
+  PublishedTable* t = published_.load(std::memory_order_relaxed);
+  if (t != nullptr && id < t->capacity) return;
+  std::uint32_t capacity = t ? t->capacity : 16;
+  while (capacity <= id) capacity = capacity > kMaxId / 2 ? kMaxId + 1 : capacity * 2;
+  auto grown = std::make_unique<PublishedTable>();
+  grown->capacity = capacity;
+  grown->objs = std::make_unique<std::atomic<Object*>[]>(capacity);
+  for (std::uint32_t i = 0; i < capacity; ++i)
+    grown->objs[i].store(t && i < t->capacity ? t->objs[i].load(std::memory_order_relaxed) : nullptr,
+                         std::memory_order_relaxed);
+  t = grown.get();
+  // Strong guarantee: if the list cannot grow, `grown` is freed and the old table stays in use.
+  tables_.push_back(std::move(grown));
+  published_.store(t, std::memory_order_release);
+}
+
 void Context::publish_locked(std::uint32_t id, Object* obj) {
   mu_.assert_held();
   PublishedTable* t = published_.load(std::memory_order_relaxed);
   if (t == nullptr || id >= t->capacity) {
-    if (obj == nullptr) return;  // never published, nothing to clear
-    std::uint32_t capacity = t ? t->capacity : 16;
-    while (capacity <= id) capacity = capacity > kMaxId / 2 ? kMaxId + 1 : capacity * 2;
-    auto grown = std::make_unique<PublishedTable>();
-    grown->capacity = capacity;
-    grown->objs = std::make_unique<std::atomic<Object*>[]>(capacity);
-    for (std::uint32_t i = 0; i < capacity; ++i)
-      grown->objs[i].store(t && i < t->capacity ? t->objs[i].load(std::memory_order_relaxed) : nullptr,
-                           std::memory_order_relaxed);
-    t = grown.get();
-    tables_.push_back(std::move(grown));
-    published_.store(t, std::memory_order_release);
+    // reserve() grew the table for every id it handed out; an id beyond it was never published.
+    UIOMMUFD_ASSERT(obj == nullptr);
+    return;
   }
   // Sequentially consistent: a clear must not pass the hazard scan that follows it (base/hazard.h).
   t->objs[id].store(obj, std::memory_order_seq_cst);

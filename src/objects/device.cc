@@ -1,5 +1,7 @@
 #include "uiommufd/objects/device.h"
 
+#include <new>
+
 #include "uiommufd/base/try.h"
 #include "uiommufd/domain/mock_domain.h"
 #include "uiommufd/domain/page_table_domain.h"
@@ -8,13 +10,16 @@
 namespace uiommufd {
 
 Result<std::uint32_t> Device::create(Context& ctx, Kind kind) {
-  std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(new Device(ctx, kind))));
+  std::unique_ptr<Object> device(new (std::nothrow) Device(ctx, kind));
+  if (!device) return Status::error(ENOMEM);
+  std::uint32_t id = TRY(ctx.reserve(std::move(device)));
   ctx.finalize(id);
   return id;
 }
 
 Result<ObjectRef<Device>> Device::bind(Context& ctx, Kind kind) {
-  auto* device = new Device(ctx, kind);
+  auto* device = new (std::nothrow) Device(ctx, kind);
+  if (!device) return Status::error(ENOMEM);
   std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(device)));
   device->add_user();  // the driver's
   ctx.finalize(id);

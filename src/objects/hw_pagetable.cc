@@ -1,7 +1,9 @@
 #include "uiommufd/objects/hw_pagetable.h"
 
 #include <algorithm>
+#include <new>
 
+#include "uiommufd/base/reserve.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/objects/context.h"
 
@@ -11,7 +13,11 @@ Result<ObjectRef<HwPagetable>> HwPagetable::create_locked(Ioas& ioas, std::uniqu
                                                           bool auto_domain) {
   ioas.mutex().assert_held();
   Context& ctx = ioas.context();
-  auto* hwpt = new HwPagetable(ctx, ioas, std::move(domain), auto_domain);
+  // Room on the IOAS's list first: past add_domain() nothing may fail.
+  std::vector<HwPagetable*>& hwpts = ioas.hwpts_locked();
+  TRY(reserve_more(hwpts));
+  auto* hwpt = new (std::nothrow) HwPagetable(ctx, ioas, std::move(domain), auto_domain);
+  if (!hwpt) return Status::error(ENOMEM);
   std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(hwpt)));
   if (Status st = ioas.iopt().add_domain(hwpt->domain_.get()); !st.ok()) {
     ctx.abort(id);  // freeing the HWPT gives its user of the IOAS back
@@ -21,7 +27,7 @@ Result<ObjectRef<HwPagetable>> HwPagetable::create_locked(Ioas& ioas, std::uniqu
   hwpt->ioas().mutex().assert_held();
   hwpt->added_ = true;
   hwpt->listed_ = true;
-  ioas.hwpts_locked().push_back(hwpt);
+  hwpts.push_back(hwpt);  // within capacity
   hwpt->add_user();  // the caller's
   ctx.finalize(id);
   return ObjectRef<HwPagetable>(hwpt);

@@ -1,5 +1,7 @@
 #include "uiommufd/objects/ioas.h"
 
+#include <new>
+
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/mm/mm.h"
@@ -17,7 +19,9 @@ int map_prot(std::uint32_t flags) {
 }  // namespace
 
 Result<std::uint32_t> Ioas::reserve(Context& ctx) {
-  return ctx.reserve(std::unique_ptr<Object>(new Ioas(ctx)));
+  std::unique_ptr<Object> ioas(new (std::nothrow) Ioas(ctx));
+  if (!ioas) return Status::error(ENOMEM);
+  return ctx.reserve(std::move(ioas));
 }
 
 Result<std::uint32_t> Ioas::create(Context& ctx) {

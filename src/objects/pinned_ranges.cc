@@ -2,6 +2,7 @@
 
 #include <cerrno>
 
+#include "uiommufd/base/reserve.h"
 #include "uiommufd/base/try.h"
 
 namespace uiommufd {
@@ -12,6 +13,7 @@ Result<std::uint32_t> PinnedRanges::pin(Access& access, std::uint64_t iova, std:
   std::vector<AccessPage> local;
   std::vector<AccessPage>* out = pages ? pages : &local;
   lockdep::MutexGuard g(mu_);
+  TRY(reserve_more(ranges_));  // the record below cannot fail once the pin is taken
   TRY(access.pin_pages(iova, length, out, flags));
   if (check) {
     if (Status st = check(*out); !st.ok()) {

@@ -1,6 +1,7 @@
 #include "uiommufd/objects/selftest_object.h"
 
 #include <cerrno>
+#include <new>
 
 #include "uiommufd/base/try.h"
 #include "uiommufd/domain/mock_domain.h"
@@ -11,7 +12,8 @@ namespace uiommufd {
 
 Result<SelftestObject::Ids> SelftestObject::create_mock_device(Context& ctx, std::uint32_t pt_id,
                                                                const Respond& respond) {
-  auto* sobj = new SelftestObject(ctx);
+  auto* sobj = new (std::nothrow) SelftestObject(ctx);
+  if (!sobj) return Status::error(ENOMEM);
   const std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(sobj)));
   Result<ObjectRef<Device>> device = Device::bind(ctx, Device::Kind::kMock);
   if (!device.ok()) {
@@ -35,7 +37,8 @@ Result<SelftestObject::Ids> SelftestObject::create_mock_device(Context& ctx, std
 Result<SelftestObject::Ids> SelftestObject::create_mock_hwpt(Context& ctx, std::uint32_t ioas_id,
                                                              const Respond& respond) {
   ObjectRef<Ioas> ioas = TRY(ctx.get<Ioas>(ioas_id, ObjectType::kIoas));
-  auto* sobj = new SelftestObject(ctx);
+  auto* sobj = new (std::nothrow) SelftestObject(ctx);
+  if (!sobj) return Status::error(ENOMEM);
   const std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(sobj)));
   Result<ObjectRef<HwPagetable>> hwpt = Status::error(ENOMEM);
   if (Result<std::unique_ptr<MockDomain>> domain = MockDomain::create(); !domain.ok()) {

@@ -202,7 +202,7 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
 
   // Count first, so the 0 → 1 runs are known; every exit below that fails undoes exactly this add.
   std::vector<Interval> newly;
-  pins_.add(first, last, &newly);
+  TRY(pins_.add(first, last, &newly));
   if (newly.empty()) return Status();  // already pinned by other users: nothing to fault in or charge
 
   if (Status st = inject(g_fault_pages_pin); !st.ok()) {
@@ -227,9 +227,13 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
     }
   }
   std::uint64_t n = 0;
-  std::vector<Interval> locked;  // the batches locked so far, for the unwind
+  // What is locked so far, for the unwind without a list (nothing may be allocated past pins_.add()):
+  // the runs of `newly` before run `locked_runs`, and that run up to page `locked_to` − 1.
+  std::size_t locked_runs = 0;
+  std::uint64_t locked_to = 0;
   Status st;
   for (const Interval& run : newly) {
+    locked_to = run.start;
     // One call per batch of the run: the mm layer populates each batch at once (a single madvise).
     for (std::uint64_t b = run.start; st.ok() && b <= run.last;) {
       const Interval batch{b, batch_last(b, run.last)};
@@ -238,17 +242,22 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
       // Locked once resident, so that mlock finds nothing left to fault in and fails only for the limit.
       if (st.ok() && lock_pinned_) {
         st = lock_run_locked(batch);
-        if (st.ok()) locked.push_back(batch);
+        if (st.ok()) locked_to = batch.last + 1;
       }
       b = batch.last + 1;
     }
     if (!st.ok()) break;
+    ++locked_runs;
     n += run.length();
   }
   // Charged after pinning, like the kernel's npinned/last_npinned step (docs/semantics.md#accounting).
   if (st.ok()) st = account_charge(account_mode_, n);
   if (!st.ok()) {
-    unlock_runs_locked(locked);
+    if (lock_pinned_) {
+      for (std::size_t i = 0; i < locked_runs; ++i) unlock_run(newly[i]);
+      if (locked_runs < newly.size() && locked_to > newly[locked_runs].start)
+        unlock_run({newly[locked_runs].start, locked_to - 1});
+    }
     unwind_pin_locked(first, last);
     return st;
   }
@@ -262,7 +271,7 @@ Status Pages::lock_run_locked(const Interval& run) {
   LockedPages& locked = LockedPages::get();
   lockdep::MutexGuard g(locked.mu);
   std::vector<Interval> fresh;
-  locked.users.add(page0, page0 + run.length() - 1, &fresh);
+  TRY(locked.users.add(page0, page0 + run.length() - 1, &fresh));
   for (std::size_t i = 0; i < fresh.size(); ++i) {
     Status st = mm_->lock(fresh[i].start << kPageShift, fresh[i].length() << kPageShift);
     if (!st.ok()) {
@@ -275,17 +284,16 @@ Status Pages::lock_run_locked(const Interval& run) {
   return Status();
 }
 
-void Pages::unlock_runs_locked(const std::vector<Interval>& runs) {
-  mu_.assert_held();
-  if (runs.empty()) return;
+void Pages::unlock_run(const Interval& run) const {
   LockedPages& locked = LockedPages::get();
   lockdep::MutexGuard g(locked.mu);
-  std::vector<Interval> gone;
-  for (const Interval& run : runs) {
-    const std::uint64_t page0 = (base_ >> kPageShift) + run.start;
-    locked.users.remove(page0, page0 + run.length() - 1, &gone);
-    for (const Interval& r : gone) mm_->unlock(r.start << kPageShift, r.length() << kPageShift);
-  }
+  const std::uint64_t page0 = (base_ >> kPageShift) + run.start;
+  locked.users.remove(
+      page0, page0 + run.length() - 1,
+      [](void* mm, const Interval& r) {
+        static_cast<const Mm*>(mm)->unlock(r.start << kPageShift, r.length() << kPageShift);
+      },
+      const_cast<Mm*>(mm_.get()));
 }
 
 void Pages::unwind_pin_locked(std::uint64_t first, std::uint64_t last) {
@@ -300,9 +308,10 @@ void Pages::unpin_locked(std::uint64_t first, std::uint64_t last) {
   // indices.
   const std::uint64_t before = pins_.pinned_pages();
   if (lock_pinned_) {
-    std::vector<Interval> unpinned;
-    pins_.remove(first, last, &unpinned);
-    unlock_runs_locked(unpinned);
+    // Each run that went to 0 users is unlocked as the removal finds it: no list to allocate on this path.
+    pins_.remove(
+        first, last,
+        [](void* self, const Interval& run) { static_cast<const Pages*>(self)->unlock_run(run); }, this);
   } else {
     pins_.remove(first, last, nullptr);  // no run list to build: the count is all unpin needs
   }
@@ -336,8 +345,16 @@ Status Pages::add_access_locked(std::uint64_t first, std::uint64_t last) {
     ++it->second;
     return {};
   }
-  TRY(pin_locked(first, last));
-  access_records_.emplace(std::make_pair(first, last), 1u);
+  // The record first: making it is what can run out of memory, and taking it back cannot fail.
+  try {
+    it = access_records_.emplace(std::make_pair(first, last), 1u).first;
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  if (Status st = pin_locked(first, last); !st.ok()) {
+    access_records_.erase(it);
+    return st;
+  }
   return {};
 }
 

@@ -16,9 +16,9 @@ using Intervals = std::vector<Interval>;
 TEST(PinRunsTest, AddReportsOnlyTheIndicesThatWentFromZeroToOne) {
   PinRuns runs;
   Intervals newly;
-  runs.add(0, 9, &newly);
+  ASSERT_TRUE(runs.add(0, 9, &newly).ok());
   EXPECT_EQ(newly, (Intervals{{0, 9}}));
-  runs.add(5, 14, &newly);
+  ASSERT_TRUE(runs.add(5, 14, &newly).ok());
   EXPECT_EQ(newly, (Intervals{{10, 14}}));
   EXPECT_EQ(runs.users(0), 1u);
   EXPECT_EQ(runs.users(5), 2u);
@@ -32,10 +32,10 @@ TEST(PinRunsTest, AddReportsOnlyTheIndicesThatWentFromZeroToOne) {
 
 TEST(PinRunsTest, AddAcrossSeveralHolesReportsEachHoleInOrder) {
   PinRuns runs;
-  runs.add(2, 3, nullptr);
-  runs.add(6, 7, nullptr);
+  ASSERT_TRUE(runs.add(2, 3, nullptr).ok());
+  ASSERT_TRUE(runs.add(6, 7, nullptr).ok());
   Intervals newly;
-  runs.add(0, 9, &newly);
+  ASSERT_TRUE(runs.add(0, 9, &newly).ok());
   EXPECT_EQ(newly, (Intervals{{0, 1}, {4, 5}, {8, 9}}));
   EXPECT_EQ(runs.pinned_pages(), 10u);
   runs.check_invariants();
@@ -43,8 +43,8 @@ TEST(PinRunsTest, AddAcrossSeveralHolesReportsEachHoleInOrder) {
 
 TEST(PinRunsTest, RemoveReportsOnlyTheIndicesThatWentFromOneToZero) {
   PinRuns runs;
-  runs.add(0, 9, nullptr);
-  runs.add(5, 14, nullptr);
+  ASSERT_TRUE(runs.add(0, 9, nullptr).ok());
+  ASSERT_TRUE(runs.add(5, 14, nullptr).ok());
   Intervals gone;
   runs.remove(0, 9, &gone);
   EXPECT_EQ(gone, (Intervals{{0, 4}}));
@@ -58,9 +58,9 @@ TEST(PinRunsTest, RemoveReportsOnlyTheIndicesThatWentFromOneToZero) {
 
 TEST(PinRunsTest, RemoveReportsMaximalRangesAcrossStoredRuns) {
   PinRuns runs;
-  runs.add(0, 4, nullptr);
-  runs.add(5, 9, nullptr);  // merges with [0, 4]
-  runs.add(3, 6, nullptr);
+  ASSERT_TRUE(runs.add(0, 4, nullptr).ok());
+  ASSERT_TRUE(runs.add(5, 9, nullptr).ok());  // merges with [0, 4]
+  ASSERT_TRUE(runs.add(3, 6, nullptr).ok());
   runs.remove(3, 6, nullptr);
   Intervals gone;
   runs.remove(0, 9, &gone);
@@ -70,11 +70,11 @@ TEST(PinRunsTest, RemoveReportsMaximalRangesAcrossStoredRuns) {
 TEST(PinRunsTest, TouchingRunsWithEqualCountsAreMerged) {
   PinRuns runs;
   Intervals newly;
-  runs.add(0, 4, &newly);
-  runs.add(5, 9, &newly);
+  ASSERT_TRUE(runs.add(0, 4, &newly).ok());
+  ASSERT_TRUE(runs.add(5, 9, &newly).ok());
   EXPECT_EQ(newly, (Intervals{{5, 9}}));
   EXPECT_EQ(runs.run_count(), 1u);
-  runs.add(0, 9, nullptr);
+  ASSERT_TRUE(runs.add(0, 9, nullptr).ok());
   EXPECT_EQ(runs.run_count(), 1u);
   EXPECT_EQ(runs.users(7), 2u);
   runs.remove(0, 9, nullptr);
@@ -84,14 +84,14 @@ TEST(PinRunsTest, TouchingRunsWithEqualCountsAreMerged) {
 
 TEST(PinRunsTest, AddIsUndoneExactlyByRemoveOfTheSameRange) {
   PinRuns runs;
-  runs.add(10, 19, nullptr);
-  runs.add(15, 30, nullptr);
-  runs.add(40, 40, nullptr);
+  ASSERT_TRUE(runs.add(10, 19, nullptr).ok());
+  ASSERT_TRUE(runs.add(15, 30, nullptr).ok());
+  ASSERT_TRUE(runs.add(40, 40, nullptr).ok());
   const std::size_t run_count = runs.run_count();
   std::vector<std::uint32_t> before;
   for (std::uint64_t i = 0; i < 64; ++i) before.push_back(runs.users(i));
 
-  runs.add(5, 45, nullptr);
+  ASSERT_TRUE(runs.add(5, 45, nullptr).ok());
   runs.remove(5, 45, nullptr);
 
   for (std::uint64_t i = 0; i < 64; ++i) EXPECT_EQ(runs.users(i), before[i]) << "index " << i;
@@ -104,9 +104,9 @@ TEST(PinRunsTest, RangesAtTheTopOfTheIndexSpaceDoNotWrap) {
   constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
   PinRuns runs;
   Intervals newly;
-  runs.add(kMax - 9, kMax, &newly);
+  ASSERT_TRUE(runs.add(kMax - 9, kMax, &newly).ok());
   EXPECT_EQ(newly, (Intervals{{kMax - 9, kMax}}));
-  runs.add(kMax - 4, kMax, &newly);
+  ASSERT_TRUE(runs.add(kMax - 4, kMax, &newly).ok());
   EXPECT_TRUE(newly.empty());
   EXPECT_EQ(runs.users(kMax), 2u);
   EXPECT_EQ(runs.pinned_pages(), 10u);
@@ -120,7 +120,7 @@ TEST(PinRunsTest, RangesAtTheTopOfTheIndexSpaceDoNotWrap) {
 
 TEST(PinRunsTest, OneHugeRangeIsOneRun) {
   PinRuns runs;
-  runs.add(0, (std::uint64_t{1} << 40) - 1, nullptr);
+  ASSERT_TRUE(runs.add(0, (std::uint64_t{1} << 40) - 1, nullptr).ok());
   EXPECT_EQ(runs.run_count(), 1u);
   EXPECT_EQ(runs.pinned_pages(), std::uint64_t{1} << 40);
   runs.remove(0, (std::uint64_t{1} << 40) - 1, nullptr);
@@ -131,21 +131,21 @@ TEST(PinRunsTest, RunCountFollowsTheStructureOfThePatternNotItsSize) {
   PinRuns runs;
   // 1000 disjoint chunks of 1000 pages each, then one range over all of them: 2000 + 1 runs at most
   // (chunks with 2 users, gaps with 1), never a million.
-  for (std::uint64_t c = 0; c < 1000; ++c) runs.add(c * 2000, c * 2000 + 999, nullptr);
+  for (std::uint64_t c = 0; c < 1000; ++c) ASSERT_TRUE(runs.add(c * 2000, c * 2000 + 999, nullptr).ok());
   EXPECT_EQ(runs.run_count(), 1000u);
-  runs.add(0, 2000 * 1000 - 1, nullptr);
+  ASSERT_TRUE(runs.add(0, 2000 * 1000 - 1, nullptr).ok());
   EXPECT_LE(runs.run_count(), 2001u);
   EXPECT_EQ(runs.pinned_pages(), 2000u * 1000u);
   runs.check_invariants();
   // Nested ranges [i, N - 1 - i]: one distinct count per nesting level on each side.
   PinRuns nested;
   constexpr std::uint64_t kN = 1 << 20;
-  for (std::uint64_t i = 0; i < 100; ++i) nested.add(i * 100, kN - 1 - i * 100, nullptr);
+  for (std::uint64_t i = 0; i < 100; ++i) ASSERT_TRUE(nested.add(i * 100, kN - 1 - i * 100, nullptr).ok());
   EXPECT_EQ(nested.run_count(), 199u);
   nested.check_invariants();
   // Pinning the same range many times is still one run.
   PinRuns same;
-  for (int i = 0; i < 1000; ++i) same.add(4096, 8191, nullptr);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(same.add(4096, 8191, nullptr).ok());
   EXPECT_EQ(same.run_count(), 1u);
   EXPECT_EQ(same.users(5000), 1000u);
 }
@@ -190,7 +190,7 @@ TEST(PinRunsTest, RandomAddRemoveMatchesAPerPageModel) {
       // Mostly short ranges, sometimes long ones, so both fragmentation and merging happen.
       const std::uint64_t max_len = (rng() % 4 == 0) ? kIndices - first : std::min<std::uint64_t>(16, kIndices - first);
       const std::uint64_t last = first + rng() % max_len;
-      runs.add(first, last, &reported);
+      ASSERT_TRUE(runs.add(first, last, &reported).ok());
       for (std::uint64_t i = first; i <= last; ++i) ++model[i];
       live.emplace_back(first, last);
       EXPECT_EQ(reported, edges(before, model, [](auto b, auto a) { return b == 0 && a == 1; })) << "step " << step;
@@ -221,16 +221,16 @@ TEST(PinRunsTest, RandomAddRemoveMatchesAPerPageModel) {
 TEST(PinRunsDeathTest, RemovingAnUnpinnedIndexIsCaughtInDebugBuilds) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   PinRuns runs;
-  runs.add(0, 3, nullptr);
+  ASSERT_TRUE(runs.add(0, 3, nullptr).ok());
   EXPECT_DEATH(runs.remove(2, 5, nullptr), "no users");
 }
 #endif
 
 TEST(PinRunsTest, PinnedInClipsStoredRunsToTheRange) {
   PinRuns runs;
-  runs.add(2, 9, nullptr);
-  runs.add(5, 6, nullptr);  // runs [2,4]x1 [5,6]x2 [7,9]x1
-  runs.add(20, 20, nullptr);
+  ASSERT_TRUE(runs.add(2, 9, nullptr).ok());
+  ASSERT_TRUE(runs.add(5, 6, nullptr).ok());  // runs [2,4]x1 [5,6]x2 [7,9]x1
+  ASSERT_TRUE(runs.add(20, 20, nullptr).ok());
   std::vector<Interval> out;
   runs.pinned_in(3, 8, &out);
   ASSERT_EQ(out.size(), 3u);

@@ -1,6 +1,7 @@
 #include "fd_table.h"
 
 #include <cerrno>
+#include <new>
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -158,9 +159,24 @@ std::shared_ptr<Node> FdTable::set(int fd, std::shared_ptr<Node> node) {
   FileCell* old_cell = nullptr;
   {
     TableGuard g(mu_);
-    old_cell = publish_locked(fd, node.get());
+    // The two steps that allocate come first, each leaving the table as it was when it throws: the map
+    // entry (taken back if publishing fails), then the slot's cell.
+    bool inserted = false;
     auto it = nodes_.find(fd);
-    if (it != nodes_.end()) {
+    if (it == nodes_.end() && node) {
+      it = nodes_.emplace(fd, nullptr).first;
+      inserted = true;
+    }
+    try {
+      old_cell = publish_locked(fd, node.get());
+    } catch (...) {
+      if (inserted) nodes_.erase(it);
+      throw;
+    }
+    if (inserted) {
+      it->second = std::move(node);
+      if (static_cast<unsigned>(fd) >= kBitmapFds) high_count_.fetch_add(1, std::memory_order_relaxed);
+    } else if (it != nodes_.end()) {
       old = std::move(it->second);
       if (!node) {
         nodes_.erase(it);
@@ -168,9 +184,6 @@ std::shared_ptr<Node> FdTable::set(int fd, std::shared_ptr<Node> node) {
       } else {
         it->second = std::move(node);
       }
-    } else if (node) {
-      nodes_.emplace(fd, std::move(node));
-      if (static_cast<unsigned>(fd) >= kBitmapFds) high_count_.fetch_add(1, std::memory_order_relaxed);
     }
     mark_locked(fd, nodes_.count(fd) != 0);
   }
@@ -183,36 +196,45 @@ std::shared_ptr<Node> FdTable::share(int from, int fd) {
   return set(fd, std::move(node));
 }
 
-std::vector<std::shared_ptr<Node>> FdTable::take_range(unsigned first, unsigned last) {
-  std::vector<std::shared_ptr<Node>> out;
-  std::vector<FileCell*> cells;
+std::shared_ptr<Node> FdTable::take_one(unsigned first, unsigned last) {
+  std::shared_ptr<Node> out;
+  FileCell* cell = nullptr;
   {
     TableGuard g(mu_);
-    for (auto it = nodes_.begin(); it != nodes_.end();) {
+    for (auto it = nodes_.begin(); it != nodes_.end(); ++it) {
       const unsigned fd = static_cast<unsigned>(it->first);
-      if (fd >= first && fd <= last) {
-        out.push_back(std::move(it->second));
-        if (fd >= kBitmapFds) high_count_.fetch_sub(1, std::memory_order_relaxed);
-        if (FileCell* cell = publish_locked(it->first, nullptr)) cells.push_back(cell);
-        mark_locked(it->first, false);
-        it = nodes_.erase(it);
-      } else {
-        ++it;
-      }
+      if (fd < first || fd > last) continue;
+      out = std::move(it->second);
+      if (fd >= kBitmapFds) high_count_.fetch_sub(1, std::memory_order_relaxed);
+      cell = publish_locked(it->first, nullptr);
+      mark_locked(it->first, false);
+      nodes_.erase(it);
+      break;
     }
   }
-  for (FileCell* cell : cells) put(cell);
+  if (cell) put(cell);
+  return out;
+}
+
+std::vector<std::shared_ptr<Node>> FdTable::take_range(unsigned first, unsigned last) {
+  std::vector<std::shared_ptr<Node>> out;
+  while (std::shared_ptr<Node> n = take_one(first, last)) out.push_back(std::move(n));
   return out;
 }
 
 Result<int> FdTable::install(std::shared_ptr<uapi::OpenFile> file) {
   const int fd = eventfd(0, EFD_CLOEXEC);
   if (fd < 0) return Status::error(errno);
-  auto node = std::make_shared<Node>();
-  node->kind = Node::Kind::kFile;
-  node->accmode = O_RDWR;
-  node->file = std::move(file);
-  set(fd, std::move(node));
+  try {
+    auto node = std::make_shared<Node>();
+    node->kind = Node::Kind::kFile;
+    node->accmode = O_RDWR;
+    node->file = std::move(file);
+    set(fd, std::move(node));
+  } catch (const std::bad_alloc&) {
+    real::close(fd);
+    return Status::error(ENOMEM);
+  }
   return fd;
 }
 

@@ -162,12 +162,16 @@ class FdTable final : public uapi::FdHost {
   // during the call is not supported.
   FileRef acquire_file(int fd) EXCLUDES(mu_);
   // Makes `fd` stand for `node` (null: for nothing) and returns what it stood for before, for the caller
-  // to drop after the table lock is released.
+  // to drop after the table lock is released. Throws std::bad_alloc when `fd` is new to the table and its
+  // entry cannot be allocated; the table is unchanged then. Setting null never allocates.
   std::shared_ptr<Node> set(int fd, std::shared_ptr<Node> node) EXCLUDES(mu_);
   // fd now shares what `from` stands for (dup); returns what fd stood for before (dup2 onto one of ours).
   std::shared_ptr<Node> share(int from, int fd) EXCLUDES(mu_);
-  // Takes out every entry with first <= fd <= last (close_range, closefrom).
+  // Takes out every entry with first <= fd <= last.
   std::vector<std::shared_ptr<Node>> take_range(unsigned first, unsigned last) EXCLUDES(mu_);
+  // Takes out one entry with first <= fd <= last (null: none left) without allocating, for close_range
+  // and closefrom, which must not fail after the kernel has closed the fds. O(entries).
+  std::shared_ptr<Node> take_one(unsigned first, unsigned last) EXCLUDES(mu_);
 
   // uapi::FdHost. install() puts the file behind a close-on-exec eventfd, as the kernel's anon-inode fds.
   Result<int> install(std::shared_ptr<uapi::OpenFile> file) override EXCLUDES(mu_);

@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 
 #include <dirent.h>
@@ -105,8 +106,14 @@ bool resolve(int dirfd, const char* path, std::string* out) {
   return true;
 }
 
+// Records the new real `fd` as `node`; when the table cannot grow, closes it again and fails with ENOMEM.
 int install_node(int fd, std::shared_ptr<Node> node, int saved_errno) {
-  FdTable::get().set(fd, std::move(node));
+  try {
+    FdTable::get().set(fd, std::move(node));
+  } catch (const std::bad_alloc&) {
+    real::close(fd);
+    return fail(ENOMEM);
+  }
   errno = saved_errno;
   return fd;
 }
@@ -116,12 +123,12 @@ int open_iommufd(int flags, int saved_errno) {
   if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return fail(EEXIST);
   Result<std::shared_ptr<uapi::IommufdFile>> file = uapi::IommufdFile::open(FdTable::get(), false);
   if (!file.ok()) return fail(file.error());
-  const int fd = open_standin(flags);
-  if (fd < 0) return -1;
   auto node = std::make_shared<Node>();
   node->kind = Node::Kind::kFile;
   node->accmode = flags & O_ACCMODE;
   node->file = std::move(*file);
+  const int fd = open_standin(flags);
+  if (fd < 0) return -1;
   return install_node(fd, std::move(node), saved_errno);
 }
 
@@ -129,25 +136,25 @@ int open_fail_nth(int tid, int flags, int saved_errno) {
   if (!thread_of_ours(tid)) return fail(ENOENT);
   if (flags & O_DIRECTORY) return fail(ENOTDIR);
   if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return fail(EEXIST);
-  const int fd = open_standin(flags);
-  if (fd < 0) return -1;
   auto node = std::make_shared<Node>();
   node->kind = Node::Kind::kFailNth;
   node->accmode = flags & O_ACCMODE;
   node->pid = getpid();
   node->tid = tid;
+  const int fd = open_standin(flags);
+  if (fd < 0) return -1;
   return install_node(fd, std::move(node), saved_errno);
 }
 
 int open_debugfs_dir(const std::string& path, int flags, int saved_errno) {
   if ((flags & O_ACCMODE) != O_RDONLY) return fail(EISDIR);
+  auto node = std::make_shared<Node>();
+  node->kind = Node::Kind::kDebugfsDir;
+  node->dir_path = path;
   // Listing the real directory is harmless; only its files are never opened.
   int fd = real::open(path.c_str(), O_RDONLY | O_DIRECTORY | (flags & (O_CLOEXEC | O_NONBLOCK)), 0);
   if (fd < 0) fd = open_empty_dir(flags);
   if (fd < 0) return -1;
-  auto node = std::make_shared<Node>();
-  node->kind = Node::Kind::kDebugfsDir;
-  node->dir_path = path;
   return install_node(fd, std::move(node), saved_errno);
 }
 
@@ -159,26 +166,39 @@ int open_debugfs_knob(int flags, int saved_errno) {
 }
 
 // The common body of every open variant; `pass` is the next definition of the variant called.
+// The allocation boundary of the open family (docs/allocation.md): what runs out of memory before a real fd
+// exists fails the open with ENOMEM; install_node() closes a real fd that the table could not record.
 template <typename Pass>
 int do_open(int dirfd, const char* path, int flags, Pass pass) {
-  std::string abs;
-  if (!resolve(dirfd, path, &abs)) [[likely]]
-    return pass();
-  const int saved = errno;
-  const VirtualPath vp = classify_path(abs, getpid(), static_cast<int>(gettid()));
-  switch (vp.kind) {
-    case VirtualKind::kNone:
-      break;
-    case VirtualKind::kIommufd:
-      return open_iommufd(flags, saved);
-    case VirtualKind::kFailNth:
-      return open_fail_nth(vp.tid, flags, saved);
-    case VirtualKind::kDebugfsDir:
-      return open_debugfs_dir(abs, flags, saved);
-    case VirtualKind::kDebugfsKnob:
-      return open_debugfs_knob(flags, saved);
+  VirtualKind kind = VirtualKind::kNone;
+  int result = -1;
+  try {
+    std::string abs;
+    if (!resolve(dirfd, path, &abs)) [[likely]]
+      return pass();
+    const int saved = errno;
+    const VirtualPath vp = classify_path(abs, getpid(), static_cast<int>(gettid()));
+    kind = vp.kind;
+    switch (vp.kind) {
+      case VirtualKind::kNone:
+        break;
+      case VirtualKind::kIommufd:
+        result = open_iommufd(flags, saved);
+        break;
+      case VirtualKind::kFailNth:
+        result = open_fail_nth(vp.tid, flags, saved);
+        break;
+      case VirtualKind::kDebugfsDir:
+        result = open_debugfs_dir(abs, flags, saved);
+        break;
+      case VirtualKind::kDebugfsKnob:
+        result = open_debugfs_knob(flags, saved);
+        break;
+    }
+  } catch (const std::bad_alloc&) {
+    return fail(ENOMEM);
   }
-  return pass();
+  return kind == VirtualKind::kNone ? pass() : result;
 }
 
 // Drops `node` (maybe the last reference to a context) keeping errno.
@@ -190,10 +210,21 @@ void drop(std::shared_ptr<Node>& node) {
 }
 
 // After a successful dup of `from` onto `to`: `to` now shares from's node, and what `to` stood for is
-// dropped (dup2 onto one of our fds closes it).
-void after_dup(int from, int to) {
-  std::shared_ptr<Node> old = FdTable::get().share(from, to);
+// dropped (dup2 onto one of our fds closes it). False, with `to` closed and errno ENOMEM, when the table
+// cannot record `to`.
+bool after_dup(int from, int to) {
+  std::shared_ptr<Node> old;
+  bool recorded = true;
+  try {
+    old = FdTable::get().share(from, to);
+  } catch (const std::bad_alloc&) {
+    recorded = false;
+    old = FdTable::get().set(to, nullptr);  // never allocates
+    real::close(to);
+  }
   drop(old);
+  if (!recorded) errno = ENOMEM;
+  return recorded;
 }
 
 // read / pread on one of our fds; pos < 0 means "at the file position, and advance it".
@@ -332,7 +363,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] int close_range(unsigned first, unsigned last, int flags) noexcept {
   const int rc = real::close_range(first, last, flags);
   if (rc == 0 && !(flags & CLOSE_RANGE_CLOEXEC)) {
-    for (std::shared_ptr<Node>& n : FdTable::get().take_range(first, last)) drop(n);
+    while (std::shared_ptr<Node> n = FdTable::get().take_one(first, last)) drop(n);
   }
   return rc;
 }
@@ -340,8 +371,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] void closefrom(int lowfd) noexcept {
   real::closefrom(lowfd);
   if (lowfd >= 0) {
-    for (std::shared_ptr<Node>& n : FdTable::get().take_range(static_cast<unsigned>(lowfd), UINT_MAX))
-      drop(n);
+    while (std::shared_ptr<Node> n = FdTable::get().take_one(static_cast<unsigned>(lowfd), UINT_MAX)) drop(n);
   }
 }
 
@@ -349,7 +379,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::dup(fd);
   const int nfd = real::dup(fd);
-  if (nfd >= 0) after_dup(fd, nfd);
+  if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
   return nfd;
 }
 
@@ -357,7 +387,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
   if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
     return real::dup2(oldfd, newfd);
   const int rc = real::dup2(oldfd, newfd);
-  if (rc >= 0 && oldfd != newfd) after_dup(oldfd, newfd);
+  if (rc >= 0 && oldfd != newfd && !after_dup(oldfd, newfd)) return -1;
   return rc;
 }
 
@@ -365,7 +395,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
   if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
     return real::dup3(oldfd, newfd, flags);
   const int rc = real::dup3(oldfd, newfd, flags);
-  if (rc >= 0) after_dup(oldfd, newfd);
+  if (rc >= 0 && !after_dup(oldfd, newfd)) return -1;
   return rc;
 }
 
@@ -377,7 +407,7 @@ int do_fcntl(int fd, int cmd, unsigned long arg, int (*next)(int, int, unsigned 
   if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || !FdTable::maybe_ours(fd)) [[likely]]
     return next(fd, cmd, arg);
   const int nfd = next(fd, cmd, arg);
-  if (nfd >= 0) after_dup(fd, nfd);
+  if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
   return nfd;
 }
 
@@ -475,11 +505,17 @@ extern "C" {
 [[gnu::visibility("default")]] DIR* opendir(const char* name) {
   if (!uiommufd::runtime::may_be_virtual_absolute(name)) [[likely]]
     return real::opendir(name);
-  const std::string abs = uiommufd::runtime::normalize_path("/", name);
-  const uiommufd::runtime::VirtualPath vp =
-      uiommufd::runtime::classify_path(abs, getpid(), static_cast<int>(gettid()));
-  if (vp.kind != uiommufd::runtime::VirtualKind::kDebugfsDir) return real::opendir(name);
-  const int fd = uiommufd::runtime::open_debugfs_dir(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC, errno);
+  int fd = -1;
+  try {
+    const std::string abs = uiommufd::runtime::normalize_path("/", name);
+    const uiommufd::runtime::VirtualPath vp =
+        uiommufd::runtime::classify_path(abs, getpid(), static_cast<int>(gettid()));
+    if (vp.kind != uiommufd::runtime::VirtualKind::kDebugfsDir) return real::opendir(name);
+    fd = uiommufd::runtime::open_debugfs_dir(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC, errno);
+  } catch (const std::bad_alloc&) {
+    errno = ENOMEM;
+    return nullptr;
+  }
   if (fd < 0) return nullptr;
   DIR* dir = real::fdopendir(fd);
   if (dir == nullptr) {

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <array>
 #include <cstddef>
+#include <new>
 
 #include "handlers.h"
 #include "uiommufd/base/try.h"
@@ -44,8 +45,15 @@ constexpr std::array<Op, kOpCount> kOps = make_ops();
 }  // namespace
 
 Result<std::shared_ptr<IommufdFile>> IommufdFile::open(FdHost& host, bool vfio_compat) {
-  std::unique_ptr<Context> ctx = TRY(Context::create(vfio_compat));
-  return std::shared_ptr<IommufdFile>(new IommufdFile(host, std::move(ctx)));
+  // The allocation boundary of open (docs/allocation.md), as ioctl() below is of every command.
+  try {
+    std::unique_ptr<Context> ctx = TRY(Context::create(vfio_compat));
+    IommufdFile* file = new (std::nothrow) IommufdFile(host, std::move(ctx));
+    if (!file) return Status::error(ENOMEM);
+    return std::shared_ptr<IommufdFile>(file);  // frees `file` if the control block cannot be had
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
 }
 
 IommufdFile::IommufdFile(FdHost& host, std::unique_ptr<Context> ctx)
@@ -54,16 +62,22 @@ IommufdFile::IommufdFile(FdHost& host, std::unique_ptr<Context> ctx)
 IommufdFile::~IommufdFile() = default;
 
 long IommufdFile::ioctl(unsigned long cmd, std::uint64_t arg) {
-  const unsigned nr = cmd & 0xff;
-  if (nr < kCmdBase || nr - kCmdBase >= kOpCount) return vfio_ioctl(*this, cmd, arg);
-  if (cmd == IOMMU_TEST_CMD) return test_cmd(*this, arg);
-  const Op& op = kOps[nr - kCmdBase];
-  // A table hit whose type or direction bits differ is not our command.
-  if (!op.execute || cmd != io_cmd(nr)) return -ENOTTY;
-  Ucmd ucmd(Ucmd::Uninitialized{}, *this, *ctx_, cmd, arg);
-  const Status copied = copy_cmd_from_user(ucmd.buf, op.size, op.min_size, arg, &ucmd.user_size);
-  if (!copied.ok()) return -copied.error();
-  return op.execute(ucmd);
+  // The allocation boundary (docs/allocation.md): a std::bad_alloc from a container below has unwound
+  // through code that holds everything in RAII owners, so the command has undone itself; it is ENOMEM.
+  try {
+    const unsigned nr = cmd & 0xff;
+    if (nr < kCmdBase || nr - kCmdBase >= kOpCount) return vfio_ioctl(*this, cmd, arg);
+    if (cmd == IOMMU_TEST_CMD) return test_cmd(*this, arg);
+    const Op& op = kOps[nr - kCmdBase];
+    // A table hit whose type or direction bits differ is not our command.
+    if (!op.execute || cmd != io_cmd(nr)) return -ENOTTY;
+    Ucmd ucmd(Ucmd::Uninitialized{}, *this, *ctx_, cmd, arg);
+    const Status copied = copy_cmd_from_user(ucmd.buf, op.size, op.min_size, arg, &ucmd.user_size);
+    if (!copied.ok()) return -copied.error();
+    return op.execute(ucmd);
+  } catch (const std::bad_alloc&) {
+    return -ENOMEM;
+  }
 }
 
 }  // namespace uiommufd::uapi

@@ -23,13 +23,7 @@ constexpr std::uint64_t kIova = MOCK_APERTURE_START;
 constexpr std::uint32_t kMapRW =
     IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
 
-iommu_test_cmd make_cmd(std::uint32_t op, std::uint32_t id) {
-  iommu_test_cmd c{};
-  c.size = sizeof(c);
-  c.op = op;
-  c.id = id;
-  return c;
-}
+using testing::make_test_cmd;
 
 class SelftestTest : public ::testing::Test {
  protected:
@@ -73,12 +67,12 @@ class SelftestTest : public ::testing::Test {
     return err(host_.ioctl(fd_, IOMMU_DESTROY, &d));
   }
   iommu_test_mock_domain mock_domain(std::uint32_t pt_id) {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, pt_id);
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, pt_id);
     EXPECT_EQ(test(c), 0) << strerror(errno);
     return c.mock_domain;
   }
   int create_access(std::uint32_t ioas, std::uint32_t flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas);
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas);
     c.create_access.flags = flags;
     EXPECT_EQ(test(c), 0) << strerror(errno);
     access_fds_.push_back(static_cast<int>(c.create_access.out_access_fd));
@@ -91,7 +85,7 @@ class SelftestTest : public ::testing::Test {
   // ACCESS_PAGES; the errno, with the record id in *id.
   int access_pages(int afd, std::uint64_t iova, std::uint64_t len, std::uint64_t up,
                    std::uint32_t* id = nullptr, std::uint32_t flags = 0) {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
     c.access_pages.flags = flags;
     c.access_pages.iova = iova;
     c.access_pages.length = len;
@@ -102,7 +96,7 @@ class SelftestTest : public ::testing::Test {
   }
   int run_keep(iommu_test_cmd& c) { return err(test(c)); }
   int access_rw(int afd, std::uint64_t iova, void* buf, std::uint64_t len, std::uint32_t flags) {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ACCESS_RW, static_cast<std::uint32_t>(afd));
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_ACCESS_RW, static_cast<std::uint32_t>(afd));
     c.access_rw.iova = iova;
     c.access_rw.length = len;
     c.access_rw.uptr = reinterpret_cast<std::uint64_t>(buf);
@@ -110,14 +104,14 @@ class SelftestTest : public ::testing::Test {
     return run(c);
   }
   int check_refs(std::uint64_t off, std::uint64_t len, std::uint32_t refs, int fd = -1) {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
     c.check_refs.uptr = uptr(off);
     c.check_refs.length = len;
     c.check_refs.refs = refs;
     return err(test(c, fd));
   }
   int check_map(std::uint32_t hwpt, std::uint64_t iova, std::uint64_t len, std::uint64_t up) {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_MAP, hwpt);
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MD_CHECK_MAP, hwpt);
     c.check_map.iova = iova;
     c.check_map.length = len;
     c.check_map.uptr = up;
@@ -137,14 +131,14 @@ class SelftestTest : public ::testing::Test {
 // ---- sizes and layouts ----
 
 TEST_F(SelftestTest, SizeBelowTheV62MinimumIsEinval) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
   c.memory_limit.limit = 65536;
   c.size = 51;
   EXPECT_EQ(run(c), EINVAL);
 }
 
 TEST_F(SelftestTest, V62SizeNeedsZeroBytesBeyond56) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
   c.memory_limit.limit = 65536;
   c.size = 60;
   EXPECT_EQ(run(c), 0);
@@ -153,7 +147,7 @@ TEST_F(SelftestTest, V62SizeNeedsZeroBytesBeyond56) {
 }
 
 TEST_F(SelftestTest, V62LayoutHasOnlyOpsOneToNine) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, 1);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, 1);
   c.size = kTestCmdV62Size;
   EXPECT_EQ(run(c), EOPNOTSUPP);
   c.op = IOMMU_TEST_OP_ACCESS_REPLACE_IOAS;
@@ -164,7 +158,7 @@ TEST_F(SelftestTest, NewestLayoutLargerThanKnownNeedsAZeroTail) {
   struct {
     iommu_test_cmd c;
     std::uint64_t tail;
-  } big{make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0), 0};
+  } big{make_test_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0), 0};
   big.c.size = sizeof(big);
   big.c.memory_limit.limit = 65536;
   EXPECT_EQ(host_.ioctl(fd_, IOMMU_TEST_CMD, &big), 0);
@@ -172,7 +166,7 @@ TEST_F(SelftestTest, NewestLayoutLargerThanKnownNeedsAZeroTail) {
   EXPECT_EQ(err(host_.ioctl(fd_, IOMMU_TEST_CMD, &big)), E2BIG);
 }
 
-TEST_F(SelftestTest, UnknownOpIsEopnotsupp) { EXPECT_EQ(run(make_cmd(99, 0)), EOPNOTSUPP); }
+TEST_F(SelftestTest, UnknownOpIsEopnotsupp) { EXPECT_EQ(run(make_test_cmd(99, 0)), EOPNOTSUPP); }
 
 TEST_F(SelftestTest, BadArgumentPointerIsEfault) {
   EXPECT_EQ(err(host_.ioctl(fd_, IOMMU_TEST_CMD, nullptr)), EFAULT);
@@ -181,7 +175,7 @@ TEST_F(SelftestTest, BadArgumentPointerIsEfault) {
 // ---- ADD_RESERVED ----
 
 TEST_F(SelftestTest, AddReservedKeepsMapsOutOfTheRange) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ADD_RESERVED, ioas_);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_ADD_RESERVED, ioas_);
   c.add_reserved.start = kIova;
   c.add_reserved.length = 4 * kPageSize;
   ASSERT_EQ(run(c), 0);
@@ -190,14 +184,14 @@ TEST_F(SelftestTest, AddReservedKeepsMapsOutOfTheRange) {
 
 TEST_F(SelftestTest, AddReservedOverAnAreaIsEaddrinuse) {
   ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ADD_RESERVED, ioas_);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_ADD_RESERVED, ioas_);
   c.add_reserved.start = kIova + kPageSize;
   c.add_reserved.length = kPageSize;
   EXPECT_EQ(run(c), EADDRINUSE);
 }
 
 TEST_F(SelftestTest, AddReservedOnAnUnknownIoasIsEnoent) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_ADD_RESERVED, 77);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_ADD_RESERVED, 77);
   c.add_reserved.length = kPageSize;
   EXPECT_EQ(run(c), ENOENT);
 }
@@ -230,14 +224,14 @@ TEST_F(SelftestTest, MockDomainsOnOneIoasShareItsAutomaticHwpt) {
 }
 
 TEST_F(SelftestTest, MockDomainOnAnUnknownIdIsEnoentAndLeavesNoObject) {
-  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, 99)), ENOENT);
+  EXPECT_EQ(run(make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, 99)), ENOENT);
   EXPECT_EQ(mock_domain(ioas_).out_stdev_id, ioas_ + 1);  // ids reused: nothing was left behind
 }
 
 TEST_F(SelftestTest, MockDomainOnAnIdThatIsNeitherAnIoasNorAnHwptIsEinvalAndLeavesNoObject) {
   iommu_test_mock_domain md = mock_domain(ioas_);
-  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_idev_id)), EINVAL);
-  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_stdev_id)), EINVAL);
+  EXPECT_EQ(run(make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_idev_id)), EINVAL);
+  EXPECT_EQ(run(make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_stdev_id)), EINVAL);
   EXPECT_EQ(mock_domain(ioas_).out_stdev_id, md.out_hwpt_id + 1);  // ids reused: nothing was left behind
 }
 
@@ -245,7 +239,7 @@ TEST_F(SelftestTest, MockDomainWhoseReplyCannotBeWrittenLeavesNothing) {
   ASSERT_EQ(map(ioas_, kIova, 0, 8 * kPageSize), 0);
   void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(page, MAP_FAILED);
-  *static_cast<iommu_test_cmd*>(page) = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  *static_cast<iommu_test_cmd*>(page) = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
   ASSERT_EQ(mprotect(page, kPageSize, PROT_READ), 0);
   EXPECT_EQ(err(host_.ioctl(fd_, IOMMU_TEST_CMD, page)), EFAULT);
   munmap(page, kPageSize);
@@ -260,7 +254,7 @@ TEST_F(SelftestTest, MockDomainGivesTheIoasTheMockGeometry) {
 }
 
 TEST_F(SelftestTest, V62MockDomainReturnsDeviceAndHwptIdsWithTheV62Model) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
   c.size = kTestCmdV62Size;
   c.mock_domain.out_idev_id = 0xabcd;  // not an output in this layout
   ASSERT_EQ(test(c), 0) << strerror(errno);
@@ -271,7 +265,7 @@ TEST_F(SelftestTest, V62MockDomainReturnsDeviceAndHwptIdsWithTheV62Model) {
 
 TEST_F(SelftestTest, V62MockDomainHwptIsDestroyedSeparatelyAfterTheDevice) {
   ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
   c.size = kTestCmdV62Size;
   ASSERT_EQ(test(c), 0);
   const std::uint32_t dev = c.mock_domain.out_stdev_id, hwpt = c.mock_domain.out_hwpt_id;
@@ -287,7 +281,7 @@ TEST_F(SelftestTest, V62MockDomainHwptIsDestroyedSeparatelyAfterTheDevice) {
 
 TEST_F(SelftestTest, V62MockDomainOnAnHwptIdIsEnoent) {
   iommu_test_mock_domain md = mock_domain(ioas_);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_hwpt_id);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, md.out_hwpt_id);
   c.size = kTestCmdV62Size;
   EXPECT_EQ(run(c), ENOENT);
 }
@@ -297,7 +291,7 @@ TEST_F(SelftestTest, V62MockDomainOnAnHwptIdIsEnoent) {
 TEST_F(SelftestTest, MockDomainReplaceMovesTheDeviceAndReturnsTheNewHwpt) {
   const std::uint32_t other = ioas_alloc(fd_);
   iommu_test_mock_domain md = mock_domain(ioas_);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_stdev_id);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_stdev_id);
   c.mock_domain_replace.pt_id = other;
   ASSERT_EQ(test(c), 0) << strerror(errno);
   EXPECT_NE(c.mock_domain_replace.pt_id, md.out_hwpt_id);
@@ -307,23 +301,23 @@ TEST_F(SelftestTest, MockDomainReplaceMovesTheDeviceAndReturnsTheNewHwpt) {
 
 TEST_F(SelftestTest, MockDomainReplaceNeedsASelftestObject) {
   iommu_test_mock_domain md = mock_domain(ioas_);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_idev_id);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_idev_id);
   c.mock_domain_replace.pt_id = ioas_;
   EXPECT_EQ(run(c), ENOENT);
 }
 
 TEST_F(SelftestTest, MockDomainReplaceToAnUnknownIdIsEnoent) {
   iommu_test_mock_domain md = mock_domain(ioas_);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_stdev_id);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, md.out_stdev_id);
   c.mock_domain_replace.pt_id = 99;
   EXPECT_EQ(run(c), ENOENT);
 }
 
 TEST_F(SelftestTest, MockDomainReplaceOfAV62DeviceIsEinval) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
   c.size = kTestCmdV62Size;
   ASSERT_EQ(test(c), 0);
-  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, c.mock_domain.out_stdev_id);
+  iommu_test_cmd r = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, c.mock_domain.out_stdev_id);
   r.mock_domain_replace.pt_id = ioas_;
   EXPECT_EQ(run(r), EINVAL);
 }
@@ -419,7 +413,7 @@ TEST_F(SelftestTest, MdCheckRefsReportsTheFirstProblemInTheRange) {
 TEST_F(SelftestTest, MdCheckRefsOfUnmappedMemoryIsEfault) {
   void* hole = mmap(nullptr, kPageSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(hole, MAP_FAILED);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MD_CHECK_REFS, 0);
   c.check_refs.uptr = reinterpret_cast<std::uint64_t>(hole);
   c.check_refs.length = kPageSize;
   EXPECT_EQ(run(c), EFAULT);
@@ -577,13 +571,13 @@ TEST_F(SelftestTest, CreateAccessReturnsARealFd) {
 }
 
 TEST_F(SelftestTest, CreateAccessWithUnknownFlagsIsEopnotsupp) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas_);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas_);
   c.create_access.flags = 2;
   EXPECT_EQ(run(c), EOPNOTSUPP);
 }
 
 TEST_F(SelftestTest, CreateAccessOnAnUnknownIoasIsEnoentAndLeavesNothing) {
-  EXPECT_EQ(run(make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, 99)), ENOENT);
+  EXPECT_EQ(run(make_test_cmd(IOMMU_TEST_OP_CREATE_ACCESS, 99)), ENOENT);
   EXPECT_EQ(destroy(ioas_), 0);
   EXPECT_EQ(ioas_alloc(fd_), ioas_);  // the access's id was released too
 }
@@ -591,7 +585,7 @@ TEST_F(SelftestTest, CreateAccessOnAnUnknownIoasIsEnoentAndLeavesNothing) {
 TEST_F(SelftestTest, CreateAccessWhoseReplyCannotBeWrittenTakesTheFdBack) {
   void* page = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(page, MAP_FAILED);
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas_);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_CREATE_ACCESS, ioas_);
   c.create_access.flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES;
   *static_cast<iommu_test_cmd*>(page) = c;
   ASSERT_EQ(mprotect(page, kPageSize, PROT_READ), 0);
@@ -612,7 +606,7 @@ TEST_F(SelftestTest, AccessPagesPinsAndDestroyAccessPagesUnpins) {
   EXPECT_EQ(id, 0u);
   EXPECT_EQ(check_refs(kPageSize, 2 * kPageSize, 1), 0);
   EXPECT_EQ(check_refs(0, kPageSize, 0), 0);
-  iommu_test_cmd d = make_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
+  iommu_test_cmd d = make_test_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
   d.destroy_access_pages.access_pages_id = id;
   ASSERT_EQ(run(d), 0);
   EXPECT_EQ(check_refs(0, 8 * kPageSize, 0), 0);
@@ -685,7 +679,7 @@ TEST_F(SelftestTest, AccessPagesInSyzModeTakesTheNthArea) {
 }
 
 TEST_F(SelftestTest, DestroyAccessPagesOnAnFdThatIsNoAccessIsEbadfd) {
-  iommu_test_cmd d = make_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(fd_));
+  iommu_test_cmd d = make_test_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(fd_));
   EXPECT_EQ(run(d), EBADFD);
 }
 
@@ -736,7 +730,7 @@ TEST_F(SelftestTest, AccessRwIntoABadUserBufferIsEfault) {
 // ---- SET_TEMP_MEMORY_LIMIT ----
 
 TEST_F(SelftestTest, SetTempMemoryLimitBelow12IsEinval) {
-  iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, 0);
   c.memory_limit.limit = 11;
   EXPECT_EQ(run(c), EINVAL);
   c.memory_limit.limit = 12;
@@ -753,7 +747,7 @@ TEST_F(SelftestTest, AccessReplaceIoasUnpinsAndMovesTheAccess) {
   ASSERT_EQ(map(ioas_, kIova, 0, 4 * kPageSize), 0);
   const int afd = create_access(ioas_);
   ASSERT_EQ(access_pages(afd, kIova, kPageSize, uptr()), 0);
-  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(afd));
+  iommu_test_cmd r = make_test_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(afd));
   r.access_replace_ioas.ioas_id = other;
   ASSERT_EQ(run(r), 0);
   EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
@@ -764,13 +758,13 @@ TEST_F(SelftestTest, AccessReplaceIoasUnpinsAndMovesTheAccess) {
 
 TEST_F(SelftestTest, AccessReplaceIoasToAnUnknownIoasIsEnoent) {
   const int afd = create_access(ioas_);
-  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(afd));
+  iommu_test_cmd r = make_test_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(afd));
   r.access_replace_ioas.ioas_id = 99;
   EXPECT_EQ(run(r), ENOENT);
 }
 
 TEST_F(SelftestTest, AccessReplaceIoasOnAnFdThatIsNoAccessIsEbadfd) {
-  iommu_test_cmd r = make_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(fd_));
+  iommu_test_cmd r = make_test_cmd(IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, static_cast<std::uint32_t>(fd_));
   r.access_replace_ioas.ioas_id = ioas_;
   EXPECT_EQ(run(r), EBADFD);
 }
@@ -808,7 +802,7 @@ TEST_F(SelftestTest, IoasUnmapMakesTheAccessUnpin) {
   ASSERT_EQ(access_pages(afd, kIova + kPageSize, kPageSize, uptr(kPageSize), &id), 0);
   ASSERT_EQ(unmap(ioas_, kIova, 4 * kPageSize), 0);
   EXPECT_EQ(check_refs(0, 4 * kPageSize, 0), 0);
-  iommu_test_cmd d = make_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
+  iommu_test_cmd d = make_test_cmd(IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, static_cast<std::uint32_t>(afd));
   d.destroy_access_pages.access_pages_id = id;
   EXPECT_EQ(run(d), ENOENT);  // the unmap callback dropped the record
 }
@@ -855,7 +849,7 @@ class SelftestSweepTest : public SelftestTest {
 
 TEST_F(SelftestSweepTest, MockDomainUnwindsEveryInjectedFailure) {
   auto op = [&] {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
     return as_status(run(c));
   };
   SweepResult r = sweep_fail_nth([&] { fresh(); }, op, [&](unsigned n, Status st) { after(n, st, 1); });
@@ -866,7 +860,7 @@ TEST_F(SelftestSweepTest, MockDomainUnwindsEveryInjectedFailure) {
 
 TEST_F(SelftestSweepTest, V62MockDomainUnwindsEveryInjectedFailure) {
   auto op = [&] {
-    iommu_test_cmd c = make_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN, ioas_);
     c.size = kTestCmdV62Size;
     return as_status(run(c));
   };

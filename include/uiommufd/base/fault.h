@@ -74,7 +74,8 @@ uint32_t fail_nth_get();
 // reach 0.
 // A thread that has not yet run a check is not known by address; a value set for it is kept by id and
 // taken over when it first checks or reads its counter.
-// Errors: ESRCH if no thread of this process has that id.
+// Errors: ESRCH if no thread of this process has that id; ENOMEM if the value for a thread not yet known
+// cannot be kept.
 Status fail_nth_set_thread(int tid, uint32_t n);
 Result<uint32_t> fail_nth_get_thread(int tid);
 

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 namespace uiommufd {
 
@@ -75,6 +76,8 @@ template <typename T>
 class SlabAllocated {
  public:
   static void* operator new(std::size_t size);
+  // Null instead of std::bad_alloc.
+  static void* operator new(std::size_t size, const std::nothrow_t&) noexcept;
   static void operator delete(void* p, std::size_t size) noexcept;
   static Slab& slab();
 };
@@ -97,6 +100,12 @@ void* SlabAllocated<T>::operator new(std::size_t size) {
   void* p = slab().alloc();
   if (p == nullptr) slab_internal::throw_bad_alloc();
   return p;
+}
+
+template <typename T>
+void* SlabAllocated<T>::operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  if (size != sizeof(T)) return ::operator new(size, std::nothrow);
+  return slab().alloc();
 }
 
 template <typename T>

@@ -106,7 +106,7 @@ class IoPagetable {
   void remove_domain(Domain* domain) EXCLUDES(domains_rwsem_, iova_rwsem_);
 
   // Reserved ranges, tagged by owner (a domain, a device, or null for the test op). EADDRINUSE if the
-  // range intersects an area or an allowed range.
+  // range intersects an area or an allowed range; ENOMEM.
   Status add_reserved(Interval range, const void* owner) EXCLUDES(iova_rwsem_);
   void remove_reserved(const void* owner) EXCLUDES(iova_rwsem_);
 
@@ -144,7 +144,8 @@ class IoPagetable {
   PageSizes page_sizes() EXCLUDES(domains_rwsem_, iova_rwsem_);
 
   // Accesses. add_access puts `access` on the notify list and raises iova_alignment to `alignment`
-  // (EADDRINUSE when an area does not meet it); remove_access undoes both.
+  // (EADDRINUSE when an area does not meet it; ENOMEM when the lists cannot grow); remove_access undoes
+  // both and never fails.
   Status add_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
   void remove_access(AccessHook* access, std::uint64_t alignment) EXCLUDES(domains_rwsem_, iova_rwsem_);
   // Pins the backing pages of [iova, iova + length − 1] for an access, one AccessPage per page index

@@ -43,6 +43,7 @@ class Access : public Object, private AccessHook {
   static constexpr std::uint32_t kRwSlowPath = 1 << 2;
 
   // Creates an unattached access. The returned reference is the driver's; give it back to destroy().
+  // ENOMEM, ENOSPC.
   static Result<ObjectRef<Access>> create(Context& ctx, Ops ops);
 
   // EINVAL if already attached; ENOENT for a bad IOAS id; EADDRINUSE if the IOAS has areas the access's

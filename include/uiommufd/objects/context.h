@@ -30,9 +30,11 @@ class Context {
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
-  // Reserves an id for `obj` (ENOSPC past 2^31 − 1 ids, ENOMEM: fault site "objects.alloc"). The object
-  // is owned by the table from here; it is invisible to lookups until finalize().
+  // Reserves an id for `obj` (ENOSPC past 2^31 − 1 ids, ENOMEM: the tables cannot grow, or fault site
+  // "objects.alloc"). The object is owned by the table from here, also on failure (it is freed then); it
+  // is invisible to lookups until finalize().
   Result<std::uint32_t> reserve(std::unique_ptr<Object> obj) EXCLUDES(mu_);
+  // Publishes a reserved id. Never fails and never allocates: reserve() made the room.
   void finalize(std::uint32_t id) EXCLUDES(mu_);
   // Undoes reserve(): frees the object without its destroy op (its creator has already undone whatever
   // it did) and releases the id, so the next object gets it.
@@ -82,8 +84,11 @@ class Context {
   bool remove_if_users(Object* obj, std::uint32_t expected_users) EXCLUDES(mu_);
   void free_object(Object* obj);
 
-  // Points the lock-free lookup table's entry for `id` at `obj` (null: unpublished), growing the table
-  // when id is beyond it.
+  // Makes the lock-free lookup table hold `id`, replacing it by a larger copy if needed. Throws
+  // std::bad_alloc, leaving the table as it was.
+  void grow_published_locked(std::uint32_t id) REQUIRES(mu_);
+  // Points the lookup table's entry for `id` at `obj` (null: unpublished). Never allocates: a published
+  // id is within the table (grow_published_locked() ran when it was reserved).
   void publish_locked(std::uint32_t id, Object* obj) REQUIRES(mu_);
 
   lockdep::Mutex mu_{lock_order::kContextObjects};

@@ -19,7 +19,7 @@ class Device : public Object {
     kSoftware,  // a device behind a 4 KiB software page table
   };
 
-  // Creates and binds a device; returns its id.
+  // Creates and binds a device; returns its id. ENOMEM, ENOSPC.
   static Result<std::uint32_t> create(Context& ctx, Kind kind);
   // The same for a driver that owns the device (the kernel's iommufd_device_bind): the returned reference
   // is the driver's user, so IOMMU_DESTROY of the device id is EBUSY until unbind(). ENOMEM, ENOSPC.

@@ -18,7 +18,8 @@ class HwPagetable : public Object {
  public:
   // Creates the HWPT and adds its domain to `ioas` (filling it from every area). The caller holds
   // ioas.mutex(). Returns the object with one extra user for the caller (the attaching device). Errors
-  // are add_domain's (EINVAL, EADDRINUSE, EFAULT, ENOMEM, ENOENT), and on failure nothing is left.
+  // are ENOMEM/ENOSPC (the object, its id, its place on the IOAS's list) and add_domain's (EINVAL,
+  // EADDRINUSE, EFAULT, ENOMEM, ENOENT); on failure nothing is left.
   static Result<ObjectRef<HwPagetable>> create_locked(Ioas& ioas, std::unique_ptr<Domain> domain,
                                                       bool auto_domain) REQUIRES(ioas.mutex());
 

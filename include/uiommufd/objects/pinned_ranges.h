@@ -42,7 +42,8 @@ class PinnedRanges {
 
   // Pins [iova, iova + length − 1] through `access` (Access::pin_pages' flags and errors), runs `check`
   // and records the pin. Returns the record's id (ids count up from 0 per PinnedRanges). `pages` may be
-  // null. On any error nothing stays pinned or recorded.
+  // null. ENOMEM when the record cannot be made room for (checked before pinning). On any error nothing
+  // stays pinned or recorded.
   Result<std::uint32_t> pin(Access& access, std::uint64_t iova, std::uint64_t length,
                             std::vector<AccessPage>* pages, std::uint32_t flags, const Check& check = {})
       EXCLUDES(mu_);

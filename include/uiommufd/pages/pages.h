@@ -215,7 +215,9 @@ class Pages : public RefCounted<Pages> {
   // mlock / munlock of the page-index run `run`, through the process-wide count of locked page addresses.
   // lock_run has Mm::lock's errors and leaves nothing locked on failure.
   Status lock_run_locked(const Interval& run) REQUIRES(mu_);
-  void unlock_runs_locked(const std::vector<Interval>& runs) REQUIRES(mu_);
+  // One run's lock users back, munlocking the pages no other Pages has locked. Needs no lock of this Pages
+  // (it reads only constant fields) and never allocates, so unpin can call it from a PinRuns sink.
+  void unlock_run(const Interval& run) const;
 
   const PagesKind kind_;
   // The source's address space: the mapping Mm for user pages, the current Mm (which holds the file

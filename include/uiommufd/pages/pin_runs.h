@@ -11,8 +11,13 @@
 // add() is undone exactly by remove() of the same range (counts, and hence the run layout after merging,
 // are back to what they were), which is how Pages rolls back a pin that failed half-way.
 //
-// Cost: O((k + 1) · log n) for a range overlapping k runs out of n. Every change may allocate or free map
-// nodes (see FIXME below).
+// Cost: O((k + 1) · log n) for a range overlapping k runs out of n.
+//
+// Memory: map nodes come from a small pool of spares. add() first makes sure the pool holds every node it
+// can need (2 splits and one per gap) plus two more, and fails with ENOMEM before changing anything when
+// they cannot be had; so add() has no half-done state. remove() needs at most two nodes (its two splits)
+// and takes them from the pool, which every add() leaves with at least two; it refills the pool
+// afterwards if it can. Nodes freed by merges go back to the pool, which is trimmed to a few.
 //
 // Thread safety: none; the owner serialises access (Pages guards its PinRuns with pages.mutex).
 #pragma once
@@ -23,6 +28,7 @@
 #include <vector>
 
 #include "uiommufd/base/interval.h"
+#include "uiommufd/base/status.h"
 
 namespace uiommufd {
 
@@ -37,12 +43,19 @@ class PinRuns {
   // Adds one user to every index in [first, last] (precondition first <= last; a count may not exceed
   // UINT32_MAX, checked). If `newly_pinned` is not null it is cleared and then filled, in ascending order,
   // with the maximal sub-ranges whose indices went from 0 to 1 users; none of them touch each other.
-  void add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned);
+  // Errors: ENOMEM when the nodes or the output vector cannot be allocated; nothing has changed then.
+  Status add(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_pinned);
 
   // Removes one user from every index in [first, last]. Precondition: every index in the range has at
-  // least one user (UIOMMUFD_DCHECK; in release builds a violation is undefined). If `newly_unpinned` is not
-  // null it is cleared and then filled, in ascending order, with the maximal sub-ranges that went from 1
-  // to 0 users.
+  // least one user (UIOMMUFD_DCHECK; in release builds a violation is undefined). Each maximal sub-range
+  // that went from 1 to 0 users is passed to `on_unpinned(ctx, range)` (when not null), in ascending
+  // order, while the removal runs: the sink must not use this PinRuns. Never allocates, unless a previous
+  // remove() could not refill the pool (then a split allocates, and a failure throws std::bad_alloc):
+  // this is the form for unpin paths.
+  using RangeSink = void (*)(void* ctx, const Interval& range);
+  void remove(std::uint64_t first, std::uint64_t last, RangeSink on_unpinned, void* ctx);
+  // The same, collecting the sub-ranges in `newly_unpinned` (cleared first; may be null). Growing the
+  // vector may throw std::bad_alloc half-way, so paths that must not fail use the sink form.
   void remove(std::uint64_t first, std::uint64_t last, std::vector<Interval>* newly_unpinned);
 
   // Users of `index` (0 when it is in no run).
@@ -70,11 +83,20 @@ class PinRuns {
     std::uint64_t last;  // inclusive
     std::uint32_t users;
   };
-  // FIXME: std::map allocates a node per split under the owner's lock, and a bad_alloc would terminate
-  // (there are no exceptions across layers). An intrusive tree with preallocated nodes would make add()
-  // allocation-free (docs/design.md#no-allocation-under-locks); the number of nodes one add() can need is
-  // bounded by 2 splits + the gaps.
   using Map = std::map<std::uint64_t, Run>;  // key: first index of the run
+  // The pool: node handles of a multimap fit the map (the standard makes them compatible), so a node
+  // moves between the two without being allocated or freed.
+  using Spares = std::multimap<std::uint64_t, Run>;
+  // Nodes kept for remove(), and the most the pool keeps.
+  static constexpr std::size_t kRemoveReserve = 2;
+  static constexpr std::size_t kMaxSpares = 8;
+
+  // Grows the pool to `n` nodes; ENOMEM if it cannot (the pool may have grown part of the way).
+  Status reserve_nodes(std::size_t n);
+  // Inserts (key, run) before `hint` with a pooled node when there is one.
+  Map::iterator insert_run(Map::iterator hint, std::uint64_t key, Run run);
+  // Erases `it`, keeping its node in the pool while the pool is below kMaxSpares.
+  Map::iterator erase_run(Map::iterator it);
 
   // Makes `index` the first index of a run if some run covers it and starts before it. Returns the run
   // that starts at or after `index`.
@@ -86,6 +108,7 @@ class PinRuns {
   void merge_range(std::uint64_t first, std::uint64_t last);
 
   Map runs_;
+  Spares spares_;
   std::uint64_t pinned_pages_ = 0;
 };
 

@@ -2,17 +2,28 @@
 // real fd (an eventfd), so fd numbers are real and unique; close() drops the file like the runtime does.
 #pragma once
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
 
 namespace uiommufd::uapi::testing {
+
+// An IOMMU_TEST_CMD of the newest layout, zeroed but for its header.
+inline iommu_test_cmd make_test_cmd(std::uint32_t op, std::uint32_t id) {
+  iommu_test_cmd c{};
+  c.size = sizeof(c);
+  c.op = op;
+  c.id = id;
+  return c;
+}
 
 class TestFdHost : public FdHost {
  public:
@@ -31,8 +42,13 @@ class TestFdHost : public FdHost {
   Result<int> install(std::shared_ptr<OpenFile> file) override {
     int fd = ::eventfd(0, EFD_CLOEXEC);
     if (fd < 0) return Status::error(errno);
-    std::lock_guard<std::mutex> g(mu_);
-    files_[fd] = std::move(file);
+    try {
+      std::lock_guard<std::mutex> g(mu_);
+      files_[fd] = std::move(file);
+    } catch (const std::bad_alloc&) {
+      ::close(fd);
+      return Status::error(ENOMEM);
+    }
     return fd;
   }
   std::shared_ptr<OpenFile> lookup(int fd) override {
