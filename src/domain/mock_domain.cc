@@ -23,12 +23,16 @@ PageTableDomainOptions MockDomain::table_options(const Options& options) {
 Result<std::unique_ptr<MockDomain>> MockDomain::create(const Options& options) {
   const PageTableDomainOptions table = table_options(options);
   std::uint64_t* root = TRY(prepare_root(table));
-  auto* domain = new (std::nothrow) MockDomain(table, root);
+  auto* domain = new (std::nothrow) MockDomain(table, root, options.huge_iova);
   if (domain == nullptr) {
     free_root(root);
     return Status::error(ENOMEM);
   }
   return std::unique_ptr<MockDomain>(domain);
+}
+
+std::uint64_t MockDomain::pgsize_bitmap() const {
+  return huge_iova_ ? PageTableDomain::pgsize_bitmap() : kKernelPgsizeBitmap;
 }
 
 Status MockDomain::map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) {

@@ -30,7 +30,8 @@ TEST(MockDomainTest, GeometryIsTheKernelMocks) {
   auto d = make();
   EXPECT_EQ(k2K, kPageSize / 2);
   EXPECT_EQ(d->granule(), 2048u);
-  EXPECT_EQ(d->pgsize_bitmap(), 2048u);
+  // Every power of two from 2 KiB to 64 GiB, as the kernel's AMDv1-format mock reports.
+  EXPECT_EQ(d->pgsize_bitmap(), 0x1ffffff800u);
   EXPECT_EQ(d->aperture(), (Interval{std::uint64_t{1} << 24, (std::uint64_t{1} << 31) - 1}));
   EXPECT_EQ(d->levels(), 3u);
 }

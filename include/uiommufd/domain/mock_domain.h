@@ -56,8 +56,20 @@ class MockDomain : public PageTableDomain {
   // expected_start + length overflows, or any unit is unmapped or maps elsewhere.
   Status check_map(std::uint64_t iova, std::uint64_t length, PhysAddr expected_start) const;
 
+  // The page sizes the kernel's mock reports, which VFIO_IOMMU_GET_INFO passes on: its table is an
+  // AMDv1-format one with a 2 KiB granule and three levels (selftest.c mock_domain_alloc_pgtable(),
+  // generic_pt/fmt/amdv1.h amdv1pt_possible_sizes(): every power of two in each level), cut below the
+  // size of the whole top table (generic_pt/iommu_pt.h get_info()): every power of two from 2 KiB to
+  // 64 GiB. This table maps with 2 KiB entries (and 1 MiB ones with huge_iova, which keeps reporting just
+  // those two); the engine itself reads only the smallest size, the granule.
+  static constexpr std::uint64_t kKernelPgsizeBitmap = ((std::uint64_t{1} << 37) - 1) & ~((std::uint64_t{1} << 11) - 1);
+  std::uint64_t pgsize_bitmap() const override;
+
  private:
-  MockDomain(const PageTableDomainOptions& options, std::uint64_t* root) : PageTableDomain(options, root) {}
+  MockDomain(const PageTableDomainOptions& options, std::uint64_t* root, bool huge_iova)
+      : PageTableDomain(options, root), huge_iova_(huge_iova) {}
+
+  const bool huge_iova_;
 
   static PageTableDomainOptions table_options(const Options& options);
 };
