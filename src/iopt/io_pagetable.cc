@@ -199,20 +199,20 @@ Status IoPagetable::fill_area(Area& area) {
 Status IoPagetable::fill_batches_locked(Area& area, Pages& pages, Domain* const* domains, std::size_t ndomains,
                                         bool pin) {
   pages.mutex().assert_held();
-  // Batch by batch, as the kernel's pfn reader does: pin a batch, map it into every domain, go on. The
-  // batch size comes from the temporary memory limit (Pages::batch_pages()).
   const std::uint64_t first = area.first_index();
   const std::uint64_t last = area.last_index();
+  // The pin makes the area resident batch by batch itself (Pages::pin_locked), but counts and charges it
+  // once: those steps have fixed costs (system calls for the limit check) that would otherwise be paid per
+  // batch. The kernel's pfn reader interleaves pinning and mapping per batch; the outcome is the same.
+  if (pin) TRY(pages.pin_locked(first, last));
+  // Then the domains, batch by batch (Pages::batch_pages()), so that no single map call grows with the
+  // area either.
   Status st;
-  std::uint64_t next = first;  // [first, next − 1] is pinned and mapped into every domain
+  std::uint64_t next = first;  // [first, next − 1] is mapped into every domain
   while (next <= last) {
     const std::uint64_t batch_last = pages.batch_last(next, last);
     const Interval iova = area.iova_of_pages(next, batch_last);
     Pages::count_batch_step();
-    if (pin) {
-      st = pages.pin_locked(next, batch_last);
-      if (!st.ok()) break;
-    }
     std::size_t mapped = 0;
     for (; mapped < ndomains; ++mapped) {
       st = map_range_into(*domains[mapped], area, iova);
@@ -220,16 +220,17 @@ Status IoPagetable::fill_batches_locked(Area& area, Pages& pages, Domain* const*
     }
     if (!st.ok()) {
       for (std::size_t j = 0; j < mapped; ++j) unmap_range_from(*domains[j], iova.start, iova.length());
-      if (pin) pages.unpin_locked(next, batch_last);
       break;
     }
     next = batch_last + 1;
   }
-  if (st.ok() || next == first) return st;
+  if (st.ok()) return st;
   // Unmap before unpin: a page must never be unpinned while a domain still maps it.
-  const Interval done = area.iova_of_pages(first, next - 1);
-  for (std::size_t j = 0; j < ndomains; ++j) unmap_range_from(*domains[j], done.start, done.length());
-  if (pin) pages.unpin_locked(first, next - 1);
+  if (next > first) {
+    const Interval done = area.iova_of_pages(first, next - 1);
+    for (std::size_t j = 0; j < ndomains; ++j) unmap_range_from(*domains[j], done.start, done.length());
+  }
+  if (pin) pages.unpin_locked(first, last);
   return st;
 }
 

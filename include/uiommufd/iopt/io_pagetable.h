@@ -198,8 +198,8 @@ class IoPagetable {
 
   // Maps the part `range` of `area` into `domain` (one call; one page at a time when large pages are off).
   Status map_range_into(Domain& domain, const Area& area, Interval range) REQUIRES_SHARED(domains_rwsem_);
-  // Maps `area` into the `ndomains` domains batch by batch (Pages::batch_pages()), pinning each batch
-  // first when `pin`; on failure unmaps and unpins what it did. The caller holds pages.mutex() (pages is
+  // Pins the area first when `pin` (resident batch by batch), then maps it into the `ndomains` domains
+  // batch by batch (Pages::batch_pages()); on failure unmaps and unpins what it did. The caller holds pages.mutex() (pages is
   // the area's backing) and keeps `domains` stable.
   Status fill_batches_locked(Area& area, Pages& pages, Domain* const* domains, std::size_t ndomains, bool pin)
       REQUIRES_SHARED(domains_rwsem_) REQUIRES(pages.mutex());
