@@ -312,10 +312,10 @@ Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
           lockdep::WriteGuard g(iova_rwsem_);
           remove_area_locked(a);
         }
-        pages.reset();  // the last reference frees the Pages (and its accounting) outside the locks
+        pages.reset();  // the last reference frees the Pages outside the IOVA lock
         if (area_last >= range.last) return {};
         // Moving the start past the removed area keeps an area that a concurrent map has placed at an
-        // already unmapped IOVA from being found again (the kernel's fix [F2]).
+        // already unmapped IOVA from being found again (iopt_unmap_iova_range(); docs/semantics.md#unmap).
         start = area_last + 1;
       }
     }

@@ -183,7 +183,8 @@ Status map_dma(Context& ctx, std::uint64_t arg) {
 }
 
 // The kernel's iopt_unmap_iova: EINVAL for size 0, EOVERFLOW when the range wraps, then the range unmap,
-// which succeeds with nothing unmapped on an empty range (the newest kernel's fix [F1]).
+// which succeeds with nothing unmapped on an empty range, as the newest kernel's does
+// (docs/semantics.md#vfio-compat).
 Status unmap_iova(IoPagetable& iopt, std::uint64_t iova, std::uint64_t size, std::uint64_t* unmapped) {
   Interval range = TRY(Interval::from_length(iova, size));
   return iopt.unmap_range(range, unmapped);
