@@ -13,16 +13,12 @@
 //                           1 GiB area B of the same IOAS (a software domain attached), over the same pin
 //                           with B idle, paired: median ratio (target), p99 ratio (info)
 //
-// Except in pin_during_unmap_1g, no domain is attached: these measure the access path alone, so a pin of a page nobody else pins
-// pays the engine's pinning (making the page resident) itself. All memory is touched beforehand, so that
-// is a walk of resident page tables, never a page fault.
+// Except in pin_during_unmap_1g, no domain is attached: these measure the access path alone, so a pin of a
+// page nobody else pins pays the engine's pinning (making the page resident) itself. All memory is touched
+// beforehand, so that is a walk of resident page tables, never a page fault.
 //
 // Every benchmark checks each operation's status (SkipWithError otherwise), drops every pin it took and
 // checks that the process-wide pinned-page count is back where it started.
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <time.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -40,9 +36,13 @@
 #include <vector>
 
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
 
 #include "figures.h"
 #include "kernel_pin.h"
+
 #include "uiommufd/objects/access.h"
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/device.h"
@@ -159,15 +159,15 @@ constexpr std::size_t kRandomOps = std::size_t{1} << 16;  // pre-generated, used
 
 // What a pin is measured against.
 enum class Peer {
-  kKernel,       // the kernel's long-term pin of the same memory (KernelPin)
-  kMapTracker,   // 4 KiB: std::map find + insert + erase on 10^4 entries
-  kDenseWrite,   // 2 MiB: one 8-byte entry written per page
+  kKernel,      // the kernel's long-term pin of the same memory (KernelPin)
+  kMapTracker,  // 4 KiB: std::map find + insert + erase on 10^4 entries
+  kDenseWrite,  // 2 MiB: one 8-byte entry written per page
 };
 
 void pin_unpin_4k(benchmark::State& state, Peer peer) {
   PinLeakCheck leak_check(state);
   static Memory mem(kAreas * kAreaBytes);  // 160 MiB: faulted in once per process, not per run
-  std::optional<KernelPin> kernel;  // only for Peer::kKernel: the other peers' runs hold no ring
+  std::optional<KernelPin> kernel;         // only for Peer::kKernel: the other peers' runs hold no ring
   if (peer == Peer::kKernel) {
     if (std::string why = kernel.emplace().probe(mem.ptr(), kPageSize); !why.empty()) return skip(state, why);
   }
@@ -224,12 +224,16 @@ void pin_unpin_4k(benchmark::State& state, Peer peer) {
     tracker.erase(ins);
   };
   auto kernel_pin = [&] {
-    if (int err = kernel->register_unregister(hosts[next_host++ & (kRandomOps - 1)], kPageSize)) kernel_err = err;
+    if (int err = kernel->register_unregister(hosts[next_host++ & (kRandomOps - 1)], kPageSize))
+      kernel_err = err;
   };
-  if (peer == Peer::kKernel) run_paired(state, op, kernel_pin);
-  else run_paired(state, op, baseline);
+  if (peer == Peer::kKernel)
+    run_paired(state, op, kernel_pin);
+  else
+    run_paired(state, op, baseline);
   if (failed) state.SkipWithError("pin_pages failed");
-  else if (kernel_err != 0) state.SkipWithError(("kernel pin failed: " + std::string(std::strerror(kernel_err))).c_str());
+  else if (kernel_err != 0)
+    state.SkipWithError(("kernel pin failed: " + std::string(std::strerror(kernel_err))).c_str());
   else if (driver.access().unpin_mismatches() != 0) state.SkipWithError("unpin_pages mismatched");
   else if (tracker.size() != kAreas) state.SkipWithError("tracker");
 }
@@ -255,7 +259,8 @@ void pin_2m(benchmark::State& state, bool thp, Peer peer) {
   Memory mem(kHugePageSize, thp);
   std::optional<KernelPin> kernel;  // only for Peer::kKernel: the other peers' runs hold no ring
   if (peer == Peer::kKernel) {
-    if (std::string why = kernel.emplace().probe(mem.ptr(), kHugePageSize); !why.empty()) return skip(state, why);
+    if (std::string why = kernel.emplace().probe(mem.ptr(), kHugePageSize); !why.empty())
+      return skip(state, why);
   }
   Setup s;
   std::uint64_t iova = kIovaBase;
@@ -289,10 +294,13 @@ void pin_2m(benchmark::State& state, bool thp, Peer peer) {
   auto kernel_pin = [&] {
     if (int err = kernel->register_unregister(mem.ptr(), kHugePageSize)) kernel_err = err;
   };
-  if (peer == Peer::kKernel) run_paired(state, op, kernel_pin);
-  else run_paired(state, op, dense_write);
+  if (peer == Peer::kKernel)
+    run_paired(state, op, kernel_pin);
+  else
+    run_paired(state, op, dense_write);
   if (failed) state.SkipWithError("pin_pages failed");
-  else if (kernel_err != 0) state.SkipWithError(("kernel pin failed: " + std::string(std::strerror(kernel_err))).c_str());
+  else if (kernel_err != 0)
+    state.SkipWithError(("kernel pin failed: " + std::string(std::strerror(kernel_err))).c_str());
   else if (driver.access().unpin_mismatches() != 0) state.SkipWithError("unpin_pages mismatched");
 }
 void BM_AccessPin2M(benchmark::State& state) { pin_2m(state, /*thp=*/true, Peer::kDenseWrite); }
@@ -476,8 +484,8 @@ class Unmapper {
 
   Ioas& ioas_;
   const std::uint64_t uptr_;
-  std::uint64_t requested_seen_ = 0;        // thread 1's own count of its requests
-  std::atomic<std::uint64_t> requested_{0};  // that count as thread 2 sees it, or kStop
+  std::uint64_t requested_seen_ = 0;           // thread 1's own count of its requests
+  std::atomic<std::uint64_t> requested_{0};    // that count as thread 2 sees it, or kStop
   Clock::time_point unmap_start_, unmap_end_;  // thread 2's until done_ moves
   std::atomic<std::uint64_t> done_{0};
   std::atomic<bool> failed_{false};
@@ -568,7 +576,8 @@ void BM_PinDuringUnmap1G(benchmark::State& state) {
               busy.push_back(seconds(latency));
           }
         } else {
-          for (int i = 0; i < kIdlePins; ++i, when += kPinInterval) idle.push_back(seconds(scheduled_pin(when)));
+          for (int i = 0; i < kIdlePins; ++i, when += kPinInterval)
+            idle.push_back(seconds(scheduled_pin(when)));
         }
       }
       busy_first = !busy_first;
@@ -606,20 +615,39 @@ BENCHMARK(BM_PinDuringUnmap1G)->UseManualTime()->Iterations(10)->Repetitions(5);
 const FigureTable kFigures{{
     {.name = "access_pin_unpin_4k_vs_kernel", .numerator = "BM_AccessPinUnpin4KVsKernel", .target = 0.5},
     {.name = "access_pin_2m_vs_kernel", .numerator = "BM_AccessPin2MVsKernel", .target = 1.0},
-    {.name = "access_pin_unpin_4k", .numerator = "BM_AccessPinUnpin4K", .direction = Direction::kInfo,
-     .metric = "ratio", .note = "(against std::map find + insert + erase on 10^4 entries)",
+    {.name = "access_pin_unpin_4k",
+     .numerator = "BM_AccessPinUnpin4K",
+     .direction = Direction::kInfo,
+     .metric = "ratio",
+     .note = "(against std::map find + insert + erase on 10^4 entries)",
      .counter = kRatioCounter},
-    {.name = "access_pin_2m", .numerator = "BM_AccessPin2M", .direction = Direction::kInfo, .metric = "ratio",
-     .note = "(against one 8-byte write per page)", .counter = kRatioCounter},
-    {.name = "access_rw_64k", .numerator = "BM_AccessRw64K", .target = 0.90,
+    {.name = "access_pin_2m",
+     .numerator = "BM_AccessPin2M",
+     .direction = Direction::kInfo,
+     .metric = "ratio",
+     .note = "(against one 8-byte write per page)",
+     .counter = kRatioCounter},
+    {.name = "access_rw_64k",
+     .numerator = "BM_AccessRw64K",
+     .target = 0.90,
      .direction = Direction::kHigherIsBetter},
-    {.name = "access_rw_1m", .numerator = "BM_AccessRw1M", .target = 0.95,
+    {.name = "access_rw_1m",
+     .numerator = "BM_AccessRw1M",
+     .target = 0.95,
      .direction = Direction::kHigherIsBetter},
-    {.name = "unmap_with_16_accesses", .numerator = "BM_AccessUnmapWith16", .direction = Direction::kInfo,
-     .metric = "us", .scale_from_ns = 1e-3, .note = "(one 64 KiB area, 16 accesses each holding a pin)"},
+    {.name = "unmap_with_16_accesses",
+     .numerator = "BM_AccessUnmapWith16",
+     .direction = Direction::kInfo,
+     .metric = "us",
+     .scale_from_ns = 1e-3,
+     .note = "(one 64 KiB area, 16 accesses each holding a pin)"},
     {.name = "pin_during_unmap_1g", .numerator = "BM_PinDuringUnmap1G", .target = 3.0},
-    {.name = "pin_during_unmap_1g_p99", .numerator = "BM_PinDuringUnmap1G", .direction = Direction::kInfo,
-     .metric = "ratio", .note = "(99th percentile of the same latencies)", .counter = "p99_ratio"},
+    {.name = "pin_during_unmap_1g_p99",
+     .numerator = "BM_PinDuringUnmap1G",
+     .direction = Direction::kInfo,
+     .metric = "ratio",
+     .note = "(99th percentile of the same latencies)",
+     .counter = "p99_ratio"},
 }};
 
 }  // namespace

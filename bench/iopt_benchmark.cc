@@ -8,17 +8,17 @@
 // pages on an IOAS with a software-domain device attached (the ioctls' handlers, Ioas::map and
 // Ioas::unmap), against the kernel's long-term pin of the same GiB, an io_uring fixed-buffer register +
 // unregister (kernel_pin.h; 1 GiB is its limit per buffer), paired one call against one call.
-#include <sys/mman.h>
-
 #include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
+#include <sys/mman.h>
 
 #include "figures.h"
 #include "kernel_pin.h"
+
 #include "uiommufd/domain/page_table_domain.h"
 #include "uiommufd/iopt/io_pagetable.h"
 #include "uiommufd/mm/mm.h"
@@ -130,14 +130,20 @@ void BM_IoasMapUnmap1G4KVsKernel(benchmark::State& state) {
         if (int err = kernel.register_unregister(mem.ptr(), kGiB)) kernel_err = err;
       };
       run_paired(state, map_unmap, kernel_pin, /*ops_per_block=*/1);
-      if (failed) state.SkipWithError("map or unmap failed");
+      if (failed)
+        state.SkipWithError("map or unmap failed");
       else if (kernel_err != 0)
         state.SkipWithError(("kernel pin failed: " + std::string(std::strerror(kernel_err))).c_str());
     }
   }
-  if (Pages::total_pinned_pages() != pinned_before && !state.error_occurred()) state.SkipWithError("pins leaked");
+  if (Pages::total_pinned_pages() != pinned_before && !state.error_occurred())
+    state.SkipWithError("pins leaked");
 }
-BENCHMARK(BM_IoasMapUnmap1G4KVsKernel)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(6)->Repetitions(3);
+BENCHMARK(BM_IoasMapUnmap1G4KVsKernel)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(6)
+    ->Repetitions(3);
 
 // The limit for map + unmap: make the range resident and write one 8-byte entry per page.
 void populate_and_write(benchmark::State& state, bool thp) {
@@ -223,17 +229,29 @@ void BM_EngineBytesPerPage2M(benchmark::State& state) { memory_per_page(state, t
 BENCHMARK(BM_EngineBytesPerPage2M)->UseManualTime()->Iterations(1);
 
 const FigureTable kFigures{{
-    {.name = "map_unmap_1g_4k", .numerator = "BM_IoptMapUnmap1G4K", .denominator = "BM_PopulateAndWrite1G4K",
+    {.name = "map_unmap_1g_4k",
+     .numerator = "BM_IoptMapUnmap1G4K",
+     .denominator = "BM_PopulateAndWrite1G4K",
      .target = 2.0},
     {.name = "map_unmap_1g_4k_vs_kernel", .numerator = "BM_IoasMapUnmap1G4KVsKernel", .target = 1.0},
-    {.name = "map_unmap_1g_thp", .numerator = "BM_IoptMapUnmap1GThp",
-     .denominator = "BM_PopulateAndWrite1GThp", .target = 2.0},
-    {.name = "domain_fill_1g", .numerator = "BM_IoptDomainFill1G", .denominator = "BM_DenseWrite1G",
+    {.name = "map_unmap_1g_thp",
+     .numerator = "BM_IoptMapUnmap1GThp",
+     .denominator = "BM_PopulateAndWrite1GThp",
+     .target = 2.0},
+    {.name = "domain_fill_1g",
+     .numerator = "BM_IoptDomainFill1G",
+     .denominator = "BM_DenseWrite1G",
      .target = 3.0},
-    {.name = "engine_bytes_per_page_4k", .numerator = "BM_EngineBytesPerPage4K", .direction = Direction::kInfo,
-     .metric = "bytes", .note = "(target <= 16 per mapped 4 KiB page, one domain)"},
-    {.name = "engine_bytes_per_page_2m", .numerator = "BM_EngineBytesPerPage2M", .direction = Direction::kInfo,
-     .metric = "bytes", .note = "(target <= 1 per mapped 4 KiB page, 2 MiB aligned)"},
+    {.name = "engine_bytes_per_page_4k",
+     .numerator = "BM_EngineBytesPerPage4K",
+     .direction = Direction::kInfo,
+     .metric = "bytes",
+     .note = "(target <= 16 per mapped 4 KiB page, one domain)"},
+    {.name = "engine_bytes_per_page_2m",
+     .numerator = "BM_EngineBytesPerPage2M",
+     .direction = Direction::kInfo,
+     .metric = "bytes",
+     .note = "(target <= 1 per mapped 4 KiB page, 2 MiB aligned)"},
 }};
 
 }  // namespace

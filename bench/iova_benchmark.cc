@@ -166,7 +166,8 @@ void BM_IovaAreaChurnVsMap(benchmark::State& state) {
   constexpr std::size_t kLogSize = 4 * kStepsPerBlock;
   Churn& c = churn(kLive, false);
   std::map<std::uint64_t, std::uint64_t> mirror;  // area start -> last
-  for (std::size_t i = 0; i < c.areas.size(); ++i) mirror.emplace(c.areas[i].range.start, c.areas[i].range.last);
+  for (std::size_t i = 0; i < c.areas.size(); ++i)
+    mirror.emplace(c.areas[i].range.start, c.areas[i].range.last);
   if (mirror.size() != kLive) {
     state.SkipWithError("areas overlap");
     return;
@@ -196,7 +197,8 @@ void BM_IovaAreaChurnVsMap(benchmark::State& state) {
   for (int i = 0; i < kStepsPerBlock; ++i) step();
   run_paired(state, step, replay, kStepsPerBlock);
   while (replayed < logged) replay();
-  if (overrun) state.SkipWithError("the replay ran ahead of the churn");
+  if (overrun)
+    state.SkipWithError("the replay ran ahead of the churn");
   else if (mirror.size() != kLive || mirror.begin()->first != c.area_tree.hull().start)
     state.SkipWithError("the map does not mirror the area tree");
 }

@@ -1,13 +1,13 @@
 #include "kernel_pin.h"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
 #include <linux/io_uring.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 
 namespace uiommufd::bench {
 namespace {

@@ -22,9 +22,9 @@ bool futex_wait_until(const std::atomic<std::uint32_t>& word, std::uint32_t expe
   ts.tv_nsec = static_cast<long>((duration_cast<nanoseconds>(since_epoch) % seconds(1)).count());
   // std::atomic<std::uint32_t> is a plain 32-bit word with the same address (static_assert below).
   static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
-  const long r = syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word),
-                         FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, &ts, nullptr,
-                         FUTEX_BITSET_MATCH_ANY);
+  const long r =
+      syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word),
+              FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, &ts, nullptr, FUTEX_BITSET_MATCH_ANY);
   if (r == 0) return true;
   if (errno == ETIMEDOUT) return word.load(std::memory_order_seq_cst) != expected;
   return true;  // EAGAIN (the word already changed) or EINTR: the caller re-checks

@@ -196,8 +196,8 @@ Status IoPagetable::fill_area(Area& area) {
   return fill_batches_locked(area, pages, domains_.data(), domains_.size(), /*pin=*/true);
 }
 
-Status IoPagetable::fill_batches_locked(Area& area, Pages& pages, Domain* const* domains, std::size_t ndomains,
-                                        bool pin) {
+Status IoPagetable::fill_batches_locked(Area& area, Pages& pages, Domain* const* domains,
+                                        std::size_t ndomains, bool pin) {
   pages.mutex().assert_held();
   const std::uint64_t first = area.first_index();
   const std::uint64_t last = area.last_index();
@@ -355,8 +355,10 @@ bool IoPagetable::notify_accesses(Interval range, std::uint32_t* list_gen) {
       if (first) *list_gen = access_list_gen_.load();
       first = false;
       for (; next < accesses_.size() && n < kBatch; ++next) {
-        if (accesses_[next]->try_get()) live[n++] = accesses_[next];
-        else skipped = true;
+        if (accesses_[next]->try_get())
+          live[n++] = accesses_[next];
+        else
+          skipped = true;
       }
       more = next < accesses_.size();
     }
@@ -805,10 +807,12 @@ Status IoPagetable::split_area_locked(Area* area, std::uint64_t iova) {
   // Both halves must be areas that map_chunks could have created.
   if (right_start % iova_alignment_ || right_start_byte % iova_alignment_) return Status::error(EINVAL);
   TRY(inject(g_fault_alloc_area));
-  std::unique_ptr<Area> left(new (std::nothrow) Area(iova_rwsem_, area->pages(), area->start_byte(), area->prot()));
+  std::unique_ptr<Area> left(new (std::nothrow)
+                                 Area(iova_rwsem_, area->pages(), area->start_byte(), area->prot()));
   if (!left) return Status::error(ENOMEM);
   TRY(inject(g_fault_alloc_area));
-  std::unique_ptr<Area> right(new (std::nothrow) Area(iova_rwsem_, area->pages(), right_start_byte, area->prot()));
+  std::unique_ptr<Area> right(new (std::nothrow)
+                                  Area(iova_rwsem_, area->pages(), right_start_byte, area->prot()));
   if (!right) return Status::error(ENOMEM);
   // Pin records are kept per byte range of the area that made them; a record cannot be divided.
   if (area->num_accesses()) return Status::error(EINVAL);

@@ -15,6 +15,7 @@
 #include "dependency_graph.h"
 #include "held_lock_stack.h"
 #include "stack_trace.h"
+
 #include "uiommufd/lockdep/lockdep_map.h"
 
 namespace uiommufd::lockdep {

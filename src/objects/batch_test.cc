@@ -50,14 +50,16 @@ Outcome run_scenario(char* mem, std::size_t limit) {
     const std::uint32_t mock_a = *Device::create(*ctx, Device::Kind::kMock);
     const std::uint32_t hwpt_mock_a = *device(mock_a)->attach(a);
     std::uint64_t iova = kIova;
-    EXPECT_TRUE(ioas(a)->map(reinterpret_cast<std::uint64_t>(mem), kPagesMapped * kPageSize, &iova, kRW).ok());
+    EXPECT_TRUE(
+        ioas(a)->map(reinterpret_cast<std::uint64_t>(mem), kPagesMapped * kPageSize, &iova, kRW).ok());
     std::uint64_t dst = kIova;
     EXPECT_TRUE(ioas(b)->copy_from(*ioas(a), kIova + 5 * kPageSize, 400 * kPageSize, &dst, kRW).ok());
     // On c, a start 2 KiB into a page: batch edges then fall inside IOVA pages of the mock's 2 KiB granule.
     const std::uint32_t mock_c = *Device::create(*ctx, Device::Kind::kMock);
     const std::uint32_t hwpt_mock_c = *device(mock_c)->attach(c);
     iova = kIova + 0x800;
-    EXPECT_TRUE(ioas(c)->map(reinterpret_cast<std::uint64_t>(mem) + 0x800, 100 * kPageSize - 0x800, &iova, kRW).ok());
+    EXPECT_TRUE(
+        ioas(c)->map(reinterpret_cast<std::uint64_t>(mem) + 0x800, 100 * kPageSize - 0x800, &iova, kRW).ok());
 
     PinnedRanges ranges;
     Access* raw = nullptr;
@@ -98,7 +100,8 @@ TEST(TempMemoryLimitTest, TheMinimumLimitCutsTheWorkIntoPagesAndChangesNoResult)
   void* region = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(region, MAP_FAILED);
   // 2 MiB aligned, so that the default limit's batches (32 MiB) cover it in one and large entries form.
-  char* mem = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(region) + (2u << 20) - 1) & ~std::uintptr_t{(2u << 20) - 1});
+  char* mem = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(region) + (2u << 20) - 1) &
+                                      ~std::uintptr_t{(2u << 20) - 1});
 
   EXPECT_EQ(Pages::batch_pages(), 8192u);
   const Outcome normal = run_scenario(mem, Pages::kDefaultTempMemoryLimit);

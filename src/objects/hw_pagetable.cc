@@ -55,8 +55,10 @@ void HwPagetable::DeviceHold::release() {
       hwpt->listed_ = false;
     }
   }
-  if (last_of_auto) hwpt->context().destroy_user(hwpt);
-  else hwpt->drop_user();
+  if (last_of_auto)
+    hwpt->context().destroy_user(hwpt);
+  else
+    hwpt->drop_user();
 }
 
 std::uint32_t HwPagetable::device_count() {

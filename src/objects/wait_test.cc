@@ -32,7 +32,9 @@ constexpr auto kMaxLatency = 100ms;
 std::chrono::microseconds thread_cpu() {
   rusage ru{};
   getrusage(RUSAGE_THREAD, &ru);
-  auto us = [](const timeval& tv) { return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec); };
+  auto us = [](const timeval& tv) {
+    return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
+  };
   return std::chrono::duration_cast<std::chrono::microseconds>(us(ru.ru_utime) + us(ru.ru_stime));
 }
 
@@ -126,8 +128,9 @@ TEST_F(WaitTest, AccessDestroySleepsUntilAMoveInAnotherThreadEnds) {
 
 TEST_F(WaitTest, UnmapSleepsUntilAnAccessBeingDestroyedLetsGo) {
   std::uint64_t iova = 0x1000000;
-  ASSERT_TRUE(ioas().map(reinterpret_cast<std::uint64_t>(mem_), kLen, &iova,
-                         Ioas::kReadable | Ioas::kWriteable | Ioas::kFixedIova)
+  ASSERT_TRUE(ioas()
+                  .map(reinterpret_cast<std::uint64_t>(mem_), kLen, &iova,
+                       Ioas::kReadable | Ioas::kWriteable | Ioas::kFixedIova)
                   .ok());
   std::promise<void> entered, release;
   std::shared_future<void> released = release.get_future().share();

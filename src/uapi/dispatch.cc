@@ -1,11 +1,12 @@
 // The ioctl dispatcher of an iommufd file: the command table, the size rules, then the handler.
 
-#include <cerrno>
 #include <array>
+#include <cerrno>
 #include <cstddef>
 #include <new>
 
 #include "handlers.h"
+
 #include "uiommufd/base/try.h"
 #include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"

@@ -62,7 +62,8 @@ class MockDomain : public PageTableDomain {
   // size of the whole top table (generic_pt/iommu_pt.h get_info()): every power of two from 2 KiB to
   // 64 GiB. This table maps with 2 KiB entries (and 1 MiB ones with huge_iova, which keeps reporting just
   // those two); the engine itself reads only the smallest size, the granule.
-  static constexpr std::uint64_t kKernelPgsizeBitmap = ((std::uint64_t{1} << 37) - 1) & ~((std::uint64_t{1} << 11) - 1);
+  static constexpr std::uint64_t kKernelPgsizeBitmap =
+      ((std::uint64_t{1} << 37) - 1) & ~((std::uint64_t{1} << 11) - 1);
   std::uint64_t pgsize_bitmap() const override;
 
  private:

@@ -51,8 +51,8 @@ class Area : public SlabAllocated<Area> {
   // The IOVA range of the area's backing pages [first, last] (page indices, inside
   // [first_index(), last_index()]), clipped to the area where it starts or ends inside a page.
   Interval iova_of_pages(std::uint64_t first, std::uint64_t last) const {
-    const std::uint64_t start = first == first_index() ? iova_start()
-                                                       : iova_start() + ((first << kPageShift) - start_byte_);
+    const std::uint64_t start =
+        first == first_index() ? iova_start() : iova_start() + ((first << kPageShift) - start_byte_);
     const std::uint64_t end =
         last == last_index() ? iova_last() : iova_start() + (((last + 1) << kPageShift) - start_byte_) - 1;
     return {start, end};

@@ -3,8 +3,8 @@
 // fully-built area; a page index is pinned once while any domain or any access pin uses it.
 //
 // Thread safety: every public method may be called from any thread and takes the locks it needs, in the
-// order of lockdep/engine_lock_order.h. Callers may hold the objects layer's locks above this one (device.mutex,
-// access.ioas_lock, ioas.mutex), never iopt.* or anything below it.
+// order of lockdep/engine_lock_order.h. Callers may hold the objects layer's locks above this one
+// (device.mutex, access.ioas_lock, ioas.mutex), never iopt.* or anything below it.
 #pragma once
 
 #include <atomic>
@@ -94,8 +94,9 @@ class IoPagetable {
 
   // Removes every area inside [start, last]; an area only partly inside fails the call with ENOENT, a
   // half-built one with EBUSY, and one whose access pins outlast kMaxUnmapNotifyRounds rounds of
-  // callbacks with EDEADLOCK. Areas below the failing one are already gone then (as in the kernel).
-  // *unmapped gets the bytes removed, on success and failure. An empty range succeeds with 0.
+  // callbacks, or kUnmapDestroyWaitLimit of waiting for accesses being destroyed, with EDEADLOCK. Areas below
+  // the failing one are already gone then (as in the kernel). *unmapped gets the bytes removed, on success
+  // and failure. An empty range succeeds with 0.
   Status unmap_range(Interval range, std::uint64_t* unmapped) EXCLUDES(domains_rwsem_, iova_rwsem_);
 
   // Domains. add_domain fills the domain from every area (pinning where nothing pinned yet) and reserves
@@ -199,8 +200,8 @@ class IoPagetable {
   // Maps the part `range` of `area` into `domain` (one call; one page at a time when large pages are off).
   Status map_range_into(Domain& domain, const Area& area, Interval range) REQUIRES_SHARED(domains_rwsem_);
   // Pins the area first when `pin` (resident batch by batch), then maps it into the `ndomains` domains
-  // batch by batch (Pages::batch_pages()); on failure unmaps and unpins what it did. The caller holds pages.mutex() (pages is
-  // the area's backing) and keeps `domains` stable.
+  // batch by batch (Pages::batch_pages()); on failure unmaps and unpins what it did. The caller holds
+  // pages.mutex() (pages is the area's backing) and keeps `domains` stable.
   Status fill_batches_locked(Area& area, Pages& pages, Domain* const* domains, std::size_t ndomains, bool pin)
       REQUIRES_SHARED(domains_rwsem_) REQUIRES(pages.mutex());
   void unmap_range_from(Domain& domain, std::uint64_t iova, std::uint64_t length)

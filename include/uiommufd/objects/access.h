@@ -94,7 +94,7 @@ class Access : public Object, private AccessHook {
   lockdep::Mutex ioas_lock_{lock_order::kAccessIoasLock};
   // The IOAS that pin and rw use (null while detached or moving), and the one unpin uses (the old IOAS
   // until a move has finished calling back).
-  Ioas* ioas_ GUARDED_BY(ioas_lock_) = nullptr;  // borrowed from ioas_unpin_'s hold, or null
+  Ioas* ioas_ GUARDED_BY(ioas_lock_) = nullptr;        // borrowed from ioas_unpin_'s hold, or null
   ObjectRef<Ioas> ioas_unpin_ GUARDED_BY(ioas_lock_);  // the access's user of its IOAS
   std::atomic<std::uint64_t> unpin_mismatches_{0};
   // Bumped each time a move away from an IOAS has finished (ioas_ == ioas_unpin_ again).

@@ -39,10 +39,10 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <map>
 #include <utility>
 #include <vector>
-#include <cstdint>
 
 #include "uiommufd/base/interval.h"
 #include "uiommufd/base/page.h"
