@@ -36,6 +36,9 @@
 #define IOMMU_IOAS_UNMAP ABI_IO(0x86)
 #define IOMMU_OPTION ABI_IO(0x87)
 #define IOMMU_VFIO_IOAS ABI_IO(0x88)
+#define IOMMU_HWPT_ALLOC ABI_IO(0x89)
+#define IOMMU_GET_HW_INFO ABI_IO(0x8a)
+#define IOMMU_HWPT_INVALIDATE ABI_IO(0x8d)
 #define IOMMU_IOAS_MAP_FILE ABI_IO(0x8f)
 #define IOMMU_TEST_CMD ABI_IO(0xa0)
 
@@ -157,6 +160,17 @@ enum {
   IOMMU_TEST_OP_ACCESS_RW = 8,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9,
   IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10,
+  IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11,
+  IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12,
+  IOMMU_TEST_OP_DIRTY = 13,
+  IOMMU_TEST_OP_MD_CHECK_IOTLB = 14,
+  IOMMU_TEST_OP_TRIGGER_IOPF = 15,
+  IOMMU_TEST_OP_DEV_CHECK_CACHE = 16,
+  IOMMU_TEST_OP_TRIGGER_VEVENT = 17,
+  IOMMU_TEST_OP_PASID_ATTACH = 18,
+  IOMMU_TEST_OP_PASID_REPLACE = 19,
+  IOMMU_TEST_OP_PASID_DETACH = 20,
+  IOMMU_TEST_OP_PASID_CHECK_HWPT = 21,
 };
 #define MOCK_APERTURE_START (1ULL << 24)
 #define MOCK_APERTURE_LAST ((1ULL << 31) - 1)
@@ -211,6 +225,34 @@ union iommu_test_cmd_args {
   struct {
     uint32_t pt_id;
   } mock_domain_replace;
+  struct {
+    uint32_t ioas_id;
+  } access_replace_ioas;
+  struct {
+    uint32_t out_stdev_id;
+    uint32_t out_hwpt_id;
+    uint32_t out_idev_id;
+    uint32_t dev_flags;
+  } mock_domain_flags;
+  struct {
+    uint32_t id;
+    uint32_t iotlb;
+  } check_iotlb;
+  struct {
+    uint32_t id;
+    uint32_t cache;
+  } check_dev_cache;
+  struct {
+    uint32_t pasid;
+    uint32_t pt_id; /* in: an IOAS or HWPT; out: the HWPT attached */
+  } pasid_attach;   /* also PASID_REPLACE */
+  struct {
+    uint32_t pasid;
+  } pasid_detach;
+  struct {
+    uint32_t pasid;
+    uint32_t hwpt_id; /* 0: check that the PASID is detached */
+  } pasid_check;
 };
 
 /* Newest layout: the union grew to 48 bytes (the dirty-tracking member). */
@@ -235,6 +277,101 @@ struct iommu_test_cmd_v62 {
   union iommu_test_cmd_args a;
   uint32_t last;
 };
+
+/* ---- newest page-table ABI (include/uapi/linux/iommufd.h, iommufd_test.h) ------------------------------ */
+enum {
+  MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0,
+  MOCK_FLAGS_DEVICE_PASID = 1 << 2,
+};
+enum { MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3, MOCK_NESTED_DOMAIN_IOTLB_NUM = 4 };
+enum { MOCK_DEV_CACHE_ID_MAX = 3, MOCK_DEV_CACHE_NUM = 4 };
+enum { MOCK_IOMMUPT_DEFAULT = 0, MOCK_IOMMUPT_HUGE = 1 };
+#define MOCK_PASID_WIDTH 20
+#define IOMMU_TEST_PASID_RESERVED 1024
+#define IOMMU_HW_INFO_TYPE_SELFTEST 0xfeedbeefu
+#define IOMMU_HW_INFO_SELFTEST_REGVAL 0xdeadbeefu
+#define IOMMU_HWPT_DATA_SELFTEST 0xdeadu
+#define IOMMU_TEST_IOTLB_DEFAULT 0xbadbeefu
+#define IOMMU_TEST_DEV_CACHE_DEFAULT 0xbaddadu
+#define IOMMU_HWPT_INVALIDATE_DATA_SELFTEST 0xdeadbeefu
+#define IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID 0xdadbeefu
+#define IOMMU_TEST_INVALIDATE_FLAG_ALL (1u << 0)
+#define IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX (1u << 19)
+
+enum {
+  IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1,
+  IOMMU_HWPT_FAULT_ID_VALID = 1 << 2,
+  IOMMU_HWPT_ALLOC_PASID = 1 << 3,
+};
+enum { IOMMU_HWPT_DATA_NONE = 0, IOMMU_HWPT_DATA_VTD_S1 = 1, IOMMU_HWPT_DATA_ARM_SMMUV3 = 2 };
+
+struct iommu_hwpt_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t dev_id;
+  uint32_t pt_id;
+  uint32_t out_hwpt_id;
+  uint32_t __reserved;
+  uint32_t data_type;
+  uint32_t data_len;
+  uint64_t data_uptr;
+  uint32_t fault_id;
+  uint32_t __reserved2;
+};
+
+struct iommu_hwpt_selftest {
+  uint32_t iotlb;
+  uint32_t pagetable_type;
+};
+
+enum { IOMMU_HW_INFO_TYPE_NONE = 0, IOMMU_HW_INFO_TYPE_DEFAULT = 0 };
+enum { IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1 << 0 };
+enum {
+  IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0,
+  IOMMU_HW_CAP_PCI_PASID_EXEC = 1 << 1,
+  IOMMU_HW_CAP_PCI_PASID_PRIV = 1 << 2,
+  IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED = 1 << 3,
+};
+
+struct iommu_hw_info {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t dev_id;
+  uint32_t data_len;
+  uint64_t data_uptr;
+  uint32_t in_data_type; /* out_data_type on return */
+  uint8_t out_max_pasid_log2;
+  uint8_t __reserved[3];
+  uint64_t out_capabilities;
+};
+
+struct iommu_test_hw_info {
+  uint32_t flags;
+  uint32_t test_reg;
+};
+
+struct iommu_hwpt_invalidate {
+  uint32_t size;
+  uint32_t hwpt_id;
+  uint64_t data_uptr;
+  uint32_t data_type;
+  uint32_t entry_len;
+  uint32_t entry_num;
+  uint32_t __reserved;
+};
+
+struct iommu_hwpt_invalidate_selftest {
+  uint32_t flags;
+  uint32_t iotlb_id;
+};
+
+_Static_assert(sizeof(struct iommu_hwpt_alloc) == 48, "hwpt_alloc");
+_Static_assert(offsetof(struct iommu_hwpt_alloc, data_uptr) == 32, "hwpt_alloc.data_uptr");
+_Static_assert(sizeof(struct iommu_hw_info) == 40, "hw_info");
+_Static_assert(offsetof(struct iommu_hw_info, out_max_pasid_log2) == 28, "hw_info.out_max_pasid_log2");
+_Static_assert(offsetof(struct iommu_hw_info, out_capabilities) == 32, "hw_info.out_capabilities");
+_Static_assert(sizeof(struct iommu_hwpt_invalidate) == 32, "hwpt_invalidate");
 
 _Static_assert(sizeof(struct iommu_test_cmd) == 72, "newest test cmd is 72 bytes");
 _Static_assert(offsetof(struct iommu_test_cmd, last) == 64, "newest test cmd last at 64");
@@ -568,6 +705,111 @@ static inline int access_rw(int fd, int access_fd, uint32_t flags, uint64_t iova
 static inline void* unmapped_page(void) {
   void* p = mmap(NULL, PAGE_SZ, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p;
+}
+
+/* MOCK_DOMAIN_FLAGS: a mock device with MOCK_FLAGS_DEVICE_* flags, attached to `pt_id`. */
+static inline int mock_domain_flags(int fd, uint32_t pt_id, uint32_t dev_flags, uint32_t* stdev, uint32_t* hwpt,
+                                    uint32_t* idev) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, .id = pt_id};
+  c.a.mock_domain_flags.dev_flags = dev_flags;
+  int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+  if (stdev) *stdev = c.a.mock_domain_flags.out_stdev_id;
+  if (hwpt) *hwpt = c.a.mock_domain_flags.out_hwpt_id;
+  if (idev) *idev = c.a.mock_domain_flags.out_idev_id;
+  return r;
+}
+
+/* IOMMU_HWPT_ALLOC with every field given; *out_hwpt gets out_hwpt_id (0 on failure). */
+static inline int hwpt_alloc_full(int fd, uint32_t flags, uint32_t dev_id, uint32_t pt_id, uint32_t data_type,
+                                  const void* data, uint32_t data_len, uint32_t fault_id, uint32_t* out_hwpt) {
+  struct iommu_hwpt_alloc c = {.size = sizeof(c),
+                               .flags = flags,
+                               .dev_id = dev_id,
+                               .pt_id = pt_id,
+                               .data_type = data_type,
+                               .data_len = data_len,
+                               .data_uptr = (uintptr_t)data,
+                               .fault_id = fault_id};
+  int r = abi_ioctl(fd, IOMMU_HWPT_ALLOC, &c);
+  if (out_hwpt) *out_hwpt = r == 0 ? c.out_hwpt_id : 0;
+  return r;
+}
+
+/* A paging HWPT on an IOAS, no driver data. */
+static inline int hwpt_alloc(int fd, uint32_t dev_id, uint32_t pt_id, uint32_t flags, uint32_t* out_hwpt) {
+  return hwpt_alloc_full(fd, flags, dev_id, pt_id, IOMMU_HWPT_DATA_NONE, NULL, 0, 0, out_hwpt);
+}
+
+/* A nested HWPT on `parent` with the mock's stage-1 data (every IOTLB entry starts at `iotlb`). */
+static inline int hwpt_alloc_nested(int fd, uint32_t dev_id, uint32_t parent, uint32_t flags, uint32_t iotlb,
+                                    uint32_t* out_hwpt) {
+  struct iommu_hwpt_selftest data = {.iotlb = iotlb};
+  return hwpt_alloc_full(fd, flags, dev_id, parent, IOMMU_HWPT_DATA_SELFTEST, &data, sizeof(data), 0, out_hwpt);
+}
+
+/* IOMMU_GET_HW_INFO; `info` is in/out (size, flags, dev_id, data_len, data_uptr, in_data_type set by the
+ * caller). */
+static inline int get_hw_info(int fd, struct iommu_hw_info* info) {
+  return abi_ioctl(fd, IOMMU_GET_HW_INFO, info);
+}
+
+/* IOMMU_HWPT_INVALIDATE; *num is entry_num in and out. */
+static inline int hwpt_invalidate(int fd, uint32_t hwpt_id, const void* reqs, uint32_t data_type, uint32_t entry_len,
+                                  uint32_t* num) {
+  struct iommu_hwpt_invalidate c = {.size = sizeof(c),
+                                    .hwpt_id = hwpt_id,
+                                    .data_uptr = (uintptr_t)reqs,
+                                    .data_type = data_type,
+                                    .entry_len = entry_len,
+                                    .entry_num = *num};
+  int r = abi_ioctl(fd, IOMMU_HWPT_INVALIDATE, &c);
+  *num = c.entry_num;
+  return r;
+}
+
+/* MD_CHECK_IOTLB: entry `iotlb_id` of nested HWPT `hwpt` holds `want`. */
+static inline int check_iotlb(int fd, uint32_t hwpt, uint32_t iotlb_id, uint32_t want) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_MD_CHECK_IOTLB, .id = hwpt};
+  c.a.check_iotlb.id = iotlb_id;
+  c.a.check_iotlb.iotlb = want;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+/* DEV_CHECK_CACHE: cache entry `cache_id` of the mock device `idev` (the bound device id) holds `want`. */
+static inline int dev_check_cache(int fd, uint32_t idev, uint32_t cache_id, uint32_t want) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_DEV_CHECK_CACHE, .id = idev};
+  c.a.check_dev_cache.id = cache_id;
+  c.a.check_dev_cache.cache = want;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+/* PASID_ATTACH / PASID_REPLACE (op) of `pasid` of the mock device `stdev` to `pt_id`; *out_hwpt gets pt_id
+ * as returned. */
+static inline int pasid_op(int fd, uint32_t op, uint32_t stdev, uint32_t pasid, uint32_t pt_id, uint32_t* out_hwpt) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = op, .id = stdev};
+  c.a.pasid_attach.pasid = pasid;
+  c.a.pasid_attach.pt_id = pt_id;
+  int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+  if (out_hwpt) *out_hwpt = c.a.pasid_attach.pt_id;
+  return r;
+}
+static inline int pasid_attach(int fd, uint32_t stdev, uint32_t pasid, uint32_t pt_id) {
+  return pasid_op(fd, IOMMU_TEST_OP_PASID_ATTACH, stdev, pasid, pt_id, NULL);
+}
+static inline int pasid_replace(int fd, uint32_t stdev, uint32_t pasid, uint32_t pt_id) {
+  return pasid_op(fd, IOMMU_TEST_OP_PASID_REPLACE, stdev, pasid, pt_id, NULL);
+}
+static inline int pasid_detach(int fd, uint32_t stdev, uint32_t pasid) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_PASID_DETACH, .id = stdev};
+  c.a.pasid_detach.pasid = pasid;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+/* PASID_CHECK_HWPT: `pasid` of `stdev` is attached to `hwpt` (0: attached to nothing). */
+static inline int pasid_check_hwpt(int fd, uint32_t stdev, uint32_t pasid, uint32_t hwpt) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_PASID_CHECK_HWPT, .id = stdev};
+  c.a.pasid_check.pasid = pasid;
+  c.a.pasid_check.hwpt_id = hwpt;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
 }
 
 #endif
