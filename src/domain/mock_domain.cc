@@ -13,8 +13,8 @@ UIOMMUFD_FAULT_SITE(g_fault_mock_domain_map, "mock.domain_map", ENOENT);
 PageTableDomainOptions MockDomain::table_options(const Options& options) {
   PageTableDomainOptions table;
   table.granule_shift = kIoPageShift;
-  table.aperture = kAperture;
-  table.large_pages = options.huge_iova;
+  table.aperture = options.huge_pagetable ? kHugeAperture : kAperture;
+  table.large_pages = options.huge_iova || options.huge_pagetable;
   table.max_large_level = 1;  // HUGE_IOVA adds exactly one size, 512 x 2 KiB
   table.dcheck_boundaries = options.dcheck_boundaries;
   return table;
@@ -23,7 +23,7 @@ PageTableDomainOptions MockDomain::table_options(const Options& options) {
 Result<std::unique_ptr<MockDomain>> MockDomain::create(const Options& options) {
   const PageTableDomainOptions table = table_options(options);
   std::uint64_t* root = TRY(prepare_root(table));
-  auto* domain = new (std::nothrow) MockDomain(table, root, options.huge_iova);
+  auto* domain = new (std::nothrow) MockDomain(table, root, options);
   if (domain == nullptr) {
     free_root(root);
     return Status::error(ENOMEM);
@@ -32,6 +32,7 @@ Result<std::unique_ptr<MockDomain>> MockDomain::create(const Options& options) {
 }
 
 std::uint64_t MockDomain::pgsize_bitmap() const {
+  if (huge_pagetable_) return kHugePgsizeBitmap;
   return huge_iova_ ? PageTableDomain::pgsize_bitmap() : kKernelPgsizeBitmap;
 }
 

@@ -79,7 +79,7 @@ Outcome run_scenario(char* mem, std::size_t limit) {
     (void)hwpt_soft_a;
 
     for (std::uint32_t hwpt_id : {hwpt_mock_a, hwpt_mock_b, hwpt_mock_c}) {
-      ObjectRef<HwPagetable> hwpt = std::move(*ctx->get<HwPagetable>(hwpt_id, ObjectType::kHwptPaging));
+      ObjectRef<HwptPaging> hwpt = std::move(*ctx->get<HwptPaging>(hwpt_id, ObjectType::kHwptPaging));
       std::vector<PhysAddr>& t = out.translations[hwpt_id];
       for (std::uint64_t off = 0; off < kPagesMapped * kPageSize; off += 0x800)
         t.push_back(hwpt->domain().iova_to_phys(kIova + off).value_or(0));

@@ -25,6 +25,7 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::kAny: return "any";
     case ObjectType::kDevice: return "device";
     case ObjectType::kHwptPaging: return "hwpt_paging";
+    case ObjectType::kHwptNested: return "hwpt_nested";
     case ObjectType::kIoas: return "ioas";
     case ObjectType::kAccess: return "access";
     case ObjectType::kSelftest: return "selftest";

@@ -1,24 +1,48 @@
 #include "uiommufd/objects/device.h"
 
+#include <bit>
+#include <cerrno>
 #include <new>
 
+#include "uiommufd/base/fault.h"
 #include "uiommufd/base/try.h"
-#include "uiommufd/domain/mock_domain.h"
-#include "uiommufd/domain/page_table_domain.h"
 #include "uiommufd/objects/context.h"
 
 namespace uiommufd {
 
-Result<std::uint32_t> Device::create(Context& ctx, Kind kind) {
-  std::unique_ptr<Object> device(new (std::nothrow) Device(ctx, kind));
+// The attachment record (the kernel's iommufd_attach_handle, allocated on every attach and replace).
+UIOMMUFD_FAULT_SITE(g_fault_device_attach, "device.attach", ENOMEM);
+
+namespace {
+// IOMMU_TEST_PASID_RESERVED: the PASID on which the mock fails every second set_dev_pasid.
+constexpr std::uint32_t kPasidFakeError = 1024;
+
+Status check_flags(Device::Kind kind, std::uint32_t flags) {
+  const std::uint32_t valid = kind == Device::Kind::kMock ? Device::kValidFlags : 0;
+  return (flags & ~valid) ? Status::error(EINVAL) : Status();
+}
+}  // namespace
+
+Device::Device(Context& ctx, Kind kind, std::uint32_t flags)
+    : Object(ctx, ObjectType::kDevice),
+      kind_(kind),
+      flags_(flags),
+      driver_(kind == Kind::kMock ? &IommuDriver::mock() : &IommuDriver::software()) {
+  for (auto& c : cache_) c.store(kTestDevCacheDefault, std::memory_order_relaxed);
+}
+
+Result<std::uint32_t> Device::create(Context& ctx, Kind kind, std::uint32_t flags) {
+  TRY(check_flags(kind, flags));
+  std::unique_ptr<Object> device(new (std::nothrow) Device(ctx, kind, flags));
   if (!device) return Status::error(ENOMEM);
   std::uint32_t id = TRY(ctx.reserve(std::move(device)));
   ctx.finalize(id);
   return id;
 }
 
-Result<ObjectRef<Device>> Device::bind(Context& ctx, Kind kind) {
-  auto* device = new (std::nothrow) Device(ctx, kind);
+Result<ObjectRef<Device>> Device::bind(Context& ctx, Kind kind, std::uint32_t flags) {
+  TRY(check_flags(kind, flags));
+  auto* device = new (std::nothrow) Device(ctx, kind, flags);
   if (!device) return Status::error(ENOMEM);
   std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(device)));
   device->add_user();  // the driver's
@@ -28,76 +52,199 @@ Result<ObjectRef<Device>> Device::bind(Context& ctx, Kind kind) {
 
 void Device::unbind(ObjectRef<Device> device) {
   Device* d = device.release();  // the driver's user: destroy_user() expects it
-  // The destroy op releases the HWPT as a detach would.
+  // The destroy op releases every attachment as a detach would.
   d->context().destroy_user(d);
 }
 
-namespace {
-Result<std::unique_ptr<Domain>> new_domain(Device::Kind kind) {
-  if (kind == Device::Kind::kMock) return std::unique_ptr<Domain>(TRY(MockDomain::create()).release());
-  return std::unique_ptr<Domain>(TRY(PageTableDomain::create()).release());
-}
-bool domain_fits(Device::Kind kind, Domain& d) {
-  return (dynamic_cast<MockDomain*>(&d) != nullptr) == (kind == Device::Kind::kMock);
-}
-}  // namespace
+// ---- attach, replace, detach --------------------------------------------------------------------------
 
-Result<HwPagetable::DeviceHold> Device::attach_target(std::uint32_t pt_id) {
-  ObjectRef<Object> obj = TRY(context().get<Object>(pt_id, ObjectType::kAny));
-  if (obj->type() == ObjectType::kHwptPaging) {
-    auto* hwpt = static_cast<HwPagetable*>(obj.get());
-    if (!domain_fits(kind_, hwpt->domain())) return Status::error(EINVAL);
-    lockdep::MutexGuard g(hwpt->ioas().mutex());
-    return hwpt->hold_for_device_locked();
+Status Device::mock_set_dev_pasid(std::uint32_t pasid, bool blocking) {
+  // Only a device with PASIDs is told about PASID attachments (iommu.c __iommu_set_group_pasid()).
+  if (kind_ != Kind::kMock || max_pasids() == 0 || pasid != kPasidFakeError) return {};
+  if (blocking) {
+    pasid_1024_fake_error_ = false;
+  } else if (pasid_1024_fake_error_) {
+    pasid_1024_fake_error_ = false;
+    return Status::error(ENOMEM);
+  } else {
+    pasid_1024_fake_error_ = true;
   }
-  // An id that exists but names neither a page table nor an IOAS (a device, an access) is EINVAL, not
-  // ENOENT: the kernel's attach looks the id up as any type first (a real Linux 7.2 showed it).
-  if (obj->type() != ObjectType::kIoas) return Status::error(EINVAL);
-  auto* ioas = static_cast<Ioas*>(obj.get());
-  lockdep::MutexGuard g(ioas->mutex());
-  for (HwPagetable* hwpt : ioas->hwpts_locked()) {
-    if (hwpt->auto_domain() && domain_fits(kind_, hwpt->domain())) {
-      hwpt->ioas().mutex().assert_held();  // `ioas`'s, which the analysis cannot see
-      return hwpt->hold_for_device_locked();
-    }
-  }
-  std::unique_ptr<Domain> domain = TRY(new_domain(kind_));
-  ObjectRef<HwPagetable> hwpt = TRY(HwPagetable::create_locked(*ioas, std::move(domain), true));
-  hwpt->ioas().mutex().assert_held();
-  return hwpt->hold_for_device_locked();
-}
-
-Result<std::uint32_t> Device::attach(std::uint32_t pt_id) {
-  lockdep::MutexGuard g(mu_);
-  if (hwpt_) return Status::error(EINVAL);
-  hwpt_ = TRY(attach_target(pt_id));
-  return hwpt_->id();
-}
-
-Result<std::uint32_t> Device::replace(std::uint32_t pt_id) {
-  lockdep::MutexGuard g(mu_);
-  if (!hwpt_) return Status::error(EINVAL);
-  // The new hold is taken before the old one goes, so an automatic HWPT the device moves within is never
-  // without a device; the old hold is released when `old` leaves scope.
-  HwPagetable::DeviceHold old = std::exchange(hwpt_, TRY(attach_target(pt_id)));
-  return hwpt_->id();
-}
-
-Status Device::detach() {
-  lockdep::MutexGuard g(mu_);
-  if (!hwpt_) return Status::error(EINVAL);
-  hwpt_.release();
   return {};
 }
 
-std::uint32_t Device::hwpt_id() {
+Status Device::check_attach(std::uint32_t pasid, const HwPagetable& hwpt, bool replace) {
+  // Whether a PASID may be used at all: the kernel's iommufd_hwpt_pasid_compat().
+  if (pasid == kNoPasid) {
+    if (!hwpt.pasid_compat() && attached_.upper_bound(kNoPasid) != attached_.end()) return Status::error(EINVAL);
+  } else {
+    if (!hwpt.pasid_compat()) return Status::error(EINVAL);
+    auto rid = attached_.find(kNoPasid);
+    if (rid != attached_.end() && !rid->second->pasid_compat()) return Status::error(EINVAL);
+  }
+  TRY(inject(g_fault_device_attach));
+  // The IOMMU core and the driver (iommu.c; selftest.c mock_domain_nop_attach(),
+  // mock_domain_set_dev_pasid_nop()).
+  if (&hwpt.owner() != driver_) return Status::error(EINVAL);
+  if (pasid == kNoPasid) return driver_->attach_dev(*this, hwpt);
+  // A replace keeps the PASID the first attach accepted (iommu_replace_device_pasid() checks no width).
+  if (!replace && max_pasids() != 0 && pasid >= max_pasids()) return Status::error(EINVAL);
+  return mock_set_dev_pasid(pasid, /*blocking=*/false);
+}
+
+namespace {
+// The state checks before any compatibility check: attach needs `pasid` free, replace needs it attached;
+// *same when a replace targets the HWPT in use.
+Status check_state(const std::map<std::uint32_t, HwPagetable::DeviceHold>& attached, std::uint32_t pasid,
+                   const HwPagetable* hwpt, bool replace, bool* same) {
+  auto it = attached.find(pasid);
+  *same = false;
+  if (!replace) return it != attached.end() ? Status::error(EBUSY) : Status();
+  if (it == attached.end()) return Status::error(EINVAL);
+  *same = it->second.get() == hwpt;
+  return {};
+}
+}  // namespace
+
+Status Device::try_auto(std::uint32_t pasid, Ioas& ioas, bool replace, HwPagetable::DeviceHold* out) {
+  lockdep::MutexGuard g(ioas.mutex());
+  // Any automatic HWPT that takes the device will do; EINVAL means "not this one" (the kernel's
+  // iommufd_device_auto_get_domain() never picks a user-allocated HWPT).
+  for (HwptPaging* hwpt : ioas.hwpts_locked()) {
+    if (!hwpt->auto_domain()) continue;
+    bool same = false;
+    Status st = check_state(attached_, pasid, hwpt, replace, &same);
+    if (st.ok() && same) return {};
+    if (st.ok()) st = check_attach(pasid, *hwpt, replace);
+    if (st.error() == EINVAL) continue;
+    TRY(st);
+    hwpt->ioas().mutex().assert_held();  // `ioas`'s, which the analysis cannot see
+    *out = TRY(hwpt->hold_for_device_locked());
+    return {};
+  }
+  std::unique_ptr<Domain> domain = TRY(driver_->alloc_paging(*this, 0, nullptr));
+  HwptPaging::Props props;
+  props.owner = driver_;
+  props.auto_domain = true;
+  // An attach checks the device against the new HWPT before filling it, a replace after (the kernel
+  // attaches at once only when it attaches, iommufd_hwpt_paging_alloc()'s immediate_attach).
+  // Captures by value and small enough for std::function to hold without allocating.
+  auto check = [this, pasid, replace](HwptPaging& hwpt) REQUIRES(mu_) {
+    bool same = false;
+    TRY(check_state(attached_, pasid, &hwpt, replace, &same));
+    return check_attach(pasid, hwpt, replace);
+  };
+  HwptPaging* hwpt = TRY(HwptPaging::create_reserved_locked(
+      ioas, std::move(domain), props, replace ? HwptPaging::BeforeAdd{} : HwptPaging::BeforeAdd{check}));
+  if (replace) {
+    if (Status st = check(*hwpt); !st.ok()) {
+      hwpt->abort_reserved_locked();
+      return st;
+    }
+  }
+  hwpt->ioas().mutex().assert_held();
+  *out = TRY(hwpt->hold_for_device_locked());  // listed: cannot fail
+  ioas.context().finalize(hwpt->id());
+  return {};
+}
+
+Status Device::change_pt(std::uint32_t pasid, std::uint32_t pt_id, bool replace, HwPagetable::DeviceHold* out) {
+  ObjectRef<Object> obj = TRY(context().get<Object>(pt_id, ObjectType::kAny));
+  switch (obj->type()) {
+    case ObjectType::kHwptPaging:
+    case ObjectType::kHwptNested: {
+      auto& hwpt = static_cast<HwPagetable&>(*obj);
+      // A dying automatic HWPT is ENOENT, as the kernel's lookup of it fails.
+      HwPagetable::DeviceHold hold = TRY(hwpt.hold_for_device());
+      bool same = false;
+      TRY(check_state(attached_, pasid, &hwpt, replace, &same));
+      if (same) return {};
+      TRY(check_attach(pasid, hwpt, replace));
+      *out = std::move(hold);
+      return {};
+    }
+    case ObjectType::kIoas:
+      return try_auto(pasid, static_cast<Ioas&>(*obj), replace, out);
+    default:
+      // An id that exists but names neither a page table nor an IOAS is EINVAL, not ENOENT.
+      return Status::error(EINVAL);
+  }
+}
+
+Result<std::uint32_t> Device::attach(std::uint32_t pasid, std::uint32_t pt_id) {
   lockdep::MutexGuard g(mu_);
-  return hwpt_ ? hwpt_->id() : 0;
+  HwPagetable::DeviceHold hold;
+  // The map's node first: past change_pt() nothing may fail, or the mock's PASID-1024 toggle would need
+  // undoing. A library caller gets ENOMEM rather than an exception (docs/allocation.md).
+  std::map<std::uint32_t, HwPagetable::DeviceHold> node;
+  try {
+    node.emplace(pasid, HwPagetable::DeviceHold());
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  TRY(change_pt(pasid, pt_id, /*replace=*/false, &hold));
+  const std::uint32_t id = hold->id();
+  node.begin()->second = std::move(hold);
+  attached_.merge(node);  // moves the node: no allocation
+  return id;
+}
+
+Result<std::uint32_t> Device::replace(std::uint32_t pasid, std::uint32_t pt_id) {
+  lockdep::MutexGuard g(mu_);
+  HwPagetable::DeviceHold hold;
+  TRY(change_pt(pasid, pt_id, /*replace=*/true, &hold));
+  HwPagetable::DeviceHold& slot = attached_.at(pasid);
+  if (!hold) return slot->id();  // onto the HWPT in use: nothing changes
+  // The new hold is in place before the old one goes, so an automatic HWPT the device moves within is
+  // never without a device; the old hold is released when `old` leaves scope.
+  HwPagetable::DeviceHold old = std::exchange(slot, std::move(hold));
+  return slot->id();
+}
+
+void Device::detach(std::uint32_t pasid) {
+  lockdep::MutexGuard g(mu_);
+  auto it = attached_.find(pasid);
+  if (it == attached_.end()) return;
+  if (pasid != kNoPasid) (void)mock_set_dev_pasid(pasid, /*blocking=*/true);
+  attached_.erase(it);
+}
+
+Status Device::detach() {
+  if (hwpt_id(kNoPasid) == 0) return Status::error(EINVAL);
+  detach(kNoPasid);
+  return {};
+}
+
+std::uint32_t Device::hwpt_id(std::uint32_t pasid) {
+  lockdep::MutexGuard g(mu_);
+  auto it = attached_.find(pasid);
+  return it == attached_.end() ? 0 : it->second->id();
 }
 
 void Device::destroy() {
   lockdep::MutexGuard g(mu_);
-  hwpt_.release();
+  // PASIDs first, as a careful driver detaches them before the RID.
+  while (!attached_.empty()) {
+    auto it = std::prev(attached_.end());
+    if (it->first != kNoPasid) (void)mock_set_dev_pasid(it->first, /*blocking=*/true);
+    attached_.erase(it);
+  }
+}
+
+// ---- information --------------------------------------------------------------------------------------
+
+Result<Device::HwInfo> Device::hw_info(std::uint32_t type) const {
+  HwInfo info;
+  info.type = type;
+  TRY(driver_->hw_info(*this, &info.type, &info.data));
+  if (driver_->capable(*this, IommuDriver::Cap::kDirtyTracking)) info.capabilities |= kHwCapDirtyTracking;
+  if (!driver_->capable(*this, IommuDriver::Cap::kPciAtsSupported)) info.capabilities |= kHwCapPciAtsNotSupported;
+  if (max_pasids() != 0) info.max_pasid_log2 = static_cast<std::uint8_t>(std::bit_width(max_pasids()) - 1);
+  return info;
+}
+
+Status Device::check_cache(std::uint32_t id, std::uint32_t value) const {
+  if (id >= kCacheNum || cache_[id].load(std::memory_order_relaxed) != value) return Status::error(EINVAL);
+  return {};
 }
 
 }  // namespace uiommufd

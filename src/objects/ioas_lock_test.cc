@@ -162,7 +162,7 @@ TEST_F(IoasLockTest, MapFileLocksTheFilePagesAndDestroyUnlocksThem) {
   std::uint64_t iova = 0;
   ASSERT_TRUE(ioas(id).map_file(fd, 0, 16 * kPageSize, &iova, kRW).ok());
   {
-    auto hwpt = ctx_->get<HwPagetable>(hwpt_id, ObjectType::kHwptPaging);
+    auto hwpt = ctx_->get<HwptPaging>(hwpt_id, ObjectType::kHwptPaging);
     ASSERT_TRUE(hwpt.ok());
     // The domain holds the host address of the Pages' window: the mapping that must be locked.
     auto pa = (*hwpt)->domain().iova_to_phys(iova);

@@ -247,7 +247,7 @@ TEST_F(ObjectsTest, ReplaceOntoTheCurrentPageTableChangesNothing) {
   std::uint32_t ioas_id = *Ioas::create(*ctx_);
   std::uint32_t dev = *Device::create(*ctx_, Device::Kind::kMock);
   std::uint32_t hwpt_id = *device(dev).attach(ioas_id);
-  HwPagetable* hwpt = ctx_->get<HwPagetable>(hwpt_id, ObjectType::kHwptPaging)->get();
+  HwptPaging* hwpt = ctx_->get<HwptPaging>(hwpt_id, ObjectType::kHwptPaging)->get();
   const std::uint32_t users = hwpt->users();
   // By the HWPT's id and by its IOAS's (which finds the same automatic HWPT), several times.
   for (std::uint32_t pt : {hwpt_id, ioas_id, hwpt_id, ioas_id}) {
@@ -268,7 +268,7 @@ TEST_F(ObjectsTest, AnAutomaticHwptWhoseLastDeviceLeftCannotBeJoinedById) {
   {
     // A lookup in flight keeps the object in the table after its last device leaves; an attach by id
     // meanwhile must not revive it.
-    ObjectRef<HwPagetable> ref = *ctx_->get<HwPagetable>(hwpt_id, ObjectType::kHwptPaging);
+    ObjectRef<HwptPaging> ref = *ctx_->get<HwptPaging>(hwpt_id, ObjectType::kHwptPaging);
     std::thread detacher([&] { EXPECT_TRUE(device(dev).detach().ok()); });
     while (ref->device_count() != 0) std::this_thread::yield();
     std::uint32_t dev2 = *Device::create(*ctx_, Device::Kind::kMock);
@@ -348,7 +348,7 @@ TEST(IoasMapFileTest, MapFileOfAMemfdSharesItsDataWithTheDomain) {
     std::uint64_t iova = 0;
     ASSERT_TRUE((*iref)->map_file(fd, 0, 16 * kPageSize, &iova, Ioas::kReadable | Ioas::kWriteable).ok());
     EXPECT_EQ(Pages::total_pinned_pages(), pinned_before + 16);
-    auto href = (*ctx)->get<HwPagetable>(*hwpt_id, ObjectType::kHwptPaging);
+    auto href = (*ctx)->get<HwptPaging>(*hwpt_id, ObjectType::kHwptPaging);
     ASSERT_TRUE(href.ok());
     auto pa = (*href)->domain().iova_to_phys(iova + 3 * kPageSize);
     ASSERT_TRUE(pa.has_value());

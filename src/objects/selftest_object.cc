@@ -11,11 +11,11 @@
 namespace uiommufd {
 
 Result<SelftestObject::Ids> SelftestObject::create_mock_device(Context& ctx, std::uint32_t pt_id,
-                                                               const Respond& respond) {
+                                                               std::uint32_t dev_flags, const Respond& respond) {
   auto* sobj = new (std::nothrow) SelftestObject(ctx);
   if (!sobj) return Status::error(ENOMEM);
   const std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(sobj)));
-  Result<ObjectRef<Device>> device = Device::bind(ctx, Device::Kind::kMock);
+  Result<ObjectRef<Device>> device = Device::bind(ctx, Device::Kind::kMock, dev_flags);
   if (!device.ok()) {
     ctx.abort(id);
     return device.status();
@@ -40,18 +40,20 @@ Result<SelftestObject::Ids> SelftestObject::create_mock_hwpt(Context& ctx, std::
   auto* sobj = new (std::nothrow) SelftestObject(ctx);
   if (!sobj) return Status::error(ENOMEM);
   const std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(sobj)));
-  Result<ObjectRef<HwPagetable>> hwpt = Status::error(ENOMEM);
+  Result<ObjectRef<HwptPaging>> hwpt = Status::error(ENOMEM);
   if (Result<std::unique_ptr<MockDomain>> domain = MockDomain::create(); !domain.ok()) {
     hwpt = domain.status();
   } else {
     lockdep::MutexGuard g(ioas->mutex());
-    hwpt = HwPagetable::create_locked(*ioas, std::move(*domain), /*auto_domain=*/false);
+    HwptPaging::Props props;
+    props.owner = &IommuDriver::mock();
+    hwpt = HwptPaging::create_locked(*ioas, std::move(*domain), props);
   }
   Status st = hwpt.status();
   if (st.ok()) st = respond(Ids{id, (*hwpt)->id(), 0});
   if (!st.ok()) {
     if (hwpt.ok()) {
-      HwPagetable* h = hwpt->release();  // our user: destroy_user() expects it
+      HwptPaging* h = hwpt->release();  // our user: destroy_user() expects it
       ctx.destroy_user(h);
     }
     ctx.abort(id);

@@ -38,6 +38,9 @@ constexpr std::array<Op, kOpCount> make_ops() {
   ops[kNrOption - kCmdBase] = UIOMMUFD_OP(option, iommu_option, val64);
   ops[kNrVfioIoas - kCmdBase] = UIOMMUFD_OP(vfio_ioas, iommu_vfio_ioas, __reserved);
   ops[kNrIoasMapFile - kCmdBase] = UIOMMUFD_OP(ioas_map_file, iommu_ioas_map_file, iova);
+  ops[kNrHwptAlloc - kCmdBase] = UIOMMUFD_OP(hwpt_alloc, iommu_hwpt_alloc, __reserved);
+  ops[kNrGetHwInfo - kCmdBase] = UIOMMUFD_OP(get_hw_info, iommu_hw_info, __reserved);
+  ops[kNrHwptInvalidate - kCmdBase] = UIOMMUFD_OP(hwpt_invalidate, iommu_hwpt_invalidate, __reserved);
   return ops;
 }
 #undef UIOMMUFD_OP

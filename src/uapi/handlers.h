@@ -17,6 +17,11 @@ long ioas_unmap(Ucmd& ucmd);
 long option(Ucmd& ucmd);
 long vfio_ioas(Ucmd& ucmd);
 
+// The page-table commands (hwpt_ioctls.cc).
+long hwpt_alloc(Ucmd& ucmd);
+long get_hw_info(Ucmd& ucmd);
+long hwpt_invalidate(Ucmd& ucmd);
+
 // IOMMU_TEST_CMD (selftest.cc). Called before any size check: the test command has two layouts told
 // apart by size (docs/abi.md#test-cmd-layouts), so it applies its own rules.
 long test_cmd(IommufdFile& file, std::uint64_t uptr);

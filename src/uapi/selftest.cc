@@ -120,14 +120,71 @@ long mock_domain(TestCmd& t) {
     if (!t.v62()) md.out_idev_id = ids.idev_id;
     return t.respond();
   };
+  // MOCK_DOMAIN_FLAGS is MOCK_DOMAIN with device flags after the same three outputs.
+  const std::uint32_t dev_flags =
+      t.cmd().op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? t.cmd().mock_domain_flags.dev_flags : 0;
   Result<SelftestObject::Ids> ids = t.v62()
                                         ? SelftestObject::create_mock_hwpt(t.ctx(), t.cmd().id, respond)
-                                        : SelftestObject::create_mock_device(t.ctx(), t.cmd().id, respond);
+                                        : SelftestObject::create_mock_device(t.ctx(), t.cmd().id, dev_flags, respond);
   return to_ret(ids.status());
 }
 
+// The newest model's selftest object and its device: ENOENT for an id that is not a selftest object,
+// EINVAL for a v6.2-model one (it has no device).
+Result<ObjectRef<SelftestObject>> get_selftest_device(TestCmd& t) {
+  ObjectRef<SelftestObject> sobj = TRY(t.ctx().get<SelftestObject>(t.cmd().id, ObjectType::kSelftest));
+  if (!sobj->device()) return Status::error(EINVAL);
+  return sobj;
+}
+
+long md_check_iotlb(TestCmd& t) {
+  ObjectRef<HwptNested> hwpt = TRY_RET(t.ctx().get<HwptNested>(t.cmd().id, ObjectType::kHwptNested));
+  return to_ret(hwpt->domain().check_iotlb(t.cmd().check_iotlb.id, t.cmd().check_iotlb.iotlb));
+}
+
+long dev_check_cache(TestCmd& t) {
+  ObjectRef<Device> dev = TRY_RET(t.ctx().get<Device>(t.cmd().id, ObjectType::kDevice));
+  return to_ret(dev->check_cache(t.cmd().check_dev_cache.id, t.cmd().check_dev_cache.cache));
+}
+
+long pasid_attach(TestCmd& t) {
+  ObjectRef<SelftestObject> sobj = TRY_RET(get_selftest_device(t));
+  auto& a = t.cmd().pasid_attach;
+  const std::uint32_t hwpt_id = TRY_RET(sobj->device()->attach(a.pasid, a.pt_id));
+  a.pt_id = hwpt_id;
+  if (Status st = t.respond(); !st.ok()) {
+    sobj->device()->detach(a.pasid);
+    return to_ret(st);
+  }
+  return 0;
+}
+
+long pasid_replace(TestCmd& t) {
+  ObjectRef<SelftestObject> sobj = TRY_RET(get_selftest_device(t));
+  auto& a = t.cmd().pasid_attach;
+  a.pt_id = TRY_RET(sobj->device()->replace(a.pasid, a.pt_id));
+  return to_ret(t.respond());
+}
+
+long pasid_detach(TestCmd& t) {
+  ObjectRef<SelftestObject> sobj = TRY_RET(get_selftest_device(t));
+  sobj->device()->detach(t.cmd().pasid_attach.pasid);
+  return 0;
+}
+
+long pasid_check_hwpt(TestCmd& t) {
+  ObjectRef<SelftestObject> sobj = TRY_RET(get_selftest_device(t));
+  const auto& c = t.cmd().pasid_check;
+  const std::uint32_t attached = sobj->device()->hwpt_id(c.pasid);
+  if (c.hwpt_id == 0) return attached ? -EINVAL : 0;
+  // The id must name an HWPT of either kind (ENOENT unknown, EINVAL another type).
+  ObjectRef<Object> obj = TRY_RET(t.ctx().get<Object>(c.hwpt_id, ObjectType::kAny));
+  if (obj->type() != ObjectType::kHwptPaging && obj->type() != ObjectType::kHwptNested) return -EINVAL;
+  return attached == c.hwpt_id ? 0 : -EINVAL;
+}
+
 long mock_domain_replace(TestCmd& t) {
-  ObjectRef<SelftestObject> sobj = TRY_RET(t.ctx().get<SelftestObject>(t.cmd().id, ObjectType::kSelftest));
+  ObjectRef<SelftestObject> sobj = TRY_RET(get_selftest_device(t));
   Result<std::uint32_t> hwpt_id = sobj->replace(t.cmd().mock_domain_replace.pt_id);
   if (!hwpt_id.ok()) return -hwpt_id.error();
   t.cmd().mock_domain_replace.pt_id = *hwpt_id;
@@ -137,15 +194,15 @@ long mock_domain_replace(TestCmd& t) {
 long md_check_map(TestCmd& t) {
   const auto& c = t.cmd().check_map;
   // The id first: a missing or non-HWPT id is ENOENT even with misaligned arguments (as on Linux 7.2).
-  ObjectRef<HwPagetable> hwpt = TRY_RET(t.ctx().get<HwPagetable>(t.cmd().id, ObjectType::kHwptPaging));
+  ObjectRef<HwptPaging> hwpt = TRY_RET(t.ctx().get<HwptPaging>(t.cmd().id, ObjectType::kHwptPaging));
   auto* mock = dynamic_cast<MockDomain*>(&hwpt->domain());
   if (!mock) return -EINVAL;
+  // The unit is the domain's smallest page: 2 KiB, or 4 KiB for the MOCK_IOMMUPT_HUGE table.
+  const std::uint64_t unit = mock->granule();
   std::uint64_t end = 0;
-  if (((c.iova | c.length | c.uptr) & (MockDomain::kIoPageSize - 1)) != 0 ||
-      !checked_add(c.uptr, c.length, &end))
-    return -EINVAL;
+  if (((c.iova | c.length | c.uptr) & (unit - 1)) != 0 || !checked_add(c.uptr, c.length, &end)) return -EINVAL;
   Status fault;
-  const std::uint64_t len = faultable_prefix(c.uptr, c.length, MockDomain::kIoPageSize, &fault);
+  const std::uint64_t len = faultable_prefix(c.uptr, c.length, unit, &fault);
   // A domain maps host addresses of this process (pages.h). The same address is the same page, which is
   // the common case and needs no look at the address space; otherwise the two sides may still reach one
   // page (a MAP_FILE of a memfd checked through an mmap of it), so both are resolved to page identities.
@@ -291,6 +348,7 @@ long test_cmd(IommufdFile& file, std::uint64_t uptr) {
     case IOMMU_TEST_OP_ADD_RESERVED:
       return add_reserved(t);
     case IOMMU_TEST_OP_MOCK_DOMAIN:
+    case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
       return mock_domain(t);
     case IOMMU_TEST_OP_MD_CHECK_MAP:
       return md_check_map(t);
@@ -310,6 +368,18 @@ long test_cmd(IommufdFile& file, std::uint64_t uptr) {
       return mock_domain_replace(t);
     case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
       return access_replace_ioas(t);
+    case IOMMU_TEST_OP_MD_CHECK_IOTLB:
+      return md_check_iotlb(t);
+    case IOMMU_TEST_OP_DEV_CHECK_CACHE:
+      return dev_check_cache(t);
+    case IOMMU_TEST_OP_PASID_ATTACH:
+      return pasid_attach(t);
+    case IOMMU_TEST_OP_PASID_REPLACE:
+      return pasid_replace(t);
+    case IOMMU_TEST_OP_PASID_DETACH:
+      return pasid_detach(t);
+    case IOMMU_TEST_OP_PASID_CHECK_HWPT:
+      return pasid_check_hwpt(t);
     default:
       return -EOPNOTSUPP;
   }

@@ -65,7 +65,7 @@ long check_extension(Context& ctx, unsigned long extension) {
       if (!ioas.ok()) return -ioas.error();
       Ioas& io = **ioas;
       lockdep::MutexGuard g(io.mutex());
-      for (HwPagetable* hwpt : io.hwpts_locked())
+      for (HwptPaging* hwpt : io.hwpts_locked())
         if (dynamic_cast<MockDomain*>(&hwpt->domain())) return 0;
       return 1;
     }

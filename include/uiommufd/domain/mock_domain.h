@@ -28,6 +28,10 @@ namespace uiommufd {
 struct MockDomainOptions {
   // MOCK_FLAGS_DEVICE_HUGE_IOVA: also support 1 MiB (512 x 2 KiB) entries.
   bool huge_iova = false;
+  // MOCK_IOMMUPT_HUGE (IOMMU_HWPT_DATA_SELFTEST's pagetable_type): the kernel keeps the table's own
+  // aperture, [0, 2^38 - 1] (three levels of 512 entries above the 2 KiB granule), and reports only the
+  // 1 MiB page and PAGE_SIZE, so the IOAS's alignment becomes 4 KiB (selftest.c mock_domain_alloc_pgtable()).
+  bool huge_pagetable = false;
   // As PageTableDomainOptions::dcheck_boundaries.
   bool dcheck_boundaries = true;
 };
@@ -39,6 +43,8 @@ class MockDomain : public PageTableDomain {
   static constexpr std::uint64_t kIoPageShift = kPageShift - 1;
   static constexpr std::uint64_t kIoPageSize = std::uint64_t{1} << kIoPageShift;  // MOCK_IO_PAGE_SIZE
   static constexpr Interval kAperture = {std::uint64_t{1} << 24, (std::uint64_t{1} << 31) - 1};
+  static constexpr Interval kHugeAperture = {0, (std::uint64_t{1} << 38) - 1};
+  static constexpr std::uint64_t kHugePgsizeBitmap = (std::uint64_t{1} << 20) | kPageSize;
 
   // Errors: ENOMEM (fault site "domain.alloc_table").
   static Result<std::unique_ptr<MockDomain>> create(const Options& options = {});
@@ -67,10 +73,11 @@ class MockDomain : public PageTableDomain {
   std::uint64_t pgsize_bitmap() const override;
 
  private:
-  MockDomain(const PageTableDomainOptions& options, std::uint64_t* root, bool huge_iova)
-      : PageTableDomain(options, root), huge_iova_(huge_iova) {}
+  MockDomain(const PageTableDomainOptions& options, std::uint64_t* root, const Options& mock)
+      : PageTableDomain(options, root), huge_iova_(mock.huge_iova), huge_pagetable_(mock.huge_pagetable) {}
 
   const bool huge_iova_;
+  const bool huge_pagetable_;
 
   static PageTableDomainOptions table_options(const Options& options);
 };

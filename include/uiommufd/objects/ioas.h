@@ -20,7 +20,7 @@
 
 namespace uiommufd {
 
-class HwPagetable;
+class HwptPaging;
 
 class Ioas : public Object {
  public:
@@ -77,7 +77,7 @@ class Ioas : public Object {
 
   lockdep::Mutex& mutex() RETURN_CAPABILITY(mu_) { return mu_; }
   // The paging HWPTs bound to this IOAS.
-  std::vector<HwPagetable*>& hwpts_locked() REQUIRES(mu_) {
+  std::vector<HwptPaging*>& hwpts_locked() REQUIRES(mu_) {
     mu_.assert_held();
     return hwpts_;
   }
@@ -93,7 +93,7 @@ class Ioas : public Object {
   IoPagetable iopt_;
   std::atomic<bool> lock_pinned_{false};
   lockdep::Mutex mu_{lock_order::kIoasMutex};
-  std::vector<HwPagetable*> hwpts_ GUARDED_BY(mu_);
+  std::vector<HwptPaging*> hwpts_ GUARDED_BY(mu_);
 };
 
 }  // namespace uiommufd

@@ -30,16 +30,20 @@ class SelftestObject : public Object {
   };
   using Respond = std::function<Status(const Ids&)>;
 
-  // Newest model. Ids are handed out as the kernel does: this object, then the device, then a new HWPT.
-  // Errors: ENOMEM/ENOSPC (ids), then Device::attach's (ENOENT for a bad pt_id, EINVAL for a non-mock
+  // Newest model (MOCK_DOMAIN, and MOCK_DOMAIN_FLAGS with Device::kFlag* `dev_flags`). Ids are handed
+  // out as the kernel does: this object, then the device, then a new HWPT. Errors: ENOMEM/ENOSPC (ids),
+  // EINVAL for unknown dev_flags, then Device::attach's (ENOENT for a bad pt_id, EINVAL for a non-mock
   // HWPT, add_domain's EADDRINUSE/ENOMEM/EFAULT/ENOENT), then respond's.
-  static Result<Ids> create_mock_device(Context& ctx, std::uint32_t pt_id, const Respond& respond);
+  static Result<Ids> create_mock_device(Context& ctx, std::uint32_t pt_id, std::uint32_t dev_flags,
+                                        const Respond& respond);
   // v6.2 model. ENOENT if `ioas_id` is not an IOAS; ENOMEM/ENOSPC; add_domain's errors; respond's.
   static Result<Ids> create_mock_hwpt(Context& ctx, std::uint32_t ioas_id, const Respond& respond);
 
   // IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE: moves the device to `pt_id` and returns the HWPT id. EINVAL for a
   // v6.2-model object (it has no device); Device::replace's errors.
   Result<std::uint32_t> replace(std::uint32_t pt_id);
+  // The mock device (newest model), for the PASID and cache test ops; null in the v6.2 model.
+  Device* device() const { return device_.get(); }
 
  protected:
   void destroy() override;
@@ -51,7 +55,7 @@ class SelftestObject : public Object {
   // The driver's reference to its device, and the v6.2 domain's HWPT: each one user, given back by
   // destroy().
   ObjectRef<Device> device_;
-  ObjectRef<HwPagetable> hwpt_;
+  ObjectRef<HwptPaging> hwpt_;
 };
 
 }  // namespace uiommufd

@@ -29,6 +29,7 @@ enum : unsigned {
   kNrVfioIoas = 0x88,
   kNrHwptAlloc = 0x89,
   kNrGetHwInfo = 0x8a,
+  kNrHwptInvalidate = 0x8d,
   kNrIoasMapFile = 0x8f,
   kNrTestCmd = 0xa0,
 };
@@ -42,6 +43,9 @@ inline constexpr unsigned long IOMMU_IOAS_MAP = io_cmd(kNrIoasMap);
 inline constexpr unsigned long IOMMU_IOAS_UNMAP = io_cmd(kNrIoasUnmap);
 inline constexpr unsigned long IOMMU_OPTION = io_cmd(kNrOption);
 inline constexpr unsigned long IOMMU_VFIO_IOAS = io_cmd(kNrVfioIoas);
+inline constexpr unsigned long IOMMU_HWPT_ALLOC = io_cmd(kNrHwptAlloc);
+inline constexpr unsigned long IOMMU_GET_HW_INFO = io_cmd(kNrGetHwInfo);
+inline constexpr unsigned long IOMMU_HWPT_INVALIDATE = io_cmd(kNrHwptInvalidate);
 inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
 inline constexpr unsigned long IOMMU_TEST_CMD = io_cmd(kNrTestCmd);
 
@@ -142,6 +146,44 @@ struct iommu_vfio_ioas {
   std::uint16_t __reserved;
 };
 
+struct iommu_hwpt_alloc {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t dev_id;
+  std::uint32_t pt_id;
+  std::uint32_t out_hwpt_id;
+  std::uint32_t __reserved;
+  std::uint32_t data_type;
+  std::uint32_t data_len;
+  std::uint64_t data_uptr;
+  std::uint32_t fault_id;
+  std::uint32_t __reserved2;  // not checked by the kernel: past the mandatory part
+};
+
+inline constexpr std::uint32_t IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1 << 0;
+
+struct iommu_hw_info {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t dev_id;
+  std::uint32_t data_len;
+  std::uint64_t data_uptr;
+  std::uint32_t data_type;  // in_data_type / out_data_type
+  std::uint8_t out_max_pasid_log2;
+  std::uint8_t __reserved[3];
+  std::uint64_t out_capabilities;
+};
+
+struct iommu_hwpt_invalidate {
+  std::uint32_t size;
+  std::uint32_t hwpt_id;
+  std::uint64_t data_uptr;
+  std::uint32_t data_type;
+  std::uint32_t entry_len;
+  std::uint32_t entry_num;
+  std::uint32_t __reserved;
+};
+
 #define UIOMMUFD_ABI_LAYOUT(type, sz) static_assert(sizeof(type) == (sz) && alignof(type) <= 8, #type " size")
 #define UIOMMUFD_ABI_FIELD(type, field, off) static_assert(offsetof(type, field) == (off), #type "." #field)
 
@@ -197,6 +239,25 @@ UIOMMUFD_ABI_LAYOUT(iommu_vfio_ioas, 12);
 UIOMMUFD_ABI_FIELD(iommu_vfio_ioas, ioas_id, 4);
 UIOMMUFD_ABI_FIELD(iommu_vfio_ioas, op, 8);
 UIOMMUFD_ABI_FIELD(iommu_vfio_ioas, __reserved, 10);
+
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_alloc, 48);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_alloc, dev_id, 8);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_alloc, out_hwpt_id, 16);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_alloc, __reserved, 20);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_alloc, data_type, 24);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_alloc, data_uptr, 32);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_alloc, fault_id, 40);
+UIOMMUFD_ABI_LAYOUT(iommu_hw_info, 40);
+UIOMMUFD_ABI_FIELD(iommu_hw_info, data_uptr, 16);
+UIOMMUFD_ABI_FIELD(iommu_hw_info, data_type, 24);
+UIOMMUFD_ABI_FIELD(iommu_hw_info, out_max_pasid_log2, 28);
+UIOMMUFD_ABI_FIELD(iommu_hw_info, __reserved, 29);
+UIOMMUFD_ABI_FIELD(iommu_hw_info, out_capabilities, 32);
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_invalidate, 32);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_uptr, 8);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_type, 16);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, entry_num, 24);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, __reserved, 28);
 
 // ---- VFIO container compatibility (nr < 0x80) -------------------------------------------------------------
 
@@ -318,6 +379,16 @@ enum : std::uint32_t {
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9,
   IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10,
   IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11,
+  IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12,
+  IOMMU_TEST_OP_DIRTY = 13,
+  IOMMU_TEST_OP_MD_CHECK_IOTLB = 14,
+  IOMMU_TEST_OP_TRIGGER_IOPF = 15,
+  IOMMU_TEST_OP_DEV_CHECK_CACHE = 16,
+  IOMMU_TEST_OP_TRIGGER_VEVENT = 17,
+  IOMMU_TEST_OP_PASID_ATTACH = 18,
+  IOMMU_TEST_OP_PASID_REPLACE = 19,
+  IOMMU_TEST_OP_PASID_DETACH = 20,
+  IOMMU_TEST_OP_PASID_CHECK_HWPT = 21,
 };
 
 inline constexpr std::uint64_t MOCK_APERTURE_START = 1ull << 24;
@@ -377,6 +448,29 @@ struct iommu_test_mock_domain_replace {
 struct iommu_test_access_replace_ioas {
   std::uint32_t ioas_id;
 };
+struct iommu_test_mock_domain_flags {
+  std::uint32_t out_stdev_id;
+  std::uint32_t out_hwpt_id;
+  std::uint32_t out_idev_id;
+  std::uint32_t dev_flags;
+};
+struct iommu_test_check_iotlb {
+  std::uint32_t id;
+  std::uint32_t iotlb;
+};
+struct iommu_test_check_dev_cache {
+  std::uint32_t id;
+  std::uint32_t cache;
+};
+// PASID_ATTACH and PASID_REPLACE (pt_id in, the HWPT id out), PASID_DETACH (pasid only).
+struct iommu_test_pasid_attach {
+  std::uint32_t pasid;
+  std::uint32_t pt_id;
+};
+struct iommu_test_pasid_check {
+  std::uint32_t pasid;
+  std::uint32_t hwpt_id;  // 0: the PASID must be detached
+};
 
 // The newest layout (72 bytes: the union grew to 48 bytes with the dirty-tracking member). The v6.2
 // layout is this one cut at 56 bytes: the same header, a 32-byte union (every member of ops 1–9 fits in
@@ -398,6 +492,11 @@ struct iommu_test_cmd {
     iommu_test_memory_limit memory_limit;
     iommu_test_mock_domain_replace mock_domain_replace;
     iommu_test_access_replace_ioas access_replace_ioas;
+    iommu_test_mock_domain_flags mock_domain_flags;
+    iommu_test_check_iotlb check_iotlb;
+    iommu_test_check_dev_cache check_dev_cache;
+    iommu_test_pasid_attach pasid_attach;
+    iommu_test_pasid_check pasid_check;
     std::uint8_t raw[48];
   };
   std::uint32_t last;
