@@ -135,13 +135,13 @@ Status Device::try_auto(std::uint32_t pasid, Ioas& ioas, bool replace, HwPagetab
   };
   HwptPaging* hwpt = TRY(HwptPaging::create_reserved_locked(
       ioas, std::move(domain), props, replace ? HwptPaging::BeforeAdd{} : HwptPaging::BeforeAdd{check}));
+  hwpt->ioas().mutex().assert_held();  // `ioas`'s, which the analysis cannot see
   if (replace) {
     if (Status st = check(*hwpt); !st.ok()) {
       hwpt->abort_reserved_locked();
       return st;
     }
   }
-  hwpt->ioas().mutex().assert_held();
   *out = TRY(hwpt->hold_for_device_locked());  // listed: cannot fail
   ioas.context().finalize(hwpt->id());
   return {};
