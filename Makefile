@@ -1,6 +1,6 @@
 # The two commands: `make demo` and `make test`. Everything else is for developers and CI.
 .PHONY: all deps demo test install bench fuzz check-sanitizers check-thread-safety check-nolockdep format clean \
-	reference-check reference-fuzz
+	reference-check reference-fuzz kselftest
 
 JOBS ?= $(shell nproc)
 CMAKE_BUILD = cmake --build --preset $(1) -j $(JOBS)
@@ -88,6 +88,23 @@ reference-check: build-release
 
 reference-fuzz: build-release
 	$(call reference_run,fuzz --seeds $(SEEDS))
+
+# Not part of `make test` either: Linux's own iommufd selftests (tools/testing/selftests/iommu of the
+# reference tree in ~/.cache/uiommufd-ref, built by reference-check) compiled unmodified and run under
+# `uiommufd run`; prints a pass/FAIL/skip table and the totals. A measurement, not a gate: failing tests do
+# not fail it. Exits 3 when no reference kernel tree is cached (a loud notice with REFERENCE_UNAVAILABLE_OK).
+# KSELFTEST_HUGEPAGES raises nr_hugepages for the run as the reference VM has it (0 leaves the system
+# alone); KSELFTEST_LINUX=1 adds Linux's verdict per test (one boot of the reference VM); KSELFTEST_ARGS go
+# to the kselftest harness, e.g. KSELFTEST_ARGS="-f iommufd_device_pasid".
+KSELFTEST_HUGEPAGES ?= 128
+KSELFTEST_LINUX ?=
+KSELFTEST_ARGS ?=
+kselftest: build-release
+	@rc=0; tools/reference/kselftest.sh --hugepages $(KSELFTEST_HUGEPAGES) $(if $(KSELFTEST_LINUX),--linux) \
+	  -- $(KSELFTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 3 ] && [ -n "$(REFERENCE_UNAVAILABLE_OK)" ]; then \
+	  echo "!!! make $@: NO REFERENCE KERNEL TREE - NOTHING WAS MEASURED !!!"; exit 0; \
+	fi; exit $$rc
 
 format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i
