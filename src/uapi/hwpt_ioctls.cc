@@ -8,6 +8,7 @@
 
 #include "handlers.h"
 
+#include "uiommufd/base/checked.h"
 #include "uiommufd/base/page.h"
 #include "uiommufd/objects/device.h"
 #include "uiommufd/objects/hw_pagetable.h"
@@ -48,10 +49,15 @@ long get_hw_info(Ucmd& ucmd) {
   if (copy_len) {
     if (Status st = mm.copy_to_user(cmd.data_uptr, info->data.data(), copy_len); !st.ok()) return -EFAULT;
   }
-  // Zeroed a page at a time, so a buffer that runs into unmapped memory is cleared up to there, as
-  // clear_user() does, and a huge data_len costs no huge allocation.
+  // clear_user() refuses a range that is not all user space (it wraps, or ends above x86-64's
+  // TASK_SIZE_MAX) before writing anything; within it, it zeroes up to the first unmapped byte. So: the
+  // range check first, then a page at a time (which also keeps a huge data_len from costing memory).
+  static constexpr std::uint64_t kTaskSizeMax = (std::uint64_t{1} << 47) - kPageSize;
+  std::uint64_t end = 0;
+  if (copy_len < cmd.data_len && (!checked_add(cmd.data_uptr, std::uint64_t{cmd.data_len}, &end) || end > kTaskSizeMax))
+    return -EFAULT;
   static constexpr std::uint8_t kZeros[kPageSize] = {};
-  for (std::uint64_t at = cmd.data_uptr + copy_len, end = cmd.data_uptr + cmd.data_len; at < end;) {
+  for (std::uint64_t at = cmd.data_uptr + copy_len; at < end;) {
     const std::uint64_t chunk = std::min<std::uint64_t>(end - at, kPageSize - page_offset(at));
     if (Status st = mm.copy_to_user(at, kZeros, chunk); !st.ok()) return -EFAULT;
     at += chunk;
