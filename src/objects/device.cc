@@ -155,6 +155,10 @@ Status Device::change_pt(std::uint32_t pasid, std::uint32_t pt_id, bool replace,
       auto& hwpt = static_cast<HwPagetable&>(*obj);
       // A dying automatic HWPT is ENOENT, as the kernel's lookup of it fails.
       HwPagetable::DeviceHold hold = TRY(hwpt.hold_for_device());
+      // The hold keeps the HWPT now; the lookup's reference goes, so that if a check below fails and this
+      // hold turns out to be an automatic HWPT's last (its other devices left meanwhile), the destroy
+      // that its release starts does not wait for a reference of this very call.
+      obj.reset();
       bool same = false;
       TRY(check_state(attached_, pasid, &hwpt, replace, &same));
       if (same) return {};
