@@ -1,8 +1,13 @@
 // libFuzzer target over the /dev/iommu dispatcher: input bytes become a sequence of ioctls (fuzzed command
 // numbers and structs, pointers aimed into a fuzzer-owned buffer, at nullptr or at an unmapped page),
 // opens, closes of iommufds and of the access fds CREATE_ACCESS hands out, all through TestFdHost (no
-// preload). Checked:
-//   * after every step, every IOAS of every open context passes IoPagetable::check_invariants();
+// preload); now and then well-formed mock devices, HWPTs and device ops on ids earlier steps were given,
+// so that the page-table commands (HWPT_ALLOC, GET_HW_INFO, HWPT_INVALIDATE) and the device test ops
+// (MOCK_DOMAIN_FLAGS, MD_CHECK_IOTLB, DEV_CHECK_CACHE, PASID_*) have live objects to act on. Checked:
+//   * after every step, every IOAS of every open context passes IoPagetable::check_invariants(); every
+//     attachment of a device (its RID and a few PASIDs) names a live HWPT and keeps the PASID rule (with a
+//     PASID attached, the RID's HWPT and the PASID's are PASID-capable); every nested HWPT's parent is a
+//     user NEST_PARENT paging HWPT;
 //   * after each input, once every fd is closed, no page is pinned and no accounting charge is left;
 //   * throughout, the lock validator runs in abort mode: its first report ends the process.
 // Any violation aborts, so libFuzzer reports it as a crash with the input.
@@ -24,7 +29,10 @@
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/context.h"
+#include "uiommufd/objects/device.h"
+#include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/pages/pages.h"
 #include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
@@ -32,6 +40,10 @@
 namespace {
 
 using uiommufd::AccountMode;
+using uiommufd::Device;
+using uiommufd::HwPagetable;
+using uiommufd::HwptNested;
+using uiommufd::HwptPaging;
 using uiommufd::Ioas;
 using uiommufd::ObjectType;
 using uiommufd::Pages;
@@ -42,6 +54,9 @@ using uiommufd::uapi::testing::TestFdHost;
 constexpr std::size_t kBufLen = 64 * 1024;
 constexpr std::size_t kArgLen = 256;
 constexpr std::uint32_t kMaxId = 32;
+// PASIDs the test ops aim at (the RID, small ones, the mock's fake-error PASID 1024, the last of 20 bits,
+// one beyond) and that the attachment invariant looks at.
+constexpr std::uint32_t kPasids[] = {0, 1, 100, 1024, (1u << 20) - 1, 1u << 20};
 
 // Memory the fuzzed pointers aim at. Created once: the engine's page identity is (Mm, address), and a
 // stable buffer keeps pins comparable across inputs.
@@ -76,6 +91,9 @@ constexpr unsigned long kCommands[] = {
     uiommufd::uapi::IOMMU_OPTION,
     uiommufd::uapi::IOMMU_VFIO_IOAS,
     uiommufd::uapi::IOMMU_IOAS_MAP_FILE,
+    uiommufd::uapi::IOMMU_HWPT_ALLOC,
+    uiommufd::uapi::IOMMU_GET_HW_INFO,
+    uiommufd::uapi::IOMMU_HWPT_INVALIDATE,
     uiommufd::uapi::IOMMU_TEST_CMD,
     uiommufd::uapi::io_cmd(100),
     uiommufd::uapi::io_cmd(101),
@@ -106,6 +124,15 @@ class Session {
           break;
         case 3:
           create_access();
+          break;
+        case 4:
+          mock_device();
+          break;
+        case 5:
+          alloc_hwpt();
+          break;
+        case 6:
+          device_op();
           break;
         default:
           fuzz_ioctl();
@@ -141,7 +168,7 @@ class Session {
     int fd = pick_fd();
     if (fd < 0) return;
     std::uint32_t arg[3] = {12, 0, 0};
-    host_->ioctl(fd, uiommufd::uapi::IOMMU_IOAS_ALLOC, arg);
+    if (host_->ioctl(fd, uiommufd::uapi::IOMMU_IOAS_ALLOC, arg) == 0) remember(ioas_ids_, arg[2]);
   }
 
   void create_access() {
@@ -153,6 +180,160 @@ class Session {
     put<std::uint32_t>(arg, 8, in_.ConsumeIntegralInRange<std::uint32_t>(1, 4));
     put<std::uint32_t>(arg, 20, in_.ConsumeBool() ? 1 : 0);  // MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES
     if (host_->ioctl(fd, uiommufd::uapi::IOMMU_TEST_CMD, arg) == 0) track_access(arg);
+  }
+
+  // Well-formed MOCK_DOMAIN_FLAGS (a PASID-capable or NO_DIRTY mock device on an IOAS or HWPT) and
+  // HWPT_ALLOC (paging with flags and the mock's data, or nested on a parent): the PASID and nested paths
+  // need a device with PASIDs, user HWPTs and a NEST_PARENT one, which random bytes seldom build.
+  void mock_device() {
+    int fd = pick_fd();
+    if (fd < 0) return;
+    alignas(8) std::uint8_t arg[72] = {};
+    put<std::uint32_t>(arg, 0, sizeof(arg));
+    put<std::uint32_t>(arg, 4, 12);  // IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS
+    put<std::uint32_t>(arg, 8, in_.ConsumeBool() ? pick(ioas_ids_) : pick(hwpt_ids_));
+    put<std::uint32_t>(arg, 28,
+                       in_.PickValueInArray({0u, Device::kFlagPasid, Device::kFlagNoDirty,
+                                             Device::kFlagPasid | Device::kFlagNoDirty}));
+    if (host_->ioctl(fd, uiommufd::uapi::IOMMU_TEST_CMD, arg) != 0) return;
+    std::uint32_t out[3];
+    std::memcpy(out, arg + 16, sizeof(out));
+    remember(stdev_ids_, out[0]);
+    remember(hwpt_ids_, out[1]);
+    remember(dev_ids_, out[2]);
+  }
+
+  void alloc_hwpt() {
+    int fd = pick_fd();
+    if (fd < 0) return;
+    using namespace uiommufd;
+    uapi::iommu_hwpt_alloc a{};
+    a.size = sizeof(a);
+    const bool nested = in_.ConsumeBool();
+    a.dev_id = pick(dev_ids_);
+    a.pt_id =
+        nested ? pick(in_.ConsumeIntegralInRange<int>(0, 3) ? parent_ids_ : hwpt_ids_) : pick(ioas_ids_);
+    // Flags that fit the kind, mostly: a nested HWPT takes only PASID (and FAULT_ID_VALID).
+    if (in_.ConsumeIntegralInRange<int>(0, 3) == 0)
+      a.flags = hwpt_flags();
+    else if (nested)
+      a.flags = in_.PickValueInArray({0u, std::uint32_t{kHwptAllocPasid}});
+    else
+      a.flags = in_.PickValueInArray({0u, std::uint32_t{kHwptAllocNestParent},
+                                      std::uint32_t{kHwptAllocDirtyTracking}, std::uint32_t{kHwptAllocPasid},
+                                      std::uint32_t{kHwptAllocNestParent | kHwptAllocPasid}});
+    set_hwpt_data(&a.data_type, &a.data_len, &a.data_uptr);
+    if (host_->ioctl(fd, uapi::IOMMU_HWPT_ALLOC, &a) != 0) return;
+    remember(hwpt_ids_, a.out_hwpt_id);
+    if (nested) remember(nested_ids_, a.out_hwpt_id);
+    if (!nested && (a.flags & kHwptAllocNestParent)) remember(parent_ids_, a.out_hwpt_id);
+  }
+
+  // A well-formed device or nested-HWPT operation on ids the session was given: PASID attach, replace,
+  // detach and check, MOCK_DOMAIN_REPLACE, an HWPT_INVALIDATE array of valid entries, MD_CHECK_IOTLB or
+  // DEV_CHECK_CACHE.
+  void device_op() {
+    using namespace uiommufd;
+    int fd = pick_fd();
+    if (fd < 0) return;
+    const int what = in_.ConsumeIntegralInRange<int>(0, 7);
+    if (what == 5) {
+      std::uint32_t entries[4][2];
+      const std::uint32_t num = in_.ConsumeIntegralInRange<std::uint32_t>(1, 4);
+      for (std::uint32_t i = 0; i < num; i++) {
+        entries[i][0] = in_.ConsumeIntegralInRange<int>(0, 3) == 0 ? kTestInvalidateFlagAll : 0;
+        entries[i][1] =
+            in_.ConsumeIntegralInRange<std::uint32_t>(0, in_.ConsumeIntegralInRange<int>(0, 7) ? 3 : 4);
+      }
+      uapi::iommu_hwpt_invalidate inv{};
+      inv.size = sizeof(inv);
+      inv.hwpt_id = pick(nested_ids_);
+      inv.data_uptr = reinterpret_cast<std::uintptr_t>(entries);
+      inv.data_type = kHwptInvalidateDataSelftest;
+      inv.entry_len = sizeof(entries[0]);
+      inv.entry_num = num;
+      host_->ioctl(fd, uapi::IOMMU_HWPT_INVALIDATE, &inv);
+      return;
+    }
+    alignas(8) std::uint8_t arg[72] = {};
+    put<std::uint32_t>(arg, 0, sizeof(arg));
+    if (what >= 6) {
+      put<std::uint32_t>(
+          arg, 4, what == 6 ? uapi::IOMMU_TEST_OP_MD_CHECK_IOTLB : uapi::IOMMU_TEST_OP_DEV_CHECK_CACHE);
+      put<std::uint32_t>(arg, 8, what == 6 ? pick(nested_ids_) : pick(dev_ids_));
+      put<std::uint32_t>(arg, 16, in_.ConsumeIntegralInRange<std::uint32_t>(0, 4));
+      put<std::uint32_t>(arg, 20,
+                         in_.ConsumeBool() ? 0
+                         : what == 6       ? kTestIotlbDefault
+                                           : kTestDevCacheDefault);
+      host_->ioctl(fd, uapi::IOMMU_TEST_CMD, arg);
+      return;
+    }
+    put<std::uint32_t>(arg, 8, pick(stdev_ids_));
+    const std::uint32_t pt = in_.ConsumeIntegralInRange<int>(0, 2) == 0 ? pick(ioas_ids_) : pick(hwpt_ids_);
+    if (what == 4) {
+      put<std::uint32_t>(arg, 4, uapi::IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE);
+      put<std::uint32_t>(arg, 16, pt);
+    } else {
+      put<std::uint32_t>(arg, 4, uapi::IOMMU_TEST_OP_PASID_ATTACH + static_cast<std::uint32_t>(what));
+      put<std::uint32_t>(arg, 16, in_.PickValueInArray(kPasids));
+      // PASID_CHECK_HWPT: 0 asks whether the PASID is detached.
+      put<std::uint32_t>(arg, 20, what == 3 && in_.ConsumeBool() ? 0 : pt);
+    }
+    host_->ioctl(fd, uapi::IOMMU_TEST_CMD, arg);
+  }
+
+  // Ids the well-formed steps got back (from any iommufd of the session), so that later steps name live
+  // objects of the right kind far more often than chance would.
+  void remember(std::vector<std::uint32_t>& ids, std::uint32_t id) {
+    if (ids.size() < 16) ids.push_back(id);
+  }
+  std::uint32_t pick(const std::vector<std::uint32_t>& ids) {
+    if (ids.empty() || in_.ConsumeIntegralInRange<int>(0, 7) == 0)
+      return in_.ConsumeIntegralInRange<std::uint32_t>(0, 16);
+    return ids[in_.ConsumeIntegralInRange<std::size_t>(0, ids.size() - 1)];
+  }
+
+  // HWPT_ALLOC flags: mostly valid combinations, sometimes anything.
+  std::uint32_t hwpt_flags() {
+    if (in_.ConsumeIntegralInRange<int>(0, 7) == 0) return in_.ConsumeIntegral<std::uint32_t>();
+    return in_.ConsumeIntegralInRange<std::uint32_t>(0, 15);
+  }
+
+  // The driver data of HWPT_ALLOC: none, or IOMMU_HWPT_DATA_SELFTEST's {iotlb, pagetable_type} in this
+  // session's own buffer (DEFAULT or HUGE, sometimes an unknown type or a short or long length), or a
+  // pointer and length from the fuzzer.
+  void set_hwpt_data(std::uint32_t* type, std::uint32_t* len, std::uint64_t* uptr) {
+    switch (in_.ConsumeIntegralInRange<int>(0, 5)) {
+      case 0:
+        *type = 0;
+        *len = 0;
+        *uptr = 0;
+        return;
+      case 1:
+        *type = in_.ConsumeBool() ? uiommufd::kHwptDataSelftest : in_.ConsumeIntegral<std::uint32_t>();
+        *len = in_.ConsumeIntegralInRange<std::uint32_t>(0, 16);
+        *uptr = pointer();
+        return;
+      default:
+        hwpt_data_[0] =
+            in_.ConsumeBool() ? uiommufd::kTestIotlbDefault : in_.ConsumeIntegral<std::uint32_t>();
+        hwpt_data_[1] = in_.ConsumeIntegralInRange<std::uint32_t>(0, 2);
+        hwpt_data_[2] = in_.ConsumeIntegralInRange<int>(0, 7) == 0 ? 1 : 0;  // a non-zero tail
+        *type = uiommufd::kHwptDataSelftest;
+        *len = in_.PickValueInArray({4u, 8u, 8u, 8u, 12u});
+        *uptr = reinterpret_cast<std::uintptr_t>(hwpt_data_);
+        return;
+    }
+  }
+
+  // A buffer of `len` bytes the engine may write: in the arena (clamped to its end), the hole or null.
+  std::uint64_t out_buffer(std::uint32_t* len) {
+    const std::uint64_t p = pointer();
+    const auto base = reinterpret_cast<std::uintptr_t>(arena().buf);
+    if (p >= base && p<base + kBufLen&& * len> base + kBufLen - p)
+      *len = static_cast<std::uint32_t>(base + kBufLen - p);
+    return p;
   }
 
   void track_access(const std::uint8_t* arg) {
@@ -208,9 +389,28 @@ class Session {
   }
 
   std::uint32_t id() {
-    // Access ops take an fd in their id field.
-    if (in_.ConsumeIntegralInRange<int>(0, 7) == 0) return static_cast<std::uint32_t>(pick_fd());
-    return in_.ConsumeIntegralInRange<std::uint32_t>(0, 8);
+    switch (in_.ConsumeIntegralInRange<int>(0, 15)) {
+      case 0:
+      case 1:  // access ops take an fd in their id field
+        return static_cast<std::uint32_t>(pick_fd());
+      case 2:
+      case 3:
+      case 4:
+      case 5:
+      case 6:
+        return in_.ConsumeIntegralInRange<std::uint32_t>(0, 8);
+      case 7:
+      case 8:
+        return pick(ioas_ids_);
+      case 9:
+      case 10:
+        return pick(stdev_ids_);
+      case 11:
+      case 12:
+        return pick(dev_ids_);
+      default:
+        return pick(hwpt_ids_);
+    }
   }
 
   template <typename T>
@@ -340,6 +540,60 @@ class Session {
         put<std::uint16_t>(arg, 8, in_.ConsumeIntegralInRange<std::uint16_t>(0, 3));
         put<std::uint16_t>(arg, 10, 0);
         break;
+      case kNrHwptAlloc:  // size, flags, dev_id, pt_id, out, reserved, data_type, data_len, data_uptr,
+                          // fault_id
+        put<std::uint32_t>(arg, 4, hwpt_flags());
+        put<std::uint32_t>(arg, 8, id());
+        put<std::uint32_t>(arg, 12, id());
+        put<std::uint32_t>(arg, 20, 0);
+        {
+          std::uint32_t type = 0, len = 0;
+          std::uint64_t uptr = 0;
+          set_hwpt_data(&type, &len, &uptr);
+          put<std::uint32_t>(arg, 24, type);
+          put<std::uint32_t>(arg, 28, len);
+          put<std::uint64_t>(arg, 32, uptr);
+        }
+        put<std::uint32_t>(arg, 40, id());
+        break;
+      case kNrGetHwInfo: {  // size, flags, dev_id, data_len, data_uptr, data_type, pasid log2, reserved, caps
+        put<std::uint32_t>(arg, 4,
+                           in_.ConsumeIntegralInRange<int>(0, 7) == 0
+                               ? in_.ConsumeIntegral<std::uint32_t>()
+                               : in_.ConsumeIntegralInRange<std::uint32_t>(0, 1));
+        put<std::uint32_t>(arg, 8, id());
+        std::uint32_t len = in_.ConsumeIntegralInRange<std::uint32_t>(0, 64);
+        const std::uint64_t uptr = out_buffer(&len);
+        put<std::uint32_t>(arg, 12, len);
+        put<std::uint64_t>(arg, 16, uptr);
+        put<std::uint32_t>(arg, 24, in_.PickValueInArray({0u, uiommufd::kHwInfoTypeSelftest, 1u}));
+        put<std::uint32_t>(arg, 28, 0);
+        break;
+      }
+      case kNrHwptInvalidate: {  // size, hwpt_id, data_uptr, data_type, entry_len, entry_num, reserved
+        put<std::uint32_t>(arg, 4, id());
+        std::uint32_t num = in_.ConsumeIntegralInRange<std::uint32_t>(0, 4);
+        if (in_.ConsumeIntegralInRange<int>(0, 15) == 0) num = in_.ConsumeIntegral<std::uint32_t>();
+        const std::uint32_t entry_len = in_.PickValueInArray({8u, 8u, 8u, 0u, 4u, 12u, 16u});
+        // The entries live in the arena: {flags, iotlb_id}, mostly valid.
+        const std::uint64_t ptr = pointer();
+        const auto base = reinterpret_cast<std::uintptr_t>(arena().buf);
+        if (ptr >= base && ptr + 4 * 8 <= base + kBufLen) {
+          for (std::uint32_t i = 0; i < 4; i++) {
+            const std::uint32_t entry[2] = {in_.ConsumeIntegralInRange<std::uint32_t>(0, 2),
+                                            in_.ConsumeIntegralInRange<std::uint32_t>(0, 4)};
+            std::memcpy(reinterpret_cast<void*>(ptr + 8 * i), entry, sizeof(entry));
+          }
+        }
+        put<std::uint64_t>(arg, 8, ptr);
+        put<std::uint32_t>(
+            arg, 16,
+            in_.ConsumeBool() ? uiommufd::kHwptInvalidateDataSelftest : in_.ConsumeIntegral<std::uint32_t>());
+        put<std::uint32_t>(arg, 20, entry_len);
+        put<std::uint32_t>(arg, 24, num);
+        put<std::uint32_t>(arg, 28, 0);
+        break;
+      }
       case kNrTestCmd:
         shape_test_cmd(arg);
         break;
@@ -365,7 +619,7 @@ class Session {
   }
 
   void shape_test_cmd(std::uint8_t* arg) {
-    const std::uint32_t op = in_.ConsumeIntegralInRange<std::uint32_t>(1, 12);
+    const std::uint32_t op = in_.ConsumeIntegralInRange<std::uint32_t>(1, 21);
     put<std::uint32_t>(arg, 4, op);
     put<std::uint32_t>(arg, 8, id());
     put<std::uint32_t>(arg, 12, 0);
@@ -408,6 +662,31 @@ class Session {
       case 9:  // SET_TEMP_MEMORY_LIMIT
         put<std::uint32_t>(arg, 16, in_.ConsumeIntegralInRange<std::uint32_t>(0, 70000));
         break;
+      case 10:  // MOCK_DOMAIN_REPLACE: pt_id
+        put<std::uint32_t>(arg, 16, id());
+        break;
+      case 11:  // ACCESS_REPLACE_IOAS: ioas_id
+        put<std::uint32_t>(arg, 8, static_cast<std::uint32_t>(pick_fd_or_access()));
+        put<std::uint32_t>(arg, 16, id());
+        break;
+      case 12:  // MOCK_DOMAIN_FLAGS: three outputs, then dev_flags (bits 0 and 2 known)
+        put<std::uint32_t>(arg, 28, in_.ConsumeIntegralInRange<std::uint32_t>(0, 7));
+        break;
+      case 14:  // MD_CHECK_IOTLB: id, iotlb
+      case 16:  // DEV_CHECK_CACHE: id, cache
+        put<std::uint32_t>(arg, 16, in_.ConsumeIntegralInRange<std::uint32_t>(0, 4));
+        put<std::uint32_t>(
+            arg, 20, in_.PickValueInArray({0u, uiommufd::kTestIotlbDefault, uiommufd::kTestDevCacheDefault}));
+        break;
+      case 18:  // PASID_ATTACH: pasid, pt_id
+      case 19:  // PASID_REPLACE
+      case 20:  // PASID_DETACH: pasid
+      case 21:  // PASID_CHECK_HWPT: pasid, hwpt_id (0: detached)
+        put<std::uint32_t>(arg, 16,
+                           in_.ConsumeIntegralInRange<int>(0, 7) == 0 ? in_.ConsumeIntegral<std::uint32_t>()
+                                                                      : in_.PickValueInArray(kPasids));
+        put<std::uint32_t>(arg, 20, id());
+        break;
       default:
         break;
     }
@@ -422,20 +701,66 @@ class Session {
     return base + in_.ConsumeIntegralInRange<int>(-2, 8);
   }
 
+  [[noreturn]] static void violated(const char* what, std::uint32_t id, std::uint32_t detail = 0) {
+    std::fprintf(stderr, "invariant violated: %s (object %u, %u)\n", what, id, detail);
+    abort();
+  }
+
   void check_all_invariants() {
     for (int fd : fds_) {
       std::shared_ptr<OpenFile> f = host_->lookup(fd);
       if (!f || f->kind() != OpenFile::Kind::kIommufd) continue;
       auto& ctx = static_cast<IommufdFile&>(*f).context();
       for (std::uint32_t i = 1; i <= kMaxId; i++) {
-        auto ioas = ctx.get<Ioas>(i, ObjectType::kIoas);
-        if (!ioas.ok()) continue;
-        std::string problem = (*ioas)->iopt().check_invariants();
-        if (!problem.empty()) {
-          std::fprintf(stderr, "invariant violated in IOAS %u: %s\n", i, problem.c_str());
-          abort();
+        auto obj = ctx.get<uiommufd::Object>(i, ObjectType::kAny);
+        if (!obj.ok()) continue;
+        switch ((*obj)->type()) {
+          case ObjectType::kIoas: {
+            std::string problem = static_cast<Ioas&>(**obj).iopt().check_invariants();
+            if (!problem.empty()) {
+              std::fprintf(stderr, "invariant violated in IOAS %u: %s\n", i, problem.c_str());
+              abort();
+            }
+            break;
+          }
+          case ObjectType::kDevice:
+            check_device(ctx, i, static_cast<Device&>(**obj));
+            break;
+          case ObjectType::kHwptNested: {
+            HwptPaging& parent = static_cast<HwptNested&>(**obj).parent();
+            if (!parent.nest_parent() || parent.auto_domain())
+              violated("nested HWPT on a non-NEST_PARENT parent", i);
+            auto p = ctx.get<uiommufd::Object>(parent.id(), ObjectType::kHwptPaging);
+            if (!p.ok() || p->get() != static_cast<uiommufd::Object*>(&parent))
+              violated("nested HWPT's parent not live", i);
+            break;
+          }
+          default:
+            break;
         }
       }
+    }
+  }
+
+  // Each attachment names a live HWPT; a PASID's HWPT is PASID-capable, and so is the RID's while a PASID
+  // is attached (iommufd's pasid_compat rule, which every attach and replace checks).
+  void check_device(uiommufd::Context& ctx, std::uint32_t id, Device& dev) {
+    bool pasid_attached = false;
+    for (std::uint32_t pasid : kPasids) {
+      const std::uint32_t hwpt_id = dev.hwpt_id(pasid);
+      if (hwpt_id == 0) continue;
+      auto h = ctx.get<uiommufd::Object>(hwpt_id, ObjectType::kAny);
+      if (!h.ok() || ((*h)->type() != ObjectType::kHwptPaging && (*h)->type() != ObjectType::kHwptNested))
+        violated("device attached to something that is not a live HWPT", id, pasid);
+      if (pasid != Device::kNoPasid) {
+        pasid_attached = true;
+        if (!static_cast<HwPagetable&>(**h).pasid_compat()) violated("PASID on a non-PASID HWPT", id, pasid);
+      }
+    }
+    if (!pasid_attached) return;
+    if (const std::uint32_t rid = dev.hwpt_id(Device::kNoPasid)) {
+      auto h = ctx.get<HwPagetable>(rid, ObjectType::kAny);
+      if (h.ok() && !(*h)->pasid_compat()) violated("RID on a non-PASID HWPT while a PASID is attached", id);
     }
   }
 
@@ -443,6 +768,8 @@ class Session {
   std::unique_ptr<TestFdHost> host_;
   std::vector<int> fds_;         // open iommufds
   std::vector<int> access_fds_;  // open access fds
+  std::uint32_t hwpt_data_[4] = {};  // HWPT_ALLOC's driver data, when well-formed
+  std::vector<std::uint32_t> ioas_ids_, stdev_ids_, dev_ids_, hwpt_ids_, parent_ids_, nested_ids_;
 };
 
 struct Baseline {

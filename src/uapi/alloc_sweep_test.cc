@@ -23,7 +23,11 @@
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/context.h"
+#include "uiommufd/objects/device.h"
+#include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/iommu_driver.h"
+#include "uiommufd/objects/selftest_object.h"
 #include "uiommufd/pages/pages.h"
 #include "uiommufd/pages/pin_runs.h"
 #include "uiommufd/uapi/abi.h"
@@ -47,7 +51,11 @@ struct World {
   std::unique_ptr<testing::TestFdHost> host = std::make_unique<testing::TestFdHost>();
   int fd = -1;
   std::uint32_t ioas = 0, ioas2 = 0;
-  std::uint32_t stdev = 0, hwpt = 0;
+  std::uint32_t stdev = 0, hwpt = 0, idev = 0;
+  // The page tables of the newest ABI's worlds: a PASID-capable paging HWPT, a NEST_PARENT one, a
+  // PASID-capable nested one on it; `pasid` is the PASID whose attachment the snapshot follows.
+  std::uint32_t s2 = 0, parent = 0, nested = 0;
+  std::uint32_t pasid = 0;
   int access = -1;
   std::uint32_t pages_id = 0;
   char* mem = nullptr;
@@ -72,12 +80,19 @@ struct Snapshot {
   std::uint64_t pinned = 0;
   std::uint64_t charged = 0;
   std::vector<std::uint64_t> mapped;  // bytes mapped in each IOAS of the world
+  // The HWPTs the mock device's RID and the world's PASID are attached to, and the nested HWPT's IOTLB.
+  std::vector<std::uint32_t> attached;
+  std::vector<std::uint32_t> iotlb;
 
   bool operator==(const Snapshot&) const = default;
   std::string to_string() const {
     std::string s = "objects " + std::to_string(objects) + ", pinned " + std::to_string(pinned) +
                     ", charged " + std::to_string(charged) + ", mapped";
     for (std::uint64_t m : mapped) s += " " + std::to_string(m);
+    s += ", attached";
+    for (std::uint32_t a : attached) s += " " + std::to_string(a);
+    s += ", iotlb";
+    for (std::uint32_t e : iotlb) s += " " + std::to_string(e);
     return s;
   }
 };
@@ -101,6 +116,21 @@ Snapshot snapshot(World& w, std::string* invariants) {
   Context& ctx = w.ctx();
   s.objects = ctx.object_count();
   s.mapped = {mapped_bytes(ctx, w.ioas, invariants), mapped_bytes(ctx, w.ioas2, invariants)};
+  if (w.stdev != 0) {
+    Result<ObjectRef<SelftestObject>> sobj = ctx.get<SelftestObject>(w.stdev, ObjectType::kSelftest);
+    if (sobj.ok() && (*sobj)->device()) {
+      s.attached = {(*sobj)->device()->hwpt_id(Device::kNoPasid), (*sobj)->device()->hwpt_id(w.pasid)};
+    } else {
+      s.attached = {~0u};  // gone: differs from any live value
+    }
+  }
+  if (w.nested != 0) {
+    Result<ObjectRef<HwptNested>> nested = ctx.get<HwptNested>(w.nested, ObjectType::kHwptNested);
+    if (nested.ok()) {
+      for (std::uint32_t i = 0; i < NestedDomain::kIotlbNum; ++i)
+        s.iotlb.push_back((*nested)->domain().iotlb(i));
+    }
+  }
   return s;
 }
 
@@ -110,6 +140,9 @@ struct Operation {
   std::function<int(World&)> op;  // the errno, 0 on success
   // A teardown operation (close, destroy, unpin) is not allowed to fail for want of memory.
   bool must_succeed = false;
+  // The errno of a run with no allocation failed (0: success). An operation that fails by design (a
+  // FAULT_ID_VALID allocation, a PASID onto an IOAS) must leave nothing behind on that path too.
+  int final_errno = 0;
 };
 
 // ---- setup steps ----------------------------------------------------------------------------------------
@@ -135,8 +168,52 @@ int mock_domain(World& w, std::uint32_t ioas, std::uint32_t size = sizeof(iommu_
   if (e == 0) {
     w.stdev = c.mock_domain.out_stdev_id;
     w.hwpt = c.mock_domain.out_hwpt_id;
+    if (size == sizeof(iommu_test_cmd)) w.idev = c.mock_domain.out_idev_id;
   }
   return e;
+}
+int mock_domain_flags(World& w, std::uint32_t pt_id, std::uint32_t dev_flags) {
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, pt_id);
+  c.mock_domain_flags.dev_flags = dev_flags;
+  const int e = w.test(c);
+  if (e == 0) {
+    w.stdev = c.mock_domain_flags.out_stdev_id;
+    w.hwpt = c.mock_domain_flags.out_hwpt_id;
+    w.idev = c.mock_domain_flags.out_idev_id;
+  }
+  return e;
+}
+// IOMMU_HWPT_ALLOC for the world's device; `pagetable_type` < 0: no driver data, else
+// IOMMU_HWPT_DATA_SELFTEST with that page-table type.
+int hwpt_alloc(World& w, std::uint32_t flags, std::uint32_t pt_id, int pagetable_type, std::uint32_t* out,
+               std::uint32_t fault_id = 0) {
+  const std::uint32_t data[2] = {kTestIotlbDefault, static_cast<std::uint32_t>(pagetable_type)};
+  iommu_hwpt_alloc a{};
+  a.size = sizeof(a);
+  a.flags = flags;
+  a.dev_id = w.idev;
+  a.pt_id = pt_id;
+  if (pagetable_type >= 0) {
+    a.data_type = kHwptDataSelftest;
+    a.data_len = sizeof(data);
+    a.data_uptr = reinterpret_cast<std::uint64_t>(data);
+  }
+  a.fault_id = fault_id;
+  const int e = w.call(IOMMU_HWPT_ALLOC, &a);
+  if (out) *out = a.out_hwpt_id;
+  return e;
+}
+// PASID_ATTACH, PASID_REPLACE or PASID_DETACH of the world's mock device.
+int pasid_op(World& w, std::uint32_t op, std::uint32_t pasid, std::uint32_t pt_id) {
+  iommu_test_cmd c = make_test_cmd(op, w.stdev);
+  c.pasid_attach.pasid = pasid;
+  c.pasid_attach.pt_id = pt_id;
+  return w.test(c);
+}
+int mock_domain_replace(World& w, std::uint32_t pt_id) {
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, w.stdev);
+  c.mock_domain_replace.pt_id = pt_id;
+  return w.test(c);
 }
 int create_access(World& w, std::uint32_t flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) {
   iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_CREATE_ACCESS, w.ioas);
@@ -196,6 +273,36 @@ void pinned_world(World& w) {
   mapped_world(w);
   ASSERT_EQ(create_access(w), 0);
   ASSERT_EQ(access_pages(w, kIova + kPageSize, 2, 1), 0);
+}
+// An IOAS with 16 pages mapped at kIova and no domain, so that a new paging HWPT's fill pins them, and a
+// mock device on an empty second IOAS.
+void hwpt_world(World& w) {
+  unattached_world(w);
+  w.ioas2 = alloc_ioas(w);
+  ASSERT_EQ(mock_domain(w, w.ioas2), 0);
+}
+// The same with a NEST_PARENT HWPT on the first IOAS and a nested HWPT on it.
+void nested_world(World& w) {
+  hwpt_world(w);
+  ASSERT_EQ(hwpt_alloc(w, kHwptAllocNestParent, w.ioas, -1, &w.parent), 0);
+  ASSERT_EQ(hwpt_alloc(w, 0, w.parent, 0, &w.nested), 0);
+}
+// A PASID-capable mock device on an IOAS with 16 pages mapped, its RID on a PASID-capable user HWPT `s2`
+// (the automatic HWPT it started on went with it), a NEST_PARENT HWPT and a PASID-capable nested HWPT on
+// it; the snapshot follows PASID 100.
+void pasid_world(World& w) {
+  unattached_world(w);
+  ASSERT_EQ(mock_domain_flags(w, w.ioas, Device::kFlagPasid), 0);
+  ASSERT_EQ(hwpt_alloc(w, kHwptAllocPasid, w.ioas, -1, &w.s2), 0);
+  ASSERT_EQ(hwpt_alloc(w, kHwptAllocNestParent, w.ioas, -1, &w.parent), 0);
+  ASSERT_EQ(hwpt_alloc(w, kHwptAllocPasid, w.parent, 0, &w.nested), 0);
+  ASSERT_EQ(mock_domain_replace(w, w.s2), 0);
+  w.pasid = 100;
+}
+// The same with PASID 100 attached to `s2`.
+void pasid_attached_world(World& w) {
+  pasid_world(w);
+  ASSERT_EQ(pasid_op(w, IOMMU_TEST_OP_PASID_ATTACH, w.pasid, w.s2), 0);
 }
 // A /dev/vfio/vfio-style iommufd whose compat IOAS has a mock domain.
 void vfio_world(World& w) {
@@ -418,6 +525,94 @@ std::vector<Operation> operations() {
                    vfio_iommu_type1_dma_unmap u{sizeof(u), 0, kIova + 4 * kPageSize, 4 * kPageSize};
                    return w.call(VFIO_IOMMU_UNMAP_DMA, &u);
                  }});
+  // ---- the newest page-table ABI: HWPT_ALLOC, GET_HW_INFO, HWPT_INVALIDATE, device flags, PASIDs ----
+  struct PagingVariant {
+    const char* name;
+    std::uint32_t flags;
+    int pagetable_type;
+  };
+  static constexpr PagingVariant kPaging[] = {
+      {"hwpt_alloc_paging", 0, -1},
+      {"hwpt_alloc_nest_parent", kHwptAllocNestParent, -1},
+      {"hwpt_alloc_dirty_tracking", kHwptAllocDirtyTracking, -1},
+      {"hwpt_alloc_pasid", kHwptAllocPasid, -1},
+      {"hwpt_alloc_selftest_data", 0, static_cast<int>(kMockIommuptDefault)},
+      {"hwpt_alloc_selftest_huge", kHwptAllocPasid, static_cast<int>(kMockIommuptHuge)},
+  };
+  for (const PagingVariant& v : kPaging) {
+    ops.push_back({v.name, hwpt_world,
+                   [v](World& w) { return hwpt_alloc(w, v.flags, w.ioas, v.pagetable_type, nullptr); }});
+  }
+  ops.push_back({"hwpt_alloc_nested",
+                 [](World& w) {
+                   hwpt_world(w);
+                   ASSERT_EQ(hwpt_alloc(w, kHwptAllocNestParent, w.ioas, -1, &w.parent), 0);
+                 },
+                 [](World& w) { return hwpt_alloc(w, kHwptAllocPasid, w.parent, 0, nullptr); }});
+  // FAULT_ID_VALID: the HWPT is built (and filled) before the missing fault object makes it ENOENT.
+  ops.push_back({"hwpt_alloc_fault_id_valid", hwpt_world,
+                 [](World& w) { return hwpt_alloc(w, kHwptFaultIdValid, w.ioas, -1, nullptr, 99); }, false,
+                 ENOENT});
+  ops.push_back({"get_hw_info", hwpt_world, [](World& w) {
+                   alignas(64) std::uint32_t data[16];
+                   iommu_hw_info info{};
+                   info.size = sizeof(info);
+                   info.dev_id = w.idev;
+                   info.data_len = sizeof(data);
+                   info.data_uptr = reinterpret_cast<std::uint64_t>(data);
+                   return w.call(IOMMU_GET_HW_INFO, &info);
+                 }});
+  ops.push_back({"hwpt_invalidate", nested_world, [](World& w) {
+                   const std::uint32_t entries[3][2] = {{0, 1}, {0, 3}, {kTestInvalidateFlagAll, 0}};
+                   iommu_hwpt_invalidate inv{};
+                   inv.size = sizeof(inv);
+                   inv.hwpt_id = w.nested;
+                   inv.data_uptr = reinterpret_cast<std::uint64_t>(entries);
+                   inv.data_type = kHwptInvalidateDataSelftest;
+                   inv.entry_len = sizeof(entries[0]);
+                   inv.entry_num = 3;
+                   return w.call(IOMMU_HWPT_INVALIDATE, &inv);
+                 }});
+  ops.push_back({"mock_domain_flags", unattached_world, [](World& w) {
+                   return mock_domain_flags(w, w.ioas, Device::kFlagNoDirty | Device::kFlagPasid);
+                 }});
+  ops.push_back({"pasid_attach_paging", pasid_world,
+                 [](World& w) { return pasid_op(w, IOMMU_TEST_OP_PASID_ATTACH, w.pasid, w.s2); }});
+  ops.push_back({"pasid_attach_nested", pasid_world,
+                 [](World& w) { return pasid_op(w, IOMMU_TEST_OP_PASID_ATTACH, w.pasid, w.nested); }});
+  // Never PASID-capable, the automatic HWPT made for it is discarded.
+  ops.push_back({"pasid_attach_ioas", pasid_world,
+                 [](World& w) { return pasid_op(w, IOMMU_TEST_OP_PASID_ATTACH, w.pasid, w.ioas); }, false,
+                 EINVAL});
+  ops.push_back({"pasid_attach_rid_ioas",
+                 [](World& w) {
+                   pasid_world(w);
+                   ASSERT_EQ(pasid_op(w, IOMMU_TEST_OP_PASID_DETACH, Device::kNoPasid, 0), 0);
+                 },
+                 [](World& w) { return pasid_op(w, IOMMU_TEST_OP_PASID_ATTACH, Device::kNoPasid, w.ioas); }});
+  ops.push_back({"pasid_replace_nested", pasid_attached_world,
+                 [](World& w) { return pasid_op(w, IOMMU_TEST_OP_PASID_REPLACE, w.pasid, w.nested); }});
+  ops.push_back({"pasid_replace_ioas", pasid_attached_world,
+                 [](World& w) { return pasid_op(w, IOMMU_TEST_OP_PASID_REPLACE, w.pasid, w.ioas); }, false,
+                 EINVAL});
+  ops.push_back({"pasid_replace_rid_ioas", pasid_world, [](World& w) {
+                   return pasid_op(w, IOMMU_TEST_OP_PASID_REPLACE, Device::kNoPasid, w.ioas);
+                 }});
+  ops.push_back({"pasid_detach", pasid_attached_world,
+                 [](World& w) { return pasid_op(w, IOMMU_TEST_OP_PASID_DETACH, w.pasid, 0); }, true});
+  ops.push_back({"mock_domain_replace_user_hwpt",
+                 [](World& w) {
+                   hwpt_world(w);
+                   ASSERT_EQ(hwpt_alloc(w, 0, w.ioas2, -1, &w.s2), 0);
+                 },
+                 [](World& w) { return mock_domain_replace(w, w.s2); }});
+  ops.push_back({"mock_domain_replace_nested",
+                 [](World& w) {
+                   hwpt_world(w);
+                   ASSERT_EQ(hwpt_alloc(w, kHwptAllocNestParent, w.ioas, -1, &w.parent), 0);
+                   ASSERT_EQ(hwpt_alloc(w, 0, w.parent, 0, &w.nested), 0);
+                 },
+                 [](World& w) { return mock_domain_replace(w, w.nested); }});
   return ops;
 }
 
@@ -440,11 +635,19 @@ void run_once(const Operation& op, World& w, unsigned n, bool* completed, unsign
   EXPECT_EQ(after_invariants, "") << op.name << ", allocation " << n;
   if (!fired) {
     *completed = true;
-    EXPECT_EQ(err, 0) << op.name << " with every allocation granted: " << std::strerror(err);
+    EXPECT_EQ(err, op.final_errno) << op.name << " with every allocation granted: " << std::strerror(err);
+    if (err != 0) {
+      EXPECT_EQ(after, before) << op.name << ", failing by design\n  before: " << before.to_string()
+                               << "\n  after:  " << after.to_string();
+    }
   } else {
     ++*failed;
-    if (err == 0) {
-      ++*succeeded_anyway;
+    if (err == op.final_errno) {
+      ++*succeeded_anyway;  // the failed allocation was optional: the op went on to its usual end
+      if (err != 0) {
+        EXPECT_EQ(after, before) << op.name << ", allocation " << n << "\n  before: " << before.to_string()
+                                 << "\n  after:  " << after.to_string();
+      }
     } else {
       EXPECT_FALSE(op.must_succeed) << op.name << " failed on allocation " << n << ": " << std::strerror(err);
       EXPECT_EQ(err, ENOMEM) << op.name << ", allocation " << n << ": " << std::strerror(err);
@@ -503,7 +706,7 @@ TEST_P(AllocSweepTest, EveryAllocationFailureIsEnomemAndLeavesNothingBehind) {
     ASSERT_FALSE(HasFatalFailure());
     std::string invariants;
     (void)snapshot(*w, &invariants);
-    ASSERT_EQ(op.op(*w), 0) << op.name << " fails without any allocation failure";
+    ASSERT_EQ(op.op(*w), op.final_errno) << op.name << " without any allocation failure";
     (void)snapshot(*w, &invariants);
     ASSERT_EQ(invariants, "");
     teardown(std::move(w));

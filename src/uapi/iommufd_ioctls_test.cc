@@ -1,9 +1,12 @@
 // iommufd's own ioctls through the dispatcher, on real structs: every errno and out-value of
 // docs/abi.md#extensible-structs and #exact-behaviours and of the IOAS sections of docs/semantics.md (#ioas),
 // the order of checks, and fail-nth sweeps proving that nothing leaks.
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <iterator>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -11,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "testing/sweep_checked.h"
 #include "testing/test_fd_host.h"
 
 #include "uiommufd/base/fault.h"
@@ -19,7 +23,9 @@
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/device.h"
+#include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/pages/pages.h"
 #include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
@@ -1046,6 +1052,371 @@ TEST_F(IoctlSweepTest, UnmapUnwindsAtEveryFaultSite) {
   EXPECT_FALSE(r.hit_cap);
   EXPECT_TRUE(r.final_status.ok());
   EXPECT_GE(r.sites_failed, 3u);
+}
+
+// ---- fail-nth sweeps of the page-table commands ---------------------------------------------------------
+
+// The mock driver's IOMMU_HWPT_DATA_SELFTEST struct and its invalidation entry (the kernel's
+// iommufd_test.h struct iommu_hwpt_selftest and struct iommu_hwpt_invalidate_selftest).
+struct HwptSelftestData {
+  std::uint32_t iotlb;
+  std::uint32_t pagetable_type;
+};
+struct InvalidateEntry {
+  std::uint32_t flags;
+  std::uint32_t iotlb_id;
+};
+
+enum class HwptData { kNone, kDefault, kHuge };
+
+using testing::make_test_cmd;
+using testing::SweepRun;
+
+// Each run starts from a fresh iommufd: an IOAS `ioas_` with two 8-page areas back to back from the mock
+// aperture start and (unless asked for) no domain, so that a new paging HWPT's fill pins every page; and a
+// mock device `dev_` on a second, empty IOAS through its automatic HWPT. The state a run must leave as it
+// found it when it fails: the objects, pins and charges, the IOAS's areas, domains, ranges and alignment,
+// and the device's attachment.
+class HwptSweepTest : public IoctlTest {
+ protected:
+  static constexpr std::uint64_t kAperture = MOCK_APERTURE_START;
+  static constexpr std::uint64_t kMapped = 16 * kPageSize;
+
+  struct State {
+    std::size_t objects = 0;
+    std::uint64_t pinned = 0, charged = 0;
+    std::size_t areas = 0, domains = 0;
+    std::vector<Interval> ranges;
+    std::uint64_t alignment = 0;
+    std::uint32_t dev_hwpt = 0;
+    bool operator==(const State&) const = default;
+    std::string to_string() const {
+      std::string s = "objects " + std::to_string(objects) + ", pinned " + std::to_string(pinned) +
+                      ", charged " + std::to_string(charged) + ", areas " + std::to_string(areas) +
+                      ", domains " + std::to_string(domains) + ", alignment " + std::to_string(alignment) +
+                      ", device on " + std::to_string(dev_hwpt) + ", ranges";
+      for (Interval r : ranges) s += " [" + std::to_string(r.start) + ", " + std::to_string(r.last) + "]";
+      return s;
+    }
+  };
+
+  void reset(bool ioas_domain = false) {
+    if (fd_ >= 0) host_.close(fd_);
+    ASSERT_EQ(Pages::total_pinned_pages(), pinned_before_) << "pins leaked";
+    ASSERT_EQ(account_pinned_vm(), pinned_vm_before_) << "charges leaked";
+    fd_ = host_.open_iommufd();
+    ASSERT_GE(fd_, 0);
+    ioas_ = alloc_ioas();
+    std::uint64_t iova = kAperture;
+    ASSERT_EQ(map(ioas_, va(), kMapped / 2, &iova, kRW | IOMMU_IOAS_MAP_FIXED_IOVA), 0);
+    iova = kAperture + kMapped / 2;
+    ASSERT_EQ(map(ioas_, va(kMapped / 2), kMapped / 2, &iova, kRW | IOMMU_IOAS_MAP_FIXED_IOVA), 0);
+    if (ioas_domain) attach_mock_domain(ioas_);
+    dev_ = attach_mock_domain(alloc_ioas());
+  }
+
+  State state() {
+    State s;
+    s.objects = ctx().object_count();
+    s.pinned = Pages::total_pinned_pages() - pinned_before_;
+    s.charged = account_pinned_vm() - pinned_vm_before_;
+    IoPagetable& iopt = ioas(ioas_).iopt();
+    EXPECT_EQ(iopt.check_invariants(), "");
+    s.areas = iopt.area_count();
+    s.domains = iopt.domain_count();
+    s.ranges = iopt.iova_ranges();
+    s.alignment = iopt.iova_alignment();
+    auto dev = ctx().get<Device>(dev_, ObjectType::kDevice);
+    EXPECT_TRUE(dev.ok());
+    if (dev.ok()) s.dev_hwpt = (*dev)->hwpt_id();
+    return s;
+  }
+
+  int hwpt_alloc(std::uint32_t flags, std::uint32_t pt_id, HwptData data, std::uint32_t* out,
+                 std::uint32_t fault_id = 0) {
+    HwptSelftestData d{kTestIotlbDefault, data == HwptData::kHuge ? kMockIommuptHuge : kMockIommuptDefault};
+    iommu_hwpt_alloc a{};
+    a.size = sizeof(a);
+    a.flags = flags;
+    a.dev_id = dev_;
+    a.pt_id = pt_id;
+    if (data != HwptData::kNone) {
+      a.data_type = kHwptDataSelftest;
+      a.data_len = sizeof(d);
+      a.data_uptr = reinterpret_cast<std::uint64_t>(&d);
+    }
+    a.fault_id = fault_id;
+    const int e = call(IOMMU_HWPT_ALLOC, &a);
+    *out = a.out_hwpt_id;
+    return e;
+  }
+  int check_map(std::uint32_t hwpt, std::uint64_t iova, std::uint64_t length, std::uint64_t uptr) {
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MD_CHECK_MAP, hwpt);
+    c.check_map = {iova, length, uptr};
+    return call(IOMMU_TEST_CMD, &c);
+  }
+  NestedDomain* nested(std::uint32_t id) {
+    auto h = ctx().get<HwptNested>(id, ObjectType::kHwptNested);
+    EXPECT_TRUE(h.ok()) << id;
+    return h.ok() ? &(*h)->domain() : nullptr;  // the table keeps it alive
+  }
+
+  // The id the next object gets: ids are handed out lowest first, so an IOAS allocated and destroyed again
+  // shows it. A failed allocation must give its id back.
+  std::uint32_t next_id() {
+    const std::uint32_t id = alloc_ioas();
+    iommu_destroy d{sizeof(d), id};
+    EXPECT_EQ(call(IOMMU_DESTROY, &d), 0);
+    return id;
+  }
+  void expect_unchanged(const SweepRun& run, const State& now) {
+    EXPECT_EQ(now, before_) << "run " << run.n << ", " << run.site << ": " << std::strerror(run.err)
+                            << "\n  before: " << before_.to_string() << "\n  after:  " << now.to_string();
+    EXPECT_EQ(next_id(), next_id_) << "run " << run.n << ", " << run.site << ": the id was not given back";
+  }
+  void snapshot() {
+    before_ = state();
+    next_id_ = next_id();
+  }
+
+  // HWPT_ALLOC looks up the device, then pt_id; the kernel turns a failed lookup of pt_id into EINVAL
+  // (hw_pagetable.c iommufd_hwpt_alloc()), also an injected one.
+  static int alloc_errno(const SweepRun& run) {
+    if (run.site == "objects.lookup" && run.ordinal == 2) return EINVAL;
+    return testing::fault_site_errno(run.site);
+  }
+
+  std::uint32_t ioas_ = 0;
+  std::uint32_t dev_ = 0;
+  std::uint32_t out_ = 0;
+  State before_;
+  std::uint32_t next_id_ = 0;
+};
+
+struct PagingCase {
+  const char* name;
+  std::uint32_t flags;
+  HwptData data;
+  bool ioas_domain;  // the IOAS already has a domain: its pages are pinned before the fill
+};
+
+class HwptAllocPagingSweepTest : public HwptSweepTest, public ::testing::WithParamInterface<PagingCase> {};
+
+// IOMMU_HWPT_ALLOC of a paging HWPT on an IOAS with areas: the new domain is filled from them before the
+// reply, and every failure on the way (the struct, the lookups, the table, the object, each pin, charge and
+// domain map of the fill, the reply) undoes it all.
+TEST_P(HwptAllocPagingSweepTest, UnwindsAtEveryFaultSite) {
+  const PagingCase& c = GetParam();
+  SweepResult r = testing::sweep_checked(
+      [&] {
+        reset(c.ioas_domain);
+        snapshot();
+      },
+      [&] { return hwpt_alloc(c.flags, ioas_, c.data, &out_); },
+      [&](const SweepRun& run) {
+        const State now = state();
+        if (run.err != 0) {
+          expect_unchanged(run, now);
+          return;
+        }
+        EXPECT_EQ(now.objects, before_.objects + 1);
+        EXPECT_EQ(now.domains, before_.domains + 1);
+        EXPECT_EQ(now.pinned, kMapped / kPageSize);
+        EXPECT_EQ(now.dev_hwpt, before_.dev_hwpt);
+        EXPECT_EQ(check_map(out_, kAperture, kMapped, va()), 0) << "the new domain was not filled";
+      },
+      0, alloc_errno);
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  ASSERT_FALSE(r.fired_sites.empty());
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user") << "the reply is the last step";
+  EXPECT_TRUE(testing::has_site(r, "mock.domain_map"));
+  if (!c.ioas_domain) {
+    EXPECT_TRUE(testing::has_site(r, "pages.pin"));  // (no "pages.account": a root test run charges nothing)
+  }
+  // The struct, and the driver data when there is some.
+  EXPECT_EQ(std::count(r.fired_sites.begin(), r.fired_sites.end(), "mm.copy_from_user"),
+            c.data == HwptData::kNone ? 1 : 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Hwpt, HwptAllocPagingSweepTest,
+    ::testing::Values(PagingCase{"NoFlags", 0, HwptData::kNone, false},
+                      PagingCase{"NestParent", kHwptAllocNestParent, HwptData::kNone, false},
+                      PagingCase{"DirtyTracking", kHwptAllocDirtyTracking, HwptData::kNone, false},
+                      PagingCase{"Pasid", kHwptAllocPasid, HwptData::kNone, false},
+                      PagingCase{"AllFlags", kHwptAllocNestParent | kHwptAllocDirtyTracking | kHwptAllocPasid,
+                                 HwptData::kNone, false},
+                      PagingCase{"SelftestData", 0, HwptData::kDefault, false},
+                      PagingCase{"SelftestDataHuge", 0, HwptData::kHuge, false},
+                      PagingCase{"PasidSelftestDataHuge", kHwptAllocPasid, HwptData::kHuge, false},
+                      PagingCase{"OnAnIoasWithADomain", 0, HwptData::kNone, true},
+                      PagingCase{"NestParentOnAnIoasWithADomain", kHwptAllocNestParent, HwptData::kDefault,
+                                 true}),
+    [](const ::testing::TestParamInfo<PagingCase>& info) { return std::string(info.param.name); });
+
+// A nested HWPT on a NEST_PARENT parent: the mock's stage-1 domain, then the object, then the reply.
+TEST_F(HwptSweepTest, NestedAllocUnwindsAtEveryFaultSite) {
+  for (std::uint32_t flags : {0u, std::uint32_t{kHwptAllocPasid}}) {
+    SCOPED_TRACE(flags);
+    std::uint32_t parent = 0;
+    SweepResult r = testing::sweep_checked(
+        [&] {
+          reset();
+          ASSERT_EQ(hwpt_alloc(kHwptAllocNestParent, ioas_, HwptData::kNone, &parent), 0);
+          snapshot();
+        },
+        [&] { return hwpt_alloc(flags, parent, HwptData::kDefault, &out_); },
+        [&](const SweepRun& run) {
+          const State now = state();
+          if (run.err != 0) {
+            expect_unchanged(run, now);
+            return;
+          }
+          EXPECT_EQ(now.objects, before_.objects + 1);
+          EXPECT_EQ(now.domains, before_.domains);  // a stage-1 table adds no domain to the IOAS
+          EXPECT_EQ(now.pinned, before_.pinned);
+          if (NestedDomain* d = nested(out_)) {
+            for (std::uint32_t i = 0; i < NestedDomain::kIotlbNum; ++i)
+              EXPECT_EQ(d->iotlb(i), kTestIotlbDefault);
+          }
+          iommu_destroy dp{sizeof(dp), parent};
+          EXPECT_EQ(call(IOMMU_DESTROY, &dp), EBUSY) << "the nested HWPT holds its parent";
+        },
+        0, alloc_errno);
+    EXPECT_FALSE(r.hit_cap);
+    EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+    EXPECT_TRUE(testing::has_site(r, "mock.alloc"));
+    EXPECT_TRUE(testing::has_site(r, "objects.alloc"));
+    ASSERT_FALSE(r.fired_sites.empty());
+    EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+  }
+}
+
+// FAULT_ID_VALID: the fault object is looked up only after the HWPT was built (and, for a paging one,
+// filled), and there is none: ENOENT, with everything undone, whichever step fails on the way.
+TEST_F(HwptSweepTest, FaultIdValidIsEnoentAfterTheBuildAndUnwindsAtEveryFaultSite) {
+  for (bool nest : {false, true}) {
+    SCOPED_TRACE(nest ? "nested" : "paging");
+    std::uint32_t parent = 0;
+    SweepResult r = testing::sweep_checked(
+        [&] {
+          reset();
+          if (nest) {
+            ASSERT_EQ(hwpt_alloc(kHwptAllocNestParent, ioas_, HwptData::kNone, &parent), 0);
+          }
+          snapshot();
+        },
+        [&] {
+          return nest ? hwpt_alloc(kHwptFaultIdValid, parent, HwptData::kDefault, &out_, kNoSuchId)
+                      : hwpt_alloc(kHwptFaultIdValid, ioas_, HwptData::kNone, &out_, kNoSuchId);
+        },
+        [&](const SweepRun& run) { expect_unchanged(run, state()); }, ENOENT, alloc_errno);
+    EXPECT_FALSE(r.hit_cap);
+    EXPECT_EQ(r.final_status.error(), ENOENT);
+    // The build came first: its own sites fired before the missing fault object was noticed.
+    EXPECT_TRUE(testing::has_site(r, nest ? "mock.alloc" : "pages.pin"));
+    EXPECT_TRUE(testing::has_site(r, "objects.alloc"));
+    EXPECT_FALSE(testing::has_site(r, "mm.copy_to_user")) << "no reply for a failed allocation";
+  }
+}
+
+// IOMMU_GET_HW_INFO into a buffer larger than the mock's struct: the struct, the lookup, the mock's
+// allocation, the data copy, the zeroing of the rest and the reply. It changes nothing in the iommufd; a
+// failure before the reply leaves the caller's struct as it was.
+TEST_F(HwptSweepTest, GetHwInfoFailsWithTheInjectedErrnoAtEveryFaultSite) {
+  for (std::uint32_t flags : {0u, IOMMU_HW_INFO_FLAG_INPUT_TYPE}) {
+    SCOPED_TRACE(flags);
+    iommu_hw_info info{}, orig{};
+    alignas(64) std::uint32_t data[16];  // within one page: the zeros take one copy
+    SweepResult r = testing::sweep_checked(
+        [&] {
+          reset();
+          snapshot();
+          std::memset(data, 0xa5, sizeof(data));
+          info = {};
+          info.size = sizeof(info);
+          info.flags = flags;
+          info.dev_id = dev_;
+          info.data_len = sizeof(data);
+          info.data_uptr = reinterpret_cast<std::uint64_t>(data);
+          info.data_type = flags ? kHwInfoTypeSelftest : 0;
+          orig = info;
+        },
+        [&] { return call(IOMMU_GET_HW_INFO, &info); },
+        [&](const SweepRun& run) {
+          const State now = state();
+          EXPECT_EQ(now, before_) << "run " << run.n << ", " << run.site;
+          if (run.err != 0) {
+            // The struct is written back last, in one piece: a failure anywhere leaves it as it was.
+            EXPECT_EQ(std::memcmp(&info, &orig, sizeof(info)), 0) << "run " << run.n << ": struct written";
+            return;
+          }
+          EXPECT_EQ(info.data_len, 8u);
+          EXPECT_EQ(info.data_type, kHwInfoTypeSelftest);
+          EXPECT_EQ(info.out_capabilities, kHwCapDirtyTracking | kHwCapPciAtsNotSupported);
+          EXPECT_EQ(info.out_max_pasid_log2, 0u);
+          EXPECT_EQ(data[0], 0u);
+          EXPECT_EQ(data[1], kHwInfoSelftestRegval);
+          for (std::size_t i = 2; i < std::size(data); ++i) EXPECT_EQ(data[i], 0u) << i;
+        });
+    EXPECT_FALSE(r.hit_cap);
+    EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+    EXPECT_TRUE(testing::has_site(r, "objects.lookup"));
+    EXPECT_TRUE(testing::has_site(r, "mock.alloc"));
+    // The data, the zeros after it, the reply.
+    EXPECT_EQ(std::count(r.fired_sites.begin(), r.fired_sites.end(), "mm.copy_to_user"), 3);
+  }
+}
+
+// IOMMU_HWPT_INVALIDATE with a three-entry array on a nested HWPT. Entries are handled in order and the
+// call stops at the first failure, so a failure part-way leaves the earlier entries invalidated and says
+// how many in entry_num (the kernel's partial progress); nothing else changes.
+TEST_F(HwptSweepTest, InvalidateStopsAtTheInjectedFailureAndReportsTheEntriesHandled) {
+  const InvalidateEntry entries[3] = {{0, 1}, {0, 3}, {0, 0}};
+  std::uint32_t parent = 0, hwpt = 0;
+  iommu_hwpt_invalidate inv{};
+  SweepResult r = testing::sweep_checked(
+      [&] {
+        reset();
+        ASSERT_EQ(hwpt_alloc(kHwptAllocNestParent, ioas_, HwptData::kNone, &parent), 0);
+        ASSERT_EQ(hwpt_alloc(0, parent, HwptData::kDefault, &hwpt), 0);
+        snapshot();
+        inv = {};
+        inv.size = sizeof(inv);
+        inv.hwpt_id = hwpt;
+        inv.data_uptr = reinterpret_cast<std::uint64_t>(entries);
+        inv.data_type = kHwptInvalidateDataSelftest;
+        inv.entry_len = sizeof(InvalidateEntry);
+        inv.entry_num = 3;
+      },
+      [&] { return call(IOMMU_HWPT_INVALIDATE, &inv); },
+      [&](const SweepRun& run) {
+        EXPECT_EQ(state(), before_) << "run " << run.n << ", " << run.site;
+        // How far the call got, and the entry_num the caller then holds (3 where no reply was written).
+        std::uint32_t handled = 3, reported = 3;
+        if (run.site == "mm.copy_from_user" && run.ordinal == 1) {
+          handled = 0;  // the struct itself: nothing done, nothing written back
+        } else if (run.site == "objects.lookup") {
+          handled = reported = 0;
+        } else if (run.site == "mm.copy_from_user") {
+          handled = reported = run.ordinal - 2;  // entry ordinal - 2 could not be read
+        }
+        EXPECT_EQ(inv.entry_num, reported) << "run " << run.n << ", " << run.site;
+        NestedDomain* d = nested(hwpt);
+        if (!d) return;
+        std::uint32_t want[NestedDomain::kIotlbNum];
+        std::fill(std::begin(want), std::end(want), kTestIotlbDefault);
+        for (std::uint32_t i = 0; i < handled; ++i) want[entries[i].iotlb_id] = 0;
+        for (std::uint32_t i = 0; i < NestedDomain::kIotlbNum; ++i)
+          EXPECT_EQ(d->iotlb(i), want[i]) << "run " << run.n << ", " << run.site << ", iotlb " << i;
+      });
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  // The struct and each of the three entries.
+  EXPECT_EQ(std::count(r.fired_sites.begin(), r.fired_sites.end(), "mm.copy_from_user"), 4);
+  ASSERT_FALSE(r.fired_sites.empty());
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
 }
 
 }  // namespace

@@ -1,18 +1,25 @@
 // IOMMU_TEST_CMD: both layouts, every op and errno, the access fd's lifetime, and fail-nth sweeps.
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "testing/sweep_checked.h"
 #include "testing/test_fd_host.h"
 
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/fault_sweep.h"
 #include "uiommufd/base/page.h"
 #include "uiommufd/objects/context.h"
+#include "uiommufd/objects/device.h"
+#include "uiommufd/objects/hw_pagetable.h"
+#include "uiommufd/objects/iommu_driver.h"
+#include "uiommufd/objects/selftest_object.h"
 #include "uiommufd/pages/pages.h"
 #include "uiommufd/uapi/abi.h"
 
@@ -908,6 +915,378 @@ TEST_F(SelftestSweepTest, AccessRwUnwindsEveryInjectedFailure) {
   EXPECT_FALSE(r.hit_cap);
   EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
   EXPECT_GE(r.sites_failed, 3u);
+}
+
+// ---- fail-nth sweeps of the newest device ops: MOCK_DOMAIN_FLAGS, PASID_*, MOCK_DOMAIN_REPLACE ----
+
+using testing::SweepRun;
+
+TEST_F(SelftestSweepTest, MockDomainFlagsUnwindsEveryInjectedFailure) {
+  iommu_test_cmd c{};
+  SweepResult r = testing::sweep_checked(
+      [&] {
+        fresh();
+        c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, ioas_);
+        c.mock_domain_flags.dev_flags = Device::kFlagNoDirty | Device::kFlagPasid;
+      },
+      [&] { return run_keep(c); },
+      [&](const SweepRun& run) {
+        if (run.err == 0) {
+          EXPECT_EQ(c.mock_domain_flags.out_stdev_id, ioas_ + 1);
+          EXPECT_EQ(check_refs(0, 16 * kPageSize, 1), 0) << "the new domain was not filled";
+        }
+        after(run.n, run.err ? Status::error(run.err) : Status(), 1);
+      });
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  EXPECT_TRUE(testing::has_site(r, "device.attach"));
+  EXPECT_TRUE(testing::has_site(r, "pages.pin"));
+  ASSERT_FALSE(r.fired_sites.empty());
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+}
+
+// A PASID-capable mock device on an IOAS with 16 pages mapped, with the page tables the PASID and replace
+// ops move it between: a PASID-capable paging HWPT `s2_`, a NEST_PARENT one `parent_`, and on it a
+// PASID-capable nested HWPT `n0_`. The device's RID is on `s2_` (the automatic HWPT it started on went
+// with it), or, with `rid_on_auto`, still on that automatic HWPT `auto_`.
+class PasidSweepTest : public SelftestSweepTest {
+ protected:
+  static constexpr std::uint32_t kPasid = 100;
+
+  struct State {
+    std::size_t objects = 0;
+    std::uint64_t pinned = 0;
+    std::uint32_t rid = 0, pasid = 0;  // the HWPTs the RID and kPasid are attached to, 0 for none
+    bool operator==(const State&) const = default;
+    std::string to_string() const {
+      return "objects " + std::to_string(objects) + ", pinned " + std::to_string(pinned) + ", RID on " +
+             std::to_string(rid) + ", PASID on " + std::to_string(pasid);
+    }
+  };
+
+  void build(bool rid_on_auto = false) {
+    fresh();
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, ioas_);
+    c.mock_domain_flags.dev_flags = Device::kFlagPasid;
+    ASSERT_EQ(test(c), 0) << strerror(errno);
+    stdev_ = c.mock_domain_flags.out_stdev_id;
+    idev_ = c.mock_domain_flags.out_idev_id;
+    auto_ = c.mock_domain_flags.out_hwpt_id;
+    ASSERT_EQ(hwpt_alloc(kHwptAllocPasid, ioas_, false, &s2_), 0);
+    ASSERT_EQ(hwpt_alloc(kHwptAllocNestParent, ioas_, false, &parent_), 0);
+    ASSERT_EQ(hwpt_alloc(kHwptAllocPasid, parent_, true, &n0_), 0);
+    if (!rid_on_auto) {
+      std::uint32_t pt = 0;
+      ASSERT_EQ(pasid_op(IOMMU_TEST_OP_PASID_REPLACE, Device::kNoPasid, s2_, &pt), 0);
+      ASSERT_EQ(pt, s2_);
+    }
+  }
+
+  int hwpt_alloc(std::uint32_t flags, std::uint32_t pt_id, bool selftest_data, std::uint32_t* out) {
+    const std::uint32_t data[2] = {kTestIotlbDefault, 0};  // struct iommu_hwpt_selftest
+    iommu_hwpt_alloc a{};
+    a.size = sizeof(a);
+    a.flags = flags;
+    a.dev_id = idev_;
+    a.pt_id = pt_id;
+    if (selftest_data) {
+      a.data_type = kHwptDataSelftest;
+      a.data_len = sizeof(data);
+      a.data_uptr = reinterpret_cast<std::uint64_t>(data);
+    }
+    const int e = err(host_.ioctl(fd_, IOMMU_HWPT_ALLOC, &a));
+    *out = a.out_hwpt_id;
+    return e;
+  }
+  // PASID_ATTACH, PASID_REPLACE or PASID_DETACH of the device; *out receives the HWPT id the op reports.
+  int pasid_op(std::uint32_t op, std::uint32_t pasid, std::uint32_t pt_id, std::uint32_t* out = nullptr) {
+    iommu_test_cmd c = make_test_cmd(op, stdev_);
+    c.pasid_attach = {pasid, pt_id};
+    const int e = run_keep(c);
+    if (out) *out = c.pasid_attach.pt_id;
+    return e;
+  }
+  int pasid_check(std::uint32_t pasid, std::uint32_t hwpt) {
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_PASID_CHECK_HWPT, stdev_);
+    c.pasid_check = {pasid, hwpt};
+    return run(c);
+  }
+  int mock_domain_replace(std::uint32_t pt_id) {
+    iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev_);
+    c.mock_domain_replace.pt_id = pt_id;
+    return run(c);
+  }
+
+  // The HWPT `pasid` is attached to (0: none), read from the device itself.
+  std::uint32_t state_of(std::uint32_t pasid) {
+    Context& ctx = static_cast<IommufdFile&>(*host_.lookup(fd_)).context();
+    auto sobj = ctx.get<SelftestObject>(stdev_, ObjectType::kSelftest);
+    EXPECT_TRUE(sobj.ok() && (*sobj)->device());
+    return sobj.ok() && (*sobj)->device() ? (*sobj)->device()->hwpt_id(pasid) : ~0u;
+  }
+
+  // The state, the attachments read from the device itself and confirmed by PASID_CHECK_HWPT.
+  State state() {
+    Context& ctx = static_cast<IommufdFile&>(*host_.lookup(fd_)).context();
+    State s;
+    s.objects = ctx.object_count();
+    s.pinned = Pages::total_pinned_pages() - pinned_before_;
+    auto sobj = ctx.get<SelftestObject>(stdev_, ObjectType::kSelftest);
+    EXPECT_TRUE(sobj.ok());
+    if (!sobj.ok() || !(*sobj)->device()) return s;
+    s.rid = (*sobj)->device()->hwpt_id(Device::kNoPasid);
+    s.pasid = (*sobj)->device()->hwpt_id(kPasid);
+    EXPECT_EQ(pasid_check(Device::kNoPasid, s.rid), 0);
+    EXPECT_EQ(pasid_check(kPasid, s.pasid), 0);
+    return s;
+  }
+
+  // Runs the sweep of `op` from `setup`. A failed run must leave the state as it was, except a replace
+  // whose reply failed: the kernel does not undo it, so that run must leave `replaced(now)`; a run that
+  // succeeds must leave `done(now)` (`now` is what the run left, for ids the caller cannot know).
+  using Expect = std::function<State(const State& now)>;
+  SweepResult sweep(const std::function<void()>& setup, const std::function<int()>& op, const Expect& done,
+                    int final_errno = 0, const Expect& replaced = {}) {
+    return testing::sweep_checked(
+        [&] {
+          setup();
+          before_ = state();
+          next_id_ = next_id();
+        },
+        op,
+        [&](const SweepRun& run) {
+          const State now = state();
+          State want = before_;
+          if (run.err == 0)
+            want = done(now);
+          else if (run.site == "mm.copy_to_user" && replaced)
+            want = replaced(now);
+          EXPECT_EQ(now, want) << "run " << run.n << ", " << run.site << ": " << std::strerror(run.err)
+                               << "\n  before: " << before_.to_string() << "\n  after:  " << now.to_string()
+                               << "\n  want:   " << want.to_string();
+          if (run.err != 0 && want == before_) {
+            EXPECT_EQ(next_id(), next_id_)
+                << "run " << run.n << ", " << run.site << ": an id was not given back";
+          }
+        },
+        final_errno);
+  }
+
+  // The id the next object gets (ids are handed out lowest first): an IOAS allocated and destroyed again.
+  std::uint32_t next_id() {
+    const std::uint32_t id = ioas_alloc(fd_);
+    EXPECT_EQ(destroy(id), 0);
+    return id;
+  }
+
+  // before_ with the RID or kPasid on the HWPT `*hwpt` (read when the run is checked: build() sets the
+  // ids) and `objects` more objects.
+  Expect moved(bool rid, const std::uint32_t* hwpt, int objects = 0) {
+    return [this, rid, hwpt, objects](const State&) {
+      State s = before_;
+      (rid ? s.rid : s.pasid) = *hwpt;
+      s.objects += objects;
+      return s;
+    };
+  }
+  // before_ with the RID on a new automatic HWPT of the IOAS (one object more).
+  State rid_on_new_auto(const State& now) {
+    Context& ctx = static_cast<IommufdFile&>(*host_.lookup(fd_)).context();
+    auto hwpt = ctx.get<HwptPaging>(now.rid, ObjectType::kHwptPaging);
+    EXPECT_TRUE(hwpt.ok() && (*hwpt)->auto_domain()) << "the RID is not on an automatic HWPT: " << now.rid;
+    EXPECT_NE(now.rid, before_.rid);
+    State s = before_;
+    s.rid = now.rid;
+    s.objects += 1;
+    return s;
+  }
+
+  void expect_complete(const SweepResult& r, int final_errno = 0) {
+    EXPECT_FALSE(r.hit_cap);
+    EXPECT_EQ(r.final_status.error(), final_errno) << r.final_status.to_string();
+    EXPECT_GE(r.sites_failed, 3u);
+  }
+
+  std::uint32_t stdev_ = 0, idev_ = 0, auto_ = 0, s2_ = 0, parent_ = 0, n0_ = 0;
+  const std::uint32_t detached_ = 0;
+  State before_;
+  std::uint32_t next_id_ = 0;
+};
+
+TEST_F(PasidSweepTest, AttachToAUserPagingHwptUnwindsEveryInjectedFailure) {
+  // A failed reply detaches again (selftest.c iommufd_test_pasid_attach()): every failure leaves kPasid
+  // detached.
+  SweepResult r = sweep([&] { build(); }, [&] { return pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kPasid, s2_); },
+                        moved(false, &s2_));
+  expect_complete(r);
+  EXPECT_TRUE(testing::has_site(r, "device.attach"));
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+}
+
+TEST_F(PasidSweepTest, AttachToANestedHwptUnwindsEveryInjectedFailure) {
+  SweepResult r = sweep([&] { build(); }, [&] { return pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kPasid, n0_); },
+                        moved(false, &n0_));
+  expect_complete(r);
+  EXPECT_TRUE(testing::has_site(r, "device.attach"));
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+}
+
+// A PASID onto an IOAS: the automatic HWPT made for it is never PASID-capable, so the attach is EINVAL
+// once that HWPT exists (it is checked before the fill) and the HWPT is discarded; every earlier failure
+// unwinds as well.
+TEST_F(PasidSweepTest, AttachToAnIoasIsEinvalAndUnwindsEveryInjectedFailure) {
+  SweepResult r = sweep([&] { build(); }, [&] { return pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kPasid, ioas_); },
+                        moved(false, &detached_), EINVAL);
+  expect_complete(r, EINVAL);
+  EXPECT_TRUE(testing::has_site(r, "objects.alloc"));
+  EXPECT_FALSE(testing::has_site(r, "mm.copy_to_user"));
+}
+
+// PASID 0 is the RID: once detached, PASID_ATTACH of it onto the IOAS makes and fills a new automatic
+// HWPT (no automatic HWPT is left on the IOAS to share).
+TEST_F(PasidSweepTest, RidAttachToAnIoasUnwindsEveryInjectedFailure) {
+  SweepResult r = sweep(
+      [&] {
+        build();
+        ASSERT_EQ(pasid_op(IOMMU_TEST_OP_PASID_DETACH, Device::kNoPasid, 0), 0);
+      },
+      [&] { return pasid_op(IOMMU_TEST_OP_PASID_ATTACH, Device::kNoPasid, ioas_); },
+      [&](const State& now) { return rid_on_new_auto(now); });
+  expect_complete(r);
+  EXPECT_TRUE(testing::has_site(r, "mock.domain_map"));
+  EXPECT_TRUE(testing::has_site(r, "device.attach"));
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+}
+
+TEST_F(PasidSweepTest, ReplaceToANestedHwptUnwindsEveryInjectedFailure) {
+  SweepResult r = sweep(
+      [&] {
+        build();
+        ASSERT_EQ(pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kPasid, s2_), 0);
+      },
+      [&] { return pasid_op(IOMMU_TEST_OP_PASID_REPLACE, kPasid, n0_); }, moved(false, &n0_), 0,
+      moved(false, &n0_));
+  expect_complete(r);
+  EXPECT_TRUE(testing::has_site(r, "device.attach"));
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+}
+
+// A PASID replaced onto an IOAS: the new automatic HWPT is made and filled first, then refused (never
+// PASID-capable) and discarded; the PASID stays where it was.
+TEST_F(PasidSweepTest, ReplaceToAnIoasIsEinvalAndUnwindsEveryInjectedFailure) {
+  SweepResult r = sweep(
+      [&] {
+        build();
+        ASSERT_EQ(pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kPasid, s2_), 0);
+      },
+      [&] { return pasid_op(IOMMU_TEST_OP_PASID_REPLACE, kPasid, ioas_); }, moved(false, &s2_), EINVAL);
+  expect_complete(r, EINVAL);
+  EXPECT_TRUE(testing::has_site(r, "mock.domain_map")) << "the automatic HWPT was not filled";
+  EXPECT_FALSE(testing::has_site(r, "device.attach")) << "the PASID rule comes before the attach record";
+}
+
+// The RID (PASID 0) replaced onto the IOAS with no PASID attached: a new automatic HWPT, filled; its
+// reply failing leaves the replace done.
+TEST_F(PasidSweepTest, RidReplaceToAnIoasUnwindsEveryInjectedFailure) {
+  auto to_auto = [&](const State& now) { return rid_on_new_auto(now); };
+  SweepResult r =
+      sweep([&] { build(); }, [&] { return pasid_op(IOMMU_TEST_OP_PASID_REPLACE, Device::kNoPasid, ioas_); },
+            to_auto, 0, to_auto);
+  expect_complete(r);
+  EXPECT_TRUE(testing::has_site(r, "mock.domain_map"));
+  EXPECT_TRUE(testing::has_site(r, "device.attach"));
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+}
+
+// PASID_DETACH cannot fail once it has its arguments and the device: only the struct and the lookup can.
+TEST_F(PasidSweepTest, DetachFailsOnlyBeforeItDetaches) {
+  SweepResult r = sweep(
+      [&] {
+        build();
+        ASSERT_EQ(pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kPasid, n0_), 0);
+      },
+      [&] { return pasid_op(IOMMU_TEST_OP_PASID_DETACH, kPasid, 0); }, moved(false, &detached_));
+  EXPECT_FALSE(r.hit_cap);
+  EXPECT_TRUE(r.final_status.ok()) << r.final_status.to_string();
+  ASSERT_FALSE(r.fired_sites.empty());
+  for (const std::string& site : r.fired_sites)
+    EXPECT_TRUE(site == "mm.copy_from_user" || site == "objects.lookup") << site;
+  EXPECT_EQ(r.fired_sites.back(), "objects.lookup");
+}
+
+// MOCK_DOMAIN_REPLACE of a device on its automatic HWPT onto a user paging HWPT and onto a nested one: the
+// automatic HWPT goes with its last device once the replace is done, and a failed reply leaves it done.
+TEST_F(PasidSweepTest, MockDomainReplaceToAUserHwptUnwindsEveryInjectedFailure) {
+  for (bool nest : {false, true}) {
+    SCOPED_TRACE(nest ? "nested" : "paging");
+    auto done = [&](const State&) {
+      State s = before_;
+      s.rid = nest ? n0_ : s2_;
+      s.objects -= 1;
+      return s;
+    };
+    SweepResult r = sweep([&] { build(/*rid_on_auto=*/true); },
+                          [&] { return mock_domain_replace(nest ? n0_ : s2_); }, done, 0, done);
+    expect_complete(r);
+    EXPECT_TRUE(testing::has_site(r, "device.attach"));
+    EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+  }
+}
+
+// MOCK_DOMAIN_REPLACE from a user HWPT back onto the IOAS: a new automatic HWPT, filled.
+TEST_F(PasidSweepTest, MockDomainReplaceToAnIoasUnwindsEveryInjectedFailure) {
+  auto to_auto = [&](const State& now) { return rid_on_new_auto(now); };
+  SweepResult r = sweep([&] { build(); }, [&] { return mock_domain_replace(ioas_); }, to_auto, 0, to_auto);
+  expect_complete(r);
+  EXPECT_TRUE(testing::has_site(r, "mock.domain_map"));
+  EXPECT_EQ(r.fired_sites.back(), "mm.copy_to_user");
+}
+
+// PASID 1024 is where the mock fails every second set_dev_pasid (selftest.c
+// mock_domain_set_dev_pasid_nop(), for the core's rollback). Whatever step of an attach of it fails, the
+// mock's toggle must be as before the call (a failed reply detaches, which resets it): the next attach
+// succeeds and the replace after it is the mock's ENOMEM, leaving the PASID where it was. A replace of it
+// while the toggle is set is that ENOMEM by design; every earlier failure leaves the toggle set.
+TEST_F(PasidSweepTest, Pasid1024KeepsTheMockFakeErrorToggleAcrossInjectedFailures) {
+  constexpr std::uint32_t kP1024 = 1024;
+  auto on = [&](std::uint32_t pasid) { return state_of(pasid); };
+  // Attach: the toggle starts clear.
+  SweepResult r = testing::sweep_checked(
+      [&] { build(); }, [&] { return pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kP1024, s2_); },
+      [&](const SweepRun& run) {
+        if (run.err != 0) {
+          EXPECT_EQ(on(kP1024), 0u) << "run " << run.n << ", " << run.site;
+          ASSERT_EQ(pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kP1024, s2_), 0)
+              << "run " << run.n << ", " << run.site;
+        }
+        EXPECT_EQ(on(kP1024), s2_);
+        EXPECT_EQ(pasid_op(IOMMU_TEST_OP_PASID_REPLACE, kP1024, n0_), ENOMEM)
+            << "run " << run.n << ", " << run.site;
+        EXPECT_EQ(pasid_check(kP1024, s2_), 0) << "run " << run.n << ": the failed replace moved the PASID";
+        EXPECT_EQ(pasid_op(IOMMU_TEST_OP_PASID_DETACH, kP1024, 0), 0);
+      });
+  expect_complete(r);
+  EXPECT_TRUE(testing::has_site(r, "device.attach"));
+  // Replace with the toggle set: every injected failure comes before the mock's own, which then ends the
+  // complete run; the toggle survives every earlier failure.
+  r = testing::sweep_checked(
+      [&] {
+        build();
+        ASSERT_EQ(pasid_op(IOMMU_TEST_OP_PASID_ATTACH, kP1024, s2_), 0);
+      },
+      [&] { return pasid_op(IOMMU_TEST_OP_PASID_REPLACE, kP1024, n0_); },
+      [&](const SweepRun& run) {
+        EXPECT_EQ(on(kP1024), s2_) << "run " << run.n << ", " << run.site;
+        if (run.fired) {
+          EXPECT_EQ(pasid_op(IOMMU_TEST_OP_PASID_REPLACE, kP1024, n0_), ENOMEM)
+              << "run " << run.n << ", " << run.site << ": the toggle was lost";
+        }
+        // Cleared now: the third call succeeds.
+        EXPECT_EQ(pasid_op(IOMMU_TEST_OP_PASID_REPLACE, kP1024, n0_), 0) << "run " << run.n;
+        EXPECT_EQ(pasid_op(IOMMU_TEST_OP_PASID_DETACH, kP1024, 0), 0);
+      },
+      ENOMEM);
+  expect_complete(r, ENOMEM);
 }
 
 }  // namespace
