@@ -75,7 +75,8 @@ Status Device::mock_set_dev_pasid(std::uint32_t pasid, bool blocking) {
 Status Device::check_attach(std::uint32_t pasid, const HwPagetable& hwpt, bool replace) {
   // Whether a PASID may be used at all: the kernel's iommufd_hwpt_pasid_compat().
   if (pasid == kNoPasid) {
-    if (!hwpt.pasid_compat() && attached_.upper_bound(kNoPasid) != attached_.end()) return Status::error(EINVAL);
+    if (!hwpt.pasid_compat() && attached_.upper_bound(kNoPasid) != attached_.end())
+      return Status::error(EINVAL);
   } else {
     if (!hwpt.pasid_compat()) return Status::error(EINVAL);
     auto rid = attached_.find(kNoPasid);
@@ -147,7 +148,8 @@ Status Device::try_auto(std::uint32_t pasid, Ioas& ioas, bool replace, HwPagetab
   return {};
 }
 
-Status Device::change_pt(std::uint32_t pasid, std::uint32_t pt_id, bool replace, HwPagetable::DeviceHold* out) {
+Status Device::change_pt(std::uint32_t pasid, std::uint32_t pt_id, bool replace,
+                         HwPagetable::DeviceHold* out) {
   ObjectRef<Object> obj = TRY(context().get<Object>(pt_id, ObjectType::kAny));
   switch (obj->type()) {
     case ObjectType::kHwptPaging:
@@ -241,7 +243,8 @@ Result<Device::HwInfo> Device::hw_info(std::uint32_t type) const {
   info.type = type;
   TRY(driver_->hw_info(*this, &info.type, &info.data));
   if (driver_->capable(*this, IommuDriver::Cap::kDirtyTracking)) info.capabilities |= kHwCapDirtyTracking;
-  if (!driver_->capable(*this, IommuDriver::Cap::kPciAtsSupported)) info.capabilities |= kHwCapPciAtsNotSupported;
+  if (!driver_->capable(*this, IommuDriver::Cap::kPciAtsSupported))
+    info.capabilities |= kHwCapPciAtsNotSupported;
   if (max_pasids() != 0) info.max_pasid_log2 = static_cast<std::uint8_t>(std::bit_width(max_pasids()) - 1);
   return info;
 }

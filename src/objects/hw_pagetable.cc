@@ -141,7 +141,8 @@ Result<HwptPaging*> alloc_paging(Device& dev, Ioas& ioas, const HwptAllocArgs& a
   if (args.flags & ~kPagingFlags) return Status::error(EOPNOTSUPP);
   if ((args.flags & kHwptAllocDirtyTracking) && !driver.capable(dev, IommuDriver::Cap::kDirtyTracking))
     return Status::error(EOPNOTSUPP);
-  if ((args.flags & kHwptFaultIdValid) && (args.flags & kHwptAllocNestParent)) return Status::error(EOPNOTSUPP);
+  if ((args.flags & kHwptFaultIdValid) && (args.flags & kHwptAllocNestParent))
+    return Status::error(EOPNOTSUPP);
   std::unique_ptr<Domain> domain = TRY(driver.alloc_paging(dev, args.flags & ~kHwptFaultIdValid, data));
   HwptPaging::Props props;
   props.owner = &driver;
@@ -178,8 +179,10 @@ Result<std::uint32_t> HwPagetable::alloc(Context& ctx, const HwptAllocArgs& args
       return Status::error(EOPNOTSUPP);
     if (parent.auto_domain() || !parent.nest_parent() || &parent.owner() != &driver)
       return Status::error(EINVAL);
-    std::unique_ptr<NestedDomain> domain = TRY(driver.alloc_nested(args.flags & ~kHwptFaultIdValid, args.data));
-    auto* nested = new (std::nothrow) HwptNested(ctx, parent, std::move(domain), args.flags & kHwptAllocPasid);
+    std::unique_ptr<NestedDomain> domain =
+        TRY(driver.alloc_nested(args.flags & ~kHwptFaultIdValid, args.data));
+    auto* nested =
+        new (std::nothrow) HwptNested(ctx, parent, std::move(domain), args.flags & kHwptAllocPasid);
     if (!nested) return Status::error(ENOMEM);
     TRY(ctx.reserve(std::unique_ptr<Object>(nested)));
     hwpt = nested;
@@ -206,8 +209,8 @@ Status HwPagetable::invalidate(Context& ctx, std::uint32_t hwpt_id, UserDataArra
   const std::uint32_t requested = array.entry_num;
   array.entry_num = 0;
   // Bounded so that one call cannot keep a CPU for long (and entry_len bounds the zero-tail scan).
-  if (requested && (!array.uptr || !array.entry_len || array.entry_len > kPageSize ||
-                    requested > kInvalidateEntryNumMax))
+  if (requested &&
+      (!array.uptr || !array.entry_len || array.entry_len > kPageSize || requested > kInvalidateEntryNumMax))
     return Status::error(EINVAL);
   ObjectRef<Object> obj = TRY(ctx.get<Object>(hwpt_id, ObjectType::kAny));
   if (obj->type() != ObjectType::kHwptNested) return Status::error(EINVAL);

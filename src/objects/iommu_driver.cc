@@ -17,7 +17,8 @@ namespace uiommufd {
 // The mock's own allocations: its nested domain and its hardware-info struct (kzalloc in the kernel).
 UIOMMUFD_FAULT_SITE(g_fault_mock_alloc, "mock.alloc", ENOMEM);
 
-Status copy_user_data(void* dst, std::size_t size, std::size_t min_len, const UserData& src, std::uint32_t type) {
+Status copy_user_data(void* dst, std::size_t size, std::size_t min_len, const UserData& src,
+                      std::uint32_t type) {
   if (src.type != type) return Status::error(EINVAL);
   // A longer struct than the driver knows is refused outright, even with a zero tail: the driver struct
   // rules differ from the ioctl struct rules here.
@@ -84,7 +85,8 @@ class MockDriver final : public IommuDriver {
     constexpr std::uint32_t kFlags = kHwptAllocDirtyTracking | kHwptAllocNestParent | kHwptAllocPasid;
     if ((flags & ~kFlags) || ((flags & kHwptAllocDirtyTracking) && !capable(dev, Cap::kDirtyTracking)))
       return Status::error(EOPNOTSUPP);
-    if (data && data->type != kHwptDataSelftest && data->type != kHwptDataNone) return Status::error(EOPNOTSUPP);
+    if (data && data->type != kHwptDataSelftest && data->type != kHwptDataNone)
+      return Status::error(EOPNOTSUPP);
     HwptSelftest cfg{};
     if (data) TRY(copy_user_data(&cfg, sizeof(cfg), kHwptSelftestMin, *data, kHwptDataSelftest));
     if (cfg.pagetable_type != kMockIommuptDefault && cfg.pagetable_type != kMockIommuptHuge)
@@ -95,7 +97,8 @@ class MockDriver final : public IommuDriver {
   }
 
   bool has_nesting() const override { return true; }
-  Result<std::unique_ptr<NestedDomain>> alloc_nested(std::uint32_t flags, const UserData& data) const override {
+  Result<std::unique_ptr<NestedDomain>> alloc_nested(std::uint32_t flags,
+                                                     const UserData& data) const override {
     if (flags & ~kHwptAllocPasid) return Status::error(EOPNOTSUPP);
     if (data.type != kHwptDataSelftest) return Status::error(EOPNOTSUPP);
     HwptSelftest cfg{};
@@ -121,7 +124,8 @@ class MockDriver final : public IommuDriver {
     TRY(inject(g_fault_mock_alloc));
     // struct iommu_test_hw_info {flags, test_reg}.
     const std::uint32_t info[2] = {0, kHwInfoSelftestRegval};
-    data->assign(reinterpret_cast<const std::uint8_t*>(info), reinterpret_cast<const std::uint8_t*>(info + 2));
+    data->assign(reinterpret_cast<const std::uint8_t*>(info),
+                 reinterpret_cast<const std::uint8_t*>(info + 2));
     *type = kHwInfoTypeSelftest;
     return {};
   }

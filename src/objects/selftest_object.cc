@@ -11,7 +11,8 @@
 namespace uiommufd {
 
 Result<SelftestObject::Ids> SelftestObject::create_mock_device(Context& ctx, std::uint32_t pt_id,
-                                                               std::uint32_t dev_flags, const Respond& respond) {
+                                                               std::uint32_t dev_flags,
+                                                               const Respond& respond) {
   auto* sobj = new (std::nothrow) SelftestObject(ctx);
   if (!sobj) return Status::error(ENOMEM);
   const std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(sobj)));

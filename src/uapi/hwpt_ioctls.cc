@@ -54,7 +54,8 @@ long get_hw_info(Ucmd& ucmd) {
   // range check first, then a page at a time (which also keeps a huge data_len from costing memory).
   static constexpr std::uint64_t kTaskSizeMax = (std::uint64_t{1} << 47) - kPageSize;
   std::uint64_t end = 0;
-  if (copy_len < cmd.data_len && (!checked_add(cmd.data_uptr, std::uint64_t{cmd.data_len}, &end) || end > kTaskSizeMax))
+  if (copy_len < cmd.data_len &&
+      (!checked_add(cmd.data_uptr, std::uint64_t{cmd.data_len}, &end) || end > kTaskSizeMax))
     return -EFAULT;
   static constexpr std::uint8_t kZeros[kPageSize] = {};
   for (std::uint64_t at = cmd.data_uptr + copy_len; at < end;) {

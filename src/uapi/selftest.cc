@@ -123,9 +123,9 @@ long mock_domain(TestCmd& t) {
   // MOCK_DOMAIN_FLAGS is MOCK_DOMAIN with device flags after the same three outputs.
   const std::uint32_t dev_flags =
       t.cmd().op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS ? t.cmd().mock_domain_flags.dev_flags : 0;
-  Result<SelftestObject::Ids> ids = t.v62()
-                                        ? SelftestObject::create_mock_hwpt(t.ctx(), t.cmd().id, respond)
-                                        : SelftestObject::create_mock_device(t.ctx(), t.cmd().id, dev_flags, respond);
+  Result<SelftestObject::Ids> ids =
+      t.v62() ? SelftestObject::create_mock_hwpt(t.ctx(), t.cmd().id, respond)
+              : SelftestObject::create_mock_device(t.ctx(), t.cmd().id, dev_flags, respond);
   return to_ret(ids.status());
 }
 
@@ -200,7 +200,8 @@ long md_check_map(TestCmd& t) {
   // The unit is the domain's smallest page: 2 KiB, or 4 KiB for the MOCK_IOMMUPT_HUGE table.
   const std::uint64_t unit = mock->granule();
   std::uint64_t end = 0;
-  if (((c.iova | c.length | c.uptr) & (unit - 1)) != 0 || !checked_add(c.uptr, c.length, &end)) return -EINVAL;
+  if (((c.iova | c.length | c.uptr) & (unit - 1)) != 0 || !checked_add(c.uptr, c.length, &end))
+    return -EINVAL;
   Status fault;
   const std::uint64_t len = faultable_prefix(c.uptr, c.length, unit, &fault);
   // A domain maps host addresses of this process (pages.h). The same address is the same page, which is

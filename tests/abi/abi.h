@@ -708,8 +708,8 @@ static inline void* unmapped_page(void) {
 }
 
 /* MOCK_DOMAIN_FLAGS: a mock device with MOCK_FLAGS_DEVICE_* flags, attached to `pt_id`. */
-static inline int mock_domain_flags(int fd, uint32_t pt_id, uint32_t dev_flags, uint32_t* stdev, uint32_t* hwpt,
-                                    uint32_t* idev) {
+static inline int mock_domain_flags(int fd, uint32_t pt_id, uint32_t dev_flags, uint32_t* stdev,
+                                    uint32_t* hwpt, uint32_t* idev) {
   struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, .id = pt_id};
   c.a.mock_domain_flags.dev_flags = dev_flags;
   int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
@@ -721,7 +721,8 @@ static inline int mock_domain_flags(int fd, uint32_t pt_id, uint32_t dev_flags, 
 
 /* IOMMU_HWPT_ALLOC with every field given; *out_hwpt gets out_hwpt_id (0 on failure). */
 static inline int hwpt_alloc_full(int fd, uint32_t flags, uint32_t dev_id, uint32_t pt_id, uint32_t data_type,
-                                  const void* data, uint32_t data_len, uint32_t fault_id, uint32_t* out_hwpt) {
+                                  const void* data, uint32_t data_len, uint32_t fault_id,
+                                  uint32_t* out_hwpt) {
   struct iommu_hwpt_alloc c = {.size = sizeof(c),
                                .flags = flags,
                                .dev_id = dev_id,
@@ -744,7 +745,8 @@ static inline int hwpt_alloc(int fd, uint32_t dev_id, uint32_t pt_id, uint32_t f
 static inline int hwpt_alloc_nested(int fd, uint32_t dev_id, uint32_t parent, uint32_t flags, uint32_t iotlb,
                                     uint32_t* out_hwpt) {
   struct iommu_hwpt_selftest data = {.iotlb = iotlb};
-  return hwpt_alloc_full(fd, flags, dev_id, parent, IOMMU_HWPT_DATA_SELFTEST, &data, sizeof(data), 0, out_hwpt);
+  return hwpt_alloc_full(fd, flags, dev_id, parent, IOMMU_HWPT_DATA_SELFTEST, &data, sizeof(data), 0,
+                         out_hwpt);
 }
 
 /* IOMMU_GET_HW_INFO; `info` is in/out (size, flags, dev_id, data_len, data_uptr, in_data_type set by the
@@ -754,8 +756,8 @@ static inline int get_hw_info(int fd, struct iommu_hw_info* info) {
 }
 
 /* IOMMU_HWPT_INVALIDATE; *num is entry_num in and out. */
-static inline int hwpt_invalidate(int fd, uint32_t hwpt_id, const void* reqs, uint32_t data_type, uint32_t entry_len,
-                                  uint32_t* num) {
+static inline int hwpt_invalidate(int fd, uint32_t hwpt_id, const void* reqs, uint32_t data_type,
+                                  uint32_t entry_len, uint32_t* num) {
   struct iommu_hwpt_invalidate c = {.size = sizeof(c),
                                     .hwpt_id = hwpt_id,
                                     .data_uptr = (uintptr_t)reqs,
@@ -785,7 +787,8 @@ static inline int dev_check_cache(int fd, uint32_t idev, uint32_t cache_id, uint
 
 /* PASID_ATTACH / PASID_REPLACE (op) of `pasid` of the mock device `stdev` to `pt_id`; *out_hwpt gets pt_id
  * as returned. */
-static inline int pasid_op(int fd, uint32_t op, uint32_t stdev, uint32_t pasid, uint32_t pt_id, uint32_t* out_hwpt) {
+static inline int pasid_op(int fd, uint32_t op, uint32_t stdev, uint32_t pasid, uint32_t pt_id,
+                           uint32_t* out_hwpt) {
   struct iommu_test_cmd c = {.size = sizeof(c), .op = op, .id = stdev};
   c.a.pasid_attach.pasid = pasid;
   c.a.pasid_attach.pt_id = pt_id;

@@ -18,8 +18,8 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/domain/domain.h"
-#include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/objects/object.h"
 
 namespace uiommufd {
@@ -134,11 +134,12 @@ class HwptPaging : public HwPagetable {
   // abort_reserved(). Errors: ENOMEM/ENOSPC (the object, its id, its place on the list), before_add's, then
   // add_domain's (EINVAL, EADDRINUSE, EFAULT, ENOMEM, ENOENT); on failure nothing is left.
   using BeforeAdd = std::function<Status(HwptPaging&)>;
-  static Result<HwptPaging*> create_reserved_locked(Ioas& ioas, std::unique_ptr<Domain> domain, const Props& props,
-                                                    const BeforeAdd& before_add = {}) REQUIRES(ioas.mutex());
-  // create_reserved_locked(), published, with one extra user for the caller.
-  static Result<ObjectRef<HwptPaging>> create_locked(Ioas& ioas, std::unique_ptr<Domain> domain, const Props& props)
+  static Result<HwptPaging*> create_reserved_locked(Ioas& ioas, std::unique_ptr<Domain> domain,
+                                                    const Props& props, const BeforeAdd& before_add = {})
       REQUIRES(ioas.mutex());
+  // create_reserved_locked(), published, with one extra user for the caller.
+  static Result<ObjectRef<HwptPaging>> create_locked(Ioas& ioas, std::unique_ptr<Domain> domain,
+                                                     const Props& props) REQUIRES(ioas.mutex());
   // Undoes create_reserved_locked() of an HWPT that was never published: off the IOAS, id released, freed.
   void abort_reserved() EXCLUDES(ioas().mutex());
   void abort_reserved_locked() REQUIRES(ioas().mutex());

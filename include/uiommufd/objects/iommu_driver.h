@@ -79,7 +79,8 @@ struct UserDataArray {
 
 // Copies the driver struct `src` into dst[0, size), zero-filling past src.len: EINVAL for a type other
 // than `type` or a length outside [min_len, size], EFAULT for unreadable memory.
-Status copy_user_data(void* dst, std::size_t size, std::size_t min_len, const UserData& src, std::uint32_t type);
+Status copy_user_data(void* dst, std::size_t size, std::size_t min_len, const UserData& src,
+                      std::uint32_t type);
 
 // The mock driver's stage-1 (nested) domain: it translates nothing itself (the guest owns that table);
 // what it models is the IOTLB the guest must invalidate, four entries that start at the value given at
@@ -123,7 +124,8 @@ class IommuDriver {
   // Whether nested domains exist at all (domain_alloc_nested).
   virtual bool has_nesting() const = 0;
   // A nested domain (flags without FAULT_ID_VALID). EOPNOTSUPP, copy_user_data's, ENOMEM.
-  virtual Result<std::unique_ptr<NestedDomain>> alloc_nested(std::uint32_t flags, const UserData& data) const = 0;
+  virtual Result<std::unique_ptr<NestedDomain>> alloc_nested(std::uint32_t flags,
+                                                             const UserData& data) const = 0;
   virtual bool capable(const Device& dev, Cap cap) const = 0;
   // Hardware info of the requested type (kHwInfoTypeDefault: the driver's own), which *type receives.
   // A driver without hardware info leaves data empty and reports type 0 whatever was asked.

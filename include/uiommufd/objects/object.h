@@ -16,7 +16,15 @@ namespace uiommufd {
 class Context;
 
 // Numeric values are internal, not ABI.
-enum class ObjectType : std::uint8_t { kAny = 0, kDevice, kHwptPaging, kHwptNested, kIoas, kAccess, kSelftest };
+enum class ObjectType : std::uint8_t {
+  kAny = 0,
+  kDevice,
+  kHwptPaging,
+  kHwptNested,
+  kIoas,
+  kAccess,
+  kSelftest
+};
 
 const char* object_type_name(ObjectType type);
 
