@@ -2,7 +2,10 @@
  * fail-nth counter with k, run map / copy / mock-domain attach / access pin / access rw, read the counter
  * back and disarm; while the k-th check fired ("0\n"), tear down (close everything, reopen, MD_CHECK_REFS
  * refs=0) and go on; the first k the sequence no longer reaches ends the sweep, and that run must have
- * succeeded.
+ * succeeded. A second sweep does the same over the page-table commands: HWPT_ALLOC (a nest parent with
+ * PASIDs, a nested HWPT on it), MOCK_DOMAIN_FLAGS onto the parent, PASID attach and replace, a replace of
+ * the RID onto the nested HWPT, HWPT_INVALIDATE, MD_CHECK_IOTLB and GET_HW_INFO. Its teardown detaches the
+ * PASID before closing (the kernel warns when a device goes with a PASID attached).
  *
  * Only deterministic results are printed: the number of sites differs between kernels and uiommufd. */
 #include <sys/syscall.h>
@@ -16,12 +19,16 @@ struct state {
   int fd;
   int access_fd;
   uint32_t ioas, ioas2;
+  uint32_t stdev; /* the PASID sweep's device, 0 until it exists */
 };
+
+#define SWEEP_PASID 100
 
 /* The set-up part that runs before arming. */
 static int setup(struct state* s) {
   s->fd = open("/dev/iommu", O_RDWR);
   s->access_fd = -1;
+  s->stdev = 0;
   if (s->fd < 0) return -errno;
   int r = ioas_alloc(s->fd, &s->ioas);
   if (r) return r;
@@ -56,9 +63,37 @@ static int run(struct state* s, uint8_t* buf) {
   return ioas_unmap(s->fd, s->ioas, 0, ~0ULL, &len);
 }
 
+/* The page-table sequence; stops at the first failing call. */
+static int run_hwpt(struct state* s, uint8_t* buf) {
+  uint32_t idev = 0, pidev = 0, parent = 0, nested = 0;
+  uint64_t iova = MOCK_APERTURE_START;
+  int r;
+  if ((r = ioas_map(s->fd, s->ioas, buf, BUF_LEN, &iova, 1))) return r;
+  if ((r = mock_domain(s->fd, s->ioas, NULL, NULL, &idev))) return r;
+  if ((r = hwpt_alloc(s->fd, idev, s->ioas, IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_PASID, &parent)))
+    return r;
+  if ((r = hwpt_alloc_nested(s->fd, idev, parent, IOMMU_HWPT_ALLOC_PASID, IOMMU_TEST_IOTLB_DEFAULT, &nested)))
+    return r;
+  if ((r = mock_domain_flags(s->fd, parent, MOCK_FLAGS_DEVICE_PASID, &s->stdev, NULL, &pidev))) return r;
+  if ((r = pasid_attach(s->fd, s->stdev, SWEEP_PASID, nested))) return r;
+  if ((r = pasid_replace(s->fd, s->stdev, SWEEP_PASID, parent))) return r;
+  if ((r = mock_domain_replace(s->fd, s->stdev, nested, NULL))) return r;
+  struct iommu_hwpt_invalidate_selftest inv[2] = {{.iotlb_id = 1}, {.iotlb_id = 3}};
+  uint32_t num = 2;
+  if ((r = hwpt_invalidate(s->fd, nested, inv, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, sizeof(inv[0]), &num))) return r;
+  if ((r = check_iotlb(s->fd, nested, 3, 0))) return r;
+  struct iommu_test_hw_info data;
+  struct iommu_hw_info info = {
+      .size = sizeof(info), .dev_id = pidev, .data_len = sizeof(data), .data_uptr = (uintptr_t)&data};
+  if ((r = get_hw_info(s->fd, &info))) return r;
+  if ((r = pasid_detach(s->fd, s->stdev, SWEEP_PASID))) return r;
+  return mock_domain_replace(s->fd, s->stdev, parent, NULL);
+}
+
 /* Teardown with injection disarmed; returns 0 when every close succeeded and no page is left pinned. */
 static int teardown(struct state* s, uint8_t* buf) {
   int bad = 0;
+  if (s->stdev && pasid_detach(s->fd, s->stdev, SWEEP_PASID)) bad = 1;
   if (s->access_fd >= 0 && close(s->access_fd)) bad = 1;
   if (close(s->fd)) bad = 1;
   int fd = open("/dev/iommu", O_RDWR);
@@ -76,25 +111,18 @@ static int write_nth(int nfd, unsigned k) {
   return write(nfd, text, (size_t)n) == n ? 0 : -1;
 }
 
-int main(void) {
-  uint8_t* buf = (uint8_t*)alloc_buffer(BUF_LEN);
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/self/task/%ld/fail-nth", (long)syscall(SYS_gettid));
-  int nfd = open(path, O_RDWR);
-  check_rc("open_fail_nth", nfd >= 0 ? 0 : -errno, OK);
-  require("open_fail_nth", nfd >= 0);
-
-  char text[32];
-  ssize_t got = pread(nfd, text, sizeof(text) - 1, 0);
-  text[got > 0 ? got : 0] = 0;
-  check_rc("read_disarmed", got >= 0 ? 0 : -errno, OK);
-  check_u64("read_disarmed", "text_is_0", strcmp(text, "0\n") == 0, 1);
-  check_rc("write_bad_text", write(nfd, "abc", 3) < 0 ? -errno : 0, ERR(EINVAL));
-
+/* One sweep of `run` (step names prefixed with `prefix`): a clean run, then k = 1, 2, … until the k-th
+ * site is no longer reached. */
+static void sweep(int nfd, uint8_t* buf, const char* prefix, int (*run)(struct state*, uint8_t*)) {
+  char name[64], text[32];
+  ssize_t got;
   struct state s;
-  require("setup_clean", setup(&s) == 0);
-  check_rc("clean_run", run(&s, buf), OK);
-  check_rc("clean_teardown", teardown(&s, buf), OK);
+  snprintf(name, sizeof(name), "%ssetup_clean", prefix);
+  require(name, setup(&s) == 0);
+  snprintf(name, sizeof(name), "%sclean_run", prefix);
+  check_rc(name, run(&s, buf), OK);
+  snprintf(name, sizeof(name), "%sclean_teardown", prefix);
+  check_rc(name, teardown(&s, buf), OK);
 
   int fired = 0, bad_teardown = 0, completed = 0, last_ok = 0;
   for (unsigned k = 1; k <= MAX_ITERATIONS; k++) {
@@ -115,7 +143,8 @@ int main(void) {
       break;
     }
     if (teardown(&s, buf)) {
-      printf("FAIL teardown_k: k=%u left pins or a failing close (run result %s)\n", k, abi_errno_name(-r));
+      printf("FAIL %steardown_k: k=%u left pins or a failing close (run result %s)\n", prefix, k,
+             abi_errno_name(-r));
       bad_teardown++;
     }
     if (strcmp(text, "0\n") == 0) {
@@ -126,11 +155,32 @@ int main(void) {
     last_ok = r == 0;
     break;
   }
-  fprintf(stderr, "info sweep: %d sites fired\n", fired); /* stderr: differs from a kernel by design */
-  check_u64("sweep", "some_site_fired", fired > 0, 1);
-  check_u64("sweep", "every_teardown_clean", bad_teardown == 0, 1);
-  check_u64("sweep", "reached_end_within_cap", completed, 1);
-  check_u64("sweep", "final_run_succeeded", last_ok, 1);
+  /* stderr: the number differs from a kernel by design */
+  fprintf(stderr, "info %ssweep: %d sites fired\n", prefix, fired);
+  snprintf(name, sizeof(name), "%ssweep", prefix);
+  check_u64(name, "some_site_fired", fired > 0, 1);
+  check_u64(name, "every_teardown_clean", bad_teardown == 0, 1);
+  check_u64(name, "reached_end_within_cap", completed, 1);
+  check_u64(name, "final_run_succeeded", last_ok, 1);
+}
+
+int main(void) {
+  uint8_t* buf = (uint8_t*)alloc_buffer(BUF_LEN);
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/self/task/%ld/fail-nth", (long)syscall(SYS_gettid));
+  int nfd = open(path, O_RDWR);
+  check_rc("open_fail_nth", nfd >= 0 ? 0 : -errno, OK);
+  require("open_fail_nth", nfd >= 0);
+
+  char text[32];
+  ssize_t got = pread(nfd, text, sizeof(text) - 1, 0);
+  text[got > 0 ? got : 0] = 0;
+  check_rc("read_disarmed", got >= 0 ? 0 : -errno, OK);
+  check_u64("read_disarmed", "text_is_0", strcmp(text, "0\n") == 0, 1);
+  check_rc("write_bad_text", write(nfd, "abc", 3) < 0 ? -errno : 0, ERR(EINVAL));
+
+  sweep(nfd, buf, "", run);
+  sweep(nfd, buf, "hwpt_", run_hwpt);
   check_rc("close_fail_nth", close(nfd) ? -errno : 0, OK);
   return abi_finish();
 }
