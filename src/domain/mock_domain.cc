@@ -17,6 +17,7 @@ PageTableDomainOptions MockDomain::table_options(const Options& options) {
   table.large_pages = options.huge_iova || options.huge_pagetable;
   table.max_large_level = 1;  // HUGE_IOVA adds exactly one size, 512 x 2 KiB
   table.dcheck_boundaries = options.dcheck_boundaries;
+  table.dirty_capable = options.dirty_capable;
   return table;
 }
 

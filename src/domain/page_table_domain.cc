@@ -26,6 +26,8 @@ constexpr unsigned kProtShift = 2;
 constexpr std::uint64_t kProtMask = 7;
 constexpr std::uint64_t kStart = 1u << 5;
 constexpr std::uint64_t kLast = 1u << 6;
+// Memory entries of a dirty-capable domain: written through since the last read-and-clear.
+constexpr std::uint64_t kDirty = 1u << 7;
 // A granule is at least 2 KiB, so a memory entry's address never uses the low 11 bits.
 constexpr std::uint64_t kMemAddrMask = ~std::uint64_t{0x7ff};
 // Table entries: the child's live-entry count (0..512) in bits 2..11, below its 4 KiB aligned address.
@@ -107,6 +109,7 @@ PageTableDomain::PageTableDomain(const Options& options, std::uint64_t* root)
       max_large_level_(max_large_level_for(options)),
       pgsize_bitmap_(pgsize_bitmap_for(options)),
       dcheck_boundaries_(options.dcheck_boundaries),
+      dirty_capable_(options.dirty_capable),
       root_(root) {}
 
 PageTableDomain::~PageTableDomain() {
@@ -409,6 +412,108 @@ Domain::Run PageTableDomain::read_run(std::uint64_t iova, std::uint64_t max_leng
   }
   if (length == 0) return {0, 0};
   return {start_pa, std::min(length, max_length)};
+}
+
+// ---- dirty tracking and DMA ---------------------------------------------------------------------------
+
+Status PageTableDomain::set_dirty_tracking(bool enable) {
+  if (!dirty_capable_) return Status::error(EOPNOTSUPP);
+  lockdep::MutexGuard g(mu_);
+  dirty_tracking_ = enable;
+  return Status();
+}
+
+bool PageTableDomain::dirty_tracking() const {
+  lockdep::MutexGuard g(mu_);
+  return dirty_tracking_;
+}
+
+void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::uint64_t start, std::uint64_t last,
+                                    std::uint64_t from, bool no_clear, DirtySink record, void* ctx) {
+  mu_.assert_held();
+  const unsigned s = shift(level);
+  const std::uint64_t size = std::uint64_t{1} << s;
+  std::uint64_t base = align_down(start, size);
+  const unsigned last_index = index(last, level);
+  for (unsigned i = index(start, level); i <= last_index; ++i, base += size) {
+    const std::uint64_t e = table[i];
+    if (e == 0) continue;
+    if (!maps_memory(e, level)) {
+      collect_dirty(child_of(e), level - 1, std::max(start, base), std::min(last, base + (size - 1)), from, no_clear,
+                    record, ctx);
+      continue;
+    }
+    if ((e & kDirty) == 0) continue;
+    record(ctx, std::max(base, from), size);
+    if (!no_clear) table[i] = e & ~kDirty;
+  }
+}
+
+Status PageTableDomain::read_and_clear_dirty(std::uint64_t iova, std::uint64_t length, bool no_clear,
+                                             DirtySink record, void* ctx) {
+  if (!dirty_capable_) return Status::error(EOPNOTSUPP);
+  if (length == 0) return Status();
+  std::uint64_t last = 0;
+  if (!checked_add(iova, length - 1, &last) || !aperture_.contains(Interval{iova, last}))
+    return Status::error(EINVAL);
+  // A bounded piece per hold of the lock, so that DMA through the domain is never held up by a whole
+  // collection. Pieces end at 1 GiB boundaries: an entry never spans two of them.
+  constexpr std::uint64_t kPiece = std::uint64_t{1} << 30;
+  for (std::uint64_t start = iova;;) {
+    const std::uint64_t piece_last = std::min(last, start | (kPiece - 1));
+    {
+      lockdep::MutexGuard g(mu_);
+      collect_dirty(root_, levels_ - 1, start, piece_last, iova, no_clear, record, ctx);
+    }
+    if (piece_last == last) break;
+    start = piece_last + 1;
+  }
+  return Status();
+}
+
+Status PageTableDomain::set_dirty(std::uint64_t iova) {
+  if (!dirty_capable_) return Status::error(EOPNOTSUPP);
+  lockdep::MutexGuard g(mu_);
+  if (!aperture_.contains(iova)) return Status::error(ENOENT);
+  const std::optional<Leaf> leaf = find(iova);
+  if (!leaf) return Status::error(ENOENT);
+  leaf->table[leaf->index] |= kDirty;
+  return Status();
+}
+
+template <typename Visit>
+Status PageTableDomain::for_each_leaf(std::uint64_t iova, std::uint64_t length, int need, Visit&& visit) const {
+  mu_.assert_held();
+  if (length == 0) return Status();
+  std::uint64_t last = 0;
+  if (!checked_add(iova, length - 1, &last) || !aperture_.contains(Interval{iova, last}))
+    return Status::error(EFAULT);
+  for (std::uint64_t va = iova;;) {
+    const std::optional<Leaf> leaf = find(va);
+    if (!leaf) return Status::error(EFAULT);
+    const std::uint64_t size = std::uint64_t{1} << shift(leaf->level);
+    const std::uint64_t start = align_down(va, size);
+    const int prot = static_cast<int>((leaf->entry() >> kProtShift) & kProtMask);
+    if ((prot & need) != need) return Status::error(EPERM);
+    TRY(visit(*leaf, start, size));
+    if (last - start <= size - 1) break;  // this entry reaches the end of the request
+    va = start + size;
+  }
+  return Status();
+}
+
+Status PageTableDomain::dma(std::uint64_t iova, std::uint64_t length, bool write, DmaSegment segment, void* ctx) {
+  lockdep::MutexGuard g(mu_);
+  const int need = write ? kIommuWrite : kIommuRead;
+  // Every entry is checked before the first byte moves, so a refused DMA changes nothing.
+  TRY(for_each_leaf(iova, length, need, [](const Leaf&, std::uint64_t, std::uint64_t) { return Status(); }));
+  const bool mark = write && dirty_tracking_;
+  return for_each_leaf(iova, length, need, [&](const Leaf& leaf, std::uint64_t start, std::uint64_t size) {
+    const std::uint64_t from = std::max(start, iova);
+    const std::uint64_t to_last = std::min(start + (size - 1), iova + (length - 1));
+    if (mark) leaf.table[leaf.index] |= kDirty;
+    return segment(ctx, (leaf.entry() & kMemAddrMask) + (from - start), from - iova, to_last - from + 1);
+  });
 }
 
 }  // namespace uiommufd

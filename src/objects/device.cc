@@ -6,6 +6,8 @@
 
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/try.h"
+#include "uiommufd/domain/page_table_domain.h"
+#include "uiommufd/mm/mm.h"
 #include "uiommufd/objects/context.h"
 
 namespace uiommufd {
@@ -247,6 +249,37 @@ Result<Device::HwInfo> Device::hw_info(std::uint32_t type) const {
     info.capabilities |= kHwCapPciAtsNotSupported;
   if (max_pasids() != 0) info.max_pasid_log2 = static_cast<std::uint8_t>(std::bit_width(max_pasids()) - 1);
   return info;
+}
+
+// ---- DMA ----------------------------------------------------------------------------------------------
+
+Status Device::dma(std::uint64_t iova, void* buf, std::uint64_t length, bool write) {
+  // The attachment stays put for the whole transfer.
+  lockdep::MutexGuard g(mu_);
+  auto it = attached_.find(kNoPasid);
+  if (it == attached_.end()) return Status::error(EINVAL);
+  HwptPaging* paging = it->second->paging();
+  if (!paging) return Status::error(EOPNOTSUPP);
+  auto* table = dynamic_cast<PageTableDomain*>(&paging->domain());
+  if (!table) return Status::error(EOPNOTSUPP);
+  struct Copy {
+    unsigned char* buf;
+    bool write;
+  } copy{static_cast<unsigned char*>(buf), write};
+  // The domain maps host addresses (pages.h), which the fault-safe user copies reach.
+  return table->dma(iova, length, write, [](void* ctx, PhysAddr paddr, std::uint64_t offset, std::uint64_t len) {
+    auto* c = static_cast<Copy*>(ctx);
+    if (c->write) return Mm::current_ref().copy_to_user(paddr, c->buf + offset, len);
+    return Mm::current_ref().copy_from_user(c->buf + offset, paddr, len);
+  }, &copy);
+}
+
+Status Device::dma_read(std::uint64_t iova, void* dst, std::uint64_t length) {
+  return dma(iova, dst, length, /*write=*/false);
+}
+
+Status Device::dma_write(std::uint64_t iova, const void* src, std::uint64_t length) {
+  return dma(iova, const_cast<void*>(src), length, /*write=*/true);  // only read from when writing
 }
 
 Status Device::check_cache(std::uint32_t id, std::uint32_t value) const {

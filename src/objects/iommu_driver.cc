@@ -93,6 +93,7 @@ class MockDriver final : public IommuDriver {
       return Status::error(EOPNOTSUPP);
     MockDomain::Options options;
     options.huge_pagetable = cfg.pagetable_type == kMockIommuptHuge;
+    options.dirty_capable = flags & kHwptAllocDirtyTracking;
     return std::unique_ptr<Domain>(TRY(MockDomain::create(options)).release());
   }
 

@@ -11,6 +11,7 @@
 // nothing that locks, so it may be called with any engine lock held (docs/locking.md#order).
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 
@@ -76,6 +77,26 @@ class Domain {
   virtual std::uint64_t table_bytes() const = 0;
   // Number of mapped bytes (sum of the sizes of live entries).
   virtual std::uint64_t mapped_bytes() const = 0;
+
+  // ---- dirty tracking (the kernel's iommu_dirty_ops) ----
+  // Whether the domain can track dirty pages at all (allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING).
+  virtual bool dirty_capable() const { return false; }
+  // Turns recording on or off. EOPNOTSUPP on a domain that cannot track.
+  virtual Status set_dirty_tracking(bool enable) {
+    (void)enable;
+    return Status::error(EOPNOTSUPP);
+  }
+  // Calls record(iova, length) for every dirty leaf entry that overlaps [iova, iova + length), in IOVA
+  // order, and makes it clean unless `no_clear`. The reported iova is the entry's start, or `iova` for an
+  // entry that begins before it; the length is the entry's whole size (the kernel's record_dirty(): the
+  // caller's bitmap clips it). Entries are read whether or not tracking is on. EOPNOTSUPP on a domain that
+  // cannot track.
+  using DirtySink = void (*)(void* ctx, std::uint64_t iova, std::uint64_t length);
+  virtual Status read_and_clear_dirty(std::uint64_t iova, std::uint64_t length, bool no_clear, DirtySink record,
+                                      void* ctx) {
+    (void)iova, (void)length, (void)no_clear, (void)record, (void)ctx;
+    return Status::error(EOPNOTSUPP);
+  }
 };
 
 }  // namespace uiommufd

@@ -32,6 +32,8 @@ struct MockDomainOptions {
   // aperture, [0, 2^38 - 1] (three levels of 512 entries above the 2 KiB granule), and reports only the
   // 1 MiB page and PAGE_SIZE, so the IOAS's alignment becomes 4 KiB (selftest.c mock_domain_alloc_pgtable()).
   bool huge_pagetable = false;
+  // IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain has the mock's dirty ops (PageTableDomainOptions).
+  bool dirty_capable = false;
   // As PageTableDomainOptions::dcheck_boundaries.
   bool dcheck_boundaries = true;
 };

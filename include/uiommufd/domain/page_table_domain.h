@@ -55,6 +55,9 @@ struct PageTableDomainOptions {
   // Whether a boundary violation in unmap() also fails UIOMMUFD_DCHECK (aborting debug builds). Tests that
   // exercise the violation path turn it off; the counter and the warning are kept either way.
   bool dcheck_boundaries = true;
+  // Whether the domain can track dirty pages (Domain::dirty_capable()); each memory entry then has a dirty
+  // bit, set by a write through dma_write() while tracking is on, or by set_dirty().
+  bool dirty_capable = false;
 };
 
 class PageTableDomain : public Domain {
@@ -95,6 +98,30 @@ class PageTableDomain : public Domain {
     lockdep::MutexGuard g(mu_);
     return mapped_bytes_;
   }
+
+  // Dirty tracking (domain.h). A leaf entry is dirty or clean as a whole, so a dirty 2 MiB entry reports all
+  // of its 2 MiB; reading and clearing is one step per entry under the table's lock, so a write that
+  // sets the bit either lands before the read (and is reported) or after the clear (and stays for the
+  // next read): none is lost.
+  bool dirty_capable() const override { return dirty_capable_; }
+  Status set_dirty_tracking(bool enable) override EXCLUDES(mu_);
+  bool dirty_tracking() const EXCLUDES(mu_);
+  Status read_and_clear_dirty(std::uint64_t iova, std::uint64_t length, bool no_clear, DirtySink record,
+                              void* ctx) override EXCLUDES(mu_);
+  // Marks the entry holding `iova` dirty, whether or not tracking is on (the selftest's IOMMU_TEST_OP_DIRTY,
+  // the kernel's set_dirty op). ENOENT when `iova` is unmapped or outside the aperture; EOPNOTSUPP on a
+  // domain that cannot track.
+  Status set_dirty(std::uint64_t iova) EXCLUDES(mu_);
+
+  // DMA through the domain, as a device behind this IOMMU does it: [iova, iova + length) is translated
+  // entry by entry. EFAULT when some byte is unmapped or outside the aperture, EPERM when an entry lacks
+  // the permission (kIommuWrite for a write, kIommuRead for a read); `segment` is then never called.
+  // Otherwise `segment(ctx, paddr, offset, len)` is called for each piece in order (`offset` into the
+  // request), under the table's lock so that no unmap can pull the memory away mid-copy, and its first
+  // error is returned. A write marks every entry it touches dirty while tracking is on. length 0 succeeds.
+  // The copy itself is the caller's (objects/dma.h does it with fault-safe user copies).
+  using DmaSegment = Status (*)(void* ctx, PhysAddr paddr, std::uint64_t offset, std::uint64_t len);
+  Status dma(std::uint64_t iova, std::uint64_t length, bool write, DmaSegment segment, void* ctx) EXCLUDES(mu_);
 
   // Introspection for tests and figures.
   unsigned levels() const { return levels_; }
@@ -169,6 +196,13 @@ class PageTableDomain : public Domain {
   void free_tree(std::uint64_t* table, unsigned level) REQUIRES(mu_);
   void free_table(std::uint64_t* table) REQUIRES(mu_);
   void note_violation(const char* what, std::uint64_t iova, std::uint64_t length) REQUIRES(mu_);
+  // The leaves covering [iova, iova + length) in order, or EFAULT at the first hole, EPERM at the first
+  // entry without `need` (IommuProt bits); calls visit(leaf, entry_start, entry_size) for each.
+  template <typename Visit>
+  Status for_each_leaf(std::uint64_t iova, std::uint64_t length, int need, Visit&& visit) const REQUIRES(mu_);
+  // read_and_clear_dirty() below `table` (of `level`) for [start, last]; `from` is the request's start.
+  void collect_dirty(std::uint64_t* table, unsigned level, std::uint64_t start, std::uint64_t last,
+                     std::uint64_t from, bool no_clear, DirtySink record, void* ctx) REQUIRES(mu_);
 
   const unsigned granule_shift_;
   const std::uint64_t granule_;
@@ -177,6 +211,7 @@ class PageTableDomain : public Domain {
   const unsigned max_large_level_;  // 0 when large pages are off
   const std::uint64_t pgsize_bitmap_;
   const bool dcheck_boundaries_;
+  const bool dirty_capable_;
 
   // Serialises the table: the engine maps disjoint areas of one domain from several threads at once (each
   // under its own pages lock), as IOMMU drivers allow. Innermost of all engine locks; every public entry
@@ -190,6 +225,7 @@ class PageTableDomain : public Domain {
   std::uint64_t mapped_bytes_ GUARDED_BY(mu_) = 0;
   std::uint64_t boundary_violations_ GUARDED_BY(mu_) = 0;
   bool violation_logged_ GUARDED_BY(mu_) = false;
+  bool dirty_tracking_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace uiommufd

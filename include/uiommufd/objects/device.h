@@ -93,6 +93,15 @@ class Device : public Object {
   // DEV_CHECK_CACHE: EINVAL for an id above 3 or another value.
   Status check_cache(std::uint32_t id, std::uint32_t value) const;
 
+  // DMA by the device through the paging HWPT its RID is attached to, as a device emulator behind an
+  // IOMMU does it: [iova, iova + length) is translated by the domain and the memory it maps is read into
+  // `dst` or written from `src` (fault-safe copies: EFAULT if that memory is gone). EINVAL when the RID is
+  // not attached; EOPNOTSUPP on a nested HWPT (the guest's stage 1 is not modelled); then
+  // PageTableDomain::dma()'s: EFAULT for an unmapped byte, EPERM for a missing permission, with nothing
+  // copied. A write marks the entries it touches dirty while the domain tracks.
+  Status dma_read(std::uint64_t iova, void* dst, std::uint64_t length) EXCLUDES(mu_);
+  Status dma_write(std::uint64_t iova, const void* src, std::uint64_t length) EXCLUDES(mu_);
+
   Kind kind() const { return kind_; }
   std::uint32_t flags() const { return flags_; }
   const IommuDriver& driver() const { return *driver_; }
@@ -119,6 +128,7 @@ class Device : public Object {
   Status try_auto(std::uint32_t pasid, Ioas& ioas, bool replace, HwPagetable::DeviceHold* out) REQUIRES(mu_);
   // The mock's set_dev_pasid: the PASID-1024 fake error (selftest.c mock_domain_set_dev_pasid_nop()).
   Status mock_set_dev_pasid(std::uint32_t pasid, bool blocking) REQUIRES(mu_);
+  Status dma(std::uint64_t iova, void* buf, std::uint64_t length, bool write) EXCLUDES(mu_);
 
   const Kind kind_;
   const std::uint32_t flags_;
