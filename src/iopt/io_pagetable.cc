@@ -844,6 +844,22 @@ IoPagetable::PageSizes IoPagetable::page_sizes() {
   return {bitmap, iova_alignment_};
 }
 
+// ---- dirty tracking ----
+
+Status IoPagetable::set_dirty_tracking(Domain* domain, bool enable) {
+  if (!domain->dirty_capable()) return Status::error(EOPNOTSUPP);
+  lockdep::ReadGuard g(iova_rwsem_);
+  if (enable) {
+    for (IntervalTreeNode* n = areas_.first(); n; n = areas_.next(n)) {
+      const Area* a = area_of(n);
+      if (!a->pages()) continue;
+      TRY(domain->read_and_clear_dirty(n->range.start, n->range.length(), /*no_clear=*/false,
+                                       [](void*, std::uint64_t, std::uint64_t) {}, nullptr));
+    }
+  }
+  return domain->set_dirty_tracking(enable);
+}
+
 // ---- introspection ----
 
 std::size_t IoPagetable::area_count() {

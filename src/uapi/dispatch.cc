@@ -41,6 +41,8 @@ constexpr std::array<Op, kOpCount> make_ops() {
   ops[kNrHwptAlloc - kCmdBase] = UIOMMUFD_OP(hwpt_alloc, iommu_hwpt_alloc, __reserved);
   ops[kNrGetHwInfo - kCmdBase] = UIOMMUFD_OP(get_hw_info, iommu_hw_info, __reserved);
   ops[kNrHwptInvalidate - kCmdBase] = UIOMMUFD_OP(hwpt_invalidate, iommu_hwpt_invalidate, __reserved);
+  ops[kNrHwptSetDirtyTracking - kCmdBase] =
+      UIOMMUFD_OP(hwpt_set_dirty_tracking, iommu_hwpt_set_dirty_tracking, __reserved);
   return ops;
 }
 #undef UIOMMUFD_OP

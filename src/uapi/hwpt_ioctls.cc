@@ -86,4 +86,12 @@ long hwpt_invalidate(Ucmd& ucmd) {
   return to_ret(st);
 }
 
+long hwpt_set_dirty_tracking(Ucmd& ucmd) {
+  const auto& cmd = ucmd.arg<iommu_hwpt_set_dirty_tracking>();
+  if (cmd.flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) return -EOPNOTSUPP;
+  Result<ObjectRef<HwptPaging>> hwpt = ucmd.ctx.get<HwptPaging>(cmd.hwpt_id, ObjectType::kHwptPaging);
+  if (!hwpt.ok()) return -hwpt.error();
+  return to_ret((*hwpt)->set_dirty_tracking(cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
+}
+
 }  // namespace uiommufd::uapi

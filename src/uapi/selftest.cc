@@ -42,6 +42,8 @@ namespace {
 
 // ACCESS_PAGES and ACCESS_RW refuse more than this (the kernel keeps syzkaller off a kvzalloc WARN).
 constexpr std::uint64_t kMaxAccessLength = 16 * 1024 * 1024;
+// IOMMU_TEST_OP_DIRTY refuses bitmaps of more bits than this (16 MiB of bitmap).
+constexpr std::uint64_t kMaxDirtyBits = std::uint64_t{16} * 1024 * 1024 * 8;
 // The smallest SET_TEMP_MEMORY_LIMIT: one PFN entry and its count (the kernel's batch element).
 constexpr std::uint32_t kMinTempMemoryLimit = sizeof(std::uint64_t) + sizeof(std::uint32_t);
 
@@ -217,6 +219,32 @@ long md_check_map(TestCmd& t) {
   return to_ret(fault);
 }
 
+// The kernel's IOMMU_TEST_OP_DIRTY: marks dirty, in a mock HWPT that tracks, the page_size-sized pieces
+// whose bits are set in the caller's bitmap (bit i: iova + i * page_size); out_nr_dirty is the number of
+// bits set, whether or not their IOVA is mapped (the mock's set_dirty result is not looked at).
+long dirty(TestCmd& t) {
+  auto& d = t.cmd().dirty;
+  if (!d.page_size || !d.length || d.iova % d.page_size || d.length % d.page_size || !d.uptr) return -EINVAL;
+  const std::uint64_t bits = d.length / d.page_size;
+  if (bits > kMaxDirtyBits) return -EOVERFLOW;
+  ObjectRef<HwptPaging> hwpt = TRY_RET(t.ctx().get<HwptPaging>(t.cmd().id, ObjectType::kHwptPaging));
+  auto* mock = dynamic_cast<MockDomain*>(&hwpt->domain());
+  if (!mock) return -EINVAL;
+  if (!mock->dirty_tracking()) return -EINVAL;
+  TRY_RET(inject(g_fault_selftest_alloc));  // the kernel's copy of the bitmap
+  // Read whole before anything is marked, as the kernel does: a bitmap that cannot be read marks nothing.
+  std::vector<std::uint8_t> bitmap((bits + 7) / 8);
+  TRY_RET(Mm::current()->copy_from_user(bitmap.data(), d.uptr, bitmap.size()));
+  std::uint64_t count = 0;
+  for (std::uint64_t i = 0; i < bits; ++i) {
+    if (!(bitmap[i / 8] & (1u << (i % 8)))) continue;
+    (void)mock->set_dirty(d.iova + i * d.page_size);
+    ++count;
+  }
+  d.out_nr_dirty = count;
+  return to_ret(t.respond());
+}
+
 long md_check_refs(TestCmd& t) {
   const auto& c = t.cmd().check_refs;
   std::uint64_t end = 0;
@@ -369,6 +397,8 @@ long test_cmd(IommufdFile& file, std::uint64_t uptr) {
       return mock_domain_replace(t);
     case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
       return access_replace_ioas(t);
+    case IOMMU_TEST_OP_DIRTY:
+      return dirty(t);
     case IOMMU_TEST_OP_MD_CHECK_IOTLB:
       return md_check_iotlb(t);
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:

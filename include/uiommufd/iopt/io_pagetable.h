@@ -106,6 +106,11 @@ class IoPagetable {
   Status add_domain(Domain* domain) EXCLUDES(domains_rwsem_, iova_rwsem_);
   void remove_domain(Domain* domain) EXCLUDES(domains_rwsem_, iova_rwsem_);
 
+  // Dirty tracking of one attached domain (the kernel's iopt_set_dirty_tracking()): EOPNOTSUPP when the
+  // domain cannot track. Enabling first clears whatever the domain's entries recorded before, area by area
+  // with the IOVA lock held for reading, so that the first collection starts from a clean snapshot.
+  Status set_dirty_tracking(Domain* domain, bool enable) EXCLUDES(iova_rwsem_);
+
   // Reserved ranges, tagged by owner (a domain, a device, or null for the test op). EADDRINUSE if the
   // range intersects an area or an allowed range; ENOMEM.
   Status add_reserved(Interval range, const void* owner) EXCLUDES(iova_rwsem_);

@@ -159,6 +159,9 @@ class HwptPaging : public HwPagetable {
   bool nest_parent() const { return nest_parent_; }
   HwptPaging* paging() override { return this; }
   bool dirty_tracking() const override { return dirty_tracking_; }
+  // IOMMU_HWPT_SET_DIRTY_TRACKING (IoPagetable::set_dirty_tracking()): EOPNOTSUPP unless the HWPT was
+  // allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING.
+  Status set_dirty_tracking(bool enable) { return ioas().iopt().set_dirty_tracking(domain_.get(), enable); }
   // Devices attached; for tests.
   std::uint32_t device_count() EXCLUDES(ioas().mutex());
 

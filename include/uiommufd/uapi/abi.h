@@ -29,6 +29,7 @@ enum : unsigned {
   kNrVfioIoas = 0x88,
   kNrHwptAlloc = 0x89,
   kNrGetHwInfo = 0x8a,
+  kNrHwptSetDirtyTracking = 0x8b,
   kNrHwptInvalidate = 0x8d,
   kNrIoasMapFile = 0x8f,
   kNrTestCmd = 0xa0,
@@ -46,6 +47,7 @@ inline constexpr unsigned long IOMMU_VFIO_IOAS = io_cmd(kNrVfioIoas);
 inline constexpr unsigned long IOMMU_HWPT_ALLOC = io_cmd(kNrHwptAlloc);
 inline constexpr unsigned long IOMMU_GET_HW_INFO = io_cmd(kNrGetHwInfo);
 inline constexpr unsigned long IOMMU_HWPT_INVALIDATE = io_cmd(kNrHwptInvalidate);
+inline constexpr unsigned long IOMMU_HWPT_SET_DIRTY_TRACKING = io_cmd(kNrHwptSetDirtyTracking);
 inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
 inline constexpr unsigned long IOMMU_TEST_CMD = io_cmd(kNrTestCmd);
 
@@ -174,6 +176,15 @@ struct iommu_hw_info {
   std::uint64_t out_capabilities;
 };
 
+inline constexpr std::uint32_t IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1 << 0;
+
+struct iommu_hwpt_set_dirty_tracking {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t hwpt_id;
+  std::uint32_t __reserved;  // not checked by the kernel
+};
+
 struct iommu_hwpt_invalidate {
   std::uint32_t size;
   std::uint32_t hwpt_id;
@@ -253,6 +264,8 @@ UIOMMUFD_ABI_FIELD(iommu_hw_info, data_type, 24);
 UIOMMUFD_ABI_FIELD(iommu_hw_info, out_max_pasid_log2, 28);
 UIOMMUFD_ABI_FIELD(iommu_hw_info, __reserved, 29);
 UIOMMUFD_ABI_FIELD(iommu_hw_info, out_capabilities, 32);
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_set_dirty_tracking, 16);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_set_dirty_tracking, hwpt_id, 8);
 UIOMMUFD_ABI_LAYOUT(iommu_hwpt_invalidate, 32);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_uptr, 8);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_type, 16);
@@ -467,6 +480,15 @@ struct iommu_test_pasid_attach {
   std::uint32_t pasid;
   std::uint32_t pt_id;
 };
+// The dirty op's member is the one that made the union 48 bytes.
+struct iommu_test_dirty {
+  std::uint32_t flags;
+  std::uint64_t iova;
+  std::uint64_t length;
+  std::uint64_t page_size;
+  std::uint64_t uptr;
+  std::uint64_t out_nr_dirty;
+};
 struct iommu_test_pasid_check {
   std::uint32_t pasid;
   std::uint32_t hwpt_id;  // 0: the PASID must be detached
@@ -497,6 +519,7 @@ struct iommu_test_cmd {
     iommu_test_check_dev_cache check_dev_cache;
     iommu_test_pasid_attach pasid_attach;
     iommu_test_pasid_check pasid_check;
+    iommu_test_dirty dirty;
     std::uint8_t raw[48];
   };
   std::uint32_t last;
@@ -520,6 +543,9 @@ static_assert(sizeof(iommu_test_add_reserved) <= 32 && sizeof(iommu_test_mock_do
                   sizeof(iommu_test_memory_limit) <= 32,
               "every v6.2 op fits the v6.2 union");
 static_assert(kTestCmdMinSize == 68 && kTestCmdV62MinSize == 52);
+UIOMMUFD_ABI_LAYOUT(iommu_test_dirty, 48);
+UIOMMUFD_ABI_FIELD(iommu_test_dirty, iova, 8);
+UIOMMUFD_ABI_FIELD(iommu_test_dirty, out_nr_dirty, 40);
 UIOMMUFD_ABI_LAYOUT(iommu_test_add_reserved, 16);
 UIOMMUFD_ABI_LAYOUT(iommu_test_mock_domain, 12);
 UIOMMUFD_ABI_FIELD(iommu_test_mock_domain, out_hwpt_id, 4);
