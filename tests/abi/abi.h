@@ -38,6 +38,8 @@
 #define IOMMU_VFIO_IOAS ABI_IO(0x88)
 #define IOMMU_HWPT_ALLOC ABI_IO(0x89)
 #define IOMMU_GET_HW_INFO ABI_IO(0x8a)
+#define IOMMU_HWPT_SET_DIRTY_TRACKING ABI_IO(0x8b)
+#define IOMMU_HWPT_GET_DIRTY_BITMAP ABI_IO(0x8c)
 #define IOMMU_HWPT_INVALIDATE ABI_IO(0x8d)
 #define IOMMU_IOAS_MAP_FILE ABI_IO(0x8f)
 #define IOMMU_TEST_CMD ABI_IO(0xa0)
@@ -48,6 +50,7 @@
 #define VFIO_IOMMU_GET_INFO ABI_IO(112)
 #define VFIO_IOMMU_MAP_DMA ABI_IO(113)
 #define VFIO_IOMMU_UNMAP_DMA ABI_IO(114)
+#define VFIO_IOMMU_DIRTY_PAGES ABI_IO(117)
 
 /* ---- iommufd structs ---------------------------------------------------------------------------------- */
 struct iommu_destroy {
@@ -255,6 +258,18 @@ union iommu_test_cmd_args {
   } pasid_check;
 };
 
+/* IOMMU_TEST_OP_DIRTY: the member that made the newest union 48 bytes. Bit i of the bitmap at `uptr` asks
+ * for the mock PTE at iova + i * page_size to be marked dirty; out_nr_dirty is how many bits were set. */
+struct iommu_test_cmd_dirty {
+  uint32_t flags;
+  uint32_t __pad;
+  uint64_t iova;
+  uint64_t length;
+  uint64_t page_size;
+  uint64_t uptr;
+  uint64_t out_nr_dirty;
+};
+
 /* Newest layout: the union grew to 48 bytes (the dirty-tracking member). */
 struct iommu_test_cmd {
   uint32_t size;
@@ -263,6 +278,7 @@ struct iommu_test_cmd {
   uint32_t __reserved;
   union {
     union iommu_test_cmd_args a;
+    struct iommu_test_cmd_dirty dirty;
     uint8_t newest_union[48];
   };
   uint32_t last;
@@ -366,12 +382,40 @@ struct iommu_hwpt_invalidate_selftest {
   uint32_t iotlb_id;
 };
 
+enum { IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1 };
+enum { IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1 };
+
+struct iommu_hwpt_set_dirty_tracking {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t hwpt_id;
+  uint32_t __reserved;
+};
+
+struct iommu_hwpt_get_dirty_bitmap {
+  uint32_t size;
+  uint32_t hwpt_id;
+  uint32_t flags;
+  uint32_t __reserved;
+  uint64_t iova;
+  uint64_t length;
+  uint64_t page_size;
+  uint64_t data;
+};
+
 _Static_assert(sizeof(struct iommu_hwpt_alloc) == 48, "hwpt_alloc");
 _Static_assert(offsetof(struct iommu_hwpt_alloc, data_uptr) == 32, "hwpt_alloc.data_uptr");
 _Static_assert(sizeof(struct iommu_hw_info) == 40, "hw_info");
 _Static_assert(offsetof(struct iommu_hw_info, out_max_pasid_log2) == 28, "hw_info.out_max_pasid_log2");
 _Static_assert(offsetof(struct iommu_hw_info, out_capabilities) == 32, "hw_info.out_capabilities");
 _Static_assert(sizeof(struct iommu_hwpt_invalidate) == 32, "hwpt_invalidate");
+_Static_assert(sizeof(struct iommu_hwpt_set_dirty_tracking) == 16, "hwpt_set_dirty_tracking");
+_Static_assert(sizeof(struct iommu_hwpt_get_dirty_bitmap) == 48, "hwpt_get_dirty_bitmap");
+_Static_assert(offsetof(struct iommu_hwpt_get_dirty_bitmap, data) == 40, "hwpt_get_dirty_bitmap.data");
+_Static_assert(sizeof(struct iommu_test_cmd_dirty) == 48, "test cmd dirty member is 48 bytes");
+_Static_assert(offsetof(struct iommu_test_cmd, dirty.iova) == 24, "test cmd dirty.iova at 24");
+_Static_assert(offsetof(struct iommu_test_cmd, dirty.out_nr_dirty) == 56,
+               "test cmd dirty.out_nr_dirty at 56");
 
 _Static_assert(sizeof(struct iommu_test_cmd) == 72, "newest test cmd is 72 bytes");
 _Static_assert(offsetof(struct iommu_test_cmd, last) == 64, "newest test cmd last at 64");
@@ -813,6 +857,39 @@ static inline int pasid_check_hwpt(int fd, uint32_t stdev, uint32_t pasid, uint3
   c.a.pasid_check.pasid = pasid;
   c.a.pasid_check.hwpt_id = hwpt;
   return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+/* IOMMU_HWPT_SET_DIRTY_TRACKING with raw flags (IOMMU_HWPT_DIRTY_TRACKING_ENABLE to enable, 0 to disable). */
+static inline int hwpt_set_dirty_tracking(int fd, uint32_t hwpt_id, uint32_t flags) {
+  struct iommu_hwpt_set_dirty_tracking c = {.size = sizeof(c), .flags = flags, .hwpt_id = hwpt_id};
+  return abi_ioctl(fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &c);
+}
+
+/* IOMMU_HWPT_GET_DIRTY_BITMAP of [iova, iova + length) at page_size granularity into `data`. */
+static inline int hwpt_get_dirty_bitmap(int fd, uint32_t hwpt_id, uint32_t flags, uint64_t iova,
+                                        uint64_t length, uint64_t page_size, void* data) {
+  struct iommu_hwpt_get_dirty_bitmap c = {.size = sizeof(c),
+                                          .hwpt_id = hwpt_id,
+                                          .flags = flags,
+                                          .iova = iova,
+                                          .length = length,
+                                          .page_size = page_size,
+                                          .data = (uintptr_t)data};
+  return abi_ioctl(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &c);
+}
+
+/* IOMMU_TEST_OP_DIRTY: marks dirty the mock PTE of iova + i * page_size for every bit i set in `bitmap`;
+ * *out_nr gets out_nr_dirty (left alone on failure). */
+static inline int mock_set_dirty(int fd, uint32_t hwpt_id, uint64_t iova, uint64_t length, uint64_t page_size,
+                                 const void* bitmap, uint64_t* out_nr) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_DIRTY, .id = hwpt_id};
+  c.dirty.iova = iova;
+  c.dirty.length = length;
+  c.dirty.page_size = page_size;
+  c.dirty.uptr = (uintptr_t)bitmap;
+  int r = abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+  if (r == 0 && out_nr) *out_nr = c.dirty.out_nr_dirty;
+  return r;
 }
 
 #endif
