@@ -18,6 +18,7 @@ PageTableDomainOptions MockDomain::table_options(const Options& options) {
   table.max_large_level = 1;  // HUGE_IOVA adds exactly one size, 512 x 2 KiB
   table.dcheck_boundaries = options.dcheck_boundaries;
   table.dirty_capable = options.dirty_capable;
+  table.pair_items = true;
   return table;
 }
 

@@ -28,6 +28,9 @@ constexpr std::uint64_t kStart = 1u << 5;
 constexpr std::uint64_t kLast = 1u << 6;
 // Memory entries of a dirty-capable domain: written through since the last read-and-clear.
 constexpr std::uint64_t kDirty = 1u << 7;
+// Level-0 entries of a pair_items domain: one of the two 2 KiB items of a contiguous 4 KiB entry (the item at
+// the even index is its first).
+constexpr std::uint64_t kPair = 1u << 8;
 // A granule is at least 2 KiB, so a memory entry's address never uses the low 11 bits.
 constexpr std::uint64_t kMemAddrMask = ~std::uint64_t{0x7ff};
 // Table entries: the child's live-entry count (0..512) in bits 2..11, below its 4 KiB aligned address.
@@ -110,6 +113,7 @@ PageTableDomain::PageTableDomain(const Options& options, std::uint64_t* root)
       pgsize_bitmap_(pgsize_bitmap_for(options)),
       dcheck_boundaries_(options.dcheck_boundaries),
       dirty_capable_(options.dirty_capable),
+      pair_items_(options.pair_items && options.granule_shift == 11),
       root_(root) {}
 
 PageTableDomain::~PageTableDomain() {
@@ -227,6 +231,15 @@ Status PageTableDomain::map_checked(std::uint64_t iova, PhysAddr paddr, std::uin
     while (n < n_max && slot[n] == 0) ++n;
     std::uint64_t entry = pa | flags;
     for (std::uint64_t k = 0; k < n; ++k, entry += std::uint64_t{1} << s) slot[k] = entry;
+    if (pair_items_ && level == 0) {
+      // Whole 4 KiB pages at 4 KiB aligned IOVA and address: the kernel maps each as one 4 KiB entry.
+      for (std::uint64_t k = ((va >> s) & 1); k + 1 < n; k += 2) {
+        // va and pa a granule apart in parity never line up: no pairs then.
+        if ((((va + (k << s)) | (pa + (k << s))) & (2 * granule_ - 1)) != 0) break;
+        slot[k] |= kPair;
+        slot[k + 1] |= kPair;
+      }
+    }
     *ref->count_slot += n * kOneCount;
     done += n << s;
     mapped_bytes_ += n << s;
@@ -441,6 +454,27 @@ void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::u
     if (!maps_memory(e, level)) {
       collect_dirty(child_of(e), level - 1, std::max(start, base), std::min(last, base + (size - 1)), from, no_clear,
                     record, ctx);
+      continue;
+    }
+    if (level == 0 && (e & kPair)) {
+      // The two items of a contiguous 4 KiB entry are dirty together and reported as the kernel's
+      // record_dirty() does: from the item the walk reaches first, up to (not including) the entry's last
+      // item, so a whole 4 KiB entry reports its first 2 KiB. The walk reaching only the second item (a
+      // request starting there) would report nothing in the kernel, which then never returns; this reports
+      // that item instead.
+      const unsigned first = i & ~1u;
+      const std::uint64_t either = table[first] | table[first + 1];
+      if (either & kDirty) {
+        record(ctx, std::max(base, from), size);
+        if (!no_clear) {
+          table[first] &= ~kDirty;
+          table[first + 1] &= ~kDirty;
+        }
+      }
+      if (i == first) {
+        ++i;  // the second item is part of this entry
+        base += size;
+      }
       continue;
     }
     if ((e & kDirty) == 0) continue;

@@ -860,6 +860,37 @@ Status IoPagetable::set_dirty_tracking(Domain* domain, bool enable) {
   return domain->set_dirty_tracking(enable);
 }
 
+Status IoPagetable::read_dirty_window(Domain* domain, std::uint64_t last, bool no_clear,
+                                      std::vector<DirtyRange>* out, DirtyWalk* walk) {
+  constexpr std::uint64_t kWindow = std::uint64_t{1} << 28;
+  if (walk->done) return Status();
+  // Room for every entry of a window (2 KiB the smallest) first: once an entry is read and cleaned, its
+  // report must not be lost to a failed allocation (docs/allocation.md: room first, change second).
+  out->reserve(out->size() + (kWindow >> 11) + 1);
+  lockdep::ReadGuard g(iova_rwsem_);
+  const std::uint64_t window_last = std::min(last, walk->cur | (kWindow - 1));
+  const Interval range{walk->cur, window_last};
+  for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
+    if (!a || a->iova_start() > walk->cur || !a->pages()) {
+      walk->done = true;
+      return Status();
+    }
+    const std::uint64_t end = std::min(window_last, a->iova_last());
+    TRY(domain->read_and_clear_dirty(
+        walk->cur, end - walk->cur + 1, no_clear,
+        [](void* ctx, std::uint64_t iova, std::uint64_t length) {
+          static_cast<std::vector<DirtyRange>*>(ctx)->push_back({iova, length});
+        },
+        out));
+    if (end == last) {
+      walk->done = true;
+      return Status();
+    }
+    walk->cur = end + 1;
+    if (end == window_last) return Status();
+  }
+}
+
 // ---- introspection ----
 
 std::size_t IoPagetable::area_count() {

@@ -22,6 +22,7 @@ long hwpt_alloc(Ucmd& ucmd);
 long get_hw_info(Ucmd& ucmd);
 long hwpt_invalidate(Ucmd& ucmd);
 long hwpt_set_dirty_tracking(Ucmd& ucmd);
+long hwpt_get_dirty_bitmap(Ucmd& ucmd);
 
 // IOMMU_TEST_CMD (selftest.cc). Called before any size check: the test command has two layouts told
 // apart by size (docs/abi.md#test-cmd-layouts), so it applies its own rules.

@@ -22,16 +22,12 @@
  * record_dirty() pass a zero length to iova_bitmap_set(), which then loops forever in the kernel. */
 #include "abi.h"
 
-/* abi_dirty_tracking.c builds this program without the GET_DIRTY_BITMAP steps (ABI_DIRTY_TRACKING_ONLY):
- * the part uiommufd serves today, run by CTest and make reference-check. */
-
 static int fd;
 
 /* The bitmap area: its own pages, so a kernel write past a bitmap can only land here. */
 static uint8_t* bmp;
 #define BMP_SZ (2 * PAGE_SZ)
 
-#ifndef ABI_DIRTY_TRACKING_ONLY
 static uint64_t load64(const void* p) {
   uint64_t v;
   memcpy(&v, p, sizeof(v));
@@ -58,7 +54,6 @@ static void get_check(const char* step, uint32_t hwpt, uint32_t flags, uint64_t 
 #define TAKE(step, hwpt, iova, len, ps, ...) \
   get_check(step, hwpt, 0, iova, len, ps, bmp, 0, OK, WORDS(__VA_ARGS__))
 
-#endif
 /* TEST_OP_DIRTY of the units listed (unit i = [iova + i*ps, iova + (i+1)*ps)) out of `nunits`; checks the
  * result and out_nr_dirty. */
 static void mark(const char* step, uint32_t hwpt, uint64_t iova, uint64_t ps, uint64_t nunits, int n,
@@ -80,7 +75,6 @@ static int set_raw(uint32_t size, uint32_t flags, uint32_t hwpt, uint32_t reserv
   } b = {{.size = size, .flags = flags, .hwpt_id = hwpt, .__reserved = reserved}, tail};
   return abi_ioctl(fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &b);
 }
-#ifndef ABI_DIRTY_TRACKING_ONLY
 static int get_raw(uint32_t size, uint32_t flags, uint32_t hwpt, uint32_t reserved, uint64_t tail,
                    uint64_t iova, uint64_t len, uint64_t ps, void* data) {
   struct {
@@ -98,7 +92,6 @@ static int get_raw(uint32_t size, uint32_t flags, uint32_t hwpt, uint32_t reserv
   return abi_ioctl(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &b);
 }
 
-#endif
 static int set_huge_pages(uint32_t ioas, uint64_t val) {
   struct iommu_option c = {.size = sizeof(c),
                            .option_id = IOMMU_OPTION_HUGE_PAGES,
@@ -304,19 +297,14 @@ int main(void) {
    * can address) is silently skipped. */
   MARK("td_unmapped_iova", sh, A + 0x10000000, PAGE_SZ, 1, 0);
   MARK("td_beyond_table", sh, 1ULL << 60, PAGE_SZ, 1, 0);
-#ifndef ABI_DIRTY_TRACKING_ONLY
   PEEK("td_unmapped_nothing_at_a", sh, A, 64 * PAGE_SZ, PAGE_SZ, 0, 0);
-#endif
   /* A page_size that is not a power of two is fine, as long as iova is a multiple of it: units of 6 KiB
    * from A + 2K mark A + 2K (the second half of page 0), A + 8K (page 2) and A + 20K (page 5). */
   check_rc("td_page_size_6k_unaligned", mock_set_dirty(fd, sh, A, 0xc000, 3 * MOCK_PAGE_SZ, &one, &nr),
            ERR(EINVAL));
   MARK("td_page_size_6k", sh, A + MOCK_PAGE_SZ, 3 * MOCK_PAGE_SZ, 8, 0, 1, 3);
-#ifndef ABI_DIRTY_TRACKING_ONLY
   TAKE("td_page_size_6k_read", sh, A, 64 * PAGE_SZ, PAGE_SZ, 0x25, 0);
-#endif
 
-#ifndef ABI_DIRTY_TRACKING_ONLY
   /* ---- GET_DIRTY_BITMAP: struct, flags, object, range -------------------------------------------------- */
   check_rc("get_size_short", get_raw(40, 0, sh, 0, 0, A, PAGE_SZ, PAGE_SZ, bmp), ERR(EINVAL));
   check_rc("get_size_tail_zero", get_raw(56, 0, sh, 0, 0, A, PAGE_SZ, PAGE_SZ, bmp), OK);
@@ -564,7 +552,6 @@ int main(void) {
   TAKE("huge_whole_space_take", hh, 0, 0, MOCK_PAGE_SZ, 0x4, 0);
   PEEK("huge_after_take", hh, 0, 4 * PAGE_SZ, MOCK_PAGE_SZ, 0);
 
-#endif
   /* ---- VFIO compat ---------------------------------------------------------------------------------------
    */
   vfio_steps();

@@ -58,6 +58,11 @@ struct PageTableDomainOptions {
   // Whether the domain can track dirty pages (Domain::dirty_capable()); each memory entry then has a dirty
   // bit, set by a write through dma_write() while tracking is on, or by set_dirty().
   bool dirty_capable = false;
+  // The kernel's mock table (generic_pt's AMDv1 format with 2 KiB items): a piece of a map call that is one
+  // whole 4 KiB page, 4 KiB aligned in IOVA and address, is one contiguous entry of two items there. The
+  // table still holds two 2 KiB entries but marks them as a pair, which dirty tracking reports as the mock
+  // does (read_and_clear_dirty()). Only with an 11-bit granule.
+  bool pair_items = false;
 };
 
 class PageTableDomain : public Domain {
@@ -212,6 +217,7 @@ class PageTableDomain : public Domain {
   const std::uint64_t pgsize_bitmap_;
   const bool dcheck_boundaries_;
   const bool dirty_capable_;
+  const bool pair_items_;
 
   // Serialises the table: the engine maps disjoint areas of one domain from several threads at once (each
   // under its own pages lock), as IOMMU drivers allow. Innermost of all engine locks; every public entry

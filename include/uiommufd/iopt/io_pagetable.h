@@ -111,6 +111,21 @@ class IoPagetable {
   // with the IOVA lock held for reading, so that the first collection starts from a clean snapshot.
   Status set_dirty_tracking(Domain* domain, bool enable) EXCLUDES(iova_rwsem_);
 
+  // One window of the kernel's dirty walk (iopt_read_and_clear_dirty_data(), __iommu_read_and_clear_dirty()):
+  // the areas that follow one another from the one holding walk->cur, read through `domain` up to `last`
+  // (Domain::read_and_clear_dirty(), whose reports are appended to *out). A window ends at the next
+  // 256 MiB boundary, so that the caller can write a bitmap between windows with no lock held; walk->done
+  // is set at `last`, at a hole (a start in a hole reads nothing) or at an area without pages.
+  struct DirtyWalk {
+    std::uint64_t cur = 0;
+    bool done = false;
+  };
+  struct DirtyRange {
+    std::uint64_t iova, length;
+  };
+  Status read_dirty_window(Domain* domain, std::uint64_t last, bool no_clear, std::vector<DirtyRange>* out,
+                           DirtyWalk* walk) EXCLUDES(iova_rwsem_);
+
   // Reserved ranges, tagged by owner (a domain, a device, or null for the test op). EADDRINUSE if the
   // range intersects an area or an allowed range; ENOMEM.
   Status add_reserved(Interval range, const void* owner) EXCLUDES(iova_rwsem_);

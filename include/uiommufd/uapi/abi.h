@@ -30,6 +30,7 @@ enum : unsigned {
   kNrHwptAlloc = 0x89,
   kNrGetHwInfo = 0x8a,
   kNrHwptSetDirtyTracking = 0x8b,
+  kNrHwptGetDirtyBitmap = 0x8c,
   kNrHwptInvalidate = 0x8d,
   kNrIoasMapFile = 0x8f,
   kNrTestCmd = 0xa0,
@@ -48,6 +49,7 @@ inline constexpr unsigned long IOMMU_HWPT_ALLOC = io_cmd(kNrHwptAlloc);
 inline constexpr unsigned long IOMMU_GET_HW_INFO = io_cmd(kNrGetHwInfo);
 inline constexpr unsigned long IOMMU_HWPT_INVALIDATE = io_cmd(kNrHwptInvalidate);
 inline constexpr unsigned long IOMMU_HWPT_SET_DIRTY_TRACKING = io_cmd(kNrHwptSetDirtyTracking);
+inline constexpr unsigned long IOMMU_HWPT_GET_DIRTY_BITMAP = io_cmd(kNrHwptGetDirtyBitmap);
 inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
 inline constexpr unsigned long IOMMU_TEST_CMD = io_cmd(kNrTestCmd);
 
@@ -185,6 +187,19 @@ struct iommu_hwpt_set_dirty_tracking {
   std::uint32_t __reserved;  // not checked by the kernel
 };
 
+inline constexpr std::uint32_t IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1 << 0;
+
+struct iommu_hwpt_get_dirty_bitmap {
+  std::uint32_t size;
+  std::uint32_t hwpt_id;
+  std::uint32_t flags;
+  std::uint32_t __reserved;
+  std::uint64_t iova;
+  std::uint64_t length;
+  std::uint64_t page_size;
+  std::uint64_t data;
+};
+
 struct iommu_hwpt_invalidate {
   std::uint32_t size;
   std::uint32_t hwpt_id;
@@ -266,6 +281,9 @@ UIOMMUFD_ABI_FIELD(iommu_hw_info, __reserved, 29);
 UIOMMUFD_ABI_FIELD(iommu_hw_info, out_capabilities, 32);
 UIOMMUFD_ABI_LAYOUT(iommu_hwpt_set_dirty_tracking, 16);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_set_dirty_tracking, hwpt_id, 8);
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_get_dirty_bitmap, 48);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_get_dirty_bitmap, __reserved, 12);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_get_dirty_bitmap, data, 40);
 UIOMMUFD_ABI_LAYOUT(iommu_hwpt_invalidate, 32);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_uptr, 8);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_type, 16);
