@@ -10,17 +10,25 @@
  *
  * Operations: open, close and dup of an iommufd; IOAS alloc and destroy; map, map_file on a memfd, copy,
  * unmap, allow_iovas, iova_ranges, option; the test ops (add_reserved, mock domains, MD_CHECK_MAP/REFS,
- * accesses with pin, unpin and rw, access-fd close and dup); IOMMU_VFIO_IOAS and the VFIO container ioctls
- * on the iommufd (API version, extensions, SET_IOMMU, GET_INFO, MAP_DMA, UNMAP_DMA); a checksum of every
- * buffer. The newest page-table ABI, about a quarter of the steps: IOMMU_HWPT_ALLOC (paging HWPTs on an
- * IOAS with NEST_PARENT / DIRTY_TRACKING / PASID flags and the mock's page-table type, nested HWPTs on a
- * parent with the mock's IOTLB value), IOMMU_GET_HW_INFO, IOMMU_HWPT_INVALIDATE with the mock's IOTLB
- * entries, and the test ops MOCK_DOMAIN_FLAGS (devices without dirty tracking or with PASID support),
- * MOCK_DOMAIN_REPLACE onto IOASes, paging and nested HWPTs, MD_CHECK_IOTLB, DEV_CHECK_CACHE and
- * PASID_ATTACH / REPLACE / DETACH / CHECK_HWPT. An operation that needs an object the context lacks (a mock
- * device, a NEST_PARENT or PASID-capable HWPT, a nested HWPT) usually creates it first, as steps of their
- * own. Struct arguments are now and then passed short, long with a zero or non-zero tail, with a non-zero
- * reserved field, null or unmapped (see var_ioctl()).
+ * accesses with pin, unpin and rw, access-fd close and dup); IOMMU_VFIO_IOAS and the VFIO container ioctls on
+ * the iommufd (API version, extensions, SET_IOMMU, GET_INFO, MAP_DMA, UNMAP_DMA); a checksum of every buffer.
+ * The newest page-table ABI, about a quarter of the steps: IOMMU_HWPT_ALLOC (paging HWPTs on an IOAS with
+ * NEST_PARENT / DIRTY_TRACKING / PASID flags and the mock's page-table type, nested HWPTs on a parent with
+ * the mock's IOTLB value), IOMMU_GET_HW_INFO, IOMMU_HWPT_INVALIDATE with the mock's IOTLB entries, and the
+ * test ops MOCK_DOMAIN_FLAGS (devices without dirty tracking or with PASID support), MOCK_DOMAIN_REPLACE onto
+ * IOASes, paging and nested HWPTs, MD_CHECK_IOTLB, DEV_CHECK_CACHE and PASID_ATTACH / REPLACE / DETACH /
+ * CHECK_HWPT. Dirty tracking, about one step in sixteen plus its set-up: IOMMU_HWPT_SET_DIRTY_TRACKING
+ * (enable, disable, unknown flags; on dirty HWPTs mostly, now and then on one without dirty ops, a nested one
+ * or a wrong id), IOMMU_TEST_OP_DIRTY (a bitmap of up to 128 bits, page_size 4 KiB mostly, 2, 8 or 6 KiB now
+ * and then, bad arguments sometimes) and IOMMU_HWPT_GET_DIRTY_BITMAP (NO_CLEAR or not, page_size 4 KiB
+ * mostly, 2, 8, 64, 0 or 3 KiB now and then, ranges in, across and between areas and the whole space; the
+ * bitmap in an area of its own followed by a PROT_NONE page, filled with 0 or a pattern first; the words
+ * covering the request and a checksum of the area are printed); the dirty-tracking section says what keeps
+ * them deterministic (a dirty-tracking IOAS with IOMMU_OPTION_HUGE_PAGES=0, GETs only at 4 KiB aligned
+ * IOVAs). An operation that needs an object the context lacks (a mock device, a NEST_PARENT or PASID-capable
+ * HWPT, a nested HWPT, a dirty HWPT on the dirty-tracking IOAS and an area there) usually creates it first,
+ * as steps of their own. Struct arguments are now and then passed short, long with a zero or non-zero tail,
+ * with a non-zero reserved field, null or unmapped (see var_ioctl()).
  *
  * Kept out of reach: a kernel WARN. Destroying a mock device, or releasing its context, while one of its
  * PASIDs (not 0) is attached makes Linux 7.2 warn (see struct pasid_rec), so the attachments the printed
@@ -54,6 +62,8 @@ enum {
   R_PASID = 1 << 1,       /* allocated with IOMMU_HWPT_ALLOC_PASID: may take PASID attachments */
   R_AUTO = 1 << 2,        /* an automatic domain (MOCK_DOMAIN or a replace onto an IOAS) */
   R_DIRTY = 1 << 3,       /* allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING */
+  R_TRACKING = 1 << 4,    /* HWPT: the last SET_DIRTY_TRACKING that succeeded enabled tracking */
+  R_NOHUGE = 1 << 5,      /* IOAS: IOMMU_OPTION_HUGE_PAGES=0 set before any domain or area (see op_dirty()) */
   R_DEAD = 1 << 7,        /* any kind: IOMMU_DESTROY of the id succeeded (kept for stale-use steps) */
 };
 
@@ -665,6 +675,11 @@ static void op_option(int c) {
     o.op = chance(50) ? IOMMU_OPTION_OP_GET : IOMMU_OPTION_OP_SET;
     o.object_id = pick_id(c, K_IOAS);
     o.val64 = o.op == IOMMU_OPTION_OP_SET ? pick(chance(90) ? 2 : 3) : 0;
+    /* Large pages stay off on the dirty-tracking IOAS (op_dirty()): the mock's entries must not depend on
+     * the buffers' physical contiguity. */
+    const struct id_rec* rec = find_id(c, o.object_id);
+    if (o.val64 == 1 && o.option_id == IOMMU_OPTION_HUGE_PAGES && rec && live_with(rec, K_IOAS, R_NOHUGE))
+      o.val64 = 0;
   }
   begin("option");
   add(" ctx=%d option=%u op=%u obj=%u val=%llu", c, o.option_id, o.op, o.object_id,
@@ -690,7 +705,7 @@ static void op_add_reserved(int c) {
 
 /* MOCK_DOMAIN, or MOCK_DOMAIN_FLAGS with device flags (no dirty tracking, PASID support): a mock device bound
  * and attached to an IOAS (an automatic domain) or an HWPT. force: a set-up step of another operation, onto
- * an IOAS (2: a device with PASID support). */
+ * an IOAS (2: a device with PASID support; 3: a plain MOCK_DOMAIN, a device that can track dirty pages). */
 static void op_mock_domain(int c, int force) {
   unsigned roll = force ? 0 : pick(100);
   uint32_t pt = force ? pick_live(c, K_IOAS, 1)
@@ -698,7 +713,7 @@ static void op_mock_domain(int c, int force) {
                                    : roll < 92 ? K_HWPT
                                                : K_HWPT_NESTED);
   uint32_t stdev = 0, hwpt = 0, idev = 0;
-  int r, with_flags = force == 2 || chance(force ? 60 : 35);
+  int r, with_flags = force == 2 || (force != 3 && chance(force ? 60 : 35));
   uint32_t dev_flags = 0;
   if (with_flags) {
     static const uint32_t dflags[] = {0,
@@ -773,13 +788,13 @@ static uint32_t pick_data_len(void) {
 /* IOMMU_HWPT_ALLOC. mode 0: random, paging on an IOAS or nested on an HWPT; 1: a paging HWPT with `want`
  * flags as a set-up step; 2: a nested HWPT as a set-up step. dev: the idev to use, 0: pick one. Returns the
  * new HWPT's id, 0 on failure. */
-static uint32_t op_hwpt_alloc(int c, int mode, uint32_t want, uint32_t dev) {
+static uint32_t op_hwpt_alloc(int c, int mode, uint32_t want, uint32_t dev, uint32_t pt) {
   int nested = mode == 2 || (mode == 0 && chance(40));
   if (mode == 0) {
     ensure_idev(c);
     /* A nested HWPT needs a NEST_PARENT paging HWPT: allocated first, a step of its own, most of the time. */
     if (nested && !has_kind(c, K_HWPT, R_NEST_PARENT) && chance(70)) {
-      op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_NEST_PARENT | (chance(30) ? IOMMU_HWPT_ALLOC_PASID : 0), 0);
+      op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_NEST_PARENT | (chance(30) ? IOMMU_HWPT_ALLOC_PASID : 0), 0, 0);
       step_no++;
     }
   }
@@ -789,12 +804,12 @@ static uint32_t op_hwpt_alloc(int c, int mode, uint32_t want, uint32_t dev) {
     uint32_t tail[2];
   } data = {.s = {.iotlb = IOMMU_TEST_IOTLB_DEFAULT}};
   if (!nested) {
-    a.pt_id = pick_live(c, K_IOAS, mode);
+    a.pt_id = pt ? pt : pick_live(c, K_IOAS, mode);
     if (mode == 1) {
       a.flags = want;
     } else {
       a.flags = (chance(40) ? IOMMU_HWPT_ALLOC_NEST_PARENT : 0) |
-                (chance(12) ? IOMMU_HWPT_ALLOC_DIRTY_TRACKING : 0) |
+                (chance(30) ? IOMMU_HWPT_ALLOC_DIRTY_TRACKING : 0) |
                 (chance(35) ? IOMMU_HWPT_ALLOC_PASID : 0);
       if (chance(4)) a.flags |= IOMMU_HWPT_FAULT_ID_VALID;
       if (chance(3)) a.flags |= 1u << (4 + pick(4));
@@ -860,10 +875,10 @@ static void ensure_nested(int c) {
   if (has_kind(c, K_HWPT_NESTED, 0) || !chance(75)) return;
   ensure_idev(c);
   if (!has_kind(c, K_HWPT, R_NEST_PARENT)) {
-    op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_NEST_PARENT, 0);
+    op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_NEST_PARENT, 0, 0);
     step_no++;
   }
-  op_hwpt_alloc(c, 2, 0, 0);
+  op_hwpt_alloc(c, 2, 0, 0, 0);
   step_no++;
 }
 
@@ -1041,7 +1056,7 @@ static void op_pasid(int c) {
   if (prepare) {
     struct id_rec* rec = find_id(c, stdev);
     if (!has_kind(c, K_HWPT, R_PASID)) {
-      op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_PASID, rec && rec->kind == K_STDEV ? rec->link : 0);
+      op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_PASID, rec && rec->kind == K_STDEV ? rec->link : 0, 0);
       step_no++;
     }
     rec = find_id(c, stdev);
@@ -1087,6 +1102,320 @@ static void op_pasid(int c) {
     uint32_t old = rec->cur;
     rec->cur = op == 2 ? 0 : cmd.a.pasid_attach.pt_id;
     auto_domain_left(c, old);
+  }
+}
+
+/* ---- dirty tracking: SET_DIRTY_TRACKING, TEST_OP_DIRTY, GET_DIRTY_BITMAP --------------------------------
+ * What GET_DIRTY_BITMAP reports depends on the mock's leaf entries (docs/semantics.md#dirty). On Linux a
+ * map over physically contiguous plain pages may become one larger contiguous entry, which uiommufd (every
+ * page its own 4 KiB entry) does not form; whether the buffers' pages are contiguous is chance. So every
+ * GET that can get as far as reading entries names an HWPT of a dirty-tracking IOAS: an IOAS given
+ * IOMMU_OPTION_HUGE_PAGES=0 right after its allocation, before any domain or area (R_NOHUGE), where the
+ * kernel maps every page on its own (pages.c batch_to_domain(), batch_iommu_map_small()); op_option() never
+ * turns large pages back on there. Dirty HWPTs on other IOASes take SET_DIRTY_TRACKING and TEST_OP_DIRTY
+ * (whose results do not depend on the entries) and only GETs that fail their argument checks first.
+ * No GET ever starts at an IOVA that is not 4 KiB aligned: on Linux 7.2.13 a request that starts on the
+ * second 2 KiB item of a dirty 4 KiB entry makes record_dirty() hand iova_bitmap_set() a zero length, and
+ * the kernel loops forever (tests/abi/abi_dirty.c). */
+static uint8_t* bm; /* the bitmap area: BM_PAGES writable pages, then a PROT_NONE one */
+#define BM_PAGES 2
+#define BM_LEN (BM_PAGES * PAGE_SZ)
+
+/* The context's live dirty-tracking IOAS, 0: none. */
+static uint32_t dirty_ioas(int c) {
+  for (int i = 0; i < ctxs[c].nids; i++)
+    if (live_with(&ctxs[c].ids[i], K_IOAS, R_NOHUGE)) return ctxs[c].ids[i].id;
+  return 0;
+}
+
+/* A dirty HWPT whose entries are comparable: allocated with DIRTY_TRACKING on a dirty-tracking IOAS. */
+static int comparable(int c, const struct id_rec* r) {
+  if (!r || !live_with(r, K_HWPT, R_DIRTY)) return 0;
+  const struct id_rec* io = find_id(c, r->link);
+  return io && live_with(io, K_IOAS, R_NOHUGE);
+}
+
+static uint32_t pick_comparable(int c) {
+  int n = 0;
+  for (int i = 0; i < ctxs[c].nids; i++) n += comparable(c, &ctxs[c].ids[i]);
+  if (!n) return 0;
+  int k = (int)pick((unsigned)n);
+  for (int i = 0; i < ctxs[c].nids; i++)
+    if (comparable(c, &ctxs[c].ids[i]) && k-- == 0) return ctxs[c].ids[i].id;
+  return 0;
+}
+
+/* A map of buffer pages onto the dirty-tracking IOAS at a fixed IOVA, a set-up step printed as op_map()'s. */
+static void dirty_map(int c, uint32_t ioas) {
+  int buf = (int)pick(NBUF);
+  uint64_t pages = 1 + pick(8), off = pick(BUF_PAGES - (unsigned)pages + 1) * PAGE_SZ;
+  struct iommu_ioas_map m = {.size = sizeof(m),
+                             .flags = MAP_RW | IOMMU_IOAS_MAP_FIXED_IOVA,
+                             .ioas_id = ioas,
+                             .user_va = (uintptr_t)(bufs[buf] + off),
+                             .length = pages * PAGE_SZ,
+                             .iova = MOCK_APERTURE_START + pick(40) * PAGE_SZ};
+  begin("map");
+  add(" ctx=%d ioas=%u va=b%d+0x%llx len=0x%llx iova=0x%llx flags=0x%x (dirty set-up)", c, m.ioas_id, buf,
+      (unsigned long long)off, (unsigned long long)m.length, (unsigned long long)m.iova, m.flags);
+  int r = abi_ioctl(ctxs[c].fd, IOMMU_IOAS_MAP, &m);
+  result(r);
+  add(" iova=0x%llx", (unsigned long long)m.iova);
+  end();
+  if (r == 0) remember_map(c, m.ioas_id, m.iova, m.length, buf, off);
+}
+
+/* The set-up of dirty work, each a step of its own and each only some of the time: a dirty-tracking IOAS
+ * (IOAS_ALLOC, then OPTION HUGE_PAGES=0), an area on it, a dirty HWPT on it. */
+static void ensure_dirty(int c) {
+  uint32_t ioas = dirty_ioas(c);
+  if (!ioas && chance(85)) {
+    struct iommu_ioas_alloc a = {.size = sizeof(a)};
+    begin("ioas_alloc");
+    add(" ctx=%d flags=0 (dirty set-up)", c);
+    int r = abi_ioctl(ctxs[c].fd, IOMMU_IOAS_ALLOC, &a);
+    result(r);
+    add(" id=%u", a.out_ioas_id);
+    end();
+    step_no++;
+    if (r != 0) return;
+    remember_new(c, a.out_ioas_id, K_IOAS, 0, 0);
+    struct iommu_option o = {.size = sizeof(o),
+                             .option_id = IOMMU_OPTION_HUGE_PAGES,
+                             .op = IOMMU_OPTION_OP_SET,
+                             .object_id = a.out_ioas_id};
+    begin("option");
+    add(" ctx=%d option=%u op=%u obj=%u val=0 (dirty set-up)", c, o.option_id, o.op, o.object_id);
+    r = abi_ioctl(ctxs[c].fd, IOMMU_OPTION, &o);
+    result(r);
+    end();
+    step_no++;
+    struct id_rec* rec = find_id(c, a.out_ioas_id);
+    if (r == 0 && rec) rec->flags |= R_NOHUGE;
+    ioas = r == 0 ? a.out_ioas_id : 0;
+  }
+  if (!ioas) return;
+  int nm = 0;
+  for (int i = 0; i < nmaps; i++) nm += maps[i].ctx == c && maps[i].ioas == ioas;
+  if (nm < 3 && chance(nm ? 30 : 85)) {
+    dirty_map(c, ioas);
+    step_no++;
+  }
+  if (!pick_comparable(c) && chance(85)) {
+    /* A device created with MOCK_FLAGS_DEVICE_NO_DIRTY is refused: mostly one that can track, created first
+     * (a plain MOCK_DOMAIN, a step of its own) when the context has none. */
+    uint32_t dev = 0;
+    for (int i = 0; i < ctxs[c].nids && !dev; i++)
+      if (live_with(&ctxs[c].ids[i], K_IDEV, 0) && !(ctxs[c].ids[i].flags & MOCK_FLAGS_DEVICE_NO_DIRTY))
+        dev = ctxs[c].ids[i].id;
+    if (!dev && chance(85)) {
+      op_mock_domain(c, 3);
+      step_no++;
+      for (int i = 0; i < ctxs[c].nids && !dev; i++)
+        if (live_with(&ctxs[c].ids[i], K_IDEV, 0) && !(ctxs[c].ids[i].flags & MOCK_FLAGS_DEVICE_NO_DIRTY))
+          dev = ctxs[c].ids[i].id;
+    }
+    if (!dev || chance(5)) dev = pick_live(c, K_IDEV, 0);
+    op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, dev, ioas);
+    step_no++;
+  }
+}
+
+/* An HWPT for a dirty operation: mostly a comparable dirty HWPT; else another dirty one, a paging HWPT
+ * without dirty ops, a nested one, an IOAS or a wrong id. `gettable`: never a dirty HWPT that is not
+ * comparable (a GET on it may read entries whose size is chance). */
+static uint32_t pick_dirty_hwpt(int c, int gettable) {
+  unsigned roll = pick(100);
+  uint32_t id = pick_comparable(c);
+  if (id && roll < 72) return id;
+  if (roll < 80 && has_kind(c, K_HWPT, R_DIRTY))
+    id = pick_with(c, K_HWPT, R_DIRTY, 100);
+  else if (roll < 88)
+    id = pick_live(c, K_HWPT, 0);
+  else if (roll < 94)
+    id = pick_live(c, K_HWPT_NESTED, 0);
+  else
+    id = pick_id(c, (enum kind)pick(K_NKINDS));
+  const struct id_rec* r = find_id(c, id);
+  if (gettable && r && live_with(r, K_HWPT, R_DIRTY) && !comparable(c, r)) return pick_comparable(c);
+  return id;
+}
+
+/* A 4 KiB aligned IOVA for dirty work: in an area of the HWPT's IOAS (the hwpt's link) mostly, at its start
+ * half of those times (a GET that starts in a hole reports nothing); *room: the bytes of the area from there
+ * (0: not in a known area). */
+static uint64_t pick_dirty_iova(int c, uint32_t hwpt, uint64_t* room) {
+  const struct id_rec* r = find_id(c, hwpt);
+  const struct map_rec* m = r && r->kind == K_HWPT ? pick_map_of(c, r->link) : pick_map(c);
+  uint64_t iova;
+  *room = 0;
+  if (m && chance(85)) {
+    uint64_t k = m->length > PAGE_SZ && chance(50) ? pick((unsigned)(m->length / PAGE_SZ)) * PAGE_SZ : 0;
+    iova = m->iova + k;
+    if (m->length > k) *room = m->length - k;
+  } else {
+    iova = MOCK_APERTURE_START + pick(48) * PAGE_SZ;
+  }
+  if (chance(10) && iova >= MOCK_APERTURE_START + PAGE_SZ) iova -= PAGE_SZ * (1 + pick(2)), *room = 0;
+  return iova & ~(uint64_t)(PAGE_SZ - 1);
+}
+
+static void op_set_dirty_tracking(int c, uint32_t hwpt, uint32_t flags, const char* why) {
+  struct iommu_hwpt_set_dirty_tracking s = {.size = sizeof(s), .flags = flags, .hwpt_id = hwpt};
+  begin("set_dirty_tracking");
+  add(" ctx=%d hwpt=%u flags=0x%x%s", c, hwpt, flags, why);
+  int r = why[0] ? abi_ioctl(ctxs[c].fd, IOMMU_HWPT_SET_DIRTY_TRACKING, &s)
+                 : VAR(ctxs[c].fd, IOMMU_HWPT_SET_DIRTY_TRACKING, s, 16, __reserved);
+  result(r);
+  end();
+  struct id_rec* rec = find_id(c, hwpt);
+  if (r == 0 && rec && is_hwpt(rec->kind)) {
+    if (flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE)
+      rec->flags |= R_TRACKING;
+    else
+      rec->flags &= ~(uint32_t)R_TRACKING;
+  }
+}
+
+/* The last TEST_OP_DIRTY that succeeded, so that GETs often read where pages were marked. */
+static struct {
+  int ctx;
+  uint32_t hwpt;
+  uint64_t iova, length;
+} last_mark = {-1, 0, 0, 0};
+
+/* TEST_OP_DIRTY: marks the entries under the set bits of a small bitmap (printed as 64-bit words). hwpt:
+ * given by GET's set-up (non-zero), else picked. */
+static void op_mark_dirty(int c, uint32_t hwpt) {
+  if (!hwpt) hwpt = pick_dirty_hwpt(c, 0);
+  struct id_rec* rec = find_id(c, hwpt);
+  /* Marking needs tracking on: enabled first, a step of its own, most of the time. */
+  if (rec && live_with(rec, K_HWPT, R_DIRTY) && !(rec->flags & R_TRACKING) && chance(80)) {
+    op_set_dirty_tracking(c, hwpt, IOMMU_HWPT_DIRTY_TRACKING_ENABLE, " (before marking)");
+    step_no++;
+  }
+  unsigned roll = pick(100);
+  uint64_t ps = roll < 70 ? PAGE_SZ : roll < 80 ? 0x800 : roll < 90 ? 2 * PAGE_SZ : 0x1800;
+  uint64_t room, iova = pick_dirty_iova(c, hwpt, &room), units = 1 + pick(chance(80) ? 24 : 128);
+  if (iova % ps) iova -= iova % ps;
+  /* Mostly within the area, whose entries are the ones marks can reach. */
+  if (room >= ps && units * ps > room && chance(75)) units = room / ps;
+  uint64_t bits[2] = {0, 0};
+  unsigned density = 10 + pick(50);
+  for (uint64_t i = 0; i < units; i++)
+    if (chance(density)) bits[i / 64] |= 1ULL << (i % 64);
+  uint64_t len = units * ps;
+  roll = pick(100);
+  const char* bad = "";
+  if (roll < 2)
+    ps = 0, bad = " (page_size 0)";
+  else if (roll < 4)
+    len = 0, bad = " (length 0)";
+  else if (roll < 6)
+    iova += 0x800, bad = " (iova off)";
+  else if (roll < 8)
+    len += 0x400, bad = " (length off)";
+  else if (roll < 9)
+    len = (1ULL << 27) * ps + ps, bad = " (too many bits)";
+  struct iommu_test_cmd cmd = {.size = sizeof(cmd), .op = IOMMU_TEST_OP_DIRTY, .id = hwpt};
+  cmd.dirty.iova = iova;
+  cmd.dirty.length = len;
+  cmd.dirty.page_size = ps;
+  begin("mark_dirty");
+  add(" ctx=%d hwpt=%u iova=0x%llx len=0x%llx page_size=0x%llx bits=%016llx,%016llx%s", c, hwpt,
+      (unsigned long long)iova, (unsigned long long)len, (unsigned long long)ps, (unsigned long long)bits[0],
+      (unsigned long long)bits[1], bad);
+  cmd.dirty.uptr = maybe_bad_ptr(bits, "bitmap");
+  /* 52 as for add_reserved: sizes 52..67 are the v6.2 layout (known-differences.txt, rule v62-test-cmd). */
+  int r = VAR(ctxs[c].fd, IOMMU_TEST_CMD, cmd, 52, __reserved);
+  result(r);
+  add(" nr=%llu", (unsigned long long)cmd.dirty.out_nr_dirty);
+  end();
+  if (r == 0) last_mark.ctx = c, last_mark.hwpt = hwpt, last_mark.iova = iova, last_mark.length = len;
+}
+
+/* GET_DIRTY_BITMAP into the bitmap area (zeroed, or a pattern now and then: bits are only ever set), then
+ * the words the request covers (at most 4) and a checksum of the whole area (a report that runs past the
+ * words given lands further on). */
+static void op_get_dirty(int c) {
+  uint32_t hwpt = pick_dirty_hwpt(c, 1);
+  /* Pages marked first, a step of its own, some of the time. */
+  if (hwpt && comparable(c, find_id(c, hwpt)) && chance(55)) {
+    op_mark_dirty(c, hwpt);
+    step_no++;
+  }
+  int near = last_mark.ctx == c && last_mark.hwpt == hwpt && chance(75);
+  unsigned roll = pick(100);
+  uint64_t ps = roll < 60   ? PAGE_SZ
+                : roll < 72 ? 0x800
+                : roll < 82 ? 2 * PAGE_SZ
+                : roll < 90 ? 0x10000
+                : roll < 95 ? 0
+                            : 0xc00;
+  uint64_t room, iova = pick_dirty_iova(c, hwpt, &room), len = (1 + pick(chance(80) ? 16 : 48)) * PAGE_SZ;
+  if (near) {
+    /* Around the last marked range: from its start (4 KiB aligned down) or a page before or after. */
+    uint64_t start = last_mark.iova & ~(uint64_t)(PAGE_SZ - 1);
+    unsigned w = pick(100);
+    iova = w < 75 ? start : w < 90 ? start + PAGE_SZ : start - PAGE_SZ;
+    uint64_t end = (last_mark.iova + last_mark.length + PAGE_SZ - 1) & ~(uint64_t)(PAGE_SZ - 1);
+    len = end > iova ? end - iova : PAGE_SZ;
+    if (len > 64 * PAGE_SZ) len = 64 * PAGE_SZ;
+    if (chance(30)) len += PAGE_SZ * (1 + pick(4));
+  }
+  roll = pick(100);
+  if (roll < 4)
+    iova = 0, len = 0; /* the whole space */
+  else if (roll < 7)
+    len = 0; /* EOVERFLOW */
+  else if (roll < 10)
+    len += 0x800; /* the end not aligned */
+  else if (roll < 12)
+    len = ~0ULL - iova + 1 + PAGE_SZ; /* wraps */
+  uint32_t flags = chance(45) ? IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR : 0;
+  if (chance(4)) flags |= 1u << (1 + pick(3));
+  uint64_t fill = chance(75) ? 0 : chance(50) ? 0xa5a5a5a5a5a5a5a5ULL : 0xf0f0f0f000000000ULL;
+  for (size_t i = 0; i < BM_LEN / 8; i++) memcpy(bm + 8 * i, &fill, 8);
+  /* Where the bitmap starts: the area's start mostly; its last word (a report past it meets the PROT_NONE
+   * page) or its second page now and then. */
+  roll = pick(100);
+  uint64_t boff = roll < 80 ? 8 * pick(4) : roll < 90 ? BM_LEN - 8 : PAGE_SZ;
+  struct iommu_hwpt_get_dirty_bitmap g = {
+      .size = sizeof(g), .hwpt_id = hwpt, .flags = flags, .iova = iova, .length = len, .page_size = ps};
+  begin("get_dirty_bitmap");
+  add(" ctx=%d hwpt=%u flags=0x%x iova=0x%llx len=0x%llx page_size=0x%llx data=bm+0x%llx fill=%016llx", c,
+      hwpt, flags, (unsigned long long)iova, (unsigned long long)len, (unsigned long long)ps,
+      (unsigned long long)boff, (unsigned long long)fill);
+  g.data = maybe_bad_ptr(bm + boff, "data");
+  int r = VAR(ctxs[c].fd, IOMMU_HWPT_GET_DIRTY_BITMAP, g, 48, __reserved);
+  result(r);
+  uint64_t nbits = ps && len ? len / ps + 1 : 256, nwords = (nbits + 63) / 64;
+  if (nwords > 4) nwords = 4;
+  if (nwords > (BM_LEN - boff) / 8) nwords = (BM_LEN - boff) / 8;
+  add(" words=");
+  for (uint64_t i = 0; i < nwords; i++) {
+    uint64_t w;
+    memcpy(&w, bm + boff + 8 * i, 8);
+    add("%s%016llx", i ? "," : "", (unsigned long long)w);
+  }
+  add(" area=%08x", fnv(bm, BM_LEN));
+  end();
+}
+
+/* One dirty-tracking operation: SET_DIRTY_TRACKING, TEST_OP_DIRTY or GET_DIRTY_BITMAP, after the set-up
+ * ensure_dirty() finds missing. */
+static void op_dirty(int c) {
+  ensure_dirty(c);
+  unsigned roll = pick(100);
+  if (roll < 25) {
+    uint32_t hwpt = pick_dirty_hwpt(c, 0);
+    unsigned f = pick(100);
+    uint32_t flags = f < 60 ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : f < 92 ? 0 : f < 96 ? 2 : 3;
+    op_set_dirty_tracking(c, hwpt, flags, "");
+  } else if (roll < 55) {
+    op_mark_dirty(c, 0);
+  } else {
+    op_get_dirty(c);
   }
 }
 
@@ -1376,6 +1705,13 @@ static void setup(uint64_t seed) {
     printf("FATAL memfd\n");
     exit(2);
   }
+  /* The bitmap area of GET_DIRTY_BITMAP, followed by a PROT_NONE page. */
+  bm = (uint8_t*)mmap(NULL, BM_LEN + PAGE_SZ, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (bm == MAP_FAILED || mprotect(bm, BM_LEN, PROT_READ | PROT_WRITE)) {
+    printf("FATAL mmap bitmap\n");
+    exit(2);
+  }
+  madvise(bm, BM_LEN, MADV_NOHUGEPAGE);
   for (int c = 0; c < NCTX; c++) ctxs[c].fd = ctxs[c].dup = -1;
   for (int a = 0; a < MAX_ACC; a++) accs[a].fd = accs[a].dup = -1;
 }
@@ -1421,7 +1757,8 @@ int main(int argc, char** argv) {
                                     3,
                                     2,
                                     3,
-                                    7};
+                                    7,
+                                    /* dirty tracking */ 9};
   unsigned total = 0;
   for (size_t i = 0; i < sizeof(weight) / sizeof(weight[0]); i++) total += weight[i];
 
@@ -1512,7 +1849,7 @@ int main(int argc, char** argv) {
         op_dup(c);
         break;
       case 23:
-        op_hwpt_alloc(c, 0, 0, 0);
+        op_hwpt_alloc(c, 0, 0, 0, 0);
         break;
       case 24:
         op_get_hw_info(c);
@@ -1529,8 +1866,11 @@ int main(int argc, char** argv) {
       case 28:
         op_mock_domain_replace(c, 0, 0);
         break;
-      default:
+      case 29:
         op_pasid(c);
+        break;
+      default:
+        op_dirty(c);
         break;
     }
   }
