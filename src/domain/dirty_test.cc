@@ -43,7 +43,9 @@ Ranges collect(PageTableDomain& d, std::uint64_t iova, std::uint64_t length, boo
   Ranges out;
   Status st = d.read_and_clear_dirty(
       iova, length, no_clear,
-      [](void* ctx, std::uint64_t va, std::uint64_t len) { static_cast<Ranges*>(ctx)->emplace_back(va, len); },
+      [](void* ctx, std::uint64_t va, std::uint64_t len) {
+        static_cast<Ranges*>(ctx)->emplace_back(va, len);
+      },
       &out);
   EXPECT_TRUE(st.ok()) << st.to_string();
   return out;
@@ -55,7 +57,8 @@ Status count_segment(void* ctx, PhysAddr, std::uint64_t, std::uint64_t len) {
   return Status();
 }
 
-Status dma_write(PageTableDomain& d, std::uint64_t iova, std::uint64_t length, std::uint64_t* moved = nullptr) {
+Status dma_write(PageTableDomain& d, std::uint64_t iova, std::uint64_t length,
+                 std::uint64_t* moved = nullptr) {
   std::uint64_t local = 0;
   return d.dma(iova, length, /*write=*/true, count_segment, moved ? moved : &local);
 }
@@ -66,7 +69,9 @@ TEST(DirtyTest, ADomainThatCannotTrackRefusesEveryDirtyOperation) {
   EXPECT_FALSE(d->dirty_capable());
   EXPECT_EQ(d->set_dirty_tracking(true).error(), EOPNOTSUPP);
   EXPECT_EQ(d->set_dirty(0).error(), EOPNOTSUPP);
-  EXPECT_EQ(d->read_and_clear_dirty(0, k4K, false, [](void*, std::uint64_t, std::uint64_t) {}, nullptr).error(),
+  EXPECT_EQ(d->read_and_clear_dirty(
+                 0, k4K, false, [](void*, std::uint64_t, std::uint64_t) {}, nullptr)
+                .error(),
             EOPNOTSUPP);
   // DMA still works; it just records nothing.
   EXPECT_TRUE(dma_write(*d, 0, k4K).ok());
@@ -125,16 +130,18 @@ TEST(DirtyTest, DmaChecksTheWholeRangeBeforeMovingAByte) {
   ASSERT_TRUE(d->map(4 * k4K, kPa4K + 4 * k4K, k4K, kIommuRead).ok());
   ASSERT_TRUE(d->map(5 * k4K, kPa4K + 5 * k4K, k4K, kIommuWrite).ok());
   std::uint64_t moved = 0;
-  EXPECT_EQ(dma_write(*d, 0, 4 * k4K, &moved).error(), EFAULT);  // page 2 is a hole
+  EXPECT_EQ(dma_write(*d, 0, 4 * k4K, &moved).error(), EFAULT);       // page 2 is a hole
   EXPECT_EQ(dma_write(*d, 3 * k4K, 2 * k4K, &moved).error(), EPERM);  // page 4 is read-only
-  EXPECT_EQ(d->dma(4 * k4K, 2 * k4K, /*write=*/false, count_segment, &moved).error(), EPERM);  // 5: write-only
+  EXPECT_EQ(d->dma(4 * k4K, 2 * k4K, /*write=*/false, count_segment, &moved).error(),
+            EPERM);  // 5: write-only
   EXPECT_EQ(moved, 0u);
-  EXPECT_EQ(collect(*d, 0, 6 * k4K), Ranges{});  // a refused write marks nothing
+  EXPECT_EQ(collect(*d, 0, 6 * k4K), Ranges{});                         // a refused write marks nothing
   EXPECT_EQ(dma_write(*d, ~std::uint64_t{0} - 8, 16).error(), EFAULT);  // wraps
   EXPECT_TRUE(dma_write(*d, 0, 0).ok());
   // A segment's error ends the transfer and is returned.
-  EXPECT_EQ(d->dma(0, 2 * k4K, true, [](void*, PhysAddr, std::uint64_t, std::uint64_t) { return Status::error(EFAULT); },
-                   nullptr)
+  EXPECT_EQ(d->dma(
+                 0, 2 * k4K, true,
+                 [](void*, PhysAddr, std::uint64_t, std::uint64_t) { return Status::error(EFAULT); }, nullptr)
                 .error(),
             EFAULT);
 }
@@ -147,8 +154,8 @@ TEST(DirtyTest, CollectionCrossesGigabytePiecesAndHoles) {
   ASSERT_TRUE(d->set_dirty(k1G - k4K).ok());
   ASSERT_TRUE(d->set_dirty(k1G + k2M).ok());
   EXPECT_EQ(collect(*d, 0, 2 * k1G), (Ranges{{k1G - k4K, k4K}, {k1G + k2M, k2M}}));
-  EXPECT_EQ(d->read_and_clear_dirty(~std::uint64_t{0} - k4K, 2 * k4K, false,
-                                    [](void*, std::uint64_t, std::uint64_t) {}, nullptr)
+  EXPECT_EQ(d->read_and_clear_dirty(
+                 ~std::uint64_t{0} - k4K, 2 * k4K, false, [](void*, std::uint64_t, std::uint64_t) {}, nullptr)
                 .error(),
             EINVAL);
 }
@@ -202,7 +209,8 @@ TEST(DirtyTest, RandomOperationsMatchAModel) {
           entries[slot] = k2M;
           break;
         default:
-          ASSERT_TRUE(d->map(slot, kPa4K + slot, k2M, kRW).ok());  // 4 KiB entries: kPa4K is not 2 MiB aligned
+          ASSERT_TRUE(
+              d->map(slot, kPa4K + slot, k2M, kRW).ok());  // 4 KiB entries: kPa4K is not 2 MiB aligned
           for (std::uint64_t o = 0; o < k2M; o += k4K) entries[slot + o] = k4K;
       }
     }
@@ -224,7 +232,8 @@ TEST(DirtyTest, RandomOperationsMatchAModel) {
         case 1: {
           const std::uint64_t len = (rng() % 4 + 1) * k4K;
           bool whole = true;
-          for (std::uint64_t o = 0; o < len; o += k4K) whole = whole && entry_of(iova + o) && iova + o < kSpan;
+          for (std::uint64_t o = 0; o < len; o += k4K)
+            whole = whole && entry_of(iova + o) && iova + o < kSpan;
           EXPECT_EQ(dma_write(*d, iova, len).ok(), whole);
           if (whole)
             for (std::uint64_t o = 0; o < len; o += k4K) dirty.insert(entry_of(iova + o)->first);

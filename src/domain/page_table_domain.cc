@@ -441,8 +441,9 @@ bool PageTableDomain::dirty_tracking() const {
   return dirty_tracking_;
 }
 
-void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::uint64_t start, std::uint64_t last,
-                                    std::uint64_t from, bool no_clear, DirtySink record, void* ctx) {
+void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::uint64_t start,
+                                    std::uint64_t last, std::uint64_t from, bool no_clear, DirtySink record,
+                                    void* ctx) {
   mu_.assert_held();
   const unsigned s = shift(level);
   const std::uint64_t size = std::uint64_t{1} << s;
@@ -452,8 +453,8 @@ void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::u
     const std::uint64_t e = table[i];
     if (e == 0) continue;
     if (!maps_memory(e, level)) {
-      collect_dirty(child_of(e), level - 1, std::max(start, base), std::min(last, base + (size - 1)), from, no_clear,
-                    record, ctx);
+      collect_dirty(child_of(e), level - 1, std::max(start, base), std::min(last, base + (size - 1)), from,
+                    no_clear, record, ctx);
       continue;
     }
     if (level == 0 && (e & kPair)) {
@@ -516,7 +517,8 @@ Status PageTableDomain::set_dirty(std::uint64_t iova) {
 }
 
 template <typename Visit>
-Status PageTableDomain::for_each_leaf(std::uint64_t iova, std::uint64_t length, int need, Visit&& visit) const {
+Status PageTableDomain::for_each_leaf(std::uint64_t iova, std::uint64_t length, int need,
+                                      Visit&& visit) const {
   mu_.assert_held();
   if (length == 0) return Status();
   std::uint64_t last = 0;
@@ -536,7 +538,8 @@ Status PageTableDomain::for_each_leaf(std::uint64_t iova, std::uint64_t length, 
   return Status();
 }
 
-Status PageTableDomain::dma(std::uint64_t iova, std::uint64_t length, bool write, DmaSegment segment, void* ctx) {
+Status PageTableDomain::dma(std::uint64_t iova, std::uint64_t length, bool write, DmaSegment segment,
+                            void* ctx) {
   lockdep::MutexGuard g(mu_);
   const int need = write ? kIommuWrite : kIommuRead;
   // Every entry is checked before the first byte moves, so a refused DMA changes nothing.

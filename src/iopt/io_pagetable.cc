@@ -853,8 +853,9 @@ Status IoPagetable::set_dirty_tracking(Domain* domain, bool enable) {
     for (IntervalTreeNode* n = areas_.first(); n; n = areas_.next(n)) {
       const Area* a = area_of(n);
       if (!a->pages()) continue;
-      TRY(domain->read_and_clear_dirty(n->range.start, n->range.length(), /*no_clear=*/false,
-                                       [](void*, std::uint64_t, std::uint64_t) {}, nullptr));
+      TRY(domain->read_and_clear_dirty(
+          n->range.start, n->range.length(), /*no_clear=*/false, [](void*, std::uint64_t, std::uint64_t) {},
+          nullptr));
     }
   }
   return domain->set_dirty_tracking(enable);

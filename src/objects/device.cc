@@ -267,11 +267,14 @@ Status Device::dma(std::uint64_t iova, void* buf, std::uint64_t length, bool wri
     bool write;
   } copy{static_cast<unsigned char*>(buf), write};
   // The domain maps host addresses (pages.h), which the fault-safe user copies reach.
-  return table->dma(iova, length, write, [](void* ctx, PhysAddr paddr, std::uint64_t offset, std::uint64_t len) {
-    auto* c = static_cast<Copy*>(ctx);
-    if (c->write) return Mm::current_ref().copy_to_user(paddr, c->buf + offset, len);
-    return Mm::current_ref().copy_from_user(c->buf + offset, paddr, len);
-  }, &copy);
+  return table->dma(
+      iova, length, write,
+      [](void* ctx, PhysAddr paddr, std::uint64_t offset, std::uint64_t len) {
+        auto* c = static_cast<Copy*>(ctx);
+        if (c->write) return Mm::current_ref().copy_to_user(paddr, c->buf + offset, len);
+        return Mm::current_ref().copy_from_user(c->buf + offset, paddr, len);
+      },
+      &copy);
 }
 
 Status Device::dma_read(std::uint64_t iova, void* dst, std::uint64_t length) {

@@ -1,13 +1,12 @@
 // DMA by a device through its HWPT (Device::dma_read / dma_write): real memory moves through the
 // domain's translation, the domain's permissions and holes refuse it, and a tracking domain records the
 // pages written.
-#include <sys/mman.h>
-
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include "uiommufd/base/page.h"
 #include "uiommufd/domain/page_table_domain.h"
@@ -43,7 +42,9 @@ class DmaTest : public ::testing::Test {
   // Maps [mem_ + offset, + len) at kIova + offset.
   void map(std::uint64_t offset, std::uint64_t len, std::uint32_t flags) {
     std::uint64_t iova = kIova + offset;
-    ASSERT_TRUE(ioas_->map(reinterpret_cast<std::uint64_t>(mem_) + offset, len, &iova, flags | Ioas::kFixedIova).ok());
+    ASSERT_TRUE(
+        ioas_->map(reinterpret_cast<std::uint64_t>(mem_) + offset, len, &iova, flags | Ioas::kFixedIova)
+            .ok());
   }
   Device& device(Device::Kind kind) {
     const std::uint32_t id = *Device::create(*ctx_, kind);
@@ -69,7 +70,8 @@ TEST_F(DmaTest, ReadsAndWritesTheMemoryTheDomainMaps) {
   std::vector<unsigned char> data(kPageSize + 9, 0xa5);
   ASSERT_TRUE(dev.dma_write(kIova + 2 * kPageSize + 3, data.data(), data.size()).ok());
   EXPECT_EQ(std::memcmp(mem_ + 2 * kPageSize + 3, data.data(), data.size()), 0);
-  EXPECT_EQ(mem_[2 * kPageSize + 2], static_cast<unsigned char>((2 * kPageSize + 2) * 7));  // untouched around
+  EXPECT_EQ(mem_[2 * kPageSize + 2],
+            static_cast<unsigned char>((2 * kPageSize + 2) * 7));  // untouched around
 }
 
 TEST_F(DmaTest, ReadOnlyMappingsRefuseWritesAndHolesRefuseEverything) {
@@ -132,7 +134,8 @@ TEST_F(DmaTest, AWriteThroughATrackingMockDomainIsRecordedAsDirty) {
                   .read_and_clear_dirty(
                       kIova, kLen, false,
                       [](void* ctx, std::uint64_t va, std::uint64_t len) {
-                        static_cast<std::vector<std::pair<std::uint64_t, std::uint64_t>>*>(ctx)->emplace_back(va, len);
+                        static_cast<std::vector<std::pair<std::uint64_t, std::uint64_t>>*>(ctx)->emplace_back(
+                            va, len);
                       },
                       &dirty)
                   .ok());

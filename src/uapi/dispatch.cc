@@ -43,7 +43,8 @@ constexpr std::array<Op, kOpCount> make_ops() {
   ops[kNrHwptInvalidate - kCmdBase] = UIOMMUFD_OP(hwpt_invalidate, iommu_hwpt_invalidate, __reserved);
   ops[kNrHwptSetDirtyTracking - kCmdBase] =
       UIOMMUFD_OP(hwpt_set_dirty_tracking, iommu_hwpt_set_dirty_tracking, __reserved);
-  ops[kNrHwptGetDirtyBitmap - kCmdBase] = UIOMMUFD_OP(hwpt_get_dirty_bitmap, iommu_hwpt_get_dirty_bitmap, data);
+  ops[kNrHwptGetDirtyBitmap - kCmdBase] =
+      UIOMMUFD_OP(hwpt_get_dirty_bitmap, iommu_hwpt_get_dirty_bitmap, data);
   return ops;
 }
 #undef UIOMMUFD_OP

@@ -121,16 +121,16 @@ class UserBitmap {
     // The pages the kernel pins for this report: from the page of its first byte, enough for the rest of
     // the bitmap plus one when that byte is not page aligned, at most 512.
     const std::uint64_t pin_start = data_ + base;
-    const std::uint64_t npages =
-        std::min<std::uint64_t>((total_bytes_ - base + kPageSize - 1) / kPageSize + (page_offset(pin_start) != 0), 512);
+    const std::uint64_t npages = std::min<std::uint64_t>(
+        (total_bytes_ - base + kPageSize - 1) / kPageSize + (page_offset(pin_start) != 0), 512);
     std::uint64_t window_end = page_align_down(pin_start) + npages * kPageSize;
     while (bit <= last_bit) {
       const std::uint64_t addr = data_ + (bit >> 3);
       if (addr >= window_end) {
         // The kernel moves its window to this bit, if it is still inside the bitmap.
         if ((bit >> 3) >= total_bytes_) return;
-        const std::uint64_t pages =
-            std::min<std::uint64_t>((total_bytes_ - (bit >> 3) + kPageSize - 1) / kPageSize + (page_offset(addr) != 0), 512);
+        const std::uint64_t pages = std::min<std::uint64_t>(
+            (total_bytes_ - (bit >> 3) + kPageSize - 1) / kPageSize + (page_offset(addr) != 0), 512);
         window_end = page_align_down(addr) + pages * kPageSize;
       }
       const std::uint64_t page_end = page_align_down(addr) + kPageSize;
@@ -148,7 +148,8 @@ class UserBitmap {
     const std::size_t n = last - first + 1;
     Mm& mm = Mm::current_ref();
     if (!mm.copy_from_user(buf, data_ + first, n).ok()) return false;
-    for (std::uint64_t b = lo; b <= hi; ++b) buf[(b >> 3) - first] |= static_cast<std::uint8_t>(1u << (b & 7));
+    for (std::uint64_t b = lo; b <= hi; ++b)
+      buf[(b >> 3) - first] |= static_cast<std::uint8_t>(1u << (b & 7));
     return mm.copy_to_user(data_ + first, buf, n).ok();
   }
 
@@ -160,7 +161,8 @@ class UserBitmap {
 
 // The kernel's iommufd_check_iova_range(): the range against the IOAS's alignment and page_size, which is
 // used as a mask (it need not be a power of two; the bitmap counts in its lowest set bit).
-Status check_dirty_range(std::uint64_t iova, std::uint64_t length, std::uint64_t page_size, std::uint64_t align) {
+Status check_dirty_range(std::uint64_t iova, std::uint64_t length, std::uint64_t page_size,
+                         std::uint64_t align) {
   std::uint64_t last = 0;
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
   if ((iova & (align - 1)) || ((last + 1) & (align - 1))) return Status::error(EINVAL);

@@ -80,7 +80,8 @@ static int run_hwpt(struct state* s, uint8_t* buf) {
   if ((r = mock_domain_replace(s->fd, s->stdev, nested, NULL))) return r;
   struct iommu_hwpt_invalidate_selftest inv[2] = {{.iotlb_id = 1}, {.iotlb_id = 3}};
   uint32_t num = 2;
-  if ((r = hwpt_invalidate(s->fd, nested, inv, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, sizeof(inv[0]), &num))) return r;
+  if ((r = hwpt_invalidate(s->fd, nested, inv, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, sizeof(inv[0]), &num)))
+    return r;
   if ((r = check_iotlb(s->fd, nested, 3, 0))) return r;
   struct iommu_test_hw_info data;
   struct iommu_hw_info info = {

@@ -92,8 +92,8 @@ class Domain {
   // caller's bitmap clips it). Entries are read whether or not tracking is on. EOPNOTSUPP on a domain that
   // cannot track.
   using DirtySink = void (*)(void* ctx, std::uint64_t iova, std::uint64_t length);
-  virtual Status read_and_clear_dirty(std::uint64_t iova, std::uint64_t length, bool no_clear, DirtySink record,
-                                      void* ctx) {
+  virtual Status read_and_clear_dirty(std::uint64_t iova, std::uint64_t length, bool no_clear,
+                                      DirtySink record, void* ctx) {
     (void)iova, (void)length, (void)no_clear, (void)record, (void)ctx;
     return Status::error(EOPNOTSUPP);
   }

@@ -126,7 +126,8 @@ class PageTableDomain : public Domain {
   // error is returned. A write marks every entry it touches dirty while tracking is on. length 0 succeeds.
   // The copy itself is the caller's (objects/dma.h does it with fault-safe user copies).
   using DmaSegment = Status (*)(void* ctx, PhysAddr paddr, std::uint64_t offset, std::uint64_t len);
-  Status dma(std::uint64_t iova, std::uint64_t length, bool write, DmaSegment segment, void* ctx) EXCLUDES(mu_);
+  Status dma(std::uint64_t iova, std::uint64_t length, bool write, DmaSegment segment, void* ctx)
+      EXCLUDES(mu_);
 
   // Introspection for tests and figures.
   unsigned levels() const { return levels_; }
