@@ -865,11 +865,11 @@ Status IoPagetable::read_dirty_window(Domain* domain, std::uint64_t last, bool n
                                       std::vector<DirtyRange>* out, DirtyWalk* walk) {
   constexpr std::uint64_t kWindow = std::uint64_t{1} << 28;
   if (walk->done) return Status();
-  // Room for every entry of a window (2 KiB the smallest) first: once an entry is read and cleaned, its
-  // report must not be lost to a failed allocation (docs/allocation.md: room first, change second).
-  out->reserve(out->size() + (kWindow >> 11) + 1);
-  lockdep::ReadGuard g(iova_rwsem_);
   const std::uint64_t window_last = std::min(last, walk->cur | (kWindow - 1));
+  // Room for every entry the window can hold (2 KiB the smallest) first: once an entry is read and cleaned,
+  // its report must not be lost to a failed allocation (docs/allocation.md: room first, change second).
+  out->reserve(out->size() + ((window_last - walk->cur) >> 11) + 2);
+  lockdep::ReadGuard g(iova_rwsem_);
   const Interval range{walk->cur, window_last};
   for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
     if (!a || a->iova_start() > walk->cur || !a->pages()) {

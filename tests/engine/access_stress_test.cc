@@ -23,6 +23,8 @@
 
 #include <gtest/gtest.h>
 
+#include "stress_baseline.h"
+
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/lockdep/shared_mutex.h"
@@ -107,11 +109,7 @@ struct Stats {
 };
 
 TEST(AccessStressTest, PinRwUnmapRemapMoveDestroyKeepInvariantsUnderTheLockValidator) {
-  const std::uint64_t pinned_before = Pages::total_pinned_pages();
-  const std::uint64_t user_before = account_locked_pages(AccountMode::kUser);
-  const std::uint64_t mm_before = account_locked_pages(AccountMode::kMm);
-  const std::uint64_t pinned_vm_before = account_pinned_vm();
-  const std::size_t reports_before = lockdep::report_count();
+  const StressBaseline baseline;
 
   char* buf[2];
   for (char*& b : buf) {
@@ -451,16 +449,11 @@ TEST(AccessStressTest, PinRwUnmapRemapMoveDestroyKeepInvariantsUnderTheLockValid
     EXPECT_EQ(ioas[i]->iopt().area_count(), 0u);
     EXPECT_EQ(ioas[i]->iopt().check_invariants(), "") << "IOAS " << i;
   }
-  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before);
-  EXPECT_EQ(account_locked_pages(AccountMode::kUser), user_before);
-  EXPECT_EQ(account_locked_pages(AccountMode::kMm), mm_before);
-  EXPECT_EQ(account_pinned_vm(), pinned_vm_before);
+  baseline.expect_back();
 
   for (const std::string& r : edeadlock_reports) ADD_FAILURE() << r;
   EXPECT_EQ(st.unmap_edeadlock.load(), 0) << "well-behaved drivers always unpin in the callback";
   EXPECT_EQ(failures.load(), 0);
-  EXPECT_EQ(lockdep::report_count(), reports_before)
-      << "the lock validator reported: " << (lockdep::report_count() ? lockdep::reports().back().text : "");
 
   std::printf(
       "[ stats    ] %ld ops in %lld ms: pin %ld ok / %ld ENOENT / %ld EINVAL, unpin %ld, rw %ld ok / %ld ENOENT / "
@@ -488,7 +481,7 @@ TEST(AccessStressTest, PinRwUnmapRemapMoveDestroyKeepInvariantsUnderTheLockValid
   EXPECT_TRUE(ctx->destroy(dev_id).ok());
   for (auto& r : ioas) r.reset();
   ctx.reset();
-  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before);
+  EXPECT_EQ(Pages::total_pinned_pages(), baseline.pinned);
   for (char* b : buf) munmap(b, kLen);
 }
 

@@ -30,6 +30,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "stress_baseline.h"
 #include <sys/mman.h>
 
 #include "uiommufd/lockdep/lockdep.h"
@@ -136,11 +138,7 @@ struct Target {
 };
 
 TEST(HwptStressTest, AllocDestroyAttachReplacePasidInvalidateMapUnmapKeepInvariantsUnderTheLockValidator) {
-  const std::uint64_t pinned_before = Pages::total_pinned_pages();
-  const std::uint64_t user_before = account_locked_pages(AccountMode::kUser);
-  const std::uint64_t mm_before = account_locked_pages(AccountMode::kMm);
-  const std::uint64_t pinned_vm_before = account_pinned_vm();
-  const std::size_t reports_before = lockdep::report_count();
+  const StressBaseline baseline;
 
   char* buf[2];
   for (char*& b : buf) {
@@ -750,16 +748,8 @@ TEST(HwptStressTest, AllocDestroyAttachReplacePasidInvalidateMapUnmapKeepInvaria
     EXPECT_EQ(ioas[i]->iopt().area_count(), 0u);
     EXPECT_EQ(ioas[i]->iopt().check_invariants(), "") << "IOAS " << i;
   }
-  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before);
-  EXPECT_EQ(account_locked_pages(AccountMode::kUser), user_before);
-  EXPECT_EQ(account_locked_pages(AccountMode::kMm), mm_before);
-  EXPECT_EQ(account_pinned_vm(), pinned_vm_before);
-
+  baseline.expect_back();
   EXPECT_EQ(failures.load(), 0);
-  const std::vector<lockdep::Report> reports = lockdep::reports();
-  for (std::size_t i = reports_before; i < reports.size(); ++i)
-    ADD_FAILURE() << "lockdep: " << reports[i].text;
-  EXPECT_EQ(lockdep::report_count(), reports_before) << "the lock validator reported the engine";
 
   std::printf(
       "[ stats    ] %ld ops in %lld ms: paging alloc %ld (refused %ld) destroy %ld (EBUSY %ld); nested alloc "
@@ -801,7 +791,7 @@ TEST(HwptStressTest, AllocDestroyAttachReplacePasidInvalidateMapUnmapKeepInvaria
   for (std::uint32_t id : dev_id) EXPECT_TRUE(ctx->destroy(id).ok());
   for (auto& r : ioas) r.reset();
   ctx.reset();
-  EXPECT_EQ(Pages::total_pinned_pages(), pinned_before);
+  EXPECT_EQ(Pages::total_pinned_pages(), baseline.pinned);
   for (char* b : buf) munmap(b, kLen);
 }
 
