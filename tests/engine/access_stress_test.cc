@@ -9,8 +9,6 @@
 // pinned pages and rw data are the right memory; when an unmap of a range succeeds, no driver still holds a
 // pin intersecting that range that was pinned before the unmap started; after destroy a driver holds no
 // pin. At the end: nothing pinned or charged, the IOAS invariants hold, and the lock validator is silent.
-#include <sys/mman.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +20,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include "stress_baseline.h"
 

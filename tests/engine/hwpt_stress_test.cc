@@ -30,9 +30,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include "stress_baseline.h"
-#include <sys/mman.h>
 
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/mm/accounting.h"

@@ -1,5 +1,6 @@
 // What a stress test must find again at its end: the process-wide pins and accounting charges, and the lock
-// validator's report count. Taken at the start; expect_back() checks each and prints any new validator report.
+// validator's report count. Taken at the start; expect_back() checks each and prints any new validator
+// report.
 #pragma once
 
 #include <cstddef>
