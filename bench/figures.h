@@ -94,8 +94,11 @@ inline double median_in_place(std::vector<double>& v) {
   return v[v.size() / 2];
 }
 
-template <class Op, class Baseline>
-void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline, int ops_per_block = kOpsPerBlock) {
+// The pairing loop of run_paired(): time_op() and time_baseline() each run and time one block of
+// ops_per_block calls, returning seconds.
+template <class TimeOp, class TimeBaseline>
+void run_paired_blocks(benchmark::State& state, TimeOp&& time_op, TimeBaseline&& time_baseline,
+                       int ops_per_block) {
   std::vector<double> ratios, op_times, baseline_times;
   const auto expected = static_cast<std::size_t>(
       std::min<benchmark::IterationCount>(state.max_iterations, benchmark::IterationCount{1} << 20));
@@ -106,11 +109,11 @@ void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline, int ops_p
   for (auto _ : state) {
     double t_op, t_base;
     if (op_first) {
-      t_op = time_block(op, ops_per_block);
-      t_base = time_block(baseline, ops_per_block);
+      t_op = time_op();
+      t_base = time_baseline();
     } else {
-      t_base = time_block(baseline, ops_per_block);
-      t_op = time_block(op, ops_per_block);
+      t_base = time_baseline();
+      t_op = time_op();
     }
     op_first = !op_first;
     ratios.push_back(t_op / t_base);
@@ -122,6 +125,26 @@ void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline, int ops_p
   state.counters[kRatioCounter] = median_in_place(ratios);
   state.counters[kOpCounter] = median_in_place(op_times) / ops_per_block * 1e9;
   state.counters[kBaselineCounter] = median_in_place(baseline_times) / ops_per_block * 1e9;
+}
+
+template <class Op, class Baseline>
+void run_paired(benchmark::State& state, Op&& op, Baseline&& baseline, int ops_per_block = kOpsPerBlock) {
+  run_paired_blocks(
+      state, [&] { return time_block(op, ops_per_block); },
+      [&] { return time_block(baseline, ops_per_block); }, ops_per_block);
+}
+
+// run_paired() for operations that consume their input (a collection clears the bits it reads): before
+// each timed call of a side, that side's `prepare` restores the input, untimed. One call per block.
+template <class PrepareOp, class Op, class PrepareBaseline, class Baseline>
+void run_paired_prepared(benchmark::State& state, PrepareOp&& prepare_op, Op&& op,
+                         PrepareBaseline&& prepare_baseline, Baseline&& baseline) {
+  auto timed = [](auto& prepare, auto& f) {
+    prepare();
+    return time_block(f, 1);
+  };
+  run_paired_blocks(
+      state, [&] { return timed(prepare_op, op); }, [&] { return timed(prepare_baseline, baseline); }, 1);
 }
 
 }  // namespace uiommufd::bench

@@ -451,12 +451,14 @@ void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::u
   const unsigned last_index = index(last, level);
   for (unsigned i = index(start, level); i <= last_index; ++i, base += size) {
     const std::uint64_t e = table[i];
-    if (e == 0) continue;
-    if (!maps_memory(e, level)) {
-      collect_dirty(child_of(e), level - 1, std::max(start, base), std::min(last, base + (size - 1)), from,
-                    no_clear, record, ctx);
+    if (level != 0 && (e & kLarge) == 0) {
+      if (e != 0)
+        collect_dirty(child_of(e), level - 1, std::max(start, base), std::min(last, base + (size - 1)), from,
+                      no_clear, record, ctx);
       continue;
     }
+    // Most entries of a collection are clean: one test skips them (and empty ones, which have no bits).
+    if ((e & (kDirty | kPair)) == 0) continue;
     if (level == 0 && (e & kPair)) {
       // The two items of a contiguous 4 KiB entry are dirty together and reported as the kernel's
       // record_dirty() does: from the item the walk reaches first, up to (not including) the entry's last
@@ -478,7 +480,6 @@ void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::u
       }
       continue;
     }
-    if ((e & kDirty) == 0) continue;
     record(ctx, std::max(base, from), size);
     if (!no_clear) table[i] = e & ~kDirty;
   }

@@ -96,106 +96,18 @@ long hwpt_set_dirty_tracking(Ucmd& ucmd) {
   return to_ret((*hwpt)->set_dirty_tracking(cmd.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE));
 }
 
-namespace {
-
-// The caller's dirty bitmap, written as the kernel's iova_bitmap does (iova_bitmap.c): bit b is IOVA
-// iova + (b << shift); bits are only ever set; each report sets its bits page by page of the bitmap and
-// stops at the first page that cannot be written (the kernel's pin of that page fails and the rest of the
-// report is dropped); a report whose first byte lies at or past the bitmap's end is dropped, and one that
-// runs past the end keeps going to the end of the pages the kernel would have pinned for it (nothing trims
-// it to the request). Writes are read-modify-write user copies with no engine lock held.
-class UserBitmap {
- public:
-  UserBitmap(std::uint64_t iova, std::uint64_t length, std::uint64_t page_size, std::uint64_t data)
-      : iova_(iova),
-        shift_(static_cast<unsigned>(__builtin_ctzll(page_size))),
-        total_bytes_((((length - 1) >> shift_) >> 3) + 1),
-        data_(data) {}
-
-  void set(std::uint64_t va, std::uint64_t len) {
-    if (len == 0) return;
-    std::uint64_t bit = (va - iova_) >> shift_;
-    const std::uint64_t last_bit = (va - iova_ + (len - 1)) >> shift_;
-    const std::uint64_t base = bit >> 3;
-    if (base >= total_bytes_) return;
-    // The pages the kernel pins for this report: from the page of its first byte, enough for the rest of
-    // the bitmap plus one when that byte is not page aligned, at most 512.
-    const std::uint64_t pin_start = data_ + base;
-    const std::uint64_t npages = std::min<std::uint64_t>(
-        (total_bytes_ - base + kPageSize - 1) / kPageSize + (page_offset(pin_start) != 0), 512);
-    std::uint64_t window_end = page_align_down(pin_start) + npages * kPageSize;
-    while (bit <= last_bit) {
-      const std::uint64_t addr = data_ + (bit >> 3);
-      if (addr >= window_end) {
-        // The kernel moves its window to this bit, if it is still inside the bitmap.
-        if ((bit >> 3) >= total_bytes_) return;
-        const std::uint64_t pages = std::min<std::uint64_t>(
-            (total_bytes_ - (bit >> 3) + kPageSize - 1) / kPageSize + (page_offset(addr) != 0), 512);
-        window_end = page_align_down(addr) + pages * kPageSize;
-      }
-      const std::uint64_t page_end = page_align_down(addr) + kPageSize;
-      const std::uint64_t hi = std::min(last_bit, (page_end - data_) * 8 - 1);
-      if (!or_bits(bit, hi)) return;
-      bit = hi + 1;
-    }
-  }
-
- private:
-  // Sets bits [lo, hi] (all in one page of the bitmap); false when that page cannot be written.
-  bool or_bits(std::uint64_t lo, std::uint64_t hi) {
-    const std::uint64_t first = lo >> 3, last = hi >> 3;
-    std::uint8_t buf[kPageSize];
-    const std::size_t n = last - first + 1;
-    Mm& mm = Mm::current_ref();
-    if (!mm.copy_from_user(buf, data_ + first, n).ok()) return false;
-    for (std::uint64_t b = lo; b <= hi; ++b)
-      buf[(b >> 3) - first] |= static_cast<std::uint8_t>(1u << (b & 7));
-    return mm.copy_to_user(data_ + first, buf, n).ok();
-  }
-
-  const std::uint64_t iova_;
-  const unsigned shift_;
-  const std::uint64_t total_bytes_;
-  const std::uint64_t data_;
-};
-
-// The kernel's iommufd_check_iova_range(): the range against the IOAS's alignment and page_size, which is
-// used as a mask (it need not be a power of two; the bitmap counts in its lowest set bit).
-Status check_dirty_range(std::uint64_t iova, std::uint64_t length, std::uint64_t page_size,
-                         std::uint64_t align) {
-  std::uint64_t last = 0;
-  if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
-  if ((iova & (align - 1)) || ((last + 1) & (align - 1))) return Status::error(EINVAL);
-  if (!page_size) return Status::error(EINVAL);
-  if ((iova & (page_size - 1)) || ((last + 1) & (page_size - 1))) return Status::error(EINVAL);
-  return {};
-}
-
-}  // namespace
-
 long hwpt_get_dirty_bitmap(Ucmd& ucmd) {
   const auto& cmd = ucmd.arg<iommu_hwpt_get_dirty_bitmap>();
   if ((cmd.flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) || cmd.__reserved) return -EOPNOTSUPP;
   Result<ObjectRef<HwptPaging>> hwpt = ucmd.ctx.get<HwptPaging>(cmd.hwpt_id, ObjectType::kHwptPaging);
   if (!hwpt.ok()) return -hwpt.error();
-  IoPagetable& iopt = (*hwpt)->ioas().iopt();
-  if (Status st = check_dirty_range(cmd.iova, cmd.length, cmd.page_size, iopt.iova_alignment()); !st.ok())
-    return to_ret(st);
-  Domain& domain = (*hwpt)->domain();
-  if (!domain.dirty_capable()) return -EOPNOTSUPP;
-  // As in the kernel, what follows never fails the call: a hole ends the walk and a bitmap byte that
-  // cannot be written loses its bits (iommu_read_and_clear_dirty() ignores the walk's result).
-  UserBitmap bitmap(cmd.iova, cmd.length, cmd.page_size, cmd.data);
-  const std::uint64_t last = cmd.iova + (cmd.length - 1);
-  const bool no_clear = cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR;
-  IoPagetable::DirtyWalk walk{cmd.iova, false};
-  std::vector<IoPagetable::DirtyRange> ranges;
-  while (!walk.done) {
-    ranges.clear();
-    if (!iopt.read_dirty_window(&domain, last, no_clear, &ranges, &walk).ok()) break;
-    for (const auto& r : ranges) bitmap.set(r.iova, r.length);
-  }
-  return 0;
+  DirtyBitmapRequest req;
+  req.iova = cmd.iova;
+  req.length = cmd.length;
+  req.page_size = cmd.page_size;
+  req.data = cmd.data;
+  req.no_clear = cmd.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR;
+  return to_ret((*hwpt)->read_dirty_bitmap(req));
 }
 
 }  // namespace uiommufd::uapi

@@ -18,6 +18,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/domain/domain.h"
+#include "uiommufd/iopt/dirty_bitmap.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/objects/object.h"
@@ -162,6 +163,16 @@ class HwptPaging : public HwPagetable {
   // IOMMU_HWPT_SET_DIRTY_TRACKING (IoPagetable::set_dirty_tracking()): EOPNOTSUPP unless the HWPT was
   // allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING.
   Status set_dirty_tracking(bool enable) { return ioas().iopt().set_dirty_tracking(domain_.get(), enable); }
+  // IOMMU_HWPT_GET_DIRTY_BITMAP: the dirty bits of a range into a user bitmap (iopt/dirty_bitmap.h).
+  Status read_dirty_bitmap(const DirtyBitmapRequest& req) {
+    return uiommufd::read_dirty_bitmap(ioas().iopt(), domain_.get(), req);
+  }
+  // The dirty bytes of a range as runs, fn(iova, length), cleared unless no_clear (iopt/dirty_bitmap.h).
+  template <typename Fn>
+  Status for_each_dirty_run(std::uint64_t iova, std::uint64_t length, bool no_clear, Fn&& fn) {
+    return uiommufd::for_each_dirty_run(ioas().iopt(), domain_.get(), iova, length, no_clear,
+                                        std::forward<Fn>(fn));
+  }
   // Devices attached; for tests.
   std::uint32_t device_count() EXCLUDES(ioas().mutex());
 
