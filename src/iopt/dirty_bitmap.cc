@@ -2,8 +2,6 @@
 #include "uiommufd/iopt/dirty_bitmap.h"
 
 #include <algorithm>
-#include <array>
-#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -18,44 +16,21 @@
 namespace uiommufd {
 namespace {
 
-// The ranges below are short (a 2 MiB entry at a 4 KiB granule is 8 words): plain stores, not a call to
-// memset, whose start-up costs more than the stores and whose wide stores stall the loads that follow.
-#define UIOMMUFD_NO_MEMSET __attribute__((optimize("no-tree-loop-distribute-patterns")))
-
-// Sets bits [lo, hi] of a bitmap held in 64-bit words (bit b of byte k is bit 8k + b of the little-endian
-// words, as a byte-wise bitmap is on this machine).
-UIOMMUFD_NO_MEMSET void set_bit_range(std::uint64_t* words, std::uint64_t lo, std::uint64_t hi) {
-  static_assert(std::endian::native == std::endian::little);
-  const std::uint64_t first = lo >> 6, last = hi >> 6;
-  const std::uint64_t head = ~std::uint64_t{0} << (lo & 63);
-  const std::uint64_t tail = ~std::uint64_t{0} >> (63 - (hi & 63));
-  if (first == last) {
-    words[first] |= head & tail;
-    return;
-  }
-  words[first] |= head;
-  for (std::uint64_t w = first + 1; w < last; ++w) words[w] = ~std::uint64_t{0};
-  words[last] |= tail;
-}
-
-UIOMMUFD_NO_MEMSET void zero_words(std::uint64_t* words, std::uint64_t count) {
-  for (std::uint64_t i = 0; i < count; ++i) words[i] = 0;
-}
-
 // The caller's bitmap, written as the kernel's iova_bitmap does (iova_bitmap.c iova_bitmap_set()): bit b
 // is IOVA iova + (b << shift); bits are only ever set; each report sets its bits page by page of the
 // bitmap and stops at the first page that cannot be written (the kernel's pin of that page fails and the
 // rest of the report is dropped); a report whose first byte lies at or past the bitmap's end is dropped,
 // and one that runs past the end keeps going to the end of the pages the kernel would have pinned for it.
 //
-// Reports are gathered here a bitmap page at a time, in a zeroed local copy of the page that records which
-// 64-byte lines they touched. When a report reaches a new page the page is probed for writing with a
-// one-byte user copy (a page the kernel could not pin drops the report there, as it does); when a report
-// moves to another page, or the collection ends, the touched lines go back to the caller: a run of lines
-// whose bytes are all set is written as it is, any other run is read, ORed into and written back. Only
-// bytes between the first and the last one a report changed are ever written, so memory beside the
-// bitmap is not touched. A collection costs a few user copies per bitmap page, or per run of dirty bits
-// when they are sparse, instead of two per report.
+// Two ways to set a piece of a report, one page of the bitmap at a time:
+//   - in place (the usual one): the page is probed once with a one-byte read and write-back through the
+//     user copies (the kernel's pin, with its fault sites), then bits are set with ordinary stores, wide
+//     ones for whole bytes, all of a window's reports inside one Mm::store_in_place() call. A collection
+//     costs what the stores cost: the bitmap lines they miss, many in flight at once, as any writer of the
+//     bitmap pays (a copy per piece instead would leave one line in flight at a time).
+//   - by copies, a read-modify-write of the piece's bytes, where stores in place cannot be used (a
+//     sanitized build, a thread blocking SIGSEGV) or faulted (the caller unmapped a probed page).
+// Either way only the bytes holding bits of a report are written: memory beside the bitmap is not touched.
 class UserBitmap {
  public:
   UserBitmap(std::uint64_t iova, std::uint64_t length, std::uint64_t page_size, std::uint64_t data)
@@ -65,7 +40,50 @@ class UserBitmap {
         data_(data),
         mm_(Mm::current_ref()) {}
 
-  void set(std::uint64_t va, std::uint64_t len) {
+  void set_all(const std::vector<IoPagetable::DirtyRange>& ranges) {
+    std::size_t i = 0;
+    if (in_place_) {
+      InPlace run{this, ranges.data(), ranges.size(), 0};
+      const Status st = mm_.store_in_place(data_, reach(), store_run, &run);
+      if (st.ok()) return;
+      // EFAULT: the report being stored when the fault hit goes again by copies (setting a bit twice is
+      // harmless), and so does the rest of this window.
+      if (st.error() == EOPNOTSUPP) in_place_ = false;
+      i = run.next;
+    }
+    for (; i < ranges.size(); ++i)
+      set(ranges[i].iova, ranges[i].length, [this](std::uint64_t lo, std::uint64_t hi) { return copy_bits(lo, hi); });
+  }
+
+ private:
+  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+
+  struct InPlace {
+    UserBitmap* self;
+    const IoPagetable::DirtyRange* ranges;
+    std::size_t count;
+    volatile std::size_t next;  // read after a fault abandons store_run()
+  };
+
+  static void store_run(void* ctx) {
+    auto* run = static_cast<InPlace*>(ctx);
+    UserBitmap* self = run->self;
+    for (std::size_t i = run->next; i < run->count; ++i) {
+      run->next = i;
+      self->set(run->ranges[i].iova, run->ranges[i].length,
+                [self](std::uint64_t lo, std::uint64_t hi) { return self->store_bits(lo, hi); });
+    }
+    run->next = run->count;
+  }
+
+  // The bytes set() can reach from data_: the bitmap, and the pin window of a report starting in its last
+  // byte (up to the end of the page after the one holding that byte).
+  std::uint64_t reach() const { return total_bytes_ + 2 * kPageSize; }
+
+  // Sets the bits of one report through `piece(lo, hi)`, which sets bits [lo, hi] of one bitmap page and
+  // returns false when that page cannot be written.
+  template <typename Piece>
+  void set(std::uint64_t va, std::uint64_t len, Piece&& piece) {
     if (len == 0) return;
     std::uint64_t bit = (va - iova_) >> shift_;
     const std::uint64_t last_bit = (va - iova_ + (len - 1)) >> shift_;
@@ -83,31 +101,10 @@ class UserBitmap {
       }
       const std::uint64_t page_end = page_align_down(addr) + kPageSize;
       const std::uint64_t hi = std::min(last_bit, (page_end - data_) * 8 - 1);
-      if (!or_bits(bit, hi)) return;
+      if (!piece(bit, hi)) return;
       bit = hi + 1;
     }
   }
-
-  // Hands the held page's bits to the caller. A page that stopped being writable since its probe (the
-  // caller unmapped it meanwhile) loses them, as a page the kernel pinned would be lost to the caller.
-  void flush() {
-    while (lines_) {
-      const unsigned first = static_cast<unsigned>(__builtin_ctzll(lines_));
-      const std::uint64_t after = lines_ >> first;
-      const unsigned count = ~after ? static_cast<unsigned>(__builtin_ctzll(~after)) : 64 - first;
-      lines_ &= count == 64 ? 0 : ~(((std::uint64_t{1} << count) - 1) << first);
-      const std::uint64_t lo = std::max<std::uint64_t>(first * kLine, dirty_lo_);
-      const std::uint64_t hi = std::min<std::uint64_t>((first + count) * kLine, dirty_hi_);
-      write_back(lo, hi - lo);
-      zero_words(buf_ + first * (kLine / 8), count * (kLine / 8));
-    }
-    dirty_lo_ = kPageSize;
-    dirty_hi_ = 0;
-  }
-
- private:
-  static constexpr std::uint64_t kNone = ~std::uint64_t{0};
-  static constexpr std::uint64_t kLine = 64;
 
   std::uint64_t pin_window_end(std::uint64_t byte) const {
     const std::uint64_t start = data_ + byte;
@@ -116,51 +113,57 @@ class UserBitmap {
     return page_align_down(start) + pages * kPageSize;
   }
 
-  // Sets bits [lo, hi] (all in one page of the bitmap); false when that page cannot be written.
-  bool or_bits(std::uint64_t lo, std::uint64_t hi) {
-    const std::uint64_t page = page_align_down(data_ + (lo >> 3));
-    if (page != page_ && !load(page, data_ + (lo >> 3))) return false;
-    // Bit b lives at byte data_ + (b >> 3): (data_ - page_) * 8 + b bits into the page.
-    const std::uint64_t bias = (data_ - page_) * 8;
-    const std::uint64_t first = (lo + bias) >> 3, last = (hi + bias) >> 3;
-    set_bit_range(buf_, lo + bias, hi + bias);
-    dirty_lo_ = std::min(dirty_lo_, first);
-    dirty_hi_ = std::max(dirty_hi_, last + 1);
-    const std::uint64_t l0 = first / kLine, l1 = last / kLine;
-    lines_ |= (l1 - l0 == 63 ? ~std::uint64_t{0} : ((std::uint64_t{1} << (l1 - l0 + 1)) - 1)) << l0;
+  // In place: probe the page once, then store. Runs inside Mm::store_in_place().
+  bool store_bits(std::uint64_t lo, std::uint64_t hi) {
+    const std::uint64_t at = data_ + (lo >> 3);
+    const std::uint64_t page = page_align_down(at);
+    if (page != probed_) {
+      if (page == bad_page_) return false;
+      std::uint8_t byte = 0;
+      if (!mm_.copy_from_user(&byte, at, 1).ok() || !mm_.copy_to_user(at, &byte, 1).ok()) {
+        bad_page_ = page;
+        return false;
+      }
+      probed_ = page;
+    }
+    set_bits_in_place(reinterpret_cast<std::uint8_t*>(data_), lo, hi);
     return true;
   }
 
-  // Makes `page` the held one, after probing the byte at `probe` for writing.
-  bool load(std::uint64_t page, std::uint64_t probe) {
-    flush();
-    page_ = kNone;
-    if (page == bad_page_) return false;
-    std::uint8_t byte = 0;
-    if (!mm_.copy_from_user(&byte, probe, 1).ok() || !mm_.copy_to_user(probe, &byte, 1).ok()) {
-      bad_page_ = page;
+  // By copies: the bytes holding bits [lo, hi], read, changed and written back.
+  bool copy_bits(std::uint64_t lo, std::uint64_t hi) {
+    const std::uint64_t first = lo >> 3, last = hi >> 3;
+    if (page_align_down(data_ + first) == bad_page_) return false;
+    std::uint8_t buf[kPageSize];
+    const std::size_t n = last - first + 1;
+    if (!mm_.copy_from_user(buf, data_ + first, n).ok()) {
+      bad_page_ = page_align_down(data_ + first);
       return false;
     }
-    page_ = page;
+    set_bits_in_place(buf - first, lo, hi);
+    if (!mm_.copy_to_user(data_ + first, buf, n).ok()) {
+      bad_page_ = page_align_down(data_ + first);
+      return false;
+    }
     return true;
   }
 
-  // Ors buf_[at, at + len) into the caller's page.
-  void write_back(std::uint64_t at, std::uint64_t len) {
-    static constexpr auto kOnes = [] {
-      std::array<std::uint8_t, kPageSize> ones{};
-      ones.fill(0xff);
-      return ones;
-    }();
-    const std::uint8_t* src = bytes() + at;
-    if (std::memcmp(src, kOnes.data(), len) == 0) {
-      (void)mm_.copy_to_user(page_ + at, src, len);
+  // Sets bits [lo, hi] of the byte-wise bitmap at `bytes`, writing no byte outside bytes lo / 8 .. hi / 8:
+  // the partial bytes at the ends by read-modify-write, whole bytes between them with 8-byte stores.
+  static void set_bits_in_place(std::uint8_t* bytes, std::uint64_t lo, std::uint64_t hi) {
+    const std::uint64_t first = lo >> 3, last = hi >> 3;
+    const auto head = static_cast<std::uint8_t>(0xffu << (lo & 7));
+    const auto tail = static_cast<std::uint8_t>(0xffu >> (7 - (hi & 7)));
+    if (first == last) {
+      bytes[first] |= head & tail;
       return;
     }
-    alignas(8) std::uint8_t merged[kPageSize];
-    if (!mm_.copy_from_user(merged, page_ + at, len).ok()) return;
-    for (std::uint64_t i = 0; i < len; ++i) merged[i] |= src[i];
-    (void)mm_.copy_to_user(page_ + at, merged, len);
+    bytes[first] |= head;
+    std::uint64_t b = first + 1;
+    constexpr std::uint64_t kOnes = ~std::uint64_t{0};
+    for (; b + 8 <= last; b += 8) std::memcpy(bytes + b, &kOnes, 8);
+    for (; b < last; ++b) bytes[b] = 0xff;
+    bytes[last] |= tail;
   }
 
   const std::uint64_t iova_;
@@ -168,13 +171,9 @@ class UserBitmap {
   const std::uint64_t total_bytes_;
   const std::uint64_t data_;
   const Mm& mm_;
-  std::uint64_t page_ = kNone;                         // the user page whose bits buf_ gathers
-  std::uint64_t bad_page_ = kNone;                     // the last page found unwritable
-  std::uint64_t lines_ = 0;                            // the 64-byte lines of buf_ holding bits
-  std::uint64_t dirty_lo_ = kPageSize, dirty_hi_ = 0;  // the bytes of the page that bits were set in
-  std::uint8_t* bytes() { return reinterpret_cast<std::uint8_t*>(buf_); }
-
-  alignas(64) std::uint64_t buf_[kPageSize / 8] = {};
+  bool in_place_ = true;
+  std::uint64_t probed_ = kNone;    // the page stores in place last probed
+  std::uint64_t bad_page_ = kNone;  // the last page found unwritable
 };
 
 // The kernel's iommufd_check_iova_range(): the range against the IOAS's alignment and page_size, which is
@@ -199,7 +198,7 @@ void walk_dirty(IoPagetable& iopt, Domain* domain, std::uint64_t iova, std::uint
   while (!walk.done) {
     ranges.clear();
     if (!iopt.read_dirty_window(domain, last, no_clear, &ranges, &walk).ok()) break;
-    for (const auto& r : ranges) consume(r.iova, r.length);
+    consume(ranges);
   }
 }
 
@@ -210,8 +209,7 @@ Status read_dirty_bitmap(IoPagetable& iopt, Domain* domain, const DirtyBitmapReq
   if (!domain->dirty_capable()) return Status::error(EOPNOTSUPP);
   UserBitmap bitmap(req.iova, req.length, req.page_size, req.data);
   walk_dirty(iopt, domain, req.iova, req.iova + (req.length - 1), req.no_clear,
-             [&](std::uint64_t va, std::uint64_t len) { bitmap.set(va, len); });
-  bitmap.flush();
+             [&](const std::vector<IoPagetable::DirtyRange>& ranges) { bitmap.set_all(ranges); });
   return Status();
 }
 
@@ -226,20 +224,22 @@ Status for_each_dirty_run(IoPagetable& iopt, Domain* domain, std::uint64_t iova,
   // Reports come in IOVA order; one that begins right after the open run extends it.
   bool open = false;
   std::uint64_t run_start = 0, run_last = 0;
-  walk_dirty(iopt, domain, iova, last, no_clear, [&](std::uint64_t va, std::uint64_t len) {
-    // A report runs from the request's start or its entry's, for the whole entry's size (the kernel's
-    // record_dirty()); the entry itself is aligned to its size.
-    const std::uint64_t lo = std::max(va, iova);
-    const std::uint64_t hi = std::min((va & ~(len - 1)) + (len - 1), last);
-    if (lo > hi) return;
-    if (open && lo == run_last + 1) {
+  walk_dirty(iopt, domain, iova, last, no_clear, [&](const std::vector<IoPagetable::DirtyRange>& ranges) {
+    for (const auto& [va, len] : ranges) {
+      // A report runs from the request's start or its entry's, for the whole entry's size (the kernel's
+      // record_dirty()); the entry itself is aligned to its size.
+      const std::uint64_t lo = std::max(va, iova);
+      const std::uint64_t hi = std::min((va & ~(len - 1)) + (len - 1), last);
+      if (lo > hi) continue;
+      if (open && lo == run_last + 1) {
+        run_last = hi;
+        continue;
+      }
+      if (open) run(ctx, run_start, run_last - run_start + 1);
+      open = true;
+      run_start = lo;
       run_last = hi;
-      return;
     }
-    if (open) run(ctx, run_start, run_last - run_start + 1);
-    open = true;
-    run_start = lo;
-    run_last = hi;
   });
   if (open) run(ctx, run_start, run_last - run_start + 1);
   return Status();

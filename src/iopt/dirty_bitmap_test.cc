@@ -49,12 +49,14 @@ class Mapping {
 };
 
 // An IOAS with one dirty-tracking domain over areas of a 4 MiB buffer. Large entries on, so a 2 MiB
-// aligned piece becomes a 2 MiB entry.
-class DirtyBitmapTest : public ::testing::Test {
+// aligned piece becomes a 2 MiB entry. The parameter: whether the bitmap writer may store in place (its
+// usual way) or must use copies (its way under the sanitizers), so that both are held to the model.
+class DirtyBitmapTest : public ::testing::TestWithParam<bool> {
  protected:
   static constexpr std::uint64_t kBacking = 2 * k2M;
 
   void SetUp() override {
+    Mm::set_store_in_place_disabled_for_testing(!GetParam());
     PageTableDomain::Options options;
     options.dirty_capable = true;
     auto d = PageTableDomain::create(options);
@@ -67,6 +69,7 @@ class DirtyBitmapTest : public ::testing::Test {
     std::uint64_t unmapped = 0;
     (void)iopt_.unmap_range(Interval::full(), &unmapped);
     iopt_.remove_domain(domain_.get());
+    Mm::set_store_in_place_disabled_for_testing(false);
   }
 
   // Maps [offset, offset + length) of the backing at iova.
@@ -128,7 +131,7 @@ struct ModelBitmap {
   }
 };
 
-TEST_F(DirtyBitmapTest, RandomPatternsMatchTheOneReportAtATimeModel) {
+TEST_P(DirtyBitmapTest, RandomPatternsMatchTheOneReportAtATimeModel) {
   // Areas: a 2 MiB entry at [2M, 4M), 4 KiB entries at [4M, 4M + 1M), a hole, more 4 KiB entries after.
   map(k2M, 0, k2M);
   map(2 * k2M, k2M + k4K, 256 * k4K);
@@ -186,7 +189,7 @@ TEST_F(DirtyBitmapTest, RandomPatternsMatchTheOneReportAtATimeModel) {
   }
 }
 
-TEST_F(DirtyBitmapTest, AnUnwritableBitmapPageDropsTheRestOfEachReportThatReachesIt) {
+TEST_P(DirtyBitmapTest, AnUnwritableBitmapPageDropsTheRestOfEachReportThatReachesIt) {
   map(0, 0, k2M);
   // The granule only has to divide the range. At a 256 B granule a 2 MiB entry is 8192 bits = 1 KiB of
   // bitmap, so a bitmap starting 512 bytes before a page end puts half of one report on each side.
@@ -208,7 +211,7 @@ TEST_F(DirtyBitmapTest, AnUnwritableBitmapPageDropsTheRestOfEachReportThatReache
   for (std::uint64_t i = 0; i < 3 * k4K; ++i) ASSERT_EQ(user.ptr()[i], 0) << i;
 }
 
-TEST_F(DirtyBitmapTest, AnUnmappedBitmapIsNotAnErrorAndLosesTheBits) {
+TEST_P(DirtyBitmapTest, AnUnmappedBitmapIsNotAnErrorAndLosesTheBits) {
   map(0, 0, 16 * k4K);
   Mapping user(k4K);
   ASSERT_EQ(munmap(user.ptr(), k4K), 0);
@@ -219,7 +222,7 @@ TEST_F(DirtyBitmapTest, AnUnmappedBitmapIsNotAnErrorAndLosesTheBits) {
             MAP_FAILED);
 }
 
-TEST_F(DirtyBitmapTest, RunsMergeNeighboursClipToTheRequestAndStopAtAHole) {
+TEST_P(DirtyBitmapTest, RunsMergeNeighboursClipToTheRequestAndStopAtAHole) {
   map(k2M, 0, k2M);                       // one 2 MiB entry
   map(2 * k2M, k2M, 8 * k4K);             // eight 4 KiB entries right after it
   map(2 * k2M + 16 * k4K, k2M, 4 * k4K);  // after a hole
@@ -241,7 +244,7 @@ TEST_F(DirtyBitmapTest, RunsMergeNeighboursClipToTheRequestAndStopAtAHole) {
   EXPECT_EQ(runs(2 * k2M + 16 * k4K, 4 * k4K), (Runs{{2 * k2M + 16 * k4K, k4K}}));
 }
 
-TEST_F(DirtyBitmapTest, RunsRefuseBadRangesAndDomainsThatCannotTrack) {
+TEST_P(DirtyBitmapTest, RunsRefuseBadRangesAndDomainsThatCannotTrack) {
   map(0, 0, k4K);
   auto never = [](std::uint64_t, std::uint64_t) { ADD_FAILURE() << "a run from a refused request"; };
   EXPECT_EQ(for_each_dirty_run(iopt_, domain_.get(), 0, 0, false, never).error(), EINVAL);
@@ -263,6 +266,11 @@ TEST_F(DirtyBitmapTest, RunsRefuseBadRangesAndDomainsThatCannotTrack) {
       read_dirty_bitmap(iopt_, domain_.get(), DirtyBitmapRequest{0, 2 * k4K, 3 * k4K, 0, false}).error(),
       EINVAL);
 }
+
+INSTANTIATE_TEST_SUITE_P(Writers, DirtyBitmapTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "InPlace" : "ByCopies";
+                         });
 
 }  // namespace
 }  // namespace uiommufd

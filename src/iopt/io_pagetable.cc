@@ -863,12 +863,16 @@ Status IoPagetable::set_dirty_tracking(Domain* domain, bool enable) {
 
 Status IoPagetable::read_dirty_window(Domain* domain, std::uint64_t last, bool no_clear,
                                       std::vector<DirtyRange>* out, DirtyWalk* walk) {
-  constexpr std::uint64_t kWindow = std::uint64_t{1} << 28;
+  // A window spans 128 Ki entries of the domain's smallest size (256 MiB of the mock's 2 KiB ones, 512 MiB
+  // of 4 KiB ones): a bounded report buffer and a bounded time with the IOVA lock held.
+  constexpr unsigned kWindowEntriesShift = 17;
+  const unsigned granule_shift = static_cast<unsigned>(__builtin_ctzll(domain->pgsize_bitmap()));
+  const std::uint64_t window = std::uint64_t{1} << (kWindowEntriesShift + granule_shift);
   if (walk->done) return Status();
-  const std::uint64_t window_last = std::min(last, walk->cur | (kWindow - 1));
-  // Room for every entry the window can hold (2 KiB the smallest) first: once an entry is read and cleaned,
-  // its report must not be lost to a failed allocation (docs/allocation.md: room first, change second).
-  out->reserve(out->size() + ((window_last - walk->cur) >> 11) + 2);
+  const std::uint64_t window_last = std::min(last, walk->cur | (window - 1));
+  // Room for every entry the window can hold first: once an entry is read and cleaned, its report must not
+  // be lost to a failed allocation (docs/allocation.md: room first, change second).
+  out->reserve(out->size() + ((window_last - walk->cur) >> granule_shift) + 2);
   lockdep::ReadGuard g(iova_rwsem_);
   const Interval range{walk->cur, window_last};
   for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -11,6 +12,7 @@
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/page.h"
+#include "uiommufd/base/sanitizers.h"
 #include "user_copy.h"
 
 namespace uiommufd {
@@ -81,6 +83,26 @@ Status Mm::copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) c
   if (mm_internal::short_copy(/*to_user=*/true, const_cast<void*>(src), uaddr, len)) [[likely]]
     return Status();
   return mm_internal::copy_to_user(mm_internal::CopyMethod::kAuto, uaddr, src, len);
+}
+
+namespace {
+std::atomic<bool> g_store_in_place_disabled{false};
+}  // namespace
+
+void Mm::set_store_in_place_disabled_for_testing(bool disabled) {
+  g_store_in_place_disabled.store(disabled, std::memory_order_relaxed);
+}
+
+Status Mm::store_in_place(std::uint64_t uaddr, std::size_t len, void (*store)(void*), void* ctx) const {
+#if defined(UIOMMUFD_SANITIZED)
+  (void)uaddr, (void)len, (void)store, (void)ctx;
+  return Status::error(EOPNOTSUPP);
+#else
+  if (g_store_in_place_disabled.load(std::memory_order_relaxed) || range_wraps(uaddr, len) ||
+      !mm_internal::recoverable_copy_usable(uaddr, len))
+    return Status::error(EOPNOTSUPP);
+  return mm_internal::recoverable_run(uaddr, len, store, ctx);
+#endif
 }
 
 Status Mm::make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) const {

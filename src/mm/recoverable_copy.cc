@@ -472,6 +472,28 @@ Status recoverable_copy(bool to_user, void* local, std::uint64_t uaddr, std::siz
   return ok ? Status() : Status::error(EFAULT);
 }
 
+namespace {
+struct RunCall {
+  void (*fn)(void*);
+  void* ctx;
+};
+// A Mover that runs the call it is handed as its destination.
+void run_call(void* call, const void*, std::size_t) {
+  const auto* c = static_cast<const RunCall*>(call);
+  c->fn(c->ctx);
+}
+}  // namespace
+
+Status recoverable_run(std::uint64_t uaddr, std::size_t len, void (*fn)(void*), void* ctx) {
+  RunCall call{fn, ctx};
+  std::size_t done = 0;
+  // One chunk: a granule beyond any user address makes guarded_run() call the mover once for all of len.
+  constexpr std::size_t kWhole = std::size_t{1} << 62;
+  return guarded_run(run_call, reinterpret_cast<char*>(&call), nullptr, len, uaddr, kWhole, &done)
+             ? Status()
+             : Status::error(EFAULT);
+}
+
 #if defined(__x86_64__)
 bool recoverable_touch_supported() { return true; }
 

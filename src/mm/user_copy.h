@@ -53,6 +53,12 @@ bool short_copy(bool to_user, void* local, std::uint64_t uaddr, std::size_t len)
 // Test hook: makes kAuto and kRecoverable skip the recoverable copy (as if it were not usable).
 void set_recoverable_copy_disabled_for_testing(bool disabled);
 
+// Runs fn(ctx) inside the recoverable region for [uaddr, uaddr + len): fn stores straight into that range,
+// and a fault there ends fn (siglongjmp) with EFAULT. Precondition: recoverable_copy_usable(uaddr, len).
+// fn's frames are abandoned on a fault: it must keep its progress in memory it was handed, hold no lock
+// and allocate nothing.
+Status recoverable_run(std::uint64_t uaddr, std::size_t len, void (*fn)(void*), void* ctx);
+
 // Faults in the pages of a page-aligned range inside the recoverable region, the way a user copy would
 // (write: writable, copy-on-write broken), without changing a byte: EFAULT where a page cannot be faulted
 // in. For a few pages it is much cheaper than MADV_POPULATE_*, whose system call costs more than the

@@ -3,7 +3,7 @@
 // iova_bitmap.c), or as runs of dirty bytes for C++ callers that want no bitmap at all.
 //
 // Both walk the areas that follow one another from `iova` (a hole, or an area without pages, ends the
-// walk as it ends the kernel's) in 256 MiB windows, with the IOVA lock held for reading only while a
+// walk as it ends the kernel's) in windows of 128 Ki entries of the domain's granule, with the IOVA lock held for reading only while a
 // window's entries are read and cleared; the bitmap's user memory is touched between windows, never
 // with an engine lock held.
 #pragma once

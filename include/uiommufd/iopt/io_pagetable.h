@@ -114,7 +114,8 @@ class IoPagetable {
   // One window of the kernel's dirty walk (iopt_read_and_clear_dirty_data(), __iommu_read_and_clear_dirty()):
   // the areas that follow one another from the one holding walk->cur, read through `domain` up to `last`
   // (Domain::read_and_clear_dirty(), whose reports are appended to *out). A window ends at the next
-  // 256 MiB boundary, so that the caller can write a bitmap between windows with no lock held; walk->done
+  // boundary of 128 Ki entries of the domain's granule (256 MiB of 2 KiB ones), so that the caller can
+  // write a bitmap between windows with no lock held; walk->done
   // is set at `last`, at a hole (a start in a hole reads nothing) or at an area without pages.
   struct DirtyWalk {
     std::uint64_t cur = 0;

@@ -62,6 +62,20 @@ class Mm : public RefCounted<Mm> {
   Status copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const;
   Status copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) const;
 
+  // Stores straight into user memory: runs store(ctx), which may write anywhere in [uaddr, uaddr + len) of
+  // this Mm with ordinary stores, a fault there being caught by the region the copies use instead of killing
+  // the process. For writers that scatter small pieces over a range (a dirty bitmap), where a copy per piece
+  // costs more than the stores themselves. `store` must keep its progress in memory it was handed (a fault
+  // abandons its frames), hold no lock and allocate nothing.
+  // Errors: EFAULT when store faulted part way (it stopped at that store; what it stored before stays);
+  //   EOPNOTSUPP, before store runs, where the region cannot serve (a range reaching above 2^47 or wrapping,
+  //   a thread that blocks SIGSEGV or SIGBUS, a nested use, a sanitized build, whose instrumented stores
+  //   check shadow memory first and would fault outside the range) or after
+  //   set_store_in_place_disabled_for_testing(true): the caller then uses copies.
+  // No fault site: callers that could fail where the kernel can (a pin) check with a copy first.
+  Status store_in_place(std::uint64_t uaddr, std::size_t len, void (*store)(void*), void* ctx) const;
+  static void set_store_in_place_disabled_for_testing(bool disabled);
+
   // Makes [uaddr, uaddr + len) resident and checks that every page is accessible for writing when `write`
   // (for reading otherwise), as long-term GUP with/without FOLL_WRITE would. uaddr and len must be
   // multiples of kPageSize. A write populate breaks copy-on-write sharing, so the pages are this Mm's own.
