@@ -4,7 +4,7 @@
 //     iommufd_hwpt_get_dirty_bitmap(); io_pagetable.c iommufd_check_iova_range(); selftest.c
 //     iommufd_test_dirty()).
 //   - The bitmap against a model of what Linux 7.2 writes: random dirty patterns set by the test op and by
-//     DMA through the domain, granularities from 512 bytes to 2 MiB, bitmaps at unaligned addresses and
+//     DMA through the domain, granularities from 16 bytes to 2 MiB, bitmaps at unaligned addresses and
 //     across pages, ranges over several areas and holes (io_pagetable.c __iommu_read_and_clear_dirty():
 //     the walk ends at the first hole), 1 MiB leaves (the MOCK_IOMMUPT_HUGE table), bits already set,
 //     NO_CLEAR. The model of the user bitmap is iova_bitmap.c's rule (bits only set; a report pins from the
@@ -25,7 +25,6 @@
 
 #include <gtest/gtest.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "testing/hwpt_ioctl_test.h"
 #include "testing/sweep_checked.h"
