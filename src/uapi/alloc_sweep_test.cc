@@ -20,6 +20,7 @@
 #include "testing/test_fd_host.h"
 
 #include "uiommufd/base/page.h"
+#include "uiommufd/domain/page_table_domain.h"
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/context.h"
@@ -56,6 +57,8 @@ struct World {
   // PASID-capable nested one on it; `pasid` is the PASID whose attachment the snapshot follows.
   std::uint32_t s2 = 0, parent = 0, nested = 0;
   std::uint32_t pasid = 0;
+  // A paging HWPT made with DIRTY_TRACKING, whose dirty state the snapshot follows.
+  std::uint32_t dirty = 0;
   int access = -1;
   std::uint32_t pages_id = 0;
   char* mem = nullptr;
@@ -83,6 +86,9 @@ struct Snapshot {
   // The HWPTs the mock device's RID and the world's PASID are attached to, and the nested HWPT's IOTLB.
   std::vector<std::uint32_t> attached;
   std::vector<std::uint32_t> iotlb;
+  // The dirty HWPT's tracking state and the bits a NO_CLEAR read of the 16 pages at kIova returns.
+  bool tracking = false;
+  std::uint64_t dirty_bits = 0;
 
   bool operator==(const Snapshot&) const = default;
   std::string to_string() const {
@@ -93,6 +99,7 @@ struct Snapshot {
     for (std::uint32_t a : attached) s += " " + std::to_string(a);
     s += ", iotlb";
     for (std::uint32_t e : iotlb) s += " " + std::to_string(e);
+    s += ", tracking " + std::to_string(tracking) + ", dirty bits " + std::to_string(dirty_bits);
     return s;
   }
 };
@@ -130,6 +137,15 @@ Snapshot snapshot(World& w, std::string* invariants) {
       for (std::uint32_t i = 0; i < NestedDomain::kIotlbNum; ++i)
         s.iotlb.push_back((*nested)->domain().iotlb(i));
     }
+  }
+  if (w.dirty != 0) {
+    Result<ObjectRef<HwptPaging>> hwpt = ctx.get<HwptPaging>(w.dirty, ObjectType::kHwptPaging);
+    auto* table = hwpt.ok() ? dynamic_cast<PageTableDomain*>(&(*hwpt)->domain()) : nullptr;
+    s.tracking = table && table->dirty_tracking();
+    iommu_hwpt_get_dirty_bitmap g{
+        sizeof(g),      w.dirty,   IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,          0, kIova,
+        16 * kPageSize, kPageSize, reinterpret_cast<std::uint64_t>(&s.dirty_bits)};
+    if (w.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &g) != 0) s.dirty_bits = ~0ull;  // differs from any real value
   }
   return s;
 }
@@ -303,6 +319,41 @@ void pasid_world(World& w) {
 void pasid_attached_world(World& w) {
   pasid_world(w);
   ASSERT_EQ(pasid_op(w, IOMMU_TEST_OP_PASID_ATTACH, w.pasid, w.s2), 0);
+}
+// A mock device whose RID is on `dirty`, a DIRTY_TRACKING paging HWPT on an IOAS that has (when `mapped`) 16
+// pages at kIova; the device started on a second, empty IOAS. Tracking is off.
+void dirty_world(World& w, bool mapped) {
+  ioas_world(w);
+  if (mapped) {
+    ASSERT_EQ(map(w, w.ioas, kIova, 0, 16), 0);
+  }
+  w.ioas2 = alloc_ioas(w);
+  ASSERT_EQ(mock_domain(w, w.ioas2), 0);
+  ASSERT_EQ(hwpt_alloc(w, kHwptAllocDirtyTracking, w.ioas, -1, &w.dirty), 0);
+  ASSERT_EQ(mock_domain_replace(w, w.dirty), 0);
+}
+int set_dirty_tracking(World& w, bool on) {
+  iommu_hwpt_set_dirty_tracking c{sizeof(c), on ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0u, w.dirty, 0};
+  return w.call(IOMMU_HWPT_SET_DIRTY_TRACKING, &c);
+}
+// IOMMU_TEST_OP_DIRTY of pages 1, 5, 6 and 15 of the 16 at kIova.
+int mark_dirty(World& w) {
+  static const std::uint64_t kBits = 0x8062;
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_DIRTY, w.dirty);
+  c.dirty = {0, kIova, 16 * kPageSize, kPageSize, reinterpret_cast<std::uint64_t>(&kBits), 0};
+  return w.test(c);
+}
+int get_dirty_bitmap(World& w, std::uint32_t flags) {
+  std::uint64_t bits[2] = {};
+  iommu_hwpt_get_dirty_bitmap g{sizeof(g), w.dirty,        flags,     0,
+                                kIova,     16 * kPageSize, kPageSize, reinterpret_cast<std::uint64_t>(bits)};
+  return w.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &g);
+}
+// Tracking on, pages marked.
+void dirty_marked_world(World& w) {
+  dirty_world(w, true);
+  ASSERT_EQ(set_dirty_tracking(w, true), 0);
+  ASSERT_EQ(mark_dirty(w), 0);
 }
 // A /dev/vfio/vfio-style iommufd whose compat IOAS has a mock domain.
 void vfio_world(World& w) {
@@ -613,6 +664,33 @@ std::vector<Operation> operations() {
                    ASSERT_EQ(hwpt_alloc(w, 0, w.parent, 0, &w.nested), 0);
                  },
                  [](World& w) { return mock_domain_replace(w, w.nested); }});
+  // ---- dirty tracking: the steps of a migration's setup and loop ----
+  ops.push_back({"dirty_attach",
+                 [](World& w) {
+                   hwpt_world(w);
+                   ASSERT_EQ(hwpt_alloc(w, kHwptAllocDirtyTracking, w.ioas, -1, &w.dirty), 0);
+                 },
+                 [](World& w) { return mock_domain_replace(w, w.dirty); }});
+  ops.push_back({"dirty_map", [](World& w) { dirty_world(w, false); },
+                 [](World& w) { return map(w, w.ioas, kIova, 0, 16); }});
+  // Enabling cleans the bits left from before: a failed enable must leave them.
+  ops.push_back({"dirty_set_tracking_on",
+                 [](World& w) {
+                   dirty_marked_world(w);
+                   ASSERT_EQ(set_dirty_tracking(w, false), 0);
+                 },
+                 [](World& w) { return set_dirty_tracking(w, true); }});
+  ops.push_back(
+      {"dirty_set_tracking_off", dirty_marked_world, [](World& w) { return set_dirty_tracking(w, false); }});
+  ops.push_back({"dirty_test_op",
+                 [](World& w) {
+                   dirty_world(w, true);
+                   ASSERT_EQ(set_dirty_tracking(w, true), 0);
+                 },
+                 mark_dirty});
+  ops.push_back({"dirty_get_bitmap", dirty_marked_world, [](World& w) { return get_dirty_bitmap(w, 0); }});
+  ops.push_back({"dirty_get_bitmap_no_clear", dirty_marked_world,
+                 [](World& w) { return get_dirty_bitmap(w, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR); }});
   return ops;
 }
 
