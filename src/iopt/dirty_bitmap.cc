@@ -189,7 +189,10 @@ Status check_dirty_range(std::uint64_t iova, std::uint64_t length, std::uint64_t
 }
 
 // Walks [iova, last] window by window, handing each window's reports to `consume` with no lock held.
-// Errors of the walk itself end it quietly, as the kernel ignores them (iommu_read_and_clear_dirty()).
+// The report buffer is sized in the first window for every later one, so a failed allocation (a
+// std::bad_alloc for the entry point's boundary to turn into ENOMEM, docs/allocation.md) comes before
+// anything is read, as the kernel allocates its bitmap state before its walk. Errors of the walk itself end
+// it quietly, as the kernel ignores them (iommu_read_and_clear_dirty()).
 template <typename Consume>
 void walk_dirty(IoPagetable& iopt, Domain* domain, std::uint64_t iova, std::uint64_t last, bool no_clear,
                 Consume&& consume) {

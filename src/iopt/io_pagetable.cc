@@ -870,9 +870,11 @@ Status IoPagetable::read_dirty_window(Domain* domain, std::uint64_t last, bool n
   const std::uint64_t window = std::uint64_t{1} << (kWindowEntriesShift + granule_shift);
   if (walk->done) return Status();
   const std::uint64_t window_last = std::min(last, walk->cur | (window - 1));
-  // Room for every entry the window can hold first: once an entry is read and cleaned, its report must not
-  // be lost to a failed allocation (docs/allocation.md: room first, change second).
-  out->reserve(out->size() + ((window_last - walk->cur) >> granule_shift) + 2);
+  // Room first: once an entry is read and cleaned, its report must not be lost to a failed allocation
+  // (docs/allocation.md: room first, change second). Enough for a whole window or the rest of the request,
+  // whichever is less, so that a caller reusing *out allocates only before its first window, as the kernel
+  // allocates its bitmap state before its walk.
+  out->reserve(out->size() + (std::min(last - walk->cur, window - 1) >> granule_shift) + 2);
   lockdep::ReadGuard g(iova_rwsem_);
   const Interval range{walk->cur, window_last};
   for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {

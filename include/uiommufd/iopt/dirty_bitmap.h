@@ -35,7 +35,8 @@ struct DirtyBitmapRequest {
 // (what the caller left in the bitmap stays), a bitmap page that cannot be written loses the bits of the
 // report that reached it, and a report of an entry larger than the granule sets a bit for every granule of
 // the entry from the first one the request covers (even past the end of the request, up to the end of
-// the bitmap pages the kernel would have pinned).
+// the bitmap pages the kernel would have pinned). Its one allocation, the report buffer, is made before
+// anything is read: std::bad_alloc there (ENOMEM at the ioctl boundary) leaves every dirty bit in place.
 Status read_dirty_bitmap(IoPagetable& iopt, Domain* domain, const DirtyBitmapRequest& req);
 
 // Calls run(ctx, iova, length) for each maximal run of dirty bytes within [iova, iova + length), in IOVA
