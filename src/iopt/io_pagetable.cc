@@ -876,26 +876,33 @@ Status IoPagetable::read_dirty_window(Domain* domain, std::uint64_t last, bool n
   // allocates its bitmap state before its walk.
   out->reserve(out->size() + (std::min(last - walk->cur, window - 1) >> granule_shift) + 2);
   lockdep::ReadGuard g(iova_rwsem_);
+  // The areas that follow one another from walk->cur within the window are read in one call: an entry never
+  // spans two areas, so the reports are those of one call per area (the kernel's loop over contiguous
+  // areas), at one domain lock and one table walk per window instead of per area.
   const Interval range{walk->cur, window_last};
-  for (Area* a = first_area_locked(range);; a = next_area_locked(a, range)) {
-    if (!a || a->iova_start() > walk->cur || !a->pages()) {
-      walk->done = true;
-      return Status();
+  std::uint64_t end = walk->cur - 1;  // the last byte of the contiguous run so far
+  bool hole = false;
+  for (Area* a = first_area_locked(range); end != window_last; a = next_area_locked(a, range)) {
+    if (!a || a->iova_start() > end + 1 || !a->pages()) {
+      hole = true;
+      break;
     }
-    const std::uint64_t end = std::min(window_last, a->iova_last());
+    end = std::min(window_last, a->iova_last());
+  }
+  if (end + 1 != walk->cur) {  // something to read
     TRY(domain->read_and_clear_dirty(
         walk->cur, end - walk->cur + 1, no_clear,
         [](void* ctx, std::uint64_t iova, std::uint64_t length) {
           static_cast<std::vector<DirtyRange>*>(ctx)->push_back({iova, length});
         },
         out));
-    if (end == last) {
-      walk->done = true;
-      return Status();
-    }
-    walk->cur = end + 1;
-    if (end == window_last) return Status();
   }
+  if (hole || end == last) {
+    walk->done = true;
+    return Status();
+  }
+  walk->cur = end + 1;
+  return Status();
 }
 
 // ---- introspection ----
