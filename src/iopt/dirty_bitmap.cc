@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "uiommufd/base/checked.h"
+#include "uiommufd/base/fault.h"
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/domain/domain.h"
@@ -14,6 +15,11 @@
 #include "uiommufd/mm/mm.h"
 
 namespace uiommufd {
+
+// The kernel's iova_bitmap_alloc(): its state for the walk, allocated after the range checks and before
+// anything is read.
+UIOMMUFD_FAULT_SITE(g_fault_dirty_bitmap, "iopt.dirty_bitmap", ENOMEM);
+
 namespace {
 
 // The caller's bitmap, written as the kernel's iova_bitmap does (iova_bitmap.c iova_bitmap_set()): bit b
@@ -210,6 +216,7 @@ void walk_dirty(IoPagetable& iopt, Domain* domain, std::uint64_t iova, std::uint
 Status read_dirty_bitmap(IoPagetable& iopt, Domain* domain, const DirtyBitmapRequest& req) {
   TRY(check_dirty_range(req.iova, req.length, req.page_size, iopt.iova_alignment()));
   if (!domain->dirty_capable()) return Status::error(EOPNOTSUPP);
+  TRY(inject(g_fault_dirty_bitmap));
   UserBitmap bitmap(req.iova, req.length, req.page_size, req.data);
   walk_dirty(iopt, domain, req.iova, req.iova + (req.length - 1), req.no_clear,
              [&](const std::vector<IoPagetable::DirtyRange>& ranges) { bitmap.set_all(ranges); });
