@@ -146,5 +146,43 @@ TEST_F(DmaTest, AWriteThroughATrackingMockDomainIsRecordedAsDirty) {
   dev.detach(Device::kNoPasid);
 }
 
+// The C++ face of a migration loop (README): tracking on, the device writes, the dirty pages come back as
+// runs or as a bitmap, and each read clears what it returned.
+TEST_F(DmaTest, TheHwptGivesWhatTheDeviceWroteAsRunsAndAsABitmap) {
+  map(0, kLen, Ioas::kReadable | Ioas::kWriteable);
+  Device& dev = device(Device::Kind::kMock);
+  HwptAllocArgs args;
+  args.dev_id = dev.id();
+  args.pt_id = ioas_id_;
+  args.flags = kHwptAllocDirtyTracking;
+  const std::uint32_t hwpt_id = *HwPagetable::alloc(*ctx_, args);
+  ASSERT_TRUE(dev.attach(hwpt_id).ok());
+  ObjectRef<HwptPaging> hwpt = std::move(*ctx_->get<HwptPaging>(hwpt_id, ObjectType::kHwptPaging));
+  const unsigned char data[8] = {9, 8, 7, 6, 5, 4, 3, 2};
+  // Tracking off: nothing is recorded.
+  ASSERT_TRUE(dev.dma_write(kIova + kPageSize, data, sizeof(data)).ok());
+  ASSERT_TRUE(hwpt->set_dirty_tracking(true).ok());
+  // Across the boundary of pages 2 and 3 (the second 2 KiB item of page 2, the first of page 3), and in
+  // page 6.
+  ASSERT_TRUE(dev.dma_write(kIova + 3 * kPageSize - 4, data, sizeof(data)).ok());
+  ASSERT_TRUE(dev.dma_write(kIova + 6 * kPageSize + 10, data, sizeof(data)).ok());
+  using Runs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+  Runs runs;
+  auto collect = [&](std::uint64_t va, std::uint64_t len) { runs.emplace_back(va, len); };
+  ASSERT_TRUE(hwpt->for_each_dirty_run(kIova, kLen, /*no_clear=*/true, collect).ok());
+  // The mock reports a 4 KiB page mapped at a 4 KiB IOVA by its first 2 KiB, whichever item was written
+  // (docs/semantics.md#dirty).
+  EXPECT_EQ(runs, (Runs{{kIova + 2 * kPageSize, kPageSize / 2}, {kIova + 3 * kPageSize, kPageSize / 2},
+                        {kIova + 6 * kPageSize, kPageSize / 2}}));
+  std::uint64_t bitmap = 0;
+  ASSERT_TRUE(hwpt->read_dirty_bitmap({kIova, kLen, kPageSize, reinterpret_cast<std::uint64_t>(&bitmap)}).ok());
+  EXPECT_EQ(bitmap, (1u << 2) | (1u << 3) | (1u << 6));
+  runs.clear();
+  ASSERT_TRUE(hwpt->for_each_dirty_run(kIova, kLen, false, collect).ok());
+  EXPECT_EQ(runs, Runs{});
+  EXPECT_EQ(hwpt->for_each_dirty_run(kIova, 0, false, collect).error(), EINVAL);
+  dev.detach(Device::kNoPasid);
+}
+
 }  // namespace
 }  // namespace uiommufd
