@@ -52,6 +52,17 @@ class DmaTest : public ::testing::Test {
     return *devices_.back();
   }
 
+  // A HWPT with dirty tracking on the IOAS, the mock device attached to it.
+  ObjectRef<HwptPaging> tracking_hwpt(Device& dev) {
+    HwptAllocArgs args;
+    args.dev_id = dev.id();
+    args.pt_id = ioas_id_;
+    args.flags = kHwptAllocDirtyTracking;
+    const Result<std::uint32_t> id = HwPagetable::alloc(*ctx_, args);
+    if (!id.ok() || !dev.attach(*id).ok()) return {};
+    return std::move(*ctx_->get<HwptPaging>(*id, ObjectType::kHwptPaging));
+  }
+
   std::unique_ptr<Context> ctx_;
   std::uint32_t ioas_id_ = 0;
   ObjectRef<Ioas> ioas_;
@@ -116,13 +127,8 @@ TEST_F(DmaTest, NeedsAnAttachedPagingHwpt) {
 TEST_F(DmaTest, AWriteThroughATrackingMockDomainIsRecordedAsDirty) {
   map(0, kLen, Ioas::kReadable | Ioas::kWriteable);
   Device& dev = device(Device::Kind::kMock);
-  HwptAllocArgs args;
-  args.dev_id = dev.id();
-  args.pt_id = ioas_id_;
-  args.flags = kHwptAllocDirtyTracking;
-  const std::uint32_t hwpt_id = *HwPagetable::alloc(*ctx_, args);
-  ASSERT_TRUE(dev.attach(hwpt_id).ok());
-  ObjectRef<HwptPaging> hwpt = std::move(*ctx_->get<HwptPaging>(hwpt_id, ObjectType::kHwptPaging));
+  ObjectRef<HwptPaging> hwpt = tracking_hwpt(dev);
+  ASSERT_TRUE(hwpt);
   Domain& domain = hwpt->domain();
   ASSERT_TRUE(domain.dirty_capable());
   ASSERT_TRUE(domain.set_dirty_tracking(true).ok());
@@ -151,13 +157,8 @@ TEST_F(DmaTest, AWriteThroughATrackingMockDomainIsRecordedAsDirty) {
 TEST_F(DmaTest, TheHwptGivesWhatTheDeviceWroteAsRunsAndAsABitmap) {
   map(0, kLen, Ioas::kReadable | Ioas::kWriteable);
   Device& dev = device(Device::Kind::kMock);
-  HwptAllocArgs args;
-  args.dev_id = dev.id();
-  args.pt_id = ioas_id_;
-  args.flags = kHwptAllocDirtyTracking;
-  const std::uint32_t hwpt_id = *HwPagetable::alloc(*ctx_, args);
-  ASSERT_TRUE(dev.attach(hwpt_id).ok());
-  ObjectRef<HwptPaging> hwpt = std::move(*ctx_->get<HwptPaging>(hwpt_id, ObjectType::kHwptPaging));
+  ObjectRef<HwptPaging> hwpt = tracking_hwpt(dev);
+  ASSERT_TRUE(hwpt);
   const unsigned char data[8] = {9, 8, 7, 6, 5, 4, 3, 2};
   // Tracking off: nothing is recorded.
   ASSERT_TRUE(dev.dma_write(kIova + kPageSize, data, sizeof(data)).ok());
