@@ -189,6 +189,71 @@ TEST(DirtyTest, TheMockDomainTracksWhenAllocatedToAndReportsItsEntries) {
   EXPECT_FALSE((*plain)->dirty_capable());
 }
 
+std::unique_ptr<MockDomain> make_mock(MockDomain::Options options = {}) {
+  options.dirty_capable = true;
+  auto created = MockDomain::create(options);
+  EXPECT_TRUE(created.ok());
+  return std::move(created).value();
+}
+
+constexpr std::uint64_t k2K = MockDomain::kIoPageSize;
+constexpr std::uint64_t kG = MockDomain::kAperture.start;
+
+// 8 KiB at kG (8 KiB aligned, as is kPa2M) in blocks of `phys_block`, its last 2 KiB item marked dirty.
+std::unique_ptr<MockDomain> eight_kib_dirty_at_the_end(std::uint64_t phys_block) {
+  auto d = make_mock();
+  EXPECT_TRUE(d->map(kG, kPa2M, 4 * k2K, kRW, phys_block).ok());
+  EXPECT_TRUE(d->set_dirty(kG + 3 * k2K).ok());
+  return d;
+}
+
+// A contiguous entry of the mock's default table (generic_pt's record_dirty()): dirty when any item is,
+// reported from the item the walk reaches first up to, not including, its last item, or to the end of
+// the request if that comes first; cleaned whole.
+TEST(DirtyTest, AContiguousEntryOfTheMockReportsAsTheKernelsRecordDirty) {
+  auto d = eight_kib_dirty_at_the_end(k2M);  // one entry of four items
+  EXPECT_EQ(collect(*d, kG, 4 * k2K, true), (Ranges{{kG, 3 * k2K}}));
+  EXPECT_EQ(collect(*d, kG, 2 * k2K, true), (Ranges{{kG, 2 * k2K}}));
+  EXPECT_EQ(collect(*d, kG + k2K, 3 * k2K, true), (Ranges{{kG + k2K, 2 * k2K}}));
+  EXPECT_EQ(collect(*d, kG + 2 * k2K, 2 * k2K, true), (Ranges{{kG + 2 * k2K, k2K}}));
+  // From the last item the kernel would report nothing and never return; here that item.
+  EXPECT_EQ(collect(*d, kG + 3 * k2K, k2K, true), (Ranges{{kG + 3 * k2K, k2K}}));
+  // Reading the first item clears all four.
+  EXPECT_EQ(collect(*d, kG, k2K), (Ranges{{kG, k2K}}));
+  EXPECT_EQ(collect(*d, kG, 4 * k2K), Ranges{});
+  // A DMA write into any item makes the whole entry dirty.
+  ASSERT_TRUE(d->set_dirty_tracking(true).ok());
+  ASSERT_TRUE(dma_write(*d, kG + 2 * k2K, 16).ok());
+  EXPECT_EQ(collect(*d, kG, 4 * k2K), (Ranges{{kG, 3 * k2K}}));
+}
+
+TEST(DirtyTest, TheSameRangeOverSinglePagesIsEntriesOfTwoItems) {
+  auto d = eight_kib_dirty_at_the_end(k4K);
+  EXPECT_EQ(collect(*d, kG, 4 * k2K), (Ranges{{kG + 2 * k2K, k2K}}));
+}
+
+// A 2 MiB block at a 2 MiB aligned IOVA: one entry of two 1 MiB items, which reports its first MiB, from
+// the request's own start (the bits run past a request that ends inside the item).
+TEST(DirtyTest, TwoMiBOfTheMockInOneBlockIsOneEntryOfTwoOneMiBItems) {
+  auto d = make_mock();
+  constexpr std::uint64_t k1M = k2M / 2;
+  const std::uint64_t x = 2 * MockDomain::kAperture.start;
+  ASSERT_TRUE(d->map(x, kPa2M, k2M, kRW, k2M).ok());
+  EXPECT_EQ(d->large_entries(), 2u);
+  ASSERT_TRUE(d->set_dirty(x + k1M + k4K).ok());
+  EXPECT_EQ(collect(*d, x, k2M, true), (Ranges{{x, k1M}}));
+  EXPECT_EQ(collect(*d, x + 3 * k4K, k4K, true), (Ranges{{x + 3 * k4K, k1M}}));
+  EXPECT_EQ(collect(*d, x, k1M, true), (Ranges{{x, k1M}}));
+  EXPECT_EQ(collect(*d, x, k4K), (Ranges{{x, k1M}}));
+  EXPECT_EQ(collect(*d, x, k2M), Ranges{});
+  // The HUGE table has no 2 MiB entry: two single items, each reported whole.
+  auto h = make_mock({.huge_pagetable = true});
+  ASSERT_TRUE(h->map(x, kPa2M, k2M, kRW, k2M).ok());
+  ASSERT_TRUE(h->set_dirty(x + k1M + k4K).ok());
+  ASSERT_TRUE(h->set_dirty(x).ok());
+  EXPECT_EQ(collect(*h, x, k2M), (Ranges{{x, k1M}, {x + k1M, k1M}}));
+}
+
 // The model: which granules are dirty. Random maps (4 KiB and 2 MiB entries), marks by set_dirty() and by
 // tracked DMA writes, and collections with and without clearing, compared after every step.
 TEST(DirtyTest, RandomOperationsMatchAModel) {

@@ -14,11 +14,21 @@ PageTableDomainOptions MockDomain::table_options(const Options& options) {
   PageTableDomainOptions table;
   table.granule_shift = kIoPageShift;
   table.aperture = options.huge_pagetable ? kHugeAperture : kAperture;
-  table.large_pages = options.huge_iova || options.huge_pagetable;
-  table.max_large_level = 1;  // HUGE_IOVA adds exactly one size, 512 x 2 KiB
   table.dcheck_boundaries = options.dcheck_boundaries;
   table.dirty_capable = options.dirty_capable;
-  table.pair_items = true;
+  if (options.huge_iova || options.huge_pagetable) {
+    // One more size, 512 x 2 KiB, over any run (the selftest gives these tables huge pages), and 4 KiB
+    // pages as entries of two items.
+    table.large_pages = true;
+    table.max_large_level = 1;
+    table.contiguous_sizes = kPageSize;
+  } else {
+    // The kernel's default table: every power of two, each only where the memory is contiguous.
+    table.large_pages = true;
+    table.max_large_level = 2;
+    table.large_within_block = true;
+    table.contiguous_sizes = kKernelPgsizeBitmap;
+  }
   return table;
 }
 
@@ -38,10 +48,11 @@ std::uint64_t MockDomain::pgsize_bitmap() const {
   return huge_iova_ ? PageTableDomain::pgsize_bitmap() : kKernelPgsizeBitmap;
 }
 
-Status MockDomain::map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) {
-  TRY(check_map_args(iova, paddr, length, prot));
+Status MockDomain::map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+                       std::uint64_t phys_block) {
+  TRY(check_map_args(iova, paddr, length, prot, phys_block));
   TRY(inject(g_fault_mock_domain_map));
-  return map_checked(iova, paddr, length, prot);
+  return map_checked(iova, paddr, length, prot, phys_block);
 }
 
 Status MockDomain::check_map(std::uint64_t iova, std::uint64_t length, PhysAddr expected_start) const {

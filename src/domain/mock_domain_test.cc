@@ -46,10 +46,60 @@ TEST(MockDomainTest, HugeIovaAddsA1MPageSize) {
   EXPECT_EQ(d->boundary_violations(), 0u);
 }
 
-TEST(MockDomainTest, WithoutHugeIovaA1MAlignedMapUsesGranules) {
+// The default table builds what the kernel's AMDv1 table would, but only where the memory is contiguous:
+// over single pages a 1 MiB aligned megabyte is 2 KiB items, inside one block it is one 1 MiB item.
+TEST(MockDomainTest, TheDefaultTableUsesLargeItemsOnlyInsideAContiguousBlock) {
   auto d = make();
-  ASSERT_TRUE(d->map(kStart, kPa, k1M, kRW).ok());
+  EXPECT_TRUE(d->wants_phys_block());
+  ASSERT_TRUE(d->map(kStart, kPa, k1M, kRW, kPageSize).ok());
   EXPECT_EQ(d->large_entries(), 0u);
+  ASSERT_TRUE(d->map(kStart + k1M, kPa + k1M, k1M, kRW, k1M).ok());
+  EXPECT_EQ(d->large_entries(), 1u);
+  // A call without a block is contiguous throughout (the kernel's iommu_map()).
+  ASSERT_TRUE(d->map(kStart + 2 * k1M, kPa + 2 * k1M, k1M, kRW).ok());
+  EXPECT_EQ(d->large_entries(), 2u);
+  // A 2 MiB block at a 1 MiB aligned address holds no 1 MiB item: the address is not 2 MiB aligned, and the
+  // block's second half is a different block.
+  ASSERT_TRUE(d->map(kStart + 4 * k1M, kPa + 4 * k1M - k2K * 2, k1M + k2K * 4, kRW, 2 * k1M).ok());
+  EXPECT_EQ(d->large_entries(), 2u);
+  EXPECT_TRUE(d->check_map(kStart, 3 * k1M, kPa).ok());
+}
+
+TEST(MockDomainTest, APhysBlockThatIsNotAPowerOfTwoOfAtLeastTheGranuleIsEinval) {
+  auto d = make();
+  EXPECT_EQ(d->map(kStart, kPa, 4 * k2K, kRW, 3 * kPageSize).error(), EINVAL);
+  EXPECT_EQ(d->map(kStart, kPa, 4 * k2K, kRW, k2K / 2).error(), EINVAL);
+  EXPECT_EQ(d->mapped_bytes(), 0u);
+  EXPECT_TRUE(d->map(kStart, kPa, 4 * k2K, kRW, k2K).ok());
+}
+
+// The HUGE table has only 4 KiB and 1 MiB: a 2 MiB run is two single 1 MiB items whatever the block says.
+TEST(MockDomainTest, TheHugeTableMapsOneMiBItemsWhereverAligned) {
+  auto d = make({.huge_pagetable = true});
+  EXPECT_FALSE(d->wants_phys_block());
+  ASSERT_TRUE(d->map(kStart, kPa, 2 * k1M, kRW, kPageSize).ok());
+  EXPECT_EQ(d->large_entries(), 2u);
+}
+
+// A contiguous entry is unmapped whole or not at all, like a large one; iommufd never does otherwise (it
+// unmaps with its map boundaries, and refuses to split an area when large pages are on).
+TEST(MockDomainTest, UnmapThatWouldSplitAContiguousEntryUnmapsNothing) {
+  auto d = make({.dcheck_boundaries = false});
+  // 16 KiB at a 16 KiB aligned IOVA and address, in one block: one entry of eight 2 KiB items.
+  ASSERT_TRUE(d->map(kStart, kPa, 8 * k2K, kRW, 0).ok());
+  EXPECT_EQ(d->unmap(kStart, 4 * k2K), 0u);
+  EXPECT_EQ(d->unmap(kStart + 2 * k2K, 6 * k2K), 0u);
+  EXPECT_EQ(d->boundary_violations(), 2u);
+  EXPECT_EQ(d->mapped_bytes(), 8 * k2K);
+  EXPECT_EQ(d->unmap(kStart, 8 * k2K), 8 * k2K);
+  EXPECT_EQ(d->boundary_violations(), 2u);
+  // Over single pages the same range is four entries of two items: a page-sized unmap splits none, and
+  // is only a boundary violation because it is not the whole map call.
+  ASSERT_TRUE(d->map(kStart, kPa, 8 * k2K, kRW, kPageSize).ok());
+  EXPECT_EQ(d->unmap(kStart, 2 * k2K), 2 * k2K);
+  EXPECT_EQ(d->boundary_violations(), 3u);
+  EXPECT_EQ(d->unmap(kStart + 3 * k2K, k2K), 0u);  // half of a pair
+  EXPECT_EQ(d->boundary_violations(), 4u);
 }
 
 TEST(MockDomainTest, MapsSubPageUnits) {
@@ -142,7 +192,8 @@ TEST(MockDomainTest, UnmapAtMapBoundariesLeavesNoViolation) {
 TEST(MockDomainTest, UnmapOfPartOfAMapCallIsCounted) {
   auto d = make({.dcheck_boundaries = false});
   ASSERT_TRUE(d->map(kStart, kPa, 5 * k2K, kRW).ok());
-  EXPECT_EQ(d->unmap(kStart + k2K, 4 * k2K), 4 * k2K);
+  // The call's last item, a single one after an entry of four.
+  EXPECT_EQ(d->unmap(kStart + 4 * k2K, k2K), k2K);
   EXPECT_EQ(d->boundary_violations(), 1u);
 }
 

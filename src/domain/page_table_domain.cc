@@ -28,9 +28,13 @@ constexpr std::uint64_t kStart = 1u << 5;
 constexpr std::uint64_t kLast = 1u << 6;
 // Memory entries of a dirty-capable domain: written through since the last read-and-clear.
 constexpr std::uint64_t kDirty = 1u << 7;
-// Level-0 entries of a pair_items domain: one of the two 2 KiB items of a contiguous 4 KiB entry (the item at
-// the even index is its first).
-constexpr std::uint64_t kPair = 1u << 8;
+// Memory entries of a contiguous group (PageTableDomainOptions::contiguous_sizes): every item carries kGroup,
+// its first item also kGroupHead. Groups are aligned powers of two inside one table and formed within one
+// map() call, so the head and the members that follow it up to the next head or non-member are the group.
+constexpr std::uint64_t kGroup = 1u << 8;
+constexpr std::uint64_t kGroupHead = 1u << 9;
+// The largest group: 2^8 items (the kernel's AMDv1 table has no contiguous entry of a whole next-level item).
+constexpr unsigned kMaxGroupLg2 = 8;
 // A granule is at least 2 KiB, so a memory entry's address never uses the low 11 bits.
 constexpr std::uint64_t kMemAddrMask = ~std::uint64_t{0x7ff};
 // Table entries: the child's live-entry count (0..512) in bits 2..11, below its 4 KiB aligned address.
@@ -113,7 +117,8 @@ PageTableDomain::PageTableDomain(const Options& options, std::uint64_t* root)
       pgsize_bitmap_(pgsize_bitmap_for(options)),
       dcheck_boundaries_(options.dcheck_boundaries),
       dirty_capable_(options.dirty_capable),
-      pair_items_(options.pair_items && options.granule_shift == 11),
+      contiguous_sizes_(options.contiguous_sizes),
+      large_within_block_(options.large_within_block),
       root_(root) {}
 
 PageTableDomain::~PageTableDomain() {
@@ -141,12 +146,48 @@ void PageTableDomain::free_table(std::uint64_t* table) {
   --tables_;
 }
 
-unsigned PageTableDomain::pick_level(std::uint64_t va, PhysAddr pa, std::uint64_t remaining) const {
+unsigned PageTableDomain::pick_level(std::uint64_t va, PhysAddr pa, std::uint64_t remaining,
+                                     std::uint64_t phys_block) const {
   for (unsigned level = max_large_level_; level > 0; --level) {
     const std::uint64_t size = std::uint64_t{1} << shift(level);
+    if (large_within_block_ && phys_block != 0 && phys_block < size) continue;
     if (((va | pa) & (size - 1)) == 0 && remaining >= size) return level;
   }
   return 0;
+}
+
+void PageTableDomain::form_groups(std::uint64_t* slot, std::uint64_t n, unsigned level, std::uint64_t va,
+                                  PhysAddr pa, std::uint64_t phys_block) const {
+  mu_.assert_held();
+  const unsigned s = shift(level);
+  // The kernel's choice (generic_pt pt_compute_best_pgsize()) at every step: the largest allowed size
+  // that IOVA and address are aligned to and that fits, here also inside the contiguous block.
+  unsigned block_lg2 = 63;
+  if (phys_block != 0) block_lg2 = static_cast<unsigned>(__builtin_ctzll(phys_block));
+  for (std::uint64_t k = 0; k < n;) {
+    const std::uint64_t mask = (va + (k << s)) | (pa + (k << s));
+    unsigned lg2 =
+        std::min<unsigned>(mask == 0 ? 63 : static_cast<unsigned>(__builtin_ctzll(mask)), block_lg2);
+    lg2 = std::min<unsigned>(
+        {lg2 < s ? 0 : lg2 - s, kMaxGroupLg2, 63 - static_cast<unsigned>(__builtin_clzll(n - k))});
+    while (lg2 > 0 && (contiguous_sizes_ & (std::uint64_t{1} << (s + lg2))) == 0) --lg2;
+    const std::uint64_t items = std::uint64_t{1} << lg2;
+    if (lg2 > 0) {
+      slot[k] |= kGroupHead;
+      for (std::uint64_t j = 0; j < items; ++j) slot[k + j] |= kGroup;
+    }
+    k += items;
+  }
+}
+
+unsigned PageTableDomain::group_first(const std::uint64_t* table, unsigned i) {
+  while ((table[i] & kGroupHead) == 0) --i;
+  return i;
+}
+
+unsigned PageTableDomain::group_last(const std::uint64_t* table, unsigned i) {
+  while (i + 1 < kEntriesPerTable && (table[i + 1] & (kGroup | kGroupHead)) == kGroup) ++i;
+  return i;
 }
 
 Result<PageTableDomain::TableRef> PageTableDomain::walk_alloc(std::uint64_t iova, unsigned level) {
@@ -183,9 +224,11 @@ std::optional<PageTableDomain::Leaf> PageTableDomain::find(std::uint64_t iova) c
   }
 }
 
-Status PageTableDomain::check_map_args(std::uint64_t iova, PhysAddr paddr, std::uint64_t length,
-                                       int prot) const {
+Status PageTableDomain::check_map_args(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+                                       std::uint64_t phys_block) const {
   if (length == 0 || ((iova | paddr | length) & (granule_ - 1)) != 0) return Status::error(EINVAL);
+  if (phys_block != 0 && (phys_block < granule_ || (phys_block & (phys_block - 1)) != 0))
+    return Status::error(EINVAL);
   if ((prot & ~(kIommuRead | kIommuWrite | kIommuCache)) != 0) return Status::error(EINVAL);
   std::uint64_t last = 0, pa_last = 0;
   if (!checked_add(iova, length - 1, &last) || !checked_add(paddr, length - 1, &pa_last))
@@ -194,12 +237,14 @@ Status PageTableDomain::check_map_args(std::uint64_t iova, PhysAddr paddr, std::
   return Status();
 }
 
-Status PageTableDomain::map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) {
-  TRY(check_map_args(iova, paddr, length, prot));
-  return map_checked(iova, paddr, length, prot);
+Status PageTableDomain::map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+                            std::uint64_t phys_block) {
+  TRY(check_map_args(iova, paddr, length, prot, phys_block));
+  return map_checked(iova, paddr, length, prot, phys_block);
 }
 
-Status PageTableDomain::map_checked(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) {
+Status PageTableDomain::map_checked(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+                                    std::uint64_t phys_block) {
   lockdep::MutexGuard g(mu_);
   const std::uint64_t prot_bits = static_cast<std::uint64_t>(prot) << kProtShift;
   std::uint64_t done = 0;
@@ -211,7 +256,7 @@ Status PageTableDomain::map_checked(std::uint64_t iova, PhysAddr paddr, std::uin
     const std::uint64_t va = iova + done;
     const PhysAddr pa = paddr + done;
     const std::uint64_t remaining = length - done;
-    const unsigned level = pick_level(va, pa, remaining);
+    const unsigned level = pick_level(va, pa, remaining, phys_block);
     Result<TableRef> ref = walk_alloc(va, level);
     if (!ref.ok()) {
       status = ref.status();
@@ -231,15 +276,7 @@ Status PageTableDomain::map_checked(std::uint64_t iova, PhysAddr paddr, std::uin
     while (n < n_max && slot[n] == 0) ++n;
     std::uint64_t entry = pa | flags;
     for (std::uint64_t k = 0; k < n; ++k, entry += std::uint64_t{1} << s) slot[k] = entry;
-    if (pair_items_ && level == 0) {
-      // Whole 4 KiB pages at 4 KiB aligned IOVA and address: the kernel maps each as one 4 KiB entry.
-      for (std::uint64_t k = ((va >> s) & 1); k + 1 < n; k += 2) {
-        // va and pa a granule apart in parity never line up: no pairs then.
-        if ((((va + (k << s)) | (pa + (k << s))) & (2 * granule_ - 1)) != 0) break;
-        slot[k] |= kPair;
-        slot[k + 1] |= kPair;
-      }
-    }
+    if (contiguous_sizes_ != 0) form_groups(slot, n, level, va, pa, phys_block);
     *ref->count_slot += n * kOneCount;
     done += n << s;
     mapped_bytes_ += n << s;
@@ -363,7 +400,12 @@ std::uint64_t PageTableDomain::unmap(std::uint64_t iova, std::uint64_t length) {
   const bool splits_first = first && first->level > 0 && !is_aligned(iova, std::uint64_t{1} << shift(first->level));
   // last + 1 wraps to 0 at the top of the space, which reads as aligned: correct, nothing follows.
   const bool splits_end = end && end->level > 0 && !is_aligned(last + 1, std::uint64_t{1} << shift(end->level));
-  if (splits_first || splits_end) {
+  // A group is split when the range starts after its head or ends before its last item.
+  const bool splits_first_group =
+      first && (first->entry() & kGroup) != 0 && (first->entry() & kGroupHead) == 0;
+  const bool splits_end_group =
+      end && (end->entry() & kGroup) != 0 && group_last(end->table, end->index) != end->index;
+  if (splits_first || splits_end || splits_first_group || splits_end_group) {
     note_violation("it would split a large entry; nothing unmapped", iova, length);
     return 0;
   }
@@ -458,26 +500,25 @@ void PageTableDomain::collect_dirty(std::uint64_t* table, unsigned level, std::u
       continue;
     }
     // Most entries of a collection are clean: one test skips them (and empty ones, which have no bits).
-    if ((e & (kDirty | kPair)) == 0) continue;
-    if (level == 0 && (e & kPair)) {
-      // The two items of a contiguous 4 KiB entry are dirty together and reported as the kernel's
-      // record_dirty() does: from the item the walk reaches first, up to (not including) the entry's last
-      // item, so a whole 4 KiB entry reports its first 2 KiB. The walk reaching only the second item (a
-      // request starting there) would report nothing in the kernel, which then never returns; this reports
-      // that item instead.
-      const unsigned first = i & ~1u;
-      const std::uint64_t either = table[first] | table[first + 1];
+    if ((e & (kDirty | kGroup)) == 0) continue;
+    if (e & kGroup) {
+      // A contiguous entry is dirty when any of its items is, and is reported as the kernel's
+      // record_dirty() does: from the item the walk reaches first up to (not including) the entry's last
+      // item, or up to the end of the walk in this table if that comes first; so a whole entry loses its
+      // last item. A walk that reaches only the last item (a request starting there) would report nothing
+      // in the kernel, which then never returns; this reports that item instead.
+      const unsigned first = group_first(table, i);
+      const unsigned group_end = group_last(table, i);
+      std::uint64_t either = 0;
+      for (unsigned j = first; j <= group_end; ++j) either |= table[j];
       if (either & kDirty) {
-        record(ctx, std::max(base, from), size);
-        if (!no_clear) {
-          table[first] &= ~kDirty;
-          table[first + 1] &= ~kDirty;
-        }
+        const unsigned upto = std::min(group_end, last_index + 1);
+        record(ctx, std::max(base, from), std::uint64_t{std::max(upto - i, 1u)} << s);
+        if (!no_clear)
+          for (unsigned j = first; j <= group_end; ++j) table[j] &= ~kDirty;
       }
-      if (i == first) {
-        ++i;  // the second item is part of this entry
-        base += size;
-      }
+      base += std::uint64_t{group_end - i} * size;  // the rest of the group is part of this entry
+      i = group_end;
       continue;
     }
     record(ctx, std::max(base, from), size);

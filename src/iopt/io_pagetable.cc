@@ -159,13 +159,20 @@ Status IoPagetable::map_chunks(const std::vector<PagesChunk>& chunks, std::uint6
 
 Status IoPagetable::map_range_into(Domain& domain, const Area& area, Interval range) {
   int prot = area.prot() | kIommuCache;
-  if (large_pages_.load(std::memory_order_relaxed))
-    return domain.map(range.start, area.phys(range.start), range.length(), prot);
+  // A run of PhysAddr is contiguous memory only within the backing's pages; a domain whose entries depend
+  // on that (the mock's kernel table, docs/semantics.md#dirty) is told how far, the others are not asked.
+  const bool blocks = domain.wants_phys_block();
+  if (large_pages_.load(std::memory_order_relaxed)) {
+    const PhysAddr pa = area.phys(range.start);
+    const std::uint64_t block =
+        blocks ? area.backing().physical_block(page_align_down(pa), page_offset(pa) + range.length()) : 0;
+    return domain.map(range.start, pa, range.length(), prot, block);
+  }
   // With large pages off every page is its own map call, so that any page boundary can later be cut
   // (VFIO TYPE1) and unmapped on its own.
   for (std::uint64_t iova = range.start; iova <= range.last;) {
     std::uint64_t len = std::min(kPageSize - iova % kPageSize, range.last - iova + 1);
-    Status st = domain.map(iova, area.phys(iova), len, prot);
+    Status st = domain.map(iova, area.phys(iova), len, prot, blocks ? kPageSize : 0);
     if (!st.ok()) {
       if (iova != range.start) unmap_range_from(domain, range.start, iova - range.start);
       return st;

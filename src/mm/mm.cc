@@ -1,19 +1,23 @@
 #include "uiommufd/mm/mm.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
-#include <cstring>
+#include "user_copy.h"
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/sanitizers.h"
-#include "user_copy.h"
 
 namespace uiommufd {
 namespace {
@@ -165,5 +169,54 @@ void Mm::unlock(std::uint64_t uaddr, std::uint64_t len) const {
 }
 
 void* Mm::host_address(std::uint64_t uaddr) const { return to_ptr(uaddr); }
+
+namespace {
+
+// /proc/<pid>/maps' PROCMAP_QUERY (include/uapi/linux/fs.h, Linux 6.11), declared here because the C
+// library's headers may predate it.
+struct ProcmapQuery {
+  std::uint64_t size;
+  std::uint64_t query_flags;
+  std::uint64_t query_addr;
+  std::uint64_t vma_start;
+  std::uint64_t vma_end;
+  std::uint64_t vma_flags;
+  std::uint64_t vma_page_size;
+  std::uint64_t vma_offset;
+  std::uint64_t inode;
+  std::uint32_t dev_major;
+  std::uint32_t dev_minor;
+  std::uint32_t vma_name_size;
+  std::uint32_t build_id_size;
+  std::uint64_t vma_name_addr;
+  std::uint64_t build_id_addr;
+};
+constexpr unsigned long kProcmapQuery = _IOWR('f', 17, ProcmapQuery);
+
+}  // namespace
+
+std::uint64_t Mm::physical_block(std::uint64_t uaddr, std::uint64_t len) const {
+  std::uint64_t last = 0;
+  if (len == 0 || !checked_add(uaddr, len - 1, &last)) return kPageSize;
+  // Opened per call: a descriptor kept open would answer for the parent after a fork.
+  const int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kPageSize;
+  std::uint64_t block = 0;
+  for (std::uint64_t addr = uaddr;;) {
+    ProcmapQuery q{};
+    q.size = sizeof(q);
+    q.query_addr = addr;
+    if (::ioctl(fd, kProcmapQuery, &q) != 0 || q.vma_start > addr || q.vma_page_size < kPageSize ||
+        (q.vma_page_size & (q.vma_page_size - 1)) != 0) {
+      block = kPageSize;
+      break;
+    }
+    block = block == 0 ? q.vma_page_size : std::min(block, q.vma_page_size);
+    if (block == kPageSize || q.vma_end == 0 || q.vma_end - 1 >= last) break;
+    addr = q.vma_end;
+  }
+  ::close(fd);
+  return block;
+}
 
 }  // namespace uiommufd

@@ -53,6 +53,27 @@ TEST(MmTest, HostAddressIsTheIdentity) {
   EXPECT_EQ(Mm::current()->host_address(uaddr), &x);
 }
 
+// Only a hugetlb mapping is known to be physically contiguous beyond a page.
+TEST(MmTest, PhysicalBlockIsTheHugePageSizeOfHugetlbMemoryOnly) {
+  Mm& mm = Mm::current_ref();
+  void* plain = mmap(nullptr, 4 * kHugePageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(plain, MAP_FAILED);
+  const auto p = reinterpret_cast<std::uint64_t>(plain);
+  EXPECT_EQ(mm.physical_block(p, 4 * kHugePageSize), kPageSize);
+  EXPECT_EQ(mm.physical_block(p, 0), kPageSize);
+  ASSERT_EQ(munmap(plain, 4 * kHugePageSize), 0);
+  EXPECT_EQ(mm.physical_block(p, kPageSize), kPageSize);  // unmapped now
+  void* huge = mmap(nullptr, 2 * kHugePageSize, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  if (huge == MAP_FAILED) GTEST_SKIP() << "no hugetlb pages (vm.nr_hugepages)";
+  const auto h = reinterpret_cast<std::uint64_t>(huge);
+  EXPECT_EQ(mm.physical_block(h, 2 * kHugePageSize), kHugePageSize);
+  EXPECT_EQ(mm.physical_block(h + kPageSize, kPageSize), kHugePageSize);
+  // A range that runs on past the mapping includes memory that is not hugetlb.
+  EXPECT_EQ(mm.physical_block(h, 3 * kHugePageSize), kPageSize);
+  ASSERT_EQ(munmap(huge, 2 * kHugePageSize), 0);
+}
+
 TEST(MmTest, CopiesGoodRangesBothWays) {
   TestRegion r(2);
   ASSERT_TRUE(r.ok());

@@ -45,7 +45,21 @@ class Domain {
   //   implementations may add their own (MockDomain: ENOENT from fault site "mock.domain_map").
   // Uses the largest supported page size that the alignment of iova and paddr and the remaining length
   // allow, at every step. On failure nothing stays mapped from this call and the table is as before.
-  virtual Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) = 0;
+  // [paddr, paddr + length) is one physically contiguous piece, as for the kernel's iommu_map().
+  Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) {
+    return map(iova, paddr, length, prot, 0);
+  }
+  // The same where the memory is physically contiguous only within each naturally aligned block of
+  // `phys_block` bytes of PhysAddr (a power of two of at least the granule; 0 means throughout): PhysAddr
+  // is a host address (base/page.h), so a run of it is a run of pages that are contiguous only where the
+  // host backs them with one large page. A domain that models a table whose entries depend on physical
+  // contiguity (wants_phys_block()) forms no entry across such a block; others may ignore it.
+  // EINVAL also when phys_block is not 0 or a power of two of at least the granule.
+  virtual Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+                     std::uint64_t phys_block) = 0;
+  // Whether map()'s phys_block changes what this domain builds. The engine finds the backing's blocks (a
+  // system call, Mm::physical_block()) only for such domains and maps into the others with 0.
+  virtual bool wants_phys_block() const { return false; }
 
   // Unmaps exactly [iova, iova + length); never fails, because the engine's teardown paths cannot.
   // The range must be made of whole entries as they were mapped: the engine unmaps with the boundaries it

@@ -3,8 +3,11 @@
 //
 // Geometry as the kernel's mock: granule MOCK_IO_PAGE_SIZE = PAGE_SIZE / 2 = 2 KiB, aperture
 // [1 << 24, (1 << 31) - 1] (which gives an IOAS the reserved ranges [0, 16 MiB - 1] and [2 GiB, ULONG_MAX]
-// and iova_alignment 2 KiB), no large pages unless `huge_iova` (MOCK_FLAGS_DEVICE_HUGE_IOVA) adds the
-// 512 x 2 KiB = 1 MiB page size.
+// and iova_alignment 2 KiB). The default table builds the entries the kernel's AMDv1-format table builds:
+// 1 MiB and 512 MiB items and contiguous entries of 2^k items, each only inside memory map() is told is
+// physically contiguous (its phys_block; docs/semantics.md#dirty). `huge_iova` (MOCK_FLAGS_DEVICE_HUGE_IOVA)
+// and `huge_pagetable` tables have just 2 KiB and 1 MiB items, the latter wherever IOVA and address align,
+// and 4 KiB pages as entries of two items.
 //
 // Differences from the kernel's xarray mock, all deliberate:
 //   - START and LAST are separate bits (the kernel shares one); the check is the same.
@@ -54,7 +57,9 @@ class MockDomain : public PageTableDomain {
   // PageTableDomain::map with the mock's fault site: after the argument checks (EINVAL), fault site
   // "mock.domain_map" fails the call with ENOENT before anything is mapped, as the kernel's mock
   // map_pages does. Other errors as in domain.h.
-  Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) override;
+  using PageTableDomain::map;
+  Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+             std::uint64_t phys_block) override;
 
   // IOMMU_TEST_OP_MD_CHECK_MAP against the PhysAddr model: every 2 KiB unit of [iova, iova + length) must
   // translate to expected_start plus its offset. expected_start is the PhysAddr of the user pointer's byte
@@ -68,8 +73,7 @@ class MockDomain : public PageTableDomain {
   // AMDv1-format one with a 2 KiB granule and three levels (selftest.c mock_domain_alloc_pgtable(),
   // generic_pt/fmt/amdv1.h amdv1pt_possible_sizes(): every power of two in each level), cut below the
   // size of the whole top table (generic_pt/iommu_pt.h get_info()): every power of two from 2 KiB to
-  // 64 GiB. This table maps with 2 KiB entries (and 1 MiB ones with huge_iova, which keeps reporting just
-  // those two); the engine itself reads only the smallest size, the granule.
+  // 64 GiB. The engine itself reads only the smallest size, the granule.
   static constexpr std::uint64_t kKernelPgsizeBitmap =
       ((std::uint64_t{1} << 37) - 1) & ~((std::uint64_t{1} << 11) - 1);
   std::uint64_t pgsize_bitmap() const override;

@@ -6,15 +6,17 @@
 // maps one granule per entry. An entry at level L >= 1 either points to a table of level L - 1 or, when
 // large pages are enabled for that level, is a *large entry* mapping granule << (9 * L) bytes: 2 MiB and
 // 1 GiB for a 4 KiB granule, 1 MiB and 512 MiB for 2 KiB. map() uses a large entry whenever iova, paddr
-// and the remaining length are aligned to it, so a 1 GiB THP-backed mapping costs one entry.
+// and the remaining length are aligned to it (and, with large_within_block, the memory is contiguous that
+// far), so a 1 GiB THP-backed mapping costs one entry.
 //
 // Entry format (8 bytes): the granule-aligned PhysAddr, or for a table pointer the table's 4 KiB aligned
 // address, with flag bits in the low 11 bits (free because the granule is at least 2 KiB): present, large,
-// the three IommuProt bits and the START / LAST markers. A table pointer keeps the number of live entries
-// of the table it points to in its low bits, so an emptied table is found and freed without a scan and
-// without any side structure; table_bytes() returns to one table (the root) once everything is unmapped.
-// Freed empty tables go to a bounded per-thread cache (src/domain/table_cache.h) rather than straight back
-// to malloc, so map/unmap churn does not page-fault; table_bytes() counts only the domain's live tables.
+// the three IommuProt bits, the START / LAST markers, dirty, and the contiguous-group marks. A table pointer
+// keeps the number of live entries of the table it points to in its low bits, so an emptied table is found
+// and freed without a scan and without any side structure; table_bytes() returns to one table (the root) once
+// everything is unmapped. Freed empty tables go to a bounded per-thread cache (src/domain/table_cache.h)
+// rather than straight back to malloc, so map/unmap churn does not page-fault; table_bytes() counts only the
+// domain's live tables.
 //
 // START / LAST. As in the kernel's selftest mock, the first granule (or large entry) of every map() call
 // carries START and its last one LAST. unmap() requires START on the entry holding its first byte and LAST
@@ -58,11 +60,16 @@ struct PageTableDomainOptions {
   // Whether the domain can track dirty pages (Domain::dirty_capable()); each memory entry then has a dirty
   // bit, set by a write through dma_write() while tracking is on, or by set_dirty().
   bool dirty_capable = false;
-  // The kernel's mock table (generic_pt's AMDv1 format with 2 KiB items): a piece of a map call that is one
-  // whole 4 KiB page, 4 KiB aligned in IOVA and address, is one contiguous entry of two items there. The
-  // table still holds two 2 KiB entries but marks them as a pair, which dirty tracking reports as the mock
-  // does (read_and_clear_dirty()). Only with an 11-bit granule.
-  bool pair_items = false;
+  // Contiguous entries, as the kernel's mock table (generic_pt's AMDv1 format) forms them: a piece of a map
+  // call of 2^k items of one level (1 <= k <= 8), aligned to its size in IOVA and address and inside one
+  // physically contiguous block (map()'s phys_block), is one entry there. Bit n set = such entries of 2^n
+  // bytes may be formed; 0 = none. The table still holds 2^k entries but marks them as one group (the first
+  // as its head), which dirty tracking reports as the kernel does (read_and_clear_dirty()) and unmap() does
+  // not split.
+  std::uint64_t contiguous_sizes = 0;
+  // Whether large entries too need a physically contiguous block of their size (map()'s phys_block), as
+  // in a kernel table; otherwise they form wherever IOVA and address are aligned.
+  bool large_within_block = false;
 };
 
 class PageTableDomain : public Domain {
@@ -80,11 +87,14 @@ class PageTableDomain : public Domain {
   // Domain. See domain.h for the contracts; what is specific to this table is stated here.
   std::uint64_t pgsize_bitmap() const override { return pgsize_bitmap_; }
   Interval aperture() const override { return aperture_; }
-  Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) override;
+  using Domain::map;
+  Status map(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+             std::uint64_t phys_block) override;
+  bool wants_phys_block() const override { return large_within_block_ || contiguous_sizes_ > 2 * granule_; }
   // Boundary violations and what is still unmapped:
   //   - misaligned, zero length, wrapping or outside the aperture: nothing is unmapped;
-  //   - the first or last byte inside a large entry that the range does not cover whole: nothing is
-  //     unmapped (splitting a large entry is impossible, as with real IOMMU drivers);
+  //   - the first or last byte inside a large entry or a contiguous group that the range does not cover
+  //     whole: nothing is unmapped (splitting a large entry is impossible, as with real IOMMU drivers);
   //   - first entry without START, last entry without LAST, or unmapped granules inside: every mapped
   //     entry in the range is unmapped (the kernel mock WARNs and still erases).
   // Each violating call counts once and logs a warning (the first time per domain only).
@@ -161,8 +171,10 @@ class PageTableDomain : public Domain {
   // map() is check_map_args() then map_checked(); split so that a subclass can put its own fault site
   // between argument checking and the first table change, as the kernel's mock map_pages sits behind
   // iommu_map()'s checks.
-  Status check_map_args(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot) const;
-  Status map_checked(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot);
+  Status check_map_args(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+                        std::uint64_t phys_block) const;
+  Status map_checked(std::uint64_t iova, PhysAddr paddr, std::uint64_t length, int prot,
+                     std::uint64_t phys_block);
 
  private:
   // Where an entry that maps memory lives: its table, level and index.
@@ -185,8 +197,15 @@ class PageTableDomain : public Domain {
   unsigned index(std::uint64_t iova, unsigned level) const {
     return static_cast<unsigned>(iova >> shift(level)) & (kEntriesPerTable - 1);
   }
-  // The largest enabled level whose entry size the alignment of va and pa and `remaining` allow.
-  unsigned pick_level(std::uint64_t va, PhysAddr pa, std::uint64_t remaining) const;
+  // The largest enabled level whose entry size the alignment of va and pa, `remaining` and (with
+  // large_within_block) `phys_block` allow.
+  unsigned pick_level(std::uint64_t va, PhysAddr pa, std::uint64_t remaining, std::uint64_t phys_block) const;
+  // Marks the contiguous groups among the n entries of `level` just written at `slot` for va / pa.
+  void form_groups(std::uint64_t* slot, std::uint64_t n, unsigned level, std::uint64_t va, PhysAddr pa,
+                   std::uint64_t phys_block) const REQUIRES(mu_);
+  // The first and last index of the group holding table[i] (a group member).
+  static unsigned group_first(const std::uint64_t* table, unsigned i);
+  static unsigned group_last(const std::uint64_t* table, unsigned i);
   // Descends to the table of `level` holding `iova`, allocating missing tables (ENOMEM) and failing with
   // EEXIST on a large entry above `level`.
   Result<TableRef> walk_alloc(std::uint64_t iova, unsigned level) REQUIRES(mu_);
@@ -218,7 +237,8 @@ class PageTableDomain : public Domain {
   const std::uint64_t pgsize_bitmap_;
   const bool dcheck_boundaries_;
   const bool dirty_capable_;
-  const bool pair_items_;
+  const std::uint64_t contiguous_sizes_;
+  const bool large_within_block_;
 
   // Serialises the table: the engine maps disjoint areas of one domain from several threads at once (each
   // under its own pages lock), as IOMMU drivers allow. Innermost of all engine locks; every public entry

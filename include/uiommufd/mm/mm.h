@@ -106,6 +106,13 @@ class Mm : public RefCounted<Mm> {
   // Never fails; unmapped parts are skipped. Precondition (checked in debug builds): page-aligned.
   void unlock(std::uint64_t uaddr, std::uint64_t len) const;
 
+  // The size of the naturally aligned blocks of [uaddr, uaddr + len) that are each known to be physically
+  // contiguous: the smallest page size of the mappings the range touches, which is a hugetlb mapping's huge
+  // page size and kPageSize for any other mapping (a transparent huge page may be split at any time, so it
+  // counts as small pages). kPageSize also for an unmapped part, len 0, or where the host cannot tell (a
+  // kernel without /proc/self/maps' PROCMAP_QUERY, Linux 6.11). One system call per mapping in the range.
+  std::uint64_t physical_block(std::uint64_t uaddr, std::uint64_t len) const;
+
   // Host pointer for an address of this Mm (the identity for the current process). Only for addresses
   // already made resident by a pin; the caller keeps them pinned while it dereferences the pointer.
   void* host_address(std::uint64_t uaddr) const;

@@ -110,6 +110,12 @@ class Pages : public RefCounted<Pages> {
   // Identity of page `index` (precondition index < npages(), debug-checked): its page-aligned host address,
   // so consecutive indices are "physically" contiguous by construction. Valid whether pinned or not.
   PhysAddr page_phys(std::uint64_t index) const;
+  // Mm::physical_block() of the page_phys() addresses [addr, addr + len): the size of the aligned blocks
+  // of them that are each physically contiguous (a hugetlb backing's huge page size, else kPageSize).
+  // A system call or more; no lock needed.
+  std::uint64_t physical_block(PhysAddr addr, std::uint64_t len) const {
+    return mm_->physical_block(addr, len);
+  }
   // Host pointer to the start of page `index` (precondition index < npages()). Dereference only while the
   // page is pinned by the caller (and, for user pages, while the owner keeps it mapped).
   void* host_page(std::uint64_t index) const;
