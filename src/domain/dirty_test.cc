@@ -338,6 +338,9 @@ TEST(DirtyTest, ConcurrentWritesAreNeverLostByCollections) {
   ASSERT_TRUE(d->set_dirty_tracking(true).ok());
   constexpr int kWriters = 3;
   constexpr int kWritesEach = 20000;
+  // Writers go on until the collector has started this many collections, so that collections and writes
+  // interleave however the threads are scheduled.
+  constexpr std::uint32_t kMinCollections = 8;
   struct Write {
     std::uint32_t page;
     std::uint32_t k0, k;
@@ -350,7 +353,7 @@ TEST(DirtyTest, ConcurrentWritesAreNeverLostByCollections) {
     writers.emplace_back([&, w] {
       std::mt19937_64 rng(w + 1);
       logs[w].reserve(kWritesEach);
-      for (int i = 0; i < kWritesEach; ++i) {
+      for (int i = 0; i < kWritesEach || started.load() < kMinCollections; ++i) {
         const auto page = static_cast<std::uint32_t>(rng() % kPages);
         const std::uint32_t k0 = started.load(std::memory_order_seq_cst);
         const bool ok = dma_write(*d, std::uint64_t{page} * k4K, 8).ok();
@@ -383,8 +386,8 @@ TEST(DirtyTest, ConcurrentWritesAreNeverLostByCollections) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, std::uint64_t{kWriters} * kWritesEach);
-  EXPECT_GT(reports.size(), 2u);
+  EXPECT_GE(checked, std::uint64_t{kWriters} * kWritesEach);
+  EXPECT_GE(reports.size(), kMinCollections);
 }
 
 }  // namespace
