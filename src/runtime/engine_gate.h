@@ -9,8 +9,10 @@
 // child uses as its own.
 //
 // A call holds it through a Scope for as long as it may reach the engine, the drop of its last reference
-// to a file included (a file's destructor tears its context down). Scopes nest (an ioctl that installs or
-// takes back an fd goes through the table's own paths); only the outermost counts. In a process with one
+// to a file included (a file's destructor tears its context down), and leaves it before passing a call
+// on to the kernel that may block (a read or an ioctl on an fd that turned out not to be ours). Scopes
+// nest (an ioctl that installs or takes back an fd goes through the table's own paths); only the
+// outermost counts. In a process with one
 // thread the count is skipped: no other thread can fork while this one is inside, as FdTable's borrowed
 // references assume too (the engine starts no threads).
 //

@@ -271,9 +271,12 @@ ssize_t node_write(Node& node, const void* buf, size_t count) {
 ssize_t do_pread(int fd, void* buf, size_t count, off_t offset, ssize_t (*next)(int, void*, size_t, off_t)) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return next(fd, buf, count, offset);
-  const EngineGate::Scope gate;
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  return node ? node_read(*node, buf, count, offset, true) : next(fd, buf, count, offset);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return node_read(*node, buf, count, offset, true);
+  }
+  return next(fd, buf, count, offset);
 }
 
 // pwrite / pwrite64. The fail-nth file ignores the position, as the kernel's does.
@@ -281,11 +284,12 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
                   ssize_t (*next)(int, const void*, size_t, off_t)) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return next(fd, buf, count, offset);
-  const EngineGate::Scope gate;
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  if (!node) return next(fd, buf, count, offset);
-  if (offset < 0) return fail(EINVAL);
-  return node_write(*node, buf, count);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return offset < 0 ? fail(EINVAL) : node_write(*node, buf, count);
+  }
+  return next(fd, buf, count, offset);
 }
 
 // Resolved before any constructor of the host program (whose init runs after every preloaded object's),
@@ -454,27 +458,35 @@ extern "C" {
   va_end(ap);
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::ioctl(fd, request, arg);
-  // Entered first, left last: dropping the file reference may be the file's last.
-  const EngineGate::Scope gate;
-  // The reference keeps the file alive across a concurrent close, as the kernel's fdget does.
-  const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
-  if (!file) return real::ioctl(fd, request, arg);
-  const int saved = errno;
-  const long rc = file->ioctl(request, arg);
-  if (rc < 0) {
-    errno = static_cast<int>(-rc);
-    return -1;
+  {
+    // Entered first, left last: dropping the file reference may be the file's last.
+    const EngineGate::Scope gate;
+    // The reference keeps the file alive across a concurrent close, as the kernel's fdget does.
+    const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
+    if (file) {
+      const int saved = errno;
+      const long rc = file->ioctl(request, arg);
+      if (rc < 0) {
+        errno = static_cast<int>(-rc);
+        return -1;
+      }
+      errno = saved;
+      return static_cast<int>(rc);
+    }
   }
-  errno = saved;
-  return static_cast<int>(rc);
+  // Not an iommufd: the kernel's, outside the gate (it may block for as long as it likes).
+  return real::ioctl(fd, request, arg);
 }
 
 [[gnu::visibility("default")]] ssize_t read(int fd, void* buf, size_t count) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::read(fd, buf, count);
-  const EngineGate::Scope gate;
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  return node ? uiommufd::runtime::node_read(*node, buf, count, 0, false) : real::read(fd, buf, count);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return uiommufd::runtime::node_read(*node, buf, count, 0, false);
+  }
+  return real::read(fd, buf, count);
 }
 
 [[gnu::visibility("default")]] ssize_t __read_chk(int fd, void* buf, size_t nbytes, size_t buflen) {
@@ -505,9 +517,12 @@ extern "C" {
 [[gnu::visibility("default")]] ssize_t write(int fd, const void* buf, size_t count) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::write(fd, buf, count);
-  const EngineGate::Scope gate;
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  return node ? uiommufd::runtime::node_write(*node, buf, count) : real::write(fd, buf, count);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return uiommufd::runtime::node_write(*node, buf, count);
+  }
+  return real::write(fd, buf, count);
 }
 
 [[gnu::visibility("default")]] ssize_t pwrite(int fd, const void* buf, size_t count, off_t offset) {
