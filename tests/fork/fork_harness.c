@@ -12,10 +12,11 @@
  * Exit status: 0 when every case passed; 1 otherwise. A case that crashes, is killed or exits non-zero
  * (a sanitizer report exits 66 under TSan, aborts under ASan; the validator's report aborts with
  * --lockdep=abort) fails. */
+#define _GNU_SOURCE /* before any header: abi.h needs it, and the system headers come first */
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#include "../abi/abi.h" /* first: it defines _GNU_SOURCE */
+#include "../abi/abi.h"
 
 #define BUF_LEN 0x10000UL
 
