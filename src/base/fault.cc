@@ -10,12 +10,16 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "uiommufd/base/base_lock.h"
+#include "uiommufd/base/fork.h"
+#include "uiommufd/base/thread_annotations.h"
+
 namespace uiommufd {
 
 // What the thread registry needs of FaultSite's private counters.
 struct FaultSiteAccess {
-  // Adds a thread's per-thread hits to the sites' totals and zeroes them. The registry lock is held (or
-  // the process is single-threaded, in a forked child).
+  // Adds a thread's per-thread hits to the sites' totals and zeroes them. The registry lock is held (in a
+  // forked child, by the child's only thread, which resets the registry under it).
   static void fold_hits(std::atomic<uint64_t>* hits);
 };
 
@@ -56,16 +60,16 @@ std::atomic<FaultSite*>& registry_head() {
 // in `pending`.
 // FIXME: a pending value for a thread that exits without ever entering stays behind and would be taken by
 // a later thread that reuses the id (after the kernel's pid space wraps).
-// A plain pthread mutex: base sits below the lock validator and cannot use its locks. It is innermost:
-// nothing else is taken while it is held.
+// A BaseMutex (base/base_lock.h): base sits below the lock validator and cannot use its locks. It is
+// innermost: nothing else is taken while it is held.
 struct ThreadEntry {
   std::atomic<uint32_t>* counter;
   std::atomic<uint64_t>* hits;  // kLocalSites of them
 };
 struct ThreadRegistry {
-  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-  std::unordered_map<int, ThreadEntry> threads;
-  std::unordered_map<int, uint32_t> pending;
+  BaseMutex mu{BaseLockId::kFaultRegistry};
+  std::unordered_map<int, ThreadEntry> threads GUARDED_BY(mu);
+  std::unordered_map<int, uint32_t> pending GUARDED_BY(mu);
   pthread_key_t exit_key{};
 };
 
@@ -75,11 +79,10 @@ ThreadRegistry& registry() {
     auto* reg = new ThreadRegistry;
     pthread_key_create(&reg->exit_key, [](void* tid) {
       ThreadRegistry& rr = registry();
-      pthread_mutex_lock(&rr.mu);
+      BaseGuard g(rr.mu);
       rr.threads.erase(static_cast<int>(reinterpret_cast<intptr_t>(tid)));
       // Checks after this point on the exiting thread (later TLS destructors) are not counted.
       FaultSiteAccess::fold_hits(t_hits);
-      pthread_mutex_unlock(&rr.mu);
     });
     return reg;
   }();
@@ -89,18 +92,19 @@ ThreadRegistry& registry() {
 void register_self() {
   ThreadRegistry& r = registry();
   const int tid = static_cast<int>(gettid());
-  pthread_mutex_lock(&r.mu);
   bool registered = true;
-  try {
-    r.threads[tid] = ThreadEntry{&t_fail_nth, t_hits};
-    if (auto it = r.pending.find(tid); it != r.pending.end()) {
-      t_fail_nth.store(it->second, std::memory_order_relaxed);
-      r.pending.erase(it);
+  {
+    BaseGuard g(r.mu);
+    try {
+      r.threads[tid] = ThreadEntry{&t_fail_nth, t_hits};
+      if (auto it = r.pending.find(tid); it != r.pending.end()) {
+        t_fail_nth.store(it->second, std::memory_order_relaxed);
+        r.pending.erase(it);
+      }
+    } catch (const std::bad_alloc&) {
+      registered = false;  // a site check cannot fail for this: the next check tries again
     }
-  } catch (const std::bad_alloc&) {
-    registered = false;  // a site check cannot fail for this: the next check tries again
   }
-  pthread_mutex_unlock(&r.mu);
   if (!registered) return;
   pthread_setspecific(r.exit_key, reinterpret_cast<void*>(static_cast<intptr_t>(tid)));
   t_registered = true;
@@ -116,14 +120,16 @@ bool thread_exists(int tid) {
   return syscall(SYS_tgkill, getpid(), tid, 0) == 0 || errno == EPERM;
 }
 
-// The registry lock is held across fork so the child never inherits it locked. The forked child is a copy
-// of the forking thread, counter included; the kernel gives a new task a zero counter, so disarm it. The
-// child's only thread has a new id and every other entry names a thread of the parent: start afresh.
-void lock_before_fork() { pthread_mutex_lock(&registry().mu); }
-void unlock_in_parent() { pthread_mutex_unlock(&registry().mu); }
-void reset_in_child() {
+// The fork handlers (base/fork.h, level kFaultRegistry). The registry lock is held across fork so that the
+// child never inherits it held by another thread. In the child, the forking thread's copy holds it: it
+// resets the registry under it and then releases it. The child is a copy of the forking thread, counter
+// included; the kernel gives a new task a zero counter, so disarm it. The child's only thread has a new
+// id and every other entry names a thread of the parent: start afresh. The analysis cannot follow a lock
+// taken in one handler and released in another.
+void lock_before_fork() NO_THREAD_SAFETY_ANALYSIS { registry().mu.lock(); }
+void unlock_in_parent() NO_THREAD_SAFETY_ANALYSIS { registry().mu.unlock(); }
+void reset_in_child() NO_THREAD_SAFETY_ANALYSIS {
   ThreadRegistry& r = registry();
-  pthread_mutex_init(&r.mu, nullptr);
   // The parent's threads are gone but their counts happened; their TLS was copied with the rest of memory.
   for (auto& [tid, entry] : r.threads) FaultSiteAccess::fold_hits(entry.hits);
   r.threads.clear();
@@ -133,11 +139,12 @@ void reset_in_child() {
   t_registered = false;
   t_last_injected = nullptr;
   t_injections = 0;
+  r.mu.unlock();
 }
 
-[[maybe_unused]] const bool g_atfork_registered = [] {
+[[maybe_unused]] const bool g_fork_handlers_set = [] {
   registry();
-  pthread_atfork(lock_before_fork, unlock_in_parent, reset_in_child);
+  set_fork_handlers(ForkLevel::kFaultRegistry, {lock_before_fork, unlock_in_parent, reset_in_child});
   return true;
 }();
 
@@ -182,7 +189,7 @@ Status fail_nth_set_thread(int tid, uint32_t n) {
   if (!thread_exists(tid)) return Status::error(ESRCH);
   ThreadRegistry& r = registry();
   Status st;
-  pthread_mutex_lock(&r.mu);
+  BaseGuard g(r.mu);
   if (auto it = r.threads.find(tid); it != r.threads.end()) {
     it->second.counter->store(n, std::memory_order_relaxed);
   } else {
@@ -192,7 +199,6 @@ Status fail_nth_set_thread(int tid, uint32_t n) {
       st = Status::error(ENOMEM);
     }
   }
-  pthread_mutex_unlock(&r.mu);
   return st;
 }
 
@@ -201,13 +207,12 @@ Result<uint32_t> fail_nth_get_thread(int tid) {
   if (!thread_exists(tid)) return Status::error(ESRCH);
   ThreadRegistry& r = registry();
   uint32_t n = 0;
-  pthread_mutex_lock(&r.mu);
+  BaseGuard g(r.mu);
   if (auto it = r.threads.find(tid); it != r.threads.end()) {
     n = it->second.counter->load(std::memory_order_relaxed);
   } else if (auto p = r.pending.find(tid); p != r.pending.end()) {
     n = p->second;
   }
-  pthread_mutex_unlock(&r.mu);
   return n;
 }
 
@@ -215,9 +220,8 @@ uint64_t FaultSite::hits() const {
   uint64_t total = hits_.load(std::memory_order_relaxed);
   if (index_ >= kLocalSites) return total;
   ThreadRegistry& r = registry();
-  pthread_mutex_lock(&r.mu);
+  BaseGuard g(r.mu);
   for (const auto& [tid, entry] : r.threads) total += entry.hits[index_].load(std::memory_order_relaxed);
-  pthread_mutex_unlock(&r.mu);
   return total;
 }
 

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <tuple>
 
+#include "validator.h"
+
 namespace uiommufd::lockdep {
 
 namespace {
@@ -33,6 +35,8 @@ SiteKeys& site_keys() {
 }
 
 }  // namespace
+
+std::mutex& site_keys_mutex() { return site_keys().mu; }
 
 LockClassKey& LockClassKey::for_site(const SourceSite& site, const char* name) {
   // Sites are compared by file name text, not pointer: the same inline function compiled into several

@@ -1,12 +1,14 @@
 #include "validator.h"
 
-#include <pthread.h>
-#include <unistd.h>
-
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include "uiommufd/base/fork.h"
 
 namespace uiommufd::lockdep {
 
@@ -42,6 +44,30 @@ std::vector<Report>& stored_reports() {
 // initial-exec: one fs-relative access, never a __tls_get_addr call, on the hot path. The library is
 // linked into executables or preloaded at start-up, both of which have static TLS room for it.
 __attribute__((tls_model("initial-exec"))) thread_local constinit HeldLockStack t_held{};
+
+// The validator's fork handlers (base/fork.h, level kValidator, the innermost): its own plain mutexes are
+// held across fork, so that a child never inherits one held by a thread that was inside the validator.
+// They are taken after every other level, whose acquisitions the validator checks under them. In the
+// child the forking thread's copy releases them; the validator's state belongs to no thread.
+void lock_validator_before_fork() {
+  site_keys_mutex().lock();
+  Validator::get().lock_for_fork();
+  g_reports_mu.lock();
+}
+void unlock_validator_after_fork() {
+  g_reports_mu.unlock();
+  Validator::get().unlock_after_fork();
+  site_keys_mutex().unlock();
+}
+
+// During static initialisation: the observer of base's locks (an acquisition before it is installed is
+// simply not recorded, like one made while validation is off), and the fork handlers.
+[[maybe_unused]] const bool g_started = [] {
+  install_base_lock_observer();
+  set_fork_handlers(ForkLevel::kValidator,
+                    {lock_validator_before_fork, unlock_validator_after_fork, unlock_validator_after_fork});
+  return true;
+}();
 
 const char* read_name(detail::Read read) {
   switch (read) {

@@ -43,6 +43,9 @@ class Validator {
 
   Stats stats();
   void reset();
+  // The fork handlers (validator.cc) hold the graph lock across fork.
+  void lock_for_fork() { mu_.lock(); }
+  void unlock_after_fork() { mu_.unlock(); }
   // lockdep::declare_order(): records the chain and adds its dependencies.
   void declare_order(std::vector<LockClassKey*> keys);
 
@@ -82,6 +85,19 @@ class Validator {
 
 // Which thread, as reports name it: "name/tid".
 std::string current_thread_label();
+
+namespace detail {
+// acquire() with the place of the acquisition given, for acquisitions recorded on behalf of a lock that
+// is not instrumented itself (base_locks.cc).
+bool acquire_slow(const LockdepMap& map, Read read, bool trylock, const AcquireOptions& options,
+                  const void* ip);
+}  // namespace detail
+
+// Installs the observer of base's locks (base_locks.cc); once, however often it is called.
+void install_base_lock_observer();
+
+// The lock of the per-site class keys (lock_class_key.cc), for the fork handlers.
+std::mutex& site_keys_mutex();
 
 extern constinit ChainCache g_chains;
 

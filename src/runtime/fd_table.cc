@@ -9,6 +9,8 @@
 
 #include "real_calls.h"
 
+#include "uiommufd/base/fork.h"
+
 namespace uiommufd::runtime {
 
 std::atomic<std::uint64_t> FdTable::bits_[FdTable::kBitmapFds / 64];
@@ -36,7 +38,7 @@ void FileRef::end_borrow(FileCell* cell) {
 FdTable& FdTable::get() {
   static FdTable* table = [] {
     auto* t = new FdTable;
-    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    set_fork_handlers(ForkLevel::kFdTable, {before_fork, after_fork_parent, after_fork_child});
     return t;
   }();
   return *table;
@@ -45,11 +47,13 @@ FdTable& FdTable::get() {
 // TSA cannot follow a lock taken in one fork handler and released in another.
 void FdTable::before_fork() NO_THREAD_SAFETY_ANALYSIS { get().mu_.lock(); }
 void FdTable::after_fork_parent() NO_THREAD_SAFETY_ANALYSIS { get().mu_.unlock(); }
-// The child's table is a copy of the parent's, OpenFiles included: each context the parent had open is
-// the child's own, independent, working copy from here on (the engine's memory was copied with the rest).
+// The child's only thread is the copy of the forking one, which holds the lock there too: it releases
+// it. The table belongs to no thread, and the child's table is a copy of the parent's, OpenFiles
+// included: each context the parent had open is the child's own, independent, working copy from here on
+// (the engine's memory was copied with the rest, at rest: see engine_gate.h).
 // FIXME: the kernel shares one open file between parent and child; shared state across processes needs
 // a server process and is not done.
-void FdTable::after_fork_child() { get().mu_.reinit_in_child(); }
+void FdTable::after_fork_child() NO_THREAD_SAFETY_ANALYSIS { get().mu_.unlock(); }
 
 void FdTable::mark_locked(int fd, bool ours) {
   mu_.assert_held();

@@ -19,7 +19,7 @@
 //
 // Thread safety: every member may be called from any thread. The table lock is never held across a call
 // into the engine (an ioctl, an OpenFile destructor): callers take a Node out or copy its pointer, unlock,
-// then use it. It is held across fork (pthread_atfork), so the child's copy is consistent.
+// then use it. It is held across fork (base/fork.h, level kFdTable), so the child's copy is consistent.
 #pragma once
 
 #include <atomic>
@@ -34,6 +34,8 @@
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/lockdep/fork_lock_order.h"
+#include "uiommufd/lockdep/lockdep_map.h"
 #include "uiommufd/uapi/file.h"
 
 namespace uiommufd::runtime {
@@ -49,23 +51,25 @@ struct Node {
   std::atomic<std::int64_t> pos{0};      // kFailNth: file position of read()
 };
 
-// pthread mutex with the static analysis annotations; lock()/unlock() are public for the fork handlers.
+// The table lock: a pthread mutex under the lock validator (class runtime.fd_table,
+// lockdep/fork_lock_order.h), with the static analysis annotations. lock() and unlock() are public for the
+// fork handlers, which take it in one handler and release it in another; everything else uses TableGuard.
 class CAPABILITY("mutex") TableMutex {
  public:
   void lock() ACQUIRE() {
+    lockdep::detail::Acquisition acq(map_, lockdep::detail::Read::kExclusive, {});
     pthread_mutex_lock(&mu_);
+    acq_ = acq;
     owner_.store(pthread_self(), std::memory_order_relaxed);
   }
   void unlock() RELEASE() {
     owner_.store(pthread_t{}, std::memory_order_relaxed);
+    lockdep::detail::Acquisition acq = std::exchange(acq_, {});
+    acq.end();
     pthread_mutex_unlock(&mu_);
   }
-  // In a forked child, whose only thread may not be the one that locked it.
-  void reinit_in_child() {
-    owner_.store(pthread_t{}, std::memory_order_relaxed);
-    pthread_mutex_init(&mu_, nullptr);
-  }
-  // The plain mutex has no validator to ask, so it remembers its holder for the *_locked methods' check.
+  // Checks the holder it remembers, which works with the validator off or compiled out too. In a forked
+  // child the holder is the forking thread's copy, whose pthread_self() is the forking thread's.
   void assert_held() const ASSERT_CAPABILITY(this) {
     UIOMMUFD_ASSERT(pthread_equal(owner_.load(std::memory_order_relaxed), pthread_self()));
   }
@@ -73,6 +77,9 @@ class CAPABILITY("mutex") TableMutex {
  private:
   pthread_mutex_t mu_ = PTHREAD_MUTEX_INITIALIZER;
   std::atomic<pthread_t> owner_{};
+  lockdep::LockdepMap map_{lock_order::kFdTable};
+  // The validator's record of the current hold; touched only by the holder.
+  [[no_unique_address]] lockdep::detail::Acquisition acq_;
 };
 
 class SCOPED_CAPABILITY TableGuard {
@@ -139,7 +146,7 @@ class FileRef {
 class FdTable final : public uapi::FdHost {
  public:
   // The process's table: created on first use, never destroyed (fds may be closed during and after static
-  // destruction). Registers the fork handlers.
+  // destruction). Sets its fork handlers (base/fork.h, level kFdTable).
   static FdTable& get();
 
   // False means fd is certainly not ours: one relaxed load for fds below kBitmapFds.

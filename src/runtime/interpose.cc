@@ -37,6 +37,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "engine_gate.h"
 #include "fail_nth_file.h"
 #include "fd_table.h"
 #include "real_calls.h"
@@ -87,6 +88,7 @@ bool resolve(int dirfd, const char* path, std::string* out) {
   }
   if (dirfd == AT_FDCWD) return false;
   if (FdTable::maybe_ours(dirfd)) {
+    const EngineGate::Scope gate;  // the node found may be the last reference to a file
     std::shared_ptr<Node> node = FdTable::get().find(dirfd);
     if (node && node->kind == Node::Kind::kDebugfsDir) {
       *out = normalize_path(node->dir_path, path);
@@ -176,6 +178,7 @@ int do_open(int dirfd, const char* path, int flags, Pass pass) {
     std::string abs;
     if (!resolve(dirfd, path, &abs)) [[likely]]
       return pass();
+    const EngineGate::Scope gate;
     const int saved = errno;
     const VirtualPath vp = classify_path(abs, getpid(), static_cast<int>(gettid()));
     kind = vp.kind;
@@ -268,8 +271,12 @@ ssize_t node_write(Node& node, const void* buf, size_t count) {
 ssize_t do_pread(int fd, void* buf, size_t count, off_t offset, ssize_t (*next)(int, void*, size_t, off_t)) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return next(fd, buf, count, offset);
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  return node ? node_read(*node, buf, count, offset, true) : next(fd, buf, count, offset);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return node_read(*node, buf, count, offset, true);
+  }
+  return next(fd, buf, count, offset);
 }
 
 // pwrite / pwrite64. The fail-nth file ignores the position, as the kernel's does.
@@ -277,10 +284,12 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
                   ssize_t (*next)(int, const void*, size_t, off_t)) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return next(fd, buf, count, offset);
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  if (!node) return next(fd, buf, count, offset);
-  if (offset < 0) return fail(EINVAL);
-  return node_write(*node, buf, count);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return offset < 0 ? fail(EINVAL) : node_write(*node, buf, count);
+  }
+  return next(fd, buf, count, offset);
 }
 
 // Resolved before any constructor of the host program (whose init runs after every preloaded object's),
@@ -296,6 +305,7 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
 using uiommufd::runtime::after_dup;
 using uiommufd::runtime::do_open;
 using uiommufd::runtime::drop;
+using uiommufd::runtime::EngineGate;
 using uiommufd::runtime::FdTable;
 using uiommufd::runtime::needs_mode;
 using uiommufd::runtime::Node;
@@ -354,6 +364,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] int close(int fd) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::close(fd);
+  const EngineGate::Scope gate;
   std::shared_ptr<Node> old = FdTable::get().set(fd, nullptr);
   const int rc = real::close(fd);
   drop(old);
@@ -363,6 +374,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] int close_range(unsigned first, unsigned last, int flags) noexcept {
   const int rc = real::close_range(first, last, flags);
   if (rc == 0 && !(flags & CLOSE_RANGE_CLOEXEC)) {
+    const EngineGate::Scope gate;
     while (std::shared_ptr<Node> n = FdTable::get().take_one(first, last)) drop(n);
   }
   return rc;
@@ -371,6 +383,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] void closefrom(int lowfd) noexcept {
   real::closefrom(lowfd);
   if (lowfd >= 0) {
+    const EngineGate::Scope gate;
     while (std::shared_ptr<Node> n = FdTable::get().take_one(static_cast<unsigned>(lowfd), UINT_MAX)) drop(n);
   }
 }
@@ -378,6 +391,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] int dup(int fd) noexcept {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::dup(fd);
+  const EngineGate::Scope gate;
   const int nfd = real::dup(fd);
   if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
   return nfd;
@@ -386,6 +400,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] int dup2(int oldfd, int newfd) noexcept {
   if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
     return real::dup2(oldfd, newfd);
+  const EngineGate::Scope gate;
   const int rc = real::dup2(oldfd, newfd);
   if (rc >= 0 && oldfd != newfd && !after_dup(oldfd, newfd)) return -1;
   return rc;
@@ -394,6 +409,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 [[gnu::visibility("default")]] int dup3(int oldfd, int newfd, int flags) noexcept {
   if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
     return real::dup3(oldfd, newfd, flags);
+  const EngineGate::Scope gate;
   const int rc = real::dup3(oldfd, newfd, flags);
   if (rc >= 0 && !after_dup(oldfd, newfd)) return -1;
   return rc;
@@ -406,6 +422,7 @@ namespace {
 int do_fcntl(int fd, int cmd, unsigned long arg, int (*next)(int, int, unsigned long)) {
   if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || !FdTable::maybe_ours(fd)) [[likely]]
     return next(fd, cmd, arg);
+  const uiommufd::runtime::EngineGate::Scope gate;
   const int nfd = next(fd, cmd, arg);
   if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
   return nfd;
@@ -441,24 +458,35 @@ extern "C" {
   va_end(ap);
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::ioctl(fd, request, arg);
-  // The reference keeps the file alive across a concurrent close, as the kernel's fdget does.
-  const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
-  if (!file) return real::ioctl(fd, request, arg);
-  const int saved = errno;
-  const long rc = file->ioctl(request, arg);
-  if (rc < 0) {
-    errno = static_cast<int>(-rc);
-    return -1;
+  {
+    // Entered first, left last: dropping the file reference may be the file's last.
+    const EngineGate::Scope gate;
+    // The reference keeps the file alive across a concurrent close, as the kernel's fdget does.
+    const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
+    if (file) {
+      const int saved = errno;
+      const long rc = file->ioctl(request, arg);
+      if (rc < 0) {
+        errno = static_cast<int>(-rc);
+        return -1;
+      }
+      errno = saved;
+      return static_cast<int>(rc);
+    }
   }
-  errno = saved;
-  return static_cast<int>(rc);
+  // Not an iommufd: the kernel's, outside the gate (it may block for as long as it likes).
+  return real::ioctl(fd, request, arg);
 }
 
 [[gnu::visibility("default")]] ssize_t read(int fd, void* buf, size_t count) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::read(fd, buf, count);
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  return node ? uiommufd::runtime::node_read(*node, buf, count, 0, false) : real::read(fd, buf, count);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return uiommufd::runtime::node_read(*node, buf, count, 0, false);
+  }
+  return real::read(fd, buf, count);
 }
 
 [[gnu::visibility("default")]] ssize_t __read_chk(int fd, void* buf, size_t nbytes, size_t buflen) {
@@ -489,8 +517,12 @@ extern "C" {
 [[gnu::visibility("default")]] ssize_t write(int fd, const void* buf, size_t count) {
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::write(fd, buf, count);
-  std::shared_ptr<Node> node = FdTable::get().find(fd);
-  return node ? uiommufd::runtime::node_write(*node, buf, count) : real::write(fd, buf, count);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return uiommufd::runtime::node_write(*node, buf, count);
+  }
+  return real::write(fd, buf, count);
 }
 
 [[gnu::visibility("default")]] ssize_t pwrite(int fd, const void* buf, size_t count, off_t offset) {
@@ -511,6 +543,7 @@ extern "C" {
     const uiommufd::runtime::VirtualPath vp =
         uiommufd::runtime::classify_path(abs, getpid(), static_cast<int>(gettid()));
     if (vp.kind != uiommufd::runtime::VirtualKind::kDebugfsDir) return real::opendir(name);
+    const EngineGate::Scope gate;
     fd = uiommufd::runtime::open_debugfs_dir(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC, errno);
   } catch (const std::bad_alloc&) {
     errno = ENOMEM;
@@ -531,6 +564,7 @@ extern "C" {
   const int fd = dirfd(dir);
   if (!FdTable::maybe_ours(fd)) [[likely]]
     return real::closedir(dir);
+  const EngineGate::Scope gate;
   std::shared_ptr<Node> old = FdTable::get().set(fd, nullptr);
   const int rc = real::closedir(dir);
   drop(old);

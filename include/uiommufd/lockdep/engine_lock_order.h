@@ -29,7 +29,8 @@
 //
 // Not in the chain: the access_unmap LockdepMap of each IOAS, which is not a lock (the unmap path holds it
 // shared around the callbacks with no engine lock held; access destroy, detach and replace touch it), and
-// the runtime's and the slab's plain mutexes, which are leaves outside the validator.
+// the process-wide locks that fork takes, whose order is fork_lock_order.h: the runtime's engine gate
+// before every engine lock, the descriptor table, the slab and the fault registry after them.
 #pragma once
 
 #include "uiommufd/lockdep/lock_class_key.h"

@@ -24,16 +24,16 @@ class CAPABILITY("lockdep_map") LockdepMap {
   explicit LockdepMap(const char* name = nullptr,
                       SourceSite site = SourceSite::current())
       : key_(&LockClassKey::for_site(site, name)), name_(name ? name : key_->name()) {}
-  // A class shared by every map constructed with `key`; `name` names this instance in reports.
-  explicit LockdepMap(LockClassKey& key, const char* name = nullptr)
-      : key_(&key), name_(name ? name : key.name()) {}
+  // A class shared by every map constructed with `key`; `name` names this instance in reports. Constant
+  // (constinit) for a key with static storage duration.
+  constexpr explicit LockdepMap(LockClassKey& key, const char* name = nullptr) : key_(&key), name_(name) {}
   // Destroying a map (or the lock around it) that the current thread holds is reported.
   ~LockdepMap();
 
   LockdepMap(const LockdepMap&) = delete;
   LockdepMap& operator=(const LockdepMap&) = delete;
 
-  const char* name() const { return name_; }
+  const char* name() const { return name_ ? name_ : key_->name(); }
   LockClassKey& key() const { return *key_; }
 
   // Exclusive acquire and immediate release: "wait until every holder has left".
@@ -53,7 +53,7 @@ class CAPABILITY("lockdep_map") LockdepMap {
 
  private:
   LockClassKey* key_;
-  const char* name_;
+  const char* name_;  // null: the key's name
 };
 
 namespace detail {
@@ -93,7 +93,7 @@ class Acquisition {
 class CAPABILITY("lockdep_map") LockdepMap {
  public:
   explicit LockdepMap(const char* = nullptr, SourceSite = SourceSite::current()) {}
-  explicit LockdepMap(LockClassKey&, const char* = nullptr) {}
+  constexpr explicit LockdepMap(LockClassKey&, const char* = nullptr) {}
   LockdepMap(const LockdepMap&) = delete;
   LockdepMap& operator=(const LockdepMap&) = delete;
 
