@@ -19,6 +19,7 @@ Standard library only. The kernel comes from tools/reference/kernel.sh (built on
 """
 
 import argparse
+import contextlib
 import difflib
 import glob
 import gzip
@@ -209,6 +210,33 @@ def parse_console(text):
     return jobs, release, health
 
 
+# Programs that map MAP_HUGETLB memory (abi_dirty_huge) need free huge pages on this host too; the VM boots
+# with hugepages=128. As root, the check raises vm.nr_hugepages for its run and puts the old value back.
+HOST_HUGEPAGES = 16
+
+
+@contextlib.contextmanager
+def host_hugepages(wanted):
+    path = "/proc/sys/vm/nr_hugepages"
+    old = None
+    try:
+        with open(path) as f:
+            cur = int(f.read())
+        if cur < wanted and os.access(path, os.W_OK):
+            with open(path, "w") as f:
+                f.write(str(wanted))
+            old = cur
+            log(f"reference: vm.nr_hugepages raised from {cur} for this run")
+    except OSError as e:
+        log(f"reference: cannot raise vm.nr_hugepages ({e}); programs that need huge pages will skip here")
+    try:
+        yield
+    finally:
+        if old is not None:
+            with open(path, "w") as f:
+                f.write(str(old))
+
+
 def run_here(uiommufd, argv, timeout):
     try:
         p = subprocess.run([uiommufd, "run", "--"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -314,7 +342,10 @@ def compare_program(prog, linux, ours, rc_l, rc_u, rules):
     mine = [r for r in rules if r.program == prog]
     by_step = {s: r for r in mine for s in r.steps}
     ls, us = steps(linux), steps(ours)
-    for side, rc in (("linux", rc_l), ("ours", rc_u)):
+    for side, rc, lines in (("linux", rc_l, linux), ("ours", rc_u, ours)):
+        if rc == 77:
+            why = next((ln for ln in lines if ln.startswith("SKIP ")), "SKIP")
+            v.differ(f"  {side}: not run ({why}): a program that skipped is never an agreement")
         if abnormal(rc):
             v.differ(f"  {side}: {summarize([], rc)} (rc={rc}): a crash, kill or timeout is never an agreement")
     if not ls:
@@ -446,8 +477,9 @@ def cmd_check(args):
     vm, release, health = boot(bzimage, initrd, os.path.join(out, "abi-console.log"), args.vm_timeout)
 
     here = {}
-    for p in progs:
-        here[p] = run_here(args.uiommufd, [dynamic[p]], args.program_timeout)
+    with host_hugepages(HOST_HUGEPAGES):
+        for p in progs:
+            here[p] = run_here(args.uiommufd, [dynamic[p]], args.program_timeout)
 
     print(f"\nReference: Linux {release} (QEMU, IOMMUFD_TEST mock domains) vs uiommufd run\n")
     print(f"{'program':<20} {'linux':<12} {'uiommufd':<12} {'steps':>6} {'excused':>7}  verdict")
