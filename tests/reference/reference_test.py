@@ -138,6 +138,47 @@ class Console(unittest.TestCase):
         self.assertFalse(health.done)
         self.assertTrue(any("Kernel panic" in ln for ln in health.lines))
 
+    def boot_with_consoles(self, consoles):
+        """ref.boot() with each VM run replaced by the next console text."""
+        left = list(consoles)
+
+        def fake_boot_once(bzimage, initrd, console_log, timeout):
+            text = left.pop(0)
+            with open(console_log, "w") as f:
+                f.write(text)
+            return ref.parse_console(text)
+
+        saved = ref.boot_once
+        ref.boot_once = fake_boot_once
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                return ref.boot("bz", "initrd", os.path.join(d, "console.log"), 1), left
+        finally:
+            ref.boot_once = saved
+
+    CRASH = "[    2.23] Oops: int3: 0000 [#1] SMP NOPTI\n[    2.24] Kernel panic - not syncing: x"
+
+    def test_a_boot_that_crashes_before_any_job_is_booted_again_and_named(self):
+        (jobs, _, health), left = self.boot_with_consoles([self.CRASH, self.CLEAN])
+        self.assertEqual(left, [])
+        self.assertEqual(jobs["p1"][1], 0)
+        self.assertEqual(health.problems(), [])
+        self.assertEqual(len(health.boot_crashes), 1)
+        self.assertIn("Oops: int3", health.boot_crashes[0])
+
+    def test_boot_crashes_are_retried_a_bounded_number_of_times_and_then_fail(self):
+        (jobs, _, health), left = self.boot_with_consoles([self.CRASH] * (ref.BOOT_RETRIES + 2))
+        self.assertEqual(len(left), 1)  # one console never asked for
+        self.assertEqual(jobs, {})
+        self.assertTrue(health.problems())
+
+    def test_a_crash_after_a_job_began_is_never_retried(self):
+        began = "@@BEGIN p1\nstep a: ret=0 errno=0\n" + self.CRASH
+        (jobs, _, health), left = self.boot_with_consoles([began, self.CLEAN])
+        self.assertEqual(left, [self.CLEAN])
+        self.assertEqual(jobs["p1"][1], -1)
+        self.assertTrue(health.problems())
+
     def test_unfinished_job(self):
         jobs, _, _ = ref.parse_console("@@BEGIN p1\nstep a: ret=0 errno=0\n")
         self.assertEqual(jobs["p1"][1], -1)
