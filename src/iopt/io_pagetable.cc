@@ -296,6 +296,9 @@ Status IoPagetable::unmap_range(Interval range, std::uint64_t* unmapped) {
           a = first_area_locked({start, range.last});
           if (!a) return {};
           if (!a->pages()) return Status::error(EBUSY);
+          a->iova_lock().assert_held();
+          // Locked by an internal access, whose pins no callback can take back.
+          if (a->num_locks() > 0) return Status::error(EBUSY);
           if (a->iova_start() < start || a->iova_last() > range.last) return Status::error(ENOENT);
           if (a->iova_start() != start) rounds = 0;
           a->iova_lock().assert_held();
@@ -456,7 +459,8 @@ Status check_access_prot(const Area& a, bool write) {
 }  // namespace
 
 Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool write,
-                               std::vector<AccessPage>* out) {
+                               std::vector<AccessPage>* out, bool lock_area) {
+  const int locks = lock_area ? 1 : 0;
   if (length == 0) return Status::error(EINVAL);
   std::uint64_t last;
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
@@ -486,6 +490,7 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
       lockdep::MutexGuard pg(pages.mutex());
       if (st = pages.add_access_locked(first, last_index); !st.ok()) return false;
       a.change_num_accesses(+1);
+      a.change_num_locks(locks);
     }
     ++done;
     // A Pages window is contiguous, so the handles follow from the first page's.
@@ -512,6 +517,7 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
     pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize);
     s.area->iova_lock().assert_shared_held();
     s.area->change_num_accesses(-1);
+    s.area->change_num_locks(-locks);
     ++undone;
     return true;
   });
@@ -519,7 +525,8 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
   return st;
 }
 
-bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
+bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length, bool lock_area) {
+  const int locks = lock_area ? 1 : 0;
   std::uint64_t last;
   if (length == 0 || !checked_add(iova, length - 1, &last)) return false;
   lockdep::ReadGuard g(iova_rwsem_);
@@ -539,10 +546,12 @@ bool IoPagetable::access_unpin(std::uint64_t iova, std::uint64_t length) {
     Pages& pages = *s.area->pages();
     lockdep::MutexGuard pg(pages.mutex());
     s.area->iova_lock().assert_shared_held();
-    if (pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize))
+    if (pages.remove_access_locked(s.start_byte / kPageSize, (s.start_byte + s.length - 1) / kPageSize)) {
       s.area->change_num_accesses(-1);
-    else
+      s.area->change_num_locks(-locks);
+    } else {
       all = false;
+    }
     return true;
   };
   if (count <= kKept) {

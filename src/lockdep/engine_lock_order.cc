@@ -15,14 +15,17 @@ constinit lockdep::LockClassKey kIoptAccessList{"iopt.access_list"};
 constinit lockdep::LockClassKey kPagesRegistry{"pages.registry"};
 constinit lockdep::LockClassKey kPagesMutex{"pages.mutex"};
 constinit lockdep::LockClassKey kPagesMlock{"pages.mlock"};
+constinit lockdep::LockClassKey kViommuQueues{"viommu.queues"};
 constinit lockdep::LockClassKey kDomainPageTable{"domain.page_table"};
+constinit lockdep::LockClassKey kViommuVdevs{"viommu.vdevs"};
 constinit lockdep::LockClassKey kContextObjects{"context.objects"};
 
 void declare_engine_lock_order() {
   static const bool declared = [] {
     lockdep::declare_order({&kPinnedRangesMutex, &kDeviceMutex, &kAccessIoasLock, &kIoasMutex,
                             &kIoptDomainsRwsem, &kIoptIovaRwsem, &kIoptAccessList, &kPagesRegistry,
-                            &kPagesMutex, &kPagesMlock, &kDomainPageTable, &kContextObjects});
+                            &kPagesMutex, &kPagesMlock, &kViommuQueues, &kDomainPageTable, &kViommuVdevs,
+                            &kContextObjects});
     return true;
   }();
   (void)declared;

@@ -89,6 +89,26 @@ Status Mm::copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) c
   return mm_internal::copy_to_user(mm_internal::CopyMethod::kAuto, uaddr, src, len);
 }
 
+Status Mm::check_zeroed_user(std::uint64_t uaddr, std::size_t len) const {
+  unsigned char buf[256];
+  for (std::size_t off = 0; off < len;) {
+    const std::size_t chunk = std::min<std::size_t>(sizeof(buf), len - off);
+    TRY(copy_from_user(buf, uaddr + off, chunk));
+    for (std::size_t i = 0; i < chunk; ++i) {
+      if (buf[i]) return Status::error(E2BIG);
+    }
+    off += chunk;
+  }
+  return {};
+}
+
+Status Mm::copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uaddr,
+                                 std::size_t user_size) const {
+  std::memset(dst, 0, known);
+  if (user_size > known) TRY(check_zeroed_user(uaddr + known, user_size - known));
+  return copy_from_user(dst, uaddr, std::min(known, user_size));
+}
+
 namespace {
 std::atomic<bool> g_store_in_place_disabled{false};
 }  // namespace

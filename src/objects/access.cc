@@ -119,19 +119,19 @@ void Access::destroy() {
 
 Status Access::pin_pages(std::uint64_t iova, std::uint64_t length, std::vector<AccessPage>* pages,
                          std::uint32_t flags) {
-  if (!ops_.needs_pin_pages || !ops_.unmap) return Status::error(EINVAL);
+  if (!ops_.needs_pin_pages || (!ops_.unmap && !ops_.internal)) return Status::error(EINVAL);
   if (flags & ~kPinWrite) return Status::error(EINVAL);
   if (length == 0) return Status::error(EINVAL);
   std::uint64_t last;
   if (!checked_add(iova, length - 1, &last)) return Status::error(EOVERFLOW);
   lockdep::MutexGuard g(ioas_lock_);
   if (!ioas_) return Status::error(ENOENT);
-  return ioas_->iopt().access_pin(iova, length, flags & kPinWrite, pages);
+  return ioas_->iopt().access_pin(iova, length, flags & kPinWrite, pages, ops_.internal);
 }
 
 void Access::unpin_pages(std::uint64_t iova, std::uint64_t length) {
   lockdep::MutexGuard g(ioas_lock_);
-  if (!ioas_unpin_ || !ioas_unpin_->iopt().access_unpin(iova, length)) {
+  if (!ioas_unpin_ || !ioas_unpin_->iopt().access_unpin(iova, length, ops_.internal)) {
     unpin_mismatches_.fetch_add(1);
     UIOMMUFD_LOG(LogLevel::kWarn,
                  "access %u: unpin of [%#llx, +%#llx] matches no pin (pins are unpinned exactly as pinned)",

@@ -1,5 +1,6 @@
 #include "uiommufd/objects/context.h"
 
+#include <algorithm>
 #include <chrono>
 #include <new>
 
@@ -9,6 +10,7 @@
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/hazard.h"
 #include "uiommufd/base/log.h"
+#include "uiommufd/base/page.h"
 #include "uiommufd/base/try.h"
 
 namespace uiommufd {
@@ -16,6 +18,7 @@ namespace uiommufd {
 namespace {
 UIOMMUFD_FAULT_SITE(g_fault_lookup, "objects.lookup", ENOENT);
 UIOMMUFD_FAULT_SITE(g_fault_alloc, "objects.alloc", ENOMEM);
+UIOMMUFD_FAULT_SITE(g_fault_mmap, "objects.mmap", ENOMEM);
 // Ids are 31-bit, as in the kernel since the negative ids were reserved.
 constexpr std::uint32_t kMaxId = 0x7fffffff;
 }  // namespace
@@ -29,6 +32,12 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::kIoas: return "ioas";
     case ObjectType::kAccess: return "access";
     case ObjectType::kSelftest: return "selftest";
+    case ObjectType::kViommu:
+      return "viommu";
+    case ObjectType::kVdevice:
+      return "vdevice";
+    case ObjectType::kHwQueue:
+      return "hw_queue";
   }
   return "?";
 }
@@ -73,7 +82,7 @@ Result<std::uint32_t> Context::reserve(std::unique_ptr<Object> obj) {
   obj->destroy_wait_ = &destroy_wait_;
   lockdep::MutexGuard g(mu_);
   std::uint32_t id = 1;
-  while (id < slots_.size() && slots_[id].obj) ++id;
+  while (id < slots_.size() && (slots_[id].obj || slots_[id].tombstone)) ++id;
   if (id > kMaxId) return Status::error(ENOSPC);
   // Both tables grow here, where a failure leaves nothing to undo, so that finalize() cannot fail.
   try {
@@ -124,6 +133,19 @@ void Context::publish_locked(std::uint32_t id, Object* obj) {
   t->objs[id].store(obj, std::memory_order_seq_cst);
 }
 
+Result<std::uint32_t> Context::finish_create(Object& obj, Status st,
+                                             const std::function<Status(std::uint32_t)>& respond) {
+  const std::uint32_t id = obj.id();
+  if (st.ok() && respond) st = respond(id);
+  if (!st.ok()) {
+    obj.destroy();
+    abort(id);
+    return st;
+  }
+  finalize(id);
+  return id;
+}
+
 void Context::abort(std::uint32_t id) {
   std::unique_ptr<Object> obj;
   {
@@ -171,13 +193,14 @@ bool Context::remove_if_users(Object* obj, std::uint32_t expected_users) {
   return true;
 }
 
-void Context::free_object(Object* obj) {
+void Context::free_object(Object* obj, bool tombstone) {
   obj->destroy();
   // Unpublished before this (remove_if_users, destroy): wait out lookups that read it just before.
   hazard_wait_unprotected(obj);
   std::unique_ptr<Object> owned;
   lockdep::MutexGuard g(mu_);
   owned = std::move(slots_[obj->id_].obj);
+  slots_[obj->id_].tombstone = tombstone;
 }
 
 Status Context::destroy(std::uint32_t id) {
@@ -212,7 +235,7 @@ void Context::clear_vfio_ioas_id() {
   vfio_ioas_id_ = 0;
 }
 
-bool Context::destroy_user(Object* obj) {
+bool Context::destroy_user(Object* obj, bool tombstone) {
   // The caller's user plus the table's. Operations in flight hold more; they finish quickly (none waits
   // for the caller), and each one's drop_user() wakes this wait.
   const auto deadline = std::chrono::steady_clock::now() + kDestroyWaitLimit;
@@ -229,15 +252,16 @@ bool Context::destroy_user(Object* obj) {
       return false;
     }
   }
-  free_object(obj);
+  free_object(obj, tombstone);
   return true;
 }
 
 Status Context::set_mm_account_mode(bool mm) {
   if (!has_capability(CAP_SYS_RESOURCE)) return Status::error(EPERM);
   lockdep::MutexGuard g(mu_);
+  // A tombstone counts: the kernel asks whether its object table is empty, and tombstones stay in it.
   for (const Slot& s : slots_)
-    if (s.obj) return Status::error(EBUSY);
+    if (s.obj || s.tombstone) return Status::error(EBUSY);
   mm_mode_.store(mm);
   return {};
 }
@@ -247,6 +271,39 @@ std::size_t Context::object_count() {
   std::size_t n = 0;
   for (const Slot& s : slots_) n += s.obj != nullptr;
   return n;
+}
+
+// ---- mmap regions --------------------------------------------------------------------------------------
+
+Result<std::uint64_t> Context::alloc_mmap(Object& owner, int memfd, std::uint64_t length) {
+  if (length == 0 || length % kPageSize) return Status::error(EINVAL);
+  TRY(inject(g_fault_mmap));
+  lockdep::MutexGuard g(mu_);
+  // Lowest fit at or above one page, as the kernel's maple-tree range allocation with a minimum of PAGE_SIZE.
+  std::uint64_t at = kPageSize;
+  for (const auto& [offset, region] : mmaps_) {
+    if (offset >= at && offset - at >= length) break;
+    at = std::max(at, offset + region.length);
+  }
+  try {
+    mmaps_.emplace(at, MmapRegion{&owner, length, memfd});
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  return at;
+}
+
+void Context::destroy_mmap(std::uint64_t offset) {
+  lockdep::MutexGuard g(mu_);
+  UIOMMUFD_ASSERT(mmaps_.erase(offset) == 1);
+}
+
+Result<Context::MmapRegion> Context::get_mmap(std::uint64_t offset, std::uint64_t length) {
+  lockdep::MutexGuard g(mu_);
+  auto it = mmaps_.find(offset);
+  if (it == mmaps_.end() || it->second.length != length || !it->second.owner->try_add_user())
+    return Status::error(ENXIO);
+  return it->second;
 }
 
 }  // namespace uiommufd

@@ -9,6 +9,7 @@
 #include "uiommufd/domain/page_table_domain.h"
 #include "uiommufd/mm/mm.h"
 #include "uiommufd/objects/context.h"
+#include "uiommufd/objects/viommu.h"
 
 namespace uiommufd {
 
@@ -53,6 +54,7 @@ Result<ObjectRef<Device>> Device::bind(Context& ctx, Kind kind, std::uint32_t fl
 }
 
 void Device::unbind(ObjectRef<Device> device) {
+  device->remove_vdevice();
   Device* d = device.release();  // the driver's user: destroy_user() expects it
   // The destroy op releases every attachment as a detach would.
   d->context().destroy_user(d);
@@ -283,6 +285,25 @@ Status Device::dma_read(std::uint64_t iova, void* dst, std::uint64_t length) {
 
 Status Device::dma_write(std::uint64_t iova, const void* src, std::uint64_t length) {
   return dma(iova, const_cast<void*>(src), length, /*write=*/true);  // only read from when writing
+}
+
+void Device::invalidate_cache(std::uint32_t id, bool all) {
+  for (std::uint32_t i = 0; i < kCacheNum; ++i) {
+    if (all || i == id) cache_[i].store(0, std::memory_order_relaxed);
+  }
+}
+
+void Device::remove_vdevice() {
+  Vdevice* vdev;
+  {
+    lockdep::MutexGuard g(mu_);
+    destroying_ = true;
+    vdev = vdev_;
+    // None, or a destroy of it is under way (it cannot take a user any more): that destroy drops its user
+    // of this device, which the caller's destroy_user() waits for.
+    if (!vdev || !vdev->try_add_user()) return;
+  }
+  context().destroy_user(vdev, /*tombstone=*/true);
 }
 
 Status Device::check_cache(std::uint32_t id, std::uint32_t value) const {

@@ -9,6 +9,7 @@
 #include "uiommufd/base/try.h"
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/device.h"
+#include "uiommufd/objects/viommu.h"
 
 namespace uiommufd {
 
@@ -153,7 +154,38 @@ Result<HwptPaging*> alloc_paging(Device& dev, Ioas& ioas, const HwptAllocArgs& a
   return HwptPaging::create_reserved_locked(ioas, std::move(domain), props);
 }
 
+// The vIOMMU half (iommufd_viommu_alloc_hwpt_nested()): the object first, then the driver's domain, whose
+// failure aborts it.
+Result<HwptNested*> alloc_nested_on_viommu(Context& ctx, Device& dev, Viommu& viommu,
+                                           const HwptAllocArgs& args) {
+  if (&viommu.driver() != &dev.driver()) return Status::error(EINVAL);
+  if ((args.flags & ~(kHwptFaultIdValid | kHwptAllocPasid)) || !args.data.len)
+    return Status::error(EOPNOTSUPP);
+  return HwptNested::create_on_viommu(ctx, viommu, args);
+}
+
 }  // namespace
+
+Result<HwptNested*> HwptNested::create_on_viommu(Context& ctx, Viommu& viommu, const HwptAllocArgs& args) {
+  auto* nested = new (std::nothrow) HwptNested(ctx, viommu.hwpt(), nullptr, args.flags & kHwptAllocPasid);
+  if (!nested) return Status::error(ENOMEM);
+  const std::uint32_t id = TRY(ctx.reserve(std::unique_ptr<Object>(nested)));
+  viommu.add_user();
+  nested->viommu_ = &viommu;
+  // The mock's alloc_domain_nested on a vIOMMU takes only the PASID flag.
+  Result<std::unique_ptr<NestedDomain>> domain =
+      viommu.driver().alloc_nested(args.flags & ~kHwptFaultIdValid, args.data);
+  if (!domain.ok()) {
+    ctx.abort(id);
+    return domain.status();
+  }
+  nested->domain_ = std::move(*domain);
+  return nested;
+}
+
+HwptNested::~HwptNested() {
+  if (viommu_) viommu_->drop_user();
+}
 
 Result<std::uint32_t> HwPagetable::alloc(Context& ctx, const HwptAllocArgs& args, const Respond& respond) {
   if ((args.data.type == kHwptDataNone) != (args.data.len == 0)) return Status::error(EINVAL);
@@ -186,6 +218,8 @@ Result<std::uint32_t> HwPagetable::alloc(Context& ctx, const HwptAllocArgs& args
     if (!nested) return Status::error(ENOMEM);
     TRY(ctx.reserve(std::unique_ptr<Object>(nested)));
     hwpt = nested;
+  } else if ((*pt)->type() == ObjectType::kViommu) {
+    hwpt = TRY(alloc_nested_on_viommu(ctx, *dev, static_cast<Viommu&>(**pt), args));
   } else {
     return Status::error(EINVAL);
   }
@@ -213,9 +247,12 @@ Status HwPagetable::invalidate(Context& ctx, std::uint32_t hwpt_id, UserDataArra
       (!array.uptr || !array.entry_len || array.entry_len > kPageSize || requested > kInvalidateEntryNumMax))
     return Status::error(EINVAL);
   ObjectRef<Object> obj = TRY(ctx.get<Object>(hwpt_id, ObjectType::kAny));
-  if (obj->type() != ObjectType::kHwptNested) return Status::error(EINVAL);
   array.entry_num = requested;
-  return static_cast<HwptNested&>(*obj).domain().invalidate(array);
+  if (obj->type() == ObjectType::kHwptNested)
+    return static_cast<HwptNested&>(*obj).domain().invalidate(array);
+  if (obj->type() == ObjectType::kViommu) return static_cast<Viommu&>(*obj).invalidate(array);
+  array.entry_num = 0;
+  return Status::error(EINVAL);
 }
 
 }  // namespace uiommufd

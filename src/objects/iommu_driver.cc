@@ -11,6 +11,7 @@
 #include "uiommufd/mm/mm.h"
 #include "uiommufd/objects/device.h"
 #include "uiommufd/objects/hw_pagetable.h"
+#include "uiommufd/objects/viommu.h"
 
 namespace uiommufd {
 
@@ -135,8 +136,13 @@ class MockDriver final : public IommuDriver {
     // A device that cannot track dirty pages cannot use a domain that does (selftest.c
     // mock_domain_nop_attach()).
     if (hwpt.dirty_tracking() && (dev.flags() & Device::kFlagNoDirty)) return Status::error(EINVAL);
+    // A nested domain of a vIOMMU serves only devices that have a virtual id there.
+    if (hwpt.type() == ObjectType::kHwptNested) {
+      if (Viommu* viommu = static_cast<const HwptNested&>(hwpt).viommu()) TRY(viommu->virt_id_of(dev));
+    }
     return {};
   }
+  bool viommu_supported(std::uint32_t type) const override { return type == kViommuTypeSelftest; }
 };
 
 class SoftwareDriver final : public IommuDriver {
@@ -159,6 +165,7 @@ class SoftwareDriver final : public IommuDriver {
     return {};
   }
   Status attach_dev(const Device&, const HwPagetable&) const override { return {}; }
+  bool viommu_supported(std::uint32_t) const override { return false; }
 };
 
 }  // namespace

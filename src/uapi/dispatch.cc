@@ -45,6 +45,9 @@ constexpr std::array<Op, kOpCount> make_ops() {
       UIOMMUFD_OP(hwpt_set_dirty_tracking, iommu_hwpt_set_dirty_tracking, __reserved);
   ops[kNrHwptGetDirtyBitmap - kCmdBase] =
       UIOMMUFD_OP(hwpt_get_dirty_bitmap, iommu_hwpt_get_dirty_bitmap, data);
+  ops[kNrViommuAlloc - kCmdBase] = UIOMMUFD_OP(viommu_alloc, iommu_viommu_alloc, out_viommu_id);
+  ops[kNrVdeviceAlloc - kCmdBase] = UIOMMUFD_OP(vdevice_alloc, iommu_vdevice_alloc, virt_id);
+  ops[kNrHwQueueAlloc - kCmdBase] = UIOMMUFD_OP(hw_queue_alloc, iommu_hw_queue_alloc, length);
   return ops;
 }
 #undef UIOMMUFD_OP

@@ -12,30 +12,8 @@ Result<std::uint32_t> read_user_size(std::uint64_t uptr) {
   return size;
 }
 
-namespace {
-
-// The caller's bytes [known, user_size) must be zero: E2BIG otherwise, EFAULT if unreadable. Read in
-// bounded pieces (the tail may be large).
-Status check_zero_tail(std::uint64_t uptr, std::size_t known, std::uint32_t user_size) {
-  unsigned char buf[256];
-  for (std::uint64_t off = known; off < user_size;) {
-    const std::size_t chunk = std::min<std::uint64_t>(sizeof(buf), user_size - off);
-    TRY(Mm::current_ref().copy_from_user(buf, uptr + off, chunk));
-    for (std::size_t i = 0; i < chunk; ++i) {
-      if (buf[i]) return Status::error(E2BIG);
-    }
-    off += chunk;
-  }
-  return Status();
-}
-
-}  // namespace
-
 Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uptr, std::uint32_t user_size) {
-  std::memset(dst, 0, known);
-  const std::size_t n = std::min<std::size_t>(known, user_size);
-  if (user_size > known) TRY(check_zero_tail(uptr, known, user_size));
-  return Mm::current_ref().copy_from_user(dst, uptr, n);
+  return Mm::current_ref().copy_struct_from_user(dst, known, uptr, user_size);
 }
 
 Status copy_cmd_from_user(void* dst, std::size_t known, std::uint32_t min_size, std::uint64_t uptr,
@@ -50,7 +28,7 @@ Status copy_cmd_from_user(void* dst, std::size_t known, std::uint32_t min_size, 
       // Bytes past the caller's struct were read but are not its: the missing tail counts as zero.
       std::memset(static_cast<unsigned char*>(dst) + size, 0, known - size);
     } else if (size > known) {
-      TRY(check_zero_tail(uptr, known, size));
+      TRY(Mm::current_ref().check_zeroed_user(uptr + known, size - known));
     }
     *user_size = size;
     return Status();

@@ -84,10 +84,20 @@ class Area : public SlabAllocated<Area> {
     backing().mutex().assert_held();
     num_accesses_ += delta;
   }
+  // Of those, the pins that lock the area: an internal access's (a hardware queue's memory), which no unmap
+  // callback can give back, so unmap of the area is EBUSY while one is held (the kernel's num_locks).
+  // Changed together with num_accesses, under the same locks.
+  std::uint32_t num_locks() const REQUIRES_SHARED(iova_lock_) { return num_locks_; }
+  void change_num_locks(int delta) REQUIRES_SHARED(iova_lock_) NO_THREAD_SAFETY_ANALYSIS {
+    iova_lock_.assert_shared_held();
+    backing().mutex().assert_held();
+    num_locks_ += delta;
+  }
 
  private:
   const lockdep::SharedMutex& iova_lock_;
   std::uint32_t num_accesses_ GUARDED_BY(iova_lock_) = 0;
+  std::uint32_t num_locks_ GUARDED_BY(iova_lock_) = 0;
   RefPtr<Pages> pages_;
   RefPtr<Pages> pending_pages_;
   std::uint64_t start_byte_;

@@ -174,12 +174,13 @@ class IoPagetable {
   // (docs/semantics.md#access-pin). EINVAL: length 0; an area being unmapped; a start not page aligned in the
   // backing; an area other than the last not ending at a page end. EOVERFLOW on wrap. ENOENT: a gap. EPERM:
   // `write` on an area without write permission, or a read of one without read. Pinning's errors (EFAULT,
-  // ENOMEM). On failure no record is left.
-  Status access_pin(std::uint64_t iova, std::uint64_t length, bool write, std::vector<AccessPage>* out)
-      EXCLUDES(iova_rwsem_);
-  // Removes the pin records access_pin added for exactly (iova, length). False when some record is not
-  // there (the caller reports it; those pins stay, as the kernel's WARN leaves them).
-  bool access_unpin(std::uint64_t iova, std::uint64_t length) EXCLUDES(iova_rwsem_);
+  // ENOMEM). On failure no record is left. `lock_area`: the pin also locks its areas against unmap (an
+  // internal access's, Area::num_locks()).
+  Status access_pin(std::uint64_t iova, std::uint64_t length, bool write, std::vector<AccessPage>* out,
+                    bool lock_area = false) EXCLUDES(iova_rwsem_);
+  // Removes the pin records access_pin added for exactly (iova, length), with the same `lock_area`. False
+  // when some record is not there (the caller reports it; those pins stay, as the kernel's WARN leaves them).
+  bool access_unpin(std::uint64_t iova, std::uint64_t length, bool lock_area = false) EXCLUDES(iova_rwsem_);
   // Reads (write false) or writes `length` bytes at `iova` through the areas' backing, at any alignment,
   // across contiguous areas (docs/semantics.md#access-rw). Errors as access_pin; EFAULT when the backing is
   // not there. The fast path copies straight through the source address space; `slow_path`, and file-backed

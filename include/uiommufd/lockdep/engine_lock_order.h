@@ -24,7 +24,11 @@
 //                         page-table locks, and the check takes each pages.mutex inside it.
 //   pages.mutex           one Pages object's pins; its areas' domain map and unmap run under it.
 //   pages.mlock           the process-wide mlock users of each page; around mlock / munlock only.
+//   viommu.queues         a vIOMMU's hardware-queue slots; held across checking a new queue's address in
+//                         the parent domain.
 //   domain.page_table     one software domain's table; every domain operation takes it.
+//   viommu.vdevs          a vIOMMU's virtual-id table; taken under device.mutex (vDEVICE allocation,
+//                         attach), around nothing but the table and a device's cache words.
 //   context.objects       the object table; never held across anything that locks.
 //
 // Not in the chain: the access_unmap LockdepMap of each IOAS, which is not a lock (the unmap path holds it
@@ -47,7 +51,9 @@ extern lockdep::LockClassKey kIoptAccessList;
 extern lockdep::LockClassKey kPagesRegistry;
 extern lockdep::LockClassKey kPagesMutex;
 extern lockdep::LockClassKey kPagesMlock;
+extern lockdep::LockClassKey kViommuQueues;
 extern lockdep::LockClassKey kDomainPageTable;
+extern lockdep::LockClassKey kViommuVdevs;
 extern lockdep::LockClassKey kContextObjects;
 
 // Declares the chain above to the validator. Runs during static initialisation of any program that

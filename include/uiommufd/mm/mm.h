@@ -61,6 +61,14 @@ class Mm : public RefCounted<Mm> {
   //   user range may have been written (never anything at or past the first inaccessible page).
   Status copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const;
   Status copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) const;
+  // An extensible struct of the caller's, `user_size` bytes at uaddr, into dst (`known` bytes), as the
+  // kernel's copy_struct_from_user(): a shorter caller struct is zero-extended; a longer one must be zero
+  // beyond `known` bytes (E2BIG otherwise). EFAULT if unreadable.
+  Status copy_struct_from_user(void* dst, std::size_t known, std::uint64_t uaddr,
+                               std::size_t user_size) const;
+  // Whether [uaddr, uaddr + len) is all zero bytes (the kernel's check_zeroed_user()): E2BIG when not,
+  // EFAULT if unreadable. Read in bounded pieces, each a copy.
+  Status check_zeroed_user(std::uint64_t uaddr, std::size_t len) const;
 
   // Stores straight into user memory: runs store(ctx), which may write anywhere in [uaddr, uaddr + len) of
   // this Mm with ordinary stores, a fault there being caught by the region the copies use instead of killing

@@ -35,6 +35,10 @@ class Access : public Object, private AccessHook {
     // Called with [iova, iova + length − 1] of a range being unmapped; must unpin every pin it holds
     // that intersects the range before returning. Runs with no engine lock held.
     std::function<void(std::uint64_t iova, std::uint64_t length)> unmap;
+    // An access the engine itself uses (the kernel's iommufd_access_create_internal(), for a hardware
+    // queue's memory): it has no unmap callback and its pins lock their areas, so an unmap over them is
+    // EBUSY until they are unpinned (Area::num_locks()).
+    bool internal = false;
   };
   // pin_pages flags.
   static constexpr std::uint32_t kPinWrite = 1 << 0;

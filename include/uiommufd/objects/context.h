@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -36,6 +38,11 @@ class Context {
   Result<std::uint32_t> reserve(std::unique_ptr<Object> obj) EXCLUDES(mu_);
   // Publishes a reserved id. Never fails and never allocates: reserve() made the room.
   void finalize(std::uint32_t id) EXCLUDES(mu_);
+  // Ends the creation of a reserved object whose set-up gave `st`: when that is ok, runs `respond` (the
+  // ioctl's reply; may be empty) with the id, then publishes the object and returns the id; otherwise, or
+  // when respond fails, undoes the object through its destroy op, releases the id and returns the error.
+  Result<std::uint32_t> finish_create(Object& obj, Status st,
+                                      const std::function<Status(std::uint32_t)>& respond) EXCLUDES(mu_);
   // Undoes reserve(): frees the object without its destroy op (its creator has already undone whatever
   // it did) and releases the id, so the next object gets it.
   void abort(std::uint32_t id) EXCLUDES(mu_);
@@ -58,7 +65,9 @@ class Context {
   // is dropped, the object stays until the Context goes, and the result is false (an error is logged).
   // Must not be called with an engine lock held.
   static constexpr std::chrono::seconds kDestroyWaitLimit{60};
-  bool destroy_user(Object* obj) EXCLUDES(mu_);
+  // `tombstone`: the id stays taken until the Context goes, so IOMMU_DESTROY of it is ENOENT and no new
+  // object gets it (the kernel's iommufd_object_tombstone_user(), for a vDEVICE whose device goes first).
+  bool destroy_user(Object* obj, bool tombstone = false) EXCLUDES(mu_);
 
   // IOMMU_OPTION RLIMIT_MODE: the accounting mode of new pages. SET needs CAP_SYS_RESOURCE (EPERM) and a
   // context with no objects (EBUSY).
@@ -67,6 +76,22 @@ class Context {
   AccountMode account_mode() const { return default_account_mode(mm_account_mode()); }
 
   std::size_t object_count() EXCLUDES(mu_);
+
+  // Regions of memory an object offers for mmap() of the iommufd (the kernel's iommufd_mmap table,
+  // driver.c _iommufd_alloc_mmap()): each has a page-aligned offset, the lowest free one at or above one page
+  // (offset 0 is never handed out), an owner object, and a file whose pages are the region.
+  struct MmapRegion {
+    Object* owner = nullptr;
+    std::uint64_t length = 0;
+    int memfd = -1;  // borrowed from the owner, which keeps it open while the region exists
+  };
+  // ENOMEM when the table cannot grow (fault site "objects.mmap"); EINVAL for a length 0 or not page aligned.
+  Result<std::uint64_t> alloc_mmap(Object& owner, int memfd, std::uint64_t length) EXCLUDES(mu_);
+  void destroy_mmap(std::uint64_t offset) EXCLUDES(mu_);
+  // mmap() of the iommufd at `offset` for `length` bytes: the region that starts exactly there and has
+  // exactly that length, with a user of its owner taken for the mapping (the vma's). ENXIO otherwise, or
+  // when the owner is being destroyed.
+  Result<MmapRegion> get_mmap(std::uint64_t offset, std::uint64_t length) EXCLUDES(mu_);
 
   // The VFIO-compatibility IOAS (IOMMU_VFIO_IOAS, docs/semantics.md#vfio-compat): the one the VFIO container
   // ioctls act on. ENODEV when none is set. Destroying that IOAS clears it.
@@ -82,7 +107,7 @@ class Context {
   Status lookup(std::uint32_t id, ObjectType type, Object** out) EXCLUDES(mu_);
   // Removes `obj` from the table if only `expected_users` hold it; false otherwise.
   bool remove_if_users(Object* obj, std::uint32_t expected_users) EXCLUDES(mu_);
-  void free_object(Object* obj);
+  void free_object(Object* obj, bool tombstone = false);
 
   // Makes the lock-free lookup table hold `id`, replacing it by a larger copy if needed. Throws
   // std::bad_alloc, leaving the table as it was.
@@ -96,6 +121,7 @@ class Context {
   struct Slot {
     std::unique_ptr<Object> obj;
     bool published = false;
+    bool tombstone = false;  // no object, and the id is not handed out again
   };
   std::vector<Slot> slots_ GUARDED_BY(mu_);
   // The published objects again, for lookup() without the lock: written under mu_, read lock-free under a
@@ -109,6 +135,7 @@ class Context {
   std::atomic<PublishedTable*> published_{nullptr};
   std::vector<std::unique_ptr<PublishedTable>> tables_ GUARDED_BY(mu_);
   std::uint32_t vfio_ioas_id_ GUARDED_BY(mu_) = 0;
+  std::map<std::uint64_t, MmapRegion> mmaps_ GUARDED_BY(mu_);  // by offset
   std::atomic<bool> mm_mode_{false};
   // Where destroy_user() sleeps and every object's drop_user() wakes it (the kernel's ictx->destroy_wait):
   // on the Context, which outlives its objects.

@@ -19,6 +19,8 @@
 
 namespace uiommufd {
 
+class Vdevice;
+
 class Device : public Object {
  public:
   enum class Kind : std::uint8_t {
@@ -92,6 +94,8 @@ class Device : public Object {
 
   // DEV_CHECK_CACHE: EINVAL for an id above 3 or another value.
   Status check_cache(std::uint32_t id, std::uint32_t value) const;
+  // A vIOMMU cache invalidation of this mock device: one word (id < kCacheNum), or all of them.
+  void invalidate_cache(std::uint32_t id, bool all);
 
   // DMA by the device through the paging HWPT its RID is attached to, as a device emulator behind an
   // IOMMU does it: [iova, iova + length) is translated by the domain and the memory it maps is read into
@@ -101,6 +105,10 @@ class Device : public Object {
   // copied. A write marks the entries it touches dirty while the domain tracks.
   Status dma_read(std::uint64_t iova, void* dst, std::uint64_t length) EXCLUDES(mu_);
   Status dma_write(std::uint64_t iova, const void* src, std::uint64_t length) EXCLUDES(mu_);
+
+  // The vDEVICE of this device, if any: destroyed now, its id left as a tombstone (the kernel's
+  // iommufd_device_pre_destroy()). Part of unbind(); after it no vDEVICE can be made for the device.
+  void remove_vdevice() EXCLUDES(mu_);
 
   Kind kind() const { return kind_; }
   std::uint32_t flags() const { return flags_; }
@@ -138,6 +146,11 @@ class Device : public Object {
   // PASID (kNoPasid: the RID) -> the HWPT it is attached to.
   std::map<std::uint32_t, HwPagetable::DeviceHold> attached_ GUARDED_BY(mu_);
   bool pasid_1024_fake_error_ GUARDED_BY(mu_) = false;
+  // The device's vDEVICE (held there by that object's user of the device), and whether unbind has begun,
+  // after which none may be made (the kernel keeps both under the group lock).
+  friend class Vdevice;
+  Vdevice* vdev_ GUARDED_BY(mu_) = nullptr;
+  bool destroying_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace uiommufd

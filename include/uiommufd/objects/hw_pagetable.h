@@ -26,6 +26,7 @@
 namespace uiommufd {
 
 class HwptPaging;
+class Viommu;
 
 // IOMMU_HWPT_ALLOC's arguments past the struct rules.
 struct HwptAllocArgs {
@@ -44,13 +45,15 @@ class HwPagetable : public Object {
   // iommufd_hwpt_paging_alloc(), iommufd_hwpt_nested_alloc()):
   //   EINVAL   data type NONE with a length, or another type without one;
   //   ENOENT   dev_id is not a device;
-  //   EINVAL   pt_id is unknown or neither an IOAS nor a paging HWPT;
+  //   EINVAL   pt_id is unknown or neither an IOAS, a paging HWPT nor a vIOMMU;
   //   paging:  EOPNOTSUPP for flags or data the driver cannot take, unknown flags, DIRTY_TRACKING on a
   //            device that cannot track, FAULT_ID_VALID with NEST_PARENT; ENOMEM/ENOSPC (the object);
   //            the driver's (EOPNOTSUPP, EINVAL, EFAULT, ENOMEM); add_domain's (EADDRINUSE, ...);
   //   nested:  EOPNOTSUPP for flags other than PASID and FAULT_ID_VALID, no data, or no nesting in the
   //            driver; EINVAL for a parent that is automatic, not NEST_PARENT or of another driver;
   //            ENOMEM/ENOSPC; the driver's;
+  //   vIOMMU:  EINVAL a device of another IOMMU; EOPNOTSUPP for flags other than PASID and FAULT_ID_VALID
+  //            or no data; ENOMEM/ENOSPC (the object, first); the driver's nested domain's;
   //   ENOENT   FAULT_ID_VALID: fault_id names no fault queue (there are none yet);
   //   then respond's.
   using Respond = std::function<Status(std::uint32_t hwpt_id)>;
@@ -58,8 +61,8 @@ class HwPagetable : public Object {
 
   // IOMMU_HWPT_INVALIDATE on `hwpt_id`; array.entry_num comes back as the number of entries handled (0
   // when the call fails before the driver). EINVAL: a non-empty array with no pointer, an entry_len of 0
-  // or above 4 KiB, or more than 2^19 entries; ENOENT: unknown id; EINVAL: not a nested HWPT; then the
-  // driver's (NestedDomain::invalidate()).
+  // or above 4 KiB, or more than 2^19 entries; ENOENT: unknown id; EINVAL: neither a nested HWPT nor a
+  // vIOMMU; then the driver's (NestedDomain::invalidate()).
   static constexpr std::uint32_t kInvalidateEntryNumMax = 1u << 19;
   static Status invalidate(Context& ctx, std::uint32_t hwpt_id, UserDataArray& array);
 
@@ -204,9 +207,15 @@ class HwptPaging : public HwPagetable {
 
 class HwptNested : public HwPagetable {
  public:
+  ~HwptNested() override;
   Result<DeviceHold> hold_for_device() override;
   NestedDomain& domain() { return *domain_; }
   HwptPaging& parent() const { return *parent_; }
+  // The vIOMMU it was allocated on (a user of it), or null for one allocated on a paging HWPT.
+  Viommu* viommu() const { return viommu_; }
+  // A nested HWPT on `viommu` (its parent is the vIOMMU's), reserved but unpublished: the object first, then
+  // the driver's domain (ENOMEM/ENOSPC, then the driver's errors; nothing is left on failure).
+  static Result<HwptNested*> create_on_viommu(Context& ctx, Viommu& viommu, const HwptAllocArgs& args);
 
  protected:
   void release_device_hold() override { drop_user(); }
@@ -220,6 +229,7 @@ class HwptNested : public HwPagetable {
 
   ObjectRef<HwptPaging> parent_;  // a user of the parent until the object is freed
   std::unique_ptr<NestedDomain> domain_;
+  Viommu* viommu_ = nullptr;  // with a user of it until the object is freed
 };
 
 }  // namespace uiommufd

@@ -71,7 +71,8 @@ class Ioas : public Object {
                    std::uint32_t flags);
   // IOMMU_IOAS_UNMAP: (0, U64_MAX) unmaps everything and succeeds even when empty; otherwise EOVERFLOW
   // (iova or length ≥ U64_MAX, or wrap), EINVAL (length 0), ENOENT (nothing inside the range, or an
-  // area only partly inside), EBUSY (an area being mapped), EDEADLOCK (accesses kept their pins, see
+  // area only partly inside), EBUSY (an area being mapped, or locked by a hardware queue's pin),
+  // EDEADLOCK (accesses kept their pins, see
   // IoPagetable::unmap_range). *unmapped: bytes removed.
   Status unmap(std::uint64_t iova, std::uint64_t length, std::uint64_t* unmapped);
 

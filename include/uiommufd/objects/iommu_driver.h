@@ -134,6 +134,9 @@ class IommuDriver {
   // The driver's own check when the device's RID is attached to `hwpt` (attach_dev): EINVAL when the
   // device cannot use it.
   virtual Status attach_dev(const Device& dev, const HwPagetable& hwpt) const = 0;
+  // Whether the IOMMU can be virtualised as a vIOMMU of `type` (the kernel's get_viommu_size() being
+  // non-zero); the mock's type is kViommuTypeSelftest (objects/viommu.h).
+  virtual bool viommu_supported(std::uint32_t type) const = 0;
 };
 
 }  // namespace uiommufd

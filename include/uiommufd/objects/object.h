@@ -23,7 +23,10 @@ enum class ObjectType : std::uint8_t {
   kHwptNested,
   kIoas,
   kAccess,
-  kSelftest
+  kSelftest,
+  kViommu,
+  kVdevice,
+  kHwQueue,
 };
 
 const char* object_type_name(ObjectType type);

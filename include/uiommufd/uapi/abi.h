@@ -33,6 +33,9 @@ enum : unsigned {
   kNrHwptGetDirtyBitmap = 0x8c,
   kNrHwptInvalidate = 0x8d,
   kNrIoasMapFile = 0x8f,
+  kNrViommuAlloc = 0x90,
+  kNrVdeviceAlloc = 0x91,
+  kNrHwQueueAlloc = 0x94,
   kNrTestCmd = 0xa0,
 };
 
@@ -51,6 +54,9 @@ inline constexpr unsigned long IOMMU_HWPT_INVALIDATE = io_cmd(kNrHwptInvalidate)
 inline constexpr unsigned long IOMMU_HWPT_SET_DIRTY_TRACKING = io_cmd(kNrHwptSetDirtyTracking);
 inline constexpr unsigned long IOMMU_HWPT_GET_DIRTY_BITMAP = io_cmd(kNrHwptGetDirtyBitmap);
 inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
+inline constexpr unsigned long IOMMU_VIOMMU_ALLOC = io_cmd(kNrViommuAlloc);
+inline constexpr unsigned long IOMMU_VDEVICE_ALLOC = io_cmd(kNrVdeviceAlloc);
+inline constexpr unsigned long IOMMU_HW_QUEUE_ALLOC = io_cmd(kNrHwQueueAlloc);
 inline constexpr unsigned long IOMMU_TEST_CMD = io_cmd(kNrTestCmd);
 
 // ---- iommufd structs ------------------------------------------------------------------------------------
@@ -210,6 +216,37 @@ struct iommu_hwpt_invalidate {
   std::uint32_t __reserved;
 };
 
+struct iommu_viommu_alloc {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t type;
+  std::uint32_t dev_id;
+  std::uint32_t hwpt_id;
+  std::uint32_t out_viommu_id;
+  std::uint32_t data_len;
+  std::uint32_t __reserved;
+  std::uint64_t data_uptr;
+};
+
+struct iommu_vdevice_alloc {
+  std::uint32_t size;
+  std::uint32_t viommu_id;
+  std::uint32_t dev_id;
+  std::uint32_t out_vdevice_id;
+  std::uint64_t virt_id;
+};
+
+struct iommu_hw_queue_alloc {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t viommu_id;
+  std::uint32_t type;
+  std::uint32_t index;
+  std::uint32_t out_hw_queue_id;
+  std::uint64_t nesting_parent_iova;
+  std::uint64_t length;
+};
+
 #define UIOMMUFD_ABI_LAYOUT(type, sz) static_assert(sizeof(type) == (sz) && alignof(type) <= 8, #type " size")
 #define UIOMMUFD_ABI_FIELD(type, field, off) static_assert(offsetof(type, field) == (off), #type "." #field)
 
@@ -288,6 +325,17 @@ UIOMMUFD_ABI_LAYOUT(iommu_hwpt_invalidate, 32);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_uptr, 8);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_type, 16);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, entry_num, 24);
+UIOMMUFD_ABI_LAYOUT(iommu_viommu_alloc, 40);
+UIOMMUFD_ABI_FIELD(iommu_viommu_alloc, out_viommu_id, 20);
+UIOMMUFD_ABI_FIELD(iommu_viommu_alloc, data_len, 24);
+UIOMMUFD_ABI_FIELD(iommu_viommu_alloc, data_uptr, 32);
+UIOMMUFD_ABI_LAYOUT(iommu_vdevice_alloc, 24);
+UIOMMUFD_ABI_FIELD(iommu_vdevice_alloc, out_vdevice_id, 12);
+UIOMMUFD_ABI_FIELD(iommu_vdevice_alloc, virt_id, 16);
+UIOMMUFD_ABI_LAYOUT(iommu_hw_queue_alloc, 40);
+UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, out_hw_queue_id, 20);
+UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, nesting_parent_iova, 24);
+UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, length, 32);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, __reserved, 28);
 
 // ---- VFIO container compatibility (nr < 0x80) -------------------------------------------------------------
