@@ -892,4 +892,95 @@ static inline int mock_set_dirty(int fd, uint32_t hwpt_id, uint64_t iova, uint64
   return r;
 }
 
+/* ---- vIOMMUs, vDEVICEs, hardware queues (include/uapi/linux/iommufd.h, iommufd_test.h) -------------- */
+#define IOMMU_VIOMMU_ALLOC ABI_IO(0x90)
+#define IOMMU_VDEVICE_ALLOC ABI_IO(0x91)
+#define IOMMU_HW_QUEUE_ALLOC ABI_IO(0x94)
+#define IOMMU_VIOMMU_TYPE_SELFTEST 0xdeadbeefu
+#define IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST 0xdeadbeefu
+#define IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID 0xdadbeefu
+#define IOMMU_HW_QUEUE_TYPE_SELFTEST 0xdeadbeefu
+#define IOMMU_TEST_HW_QUEUE_MAX 2
+
+struct iommu_viommu_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t type;
+  uint32_t dev_id;
+  uint32_t hwpt_id;
+  uint32_t out_viommu_id;
+  uint32_t data_len;
+  uint32_t __reserved;
+  uint64_t data_uptr;
+};
+struct iommu_vdevice_alloc {
+  uint32_t size;
+  uint32_t viommu_id;
+  uint32_t dev_id;
+  uint32_t out_vdevice_id;
+  uint64_t virt_id;
+};
+struct iommu_hw_queue_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t viommu_id;
+  uint32_t type;
+  uint32_t index;
+  uint32_t out_hw_queue_id;
+  uint64_t nesting_parent_iova;
+  uint64_t length;
+};
+struct iommu_viommu_selftest {
+  uint32_t in_data;
+  uint32_t out_data;
+  uint64_t out_mmap_offset;
+  uint64_t out_mmap_length;
+};
+struct iommu_viommu_invalidate_selftest {
+  uint32_t flags;
+  uint32_t vdev_id;
+  uint32_t cache_id;
+};
+
+static inline int viommu_alloc_full(int fd, uint32_t size, uint32_t flags, uint32_t type, uint32_t dev,
+                                    uint32_t hwpt, void* data, uint32_t data_len, uint32_t* out) {
+  struct {
+    struct iommu_viommu_alloc c;
+    uint64_t tail;
+  } b = {.c = {.size = size,
+               .flags = flags,
+               .type = type,
+               .dev_id = dev,
+               .hwpt_id = hwpt,
+               .data_len = data_len,
+               .data_uptr = (uintptr_t)data},
+         .tail = size > sizeof(struct iommu_viommu_alloc) ? 1 : 0};
+  int r = abi_ioctl(fd, IOMMU_VIOMMU_ALLOC, &b);
+  if (out) *out = r == 0 ? b.c.out_viommu_id : 0;
+  return r;
+}
+static inline int viommu_alloc(int fd, uint32_t dev, uint32_t hwpt, void* data, uint32_t data_len,
+                               uint32_t* out) {
+  return viommu_alloc_full(fd, sizeof(struct iommu_viommu_alloc), 0, IOMMU_VIOMMU_TYPE_SELFTEST, dev, hwpt,
+                           data, data_len, out);
+}
+static inline int vdevice_alloc(int fd, uint32_t viommu, uint32_t dev, uint64_t virt_id, uint32_t* out) {
+  struct iommu_vdevice_alloc c = {.size = sizeof(c), .viommu_id = viommu, .dev_id = dev, .virt_id = virt_id};
+  int r = abi_ioctl(fd, IOMMU_VDEVICE_ALLOC, &c);
+  if (out) *out = r == 0 ? c.out_vdevice_id : 0;
+  return r;
+}
+static inline int hw_queue_alloc(int fd, uint32_t viommu, uint32_t type, uint32_t index, uint64_t iova,
+                                 uint64_t len, uint32_t* out) {
+  struct iommu_hw_queue_alloc c = {.size = sizeof(c),
+                                   .viommu_id = viommu,
+                                   .type = type,
+                                   .index = index,
+                                   .nesting_parent_iova = iova,
+                                   .length = len};
+  int r = abi_ioctl(fd, IOMMU_HW_QUEUE_ALLOC, &c);
+  if (out) *out = r == 0 ? c.out_hw_queue_id : 0;
+  return r;
+}
+
 #endif

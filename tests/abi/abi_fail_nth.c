@@ -8,7 +8,9 @@
  * PASID before closing (the kernel warns when a device goes with a PASID attached). A third sweeps dirty
  * tracking: HWPT_ALLOC with DIRTY_TRACKING, the device's RID onto it, a map, SET_DIRTY_TRACKING on,
  * TEST_OP_DIRTY, GET_DIRTY_BITMAP and tracking off; the IOAS maps with IOMMU_OPTION_HUGE_PAGES=0 so that
- * every page is its own entry on the kernel too, and the bitmap of the completing run is printed.
+ * every page is its own entry on the kernel too, and the bitmap of the completing run is printed. A fourth
+ * sweeps the virtual IOMMU: VIOMMU_ALLOC with data, a nested HWPT on it, VDEVICE_ALLOC, the device onto the
+ * nested HWPT, a vIOMMU invalidation, DEV_CHECK_CACHE, HW_QUEUE_ALLOC and its destroy.
  *
  * Only deterministic results are printed: the number of sites differs between kernels and uiommufd. */
 #include <sys/syscall.h>
@@ -92,6 +94,31 @@ static int run_hwpt(struct state* s, uint8_t* buf) {
   if ((r = get_hw_info(s->fd, &info))) return r;
   if ((r = pasid_detach(s->fd, s->stdev, SWEEP_PASID))) return r;
   return mock_domain_replace(s->fd, s->stdev, parent, NULL);
+}
+
+/* The vIOMMU sequence; stops at the first failing call. The queue is destroyed before the end so that the
+ * teardown's MD_CHECK_REFS finds nothing pinned; everything else goes with the close. */
+static int run_viommu(struct state* s, uint8_t* buf) {
+  uint32_t idev = 0, stdev = 0, parent = 0, viommu = 0, nested = 0, vdev = 0, queue = 0;
+  uint64_t iova = MOCK_APERTURE_START;
+  int r;
+  if ((r = ioas_map(s->fd, s->ioas, buf, BUF_LEN, &iova, 1))) return r;
+  if ((r = mock_domain(s->fd, s->ioas, &stdev, NULL, &idev))) return r;
+  if ((r = hwpt_alloc(s->fd, idev, s->ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, &parent))) return r;
+  struct iommu_viommu_selftest vdata = {.in_data = 0xbeef};
+  if ((r = viommu_alloc(s->fd, idev, parent, &vdata, sizeof(vdata), &viommu))) return r;
+  if ((r = hwpt_alloc_nested(s->fd, idev, viommu, 0, IOMMU_TEST_IOTLB_DEFAULT, &nested))) return r;
+  if ((r = vdevice_alloc(s->fd, viommu, idev, 0x99, &vdev))) return r;
+  if ((r = mock_domain_replace(s->fd, stdev, nested, NULL))) return r;
+  struct iommu_viommu_invalidate_selftest inv[2] = {
+      {.vdev_id = 0x99, .cache_id = 1}, {.flags = IOMMU_TEST_INVALIDATE_FLAG_ALL, .vdev_id = 0x99}};
+  uint32_t num = 2;
+  if ((r = hwpt_invalidate(s->fd, viommu, inv, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, sizeof(inv[0]), &num)))
+    return r;
+  if ((r = dev_check_cache(s->fd, idev, 3, 0))) return r;
+  if ((r = hw_queue_alloc(s->fd, viommu, IOMMU_HW_QUEUE_TYPE_SELFTEST, 0, iova, PAGE_SZ, &queue))) return r;
+  if ((r = destroy_id(s->fd, queue))) return r;
+  return mock_domain_replace(s->fd, stdev, parent, NULL);
 }
 
 /* What the dirty sequence's last GET_DIRTY_BITMAP wrote, and how many successful reads wrote something other
@@ -218,6 +245,7 @@ int main(void) {
   sweep(nfd, buf, "", run);
   sweep(nfd, buf, "hwpt_", run_hwpt);
   sweep(nfd, buf, "dirty_", run_dirty);
+  sweep(nfd, buf, "viommu_", run_viommu);
   /* The completing run read exactly the marked pages. */
   check_u64("dirty_sweep", "final_bitmap", dirty_bitmap, DIRTY_MARKED);
   fprintf(stderr, "info dirty_sweep: %d successful reads wrote other bits than the marked pages\n",
