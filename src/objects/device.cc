@@ -192,6 +192,7 @@ Result<std::uint32_t> Device::attach(std::uint32_t pasid, std::uint32_t pt_id) {
     return Status::error(ENOMEM);
   }
   TRY(change_pt(pasid, pt_id, /*replace=*/false, &hold));
+  if (pasid == kNoPasid) note_rid_attach_locked(hold.get());
   const std::uint32_t id = hold->id();
   node.begin()->second = std::move(hold);
   attached_.merge(node);  // moves the node: no allocation
@@ -204,6 +205,7 @@ Result<std::uint32_t> Device::replace(std::uint32_t pasid, std::uint32_t pt_id) 
   TRY(change_pt(pasid, pt_id, /*replace=*/true, &hold));
   HwPagetable::DeviceHold& slot = attached_.at(pasid);
   if (!hold) return slot->id();  // onto the HWPT in use: nothing changes
+  if (pasid == kNoPasid) note_rid_attach_locked(hold.get());
   // The new hold is in place before the old one goes, so an automatic HWPT the device moves within is
   // never without a device; the old hold is released when `old` leaves scope.
   HwPagetable::DeviceHold old = std::exchange(slot, std::move(hold));
@@ -215,7 +217,27 @@ void Device::detach(std::uint32_t pasid) {
   auto it = attached_.find(pasid);
   if (it == attached_.end()) return;
   if (pasid != kNoPasid) (void)mock_set_dev_pasid(pasid, /*blocking=*/true);
+  if (pasid == kNoPasid) note_rid_attach_locked(nullptr);  // the blocking domain
   attached_.erase(it);
+}
+
+void Device::note_rid_attach_locked(const HwPagetable* hwpt) {
+  Viommu* viommu = nullptr;
+  std::uint64_t virt_id = 0;
+  if (hwpt && hwpt->type() == ObjectType::kHwptNested) {
+    viommu = static_cast<const HwptNested*>(hwpt)->viommu();
+    // The attach checked that the device has a virtual id there.
+    if (viommu) virt_id = viommu->virt_id_of(*this).value_or(0);
+  }
+  if (viommu == event_viommu_) return;
+  event_viommu_ = viommu;
+  event_virt_id_ = virt_id;
+}
+
+Result<std::pair<ObjectRef<Viommu>, std::uint64_t>> Device::event_target() {
+  lockdep::MutexGuard g(mu_);
+  if (!event_viommu_ || !event_virt_id_) return Status::error(ENOENT);
+  return std::pair{ObjectRef<Viommu>::hold(*event_viommu_), event_virt_id_};
 }
 
 Status Device::detach() {
@@ -232,6 +254,7 @@ std::uint32_t Device::hwpt_id(std::uint32_t pasid) {
 
 void Device::destroy() {
   lockdep::MutexGuard g(mu_);
+  note_rid_attach_locked(nullptr);
   // PASIDs first, as a careful driver detaches them before the RID.
   while (!attached_.empty()) {
     auto it = std::prev(attached_.end());

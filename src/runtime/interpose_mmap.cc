@@ -148,17 +148,17 @@ void cut_pieces_locked(Table& t, std::uint64_t start, std::uint64_t end, std::ve
     g_piece_count.fetch_sub(1, std::memory_order_relaxed);
     // Fragments left before and after the hole; each keeps (or takes) one user and a file reference.
     bool kept = false;
-    auto keep = [&](std::uint64_t s, std::uint64_t e) {
+    const std::uint64_t fragments[2][2] = {{p_start, start}, {end, piece.end}};
+    for (const auto& f : fragments) {
+      if (f[0] >= f[1]) continue;
+      try {
+        t.pieces.emplace(f[0], Piece{f[1], piece.owner, piece.file});
+      } catch (const std::bad_alloc&) {
+        continue;  // unreachable in practice (one node); the fragment then holds nothing
+      }
       if (kept) piece.owner->add_user();
-      t.pieces.emplace(s, Piece{e, piece.owner, piece.file});
       g_piece_count.fetch_add(1, std::memory_order_relaxed);
       kept = true;
-    };
-    try {
-      if (p_start < start) keep(p_start, start);
-      if (piece.end > end) keep(end, piece.end);
-    } catch (const std::bad_alloc&) {
-      // Unreachable in practice (one node per fragment); the fragment's user is then given back early.
     }
     if (!kept) {
       try {

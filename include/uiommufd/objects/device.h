@@ -20,6 +20,7 @@
 namespace uiommufd {
 
 class Vdevice;
+class Viommu;
 
 class Device : public Object {
  public:
@@ -92,6 +93,10 @@ class Device : public Object {
   };
   Result<HwInfo> hw_info(std::uint32_t type) const;
 
+  // The vIOMMU and virtual id the mock device reports virtual events with (TRIGGER_VEVENT): ENOENT when its
+  // RID is not on a vIOMMU's nested HWPT, or its virtual id was 0. The vIOMMU comes with a user.
+  Result<std::pair<ObjectRef<Viommu>, std::uint64_t>> event_target() EXCLUDES(mu_);
+
   // DEV_CHECK_CACHE: EINVAL for an id above 3 or another value.
   Status check_cache(std::uint32_t id, std::uint32_t value) const;
   // A vIOMMU cache invalidation of this mock device: one word (id < kCacheNum), or all of them.
@@ -151,6 +156,13 @@ class Device : public Object {
   friend class Vdevice;
   Vdevice* vdev_ GUARDED_BY(mu_) = nullptr;
   bool destroying_ GUARDED_BY(mu_) = false;
+  // Where the mock device reports virtual events: the vIOMMU of the nested HWPT its RID was last attached
+  // to and its virtual id there then, as the mock's attach records them (selftest.c mock_domain_nop_attach():
+  // kept while the RID moves within one vIOMMU, cleared by any other attach). The attachment's hold keeps
+  // the vIOMMU alive while it is recorded.
+  void note_rid_attach_locked(const HwPagetable* hwpt) REQUIRES(mu_);
+  Viommu* event_viommu_ GUARDED_BY(mu_) = nullptr;
+  std::uint64_t event_virt_id_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace uiommufd
