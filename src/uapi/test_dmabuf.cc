@@ -24,8 +24,12 @@ UIOMMUFD_FAULT_SITE(g_fault_dmabuf_export, "dmabuf.export", ENOMEM);
 Result<RefPtr<MockDmaBuf>> MockDmaBuf::create(std::uint64_t length) {
   TRY(inject(g_fault_selftest_alloc));  // the private struct
   TRY(inject(g_fault_selftest_alloc));  // the buffer
-  void* memory = std::aligned_alloc(kPageSize, length);
-  if (memory == nullptr) return Status::error(ENOMEM);
+  // Aligned as the kernel's kzalloc() of the size is (slab or page allocator: the power of two at or above
+  // it), so that a domain forms the same contiguous entries over it as the kernel's mock does.
+  std::uint64_t align = kPageSize;
+  while (align < length) align <<= 1;
+  void* memory = nullptr;
+  if (::posix_memalign(&memory, align, length) != 0) return Status::error(ENOMEM);
   std::memset(memory, 0, length);
   auto* buf = new (std::nothrow) MockDmaBuf(length, memory);
   if (buf == nullptr) {
