@@ -27,6 +27,8 @@ UIOMMUFD_FAULT_SITE(g_fault_alloc_reserved, "iopt.alloc_reserved", ENOMEM);
 UIOMMUFD_FAULT_SITE(g_fault_insert, "iopt.insert_area", EINVAL);
 // The kernel's site in access read/write.
 UIOMMUFD_FAULT_SITE(g_fault_rw, "pages.rw", EINVAL);
+// The record of a dma-buf area in a domain (the kernel's kzalloc in iopt_dmabuf_track_domain()).
+UIOMMUFD_FAULT_SITE(g_fault_alloc_track, "iopt.alloc_track", ENOMEM);
 }  // namespace
 
 IoPagetable::IoPagetable() {
@@ -200,7 +202,50 @@ Status IoPagetable::fill_area(Area& area) {
   if (domains_.empty()) return {};
   Pages& pages = area.backing();
   lockdep::MutexGuard pg(pages.mutex());
-  return fill_batches_locked(area, pages, domains_.data(), domains_.size(), /*pin=*/true);
+  if (!pages.is_dmabuf())
+    return fill_batches_locked(area, pages, domains_.data(), domains_.size(), /*pin=*/true);
+  // Recorded even while revoked, so that every later path finds the same records (iopt_area_fill_domains()).
+  TRY(track_dmabuf_locked(area, pages, domains_.data(), domains_.size()));
+  if (pages.revoked_locked()) return {};
+  Status st = fill_batches_locked(area, pages, domains_.data(), domains_.size(), /*pin=*/false);
+  if (!st.ok()) pages.untrack_locked(&area, nullptr);
+  return st;
+}
+
+// The unmap a revoke does (iopt_revoke_notify()). Runs with the Pages' mutex held and no I/O page-table
+// lock: the record exists only while its area is filled into its domain, and both the area's unfill and
+// the domain's removal drop it under that same mutex first, so neither can go meanwhile.
+class IoPagetable::DomainTrack final : public DmaBufTrack {
+ public:
+  DomainTrack(IoPagetable& iopt, Area& area, Domain& domain)
+      : DmaBufTrack(&area, &domain), iopt_(iopt), area_(area), domain_(domain) {}
+  void revoke_unmap() override NO_THREAD_SAFETY_ANALYSIS {
+    iopt_.unmap_range_from(domain_, area_.iova_start(), area_.length());
+  }
+
+ private:
+  IoPagetable& iopt_;
+  Area& area_;
+  Domain& domain_;
+};
+
+Status IoPagetable::track_dmabuf_locked(Area& area, Pages& pages, Domain* const* domains,
+                                        std::size_t ndomains) {
+  pages.mutex().assert_held();
+  for (std::size_t i = 0; i < ndomains; ++i) {
+    Status st = inject(g_fault_alloc_track);
+    std::unique_ptr<DomainTrack> t;
+    if (st.ok()) {
+      t.reset(new (std::nothrow) DomainTrack(*this, area, *domains[i]));
+      if (!t) st = Status::error(ENOMEM);
+    }
+    if (!st.ok()) {
+      for (std::size_t j = 0; j < i; ++j) pages.untrack_locked(&area, domains[j]);
+      return st;
+    }
+    pages.track_locked(std::move(t));
+  }
+  return {};
 }
 
 Status IoPagetable::fill_batches_locked(Area& area, Pages& pages, Domain* const* domains,
@@ -244,6 +289,13 @@ Status IoPagetable::fill_batches_locked(Area& area, Pages& pages, Domain* const*
 void IoPagetable::unfill_area(Area& area, Pages& pages) {
   if (domains_.empty()) return;
   lockdep::MutexGuard pg(pages.mutex());
+  if (pages.is_dmabuf()) {
+    // A revoke has already unmapped it everywhere (iopt_area_unfill_domains()).
+    if (!pages.revoked_locked())
+      for (Domain* d : domains_) unmap_range_from(*d, area.iova_start(), area.length());
+    pages.untrack_locked(&area, nullptr);
+    return;
+  }
   // Unmap before unpin: a page must never be unpinned while a domain still maps it.
   for (Domain* d : domains_) unmap_range_from(*d, area.iova_start(), area.length());
   pages.unpin_locked(area.first_index(), area.last_index());
@@ -479,6 +531,11 @@ Status IoPagetable::access_pin(std::uint64_t iova, std::uint64_t length, bool wr
       return false;
     }
     if (st = check_access_prot(a, write); !st.ok()) return false;
+    // The exporter's memory is not for CPU access (iopt_area_add_access()).
+    if (a.pages()->is_dmabuf()) {
+      st = Status::error(EINVAL);
+      return false;
+    }
     const std::uint64_t first = s.start_byte / kPageSize,
                         last_index = (s.start_byte + s.length - 1) / kPageSize;
     const std::uintptr_t host = a.host_page0() + ((first - a.first_index()) << kPageShift);
@@ -590,6 +647,7 @@ Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bo
   TRY(check_access_prot(a, write));
   Pages& pages = *a.pages();
   if (write && !pages.writable()) return Status::error(EPERM);
+  if (pages.is_dmabuf()) return Status::error(EINVAL);  // iopt_pages_rw_access()
   const std::uint64_t va = pages.page_phys(0) + s.start_byte;
   if (pages.kind() == PagesKind::kUser && !slow_path) {
     // Straight through the source address space: a bad address is EFAULT, never a crash.
@@ -663,13 +721,28 @@ Status IoPagetable::add_domain(Domain* domain) {
     if (!a->pages()) continue;
     Pages& pages = *a->pages();
     lockdep::MutexGuard pg(pages.mutex());
-    st = fill_batches_locked(*a, pages, &domain, 1, /*pin=*/first_domain);
+    if (pages.is_dmabuf()) {
+      // Recorded whether or not it is revoked; filled only if not (iopt_fill_domain()).
+      st = track_dmabuf_locked(*a, pages, &domain, 1);
+      if (st.ok() && !pages.revoked_locked()) {
+        st = fill_batches_locked(*a, pages, &domain, 1, /*pin=*/false);
+        if (!st.ok()) pages.untrack_locked(a, domain);
+      }
+    } else {
+      st = fill_batches_locked(*a, pages, &domain, 1, /*pin=*/first_domain);
+    }
     if (st.ok()) filled.push_back(a);
   }
   if (!st.ok()) {
     for (Area* a : filled) {
       Pages& pages = *a->pages();
       lockdep::MutexGuard pg(pages.mutex());
+      if (pages.is_dmabuf()) {
+        // A revoke since the fill has unmapped it already.
+        if (!pages.revoked_locked()) unmap_range_from(*domain, a->iova_start(), a->length());
+        pages.untrack_locked(a, domain);
+        continue;
+      }
       unmap_range_from(*domain, a->iova_start(), a->length());
       if (first_domain) pages.unpin_locked(a->first_index(), a->last_index());
     }
@@ -692,6 +765,11 @@ void IoPagetable::remove_domain(Domain* domain) {
     if (!a->pages()) continue;
     Pages& pages = *a->pages();
     lockdep::MutexGuard pg(pages.mutex());
+    if (pages.is_dmabuf()) {
+      if (!pages.revoked_locked()) unmap_range_from(*domain, a->iova_start(), a->length());
+      pages.untrack_locked(a, domain);
+      continue;
+    }
     unmap_range_from(*domain, a->iova_start(), a->length());
     if (last_domain) pages.unpin_locked(a->first_index(), a->last_index());
   }
@@ -818,6 +896,8 @@ Status IoPagetable::split_area_locked(Area* area, std::uint64_t iova) {
   if (iova == start || iova == last) return {};
   area->iova_lock().assert_held();
   if (!area->pages() || area->prevent_access) return Status::error(EBUSY);
+  // A dma-buf's records are per area; the kernel does not split them (iopt_area_split()).
+  if (area->pages()->is_dmabuf()) return Status::error(EOPNOTSUPP);
   const std::uint64_t right_start = iova + 1;
   const std::uint64_t right_start_byte = area->start_byte() + (right_start - start);
   // Both halves must be areas that map_chunks could have created.
@@ -969,6 +1049,19 @@ std::string IoPagetable::check_invariants() {
     if (a->iova_start() % iova_alignment_ || a->length() % iova_alignment_ ||
         a->page_offset() % iova_alignment_)
       return fail("area not aligned to iova_alignment", a);
+    if (a->pages()->is_dmabuf()) {
+      Pages& pages = *a->pages();
+      lockdep::MutexGuard pg(pages.mutex());
+      if (pages.npinned_locked() != 0) return fail("a dma-buf backing is pinned", a);
+      if (pages.revoked_locked()) {
+        // Revoked: in no domain, whatever was attached before or since.
+        for (const Domain* dom : domains_)
+          if (dom->read_run(a->iova_start(), a->length()).length != 0)
+            return fail("a domain still maps a revoked dma-buf area", a);
+        prev = a;
+        continue;
+      }
+    }
     for (const Domain* dom : domains_) {
       for (std::uint64_t iova : {a->iova_start(), a->iova_last()}) {
         std::optional<PhysAddr> pa = dom->iova_to_phys(iova);
@@ -980,6 +1073,10 @@ std::string IoPagetable::check_invariants() {
         return fail("domain mapping of the area is not one contiguous run", a);
     }
     mapped += a->length();
+    if (!a->pages()->pins_pages()) {
+      prev = a;
+      continue;
+    }
     Expectation& e = expected[a->pages().get()];
     ++e.areas;
     if (!domains_.empty()) {

@@ -13,6 +13,7 @@ constinit lockdep::LockClassKey kIoptDomainsRwsem{"iopt.domains_rwsem"};
 constinit lockdep::LockClassKey kIoptIovaRwsem{"iopt.iova_rwsem"};
 constinit lockdep::LockClassKey kIoptAccessList{"iopt.access_list"};
 constinit lockdep::LockClassKey kPagesRegistry{"pages.registry"};
+constinit lockdep::LockClassKey kDmaBufResv{"dmabuf.resv"};
 constinit lockdep::LockClassKey kPagesMutex{"pages.mutex"};
 constinit lockdep::LockClassKey kPagesMlock{"pages.mlock"};
 constinit lockdep::LockClassKey kViommuQueues{"viommu.queues"};
@@ -24,8 +25,8 @@ void declare_engine_lock_order() {
   static const bool declared = [] {
     lockdep::declare_order({&kPinnedRangesMutex, &kDeviceMutex, &kAccessIoasLock, &kIoasMutex,
                             &kIoptDomainsRwsem, &kIoptIovaRwsem, &kIoptAccessList, &kPagesRegistry,
-                            &kPagesMutex, &kPagesMlock, &kViommuQueues, &kDomainPageTable, &kViommuVdevs,
-                            &kContextObjects});
+                            &kDmaBufResv, &kPagesMutex, &kPagesMlock, &kViommuQueues, &kDomainPageTable,
+                            &kViommuVdevs, &kContextObjects});
     return true;
   }();
   (void)declared;

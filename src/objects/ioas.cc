@@ -16,6 +16,14 @@ constexpr std::uint32_t kMapFlags = Ioas::kFixedIova | Ioas::kWriteable | Ioas::
 int map_prot(std::uint32_t flags) {
   return ((flags & Ioas::kReadable) ? kIommuRead : 0) | ((flags & Ioas::kWriteable) ? kIommuWrite : 0);
 }
+
+// MAP_FILE's checks of its range, before the descriptor is looked at (iopt_map_file_pages()).
+Status check_file_range(std::uint64_t start, std::uint64_t length) {
+  std::uint64_t last = 0;
+  if (length == 0) return Status::error(EINVAL);
+  if (!checked_add(start, length - 1, &last)) return Status::error(EOVERFLOW);
+  return {};
+}
 }  // namespace
 
 Result<std::uint32_t> Ioas::reserve(Context& ctx) {
@@ -49,12 +57,17 @@ Status Ioas::map(std::uint64_t uptr, std::uint64_t length, std::uint64_t* iova, 
 Status Ioas::map_file(int fd, std::uint64_t start, std::uint64_t length, std::uint64_t* iova,
                       std::uint32_t flags) {
   TRY(check_map_args(flags, {*iova, length}));
-  // The file range is checked before the fd is looked up, as iopt_map_file_pages() does.
-  std::uint64_t last = 0;
-  if (length == 0) return Status::error(EINVAL);
-  if (!checked_add(start, length - 1, &last)) return Status::error(EOVERFLOW);
+  TRY(check_file_range(start, length));
   RefPtr<Pages> pages =
       TRY(Pages::create_file(fd, start, length, flags & kWriteable, context().account_mode(), lock_pinned()));
+  return iopt_.map_pages(std::move(pages), iova, map_prot(flags), flags & kFixedIova);
+}
+
+Status Ioas::map_dmabuf(RefPtr<DmaBuf> buf, std::uint64_t start, std::uint64_t length, std::uint64_t* iova,
+                        std::uint32_t flags) {
+  TRY(check_map_args(flags, {*iova, length}));
+  TRY(check_file_range(start, length));
+  RefPtr<Pages> pages = TRY(Pages::create_dmabuf(std::move(buf), start, length, flags & kWriteable));
   return iopt_.map_pages(std::move(pages), iova, map_prot(flags), flags & kFixedIova);
 }
 

@@ -1,10 +1,5 @@
 #include "uiommufd/pages/pages.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -13,10 +8,16 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/try.h"
+#include "uiommufd/lockdep/mutex.h"
 
 namespace uiommufd {
 
@@ -26,6 +27,10 @@ UIOMMUFD_FAULT_SITE(g_fault_pages_alloc, "pages.alloc", ENOMEM);
 // The kernel's GUP / memfd folio pin (→ EFAULT), once per pin call rather than per page
 // (docs/fault-injection.md#site-budget).
 UIOMMUFD_FAULT_SITE(g_fault_pages_pin, "pages.pin", EFAULT);
+
+// A dma-buf import is refused from this many pages on (the kernel's MAX_NPFNS, the largest count one
+// batch entry holds).
+constexpr std::uint64_t kMaxDmaBufPages = 0xffffffffu;
 
 constexpr std::uint64_t kSizeMax = std::numeric_limits<std::size_t>::max();
 
@@ -169,9 +174,88 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
   return RefPtr<Pages>(pages);
 }
 
+Result<RefPtr<Pages>> Pages::create_dmabuf(RefPtr<DmaBuf> buf, std::uint64_t start, std::uint64_t length,
+                                           bool writable) {
+  UIOMMUFD_ASSERT(buf && length != 0);
+  // start + length − 1 does not wrap: the caller checked it (EOVERFLOW).
+  if (buf->size() <= start + length - 1 || length / kPageSize >= kMaxDmaBufPages)
+    return Status::error(EINVAL);
+  TRY(check_window(start, length, /*end_exclusive=*/false));
+  TRY(inject(g_fault_pages_alloc));
+  const std::uint64_t offset = page_offset(start);
+  // Not in the registry (no pins to count), so a dma-buf Pages is made and freed without pages.registry.
+  auto* raw = new (std::nothrow) Pages(PagesKind::kDmaBuf, Mm::current(), /*base=*/0, offset, length,
+                                       pages_for(offset, length), start, writable, AccountMode::kNone,
+                                       /*lock_pinned=*/false, /*file_fd=*/-1, /*file_dev=*/0, /*file_ino=*/0);
+  if (raw == nullptr) return Status::error(ENOMEM);
+  RefPtr<Pages> pages(raw);  // a failure below frees it, detaching it if it got attached
+  raw->dmabuf_.emplace(raw, buf);
+  lockdep::MutexGuard r(buf->resv());
+  // The order resv → pages.mutex (the invalidate path) is declared here, at the first import, rather than
+  // at the first revoke (the kernel takes and drops the mutex here for lockdep).
+  raw->mu_.might_lock();
+  TRY(buf->attach(&*raw->dmabuf_));
+  raw->attached_ = true;
+  const DmaBuf::Phys phys = TRY(buf->physical());
+  raw->base_ = phys.addr + page_align_down(start);
+  return pages;
+}
+
+void Pages::DmaBufImport::invalidate() {
+  lockdep::MutexGuard g(pages->mu_);
+  if (pages->revoked_) return;
+  // Every mapping of every area goes, whatever the exporter's new state: an importer reads the buffer's
+  // range once, at import (iopt_revoke_notify() empties its copy of it).
+  for (DmaBufTrack* t = pages->tracks_; t != nullptr; t = t->next_) t->revoke_unmap();
+  pages->revoked_ = true;
+}
+
+bool Pages::revoked_locked() const {
+  mu_.assert_held();
+  return revoked_;
+}
+
+void Pages::track_locked(std::unique_ptr<DmaBufTrack> track) {
+  mu_.assert_held();
+  UIOMMUFD_DCHECK(is_dmabuf());
+  for (const DmaBufTrack* t = tracks_; t != nullptr; t = t->next_)
+    UIOMMUFD_DCHECK(t->area != track->area || t->domain != track->domain);
+  track->next_ = tracks_;
+  tracks_ = track.release();
+}
+
+void Pages::untrack_locked(const void* area, const void* domain) {
+  mu_.assert_held();
+  for (DmaBufTrack** link = &tracks_; *link != nullptr;) {
+    DmaBufTrack* t = *link;
+    if (t->area == area && (domain == nullptr || t->domain == domain)) {
+      *link = t->next_;
+      delete t;
+    } else {
+      link = &t->next_;
+    }
+  }
+}
+
+std::size_t Pages::tracks_locked() const {
+  mu_.assert_held();
+  std::size_t n = 0;
+  for (const DmaBufTrack* t = tracks_; t != nullptr; t = t->next_) ++n;
+  return n;
+}
+
 Pages::~Pages() {
   // Not analysed by -Wthread-safety (destructor); no other reference exists, so the lock is not needed.
   UIOMMUFD_ASSERT(pins_.empty());
+  if (kind_ == PagesKind::kDmaBuf) {
+    // Every area untracked itself when it left its domains.
+    UIOMMUFD_ASSERT(tracks_ == nullptr);
+    if (attached_) {
+      lockdep::MutexGuard r(dmabuf_->buf->resv());
+      dmabuf_->buf->detach(&*dmabuf_);
+    }
+    return;
+  }
   PagesRegistry::get().remove(this);
   if (kind_ == PagesKind::kFile) {
     ::munmap(reinterpret_cast<void*>(base_), npages_ << kPageShift);
@@ -192,12 +276,14 @@ PageIdentity Pages::file_identity(std::uint64_t index) const {
 void* Pages::host_page(std::uint64_t index) const {
   UIOMMUFD_DCHECK(index < npages_);
   const std::uint64_t addr = base_ + (index << kPageShift);
-  if (kind_ == PagesKind::kFile) return reinterpret_cast<void*>(addr);  // our own mapping
+  // Our own mapping of a file; a dma-buf's address, which only a domain reads (access pins refuse it).
+  if (kind_ != PagesKind::kUser) return reinterpret_cast<void*>(addr);
   return mm_->host_address(addr);
 }
 
 Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
   mu_.assert_held();
+  UIOMMUFD_DCHECK(pins_pages());
   if (first > last || last >= npages_) return Status::error(EINVAL);
 
   // Count first, so the 0 → 1 runs are known; every exit below that fails undoes exactly this add.

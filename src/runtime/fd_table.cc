@@ -10,6 +10,7 @@
 #include "real_calls.h"
 
 #include "uiommufd/base/fork.h"
+#include "uiommufd/base/try.h"
 
 namespace uiommufd::runtime {
 
@@ -227,12 +228,15 @@ std::vector<std::shared_ptr<Node>> FdTable::take_range(unsigned first, unsigned 
 }
 
 Result<int> FdTable::install(std::shared_ptr<uapi::OpenFile> file) {
-  const int fd = eventfd(0, EFD_CLOEXEC);
-  if (fd < 0) return Status::error(errno);
+  return install_with_flags(std::move(file), O_RDWR | O_CLOEXEC);
+}
+
+Result<int> FdTable::install_with_flags(std::shared_ptr<uapi::OpenFile> file, int open_flags) {
+  const int fd = TRY(uapi::make_standin_fd(open_flags));
   try {
     auto node = std::make_shared<Node>();
     node->kind = Node::Kind::kFile;
-    node->accmode = O_RDWR;
+    node->accmode = open_flags & O_ACCMODE;
     node->file = std::move(file);
     set(fd, std::move(node));
   } catch (const std::bad_alloc&) {

@@ -180,8 +180,10 @@ class FdTable final : public uapi::FdHost {
   // and closefrom, which must not fail after the kernel has closed the fds. O(entries).
   std::shared_ptr<Node> take_one(unsigned first, unsigned last) EXCLUDES(mu_);
 
-  // uapi::FdHost. install() puts the file behind a close-on-exec eventfd, as the kernel's anon-inode fds.
+  // uapi::FdHost. install() puts the file behind a close-on-exec eventfd, as the kernel's anon-inode fds;
+  // install_with_flags() behind uapi::make_standin_fd(open_flags).
   Result<int> install(std::shared_ptr<uapi::OpenFile> file) override EXCLUDES(mu_);
+  Result<int> install_with_flags(std::shared_ptr<uapi::OpenFile> file, int open_flags) override EXCLUDES(mu_);
   std::shared_ptr<uapi::OpenFile> lookup(int fd) override EXCLUDES(mu_);
   void uninstall(int fd) override EXCLUDES(mu_);
 

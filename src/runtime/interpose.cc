@@ -243,8 +243,8 @@ ssize_t node_read(Node& node, void* buf, size_t count, std::int64_t pos, bool po
       if (!positional) node.pos.fetch_add(n, std::memory_order_relaxed);
       return n;
     }
-    case Node::Kind::kFile:  // an iommufd has no read method
-      return fail(EINVAL);
+    case Node::Kind::kFile:  // no file of ours has a read method; vfs_read() checks the mode first
+      return fail(node.accmode == O_RDONLY || node.accmode == O_RDWR ? EINVAL : EBADF);
     case Node::Kind::kDebugfsDir:
       return fail(EISDIR);
   }
@@ -259,8 +259,8 @@ ssize_t node_write(Node& node, const void* buf, size_t count) {
       const ssize_t n = fail_nth_write(node.tid, buf, count);
       return n < 0 ? fail(static_cast<int>(-n)) : n;
     }
-    case Node::Kind::kFile:
-      return fail(EINVAL);
+    case Node::Kind::kFile:  // nor a write method (vfs_write())
+      return fail(node.accmode == O_WRONLY || node.accmode == O_RDWR ? EINVAL : EBADF);
     case Node::Kind::kDebugfsDir:
       return fail(EBADF);
   }

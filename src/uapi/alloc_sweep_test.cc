@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@ struct World {
   std::uint32_t pages_id = 0;
   char* mem = nullptr;
   int memfd = -1;
+  int dmabuf = -1;  // a mock dma-buf's fd (DMABUF_GET)
 
   Context& ctx() { return static_cast<IommufdFile&>(*host->lookup(fd)).context(); }
   // The ioctl's errno, 0 on success.
@@ -361,6 +363,34 @@ void vfio_world(World& w) {
   w.ioas = alloc_ioas(w);
   ASSERT_EQ(set_compat_ioas(w), 0);
   ASSERT_EQ(mock_domain(w, w.ioas), 0);
+}
+
+// DMABUF_GET of 8 pages into w.dmabuf: the errno, 0 on success.
+int dmabuf_get(World& w) {
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_DMABUF_GET, 0);
+  c.dmabuf_get.length = 8 * kPageSize;
+  c.dmabuf_get.open_flags = O_CLOEXEC;
+  const int f = w.host->ioctl(w.fd, IOMMU_TEST_CMD, &c);
+  if (f < 0) return errno;
+  w.dmabuf = f;
+  return 0;
+}
+int dmabuf_map_file(World& w) {
+  iommu_ioas_map_file m{sizeof(m), kRW | IOMMU_IOAS_MAP_FIXED_IOVA, w.ioas, w.dmabuf, 0, 8 * kPageSize,
+                        kIova};
+  return w.call(IOMMU_IOAS_MAP_FILE, &m);
+}
+// A mock domain, and a dma-buf mapped at kIova.
+void dmabuf_world(World& w) {
+  domain_world(w);
+  ASSERT_EQ(dmabuf_get(w), 0);
+  ASSERT_EQ(dmabuf_map_file(w), 0);
+}
+int dmabuf_revoke(World& w) {
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_DMABUF_REVOKE, 0);
+  c.dmabuf_revoke.dmabuf_fd = w.dmabuf;
+  c.dmabuf_revoke.revoked = 1;
+  return w.test(c);
 }
 
 // ---- the operations -------------------------------------------------------------------------------------
@@ -689,6 +719,35 @@ std::vector<Operation> operations() {
                  },
                  mark_dirty});
   ops.push_back({"dirty_get_bitmap", dirty_marked_world, [](World& w) { return get_dirty_bitmap(w, 0); }});
+  ops.push_back({"dmabuf_get", ioas_world, dmabuf_get});
+  ops.push_back({"dmabuf_map_file",
+                 [](World& w) {
+                   domain_world(w);
+                   ASSERT_EQ(dmabuf_get(w), 0);
+                 },
+                 dmabuf_map_file});
+  ops.push_back({"dmabuf_get_and_map_file", domain_world, [](World& w) {
+                   const int e = dmabuf_get(w);
+                   return e ? e : dmabuf_map_file(w);
+                 }});
+  // A revoke cannot fail (the kernel's importer notify allocates nothing).
+  ops.push_back({"dmabuf_revoke", dmabuf_world, dmabuf_revoke, true});
+  ops.push_back({"dmabuf_attach_after_revoke",
+                 [](World& w) {
+                   dmabuf_world(w);
+                   ASSERT_EQ(dmabuf_revoke(w), 0);
+                 },
+                 [](World& w) { return mock_domain(w, w.ioas); }});
+  ops.push_back({"dmabuf_unmap_revoked",
+                 [](World& w) {
+                   dmabuf_world(w);
+                   ASSERT_EQ(dmabuf_revoke(w), 0);
+                 },
+                 [](World& w) {
+                   iommu_ioas_unmap u{sizeof(u), w.ioas, kIova, 8 * kPageSize};
+                   return w.call(IOMMU_IOAS_UNMAP, &u);
+                 },
+                 true});
   ops.push_back({"dirty_get_bitmap_no_clear", dirty_marked_world,
                  [](World& w) { return get_dirty_bitmap(w, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR); }});
   return ops;

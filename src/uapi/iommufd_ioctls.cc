@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "handlers.h"
+#include "test_dmabuf.h"
 
 #include "uiommufd/base/interval.h"
 #include "uiommufd/objects/ioas.h"
@@ -160,6 +161,9 @@ long ioas_map(Ucmd& ucmd) {
 long ioas_map_file(Ucmd& ucmd) {
   auto& cmd = ucmd.arg<iommu_ioas_map_file>();
   return map_and_reply(ucmd, cmd, [&](Ioas& ioas, std::uint64_t* iova) {
+    // A dma-buf first, any other file otherwise (iopt_map_file_pages(): dma_buf_get(), then fget()).
+    Result<RefPtr<MockDmaBuf>> buf = lookup_dmabuf(ucmd.file.host(), cmd.fd);
+    if (buf.ok()) return ioas.map_dmabuf(std::move(*buf), cmd.start, cmd.length, iova, cmd.flags);
     return ioas.map_file(cmd.fd, cmd.start, cmd.length, iova, cmd.flags);
   });
 }

@@ -12,6 +12,7 @@
 
 #include "handlers.h"
 #include "test_access.h"
+#include "test_dmabuf.h"
 
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
@@ -359,6 +360,25 @@ long access_replace_ioas(TestCmd& t) {
   return to_ret(f->access().replace(t.cmd().access_replace_ioas.ioas_id));
 }
 
+// DMABUF_GET (iommufd_test_dmabuf_get()): the ioctl's value is the new fd. Every open flag is accepted;
+// O_CLOEXEC, the access mode and O_NONBLOCK take effect (FdHost::install_with_flags).
+long dmabuf_get(TestCmd& t) {
+  const auto& a = t.cmd().dmabuf_get;
+  const std::uint64_t length = page_align_down(std::uint64_t{a.length} + kPageSize - 1);
+  if (length == 0 || length > MockDmaBuf::kMaxLength) return -EINVAL;
+  RefPtr<MockDmaBuf> buf = TRY_RET(MockDmaBuf::create(length));
+  std::shared_ptr<DmaBufFile> file = TRY_RET(DmaBufFile::create(std::move(buf)));
+  return TRY_RET(t.file().host().install_with_flags(std::move(file), static_cast<int>(a.open_flags)));
+}
+
+// DMABUF_REVOKE (iommufd_test_dmabuf_revoke()): any non-zero `revoked` revokes.
+long dmabuf_revoke(TestCmd& t) {
+  const auto& a = t.cmd().dmabuf_revoke;
+  RefPtr<MockDmaBuf> buf = TRY_RET(lookup_dmabuf(t.file().host(), a.dmabuf_fd));
+  buf->set_revoked(a.revoked != 0);
+  return 0;
+}
+
 #undef TRY_RET
 
 }  // namespace
@@ -411,6 +431,10 @@ long test_cmd(IommufdFile& file, std::uint64_t uptr) {
       return pasid_detach(t);
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasid_check_hwpt(t);
+    case IOMMU_TEST_OP_DMABUF_GET:
+      return dmabuf_get(t);
+    case IOMMU_TEST_OP_DMABUF_REVOKE:
+      return dmabuf_revoke(t);
     default:
       return -EOPNOTSUPP;
   }

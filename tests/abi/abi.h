@@ -983,4 +983,82 @@ static inline int hw_queue_alloc(int fd, uint32_t viommu, uint32_t type, uint32_
   return r;
 }
 
+
+/* ---- dma-buf: the selftest's mock exporter (iommufd_test.h, selftest.c) -------------------------------- */
+enum { IOMMU_TEST_OP_DMABUF_GET = 22, IOMMU_TEST_OP_DMABUF_REVOKE = 23 };
+/* The two members sit at the start of the union (offset 16), after the v6.2 members in size. */
+struct iommu_test_cmd_dmabuf {
+  uint32_t size;
+  uint32_t op;
+  uint32_t id;
+  uint32_t __reserved;
+  union {
+    struct {
+      uint32_t length;
+      uint32_t open_flags;
+    } dmabuf_get;
+    struct {
+      int32_t dmabuf_fd;
+      uint32_t revoked;
+    } dmabuf_revoke;
+    uint8_t newest_union[48];
+  };
+  uint32_t last;
+};
+
+/* DMABUF_GET: the new fd (the ioctl's value) or −errno. */
+static inline int dmabuf_get(int fd, uint32_t length, uint32_t open_flags) {
+  struct iommu_test_cmd_dmabuf c = {.size = sizeof(c), .op = IOMMU_TEST_OP_DMABUF_GET};
+  c.dmabuf_get.length = length;
+  c.dmabuf_get.open_flags = open_flags;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+static inline int dmabuf_revoke(int fd, int dmabuf_fd, uint32_t revoked) {
+  struct iommu_test_cmd_dmabuf c = {.size = sizeof(c), .op = IOMMU_TEST_OP_DMABUF_REVOKE};
+  c.dmabuf_revoke.dmabuf_fd = dmabuf_fd;
+  c.dmabuf_revoke.revoked = revoked;
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
+/* IOAS_MAP_FILE with explicit flags (MAP_RW | FIXED_IOVA, …); *iova in/out. */
+static inline int ioas_map_file(int fd, uint32_t ioas, uint32_t flags, int file_fd, uint64_t start,
+                                uint64_t len, uint64_t* iova) {
+  struct iommu_ioas_map_file c = {.size = sizeof(c),
+                                  .flags = flags,
+                                  .ioas_id = ioas,
+                                  .fd = file_fd,
+                                  .start = start,
+                                  .length = len,
+                                  .iova = *iova};
+  int r = abi_ioctl(fd, IOMMU_IOAS_MAP_FILE, &c);
+  if (r == 0) *iova = c.iova;
+  return r;
+}
+
+/* IOAS_COPY with raw flags; *dst_iova in/out. */
+static inline int ioas_copy(int fd, uint32_t flags, uint32_t dst, uint32_t src, uint64_t src_iova,
+                            uint64_t len, uint64_t* dst_iova) {
+  struct iommu_ioas_copy c = {.size = sizeof(c),
+                              .flags = flags,
+                              .dst_ioas_id = dst,
+                              .src_ioas_id = src,
+                              .length = len,
+                              .dst_iova = *dst_iova,
+                              .src_iova = src_iova};
+  int r = abi_ioctl(fd, IOMMU_IOAS_COPY, &c);
+  if (r == 0) *dst_iova = c.dst_iova;
+  return r;
+}
+
+/* IOMMU_OPTION HUGE_PAGES SET of `ioas` to `val`. */
+static inline int ioas_set_huge_pages(int fd, uint32_t ioas, uint64_t val) {
+  struct iommu_option c = {.size = sizeof(c),
+                           .option_id = IOMMU_OPTION_HUGE_PAGES,
+                           .op = IOMMU_OPTION_OP_SET,
+                           .object_id = ioas,
+                           .val64 = val};
+  return abi_ioctl(fd, IOMMU_OPTION, &c);
+}
+
 #endif

@@ -4,20 +4,6 @@
  * alignment. */
 #include "abi.h"
 
-static int copy(int fd, uint32_t flags, uint32_t dst, uint32_t src, uint64_t src_iova, uint64_t len,
-                uint64_t* dst_iova) {
-  struct iommu_ioas_copy c = {.size = sizeof(c),
-                              .flags = flags,
-                              .dst_ioas_id = dst,
-                              .src_ioas_id = src,
-                              .length = len,
-                              .dst_iova = *dst_iova,
-                              .src_iova = src_iova};
-  int r = abi_ioctl(fd, IOMMU_IOAS_COPY, &c);
-  if (r == 0) *dst_iova = c.dst_iova;
-  return r;
-}
-
 int main(void) {
   int fd = open_iommufd();
   uint32_t a = 0, b = 0, c = 0;
@@ -40,7 +26,7 @@ int main(void) {
     uint64_t dst = 0x100000 + 0x1000 * k;
     char name[64];
     snprintf(name, sizeof(name), "copy_511_step_%u", k);
-    check_rc(name, copy(fd, fx, b, a, 0x10000 + 511 * k, 511, &dst), OK);
+    check_rc(name, ioas_copy(fd, fx, b, a, 0x10000 + 511 * k, 511, &dst), OK);
     memset(out, 0, sizeof(out));
     snprintf(name, sizeof(name), "read_back_511_step_%u", k);
     check_rc(name, access_rw(fd, acc, 0, 0x100000 + 0x1000 * k, out, 511), OK);
@@ -49,35 +35,36 @@ int main(void) {
 
   /* Across the seam of two areas. */
   uint64_t dst = 0x200000;
-  check_rc("copy_across_areas", copy(fd, fx, b, a, 0x13f00, 0x300, &dst), OK);
+  check_rc("copy_across_areas", ioas_copy(fd, fx, b, a, 0x13f00, 0x300, &dst), OK);
   memset(out, 0, sizeof(out));
   check_rc("read_back_across", access_rw(fd, acc, 0, 0x200000, out, 0x300), OK);
   check_u64("read_back_across", "equal", memcmp(out, buf + 0x3f00, 0x300) == 0, 1);
 
   /* Automatic destination: alignment from the source address (byte 511 of a 2 MiB-aligned buffer). */
   dst = 0;
-  check_rc("copy_auto_dst", copy(fd, MAP_RW, b, a, 0x101ff, 0x100, &dst), OK);
+  check_rc("copy_auto_dst", ioas_copy(fd, MAP_RW, b, a, 0x101ff, 0x100, &dst), OK);
   check_u64("copy_auto_dst", "dst_iova", dst, 0x11ff);
 
   dst = 0x300000;
-  check_rc("src_past_end", copy(fd, fx, b, a, 0x15f00, 0x200, &dst), ERR(ENOENT));
-  check_rc("src_unmapped", copy(fd, fx, b, a, 0x40000, 0x100, &dst), ERR(ENOENT));
-  check_rc("zero_length", copy(fd, fx, b, a, 0x10000, 0, &dst), ERR(EINVAL));
-  check_rc("unknown_src", copy(fd, fx, b, 99, 0x10000, 0x100, &dst), ERR(ENOENT));
-  check_rc("unknown_dst", copy(fd, fx, 99, a, 0x10000, 0x100, &dst), ERR(ENOENT));
-  check_rc("no_read_no_write", copy(fd, IOMMU_IOAS_MAP_FIXED_IOVA, b, a, 0x10000, 0x100, &dst), ERR(EINVAL));
-  check_rc("unknown_flag", copy(fd, fx | (1 << 3), b, a, 0x10000, 0x100, &dst), ERR(EOPNOTSUPP));
-  check_rc("length_ulong_max", copy(fd, fx, b, a, 0x10000, ~0ULL, &dst), ERR(EOVERFLOW));
+  check_rc("src_past_end", ioas_copy(fd, fx, b, a, 0x15f00, 0x200, &dst), ERR(ENOENT));
+  check_rc("src_unmapped", ioas_copy(fd, fx, b, a, 0x40000, 0x100, &dst), ERR(ENOENT));
+  check_rc("zero_length", ioas_copy(fd, fx, b, a, 0x10000, 0, &dst), ERR(EINVAL));
+  check_rc("unknown_src", ioas_copy(fd, fx, b, 99, 0x10000, 0x100, &dst), ERR(ENOENT));
+  check_rc("unknown_dst", ioas_copy(fd, fx, 99, a, 0x10000, 0x100, &dst), ERR(ENOENT));
+  check_rc("no_read_no_write", ioas_copy(fd, IOMMU_IOAS_MAP_FIXED_IOVA, b, a, 0x10000, 0x100, &dst),
+           ERR(EINVAL));
+  check_rc("unknown_flag", ioas_copy(fd, fx | (1 << 3), b, a, 0x10000, 0x100, &dst), ERR(EOPNOTSUPP));
+  check_rc("length_ulong_max", ioas_copy(fd, fx, b, a, 0x10000, ~0ULL, &dst), ERR(EOVERFLOW));
   dst = 0x100000;
-  check_rc("dst_occupied", copy(fd, fx, b, a, 0x10000, 0x100, &dst), ERR(EEXIST));
+  check_rc("dst_occupied", ioas_copy(fd, fx, b, a, 0x10000, 0x100, &dst), ERR(EEXIST));
 
   /* A destination with a mock domain has alignment 2 KiB: a 511-byte copy no longer fits it. */
   uint32_t stdev = 0, hwpt = 0;
   require("mock_domain", check_rc("mock_domain_dst", mock_domain(fd, c, &stdev, &hwpt, NULL), OK));
   dst = MOCK_APERTURE_START;
-  check_rc("copy_unaligned_into_domain", copy(fd, fx, c, a, 0x10000, 511, &dst), ERR(EINVAL));
+  check_rc("copy_unaligned_into_domain", ioas_copy(fd, fx, c, a, 0x10000, 511, &dst), ERR(EINVAL));
   dst = MOCK_APERTURE_START;
-  check_rc("copy_2k_into_domain", copy(fd, fx, c, a, 0x10800, 0x1000, &dst), OK);
+  check_rc("copy_2k_into_domain", ioas_copy(fd, fx, c, a, 0x10800, 0x1000, &dst), OK);
   check_rc("copy_2k_check_map", check_map(fd, hwpt, MOCK_APERTURE_START, buf + 0x800, 0x1000), OK);
   check_rc("copy_2k_refs", check_refs(fd, buf, 0x2000, 1), OK);
 

@@ -92,14 +92,7 @@ static int get_raw(uint32_t size, uint32_t flags, uint32_t hwpt, uint32_t reserv
   return abi_ioctl(fd, IOMMU_HWPT_GET_DIRTY_BITMAP, &b);
 }
 
-static int set_huge_pages(uint32_t ioas, uint64_t val) {
-  struct iommu_option c = {.size = sizeof(c),
-                           .option_id = IOMMU_OPTION_HUGE_PAGES,
-                           .op = IOMMU_OPTION_OP_SET,
-                           .object_id = ioas,
-                           .val64 = val};
-  return abi_ioctl(fd, IOMMU_OPTION, &c);
-}
+static int set_huge_pages(uint32_t ioas, uint64_t val) { return ioas_set_huge_pages(fd, ioas, val); }
 
 static void map_at(const char* step, uint32_t ioas, const void* va, uint64_t len, uint64_t iova) {
   require(step, check_rc(step, ioas_map(fd, ioas, va, len, &iova, 1), OK));

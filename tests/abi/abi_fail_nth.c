@@ -10,7 +10,10 @@
  * TEST_OP_DIRTY, GET_DIRTY_BITMAP and tracking off; the IOAS maps with IOMMU_OPTION_HUGE_PAGES=0 so that
  * every page is its own entry on the kernel too, and the bitmap of the completing run is printed. A fourth
  * sweeps the virtual IOMMU: VIOMMU_ALLOC with data, a nested HWPT on it, VDEVICE_ALLOC, the device onto the
- * nested HWPT, a vIOMMU invalidation, DEV_CHECK_CACHE, HW_QUEUE_ALLOC and its destroy.
+ * nested HWPT, a vIOMMU invalidation, DEV_CHECK_CACHE, HW_QUEUE_ALLOC and its destroy. A fifth sweeps
+ * dma-buf: DMABUF_GET, MAP_FILE of it into an IOAS with a mock domain, a copy into a second IOAS with a
+ * domain, a revoke, a domain attached after the revoke, an un-revoke and a second import, and the unmaps;
+ * its teardown also checks that no descriptor was left open (the lowest free fd is what it was).
  *
  * Only deterministic results are printed: the number of sites differs between kernels and uiommufd. */
 #include <sys/syscall.h>
@@ -25,7 +28,11 @@ struct state {
   int access_fd;
   uint32_t ioas, ioas2;
   uint32_t stdev; /* the PASID sweep's device, 0 until it exists */
+  int dmabuf_fd;  /* the dma-buf sweep's buffer, -1 until it exists */
 };
+
+/* The lowest free descriptor with everything closed, while the dma-buf sweep runs (-1: not checked). */
+static int fd_baseline = -1;
 
 #define SWEEP_PASID 100
 
@@ -34,6 +41,7 @@ static int setup(struct state* s) {
   s->fd = open("/dev/iommu", O_RDWR);
   s->access_fd = -1;
   s->stdev = 0;
+  s->dmabuf_fd = -1;
   if (s->fd < 0) return -errno;
   int r = ioas_alloc(s->fd, &s->ioas);
   if (r) return r;
@@ -153,12 +161,40 @@ static int run_dirty(struct state* s, uint8_t* buf) {
   return hwpt_set_dirty_tracking(s->fd, hwpt, 0);
 }
 
+/* The dma-buf sequence; stops at the first failing call. */
+static int run_dmabuf(struct state* s, uint8_t* buf) {
+  uint64_t iova = MOCK_APERTURE_START, dst = MOCK_APERTURE_START, again = 0, len = 0;
+  int r;
+  (void)buf;
+  if ((r = mock_domain(s->fd, s->ioas, NULL, NULL, NULL))) return r;
+  if ((r = dmabuf_get(s->fd, 4 * PAGE_SZ, O_CLOEXEC)) < 0) return r;
+  s->dmabuf_fd = r;
+  if ((r = ioas_map_file(s->fd, s->ioas, MAP_RW | IOMMU_IOAS_MAP_FIXED_IOVA, s->dmabuf_fd, 0, 4 * PAGE_SZ,
+                         &iova)))
+    return r;
+  if ((r = mock_domain(s->fd, s->ioas2, NULL, NULL, NULL))) return r;
+  if ((r = ioas_copy(s->fd, MAP_RW | IOMMU_IOAS_MAP_FIXED_IOVA, s->ioas2, s->ioas, iova, 4 * PAGE_SZ, &dst)))
+    return r;
+  if ((r = dmabuf_revoke(s->fd, s->dmabuf_fd, 1))) return r;
+  if ((r = mock_domain(s->fd, s->ioas, NULL, NULL, NULL))) return r;
+  if ((r = dmabuf_revoke(s->fd, s->dmabuf_fd, 0))) return r;
+  if ((r = ioas_map_file(s->fd, s->ioas, MAP_RW, s->dmabuf_fd, 0, 4 * PAGE_SZ, &again))) return r;
+  if ((r = ioas_unmap(s->fd, s->ioas2, 0, ~0ULL, &len))) return r;
+  return ioas_unmap(s->fd, s->ioas, 0, ~0ULL, &len);
+}
+
 /* Teardown with injection disarmed; returns 0 when every close succeeded and no page is left pinned. */
 static int teardown(struct state* s, uint8_t* buf) {
   int bad = 0;
   if (s->stdev && pasid_detach(s->fd, s->stdev, SWEEP_PASID)) bad = 1;
   if (s->access_fd >= 0 && close(s->access_fd)) bad = 1;
+  if (s->dmabuf_fd >= 0 && close(s->dmabuf_fd)) bad = 1;
   if (close(s->fd)) bad = 1;
+  if (fd_baseline >= 0) {
+    int probe = open("/dev/null", O_RDONLY);
+    if (probe != fd_baseline) bad = 1;
+    if (probe >= 0) close(probe);
+  }
   int fd = open("/dev/iommu", O_RDWR);
   if (fd < 0) return 1;
   if (check_refs(fd, buf, BUF_LEN, 0)) bad = 1;
@@ -246,6 +282,10 @@ int main(void) {
   sweep(nfd, buf, "hwpt_", run_hwpt);
   sweep(nfd, buf, "dirty_", run_dirty);
   sweep(nfd, buf, "viommu_", run_viommu);
+  fd_baseline = open("/dev/null", O_RDONLY);
+  close(fd_baseline);
+  sweep(nfd, buf, "dmabuf_", run_dmabuf);
+  fd_baseline = -1;
   /* The completing run read exactly the marked pages. */
   check_u64("dirty_sweep", "final_bitmap", dirty_bitmap, DIRTY_MARKED);
   fprintf(stderr, "info dirty_sweep: %d successful reads wrote other bits than the marked pages\n",

@@ -10,16 +10,7 @@
 #define BUF_SZ (BUF_PAGES * PAGE_SZ)
 
 static int map_file(int fd, uint32_t ioas, int mfd, uint64_t start, uint64_t len, uint64_t* iova, int fixed) {
-  struct iommu_ioas_map_file c = {.size = sizeof(c),
-                                  .flags = MAP_RW | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
-                                  .ioas_id = ioas,
-                                  .fd = mfd,
-                                  .start = start,
-                                  .length = len,
-                                  .iova = *iova};
-  int r = abi_ioctl(fd, IOMMU_IOAS_MAP_FILE, &c);
-  if (r == 0) *iova = c.iova;
-  return r;
+  return ioas_map_file(fd, ioas, MAP_RW | (fixed ? IOMMU_IOAS_MAP_FIXED_IOVA : 0), mfd, start, len, iova);
 }
 
 int main(void) {

@@ -30,6 +30,11 @@
  * as steps of their own. Struct arguments are now and then passed short, long with a zero or non-zero tail,
  * with a non-zero reserved field, null or unmapped (see var_ioctl()).
  *
+ * dma-buf, about one step in fifty: the selftest's mock exporter (DMABUF_GET into one of two descriptor slots
+ * shared by the contexts, with good and bad lengths and several open flags, F_GETFL and close-on-exec
+ * printed; DMABUF_REVOKE and un-revoke, of a slot, an iommufd or no descriptor) and IOMMU_IOAS_MAP_FILE of a
+ * slot's descriptor (ranges inside and past the buffer); the areas made join the ranges other steps pick.
+ *
  * Kept out of reach: a kernel WARN. Destroying a mock device, or releasing its context, while one of its
  * PASIDs (not 0) is attached makes Linux 7.2 warn (see struct pasid_rec), so the attachments the printed
  * results show are detached first, as steps marked "(before destroy)", "(before close)" or "(before the
@@ -98,7 +103,7 @@ struct map_rec {
   int ctx;
   uint32_t ioas;
   uint64_t iova, length;
-  int buf; /* -1: the memfd */
+  int buf; /* -1: the memfd, -2: a dma-buf */
   uint64_t offset;
 };
 
@@ -127,6 +132,10 @@ static struct pasid_rec pasids[MAX_PASIDS];
 static int npasids;
 static uint8_t* bufs[NBUF];
 static int memfd = -1;
+/* The mock dma-bufs (DMABUF_GET): descriptors and sizes, -1: none. */
+#define NDMABUF 2
+static int dmabufs[NDMABUF] = {-1, -1};
+static uint64_t dmabuf_size[NDMABUF];
 static uint64_t rng_state;
 static unsigned step_no;
 
@@ -578,6 +587,61 @@ static void op_map_file(int c) {
   add(" iova=0x%llx", (unsigned long long)m.iova);
   end();
   if (r == 0) remember_map(c, m.ioas_id, m.iova, m.length, -1, m.start);
+}
+
+static void op_dmabuf(int c) {
+  const int slot = (int)pick(NDMABUF);
+  const unsigned roll = pick(100);
+  if (dmabufs[slot] < 0 || roll < 15) {
+    static const uint32_t flag_choices[] = {O_CLOEXEC, 0, O_RDWR | O_NONBLOCK, O_WRONLY | O_CLOEXEC};
+    const uint32_t len = chance(10) ? (chance(50) ? 0u : (uint32_t)(512 * PAGE_SZ + 1))
+                                    : (uint32_t)((1 + pick(8)) * PAGE_SZ - (chance(20) ? 0x100 : 0));
+    const uint32_t flags = chance(70) ? O_CLOEXEC : flag_choices[pick(4)];
+    if (dmabufs[slot] >= 0) close(dmabufs[slot]);
+    dmabufs[slot] = -1;
+    begin("dmabuf_get");
+    add(" ctx=%d slot=%d len=0x%x flags=0x%x", c, slot, len, flags);
+    const int r = dmabuf_get(ctxs[c].fd, len, flags);
+    result(r >= 0 ? 0 : r);
+    if (r >= 0)
+      add(" getfl=0x%x cloexec=%d", (unsigned)fcntl(r, F_GETFL), (fcntl(r, F_GETFD) & FD_CLOEXEC) != 0);
+    end();
+    if (r >= 0) {
+      dmabufs[slot] = r;
+      dmabuf_size[slot] = (len + PAGE_SZ - 1) & ~(PAGE_SZ - 1);
+    }
+    return;
+  }
+  if (roll < 40) {
+    const unsigned which = pick(20);
+    const int target = which == 0 ? ctxs[c].fd : which == 1 ? -1 : dmabufs[slot];
+    const uint32_t revoked = chance(60) ? 1u : 0u;
+    begin("dmabuf_revoke");
+    add(" ctx=%d target=%s", c, which == 0 ? "iommufd" : which == 1 ? "bad" : "slot");
+    if (which > 1) add("%d", slot);
+    add(" revoked=%u", revoked);
+    result(dmabuf_revoke(ctxs[c].fd, target, revoked));
+    end();
+    return;
+  }
+  const uint64_t pages = dmabuf_size[slot] / PAGE_SZ;
+  const uint64_t start = pick((unsigned)pages) * PAGE_SZ + (chance(5) ? 0x800 : 0);
+  struct iommu_ioas_map_file m = {
+      .size = sizeof(m),
+      .flags = pick_map_flags() | (chance(60) ? IOMMU_IOAS_MAP_FIXED_IOVA : 0),
+      .ioas_id = pick_id(c, K_IOAS),
+      .fd = dmabufs[slot],
+      .start = start,
+      .length = chance(15) ? pick_len() : dmabuf_size[slot] - start + (chance(10) ? 1 : 0),
+      .iova = pick_iova(c)};
+  begin("map_dmabuf");
+  add(" ctx=%d ioas=%u slot=%d start=0x%llx len=0x%llx iova=0x%llx flags=0x%x", c, m.ioas_id, slot,
+      (unsigned long long)m.start, (unsigned long long)m.length, (unsigned long long)m.iova, m.flags);
+  int r = VAR_NO_RSV(ctxs[c].fd, IOMMU_IOAS_MAP_FILE, m, 40);
+  result(r);
+  add(" iova=0x%llx", (unsigned long long)m.iova);
+  end();
+  if (r == 0) remember_map(c, m.ioas_id, m.iova, m.length, -2, m.start);
 }
 
 static void op_copy(int c) {
@@ -1758,7 +1822,8 @@ int main(int argc, char** argv) {
                                     2,
                                     3,
                                     7,
-                                    /* dirty tracking */ 9};
+                                    /* dirty tracking */ 9,
+                                    /* dma-buf */ 3};
   unsigned total = 0;
   for (size_t i = 0; i < sizeof(weight) / sizeof(weight[0]); i++) total += weight[i];
 
@@ -1869,8 +1934,11 @@ int main(int argc, char** argv) {
       case 29:
         op_pasid(c);
         break;
-      default:
+      case 30:
         op_dirty(c);
+        break;
+      default:
+        op_dmabuf(c);
         break;
     }
   }
@@ -1886,6 +1954,8 @@ int main(int argc, char** argv) {
     if (ctxs[c].fd >= 0) close(ctxs[c].fd);
     if (ctxs[c].dup >= 0) close(ctxs[c].dup);
   }
+  for (int d = 0; d < NDMABUF; d++)
+    if (dmabufs[d] >= 0) close(dmabufs[d]);
   int fd = open("/dev/iommu", O_RDWR);
   begin("final_refs");
   int worst = 0;

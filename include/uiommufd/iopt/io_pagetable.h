@@ -228,8 +228,15 @@ class IoPagetable {
       REQUIRES_SHARED(domains_rwsem_) REQUIRES(pages.mutex());
   void unmap_range_from(Domain& domain, std::uint64_t iova, std::uint64_t length)
       REQUIRES_SHARED(domains_rwsem_);
-  // Pins the area and maps it into every domain; undoes everything on failure.
+  // Pins the area and maps it into every domain; undoes everything on failure. A dma-buf area is recorded
+  // against every domain and mapped unless revoked, and never pinned (docs/semantics.md#dma-buf).
   Status fill_area(Area& area) REQUIRES_SHARED(domains_rwsem_);
+  // dma-buf areas: one record per (area, domain) while the area is filled into the domain, through which
+  // the buffer's revoke unmaps it (the kernel's iopt_dmabuf_track_domain()). Records the area against the
+  // `ndomains` domains; on failure (ENOMEM) records none of them.
+  class DomainTrack;
+  Status track_dmabuf_locked(Area& area, Pages& pages, Domain* const* domains, std::size_t ndomains)
+      REQUIRES(pages.mutex());
   // The reverse of fill_area, for a fully-filled area whose backing is `pages` (the area's own, or the
   // ones unmap has detached from it). Never fails.
   void unfill_area(Area& area, Pages& pages) REQUIRES_SHARED(domains_rwsem_);

@@ -22,6 +22,9 @@
 //                         around nothing.
 //   pages.registry        every live Pages, for MD_CHECK_REFS; Pages are made and freed under the I/O
 //                         page-table locks, and the check takes each pages.mutex inside it.
+//   dmabuf.resv           a dma-buf's reservation lock (pages/dma_buf.h): held across an import and
+//                         across the exporter's revoke, which takes each importer's pages.mutex inside
+//                         it (pages.c, iopt_map_dmabuf() and iopt_revoke_notify()).
 //   pages.mutex           one Pages object's pins; its areas' domain map and unmap run under it.
 //   pages.mlock           the process-wide mlock users of each page; around mlock / munlock only.
 //   viommu.queues         a vIOMMU's hardware-queue slots; held across checking a new queue's address in
@@ -49,6 +52,7 @@ extern lockdep::LockClassKey kIoptDomainsRwsem;
 extern lockdep::LockClassKey kIoptIovaRwsem;
 extern lockdep::LockClassKey kIoptAccessList;
 extern lockdep::LockClassKey kPagesRegistry;
+extern lockdep::LockClassKey kDmaBufResv;
 extern lockdep::LockClassKey kPagesMutex;
 extern lockdep::LockClassKey kPagesMlock;
 extern lockdep::LockClassKey kViommuQueues;

@@ -63,6 +63,15 @@ class Ioas : public Object {
   // file). EBADF for a bad fd.
   Status map_file(int fd, std::uint64_t start, std::uint64_t length, std::uint64_t* iova,
                   std::uint32_t flags);
+  // IOMMU_IOAS_MAP_FILE of a dma-buf (docs/semantics.md#dma-buf): [start, start + length) of the exporter's
+  // buffer `buf`, mapped into every domain of the IOAS until the area is unmapped or the exporter revokes
+  // the buffer (DmaBuf::invalidate_mappings()), whichever comes first; nothing is pinned or charged.
+  // check_map_args' errors; EINVAL length 0; EOVERFLOW start + length − 1 wraps; then
+  // Pages::create_dmabuf's (EINVAL the range does not end inside the buffer, ENOMEM, ENODEV revoked) and
+  // IoPagetable::map_chunks' (ENOMEM also from fault site "iopt.alloc_track"). The area refuses access
+  // pins and rw (EINVAL) and VFIO cuts (EOPNOTSUPP); unmap and copy work as for any area, revoked or not.
+  Status map_dmabuf(RefPtr<DmaBuf> buf, std::uint64_t start, std::uint64_t length, std::uint64_t* iova,
+                    std::uint32_t flags);
   // IOMMU_IOAS_COPY from `src` (may be this IOAS): the destination areas share the source's pages, so
   // nothing is pinned or charged twice. check_map_args' errors (on length, src_iova and *dst_iova), then
   // ENOENT when the source range is not covered by fully built contiguous areas (EINVAL for length 0),

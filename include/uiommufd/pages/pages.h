@@ -21,7 +21,10 @@
 //
 // What a domain stores (PhysAddr) is a host address of this process through which the page is reached:
 //   - user pages: the user VA (this process's memory is the engine's own address space);
-//   - file pages: the address inside a private MAP_SHARED mapping of the file window made by create_file().
+//   - file pages: the address inside a private MAP_SHARED mapping of the file window made by create_file();
+//   - dma-buf pages: the address the exporter gave (DmaBuf::physical()). Such a Pages is never pinned: the
+//     memory is the exporter's, which may revoke it; a revoke unmaps every area of it from every domain
+//     through the DmaBufTrack records the I/O page table keeps here (docs/semantics.md#dma-buf).
 // Which page that address reaches — the kernel's struct page, what the selftest checks compare — is its
 // PageIdentity (mm/page_identity.h), resolved from /proc/self/maps when a check asks: a page of a shared
 // file mapping is (device, inode, file offset), so two MAP_FILEs of one file range, or a MAP_FILE and a MAP
@@ -41,6 +44,8 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -55,11 +60,31 @@
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/mm/mm.h"
 #include "uiommufd/mm/page_identity.h"
+#include "uiommufd/pages/dma_buf.h"
 #include "uiommufd/pages/pin_runs.h"
 
 namespace uiommufd {
 
-enum class PagesKind : std::uint8_t { kUser, kFile };
+// kDmaBuf: a range of an exporter's DmaBuf (IOAS_MAP_FILE of a dma-buf; docs/semantics.md#dma-buf).
+enum class PagesKind : std::uint8_t { kUser, kFile, kDmaBuf };
+
+// The I/O page table's record that one area of a dma-buf Pages is mapped into one domain (the kernel's
+// iopt_pages_dmabuf_track): a revoke unmaps the area from the domain through it. The pages layer knows
+// neither areas nor domains; `area` and `domain` are keys only. Owned by the Pages while tracked.
+class DmaBufTrack {
+ public:
+  DmaBufTrack(const void* area, const void* domain) : area(area), domain(domain) {}
+  virtual ~DmaBufTrack() = default;
+  // Unmaps the area from the domain, with the Pages' mutex held (and the buffer's resv).
+  virtual void revoke_unmap() = 0;
+
+  const void* const area;
+  const void* const domain;
+
+ private:
+  friend class Pages;
+  DmaBufTrack* next_ = nullptr;
+};
 
 class Pages : public RefCounted<Pages> {
  public:
@@ -88,7 +113,37 @@ class Pages : public RefCounted<Pages> {
   static Result<RefPtr<Pages>> create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
                                            AccountMode mode, bool lock_pinned = false);
 
+  // A range of a dma-buf (IOAS_MAP_FILE of a dma-buf; the kernel's iopt_alloc_dmabuf_pages()). `start` is
+  // the byte offset of the first mapped byte in the buffer; the window is the page-aligned part of the
+  // buffer covering [start, start + length − 1]. The caller has checked length != 0 and that
+  // start + length − 1 does not overflow (IOAS_MAP_FILE's EINVAL / EOVERFLOW). Errors, in the kernel's order:
+  // EINVAL when the range does not end inside the buffer or has 2^32 − 1 pages or more, or length >
+  // SIZE_MAX − kPageSize; ENOMEM from fault site "pages.alloc"; then, with the buffer's resv() held,
+  // DmaBuf::attach's ENOMEM and DmaBuf::physical()'s errors (ENODEV: revoked). The Pages is attached to the
+  // buffer until it is destroyed. Nothing is pinned or charged, ever: the account mode is kNone (the
+  // kernel's IOPT_PAGES_ACCOUNT_NONE) and pin_locked() is not to be called (see pins_pages()).
+  static Result<RefPtr<Pages>> create_dmabuf(RefPtr<DmaBuf> buf, std::uint64_t start, std::uint64_t length,
+                                             bool writable);
+
   PagesKind kind() const { return kind_; }
+  bool is_dmabuf() const { return kind_ == PagesKind::kDmaBuf; }
+  // Whether domains and accesses pin this backing: false for a dma-buf, whose memory is the exporter's
+  // (no pin, no charge; access pin and rw refuse it with EINVAL, as the kernel does).
+  bool pins_pages() const { return kind_ != PagesKind::kDmaBuf; }
+  // The buffer of a dma-buf backing; null otherwise.
+  DmaBuf* dmabuf() const { return dmabuf_ ? dmabuf_->buf.get() : nullptr; }
+
+  // dma-buf backing only (precondition is_dmabuf()). Revoked: the exporter has invalidated the buffer
+  // since this Pages imported it; from then on nothing of it may be mapped, and it stays so (the kernel's
+  // iopt_dmabuf_revoked()). false for other kinds.
+  bool revoked_locked() const REQUIRES(mu_);
+  // Records that `track->area` is mapped (or, while revoked, would be mapped) into `track->domain`; takes
+  // ownership (the caller allocated it: that is where the kernel's allocation, and its failure, is).
+  void track_locked(std::unique_ptr<DmaBufTrack> track) REQUIRES(mu_);
+  // Drops the record of (area, domain), or every record of `area` (domain null). Never fails.
+  void untrack_locked(const void* area, const void* domain) REQUIRES(mu_);
+  // Number of records; for tests and invariant checks.
+  std::size_t tracks_locked() const REQUIRES(mu_);
   bool writable() const { return writable_; }
   AccountMode account_mode() const { return account_mode_; }
   // Whether pins also mlock the pages (create_user / create_file's `lock_pinned`).
@@ -114,7 +169,8 @@ class Pages : public RefCounted<Pages> {
   // of them that are each physically contiguous (a hugetlb backing's huge page size, else kPageSize).
   // A system call or more; no lock needed.
   std::uint64_t physical_block(PhysAddr addr, std::uint64_t len) const {
-    return mm_->physical_block(addr, len);
+    // A dma-buf's range is one contiguous piece of the exporter's memory (the kernel's BATCH_MMIO).
+    return kind_ == PagesKind::kDmaBuf ? 0 : mm_->physical_block(addr, len);
   }
   // Host pointer to the start of page `index` (precondition index < npages()). Dereference only while the
   // page is pinned by the caller (and, for user pages, while the owner keeps it mapped).
@@ -216,6 +272,15 @@ class Pages : public RefCounted<Pages> {
         std::uint64_t npages, std::uint64_t source_addr, bool writable, AccountMode mode, bool lock_pinned,
         int file_fd, std::uint64_t file_dev, std::uint64_t file_ino);
 
+  // The import of a dma-buf: attached to `buf` (so its invalidate reaches the Pages) from creation until
+  // the Pages is destroyed.
+  struct DmaBufImport final : DmaBuf::Importer {
+    DmaBufImport(Pages* owner, RefPtr<DmaBuf> b) : pages(owner), buf(std::move(b)) {}
+    void invalidate() override;  // the kernel's iopt_revoke_notify()
+    Pages* const pages;
+    const RefPtr<DmaBuf> buf;
+  };
+
   // Undoes a partial pin: removes the users add() gave [first, last]. Charges are the caller's business.
   void unwind_pin_locked(std::uint64_t first, std::uint64_t last) REQUIRES(mu_);
   // mlock / munlock of the page-index run `run`, through the process-wide count of locked page addresses.
@@ -229,8 +294,10 @@ class Pages : public RefCounted<Pages> {
   // The source's address space: the mapping Mm for user pages, the current Mm (which holds the file
   // window) for file pages.
   const RefPtr<Mm> mm_;
-  // Address (in mm_) of page 0: page_align_down(uptr), or the file window's mmap address.
-  const std::uint64_t base_;
+  // Address (in mm_) of page 0: page_align_down(uptr), or the file window's mmap address; for a dma-buf,
+  // the exporter's address of the window's first page, set once by create_dmabuf() before the Pages is
+  // shared (physical() is asked after the object exists, in the kernel's order).
+  std::uint64_t base_;
   const std::uint64_t start_offset_;
   const std::uint64_t length_;
   const std::uint64_t npages_;
@@ -247,6 +314,13 @@ class Pages : public RefCounted<Pages> {
   PinRuns pins_ GUARDED_BY(mu_);
   // Access pin records by exact range; overlapping records coexist.
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint32_t> access_records_ GUARDED_BY(mu_);
+
+  // dma-buf backing: the import (null for other kinds), whether it was revoked, and the (area, domain)
+  // records revoke unmaps.
+  std::optional<DmaBufImport> dmabuf_;
+  bool attached_ = false;  // dmabuf_ is on its buffer's importer list
+  bool revoked_ GUARDED_BY(mu_) = false;
+  DmaBufTrack* tracks_ GUARDED_BY(mu_) = nullptr;
 
   static std::atomic<std::uint64_t> total_pinned_;
   static std::atomic<std::size_t> temp_memory_limit_;

@@ -468,6 +468,8 @@ enum : std::uint32_t {
   IOMMU_TEST_OP_PASID_REPLACE = 19,
   IOMMU_TEST_OP_PASID_DETACH = 20,
   IOMMU_TEST_OP_PASID_CHECK_HWPT = 21,
+  IOMMU_TEST_OP_DMABUF_GET = 22,
+  IOMMU_TEST_OP_DMABUF_REVOKE = 23,
 };
 
 inline constexpr std::uint64_t MOCK_APERTURE_START = 1ull << 24;
@@ -560,6 +562,17 @@ struct iommu_test_pasid_check {
   std::uint32_t hwpt_id;  // 0: the PASID must be detached
 };
 
+// DMABUF_GET: a new mock dma-buf of `length` bytes (rounded up to pages), its fd the ioctl's value.
+struct iommu_test_dmabuf_get {
+  std::uint32_t length;
+  std::uint32_t open_flags;
+};
+// DMABUF_REVOKE: revokes (or, with 0, gives back) the mock dma-buf behind `dmabuf_fd`.
+struct iommu_test_dmabuf_revoke {
+  std::int32_t dmabuf_fd;
+  std::uint32_t revoked;
+};
+
 // The newest layout (72 bytes: the union grew to 48 bytes with the dirty-tracking member). The v6.2
 // layout is this one cut at 56 bytes: the same header, a 32-byte union (every member of ops 1–9 fits in
 // it), and `last` at offset 48. A v6.2 command is read into this struct; only the sizes differ.
@@ -586,6 +599,8 @@ struct iommu_test_cmd {
     iommu_test_pasid_attach pasid_attach;
     iommu_test_pasid_check pasid_check;
     iommu_test_dirty dirty;
+    iommu_test_dmabuf_get dmabuf_get;
+    iommu_test_dmabuf_revoke dmabuf_revoke;
     std::uint8_t raw[48];
   };
   std::uint32_t last;

@@ -1,10 +1,10 @@
 // Open files of the /dev/iommu ABI, as the runtime's fd table holds them.
 //
 // An IommufdFile is one open of /dev/iommu (or /dev/vfio/vfio): a Context plus the ioctl dispatcher. A
-// TestAccessFile is the fd the selftest's CREATE_ACCESS returns. The runtime maps real fds to
-// shared_ptr<OpenFile>; dup'ed fds share one pointer, and dropping the last one is the kernel's release():
-// the file's destructor tears everything down synchronously. A TestAccessFile holds its IommufdFile, so a
-// context stays alive while an access fd is open, as in the kernel.
+// TestAccessFile is the fd the selftest's CREATE_ACCESS returns, a DmaBufFile the one DMABUF_GET returns. The
+// runtime maps real fds to shared_ptr<OpenFile>; dup'ed fds share one pointer, and dropping the last one is
+// the kernel's release(): the file's destructor tears everything down synchronously. A TestAccessFile holds
+// its IommufdFile, so a context stays alive while an access fd is open, as in the kernel.
 //
 // Nothing here knows about interposition: the dispatcher reads and writes caller memory through Mm (bad
 // pointers are EFAULT) and asks its FdHost for the fds it hands out or is given.
@@ -23,7 +23,8 @@ namespace uiommufd::uapi {
 
 class OpenFile {
  public:
-  enum class Kind : std::uint8_t { kIommufd, kTestAccess };
+  // kDmaBuf: the selftest exporter's dma-buf (DMABUF_GET; src/uapi/test_dmabuf.h).
+  enum class Kind : std::uint8_t { kIommufd, kTestAccess, kDmaBuf };
   explicit OpenFile(Kind kind) : kind_(kind) {}
   virtual ~OpenFile() = default;
   OpenFile(const OpenFile&) = delete;
@@ -47,7 +48,18 @@ class FdHost {
   virtual std::shared_ptr<OpenFile> lookup(int fd) = 0;
   // Takes back an fd install() returned, before the caller has seen it (a failed ioctl's unwind).
   virtual void uninstall(int fd) = 0;
+  // install() with the open flags a kernel file gets from its creator (the kernel's get_unused_fd_flags()
+  // and the file's f_flags, as dma_buf_fd() uses them): O_CLOEXEC makes the fd close-on-exec, and the
+  // access mode and O_NONBLOCK are what fcntl(F_GETFL) reports; other bits are ignored. The real fd is
+  // make_standin_fd(open_flags).
+  virtual Result<int> install_with_flags(std::shared_ptr<OpenFile> file, int open_flags) = 0;
 };
+
+// A real fd to stand for a file opened with `open_flags` (see FdHost::install_with_flags): an eventfd for
+// O_RDWR (and the access mode 3), the read end of a pipe for O_RDONLY and its write end for O_WRONLY (the
+// other end closed), so that F_GETFL reports exactly the access mode and O_NONBLOCK. The errno of the
+// system call on failure (EMFILE, ENFILE, ENOMEM).
+Result<int> make_standin_fd(int open_flags);
 
 class IommufdFile final : public OpenFile, public std::enable_shared_from_this<IommufdFile> {
  public:

@@ -8,7 +8,7 @@
 #include <mutex>
 #include <new>
 
-#include <sys/eventfd.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "uiommufd/uapi/abi.h"
@@ -40,8 +40,12 @@ class TestFdHost : public FdHost {
   }
 
   Result<int> install(std::shared_ptr<OpenFile> file) override {
-    int fd = ::eventfd(0, EFD_CLOEXEC);
-    if (fd < 0) return Status::error(errno);
+    return install_with_flags(std::move(file), O_RDWR | O_CLOEXEC);
+  }
+  Result<int> install_with_flags(std::shared_ptr<OpenFile> file, int open_flags) override {
+    Result<int> standin = make_standin_fd(open_flags);
+    if (!standin.ok()) return standin;
+    const int fd = *standin;
     try {
       std::lock_guard<std::mutex> g(mu_);
       files_[fd] = std::move(file);
