@@ -17,12 +17,13 @@ constinit lockdep::LockClassKey kPagesMutex{"pages.mutex"};
 constinit lockdep::LockClassKey kPagesMlock{"pages.mlock"};
 constinit lockdep::LockClassKey kDomainPageTable{"domain.page_table"};
 constinit lockdep::LockClassKey kContextObjects{"context.objects"};
+constinit lockdep::LockClassKey kEventqLock{"eventq.lock"};
 
 void declare_engine_lock_order() {
   static const bool declared = [] {
     lockdep::declare_order({&kPinnedRangesMutex, &kDeviceMutex, &kAccessIoasLock, &kIoasMutex,
                             &kIoptDomainsRwsem, &kIoptIovaRwsem, &kIoptAccessList, &kPagesRegistry,
-                            &kPagesMutex, &kPagesMlock, &kDomainPageTable, &kContextObjects});
+                            &kPagesMutex, &kPagesMlock, &kDomainPageTable, &kContextObjects, &kEventqLock});
     return true;
   }();
   (void)declared;

@@ -29,6 +29,8 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::kIoas: return "ioas";
     case ObjectType::kAccess: return "access";
     case ObjectType::kSelftest: return "selftest";
+    case ObjectType::kFault:
+      return "fault";
   }
   return "?";
 }

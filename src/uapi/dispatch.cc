@@ -45,6 +45,7 @@ constexpr std::array<Op, kOpCount> make_ops() {
       UIOMMUFD_OP(hwpt_set_dirty_tracking, iommu_hwpt_set_dirty_tracking, __reserved);
   ops[kNrHwptGetDirtyBitmap - kCmdBase] =
       UIOMMUFD_OP(hwpt_get_dirty_bitmap, iommu_hwpt_get_dirty_bitmap, data);
+  ops[kNrFaultQueueAlloc - kCmdBase] = UIOMMUFD_OP(fault_queue_alloc, iommu_fault_alloc, out_fault_fd);
   return ops;
 }
 #undef UIOMMUFD_OP

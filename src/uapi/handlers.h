@@ -24,6 +24,9 @@ long hwpt_invalidate(Ucmd& ucmd);
 long hwpt_set_dirty_tracking(Ucmd& ucmd);
 long hwpt_get_dirty_bitmap(Ucmd& ucmd);
 
+// IOMMU_FAULT_QUEUE_ALLOC (fault_ioctls.cc).
+long fault_queue_alloc(Ucmd& ucmd);
+
 // IOMMU_TEST_CMD (selftest.cc). Called before any size check: the test command has two layouts told
 // apart by size (docs/abi.md#test-cmd-layouts), so it applies its own rules.
 long test_cmd(IommufdFile& file, std::uint64_t uptr);

@@ -19,6 +19,7 @@
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/domain/domain.h"
 #include "uiommufd/iopt/dirty_bitmap.h"
+#include "uiommufd/objects/fault_queue.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/objects/object.h"
@@ -51,7 +52,9 @@ class HwPagetable : public Object {
   //   nested:  EOPNOTSUPP for flags other than PASID and FAULT_ID_VALID, no data, or no nesting in the
   //            driver; EINVAL for a parent that is automatic, not NEST_PARENT or of another driver;
   //            ENOMEM/ENOSPC; the driver's;
-  //   ENOENT   FAULT_ID_VALID: fault_id names no fault queue (there are none yet);
+  //   ENOENT   FAULT_ID_VALID: fault_id names no fault queue (iommufd_get_fault()); else the HWPT holds the
+  //            queue (a user, so IOMMU_DESTROY of the queue is EBUSY until the HWPT goes) and its devices'
+  //            page requests go there;
   //   then respond's.
   using Respond = std::function<Status(std::uint32_t hwpt_id)>;
   static Result<std::uint32_t> alloc(Context& ctx, const HwptAllocArgs& args, const Respond& respond = {});
@@ -106,6 +109,9 @@ class HwPagetable : public Object {
   virtual HwptPaging* paging() { return nullptr; }
   // Whether the domain tracks dirty pages (allocated with DIRTY_TRACKING: the mock's dirty_ops).
   virtual bool dirty_tracking() const { return false; }
+  // The fault queue page requests through this HWPT go to (the kernel's hwpt->fault and the domain's
+  // iopf_handler), or null. Set before the HWPT is published and never changed.
+  FaultQueue* fault() const { return fault_.get(); }
 
  protected:
   HwPagetable(Context& ctx, ObjectType type, const IommuDriver& owner, bool pasid_compat)
@@ -113,10 +119,13 @@ class HwPagetable : public Object {
   static DeviceHold make_hold(HwPagetable* hwpt) { return DeviceHold(hwpt); }
   // Gives back what hold_for_device() took.
   virtual void release_device_hold() = 0;
+  // The destroy ops' common part (__iommufd_hwpt_destroy()): the hold on the fault queue goes.
+  void release_fault() { fault_.reset(); }
 
  private:
   const IommuDriver* const owner_;
   const bool pasid_compat_;
+  ObjectRef<FaultQueue> fault_;  // a user of the queue; written only before the HWPT is published
 };
 
 class HwptPaging : public HwPagetable {
@@ -210,6 +219,7 @@ class HwptNested : public HwPagetable {
 
  protected:
   void release_device_hold() override { drop_user(); }
+  void destroy() override { release_fault(); }
 
  private:
   friend class HwPagetable;

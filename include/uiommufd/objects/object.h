@@ -23,7 +23,8 @@ enum class ObjectType : std::uint8_t {
   kHwptNested,
   kIoas,
   kAccess,
-  kSelftest
+  kSelftest,
+  kFault,  // FaultQueue (objects/fault_queue.h)
 };
 
 const char* object_type_name(ObjectType type);

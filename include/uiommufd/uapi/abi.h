@@ -32,6 +32,7 @@ enum : unsigned {
   kNrHwptSetDirtyTracking = 0x8b,
   kNrHwptGetDirtyBitmap = 0x8c,
   kNrHwptInvalidate = 0x8d,
+  kNrFaultQueueAlloc = 0x8e,
   kNrIoasMapFile = 0x8f,
   kNrTestCmd = 0xa0,
 };
@@ -51,6 +52,7 @@ inline constexpr unsigned long IOMMU_HWPT_INVALIDATE = io_cmd(kNrHwptInvalidate)
 inline constexpr unsigned long IOMMU_HWPT_SET_DIRTY_TRACKING = io_cmd(kNrHwptSetDirtyTracking);
 inline constexpr unsigned long IOMMU_HWPT_GET_DIRTY_BITMAP = io_cmd(kNrHwptGetDirtyBitmap);
 inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
+inline constexpr unsigned long IOMMU_FAULT_QUEUE_ALLOC = io_cmd(kNrFaultQueueAlloc);
 inline constexpr unsigned long IOMMU_TEST_CMD = io_cmd(kNrTestCmd);
 
 // ---- iommufd structs ------------------------------------------------------------------------------------
@@ -210,6 +212,41 @@ struct iommu_hwpt_invalidate {
   std::uint32_t __reserved;
 };
 
+// ---- fault queues (IOMMU_FAULT_QUEUE_ALLOC and the records of its fd) ----
+
+struct iommu_fault_alloc {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t out_fault_id;
+  std::uint32_t out_fault_fd;
+};
+
+inline constexpr std::uint32_t IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0;
+inline constexpr std::uint32_t IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1;
+inline constexpr std::uint32_t IOMMU_PGFAULT_PERM_READ = 1 << 0;
+inline constexpr std::uint32_t IOMMU_PGFAULT_PERM_WRITE = 1 << 1;
+inline constexpr std::uint32_t IOMMUFD_PAGE_RESP_SUCCESS = 0;
+inline constexpr std::uint32_t IOMMUFD_PAGE_RESP_INVALID = 1;
+
+// What a read of the fault fd returns, one per page request.
+struct iommu_hwpt_pgfault {
+  std::uint32_t flags;
+  std::uint32_t dev_id;
+  std::uint32_t pasid;
+  std::uint32_t grpid;
+  std::uint32_t perm;
+  std::uint32_t __reserved;
+  std::uint64_t addr;
+  std::uint32_t length;
+  std::uint32_t cookie;
+};
+
+// What a write to the fault fd takes, one per group.
+struct iommu_hwpt_page_response {
+  std::uint32_t cookie;
+  std::uint32_t code;
+};
+
 #define UIOMMUFD_ABI_LAYOUT(type, sz) static_assert(sizeof(type) == (sz) && alignof(type) <= 8, #type " size")
 #define UIOMMUFD_ABI_FIELD(type, field, off) static_assert(offsetof(type, field) == (off), #type "." #field)
 
@@ -289,6 +326,16 @@ UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_uptr, 8);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, data_type, 16);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, entry_num, 24);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, __reserved, 28);
+UIOMMUFD_ABI_LAYOUT(iommu_fault_alloc, 16);
+UIOMMUFD_ABI_FIELD(iommu_fault_alloc, out_fault_id, 8);
+UIOMMUFD_ABI_FIELD(iommu_fault_alloc, out_fault_fd, 12);
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_pgfault, 40);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, perm, 16);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, addr, 24);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, length, 32);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, cookie, 36);
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_page_response, 8);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_page_response, code, 4);
 
 // ---- VFIO container compatibility (nr < 0x80) -------------------------------------------------------------
 
@@ -511,6 +558,13 @@ struct iommu_test_pasid_check {
   std::uint32_t pasid;
   std::uint32_t hwpt_id;  // 0: the PASID must be detached
 };
+struct iommu_test_trigger_iopf {
+  std::uint32_t dev_id;
+  std::uint32_t pasid;
+  std::uint32_t grpid;
+  std::uint32_t perm;
+  std::uint64_t addr;
+};
 
 // The newest layout (72 bytes: the union grew to 48 bytes with the dirty-tracking member). The v6.2
 // layout is this one cut at 56 bytes: the same header, a 32-byte union (every member of ops 1–9 fits in
@@ -538,6 +592,7 @@ struct iommu_test_cmd {
     iommu_test_pasid_attach pasid_attach;
     iommu_test_pasid_check pasid_check;
     iommu_test_dirty dirty;
+    iommu_test_trigger_iopf trigger_iopf;
     std::uint8_t raw[48];
   };
   std::uint32_t last;
@@ -564,6 +619,8 @@ static_assert(kTestCmdMinSize == 68 && kTestCmdV62MinSize == 52);
 UIOMMUFD_ABI_LAYOUT(iommu_test_dirty, 48);
 UIOMMUFD_ABI_FIELD(iommu_test_dirty, iova, 8);
 UIOMMUFD_ABI_FIELD(iommu_test_dirty, out_nr_dirty, 40);
+UIOMMUFD_ABI_LAYOUT(iommu_test_trigger_iopf, 24);
+UIOMMUFD_ABI_FIELD(iommu_test_trigger_iopf, addr, 16);
 UIOMMUFD_ABI_LAYOUT(iommu_test_add_reserved, 16);
 UIOMMUFD_ABI_LAYOUT(iommu_test_mock_domain, 12);
 UIOMMUFD_ABI_FIELD(iommu_test_mock_domain, out_hwpt_id, 4);
