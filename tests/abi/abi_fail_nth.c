@@ -8,7 +8,10 @@
  * PASID before closing (the kernel warns when a device goes with a PASID attached). A third sweeps dirty
  * tracking: HWPT_ALLOC with DIRTY_TRACKING, the device's RID onto it, a map, SET_DIRTY_TRACKING on,
  * TEST_OP_DIRTY, GET_DIRTY_BITMAP and tracking off; the IOAS maps with IOMMU_OPTION_HUGE_PAGES=0 so that
- * every page is its own entry on the kernel too, and the bitmap of the completing run is printed.
+ * every page is its own entry on the kernel too, and the bitmap of the completing run is printed. A fourth
+ * sweeps fault queues: IOMMU_FAULT_QUEUE_ALLOC, HWPT_ALLOC with the queue, a replace onto it, TRIGGER_IOPF,
+ * a read of the fault and the write of its response; a delivery that failed leaves nothing to read, and the
+ * completing run must have read and answered one fault.
  *
  * Only deterministic results are printed: the number of sites differs between kernels and uiommufd. */
 #include <sys/syscall.h>
@@ -23,6 +26,7 @@ struct state {
   int access_fd;
   uint32_t ioas, ioas2;
   uint32_t stdev; /* the PASID sweep's device, 0 until it exists */
+  int fault_fd;   /* the fault sweep's queue fd, -1 until it exists */
 };
 
 #define SWEEP_PASID 100
@@ -32,6 +36,7 @@ static int setup(struct state* s) {
   s->fd = open("/dev/iommu", O_RDWR);
   s->access_fd = -1;
   s->stdev = 0;
+  s->fault_fd = -1;
   if (s->fd < 0) return -errno;
   int r = ioas_alloc(s->fd, &s->ioas);
   if (r) return r;
@@ -126,11 +131,38 @@ static int run_dirty(struct state* s, uint8_t* buf) {
   return hwpt_set_dirty_tracking(s->fd, hwpt, 0);
 }
 
+static int fault_answered;
+
+/* The fault-queue sequence; stops at the first failing call. */
+static int run_fault(struct state* s, uint8_t* buf) {
+  uint32_t stdev = 0, idev = 0, fault = 0, hwpt = 0;
+  int r;
+  (void)buf;
+  fault_answered = 0;
+  if ((r = fault_alloc(s->fd, &fault, &s->fault_fd))) return r;
+  if ((r = mock_domain(s->fd, s->ioas, &stdev, NULL, &idev))) return r;
+  if ((r = hwpt_alloc_full(s->fd, IOMMU_HWPT_FAULT_ID_VALID, idev, s->ioas, IOMMU_HWPT_DATA_NONE, NULL, 0,
+                           fault, &hwpt)))
+    return r;
+  if ((r = mock_domain_replace(s->fd, stdev, hwpt, NULL))) return r;
+  if ((r = trigger_iopf(s->fd, idev, 0, 7))) return r;
+  struct iommu_hwpt_pgfault f;
+  ssize_t n = read(s->fault_fd, &f, sizeof(f));
+  if (n < 0) return -errno;
+  if (n == 0) return 0; /* the delivery failed: the group was answered and dropped */
+  struct iommu_hwpt_page_response resp = {.cookie = f.cookie, .code = IOMMUFD_PAGE_RESP_SUCCESS};
+  n = write(s->fault_fd, &resp, sizeof(resp));
+  if (n < 0) return -errno;
+  fault_answered = n == (ssize_t)sizeof(resp);
+  return 0;
+}
+
 /* Teardown with injection disarmed; returns 0 when every close succeeded and no page is left pinned. */
 static int teardown(struct state* s, uint8_t* buf) {
   int bad = 0;
   if (s->stdev && pasid_detach(s->fd, s->stdev, SWEEP_PASID)) bad = 1;
   if (s->access_fd >= 0 && close(s->access_fd)) bad = 1;
+  if (s->fault_fd >= 0 && close(s->fault_fd)) bad = 1;
   if (close(s->fd)) bad = 1;
   int fd = open("/dev/iommu", O_RDWR);
   if (fd < 0) return 1;
@@ -218,6 +250,8 @@ int main(void) {
   sweep(nfd, buf, "", run);
   sweep(nfd, buf, "hwpt_", run_hwpt);
   sweep(nfd, buf, "dirty_", run_dirty);
+  sweep(nfd, buf, "fault_", run_fault);
+  check_u64("fault_sweep", "final_run_answered", fault_answered, 1);
   /* The completing run read exactly the marked pages. */
   check_u64("dirty_sweep", "final_bitmap", dirty_bitmap, DIRTY_MARKED);
   fprintf(stderr, "info dirty_sweep: %d successful reads wrote other bits than the marked pages\n",

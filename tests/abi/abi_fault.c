@@ -8,7 +8,9 @@
  * hw_pagetable.c iommufd_hwpt_alloc() (fault_id); device.c iommufd_hwpt_replace_device();
  * selftest.c iommufd_test_trigger_iopf(); io-pgfault.c find_fault_handler(); fs/read_write.c (ESPIPE for
  * pread on an anonymous-inode file, do_loop_readv_writev()). */
-/* abi.h first: it defines _GNU_SOURCE. */
+/* Before any header, as abi.h would have it (the formatter puts system headers first). */
+#define _GNU_SOURCE
+
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -17,77 +19,8 @@
 
 #include "abi.h"
 
-#define IOMMU_FAULT_QUEUE_ALLOC ABI_IO(0x8e)
-
-struct iommu_fault_alloc {
-  uint32_t size;
-  uint32_t flags;
-  uint32_t out_fault_id;
-  uint32_t out_fault_fd;
-};
-
-struct iommu_hwpt_pgfault {
-  uint32_t flags;
-  uint32_t dev_id;
-  uint32_t pasid;
-  uint32_t grpid;
-  uint32_t perm;
-  uint32_t __reserved;
-  uint64_t addr;
-  uint32_t length;
-  uint32_t cookie;
-};
-
-struct iommu_hwpt_page_response {
-  uint32_t cookie;
-  uint32_t code;
-};
-
-struct iommu_test_trigger_iopf {
-  uint32_t dev_id;
-  uint32_t pasid;
-  uint32_t grpid;
-  uint32_t perm;
-  uint64_t addr;
-};
-
-enum { IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0, IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1 };
-enum { IOMMU_PGFAULT_PERM_READ = 1 << 0, IOMMU_PGFAULT_PERM_WRITE = 1 << 1 };
-enum { IOMMUFD_PAGE_RESP_SUCCESS = 0, IOMMUFD_PAGE_RESP_INVALID = 1 };
-
-_Static_assert(sizeof(struct iommu_fault_alloc) == 16, "fault_alloc");
-_Static_assert(sizeof(struct iommu_hwpt_pgfault) == 40, "hwpt_pgfault");
-_Static_assert(offsetof(struct iommu_hwpt_pgfault, cookie) == 36, "hwpt_pgfault.cookie");
-_Static_assert(sizeof(struct iommu_hwpt_page_response) == 8, "page_response");
-_Static_assert(offsetof(struct iommu_test_cmd, newest_union) == 16, "test cmd union at 16");
-
 #define REC ((int)sizeof(struct iommu_hwpt_pgfault))
 #define RESP ((int)sizeof(struct iommu_hwpt_page_response))
-
-static int fault_alloc_sized(int fd, uint32_t size, uint32_t flags, uint32_t* id, int* qfd) {
-  struct iommu_fault_alloc c = {.size = size, .flags = flags};
-  int r = abi_ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &c);
-  if (r == 0) {
-    *id = c.out_fault_id;
-    *qfd = (int)c.out_fault_fd;
-  }
-  return r;
-}
-
-static int fault_alloc(int fd, uint32_t* id, int* qfd) {
-  return fault_alloc_sized(fd, sizeof(struct iommu_fault_alloc), 0, id, qfd);
-}
-
-static int trigger(int fd, uint32_t dev_id, uint32_t pasid, uint32_t grpid) {
-  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_TRIGGER_IOPF};
-  struct iommu_test_trigger_iopf t = {.dev_id = dev_id,
-                                      .pasid = pasid,
-                                      .grpid = grpid,
-                                      .perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
-                                      .addr = 0xdeadbeaf};
-  memcpy(c.newest_union, &t, sizeof(t));
-  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
-}
 
 /* read/write-like calls folded into one int: the byte count, or −errno. */
 static int rd(int qfd, void* buf, size_t n) {
@@ -193,15 +126,15 @@ int main(void) {
   check_rc("poll_empty", poll_now(qfd), POLLOUT);
 
   /* A fault of a device whose HWPT has no fault queue goes nowhere; the test op still succeeds. */
-  check_rc("trigger_no_queue", trigger(fd, idev, 0, 1), OK);
+  check_rc("trigger_no_queue", trigger_iopf(fd, idev, 0, 1), OK);
   check_rc("trigger_no_queue_read", rd(qfd, rec, REC), 0);
-  check_rc("trigger_not_device", trigger(fd, ioas, 0, 1), ERR(ENOENT));
-  check_rc("trigger_unknown", trigger(fd, 9999, 0, 1), ERR(ENOENT));
+  check_rc("trigger_not_device", trigger_iopf(fd, ioas, 0, 1), ERR(ENOENT));
+  check_rc("trigger_unknown", trigger_iopf(fd, 9999, 0, 1), ERR(ENOENT));
 
   /* ---- deliver, read, answer ---------------------------------------------------------------------- */
   check_rc("replace_to_iopf", mock_domain_replace(fd, stdev, iopf_hwpt, &id), OK);
   check_rc("destroy_iopf_hwpt_busy", destroy_id(fd, iopf_hwpt), ERR(EBUSY));
-  check_rc("trigger", trigger(fd, idev, 0, 2), OK);
+  check_rc("trigger", trigger_iopf(fd, idev, 0, 2), OK);
   check_rc("poll_ready", poll_now(qfd), POLLIN | POLLRDNORM | POLLOUT);
   {
     int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -237,7 +170,10 @@ int main(void) {
 
   /* Several groups: each read takes whole records; cookies are the lowest free from 1. */
   for (uint32_t g = 10; g < 13; g++)
-    check_rc(g == 10 ? "trigger3_a" : g == 11 ? "trigger3_b" : "trigger3_c", trigger(fd, idev, 0, g), OK);
+    check_rc(g == 10   ? "trigger3_a"
+             : g == 11 ? "trigger3_b"
+                       : "trigger3_c",
+             trigger_iopf(fd, idev, 0, g), OK);
   check_rc("read3_odd_size", rd(qfd, rec, REC + REC / 2), ERR(ESPIPE));
   check_rc("read3_short", rd(qfd, rec, REC), REC);
   check_record("read3_short", &rec[0], LAST, idev, 0, 10, 1);
@@ -245,7 +181,7 @@ int main(void) {
   check_record("read3_rest_0", &rec[0], LAST, idev, 0, 11, 2);
   check_record("read3_rest_1", &rec[1], LAST, idev, 0, 12, 3);
   check_rc("respond_2", respond(qfd, 2, IOMMUFD_PAGE_RESP_INVALID), RESP);
-  check_rc("trigger_reuse", trigger(fd, idev, 0, 13), OK);
+  check_rc("trigger_reuse", trigger_iopf(fd, idev, 0, 13), OK);
   check_rc("read_reuse", rd(qfd, rec, REC), REC);
   check_record("read_reuse", &rec[0], LAST, idev, 0, 13, 2);
   resp[0] = (struct iommu_hwpt_page_response){.cookie = 1, .code = IOMMUFD_PAGE_RESP_SUCCESS};
@@ -255,8 +191,8 @@ int main(void) {
   check_rc("respond_3", respond(qfd, 3, IOMMUFD_PAGE_RESP_SUCCESS), RESP);
 
   /* readv and writev go record-array by array, stopping at a short segment. */
-  check_rc("trigger_v1", trigger(fd, idev, 0, 20), OK);
-  check_rc("trigger_v2", trigger(fd, idev, 0, 21), OK);
+  check_rc("trigger_v1", trigger_iopf(fd, idev, 0, 20), OK);
+  check_rc("trigger_v2", trigger_iopf(fd, idev, 0, 21), OK);
   {
     struct iovec iov[3] = {{&rec[0], REC}, {&rec[1], REC}, {&rec[2], REC}};
     errno = 0;
@@ -276,8 +212,8 @@ int main(void) {
   }
 
   /* ---- replace and detach answer the attachment's faults ------------------------------------------ */
-  check_rc("trigger_r1", trigger(fd, idev, 0, 30), OK);
-  check_rc("trigger_r2", trigger(fd, idev, 0, 31), OK);
+  check_rc("trigger_r1", trigger_iopf(fd, idev, 0, 30), OK);
+  check_rc("trigger_r2", trigger_iopf(fd, idev, 0, 31), OK);
   check_rc("read_r1", rd(qfd, rec, REC), REC);
   check_record("read_r1", &rec[0], LAST, idev, 0, 30, 1);
   check_rc("replace_to_nested", mock_domain_replace(fd, stdev, nested_iopf, &id), OK);
@@ -286,13 +222,13 @@ int main(void) {
   check_rc("respond_after_replace", respond(qfd, 1, IOMMUFD_PAGE_RESP_SUCCESS), ERR(EINVAL));
 
   /* A fault with a PASID the device has not attached goes to the RID's nested HWPT (user PASID table). */
-  check_rc("trigger_pasid", trigger(fd, idev, 1, 40), OK);
+  check_rc("trigger_pasid", trigger_iopf(fd, idev, 1, 40), OK);
   check_rc("read_pasid", rd(qfd, rec, REC), REC);
   check_record("read_pasid", &rec[0], LAST | IOMMU_PGFAULT_FLAGS_PASID_VALID, idev, 1, 40, 1);
   check_rc("respond_pasid", respond(qfd, 1, IOMMUFD_PAGE_RESP_SUCCESS), RESP);
   /* ... but not to a paging one. */
   check_rc("replace_back_to_iopf", mock_domain_replace(fd, stdev, iopf_hwpt, &id), OK);
-  check_rc("trigger_pasid_paging", trigger(fd, idev, 1, 41), OK);
+  check_rc("trigger_pasid_paging", trigger_iopf(fd, idev, 1, 41), OK);
   check_rc("read_pasid_paging", rd(qfd, rec, REC), 0);
 
   /* ---- fork: the child has the fd, and sees the faults its own triggers raise --------------------- */
@@ -300,7 +236,7 @@ int main(void) {
   pid_t pid = fork();
   if (pid == 0) {
     int bad = 0;
-    if (trigger(fd, idev, 0, 50) != 0) bad |= 1;
+    if (trigger_iopf(fd, idev, 0, 50) != 0) bad |= 1;
     if (!(poll_now(qfd) & POLLIN)) bad |= 2;
     struct iommu_hwpt_pgfault f;
     if (rd(qfd, &f, REC) != REC || f.grpid != 50) bad |= 4;
@@ -314,12 +250,12 @@ int main(void) {
 
   /* ---- lifetime ------------------------------------------------------------------------------------ */
   /* Closing the fd with faults pending leaves them to the queue; the HWPTs still hold it. */
-  check_rc("trigger_before_close", trigger(fd, idev, 0, 60), OK);
+  check_rc("trigger_before_close", trigger_iopf(fd, idev, 0, 60), OK);
   check_rc("dup", (qfd2 = dup(qfd)) > 2 ? 0 : -1, OK);
   check_rc("close_one_of_two", close(qfd), OK);
   check_rc("dup_still_reads", rd(qfd2, rec, REC), REC);
   check_record("dup_still_reads", &rec[0], LAST, idev, 0, 60, 1);
-  check_rc("trigger_before_close2", trigger(fd, idev, 0, 61), OK);
+  check_rc("trigger_before_close2", trigger_iopf(fd, idev, 0, 61), OK);
   check_rc("close", close(qfd2), OK);
   check_rc("destroy_held_by_hwpt", destroy_id(fd, fault), ERR(EBUSY));
   check_rc("replace_to_ioas", mock_domain_replace(fd, stdev, ioas, &id), OK);
