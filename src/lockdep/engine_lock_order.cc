@@ -20,13 +20,14 @@ constinit lockdep::LockClassKey kViommuQueues{"viommu.queues"};
 constinit lockdep::LockClassKey kDomainPageTable{"domain.page_table"};
 constinit lockdep::LockClassKey kViommuVdevs{"viommu.vdevs"};
 constinit lockdep::LockClassKey kContextObjects{"context.objects"};
+constinit lockdep::LockClassKey kEventqLock{"eventq.lock"};
 
 void declare_engine_lock_order() {
   static const bool declared = [] {
     lockdep::declare_order({&kPinnedRangesMutex, &kDeviceMutex, &kAccessIoasLock, &kIoasMutex,
                             &kIoptDomainsRwsem, &kIoptIovaRwsem, &kIoptAccessList, &kPagesRegistry,
                             &kDmaBufResv, &kPagesMutex, &kPagesMlock, &kViommuQueues, &kDomainPageTable,
-                            &kViommuVdevs, &kContextObjects});
+                            &kViommuVdevs, &kContextObjects, &kEventqLock});
     return true;
   }();
   (void)declared;

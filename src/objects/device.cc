@@ -15,6 +15,8 @@ namespace uiommufd {
 
 // The attachment record (the kernel's iommufd_attach_handle, allocated on every attach and replace).
 UIOMMUFD_FAULT_SITE(g_fault_device_attach, "device.attach", ENOMEM);
+// The mock adding the device to its IOMMU's fault queue (iopf_queue_add_device()'s fault parameter).
+UIOMMUFD_FAULT_SITE(g_fault_iopf_enable, "device.iopf_enable", ENOMEM);
 
 namespace {
 // IOMMU_TEST_PASID_RESERVED: the PASID on which the mock fails every second set_dev_pasid.
@@ -88,19 +90,48 @@ Status Device::check_attach(std::uint32_t pasid, const HwPagetable& hwpt, bool r
   }
   TRY(inject(g_fault_device_attach));
   // The IOMMU core and the driver (iommu.c; selftest.c mock_domain_nop_attach(),
-  // mock_domain_set_dev_pasid_nop()).
+  // mock_domain_set_dev_pasid_nop()), whose last step enables page requests for a fault-capable HWPT.
   if (&hwpt.owner() != driver_) return Status::error(EINVAL);
-  if (pasid == kNoPasid) return driver_->attach_dev(*this, hwpt);
+  if (pasid == kNoPasid) {
+    TRY(driver_->attach_dev(*this, hwpt));
+    return iopf_enable_locked(hwpt);
+  }
   // A replace keeps the PASID the first attach accepted (iommu_replace_device_pasid() checks no width).
   if (!replace && max_pasids() != 0 && pasid >= max_pasids()) return Status::error(EINVAL);
-  return mock_set_dev_pasid(pasid, /*blocking=*/false);
+  TRY(mock_set_dev_pasid(pasid, /*blocking=*/false));
+  return iopf_enable_locked(hwpt);
+}
+
+Status Device::iopf_enable_locked(const HwPagetable& hwpt) {
+  mu_.assert_held();
+  if (!hwpt.fault()) return {};
+  if (iopf_refcount_ == 0) TRY(inject(g_fault_iopf_enable));
+  ++iopf_refcount_;
+  return {};
+}
+
+void Device::iopf_disable_locked(const HwPagetable& hwpt) {
+  mu_.assert_held();
+  if (hwpt.fault()) --iopf_refcount_;
+}
+
+std::uint64_t Device::new_attach_handle() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Device::finish_detach(Attachment old) {
+  if (!old.hold) return;
+  if (FaultQueue* fault = old->fault()) fault->auto_respond(old.handle);
+  old.hold.release();
 }
 
 namespace {
 // The state checks before any compatibility check: attach needs `pasid` free, replace needs it attached;
 // *same when a replace targets the HWPT in use.
-Status check_state(const std::map<std::uint32_t, HwPagetable::DeviceHold>& attached, std::uint32_t pasid,
-                   const HwPagetable* hwpt, bool replace, bool* same) {
+template <typename Attached>
+Status check_state(const Attached& attached, std::uint32_t pasid, const HwPagetable* hwpt, bool replace,
+                   bool* same) {
   auto it = attached.find(pasid);
   *same = false;
   if (!replace) return it != attached.end() ? Status::error(EBUSY) : Status();
@@ -185,40 +216,53 @@ Result<std::uint32_t> Device::attach(std::uint32_t pasid, std::uint32_t pt_id) {
   HwPagetable::DeviceHold hold;
   // The map's node first: past change_pt() nothing may fail, or the mock's PASID-1024 toggle would need
   // undoing. A library caller gets ENOMEM rather than an exception (docs/allocation.md).
-  std::map<std::uint32_t, HwPagetable::DeviceHold> node;
+  std::map<std::uint32_t, Attachment> node;
   try {
-    node.emplace(pasid, HwPagetable::DeviceHold());
+    node.emplace(pasid, Attachment());
   } catch (const std::bad_alloc&) {
     return Status::error(ENOMEM);
   }
   TRY(change_pt(pasid, pt_id, /*replace=*/false, &hold));
   if (pasid == kNoPasid) note_rid_attach_locked(hold.get());
   const std::uint32_t id = hold->id();
-  node.begin()->second = std::move(hold);
+  node.begin()->second = Attachment{std::move(hold), new_attach_handle()};
   attached_.merge(node);  // moves the node: no allocation
   return id;
 }
 
 Result<std::uint32_t> Device::replace(std::uint32_t pasid, std::uint32_t pt_id) {
-  lockdep::MutexGuard g(mu_);
-  HwPagetable::DeviceHold hold;
-  TRY(change_pt(pasid, pt_id, /*replace=*/true, &hold));
-  HwPagetable::DeviceHold& slot = attached_.at(pasid);
-  if (!hold) return slot->id();  // onto the HWPT in use: nothing changes
-  if (pasid == kNoPasid) note_rid_attach_locked(hold.get());
-  // The new hold is in place before the old one goes, so an automatic HWPT the device moves within is
-  // never without a device; the old hold is released when `old` leaves scope.
-  HwPagetable::DeviceHold old = std::exchange(slot, std::move(hold));
-  return slot->id();
+  Attachment old;
+  std::uint32_t id = 0;
+  {
+    lockdep::MutexGuard g(mu_);
+    HwPagetable::DeviceHold hold;
+    TRY(change_pt(pasid, pt_id, /*replace=*/true, &hold));
+    Attachment& slot = attached_.at(pasid);
+    if (!hold) return slot->id();  // onto the HWPT in use: nothing changes
+    if (pasid == kNoPasid) note_rid_attach_locked(hold.get());
+    // The new hold is in place before the old one goes, so an automatic HWPT the device moves within is
+    // never without a device. The new attachment is a new handle: the old one's faults are answered.
+    old = std::exchange(slot, Attachment{std::move(hold), new_attach_handle()});
+    iopf_disable_locked(*old.get());
+    id = slot->id();
+  }
+  finish_detach(std::move(old));
+  return id;
 }
 
 void Device::detach(std::uint32_t pasid) {
-  lockdep::MutexGuard g(mu_);
-  auto it = attached_.find(pasid);
-  if (it == attached_.end()) return;
-  if (pasid != kNoPasid) (void)mock_set_dev_pasid(pasid, /*blocking=*/true);
-  if (pasid == kNoPasid) note_rid_attach_locked(nullptr);  // the blocking domain
-  attached_.erase(it);
+  Attachment old;
+  {
+    lockdep::MutexGuard g(mu_);
+    auto it = attached_.find(pasid);
+    if (it == attached_.end()) return;
+    if (pasid != kNoPasid) (void)mock_set_dev_pasid(pasid, /*blocking=*/true);
+    if (pasid == kNoPasid) note_rid_attach_locked(nullptr);  // the blocking domain
+    old = std::move(it->second);
+    iopf_disable_locked(*old.get());
+    attached_.erase(it);
+  }
+  finish_detach(std::move(old));
 }
 
 void Device::note_rid_attach_locked(const HwPagetable* hwpt) {
@@ -253,14 +297,67 @@ std::uint32_t Device::hwpt_id(std::uint32_t pasid) {
 }
 
 void Device::destroy() {
-  lockdep::MutexGuard g(mu_);
-  note_rid_attach_locked(nullptr);
-  // PASIDs first, as a careful driver detaches them before the RID.
-  while (!attached_.empty()) {
-    auto it = std::prev(attached_.end());
-    if (it->first != kNoPasid) (void)mock_set_dev_pasid(it->first, /*blocking=*/true);
-    attached_.erase(it);
+  // PASIDs first, as a careful driver detaches them before the RID; one at a time, each finished (its
+  // faults answered, its hold released) outside the lock.
+  for (;;) {
+    Attachment old;
+    {
+      lockdep::MutexGuard g(mu_);
+      note_rid_attach_locked(nullptr);
+      if (attached_.empty()) return;
+      auto it = std::prev(attached_.end());
+      if (it->first != kNoPasid) (void)mock_set_dev_pasid(it->first, /*blocking=*/true);
+      old = std::move(it->second);
+      iopf_disable_locked(*old.get());
+      attached_.erase(it);
+    }
+    finish_detach(std::move(old));
   }
+}
+
+std::uint32_t Device::iopf_count() {
+  lockdep::MutexGuard g(mu_);
+  return iopf_refcount_;
+}
+
+// ---- page requests ------------------------------------------------------------------------------------
+
+Status Device::report_page_fault(const PageRequest* reqs, std::size_t n, PageResponder responder) {
+  if (n == 0) return Status::error(EINVAL);
+  const PageRequest& last = reqs[n - 1];
+  ObjectRef<FaultQueue> queue;
+  Status st;
+  {
+    lockdep::MutexGuard g(mu_);
+    // The kernel's find_fault_handler().
+    const Attachment* att = nullptr;
+    if (last.flags & kPgfaultFlagPasidValid) {
+      auto it = attached_.find(last.pasid);
+      if (it != attached_.end()) {
+        att = &it->second;
+      } else if (auto rid = attached_.find(kNoPasid);
+                 kind_ == Kind::kMock && rid != attached_.end() && rid->second->paging() == nullptr) {
+        att = &rid->second;
+      }
+    } else if (auto rid = attached_.find(kNoPasid); rid != attached_.end()) {
+      att = &rid->second;
+    }
+    if (!att || !(*att)->fault()) {
+      st = Status::error(EINVAL);
+    } else {
+      FaultQueue* fault = (*att)->fault();
+      // Queued under the lock, so that a detach of this attachment, which answers its groups after taking
+      // it out under the same lock, cannot miss this one.
+      st = fault->deliver(id(), att->handle, reqs, n, responder);
+      if (st.ok()) queue = ObjectRef<FaultQueue>::hold(*fault);
+    }
+  }
+  if (!st.ok()) {
+    responder(last, st.error() == EINVAL ? PageResponseCode::kInvalid : PageResponseCode::kFailure);
+    return st;
+  }
+  queue->run_handler();
+  return {};
 }
 
 // ---- information --------------------------------------------------------------------------------------

@@ -123,6 +123,7 @@ void HwptPaging::remove_from_ioas_locked() {
 
 void HwptPaging::destroy() {
   remove_from_ioas();
+  release_fault();
   ioas_.reset();
 }
 
@@ -225,8 +226,12 @@ Result<std::uint32_t> HwPagetable::alloc(Context& ctx, const HwptAllocArgs& args
   }
 
   Status st;
-  // Fault queues are not modelled yet, so no fault_id names one (the kernel's iommufd_get_fault()).
-  if (args.flags & kHwptFaultIdValid) st = Status::error(ENOENT);
+  if (args.flags & kHwptFaultIdValid) {
+    // The kernel's iommufd_get_fault(): the HWPT keeps its own user; the lookup's goes.
+    Result<ObjectRef<FaultQueue>> fault = ctx.get<FaultQueue>(args.fault_id, ObjectType::kFault);
+    st = fault.status();
+    if (st.ok()) hwpt->fault_ = ObjectRef<FaultQueue>::hold(**fault);
+  }
   if (st.ok() && respond) st = respond(hwpt->id());
   if (!st.ok()) {
     abort(hwpt);

@@ -54,7 +54,48 @@ void FdTable::after_fork_parent() NO_THREAD_SAFETY_ANALYSIS { get().mu_.unlock()
 // (the engine's memory was copied with the rest, at rest: see engine_gate.h).
 // FIXME: the kernel shares one open file between parent and child; shared state across processes needs
 // a server process and is not done.
-void FdTable::after_fork_child() NO_THREAD_SAFETY_ANALYSIS { get().mu_.unlock(); }
+void FdTable::after_fork_child() NO_THREAD_SAFETY_ANALYSIS {
+  FdTable& t = get();
+  t.refresh_queue_fds_locked();
+  t.mu_.unlock();
+}
+
+void FdTable::refresh_queue_fds_locked() {
+  mu_.assert_held();
+  for (auto& [fd, node] : nodes_) {
+    QueueFdReadiness* r = node->readiness.get();
+    if (!r || r->fds_.empty() || r->fds_.front() != fd) continue;  // each file once
+    Result<int> fresh = uapi::make_poll_fd(r->face_);
+    if (!fresh.ok()) continue;  // left shared with the parent: readiness may then be wrong, records not
+    uapi::set_poll_fd_readable(*fresh, r->face_, r->readable_);
+    for (int f : r->fds_) {
+      const int fd_flags = real::fcntl(f, F_GETFD, 0);
+      const int fl_flags = real::fcntl(f, F_GETFL, 0);
+      if (real::dup3(*fresh, f, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0) continue;
+      if (fl_flags >= 0) (void)real::fcntl(f, F_SETFL, static_cast<unsigned long>(fl_flags));
+    }
+    real::close(*fresh);
+  }
+}
+
+void QueueFdReadiness::set_readable(bool readable) {
+  FdTable& t = FdTable::get();
+  TableGuard g(t.mu_);
+  if (readable == readable_) return;  // the queue's first signal may repeat the state
+  readable_ = readable;
+  if (!fds_.empty()) uapi::set_poll_fd_readable(fds_.front(), face_, readable);
+}
+
+void FdTable::forget_fd_locked(Node* node, int fd) {
+  if (!node || !node->readiness) return;
+  std::vector<int>& fds = node->readiness->fds_;
+  for (auto it = fds.begin(); it != fds.end(); ++it) {
+    if (*it == fd) {
+      fds.erase(it);
+      return;
+    }
+  }
+}
 
 void FdTable::mark_locked(int fd, bool ours) {
   mu_.assert_held();
@@ -173,11 +214,15 @@ std::shared_ptr<Node> FdTable::set(int fd, std::shared_ptr<Node> node) {
       inserted = true;
     }
     try {
+      // Room for the fd in its queue's list first (the push below then cannot throw).
+      if (node && node->readiness) node->readiness->fds_.reserve(node->readiness->fds_.size() + 1);
       old_cell = publish_locked(fd, node.get());
     } catch (...) {
       if (inserted) nodes_.erase(it);
       throw;
     }
+    if (it != nodes_.end()) forget_fd_locked(it->second.get(), fd);
+    if (node && node->readiness) node->readiness->fds_.push_back(fd);
     if (inserted) {
       it->second = std::move(node);
       if (static_cast<unsigned>(fd) >= kBitmapFds) high_count_.fetch_add(1, std::memory_order_relaxed);
@@ -210,6 +255,7 @@ std::shared_ptr<Node> FdTable::take_one(unsigned first, unsigned last) {
       const unsigned fd = static_cast<unsigned>(it->first);
       if (fd < first || fd > last) continue;
       out = std::move(it->second);
+      forget_fd_locked(out.get(), it->first);
       if (fd >= kBitmapFds) high_count_.fetch_sub(1, std::memory_order_relaxed);
       cell = publish_locked(it->first, nullptr);
       mark_locked(it->first, false);
@@ -233,11 +279,31 @@ Result<int> FdTable::install(std::shared_ptr<uapi::OpenFile> file) {
 
 Result<int> FdTable::install_with_flags(std::shared_ptr<uapi::OpenFile> file, int open_flags) {
   const int fd = TRY(uapi::make_standin_fd(open_flags));
+  return install_node(fd, std::move(file), nullptr, open_flags & O_ACCMODE);
+}
+
+Result<int> FdTable::install_queue(std::shared_ptr<uapi::OpenFile> file, uapi::PollFace face,
+                                   std::shared_ptr<QueueReadiness>* readiness) {
+  std::shared_ptr<QueueFdReadiness> r;
+  try {
+    r = std::make_shared<QueueFdReadiness>(face);
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  const int fd = TRY(uapi::make_poll_fd(face));
+  TRY(install_node(fd, std::move(file), r, O_RDWR));
+  *readiness = std::move(r);
+  return fd;
+}
+
+Result<int> FdTable::install_node(int fd, std::shared_ptr<uapi::OpenFile> file,
+                                  std::shared_ptr<QueueFdReadiness> readiness, int accmode) {
   try {
     auto node = std::make_shared<Node>();
     node->kind = Node::Kind::kFile;
-    node->accmode = open_flags & O_ACCMODE;
+    node->accmode = accmode;
     node->file = std::move(file);
+    node->readiness = std::move(readiness);
     set(fd, std::move(node));
   } catch (const std::bad_alloc&) {
     real::close(fd);

@@ -37,8 +37,28 @@
 #include "uiommufd/lockdep/fork_lock_order.h"
 #include "uiommufd/lockdep/lockdep_map.h"
 #include "uiommufd/uapi/file.h"
+#include "uiommufd/uapi/poll_fd.h"
 
 namespace uiommufd::runtime {
+
+class FdTable;
+
+// The readiness of a queue file's real fd (uapi/poll_fd.h): the queue signals it, and it sets the fd's
+// poll state through any fd that stands for the file now. The table keeps `fds` (under its lock) as fds
+// come and go, so a closed fd number, which may already name another file, is never written to, and no
+// private fd is kept per queue.
+class QueueFdReadiness final : public QueueReadiness {
+ public:
+  explicit QueueFdReadiness(uapi::PollFace face) : face_(face) {}
+  void set_readable(bool readable) override;
+
+ private:
+  friend class FdTable;
+  const uapi::PollFace face_;
+  // Under the table lock (FdTable::mu_, which the analysis cannot name from here).
+  std::vector<int> fds_;
+  bool readable_ = false;  // the last state signalled: a forked child rebuilds its fd with it
+};
 
 // One open of a virtual file (the kernel's struct file), shared by dup'ed fds.
 struct Node {
@@ -46,6 +66,7 @@ struct Node {
   Kind kind = Kind::kFile;
   int accmode = 0;                       // O_RDONLY / O_WRONLY / O_RDWR as opened
   std::shared_ptr<uapi::OpenFile> file;  // kFile
+  std::shared_ptr<QueueFdReadiness> readiness;  // kFile of a queue (install_queue())
   int pid = 0, tid = 0;                  // kFailNth: the process that opened it and the thread named
   std::string dir_path;                  // kDebugfsDir: the path it stands for, for openat below it
   std::atomic<std::int64_t> pos{0};      // kFailNth: file position of read()
@@ -181,9 +202,12 @@ class FdTable final : public uapi::FdHost {
   std::shared_ptr<Node> take_one(unsigned first, unsigned last) EXCLUDES(mu_);
 
   // uapi::FdHost. install() puts the file behind a close-on-exec eventfd, as the kernel's anon-inode fds;
-  // install_with_flags() behind uapi::make_standin_fd(open_flags).
+  // install_with_flags() behind uapi::make_standin_fd(open_flags); install_queue() behind the fd of its
+  // PollFace (uapi/poll_fd.h).
   Result<int> install(std::shared_ptr<uapi::OpenFile> file) override EXCLUDES(mu_);
   Result<int> install_with_flags(std::shared_ptr<uapi::OpenFile> file, int open_flags) override EXCLUDES(mu_);
+  Result<int> install_queue(std::shared_ptr<uapi::OpenFile> file, uapi::PollFace face,
+                            std::shared_ptr<QueueReadiness>* readiness) override EXCLUDES(mu_);
   std::shared_ptr<uapi::OpenFile> lookup(int fd) override EXCLUDES(mu_);
   void uninstall(int fd) override EXCLUDES(mu_);
 
@@ -192,6 +216,16 @@ class FdTable final : public uapi::FdHost {
  private:
   FdTable() = default;
   friend class FileRef;
+  friend class QueueFdReadiness;
+  // `accmode`: O_RDONLY / O_WRONLY / O_RDWR, what read and write check.
+  Result<int> install_node(int fd, std::shared_ptr<uapi::OpenFile> file,
+                           std::shared_ptr<QueueFdReadiness> readiness, int accmode) EXCLUDES(mu_);
+  // Keeps the fd lists of queue readiness in step when `fd` stops or starts standing for a node.
+  static void forget_fd_locked(Node* node, int fd);
+  // A forked child's queue fds get fresh kernel objects of their own, in the state its copy of each queue
+  // last signalled: the parent's and the child's queues are separate from here on, and so must their
+  // readiness be.
+  void refresh_queue_fds_locked() REQUIRES(mu_);
   static constexpr unsigned kChunkSlots = 1u << 12;
   using Slot = std::atomic<FileCell*>;
 

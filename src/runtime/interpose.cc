@@ -9,15 +9,18 @@
 // Served here: /dev/iommu (an IommufdFile behind a /dev/null fd), the fail-nth files of this process's
 // threads (fail_nth_file.h), the fault-injection part of debugfs (directories that list the real debugfs
 // when it can be opened and are empty otherwise; knob files are /dev/null opens, writable and absorbing),
-// and the ioctl / read / write / pread / pwrite / close / dup family on them.
+// and the ioctl / read / write / readv / writev / pread / pwrite / close / dup family on them. The fds of
+// event queues (fault queues) are served the same way; their poll, select and epoll are not interposed at
+// all: each is a kernel fd whose own readiness the queue drives (uapi/poll_fd.h).
 //
 // Not served (see src/runtime/README.md): /dev/vfio/vfio; paths relative to the working directory;
-// fopen, readv / writev and lseek on virtual files; exec keeps only the kernel's fd (an iommufd fd opened
+// fopen, preadv / pwritev and lseek on virtual files; exec keeps only the kernel's fd (an iommufd fd opened
 // without O_CLOEXEC is a /dev/null fd in the new image).
 
 // Our definitions must be the plain functions, not the fortified inline wrappers of <fcntl.h>.
 #undef _FORTIFY_SOURCE
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdarg>
@@ -35,6 +38,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "engine_gate.h"
@@ -43,6 +47,7 @@
 #include "real_calls.h"
 #include "virtual_path.h"
 
+#include "uiommufd/mm/mm.h"
 #include "uiommufd/uapi/file.h"
 
 namespace uiommufd::runtime {
@@ -230,6 +235,36 @@ bool after_dup(int from, int to) {
   return recorded;
 }
 
+// The kernel's MAX_RW_COUNT (INT_MAX rounded down to a page): the most one read or write moves.
+constexpr size_t kMaxRwCount = static_cast<size_t>(INT_MAX) & ~size_t{4095};
+// The kernel's access_ok() on x86-64: the range must end at or below TASK_SIZE_MAX.
+constexpr std::uint64_t kTaskSizeMax = (std::uint64_t{1} << 47) - 4096;
+bool access_ok(const void* buf, size_t count) {
+  const auto a = reinterpret_cast<std::uintptr_t>(buf);
+  return count <= kTaskSizeMax && a <= kTaskSizeMax - count;
+}
+
+// read / pread on a file of the engine (the kernel's vfs_read()/vfs_write() checks, then the file's op).
+// A positional call on a file without FMODE_PREAD is ESPIPE (ksys_pread64()); a non-positional one is at
+// position 0, which a file of ours never moves.
+ssize_t file_rw(int accmode, uapi::OpenFile& file, void* buf, size_t count, std::int64_t pos, bool positional,
+                bool write) {
+  if (positional && !file.positional()) return fail(ESPIPE);
+  if (accmode == (write ? O_RDONLY : O_WRONLY)) return fail(EBADF);
+  if (!(write ? file.has_write() : file.has_read())) return fail(EINVAL);
+  if (!access_ok(buf, count)) return fail(EFAULT);
+  if (static_cast<ssize_t>(count) < 0) return fail(EINVAL);
+  if (positional && static_cast<std::int64_t>(static_cast<std::uint64_t>(pos) + count) < 0)
+    return fail(EINVAL);
+  count = std::min(count, kMaxRwCount);
+  const int saved = errno;
+  const std::uint64_t uptr = reinterpret_cast<std::uintptr_t>(buf);
+  const long rc = write ? file.write(uptr, count) : file.read(uptr, count);
+  if (rc < 0) return fail(static_cast<int>(-rc));
+  errno = saved;
+  return rc;
+}
+
 // read / pread on one of our fds; pos < 0 means "at the file position, and advance it".
 ssize_t node_read(Node& node, void* buf, size_t count, std::int64_t pos, bool positional) {
   switch (node.kind) {
@@ -243,15 +278,15 @@ ssize_t node_read(Node& node, void* buf, size_t count, std::int64_t pos, bool po
       if (!positional) node.pos.fetch_add(n, std::memory_order_relaxed);
       return n;
     }
-    case Node::Kind::kFile:  // no file of ours has a read method; vfs_read() checks the mode first
-      return fail(node.accmode == O_RDONLY || node.accmode == O_RDWR ? EINVAL : EBADF);
+    case Node::Kind::kFile:  // an iommufd has no read method; a queue file has
+      return file_rw(node.accmode, *node.file, buf, count, pos, positional, /*write=*/false);
     case Node::Kind::kDebugfsDir:
       return fail(EISDIR);
   }
   return fail(EINVAL);
 }
 
-ssize_t node_write(Node& node, const void* buf, size_t count) {
+ssize_t node_write(Node& node, const void* buf, size_t count, std::int64_t pos = 0, bool positional = false) {
   switch (node.kind) {
     case Node::Kind::kFailNth: {
       if (node.accmode == O_RDONLY) return fail(EBADF);
@@ -259,12 +294,60 @@ ssize_t node_write(Node& node, const void* buf, size_t count) {
       const ssize_t n = fail_nth_write(node.tid, buf, count);
       return n < 0 ? fail(static_cast<int>(-n)) : n;
     }
-    case Node::Kind::kFile:  // nor a write method (vfs_write())
-      return fail(node.accmode == O_WRONLY || node.accmode == O_RDWR ? EINVAL : EBADF);
+    case Node::Kind::kFile:
+      return file_rw(node.accmode, *node.file, const_cast<void*>(buf), count, pos, positional,
+                     /*write=*/true);
     case Node::Kind::kDebugfsDir:
       return fail(EBADF);
   }
   return fail(EINVAL);
+}
+
+// readv / writev on one of our fds: the kernel's vfs_readv() / vfs_writev() for files with plain read and
+// write ops (do_loop_readv_writev()): the op once per segment, stopping at an error or a short segment.
+ssize_t node_rw_vec(Node& node, const struct iovec* uiov, int vlen, bool write) {
+  constexpr int kUioMaxIov = 1024;
+  // The mode checks come before the iovec is read.
+  if (node.kind == Node::Kind::kFile) {
+    if (node.accmode == (write ? O_RDONLY : O_WRONLY)) return fail(EBADF);
+    if (!(write ? node.file->has_write() : node.file->has_read())) return fail(EINVAL);
+  }
+  if (vlen < 0 || vlen > kUioMaxIov) return fail(EINVAL);
+  if (vlen == 0) return 0;
+  struct iovec iov[kUioMaxIov];
+  if (!uiommufd::Mm::current_ref()
+           .copy_from_user(iov, reinterpret_cast<std::uintptr_t>(uiov),
+                           sizeof(iovec) * static_cast<size_t>(vlen))
+           .ok())
+    return fail(EFAULT);
+  size_t total = 0;
+  for (int i = 0; i < vlen; ++i) {
+    if (static_cast<ssize_t>(iov[i].iov_len) < 0) return fail(EINVAL);
+    // The kernel cuts the vector at MAX_RW_COUNT bytes.
+    iov[i].iov_len = std::min(iov[i].iov_len, kMaxRwCount - total);
+    if (!access_ok(iov[i].iov_base, iov[i].iov_len)) return fail(EFAULT);
+    total += iov[i].iov_len;
+  }
+  if (total == 0) return 0;
+  ssize_t done = 0;
+  for (int i = 0; i < vlen && total > 0; ++i) {
+    const ssize_t n = write ? node_write(node, iov[i].iov_base, iov[i].iov_len)
+                            : node_read(node, iov[i].iov_base, iov[i].iov_len, 0, false);
+    if (n < 0) return done ? done : -1;
+    done += n;
+    total -= static_cast<size_t>(n);
+    if (static_cast<size_t>(n) != iov[i].iov_len) break;
+  }
+  return done;
+}
+
+// read / write of a queue file without the table lock: the file found as ioctl finds it. Queue files are
+// installed O_RDWR, so the access mode needs no look at the node. False when `fd` is not a queue file.
+bool queue_rw(int fd, void* buf, size_t count, bool write, ssize_t* out) {
+  const FileRef file = FdTable::get().acquire_file(fd);
+  if (!file || !(write ? file->has_write() : file->has_read())) return false;
+  *out = file_rw(O_RDWR, *file.get(), buf, count, 0, false, write);
+  return true;
 }
 
 // pread / pread64 (`next` is the variant called).
@@ -274,7 +357,7 @@ ssize_t do_pread(int fd, void* buf, size_t count, off_t offset, ssize_t (*next)(
   {
     const EngineGate::Scope gate;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return node_read(*node, buf, count, offset, true);
+      return offset < 0 ? fail(EINVAL) : node_read(*node, buf, count, offset, true);
   }
   return next(fd, buf, count, offset);
 }
@@ -287,7 +370,7 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
   {
     const EngineGate::Scope gate;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return offset < 0 ? fail(EINVAL) : node_write(*node, buf, count);
+      return offset < 0 ? fail(EINVAL) : node_write(*node, buf, count, offset, true);
   }
   return next(fd, buf, count, offset);
 }
@@ -483,6 +566,7 @@ extern "C" {
     return real::read(fd, buf, count);
   {
     const EngineGate::Scope gate;
+    if (ssize_t n = 0; uiommufd::runtime::queue_rw(fd, buf, count, false, &n)) return n;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
       return uiommufd::runtime::node_read(*node, buf, count, 0, false);
   }
@@ -519,6 +603,7 @@ extern "C" {
     return real::write(fd, buf, count);
   {
     const EngineGate::Scope gate;
+    if (ssize_t n = 0; uiommufd::runtime::queue_rw(fd, const_cast<void*>(buf), count, true, &n)) return n;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
       return uiommufd::runtime::node_write(*node, buf, count);
   }
@@ -531,6 +616,28 @@ extern "C" {
 
 [[gnu::visibility("default")]] ssize_t pwrite64(int fd, const void* buf, size_t count, off_t offset) {
   return uiommufd::runtime::do_pwrite(fd, buf, count, offset, real::pwrite64);
+}
+
+[[gnu::visibility("default")]] ssize_t readv(int fd, const struct iovec* iov, int iovcnt) {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::readv(fd, iov, iovcnt);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return uiommufd::runtime::node_rw_vec(*node, iov, iovcnt, /*write=*/false);
+  }
+  return real::readv(fd, iov, iovcnt);
+}
+
+[[gnu::visibility("default")]] ssize_t writev(int fd, const struct iovec* iov, int iovcnt) {
+  if (!FdTable::maybe_ours(fd)) [[likely]]
+    return real::writev(fd, iov, iovcnt);
+  {
+    const EngineGate::Scope gate;
+    if (std::shared_ptr<Node> node = FdTable::get().find(fd))
+      return uiommufd::runtime::node_rw_vec(*node, iov, iovcnt, /*write=*/true);
+  }
+  return real::writev(fd, iov, iovcnt);
 }
 
 // glibc's opendir opens the directory internally, past our open.

@@ -40,13 +40,13 @@ Slot s_open{"open"}, s_open64{"open64"}, s_openat{"openat"}, s_openat64{"openat6
     s_close_range{"close_range"}, s_closefrom{"closefrom"}, s_dup{"dup"}, s_dup2{"dup2"}, s_dup3{"dup3"},
     s_fcntl{"fcntl"}, s_fcntl64{"fcntl64"}, s_ioctl{"ioctl"}, s_read{"read"}, s_write{"write"},
     s_pread{"pread"}, s_pread64{"pread64"}, s_pwrite{"pwrite"}, s_pwrite64{"pwrite64"}, s_opendir{"opendir"},
-    s_fdopendir{"fdopendir"}, s_closedir{"closedir"};
+    s_fdopendir{"fdopendir"}, s_closedir{"closedir"}, s_readv{"readv"}, s_writev{"writev"};
 
 Slot* const kAll[] = {&s_open,      &s_open64,     &s_openat,  &s_openat64,    &s_open_2,    &s_open64_2,
                       &s_openat_2,  &s_openat64_2, &s_close,   &s_close_range, &s_closefrom, &s_dup,
                       &s_dup2,      &s_dup3,       &s_fcntl,   &s_fcntl64,     &s_ioctl,     &s_read,
                       &s_write,     &s_pread,      &s_pread64, &s_pwrite,      &s_pwrite64,  &s_opendir,
-                      &s_fdopendir, &s_closedir};
+                      &s_fdopendir, &s_closedir,   &s_readv,   &s_writev};
 
 // A function the next object lacks: the raw system call where there is one.
 [[maybe_unused]] int nosys() {
@@ -155,6 +155,14 @@ ssize_t pwrite(int fd, const void* buf, size_t count, off_t offset) {
 ssize_t pwrite64(int fd, const void* buf, size_t count, off_t offset) {
   auto f = fn<ssize_t (*)(int, const void*, size_t, off_t)>(s_pwrite64);
   return f ? f(fd, buf, count, offset) : pwrite(fd, buf, count, offset);
+}
+ssize_t readv(int fd, const struct iovec* iov, int iovcnt) {
+  auto f = fn<ssize_t (*)(int, const struct iovec*, int)>(s_readv);
+  return f ? f(fd, iov, iovcnt) : syscall(SYS_readv, fd, iov, iovcnt);
+}
+ssize_t writev(int fd, const struct iovec* iov, int iovcnt) {
+  auto f = fn<ssize_t (*)(int, const struct iovec*, int)>(s_writev);
+  return f ? f(fd, iov, iovcnt) : syscall(SYS_writev, fd, iov, iovcnt);
 }
 DIR* opendir(const char* name) { return fn<DIR* (*)(const char*)>(s_opendir)(name); }
 DIR* fdopendir(int fd) { return fn<DIR* (*)(int)>(s_fdopendir)(fd); }

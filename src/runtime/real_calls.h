@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 namespace uiommufd::runtime::real {
 
@@ -37,6 +38,8 @@ ssize_t pread(int fd, void* buf, size_t count, off_t offset);
 ssize_t pread64(int fd, void* buf, size_t count, off_t offset);
 ssize_t pwrite(int fd, const void* buf, size_t count, off_t offset);
 ssize_t pwrite64(int fd, const void* buf, size_t count, off_t offset);
+ssize_t readv(int fd, const struct iovec* iov, int iovcnt);
+ssize_t writev(int fd, const struct iovec* iov, int iovcnt);
 DIR* opendir(const char* name);
 DIR* fdopendir(int fd);
 int closedir(DIR* dir);

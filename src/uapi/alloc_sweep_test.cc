@@ -62,6 +62,9 @@ struct World {
   std::uint32_t dirty = 0;
   int access = -1;
   std::uint32_t pages_id = 0;
+  // A fault queue and its fd, and an HWPT delivering to it.
+  std::uint32_t fault = 0, fault_hwpt = 0;
+  int fault_fd = -1;
   char* mem = nullptr;
   int memfd = -1;
   int dmabuf = -1;  // a mock dma-buf's fd (DMABUF_GET)
@@ -292,6 +295,31 @@ void pinned_world(World& w) {
   ASSERT_EQ(create_access(w), 0);
   ASSERT_EQ(access_pages(w, kIova + kPageSize, 2, 1), 0);
 }
+// IOMMU_FAULT_QUEUE_ALLOC; the world keeps the queue and its fd.
+int fault_alloc(World& w) {
+  iommu_fault_alloc a{sizeof(a), 0, 0, 0};
+  const int e = w.call(IOMMU_FAULT_QUEUE_ALLOC, &a);
+  if (e == 0) {
+    w.fault = a.out_fault_id;
+    w.fault_fd = static_cast<int>(a.out_fault_fd);
+  }
+  return e;
+}
+// TRIGGER_IOPF on the world's device, then the read of the fault and the write of its answer.
+int fault_round_trip(World& w) {
+  iommu_test_cmd c = make_test_cmd(IOMMU_TEST_OP_TRIGGER_IOPF, 0);
+  c.trigger_iopf.dev_id = w.idev;
+  c.trigger_iopf.grpid = 3;
+  if (const int e = w.test(c)) return e;
+  std::shared_ptr<OpenFile> f = w.host->lookup(w.fault_fd);
+  iommu_hwpt_pgfault m{};
+  const long n = f->read(reinterpret_cast<std::uint64_t>(&m), sizeof(m));
+  if (n <= 0) return static_cast<int>(-n);
+  iommu_hwpt_page_response r{m.cookie, IOMMUFD_PAGE_RESP_SUCCESS};
+  const long k = f->write(reinterpret_cast<std::uint64_t>(&r), sizeof(r));
+  return k < 0 ? static_cast<int>(-k) : 0;
+}
+
 // An IOAS with 16 pages mapped at kIova and no domain, so that a new paging HWPT's fill pins them, and a
 // mock device on an empty second IOAS.
 void hwpt_world(World& w) {
@@ -321,6 +349,13 @@ void pasid_world(World& w) {
 void pasid_attached_world(World& w) {
   pasid_world(w);
   ASSERT_EQ(pasid_op(w, IOMMU_TEST_OP_PASID_ATTACH, w.pasid, w.s2), 0);
+}
+// A mock device whose RID is on a user HWPT that delivers to a fault queue.
+void fault_world(World& w) {
+  domain_world(w);
+  ASSERT_EQ(fault_alloc(w), 0);
+  ASSERT_EQ(hwpt_alloc(w, kHwptFaultIdValid, w.ioas, -1, &w.fault_hwpt, w.fault), 0);
+  ASSERT_EQ(mock_domain_replace(w, w.fault_hwpt), 0);
 }
 // A mock device whose RID is on `dirty`, a DIRTY_TRACKING paging HWPT on an IOAS that has (when `mapped`) 16
 // pages at kIova; the device started on a second, empty IOAS. Tracking is off.
@@ -750,6 +785,16 @@ std::vector<Operation> operations() {
                  true});
   ops.push_back({"dirty_get_bitmap_no_clear", dirty_marked_world,
                  [](World& w) { return get_dirty_bitmap(w, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR); }});
+  // Fault queues: the object with its file and fd, an HWPT holding one, and a fault's round trip (a
+  // delivery that cannot get its group is answered and dropped, so the op still succeeds).
+  ops.push_back({"fault_queue_alloc", ioas_world, fault_alloc});
+  ops.push_back({"hwpt_alloc_fault",
+                 [](World& w) {
+                   hwpt_world(w);
+                   ASSERT_EQ(fault_alloc(w), 0);
+                 },
+                 [](World& w) { return hwpt_alloc(w, kHwptFaultIdValid, w.ioas, -1, nullptr, w.fault); }});
+  ops.push_back({"fault_round_trip", fault_world, fault_round_trip});
   return ops;
 }
 
@@ -818,6 +863,7 @@ class AllocSweepTest : public ::testing::TestWithParam<Operation> {
   }
   static void teardown(std::unique_ptr<World> w) {
     if (w->access >= 0) w->host->close(w->access);
+    if (w->fault_fd >= 0) w->host->close(w->fault_fd);
     if (w->fd >= 0) w->host->close(w->fd);
     w.reset();
   }

@@ -28,6 +28,8 @@ long hwpt_get_dirty_bitmap(Ucmd& ucmd);
 long viommu_alloc(Ucmd& ucmd);
 long vdevice_alloc(Ucmd& ucmd);
 long hw_queue_alloc(Ucmd& ucmd);
+// IOMMU_FAULT_QUEUE_ALLOC (fault_ioctls.cc).
+long fault_queue_alloc(Ucmd& ucmd);
 
 // IOMMU_TEST_CMD (selftest.cc). Called before any size check: the test command has two layouts told
 // apart by size (docs/abi.md#test-cmd-layouts), so it applies its own rules.

@@ -376,6 +376,20 @@ long dmabuf_revoke(TestCmd& t) {
   const auto& a = t.cmd().dmabuf_revoke;
   RefPtr<MockDmaBuf> buf = TRY_RET(lookup_dmabuf(t.file().host(), a.dmabuf_fd));
   buf->set_revoked(a.revoked != 0);
+// The kernel's iommufd_test_trigger_iopf(): one page request, the last of its group, from a mock device.
+// Whether it reaches a fault queue is not reported: the ioctl succeeds either way. The mock's
+// page_response does nothing, so the group's responder is empty.
+long trigger_iopf(TestCmd& t) {
+  const auto& a = t.cmd().trigger_iopf;
+  ObjectRef<Device> dev = TRY_RET(t.ctx().get<Device>(a.dev_id, ObjectType::kDevice));
+  if (dev->kind() != Device::Kind::kMock) return -EINVAL;
+  PageRequest req;
+  req.flags = kPgfaultFlagLastPage | (a.pasid != Device::kNoPasid ? kPgfaultFlagPasidValid : 0);
+  req.pasid = a.pasid;
+  req.grpid = a.grpid;
+  req.perm = a.perm;
+  req.addr = a.addr;
+  (void)dev->report_page_fault(&req, 1);
   return 0;
 }
 
@@ -435,6 +449,8 @@ long test_cmd(IommufdFile& file, std::uint64_t uptr) {
       return dmabuf_get(t);
     case IOMMU_TEST_OP_DMABUF_REVOKE:
       return dmabuf_revoke(t);
+    case IOMMU_TEST_OP_TRIGGER_IOPF:
+      return trigger_iopf(t);
     default:
       return -EOPNOTSUPP;
   }

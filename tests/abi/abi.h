@@ -1061,4 +1061,74 @@ static inline int ioas_set_huge_pages(int fd, uint32_t ioas, uint64_t val) {
   return abi_ioctl(fd, IOMMU_OPTION, &c);
 }
 
+/* ---- fault queues (IOMMU_FAULT_QUEUE_ALLOC, its fd's records, TRIGGER_IOPF) ---------------------------- */
+#define IOMMU_FAULT_QUEUE_ALLOC ABI_IO(0x8e)
+
+struct iommu_fault_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t out_fault_id;
+  uint32_t out_fault_fd;
+};
+
+struct iommu_hwpt_pgfault {
+  uint32_t flags;
+  uint32_t dev_id;
+  uint32_t pasid;
+  uint32_t grpid;
+  uint32_t perm;
+  uint32_t __reserved;
+  uint64_t addr;
+  uint32_t length;
+  uint32_t cookie;
+};
+
+struct iommu_hwpt_page_response {
+  uint32_t cookie;
+  uint32_t code;
+};
+
+struct iommu_test_trigger_iopf {
+  uint32_t dev_id;
+  uint32_t pasid;
+  uint32_t grpid;
+  uint32_t perm;
+  uint64_t addr;
+};
+
+enum { IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0, IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1 };
+enum { IOMMU_PGFAULT_PERM_READ = 1 << 0, IOMMU_PGFAULT_PERM_WRITE = 1 << 1 };
+enum { IOMMUFD_PAGE_RESP_SUCCESS = 0, IOMMUFD_PAGE_RESP_INVALID = 1 };
+
+_Static_assert(sizeof(struct iommu_fault_alloc) == 16, "fault_alloc");
+_Static_assert(sizeof(struct iommu_hwpt_pgfault) == 40, "hwpt_pgfault");
+_Static_assert(offsetof(struct iommu_hwpt_pgfault, cookie) == 36, "hwpt_pgfault.cookie");
+_Static_assert(sizeof(struct iommu_hwpt_page_response) == 8, "page_response");
+_Static_assert(offsetof(struct iommu_test_cmd, newest_union) == 16, "test cmd union at 16");
+
+static inline int fault_alloc_sized(int fd, uint32_t size, uint32_t flags, uint32_t* id, int* qfd) {
+  struct iommu_fault_alloc c = {.size = size, .flags = flags};
+  int r = abi_ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &c);
+  if (r == 0) {
+    *id = c.out_fault_id;
+    *qfd = (int)c.out_fault_fd;
+  }
+  return r;
+}
+
+static inline int fault_alloc(int fd, uint32_t* id, int* qfd) {
+  return fault_alloc_sized(fd, sizeof(struct iommu_fault_alloc), 0, id, qfd);
+}
+
+static inline int trigger_iopf(int fd, uint32_t dev_id, uint32_t pasid, uint32_t grpid) {
+  struct iommu_test_cmd c = {.size = sizeof(c), .op = IOMMU_TEST_OP_TRIGGER_IOPF};
+  struct iommu_test_trigger_iopf t = {.dev_id = dev_id,
+                                      .pasid = pasid,
+                                      .grpid = grpid,
+                                      .perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
+                                      .addr = 0xdeadbeaf};
+  memcpy(c.newest_union, &t, sizeof(t));
+  return abi_ioctl(fd, IOMMU_TEST_CMD, &c);
+}
+
 #endif

@@ -14,6 +14,9 @@
  * dma-buf: DMABUF_GET, MAP_FILE of it into an IOAS with a mock domain, a copy into a second IOAS with a
  * domain, a revoke, a domain attached after the revoke, an un-revoke and a second import, and the unmaps;
  * its teardown also checks that no descriptor was left open (the lowest free fd is what it was).
+ * A sixth sweeps fault queues: IOMMU_FAULT_QUEUE_ALLOC, HWPT_ALLOC with the queue, a replace onto it, TRIGGER_IOPF,
+ * a read of the fault and the write of its response; a delivery that failed leaves nothing to read, and the
+ * completing run must have read and answered one fault.
  *
  * Only deterministic results are printed: the number of sites differs between kernels and uiommufd. */
 #include <sys/syscall.h>
@@ -29,6 +32,7 @@ struct state {
   uint32_t ioas, ioas2;
   uint32_t stdev; /* the PASID sweep's device, 0 until it exists */
   int dmabuf_fd;  /* the dma-buf sweep's buffer, -1 until it exists */
+  int fault_fd;   /* the fault sweep's queue fd, -1 until it exists */
 };
 
 /* The lowest free descriptor with everything closed, while the dma-buf sweep runs (-1: not checked). */
@@ -42,6 +46,7 @@ static int setup(struct state* s) {
   s->access_fd = -1;
   s->stdev = 0;
   s->dmabuf_fd = -1;
+  s->fault_fd = -1;
   if (s->fd < 0) return -errno;
   int r = ioas_alloc(s->fd, &s->ioas);
   if (r) return r;
@@ -183,12 +188,39 @@ static int run_dmabuf(struct state* s, uint8_t* buf) {
   return ioas_unmap(s->fd, s->ioas, 0, ~0ULL, &len);
 }
 
+static int fault_answered;
+
+/* The fault-queue sequence; stops at the first failing call. */
+static int run_fault(struct state* s, uint8_t* buf) {
+  uint32_t stdev = 0, idev = 0, fault = 0, hwpt = 0;
+  int r;
+  (void)buf;
+  fault_answered = 0;
+  if ((r = fault_alloc(s->fd, &fault, &s->fault_fd))) return r;
+  if ((r = mock_domain(s->fd, s->ioas, &stdev, NULL, &idev))) return r;
+  if ((r = hwpt_alloc_full(s->fd, IOMMU_HWPT_FAULT_ID_VALID, idev, s->ioas, IOMMU_HWPT_DATA_NONE, NULL, 0,
+                           fault, &hwpt)))
+    return r;
+  if ((r = mock_domain_replace(s->fd, stdev, hwpt, NULL))) return r;
+  if ((r = trigger_iopf(s->fd, idev, 0, 7))) return r;
+  struct iommu_hwpt_pgfault f;
+  ssize_t n = read(s->fault_fd, &f, sizeof(f));
+  if (n < 0) return -errno;
+  if (n == 0) return 0; /* the delivery failed: the group was answered and dropped */
+  struct iommu_hwpt_page_response resp = {.cookie = f.cookie, .code = IOMMUFD_PAGE_RESP_SUCCESS};
+  n = write(s->fault_fd, &resp, sizeof(resp));
+  if (n < 0) return -errno;
+  fault_answered = n == (ssize_t)sizeof(resp);
+  return 0;
+}
+
 /* Teardown with injection disarmed; returns 0 when every close succeeded and no page is left pinned. */
 static int teardown(struct state* s, uint8_t* buf) {
   int bad = 0;
   if (s->stdev && pasid_detach(s->fd, s->stdev, SWEEP_PASID)) bad = 1;
   if (s->access_fd >= 0 && close(s->access_fd)) bad = 1;
   if (s->dmabuf_fd >= 0 && close(s->dmabuf_fd)) bad = 1;
+  if (s->fault_fd >= 0 && close(s->fault_fd)) bad = 1;
   if (close(s->fd)) bad = 1;
   if (fd_baseline >= 0) {
     int probe = open("/dev/null", O_RDONLY);
@@ -286,6 +318,8 @@ int main(void) {
   close(fd_baseline);
   sweep(nfd, buf, "dmabuf_", run_dmabuf);
   fd_baseline = -1;
+  sweep(nfd, buf, "fault_", run_fault);
+  check_u64("fault_sweep", "final_run_answered", fault_answered, 1);
   /* The completing run read exactly the marked pages. */
   check_u64("dirty_sweep", "final_bitmap", dirty_bitmap, DIRTY_MARKED);
   fprintf(stderr, "info dirty_sweep: %d successful reads wrote other bits than the marked pages\n",

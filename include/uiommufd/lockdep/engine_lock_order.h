@@ -33,6 +33,8 @@
 //   viommu.vdevs          a vIOMMU's virtual-id table; taken under device.mutex (vDEVICE allocation,
 //                         attach), around nothing but the table and a device's cache words.
 //   context.objects       the object table; never held across anything that locks.
+//   eventq.lock           one event queue's deliver list and response table; taken under device.mutex to
+//                         deliver a fault; around list moves and the readiness signal of its file only.
 //
 // Not in the chain: the access_unmap LockdepMap of each IOAS, which is not a lock (the unmap path holds it
 // shared around the callbacks with no engine lock held; access destroy, detach and replace touch it), and
@@ -59,6 +61,7 @@ extern lockdep::LockClassKey kViommuQueues;
 extern lockdep::LockClassKey kDomainPageTable;
 extern lockdep::LockClassKey kViommuVdevs;
 extern lockdep::LockClassKey kContextObjects;
+extern lockdep::LockClassKey kEventqLock;
 
 // Declares the chain above to the validator. Runs during static initialisation of any program that
 // links an engine lock; calling it again adds nothing new.

@@ -13,6 +13,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
+#include "uiommufd/objects/fault_queue.h"
 #include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/objects/object.h"
@@ -102,6 +103,19 @@ class Device : public Object {
   // A vIOMMU cache invalidation of this mock device: one word (id < kCacheNum), or all of them.
   void invalidate_cache(std::uint32_t id, bool all);
 
+  // A page request group raised by the device (reqs[n - 1] the last), as the IOMMU reports it (the
+  // kernel's iommu_report_device_fault(), which TRIGGER_IOPF drives with one request). It goes to the
+  // fault queue of the HWPT its attachment uses: the PASID's when the last request has
+  // kPgfaultFlagPasidValid (or, when that PASID is not attached, the RID's if the RID uses a nested HWPT:
+  // the mock keeps the PASID table in the guest, user_pasid_table), else the RID's. The group is answered
+  // once through `responder`, with no engine lock held: by the queue's reader, by a detach or replace of
+  // that attachment (kInvalid), or here:
+  //   EINVAL   no attachment, or its HWPT has no fault queue: answered kInvalid (iopf_error_response());
+  //   ENOMEM   the group cannot be allocated (fault site "fault.deliver"): answered kFailure.
+  // After delivering, the queue's handler (FaultQueue::set_handler()) runs on this thread.
+  Status report_page_fault(const PageRequest* reqs, std::size_t n, PageResponder responder = {})
+      EXCLUDES(mu_);
+
   // DMA by the device through the paging HWPT its RID is attached to, as a device emulator behind an
   // IOMMU does it: [iova, iova + length) is translated by the domain and the memory it maps is read into
   // `dst` or written from `src` (fault-safe copies: EFAULT if that memory is gone). EINVAL when the RID is
@@ -116,6 +130,8 @@ class Device : public Object {
   void remove_vdevice() EXCLUDES(mu_);
 
   Kind kind() const { return kind_; }
+  // Fault-capable HWPTs among the device's attachments (the mock's iopf_refcount); for tests.
+  std::uint32_t iopf_count() EXCLUDES(mu_);
   std::uint32_t flags() const { return flags_; }
   const IommuDriver& driver() const { return *driver_; }
   // The number of PASIDs (the kernel's dev->iommu->max_pasids); 0 when the IOMMU has no PASIDs at all.
@@ -131,6 +147,23 @@ class Device : public Object {
 
  private:
   Device(Context& ctx, Kind kind, std::uint32_t flags);
+
+  // One attachment (the kernel's iommufd_attach_handle): the hold on its HWPT and an id unique in the
+  // process, which the fault groups raised through it carry, so that its detach answers exactly those.
+  struct Attachment {
+    HwPagetable::DeviceHold hold;
+    std::uint64_t handle = 0;
+    HwPagetable* operator->() const { return hold.get(); }
+    HwPagetable* get() const { return hold.get(); }
+  };
+  static std::uint64_t new_attach_handle();
+  // The mock's mock_dev_enable_iopf() / mock_dev_disable_iopf() for a fault-capable HWPT: the first one
+  // adds the device to the IOMMU's fault queue (ENOMEM: fault site "device.iopf_enable").
+  Status iopf_enable_locked(const HwPagetable& hwpt) REQUIRES(mu_);
+  void iopf_disable_locked(const HwPagetable& hwpt) REQUIRES(mu_);
+  // What follows taking an attachment out under mu_: its fault groups are answered, then its hold goes
+  // (which may destroy an automatic HWPT). Runs without mu_.
+  static void finish_detach(Attachment old) EXCLUDES(mu_);
 
   // The HWPT `pt_id` names, or for an IOAS the hold on an automatic HWPT: attach (replace false) or
   // replace at `pasid`. `*out` receives the new hold, or stays empty for a replace onto the HWPT in use.
@@ -149,7 +182,7 @@ class Device : public Object {
   std::array<std::atomic<std::uint32_t>, kCacheNum> cache_;
   lockdep::Mutex mu_{lock_order::kDeviceMutex};
   // PASID (kNoPasid: the RID) -> the HWPT it is attached to.
-  std::map<std::uint32_t, HwPagetable::DeviceHold> attached_ GUARDED_BY(mu_);
+  std::map<std::uint32_t, Attachment> attached_ GUARDED_BY(mu_);
   bool pasid_1024_fake_error_ GUARDED_BY(mu_) = false;
   // The device's vDEVICE (held there by that object's user of the device), and whether unbind has begun,
   // after which none may be made (the kernel keeps both under the group lock).
@@ -163,6 +196,7 @@ class Device : public Object {
   void note_rid_attach_locked(const HwPagetable* hwpt) REQUIRES(mu_);
   Viommu* event_viommu_ GUARDED_BY(mu_) = nullptr;
   std::uint64_t event_virt_id_ GUARDED_BY(mu_) = 0;
+  std::uint32_t iopf_refcount_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace uiommufd

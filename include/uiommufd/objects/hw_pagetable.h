@@ -19,6 +19,7 @@
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/domain/domain.h"
 #include "uiommufd/iopt/dirty_bitmap.h"
+#include "uiommufd/objects/fault_queue.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/objects/object.h"
@@ -54,7 +55,9 @@ class HwPagetable : public Object {
   //            ENOMEM/ENOSPC; the driver's;
   //   vIOMMU:  EINVAL a device of another IOMMU; EOPNOTSUPP for flags other than PASID and FAULT_ID_VALID
   //            or no data; ENOMEM/ENOSPC (the object, first); the driver's nested domain's;
-  //   ENOENT   FAULT_ID_VALID: fault_id names no fault queue (there are none yet);
+  //   ENOENT   FAULT_ID_VALID: fault_id names no fault queue (iommufd_get_fault()); else the HWPT holds the
+  //            queue (a user, so IOMMU_DESTROY of the queue is EBUSY until the HWPT goes) and its devices'
+  //            page requests go there;
   //   then respond's.
   using Respond = std::function<Status(std::uint32_t hwpt_id)>;
   static Result<std::uint32_t> alloc(Context& ctx, const HwptAllocArgs& args, const Respond& respond = {});
@@ -109,6 +112,9 @@ class HwPagetable : public Object {
   virtual HwptPaging* paging() { return nullptr; }
   // Whether the domain tracks dirty pages (allocated with DIRTY_TRACKING: the mock's dirty_ops).
   virtual bool dirty_tracking() const { return false; }
+  // The fault queue page requests through this HWPT go to (the kernel's hwpt->fault and the domain's
+  // iopf_handler), or null. Set before the HWPT is published and never changed.
+  FaultQueue* fault() const { return fault_.get(); }
 
  protected:
   HwPagetable(Context& ctx, ObjectType type, const IommuDriver& owner, bool pasid_compat)
@@ -116,10 +122,13 @@ class HwPagetable : public Object {
   static DeviceHold make_hold(HwPagetable* hwpt) { return DeviceHold(hwpt); }
   // Gives back what hold_for_device() took.
   virtual void release_device_hold() = 0;
+  // The destroy ops' common part (__iommufd_hwpt_destroy()): the hold on the fault queue goes.
+  void release_fault() { fault_.reset(); }
 
  private:
   const IommuDriver* const owner_;
   const bool pasid_compat_;
+  ObjectRef<FaultQueue> fault_;  // a user of the queue; written only before the HWPT is published
 };
 
 class HwptPaging : public HwPagetable {
@@ -219,6 +228,7 @@ class HwptNested : public HwPagetable {
 
  protected:
   void release_device_hold() override { drop_user(); }
+  void destroy() override { release_fault(); }
 
  private:
   friend class HwPagetable;

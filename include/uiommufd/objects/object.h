@@ -27,6 +27,7 @@ enum class ObjectType : std::uint8_t {
   kViommu,
   kVdevice,
   kHwQueue,
+  kFault,  // FaultQueue (objects/fault_queue.h)
 };
 
 const char* object_type_name(ObjectType type);

@@ -32,6 +32,7 @@ enum : unsigned {
   kNrHwptSetDirtyTracking = 0x8b,
   kNrHwptGetDirtyBitmap = 0x8c,
   kNrHwptInvalidate = 0x8d,
+  kNrFaultQueueAlloc = 0x8e,
   kNrIoasMapFile = 0x8f,
   kNrViommuAlloc = 0x90,
   kNrVdeviceAlloc = 0x91,
@@ -57,6 +58,7 @@ inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
 inline constexpr unsigned long IOMMU_VIOMMU_ALLOC = io_cmd(kNrViommuAlloc);
 inline constexpr unsigned long IOMMU_VDEVICE_ALLOC = io_cmd(kNrVdeviceAlloc);
 inline constexpr unsigned long IOMMU_HW_QUEUE_ALLOC = io_cmd(kNrHwQueueAlloc);
+inline constexpr unsigned long IOMMU_FAULT_QUEUE_ALLOC = io_cmd(kNrFaultQueueAlloc);
 inline constexpr unsigned long IOMMU_TEST_CMD = io_cmd(kNrTestCmd);
 
 // ---- iommufd structs ------------------------------------------------------------------------------------
@@ -247,6 +249,41 @@ struct iommu_hw_queue_alloc {
   std::uint64_t length;
 };
 
+// ---- fault queues (IOMMU_FAULT_QUEUE_ALLOC and the records of its fd) ----
+
+struct iommu_fault_alloc {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t out_fault_id;
+  std::uint32_t out_fault_fd;
+};
+
+inline constexpr std::uint32_t IOMMU_PGFAULT_FLAGS_PASID_VALID = 1 << 0;
+inline constexpr std::uint32_t IOMMU_PGFAULT_FLAGS_LAST_PAGE = 1 << 1;
+inline constexpr std::uint32_t IOMMU_PGFAULT_PERM_READ = 1 << 0;
+inline constexpr std::uint32_t IOMMU_PGFAULT_PERM_WRITE = 1 << 1;
+inline constexpr std::uint32_t IOMMUFD_PAGE_RESP_SUCCESS = 0;
+inline constexpr std::uint32_t IOMMUFD_PAGE_RESP_INVALID = 1;
+
+// What a read of the fault fd returns, one per page request.
+struct iommu_hwpt_pgfault {
+  std::uint32_t flags;
+  std::uint32_t dev_id;
+  std::uint32_t pasid;
+  std::uint32_t grpid;
+  std::uint32_t perm;
+  std::uint32_t __reserved;
+  std::uint64_t addr;
+  std::uint32_t length;
+  std::uint32_t cookie;
+};
+
+// What a write to the fault fd takes, one per group.
+struct iommu_hwpt_page_response {
+  std::uint32_t cookie;
+  std::uint32_t code;
+};
+
 #define UIOMMUFD_ABI_LAYOUT(type, sz) static_assert(sizeof(type) == (sz) && alignof(type) <= 8, #type " size")
 #define UIOMMUFD_ABI_FIELD(type, field, off) static_assert(offsetof(type, field) == (off), #type "." #field)
 
@@ -337,6 +374,16 @@ UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, out_hw_queue_id, 20);
 UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, nesting_parent_iova, 24);
 UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, length, 32);
 UIOMMUFD_ABI_FIELD(iommu_hwpt_invalidate, __reserved, 28);
+UIOMMUFD_ABI_LAYOUT(iommu_fault_alloc, 16);
+UIOMMUFD_ABI_FIELD(iommu_fault_alloc, out_fault_id, 8);
+UIOMMUFD_ABI_FIELD(iommu_fault_alloc, out_fault_fd, 12);
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_pgfault, 40);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, perm, 16);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, addr, 24);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, length, 32);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_pgfault, cookie, 36);
+UIOMMUFD_ABI_LAYOUT(iommu_hwpt_page_response, 8);
+UIOMMUFD_ABI_FIELD(iommu_hwpt_page_response, code, 4);
 
 // ---- VFIO container compatibility (nr < 0x80) -------------------------------------------------------------
 
@@ -561,6 +608,13 @@ struct iommu_test_pasid_check {
   std::uint32_t pasid;
   std::uint32_t hwpt_id;  // 0: the PASID must be detached
 };
+struct iommu_test_trigger_iopf {
+  std::uint32_t dev_id;
+  std::uint32_t pasid;
+  std::uint32_t grpid;
+  std::uint32_t perm;
+  std::uint64_t addr;
+};
 
 // DMABUF_GET: a new mock dma-buf of `length` bytes (rounded up to pages), its fd the ioctl's value.
 struct iommu_test_dmabuf_get {
@@ -601,6 +655,7 @@ struct iommu_test_cmd {
     iommu_test_dirty dirty;
     iommu_test_dmabuf_get dmabuf_get;
     iommu_test_dmabuf_revoke dmabuf_revoke;
+    iommu_test_trigger_iopf trigger_iopf;
     std::uint8_t raw[48];
   };
   std::uint32_t last;
@@ -627,6 +682,8 @@ static_assert(kTestCmdMinSize == 68 && kTestCmdV62MinSize == 52);
 UIOMMUFD_ABI_LAYOUT(iommu_test_dirty, 48);
 UIOMMUFD_ABI_FIELD(iommu_test_dirty, iova, 8);
 UIOMMUFD_ABI_FIELD(iommu_test_dirty, out_nr_dirty, 40);
+UIOMMUFD_ABI_LAYOUT(iommu_test_trigger_iopf, 24);
+UIOMMUFD_ABI_FIELD(iommu_test_trigger_iopf, addr, 16);
 UIOMMUFD_ABI_LAYOUT(iommu_test_add_reserved, 16);
 UIOMMUFD_ABI_LAYOUT(iommu_test_mock_domain, 12);
 UIOMMUFD_ABI_FIELD(iommu_test_mock_domain, out_hwpt_id, 4);

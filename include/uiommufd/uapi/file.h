@@ -1,19 +1,25 @@
 // Open files of the /dev/iommu ABI, as the runtime's fd table holds them.
 //
 // An IommufdFile is one open of /dev/iommu (or /dev/vfio/vfio): a Context plus the ioctl dispatcher. A
-// TestAccessFile is the fd the selftest's CREATE_ACCESS returns, a DmaBufFile the one DMABUF_GET returns. The
-// runtime maps real fds to shared_ptr<OpenFile>; dup'ed fds share one pointer, and dropping the last one is
-// the kernel's release(): the file's destructor tears everything down synchronously. A TestAccessFile holds
-// its IommufdFile, so a context stays alive while an access fd is open, as in the kernel.
+// TestAccessFile is the fd the selftest's CREATE_ACCESS returns, a DmaBufFile the one DMABUF_GET returns. An
+// event-queue file (kFaultQueue, and kEventQueue for the vEVENT queues) is the fd of a queue object, with
+// read/write of its records and a real fd whose poll readiness mirrors the queue (PollFace,
+// FdHost::install_queue()). The runtime maps real fds to shared_ptr<OpenFile>; dup'ed fds share one pointer,
+// and dropping the last one is the kernel's release(): the file's destructor tears everything down
+// synchronously. A TestAccessFile holds its IommufdFile, so a context stays alive while an access fd is open,
+// as in the kernel.
 //
 // Nothing here knows about interposition: the dispatcher reads and writes caller memory through Mm (bad
 // pointers are EFAULT) and asks its FdHost for the fds it hands out or is given.
 #pragma once
 
+#include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
 #include "uiommufd/base/result.h"
+#include "uiommufd/objects/event_queue.h"
 
 namespace uiommufd {
 class Context;
@@ -24,7 +30,7 @@ namespace uiommufd::uapi {
 class OpenFile {
  public:
   // kDmaBuf: the selftest exporter's dma-buf (DMABUF_GET; src/uapi/test_dmabuf.h).
-  enum class Kind : std::uint8_t { kIommufd, kTestAccess, kDmaBuf };
+  enum class Kind : std::uint8_t { kIommufd, kTestAccess, kDmaBuf, kFaultQueue, kEventQueue };
   explicit OpenFile(Kind kind) : kind_(kind) {}
   virtual ~OpenFile() = default;
   OpenFile(const OpenFile&) = delete;
@@ -33,9 +39,33 @@ class OpenFile {
   Kind kind() const { return kind_; }
   // ioctl(2) on this file: a value ≥ 0 is the ioctl's return value, a negative one a negated errno.
   virtual long ioctl(unsigned long cmd, std::uint64_t arg) = 0;
+  // read(2) / write(2) of `count` bytes at caller address `uptr`, at file position 0 (none of these files
+  // moves its position): bytes done, or a negated errno. A file without the operation is EINVAL, as the
+  // kernel's vfs_read() / vfs_write() make it. `count` is at most MAX_RW_COUNT (the caller clamps it).
+  virtual long read(std::uint64_t uptr, std::size_t count) {
+    (void)uptr, (void)count;
+    return -EINVAL;
+  }
+  virtual long write(std::uint64_t uptr, std::size_t count) {
+    (void)uptr, (void)count;
+    return -EINVAL;
+  }
+  // Whether the file has read / write operations at all (the kernel's FMODE_CAN_READ / FMODE_CAN_WRITE);
+  // without, read / write are EINVAL after the access-mode check, readv / writev before reading the iovec.
+  virtual bool has_read() const { return false; }
+  virtual bool has_write() const { return false; }
+  // Whether pread(2) / pwrite(2) reach read / write (the kernel's FMODE_PREAD / FMODE_PWRITE): true for a
+  // device open, false for an anonymous-inode file, where they are ESPIPE whatever the offset.
+  virtual bool positional() const { return true; }
 
  private:
   const Kind kind_;
+};
+
+// How the real fd behind a queue's file polls, as the kernel's iommufd_eventq_fops_poll() answers:
+enum class PollFace : std::uint8_t {
+  kReadWrite,  // fault queue: EPOLLOUT always, EPOLLIN | EPOLLRDNORM while records wait
+  kReadOnly,   // vEVENT queue: EPOLLIN | EPOLLRDNORM while records wait, nothing otherwise
 };
 
 // The fd table the dispatcher hands fds out of (the runtime's; tests have their own).
@@ -44,6 +74,13 @@ class FdHost {
   virtual ~FdHost() = default;
   // Puts `file` behind a new real fd and returns it (close-on-exec as the kernel's anon inode fds).
   virtual Result<int> install(std::shared_ptr<OpenFile> file) = 0;
+  // The same for a queue's file: the real fd polls as `face` says, following the QueueReadiness stored in
+  // *readiness, which the caller attaches to the queue (EventQueue::set_readiness()). The readiness signals
+  // whichever fds stand for the file (dup'ed ones included) and nothing once they are all closed; its
+  // fd(s) report F_GETFL O_RDWR, as the kernel's anon-inode file. Errors: the real fd's (EMFILE, ENFILE,
+  // ENOMEM).
+  virtual Result<int> install_queue(std::shared_ptr<OpenFile> file, PollFace face,
+                                    std::shared_ptr<QueueReadiness>* readiness) = 0;
   // The file behind `fd`; null when `fd` is not one of ours.
   virtual std::shared_ptr<OpenFile> lookup(int fd) = 0;
   // Takes back an fd install() returned, before the caller has seen it (a failed ioctl's unwind).

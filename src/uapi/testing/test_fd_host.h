@@ -11,8 +11,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "uiommufd/base/try.h"
 #include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
+#include "uiommufd/uapi/poll_fd.h"
 
 namespace uiommufd::uapi::testing {
 
@@ -33,10 +35,27 @@ class TestFdHost : public FdHost {
       std::lock_guard<std::mutex> g(mu_);
       files.swap(files_);
     }
+    for (auto& [fd, f] : files) forget_readiness(fd);
     for (auto& [fd, f] : files) ::close(fd);
-    // Access files first: they hold their context's file.
+    // Access and queue files first: they hold their context's file.
     for (auto& [fd, f] : files)
-      if (f->kind() == OpenFile::Kind::kTestAccess) f.reset();
+      if (f->kind() != OpenFile::Kind::kIommufd) f.reset();
+  }
+
+  Result<int> install_queue(std::shared_ptr<OpenFile> file, PollFace face,
+                            std::shared_ptr<QueueReadiness>* readiness) override {
+    const int fd = TRY(make_poll_fd(face));
+    try {
+      auto r = std::make_shared<Readiness>(fd, face);
+      std::lock_guard<std::mutex> g(mu_);
+      files_[fd] = std::move(file);
+      readiness_[fd] = r;
+      *readiness = std::move(r);
+    } catch (const std::bad_alloc&) {
+      ::close(fd);
+      return Status::error(ENOMEM);
+    }
+    return fd;
   }
 
   Result<int> install(std::shared_ptr<OpenFile> file) override {
@@ -85,6 +104,7 @@ class TestFdHost : public FdHost {
   }
   // Drops the fd and its file; the last reference tears the file down before this returns.
   int close(int fd) {
+    forget_readiness(fd);
     std::shared_ptr<OpenFile> f;
     {
       std::lock_guard<std::mutex> g(mu_);
@@ -97,8 +117,33 @@ class TestFdHost : public FdHost {
   }
 
  private:
+  // Signals its fd until the fd is closed.
+  struct Readiness final : QueueReadiness {
+    Readiness(int f, PollFace pf) : fd(f), face(pf) {}
+    void set_readable(bool readable) override {
+      std::lock_guard<std::mutex> g(mu);
+      if (fd >= 0) set_poll_fd_readable(fd, face, readable);
+    }
+    std::mutex mu;
+    int fd;
+    const PollFace face;
+  };
+  void forget_readiness(int fd) {
+    std::shared_ptr<Readiness> r;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = readiness_.find(fd);
+      if (it == readiness_.end()) return;
+      r = std::move(it->second);
+      readiness_.erase(it);
+    }
+    std::lock_guard<std::mutex> g(r->mu);
+    r->fd = -1;
+  }
+
   std::mutex mu_;
   std::map<int, std::shared_ptr<OpenFile>> files_;
+  std::map<int, std::shared_ptr<Readiness>> readiness_;
 };
 
 }  // namespace uiommufd::uapi::testing
