@@ -38,6 +38,8 @@ const char* object_type_name(ObjectType type) {
       return "vdevice";
     case ObjectType::kHwQueue:
       return "hw_queue";
+    case ObjectType::kVeventq:
+      return "veventq";
     case ObjectType::kFault:
       return "fault";
   }

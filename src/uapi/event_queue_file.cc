@@ -29,16 +29,35 @@ Result<int> EventQueueFile::install(FdHost& host, std::shared_ptr<EventQueueFile
   return fd;
 }
 
+namespace {
+// Ownership of a new file, or ENOMEM: a failed allocation, or a control block that could not be had (the
+// file is deleted then, giving its user of the queue back).
+template <typename F>
+Result<std::shared_ptr<F>> adopt(F* f) {
+  if (!f) return Status::error(ENOMEM);
+  try {
+    return std::shared_ptr<F>(f);
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+}
+}  // namespace
+
 Result<std::shared_ptr<FaultQueueFile>> FaultQueueFile::create(std::shared_ptr<IommufdFile> owner,
                                                                FaultQueue& queue) {
   TRY(inject(g_fault_eventq_file));
-  FaultQueueFile* f = new (std::nothrow) FaultQueueFile(std::move(owner), queue);
-  if (!f) return Status::error(ENOMEM);
-  try {
-    return std::shared_ptr<FaultQueueFile>(f);
-  } catch (const std::bad_alloc&) {
-    return Status::error(ENOMEM);  // `f` was deleted, its user of the queue given back
-  }
+  return adopt(new (std::nothrow) FaultQueueFile(std::move(owner), queue));
+}
+
+Result<std::shared_ptr<VeventQueueFile>> VeventQueueFile::create(std::shared_ptr<IommufdFile> owner,
+                                                                 VeventQueue& queue) {
+  TRY(inject(g_fault_eventq_file));
+  return adopt(new (std::nothrow) VeventQueueFile(std::move(owner), queue));
+}
+
+long VeventQueueFile::read(std::uint64_t uptr, std::size_t count) {
+  Result<std::size_t> n = vevent_->read(uptr, count);
+  return n.ok() ? static_cast<long>(*n) : -static_cast<long>(n.error());
 }
 
 long FaultQueueFile::read(std::uint64_t uptr, std::size_t count) {

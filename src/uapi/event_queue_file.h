@@ -18,6 +18,7 @@
 #include "uiommufd/base/result.h"
 #include "uiommufd/objects/event_queue.h"
 #include "uiommufd/objects/fault_queue.h"
+#include "uiommufd/objects/vevent_queue.h"
 #include "uiommufd/uapi/file.h"
 
 namespace uiommufd::uapi {
@@ -60,6 +61,22 @@ class FaultQueueFile final : public EventQueueFile {
   FaultQueueFile(std::shared_ptr<IommufdFile> owner, FaultQueue& queue)
       : EventQueueFile(Kind::kFaultQueue, std::move(owner), queue), fault_(&queue) {}
   FaultQueue* const fault_;  // the queue the base holds
+};
+
+// The "[iommufd-viommu-event]" file: read() of vEVENT records; no write method (EINVAL).
+class VeventQueueFile final : public EventQueueFile {
+ public:
+  // ENOMEM (fault site "eventq.file").
+  static Result<std::shared_ptr<VeventQueueFile>> create(std::shared_ptr<IommufdFile> owner,
+                                                         VeventQueue& queue);
+
+  long read(std::uint64_t uptr, std::size_t count) override;
+  bool has_read() const override { return true; }
+
+ private:
+  VeventQueueFile(std::shared_ptr<IommufdFile> owner, VeventQueue& queue)
+      : EventQueueFile(Kind::kEventQueue, std::move(owner), queue), vevent_(&queue) {}
+  VeventQueue* const vevent_;  // the queue the base holds
 };
 
 }  // namespace uiommufd::uapi

@@ -28,6 +28,7 @@ long hwpt_get_dirty_bitmap(Ucmd& ucmd);
 long viommu_alloc(Ucmd& ucmd);
 long vdevice_alloc(Ucmd& ucmd);
 long hw_queue_alloc(Ucmd& ucmd);
+long veventq_alloc(Ucmd& ucmd);
 // IOMMU_FAULT_QUEUE_ALLOC (fault_ioctls.cc).
 long fault_queue_alloc(Ucmd& ucmd);
 

@@ -22,6 +22,8 @@
 #include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/objects/selftest_object.h"
+#include "uiommufd/objects/vevent_queue.h"
+#include "uiommufd/objects/viommu.h"
 #include "uiommufd/pages/pages.h"
 #include "uiommufd/uapi/abi.h"
 #include "uiommufd/uapi/file.h"
@@ -376,6 +378,20 @@ long dmabuf_revoke(TestCmd& t) {
   const auto& a = t.cmd().dmabuf_revoke;
   RefPtr<MockDmaBuf> buf = TRY_RET(lookup_dmabuf(t.file().host(), a.dmabuf_fd));
   buf->set_revoked(a.revoked != 0);
+  return 0;
+}
+
+// The kernel's iommufd_test_trigger_vevent(): an event carrying the device's virtual id, reported to the
+// vIOMMU its RID's nested HWPT belongs to. ENOENT when there is none (or the virtual id is 0); then
+// Viommu::report_event()'s (EOPNOTSUPP without a queue of the selftest type).
+long trigger_vevent(TestCmd& t) {
+  ObjectRef<Device> dev = TRY_RET(t.ctx().get<Device>(t.cmd().trigger_vevent.dev_id, ObjectType::kDevice));
+  auto target = TRY_RET(dev->event_target());
+  const std::uint32_t virt_id =
+      static_cast<std::uint32_t>(target.second);  // struct iommu_viommu_event_selftest
+  return to_ret(target.first->report_event(kVeventqTypeSelftest, &virt_id, sizeof(virt_id)));
+}
+
 // The kernel's iommufd_test_trigger_iopf(): one page request, the last of its group, from a mock device.
 // Whether it reaches a fault queue is not reported: the ioctl succeeds either way. The mock's
 // page_response does nothing, so the group's responder is empty.
@@ -451,6 +467,8 @@ long test_cmd(IommufdFile& file, std::uint64_t uptr) {
       return dmabuf_revoke(t);
     case IOMMU_TEST_OP_TRIGGER_IOPF:
       return trigger_iopf(t);
+    case IOMMU_TEST_OP_TRIGGER_VEVENT:
+      return trigger_vevent(t);
     default:
       return -EOPNOTSUPP;
   }

@@ -1,9 +1,12 @@
-// The virtual-IOMMU commands: IOMMU_VIOMMU_ALLOC, IOMMU_VDEVICE_ALLOC, IOMMU_HW_QUEUE_ALLOC
+// The virtual-IOMMU commands: IOMMU_VIOMMU_ALLOC, IOMMU_VDEVICE_ALLOC, IOMMU_HW_QUEUE_ALLOC,
+// IOMMU_VEVENTQ_ALLOC
 // (docs/semantics.md#viommu). The struct rules are the dispatcher's; the objects check the fields in the
 // kernel's order (drivers/iommu/iommufd/viommu.c), and the reply is written before the object is published.
 
+#include "event_queue_file.h"
 #include "handlers.h"
 
+#include "uiommufd/objects/vevent_queue.h"
 #include "uiommufd/objects/viommu.h"
 #include "uiommufd/uapi/abi.h"
 
@@ -49,6 +52,39 @@ long hw_queue_alloc(Ucmd& ucmd) {
     return copy_out(ucmd, cmd);
   });
   return to_ret(id.status());
+}
+
+// IOMMU_VEVENTQ_ALLOC (iommufd_veventq_alloc()): the queue, its file behind a new fd that polls readable
+// only, the reply, then the queue is published. Each failure undoes the steps before it in reverse.
+long veventq_alloc(Ucmd& ucmd) {
+  auto& cmd = ucmd.arg<iommu_veventq_alloc>();
+  if (cmd.flags || cmd.__reserved || cmd.type == kVeventqTypeDefault) return -EOPNOTSUPP;
+  if (cmd.veventq_depth == 0 || cmd.veventq_depth > kVeventqMaxDepth) return -EINVAL;
+  Result<ObjectRef<Viommu>> viommu = ucmd.ctx.get<Viommu>(cmd.viommu_id, ObjectType::kViommu);
+  if (!viommu.ok()) return -viommu.error();
+  Result<VeventQueue*> queue = VeventQueue::create_reserved(**viommu, 0, cmd.type, cmd.veventq_depth);
+  if (!queue.ok()) return -queue.error();
+  Result<std::shared_ptr<VeventQueueFile>> file =
+      VeventQueueFile::create(ucmd.file.shared_from_this(), **queue);
+  if (!file.ok()) {
+    (*queue)->abort_reserved();
+    return -file.error();
+  }
+  FdHost& host = ucmd.file.host();
+  Result<int> fd = EventQueueFile::install(host, std::move(*file), PollFace::kReadOnly);
+  if (!fd.ok()) {
+    (*queue)->abort_reserved();
+    return -fd.error();
+  }
+  cmd.out_veventq_id = (*queue)->id();
+  cmd.out_veventq_fd = static_cast<std::uint32_t>(*fd);
+  if (Status st = copy_out(ucmd, cmd); !st.ok()) {
+    host.uninstall(*fd);
+    (*queue)->abort_reserved();
+    return to_ret(st);
+  }
+  (*queue)->publish();
+  return 0;
 }
 
 }  // namespace uiommufd::uapi

@@ -33,6 +33,8 @@
 //   viommu.vdevs          a vIOMMU's virtual-id table; taken under device.mutex (vDEVICE allocation,
 //                         attach), around nothing but the table and a device's cache words.
 //   context.objects       the object table; never held across anything that locks.
+//   viommu.veventqs       a vIOMMU's event queues by type; read while an event is reported into one (so
+//                         across eventq.lock), written to add or remove a queue.
 //   eventq.lock           one event queue's deliver list and response table; taken under device.mutex to
 //                         deliver a fault; around list moves and the readiness signal of its file only.
 //
@@ -61,6 +63,7 @@ extern lockdep::LockClassKey kViommuQueues;
 extern lockdep::LockClassKey kDomainPageTable;
 extern lockdep::LockClassKey kViommuVdevs;
 extern lockdep::LockClassKey kContextObjects;
+extern lockdep::LockClassKey kViommuVeventqs;
 extern lockdep::LockClassKey kEventqLock;
 
 // Declares the chain above to the validator. Runs during static initialisation of any program that

@@ -27,7 +27,8 @@ enum class ObjectType : std::uint8_t {
   kViommu,
   kVdevice,
   kHwQueue,
-  kFault,  // FaultQueue (objects/fault_queue.h)
+  kVeventq,  // VeventQueue (objects/vevent_queue.h)
+  kFault,    // FaultQueue (objects/fault_queue.h)
 };
 
 const char* object_type_name(ObjectType type);

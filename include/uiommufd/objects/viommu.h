@@ -21,11 +21,13 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <vector>
 
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
+#include "uiommufd/lockdep/shared_mutex.h"
 #include "uiommufd/objects/access.h"
 #include "uiommufd/objects/device.h"
 #include "uiommufd/objects/hw_pagetable.h"
@@ -37,6 +39,7 @@ namespace uiommufd {
 class Device;
 class HwQueue;
 class Vdevice;
+class VeventQueue;
 
 // Types (include/uapi/linux/iommufd.h, iommufd_test.h).
 inline constexpr std::uint32_t kViommuTypeDefault = 0;
@@ -92,6 +95,12 @@ class Viommu : public Object {
   // The device with virtual id `virt_id`, with a user taken; ENOENT when none.
   Result<ObjectRef<Device>> device_of(std::uint64_t virt_id) EXCLUDES(vdevs_mu_);
 
+  // Reports a virtual event of `type` with `len` bytes of payload to the vIOMMU's queue of that type (the
+  // kernel's iommufd_viommu_report_event()): EOPNOTSUPP when it has none; ENOMEM when the event could not be
+  // allocated and was counted as lost; 0 otherwise (also when the queue was full and it was counted as
+  // lost). The queue's handler, if any, runs afterwards on this thread with no engine lock held.
+  Status report_event(std::uint32_t type, const void* data, std::size_t len) EXCLUDES(veventqs_mu_);
+
   // The region mmap() of the iommufd offers (0, 0 when allocated without data).
   std::uint64_t mmap_offset() const { return mmap_offset_; }
   std::uint64_t mmap_length() const { return mmap_offset_ ? kMmapLength : 0; }
@@ -122,6 +131,15 @@ class Viommu : public Object {
   lockdep::Mutex vdevs_mu_{lock_order::kViommuVdevs};
   // Virtual id -> vDEVICE; null while an allocation holds the id.
   std::map<std::uint64_t, Vdevice*> vdevs_ GUARDED_BY(vdevs_mu_);
+
+  // The event queues, one per type; `live` once published (reports skip a queue still being made).
+  friend class VeventQueue;
+  struct VeventqSlot {
+    VeventQueue* queue;
+    bool live;
+  };
+  lockdep::SharedMutex veventqs_mu_{lock_order::kViommuVeventqs};
+  std::vector<VeventqSlot> veventqs_ GUARDED_BY(veventqs_mu_);
 
   lockdep::Mutex queues_mu_{lock_order::kViommuQueues};
   std::array<HwQueue*, kTestHwQueueMax> hw_queues_ GUARDED_BY(queues_mu_){};

@@ -36,6 +36,7 @@ enum : unsigned {
   kNrIoasMapFile = 0x8f,
   kNrViommuAlloc = 0x90,
   kNrVdeviceAlloc = 0x91,
+  kNrVeventqAlloc = 0x93,
   kNrHwQueueAlloc = 0x94,
   kNrTestCmd = 0xa0,
 };
@@ -58,6 +59,7 @@ inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
 inline constexpr unsigned long IOMMU_VIOMMU_ALLOC = io_cmd(kNrViommuAlloc);
 inline constexpr unsigned long IOMMU_VDEVICE_ALLOC = io_cmd(kNrVdeviceAlloc);
 inline constexpr unsigned long IOMMU_HW_QUEUE_ALLOC = io_cmd(kNrHwQueueAlloc);
+inline constexpr unsigned long IOMMU_VEVENTQ_ALLOC = io_cmd(kNrVeventqAlloc);
 inline constexpr unsigned long IOMMU_FAULT_QUEUE_ALLOC = io_cmd(kNrFaultQueueAlloc);
 inline constexpr unsigned long IOMMU_TEST_CMD = io_cmd(kNrTestCmd);
 
@@ -238,6 +240,17 @@ struct iommu_vdevice_alloc {
   std::uint64_t virt_id;
 };
 
+struct iommu_veventq_alloc {
+  std::uint32_t size;
+  std::uint32_t flags;
+  std::uint32_t viommu_id;
+  std::uint32_t type;
+  std::uint32_t veventq_depth;
+  std::uint32_t out_veventq_id;
+  std::uint32_t out_veventq_fd;
+  std::uint32_t __reserved;
+};
+
 struct iommu_hw_queue_alloc {
   std::uint32_t size;
   std::uint32_t flags;
@@ -369,6 +382,8 @@ UIOMMUFD_ABI_FIELD(iommu_viommu_alloc, data_uptr, 32);
 UIOMMUFD_ABI_LAYOUT(iommu_vdevice_alloc, 24);
 UIOMMUFD_ABI_FIELD(iommu_vdevice_alloc, out_vdevice_id, 12);
 UIOMMUFD_ABI_FIELD(iommu_vdevice_alloc, virt_id, 16);
+UIOMMUFD_ABI_LAYOUT(iommu_veventq_alloc, 32);
+UIOMMUFD_ABI_FIELD(iommu_veventq_alloc, out_veventq_fd, 24);
 UIOMMUFD_ABI_LAYOUT(iommu_hw_queue_alloc, 40);
 UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, out_hw_queue_id, 20);
 UIOMMUFD_ABI_FIELD(iommu_hw_queue_alloc, nesting_parent_iova, 24);
@@ -616,6 +631,10 @@ struct iommu_test_trigger_iopf {
   std::uint64_t addr;
 };
 
+struct iommu_test_trigger_vevent {
+  std::uint32_t dev_id;
+};
+
 // DMABUF_GET: a new mock dma-buf of `length` bytes (rounded up to pages), its fd the ioctl's value.
 struct iommu_test_dmabuf_get {
   std::uint32_t length;
@@ -656,6 +675,7 @@ struct iommu_test_cmd {
     iommu_test_dmabuf_get dmabuf_get;
     iommu_test_dmabuf_revoke dmabuf_revoke;
     iommu_test_trigger_iopf trigger_iopf;
+    iommu_test_trigger_vevent trigger_vevent;
     std::uint8_t raw[48];
   };
   std::uint32_t last;
