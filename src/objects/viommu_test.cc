@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "uiommufd/objects/device.h"
 #include "uiommufd/objects/hw_pagetable.h"
 #include "uiommufd/objects/ioas.h"
+#include "uiommufd/objects/vevent_queue.h"
 #include "uiommufd/pages/pages.h"
 
 namespace uiommufd {
@@ -369,6 +371,172 @@ TEST_F(ViommuTest, FaultSweepsLeaveNothingBehind) {
        {"objects.alloc", "viommu.alloc", "objects.mmap", "viommu.hw_queue", "viommu.invalidate"})
     EXPECT_NE(std::find(sites.begin(), sites.end(), want), sites.end()) << want;
   EXPECT_NE(made, 0u);
+}
+
+// ---- vEVENT queues ----------------------------------------------------------------------------------
+
+class VeventTest : public ViommuTest {
+ protected:
+  void SetUp() override {
+    ViommuTest::SetUp();
+    auto v = viommu(parent_);
+    ASSERT_TRUE(v.ok());
+    viommu_ = std::move(*ctx_->get<Viommu>(*v, ObjectType::kViommu));
+  }
+  void TearDown() override {
+    viommu_.reset();
+    ViommuTest::TearDown();
+  }
+  Status report(std::uint32_t virt_id, std::uint32_t type = kVeventqTypeSelftest) {
+    return viommu_->report_event(type, &virt_id, sizeof(virt_id));
+  }
+  // Reads into buf_; returns the bytes or the error.
+  Result<std::size_t> read(VeventQueue& q, std::size_t count) { return q.read(addr(buf_), count); }
+  VeventHeader header(std::size_t at) const {
+    VeventHeader h;
+    std::memcpy(&h, buf_ + at, sizeof(h));
+    return h;
+  }
+  std::uint32_t payload(std::size_t at) const {
+    std::uint32_t v;
+    std::memcpy(&v, buf_ + at + sizeof(VeventHeader), sizeof(v));
+    return v;
+  }
+  VeventQueue& queue(std::uint32_t id) { return *ctx_->get<VeventQueue>(id, ObjectType::kVeventq)->get(); }
+
+  static constexpr std::size_t kRec = sizeof(VeventHeader) + sizeof(std::uint32_t);
+  ObjectRef<Viommu> viommu_;
+  unsigned char buf_[512] = {};
+};
+
+TEST_F(VeventTest, CreationChecksFlagsTypeDepthAndOneQueuePerType) {
+  EXPECT_EQ(VeventQueue::create_reserved(*viommu_, 1, kVeventqTypeSelftest, 1).error(), EOPNOTSUPP);
+  EXPECT_EQ(VeventQueue::create(*viommu_, kVeventqTypeDefault, 1).error(), EOPNOTSUPP);
+  EXPECT_EQ(VeventQueue::create(*viommu_, kVeventqTypeSelftest, 0).error(), EINVAL);
+  EXPECT_EQ(VeventQueue::create(*viommu_, kVeventqTypeSelftest, kVeventqMaxDepth + 1).error(), EINVAL);
+  auto q = VeventQueue::create(*viommu_, kVeventqTypeSelftest, kVeventqMaxDepth);
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(VeventQueue::create(*viommu_, kVeventqTypeSelftest, 1).error(), EEXIST);
+  EXPECT_TRUE(VeventQueue::create(*viommu_, 0x1234, 1).ok());
+  EXPECT_EQ(ctx_->destroy(viommu_->id()).error(), EBUSY);
+  // A queue being made is not reported to; an aborted one leaves its type free.
+  EXPECT_TRUE(ctx_->destroy(*q).ok());
+  auto reserved = VeventQueue::create_reserved(*viommu_, 0, kVeventqTypeSelftest, 1);
+  ASSERT_TRUE(reserved.ok());
+  EXPECT_EQ(report(1).error(), EOPNOTSUPP);
+  (*reserved)->abort_reserved();
+  EXPECT_TRUE(VeventQueue::create(*viommu_, kVeventqTypeSelftest, 1).ok());
+}
+
+TEST_F(VeventTest, OverflowQueuesOneLostHeaderAndSequencesCountEveryReport) {
+  EXPECT_EQ(report(1).error(), EOPNOTSUPP);
+  auto id = VeventQueue::create(*viommu_, kVeventqTypeSelftest, 2);
+  ASSERT_TRUE(id.ok());
+  VeventQueue& q = queue(*id);
+  for (std::uint32_t i = 0; i < 4; ++i) EXPECT_TRUE(report(0x99 + i).ok());
+  EXPECT_EQ(q.event_count(), 2u);
+  ASSERT_EQ(*read(q, sizeof(buf_)), 2 * kRec + sizeof(VeventHeader));
+  EXPECT_EQ(header(0).sequence, 0u);
+  EXPECT_EQ(payload(0), 0x99u);
+  EXPECT_EQ(header(kRec).sequence, 1u);
+  EXPECT_EQ(header(2 * kRec).flags, kVeventqFlagLostEvents);
+  EXPECT_EQ(header(2 * kRec).sequence, 3u);  // the second overflow moved the one header
+  EXPECT_EQ(*read(q, sizeof(buf_)), 0u);
+  // After an overflow and one read, the next event takes the header's place at the tail.
+  for (std::uint32_t i = 0; i < 3; ++i) EXPECT_TRUE(report(7).ok());
+  ASSERT_EQ(*read(q, kRec), kRec);
+  EXPECT_TRUE(report(8).ok());
+  ASSERT_EQ(*read(q, sizeof(buf_)), 2 * kRec);
+  EXPECT_EQ(header(0).sequence, 5u);
+  EXPECT_EQ(header(kRec).sequence, 7u);
+  EXPECT_EQ(header(kRec).flags, 0u);
+}
+
+TEST_F(VeventTest, ReadsFollowTheShortBufferAndFaultRules) {
+  auto id = VeventQueue::create(*viommu_, kVeventqTypeSelftest, 4);
+  VeventQueue& q = queue(*id);
+  EXPECT_EQ(read(q, 7).error(), EINVAL);
+  EXPECT_EQ(*read(q, 8), 0u);
+  ASSERT_TRUE(report(3).ok());
+  EXPECT_EQ(read(q, 8).error(), EINVAL);
+  EXPECT_EQ(read(q, kRec - 1).error(), EINVAL);
+  EXPECT_EQ(q.read(0x1000, kRec).error(), EFAULT);
+  EXPECT_TRUE(q.readable());
+  ASSERT_TRUE(report(4).ok());
+  EXPECT_EQ(*read(q, kRec + 10), kRec);  // the second does not fit: the first alone
+  EXPECT_EQ(payload(0), 3u);
+  EXPECT_EQ(*read(q, kRec), kRec);
+  EXPECT_EQ(payload(0), 4u);
+  EXPECT_FALSE(q.readable());
+}
+
+TEST_F(VeventTest, ReadinessAndHandlerFollowTheQueue) {
+  auto id = VeventQueue::create(*viommu_, kVeventqTypeSelftest, 4);
+  VeventQueue& q = queue(*id);
+  auto ready = EventfdReadiness::create();
+  ASSERT_TRUE(ready.ok());
+  q.set_readiness(*ready);
+  pollfd p{(*ready)->fd(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 0);
+  std::vector<std::uint32_t> seen;
+  q.set_handler([&](VeventQueue& self) {
+    unsigned char b[64];
+    Result<std::size_t> n = self.read(addr(b), sizeof(b));
+    ASSERT_TRUE(n.ok());
+    for (std::size_t at = 0; at + kRec <= *n; at += kRec) {
+      std::uint32_t v;
+      std::memcpy(&v, b + at + sizeof(VeventHeader), sizeof(v));
+      seen.push_back(v);
+    }
+  });
+  ASSERT_TRUE(report(11).ok());
+  ASSERT_TRUE(report(12).ok());
+  EXPECT_EQ(seen, (std::vector<std::uint32_t>{11, 12}));
+  q.set_handler(nullptr);
+  ASSERT_TRUE(report(13).ok());
+  EXPECT_EQ(poll(&p, 1, 0), 1);
+  q.set_readiness(nullptr);
+}
+
+TEST_F(VeventTest, TriggerGoesThroughTheDevicesNestedHwpt) {
+  auto id = VeventQueue::create(*viommu_, kVeventqTypeSelftest, 4);
+  VeventQueue& q = queue(*id);
+  EXPECT_EQ(dev_->event_target().error(), ENOENT);
+  HwptSelftest cfg{kTestIotlbDefault, 0};
+  const std::uint32_t nested = alloc_hwpt(viommu_->id(), 0, {kHwptDataSelftest, addr(&cfg), sizeof(cfg)});
+  ASSERT_TRUE(Vdevice::alloc(*ctx_, viommu_->id(), dev_->id(), 0x42).ok());
+  ASSERT_TRUE(dev_->replace(nested).ok());
+  auto target = dev_->event_target();
+  ASSERT_TRUE(target.ok());
+  EXPECT_EQ(target->first.get(), viommu_.get());
+  EXPECT_EQ(target->second, 0x42u);
+  target->first.reset();
+  ASSERT_TRUE(dev_->replace(ioas_).ok());
+  EXPECT_EQ(dev_->event_target().error(), ENOENT);
+  EXPECT_EQ(q.event_count(), 0u);
+}
+
+TEST_F(VeventTest, FailedAllocationsAreCountedAsLost) {
+  auto id = VeventQueue::create(*viommu_, kVeventqTypeSelftest, 4);
+  VeventQueue& q = queue(*id);
+  SweepResult r = sweep_fail_nth([] {},
+                                 [&]() -> Status {
+                                   Status st = report(5);
+                                   Result<std::size_t> n = read(q, sizeof(buf_));
+                                   if (!st.ok()) {
+                                     // The report's record was the failure: the lost header stands for it.
+                                     EXPECT_TRUE(n.ok());
+                                     EXPECT_EQ(header(0).flags, kVeventqFlagLostEvents);
+                                     return st;
+                                   }
+                                   if (!n.ok()) return n.status();
+                                   return Status();
+                                 },
+                                 [&](unsigned, Status) { (void)read(q, sizeof(buf_)); });
+  EXPECT_TRUE(r.final_status.ok());
+  const std::vector<std::string>& sites = r.fired_sites;
+  EXPECT_NE(std::find(sites.begin(), sites.end(), "vevent.alloc"), sites.end());
+  EXPECT_EQ(q.event_count(), 0u);
 }
 
 }  // namespace
