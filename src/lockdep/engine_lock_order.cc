@@ -20,6 +20,7 @@ constinit lockdep::LockClassKey kViommuQueues{"viommu.queues"};
 constinit lockdep::LockClassKey kDomainPageTable{"domain.page_table"};
 constinit lockdep::LockClassKey kViommuVdevs{"viommu.vdevs"};
 constinit lockdep::LockClassKey kContextObjects{"context.objects"};
+constinit lockdep::LockClassKey kVeventRead{"vevent.read"};
 constinit lockdep::LockClassKey kViommuVeventqs{"viommu.veventqs"};
 constinit lockdep::LockClassKey kEventqLock{"eventq.lock"};
 
@@ -28,7 +29,7 @@ void declare_engine_lock_order() {
     lockdep::declare_order({&kPinnedRangesMutex, &kDeviceMutex, &kAccessIoasLock, &kIoasMutex,
                             &kIoptDomainsRwsem, &kIoptIovaRwsem, &kIoptAccessList, &kPagesRegistry,
                             &kDmaBufResv, &kPagesMutex, &kPagesMlock, &kViommuQueues, &kDomainPageTable,
-                            &kViommuVdevs, &kContextObjects, &kViommuVeventqs, &kEventqLock});
+                            &kViommuVdevs, &kViommuVeventqs, &kContextObjects, &kVeventRead, &kEventqLock});
     return true;
   }();
   (void)declared;

@@ -44,14 +44,14 @@ void EventfdReadiness::set_readable(bool readable) {
 
 bool EventQueue::readable() {
   lockdep::MutexGuard g(lock_);
-  return !empty_locked();
+  return has_records_locked();
 }
 
 void EventQueue::set_readiness(std::shared_ptr<QueueReadiness> readiness) {
   {
     lockdep::MutexGuard g(lock_);
     readiness_.swap(readiness);
-    if (readiness_) readiness_->set_readable(!empty_locked());
+    if (readiness_) readiness_->set_readable(has_records_locked());
   }
   // `readiness` is now the one detached; it goes here, outside the lock.
 }

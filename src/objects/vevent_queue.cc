@@ -22,19 +22,6 @@ UIOMMUFD_FAULT_SITE(g_fault_vevent_alloc, "vevent.alloc", ENOMEM);
 UIOMMUFD_FAULT_SITE(g_fault_vevent_read, "vevent.read", ENOMEM);
 }  // namespace
 
-// One queued event: its node, its header, then its payload.
-struct VeventQueue::Event {
-  QueueRecord node;
-  VeventHeader header{0, 0};
-  std::size_t len = 0;
-  std::unique_ptr<unsigned char[]> data;
-};
-
-VeventQueue::Event* VeventQueue::as_event(QueueRecord* r) {
-  static_assert(offsetof(Event, node) == 0);
-  return reinterpret_cast<Event*>(r);
-}
-
 VeventQueue::VeventQueue(Context& ctx, Viommu& viommu, std::uint32_t type, std::uint32_t depth)
     : EventQueue(ctx, ObjectType::kVeventq), viommu_(&viommu), type_(type), depth_(depth) {
   viommu.add_user();
@@ -100,145 +87,225 @@ void VeventQueue::unlink() {
   }
   {
     lockdep::MutexGuard lk(lock_);
-    free_events_locked();
+    chunks_.clear();
+    ends_.clear();
+    ends_first_ = 0;
+    lost_ = false;
+    head_ = tail_ = 0;
+    first_chunk_ = 0;
+    update_readable_locked();
   }
   std::exchange(viommu_, nullptr)->drop_user();
 }
 
 void VeventQueue::destroy() { unlink(); }
 
-void VeventQueue::free_events_locked() {
+void VeventQueue::update_readable_locked() {
   lock_.assert_held();
-  while (QueueRecord* r = pop_front_locked()) {
-    if (!is_lost_header(r)) delete as_event(r);
+  const bool now = has_records_locked();
+  if (now != signalled_) {
+    signalled_ = now;
+    signal_readable_locked(now);
   }
-  lost_queued_ = false;
-  num_events_ = 0;
 }
 
-void VeventQueue::append_locked(QueueRecord* r, VeventHeader* header) {
+unsigned char* VeventQueue::at_locked(std::uint64_t pos, std::size_t* room) const {
   lock_.assert_held();
-  // The lost-events header says "lost since the last event"; a later record (an event, or the header again
-  // with a newer sequence) takes its place at the tail.
-  if (lost_queued_ && next_locked(&lost_.node) == nullptr) {
-    remove_locked(&lost_.node);
-    lost_queued_ = false;
+  const std::uint64_t chunk = pos / kChunk;
+  *room = kChunk - pos % kChunk;
+  return chunks_[chunk - first_chunk_].get() + pos % kChunk;
+}
+
+Status VeventQueue::append_bytes_locked(const void* a, std::size_t alen, const void* b, std::size_t blen) {
+  lock_.assert_held();
+  const std::uint64_t end = tail_ + alen + blen;
+  // Room first, so that a failure leaves the stream as it was.
+  std::size_t added = 0;
+  while ((first_chunk_ + chunks_.size()) * kChunk < end) {
+    unsigned char* c = new (std::nothrow) unsigned char[kChunk];
+    if (c == nullptr) {
+      for (; added; --added) chunks_.pop_back();
+      return Status::error(ENOMEM);
+    }
+    try {
+      chunks_.emplace_back(c);
+    } catch (const std::bad_alloc&) {
+      delete[] c;
+      for (; added; --added) chunks_.pop_back();
+      return Status::error(ENOMEM);
+    }
+    ++added;
   }
-  push_back_locked(r);
-  if (is_lost_header(r)) lost_queued_ = true;
-  header->sequence = sequence_;
-  sequence_ = (sequence_ + 1) & INT_MAX;
+  const unsigned char* parts[2] = {static_cast<const unsigned char*>(a),
+                                   static_cast<const unsigned char*>(b)};
+  const std::size_t lens[2] = {alen, blen};
+  for (int p = 0; p < 2; ++p) {
+    for (std::size_t off = 0; off < lens[p];) {
+      std::size_t room;
+      unsigned char* dst = at_locked(tail_, &room);
+      const std::size_t n = std::min(room, lens[p] - off);
+      std::memcpy(dst, parts[p] + off, n);
+      off += n;
+      tail_ += n;
+    }
+  }
+  return {};
+}
+
+void VeventQueue::drop_ends_locked(std::size_t n) {
+  lock_.assert_held();
+  ends_first_ += n;
+  if (ends_first_ == ends_.size()) {
+    ends_.clear();
+    ends_first_ = 0;
+  } else if (ends_first_ >= 4096 && ends_first_ * 2 >= ends_.size()) {
+    ends_.erase(ends_.begin(), ends_.begin() + static_cast<std::ptrdiff_t>(ends_first_));
+    ends_first_ = 0;
+  }
+}
+
+void VeventQueue::consume_locked(std::uint64_t pos) {
+  lock_.assert_held();
+  head_ = pos;
+  while (!chunks_.empty() && (first_chunk_ + 1) * kChunk <= head_) {
+    chunks_.pop_front();
+    ++first_chunk_;
+  }
 }
 
 Status VeventQueue::report(const void* data, std::size_t len) {
   if (len == 0 || data == nullptr) return Status::error(EINVAL);
-  Event* ev = nullptr;
-  Status st;
-  if (inject(g_fault_vevent_alloc).ok()) {
-    ev = new (std::nothrow) Event;
-    unsigned char* bytes = ev ? new (std::nothrow) unsigned char[len] : nullptr;
-    if (ev && bytes) {
-      ev->data.reset(bytes);
-      ev->len = len;
-      std::memcpy(bytes, data, len);
-    } else {
-      delete ev;
-      ev = nullptr;
+  Status st = inject(g_fault_vevent_alloc);
+  lockdep::MutexGuard lk(lock_);
+  if (st.ok() && waiting_locked() < depth_) {
+    const VeventHeader header{0, sequence_};
+    st = append_bytes_locked(&header, sizeof(header), data, len);
+    if (st.ok()) {
+      try {
+        ends_.push_back(tail_);
+      } catch (const std::bad_alloc&) {
+        tail_ -= sizeof(header) + len;
+        st = Status::error(ENOMEM);
+      }
+    }
+    if (st.ok()) {
+      // A new last record: the lost-events header, which was the last, gives way.
+      lost_ = false;
+      sequence_ = (sequence_ + 1) & INT_MAX;
+      update_readable_locked();
+      return st;
     }
   }
-  if (!ev) st = Status::error(ENOMEM);
-  lockdep::MutexGuard lk(lock_);
-  if (ev && num_events_ == depth_) {
-    delete ev;
-    ev = nullptr;
-  }
-  if (ev) {
-    ++num_events_;
-    append_locked(&ev->node, &ev->header);
-  } else {
-    append_locked(&lost_.node, &lost_.header);
-  }
+  // Full, or no memory for the record: the lost-events header moves to the tail with this sequence number.
+  lost_ = true;
+  lost_sequence_ = sequence_;
+  sequence_ = (sequence_ + 1) & INT_MAX;
+  update_readable_locked();
   return st;
+}
+
+Status VeventQueue::copy_out(std::uint64_t from, std::uint64_t to, std::uint64_t uptr) {
+  const Mm& mm = Mm::current_ref();
+  while (from < to) {
+    unsigned char* src;
+    std::size_t room;
+    {
+      lockdep::MutexGuard lk(lock_);
+      src = at_locked(from, &room);
+    }
+    const std::size_t n = std::min<std::uint64_t>(room, to - from);
+    TRY(mm.copy_to_user(uptr, src, n));
+    uptr += n;
+    from += n;
+  }
+  return {};
 }
 
 Result<std::size_t> VeventQueue::read(std::uint64_t uptr, std::size_t count) {
   constexpr std::size_t kHeader = sizeof(VeventHeader);
   if (count < kHeader) return Status::error(EINVAL);
-  const Mm& mm = Mm::current_ref();
-  std::size_t done = 0;
-  Status err;
-  for (;;) {
-    // Take the head record out; the lost-events header leaves as a copy, its own node going back only if
-    // the copy cannot be handed over and nothing else waits.
-    Event* ev = nullptr;
-    VeventHeader lost_copy{};
-    bool lost = false;
-    {
-      lockdep::MutexGuard lk(lock_);
-      QueueRecord* r = front_locked();
-      if (!r) break;
-      if (is_lost_header(r)) {
-        if (Status st = inject(g_fault_vevent_read); !st.ok()) {
-          err = st;
-          break;
-        }
-        lost_copy = lost_.header;
-        lost = true;
-        lost_queued_ = false;
+  lockdep::MutexGuard reader(read_mu_);
+  // Claim the records that fit, in order: events whose whole record fits, then the lost-events header
+  // (always last) if its 8 bytes fit.
+  std::uint64_t head, end;
+  std::size_t events;
+  bool lost = false;
+  VeventHeader lost_header{kVeventqFlagLostEvents, 0};
+  std::uint32_t claimed_at = 0;  // the sequence when the header was taken
+  {
+    lockdep::MutexGuard lk(lock_);
+    head = head_;
+    const auto first = ends_.begin() + static_cast<std::ptrdiff_t>(ends_first_);
+    events = static_cast<std::size_t>(std::upper_bound(first, ends_.end(), head + count) - first);
+    end = events ? first[static_cast<std::ptrdiff_t>(events - 1)] : head;
+    if (events == 0 && waiting_locked() != 0) return Status::error(EINVAL);  // the first event does not fit
+    if (events == waiting_locked() && lost_ && count - (end - head) >= kHeader) {
+      if (Status st = inject(g_fault_vevent_read); !st.ok()) {
+        if (events == 0) return st;
       } else {
-        ev = as_event(r);
+        lost = true;
+        lost_header.sequence = lost_sequence_;
+        claimed_at = sequence_;
+        lost_ = false;  // taken: a report meanwhile takes its place at the tail
       }
-      remove_locked(r);
-    }
-    const VeventHeader& header = lost ? lost_copy : ev->header;
-    const std::size_t payload = lost ? 0 : ev->len;
-    // Put back what could not be handed over (iommufd_veventq_deliver_restore()).
-    auto restore = [&] {
-      lockdep::MutexGuard lk(lock_);
-      if (!lost) {
-        push_front_locked(&ev->node);
-      } else if (empty_locked()) {
-        push_front_locked(&lost_.node);
-        lost_queued_ = true;
-      }
-    };
-    if (count - done < kHeader) {
-      restore();
-      break;
-    }
-    if (!lost && kHeader + payload > count - done) {
-      restore();
-      if (done == 0) err = Status::error(EINVAL);
-      break;
-    }
-    if (Status st = mm.copy_to_user(uptr + done, &header, kHeader); !st.ok()) {
-      restore();
-      err = Status::error(EFAULT);
-      break;
-    }
-    if (payload) {
-      if (Status st = mm.copy_to_user(uptr + done + kHeader, ev->data.get(), payload); !st.ok()) {
-        restore();
-        err = Status::error(EFAULT);
-        break;
-      }
-    }
-    done += kHeader + payload;
-    if (!lost) {
-      {
-        lockdep::MutexGuard lk(lock_);
-        --num_events_;
-      }
-      delete ev;
     }
   }
-  if (done == 0 && !err.ok()) return err;
+  // The events, in one copy per chunk; if that faults, record by record to find how many made it.
+  std::size_t copied = events;
+  Status fault;
+  if (events && !copy_out(head, end, uptr).ok()) {
+    copied = 0;
+    std::uint64_t at = head;
+    for (; copied < events; ++copied) {
+      std::uint64_t rec_end;
+      {
+        lockdep::MutexGuard lk(lock_);
+        rec_end = ends_[ends_first_ + copied];
+      }
+      if (!copy_out(at, rec_end, uptr + (at - head)).ok()) break;
+      at = rec_end;
+    }
+    fault = Status::error(EFAULT);
+  }
+  std::size_t done = 0;
+  {
+    lockdep::MutexGuard lk(lock_);
+    if (copied) {
+      const std::uint64_t last = ends_[ends_first_ + copied - 1];
+      done = last - head;
+      consume_locked(last);
+      drop_ends_locked(copied);
+    }
+    update_readable_locked();
+  }
+  if (lost) {
+    bool put_back = !fault.ok();
+    if (!put_back) {
+      if (Mm::current_ref().copy_to_user(uptr + done, &lost_header, kHeader).ok()) {
+        done += kHeader;
+      } else {
+        put_back = true;
+        fault = Status::error(EFAULT);
+      }
+    }
+    if (put_back) {
+      // Not handed over (an earlier record faulted, or the header itself): it is still the last record
+      // unless something was reported since, which took its place (the kernel's restore).
+      lockdep::MutexGuard lk(lock_);
+      if (sequence_ == claimed_at) {
+        lost_ = true;
+        lost_sequence_ = lost_header.sequence;
+        update_readable_locked();
+      }
+    }
+  }
+  if (done == 0 && !fault.ok()) return fault;
   return done;
 }
 
 std::uint32_t VeventQueue::event_count() {
   lockdep::MutexGuard lk(lock_);
-  return num_events_;
+  return static_cast<std::uint32_t>(waiting_locked());
 }
 
 void VeventQueue::set_handler(Handler handler) {

@@ -32,9 +32,12 @@
 //   domain.page_table     one software domain's table; every domain operation takes it.
 //   viommu.vdevs          a vIOMMU's virtual-id table; taken under device.mutex (vDEVICE allocation,
 //                         attach), around nothing but the table and a device's cache words.
-//   context.objects       the object table; never held across anything that locks.
 //   viommu.veventqs       a vIOMMU's event queues by type; read while an event is reported into one (so
-//                         across eventq.lock), written to add or remove a queue.
+//                         across eventq.lock), written to add or remove a queue (across
+//                         taking its object's id).
+//   context.objects       the object table; never held across anything that locks.
+//   vevent.read           one vEVENT queue's reader: held across a read's copies out of the queue, and
+//                         across eventq.lock within it; nothing of the engine is held around it.
 //   eventq.lock           one event queue's deliver list and response table; taken under device.mutex to
 //                         deliver a fault; around list moves and the readiness signal of its file only.
 //
@@ -63,6 +66,7 @@ extern lockdep::LockClassKey kViommuQueues;
 extern lockdep::LockClassKey kDomainPageTable;
 extern lockdep::LockClassKey kViommuVdevs;
 extern lockdep::LockClassKey kContextObjects;
+extern lockdep::LockClassKey kVeventRead;
 extern lockdep::LockClassKey kViommuVeventqs;
 extern lockdep::LockClassKey kEventqLock;
 

@@ -91,6 +91,13 @@ class EventQueue : public Object {
     return r;
   }
   void remove_locked(QueueRecord* r) REQUIRES(lock_);
+  // For a derived queue that keeps its records in storage of its own rather than on the deliver list:
+  // whether any wait (the default asks the list), and the signal it gives when that changes (changes only,
+  // as QueueReadiness requires).
+  virtual bool has_records_locked() const REQUIRES(lock_) { return !empty_locked(); }
+  void signal_readable_locked(bool readable) REQUIRES(lock_) {
+    if (readiness_) readiness_->set_readable(readable);
+  }
 
   mutable lockdep::Mutex lock_{lock_order::kEventqLock};
 

@@ -14,10 +14,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "uiommufd/base/result.h"
+#include "uiommufd/lockdep/engine_lock_order.h"
+#include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/objects/event_queue.h"
 
 namespace uiommufd {
@@ -81,29 +85,50 @@ class VeventQueue final : public EventQueue {
   void destroy() override;
 
  private:
-  struct Event;
-  static Event* as_event(QueueRecord* r);
   VeventQueue(Context& ctx, Viommu& viommu, std::uint32_t type, std::uint32_t depth);
   // Off the vIOMMU's list, every waiting event freed, the vIOMMU's user given back (iommufd_veventq_abort()).
   void unlink();
-  // The kernel's iommufd_vevent_handler(): `r` at the tail with the next sequence number, the lost-events
-  // header taken out first when it is the last record.
-  void append_locked(QueueRecord* r, VeventHeader* header) REQUIRES(lock_);
-  void free_events_locked() REQUIRES(lock_);
-  bool is_lost_header(const QueueRecord* r) const { return r == &lost_.node; }
+  bool has_records_locked() const override REQUIRES(lock_) { return waiting_locked() != 0 || lost_; }
+  std::size_t waiting_locked() const REQUIRES(lock_) { return ends_.size() - ends_first_; }
+  // Drops the first `n` entries of ends_ (constant time; the vector is compacted when half is dropped).
+  void drop_ends_locked(std::size_t n) REQUIRES(lock_);
+  // Signals the readiness when whether records wait has changed.
+  void update_readable_locked() REQUIRES(lock_);
+  // Appends `len` bytes at the tail of the stream, growing it by chunks. ENOMEM: nothing appended.
+  Status append_bytes_locked(const void* a, std::size_t alen, const void* b, std::size_t blen)
+      REQUIRES(lock_);
+  // Where stream position `pos` is, and how many bytes follow it in its chunk.
+  unsigned char* at_locked(std::uint64_t pos, std::size_t* room) const REQUIRES(lock_);
+  // Drops [head_, pos) from the stream, freeing the chunks wholly before `pos`.
+  void consume_locked(std::uint64_t pos) REQUIRES(lock_);
+  // Copies stream bytes [from, to) to the caller's memory at `uptr`, chunk by chunk. The bytes are the
+  // reader's (claimed under the lock; only the serialised reader frees chunks), so no lock is held.
+  Status copy_out(std::uint64_t from, std::uint64_t to, std::uint64_t uptr);
 
   Viommu* viommu_;  // with a user, until unlink()
   const std::uint32_t type_;
   const std::uint32_t depth_;
-  struct Lost {
-    QueueRecord node;
-    VeventHeader header{kVeventqFlagLostEvents, 0};
-  };
-  Lost lost_ GUARDED_BY(lock_);
-  bool lost_queued_ GUARDED_BY(lock_) = false;
-  std::uint32_t num_events_ GUARDED_BY(lock_) = 0;
+  // The waiting events are one stream of bytes, each record exactly as a read hands it out (header, then
+  // payload), in chunks of kChunk bytes; a record may span two chunks. So a read of many records is one
+  // claim under the lock and one copy per chunk, with no per-record work but a binary search. Stream
+  // positions count every byte ever appended: [head_, tail_) waits, chunk k holds [k·kChunk, (k+1)·kChunk).
+  static constexpr std::size_t kChunk = 64 * 1024;
+  std::deque<std::unique_ptr<unsigned char[]>> chunks_ GUARDED_BY(lock_);
+  std::uint64_t first_chunk_ GUARDED_BY(lock_) = 0;  // the chunk index of chunks_.front()
+  std::uint64_t head_ GUARDED_BY(lock_) = 0, tail_ GUARDED_BY(lock_) = 0;
+  // The stream position after each waiting event: entries [ends_first_, size) of the vector.
+  std::vector<std::uint64_t> ends_ GUARDED_BY(lock_);
+  std::size_t ends_first_ GUARDED_BY(lock_) = 0;
+  // The lost-events header. Whatever is reported next takes its place at the tail, so when it waits it is
+  // always the last record: a flag and its sequence number are all it needs.
+  bool lost_ GUARDED_BY(lock_) = false;
+  std::uint32_t lost_sequence_ GUARDED_BY(lock_) = 0;
+  bool signalled_ GUARDED_BY(lock_) = false;  // what the readiness was last told
   std::uint32_t sequence_ GUARDED_BY(lock_) = 0;
   std::shared_ptr<const Handler> handler_ GUARDED_BY(lock_);
+  // Serialises readers, which copy out of the stream with the queue's lock released (the kernel's
+  // per-record fetch and restore give concurrent readers no order either).
+  lockdep::Mutex read_mu_{lock_order::kVeventRead};
   bool linked_ = false;
 };
 
