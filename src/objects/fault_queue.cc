@@ -28,7 +28,7 @@ struct FaultQueue::Group : QueueRecord {
   std::uint64_t serial = 0;  // tells a group from a later one at the same address, for a read's restore
   std::uint64_t handle = 0;
   std::uint32_t dev_id = 0;
-  std::uint32_t cookie = 0;  // 0: not read yet
+  std::uint32_t cookie = 0;  // meaningful while the group is in the response table
   std::uint32_t count = 0;
   PageRequest one;                         // count == 1
   std::unique_ptr<PageRequest[]> several;  // count > 1
@@ -64,21 +64,30 @@ Result<std::uint32_t> FaultQueue::create(Context& ctx) {
 Result<std::uint32_t> FaultQueue::alloc_cookie_locked(Group* g) {
   lock_.assert_held();
   TRY(inject(g_fault_response));
-  std::uint32_t c = std::max<std::uint32_t>(lowest_free_, 1);
-  while (c < table_.size() && table_[c] != nullptr) ++c;
-  if (c >= table_.size()) {
-    // Cookies are 32-bit (xa_limit_32b): the kernel's xa_alloc is EBUSY when none is free.
-    if (table_.size() > std::numeric_limits<std::uint32_t>::max()) return Status::error(EBUSY);
-    try {
-      if (table_.empty()) table_.push_back(nullptr);  // cookie 0 is never handed out
-      c = static_cast<std::uint32_t>(table_.size());
-      table_.push_back(nullptr);
-    } catch (const std::bad_alloc&) {
-      return Status::error(ENOMEM);
+  try {
+    if (table_.empty()) table_.push_back(nullptr);  // index 0
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  std::uint32_t c = 0;
+  if (zero_ != ZeroCookie::kFree) {
+    c = std::max<std::uint32_t>(lowest_free_, 1);
+    while (c < table_.size() && table_[c] != nullptr) ++c;
+    if (c >= table_.size()) {
+      // Cookies are 32-bit (xa_limit_32b): the kernel's xa_alloc is EBUSY when none is free.
+      if (table_.size() > std::numeric_limits<std::uint32_t>::max()) return Status::error(EBUSY);
+      try {
+        table_.push_back(nullptr);
+      } catch (const std::bad_alloc&) {
+        return Status::error(ENOMEM);
+      }
+      c = static_cast<std::uint32_t>(table_.size() - 1);
     }
+    lowest_free_ = c + 1;
+  } else {
+    zero_ = ZeroCookie::kUsed;
   }
   table_[c] = g;
-  lowest_free_ = c + 1;
   ++outstanding_;
   return c;
 }
@@ -87,13 +96,23 @@ void FaultQueue::free_cookie_locked(std::uint32_t cookie) {
   lock_.assert_held();
   table_[cookie] = nullptr;
   --outstanding_;
-  lowest_free_ = std::min(lowest_free_, cookie);
+  if (cookie == 0)
+    zero_ = ZeroCookie::kFree;
+  else
+    lowest_free_ = std::min(lowest_free_, cookie);
   while (table_.size() > 1 && table_.back() == nullptr) table_.pop_back();
 }
 
 FaultQueue::Group* FaultQueue::lookup_cookie_locked(std::uint32_t cookie) const {
   lock_.assert_held();
-  return cookie != 0 && cookie < table_.size() ? table_[cookie] : nullptr;
+  return cookie < table_.size() ? table_[cookie] : nullptr;
+}
+
+void FaultQueue::erase_missing_locked(std::uint32_t cookie) {
+  lock_.assert_held();
+  // Only index 0 holds something that is not a group: the placeholder, present while other cookies are
+  // out (an empty array has none to erase).
+  if (cookie == 0 && zero_ == ZeroCookie::kPlaceholder && outstanding_ > 0) zero_ = ZeroCookie::kFree;
 }
 
 void FaultQueue::answer_all(QueueRecord* chain, PageResponseCode code) {
@@ -249,6 +268,7 @@ Result<std::size_t> FaultQueue::write(std::uint64_t uptr, std::size_t count) {
         }
         Group* g = lookup_cookie_locked(resp[i].cookie);
         if (!g) {
+          erase_missing_locked(resp[i].cookie);
           rc = Status::error(EINVAL);
           break;
         }
@@ -289,7 +309,7 @@ void FaultQueue::auto_respond(std::uint64_t handle) {
       }
       r = next;
     }
-    for (std::uint32_t c = 1; c < table_.size(); ++c) {
+    for (std::uint32_t c = 0; c < table_.size(); ++c) {
       Group* g = table_[c];
       if (!g || g->handle != handle) continue;
       free_cookie_locked(c);
@@ -310,7 +330,7 @@ void FaultQueue::destroy() {
       r->next = chain;
       chain = r;
     }
-    for (std::uint32_t c = 1; c < table_.size(); ++c) {
+    for (std::uint32_t c = 0; c < table_.size(); ++c) {
       Group* g = table_[c];
       if (!g) continue;
       g->next = chain;
@@ -319,6 +339,7 @@ void FaultQueue::destroy() {
     table_.clear();
     outstanding_ = 0;
     lowest_free_ = 1;
+    zero_ = ZeroCookie::kPlaceholder;
   }
   answer_all(chain, PageResponseCode::kInvalid);
   set_readiness(nullptr);

@@ -370,6 +370,32 @@ TEST_F(FaultQueueTest, CookiesAreTheLowestFreeFromOne) {
   EXPECT_EQ(m[0].cookie, 2u);
 }
 
+// The kernel's XA_FLAGS_ALLOC1 response table: index 0 is busy until it is erased while a node exists.
+TEST_F(FaultQueueTest, CookieZeroIsHandedOutOnceAResponseToItFreedIt) {
+  attach_fault_hwpt();
+  ASSERT_TRUE(report(1).ok());
+  FaultMessage m[2] = {};
+  ASSERT_EQ(*read(m, 1), sizeof(FaultMessage));
+  EXPECT_EQ(m[0].cookie, 1u);
+  EXPECT_EQ(respond(0).status().error(), EINVAL);  // no group, but the placeholder goes
+  ASSERT_TRUE(respond(1).ok());
+  ASSERT_TRUE(report(2).ok());
+  ASSERT_TRUE(report(3).ok());
+  ASSERT_EQ(*read(m, 2), 2 * sizeof(FaultMessage));
+  EXPECT_EQ(m[0].cookie, 0u);
+  EXPECT_EQ(m[1].cookie, 1u);
+  EXPECT_TRUE(respond(0).ok());  // cookie 0 now names the group
+}
+
+TEST_F(FaultQueueTest, ResponseWithCookieZeroOnAnEmptyTableChangesNothing) {
+  attach_fault_hwpt();
+  EXPECT_EQ(respond(0).status().error(), EINVAL);
+  ASSERT_TRUE(report(1).ok());
+  FaultMessage m{};
+  ASSERT_EQ(*read(&m, 1), sizeof m);
+  EXPECT_EQ(m.cookie, 1u);
+}
+
 TEST_F(FaultQueueTest, ManyGroupsInOneRead) {
   attach_fault_hwpt();
   constexpr std::uint32_t kN = 40;  // more than one batch

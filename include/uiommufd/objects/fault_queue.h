@@ -4,10 +4,11 @@
 // page request, a group's records together, each carrying the group's cookie) and answers each group once
 // by writing a FaultResponse with that cookie. docs/semantics.md#fault-queues has the rules.
 //
-// A group's life: delivered (on the deliver list, readable) → read (its cookie allocated, lowest free from
-// 1, as the kernel's xa_alloc; in the response table) → answered (the device is told, the group freed). A
-// group also ends, answered INVALID, when the attachment that raised it goes (auto_respond(), the kernel's
-// iommufd_auto_response_faults() on detach and replace) and when the queue is destroyed.
+// A group's life: delivered (on the deliver list, readable) → read (its cookie allocated, lowest free, as
+// the kernel's xa_alloc on an XA_FLAGS_ALLOC1 array; in the response table) → answered (the device is told,
+// the group freed). A group also ends, answered INVALID, when the attachment that raised it goes
+// (auto_respond(), the kernel's iommufd_auto_response_faults() on detach and replace) and when the queue is
+// destroyed.
 //
 // Thread safety: every method may be called from any thread. No lock is held across a user copy or a
 // responder; the deliver lock (EventQueue::lock()) guards the list and the response table.
@@ -137,11 +138,21 @@ class FaultQueue final : public EventQueue {
   Result<std::uint32_t> alloc_cookie_locked(Group* g) REQUIRES(lock_);
   void free_cookie_locked(std::uint32_t cookie) REQUIRES(lock_);
   Group* lookup_cookie_locked(std::uint32_t cookie) const REQUIRES(lock_);
+  // A response with a cookie that names no group: the kernel's xa_erase() of it, which for cookie 0 can
+  // free the index the array kept busy (below).
+  void erase_missing_locked(std::uint32_t cookie) REQUIRES(lock_);
   // Answers and frees a chain of groups linked through their list nodes; no lock held.
   static void answer_all(QueueRecord* chain, PageResponseCode code);
 
-  std::vector<Group*> table_ GUARDED_BY(lock_);  // [0] unused; null = free
-  std::uint32_t lowest_free_ GUARDED_BY(lock_) = 1;
+  std::vector<Group*> table_ GUARDED_BY(lock_);      // null = free; [0] only while zero_ is kUsed
+  std::uint32_t lowest_free_ GUARDED_BY(lock_) = 1;  // no free cookie >= 1 below it
+  // Cookie 0, as the kernel's XA_FLAGS_ALLOC1 xarray treats index 0 (lib/xarray.c, XA_FLAGS_ZERO_BUSY):
+  // busy while the array is as it was made (kPlaceholder: no entry, or a placeholder entry in the first
+  // node), so the first cookie is 1; but erasing index 0 while a node exists (a response with cookie 0
+  // while other groups are read), or erasing a group that got 0, frees the placeholder for good (kFree),
+  // and 0 is then handed out like any other cookie (kUsed) until the queue goes.
+  enum class ZeroCookie : std::uint8_t { kPlaceholder, kFree, kUsed };
+  ZeroCookie zero_ GUARDED_BY(lock_) = ZeroCookie::kPlaceholder;
   std::size_t outstanding_ GUARDED_BY(lock_) = 0;
   std::uint64_t next_serial_ GUARDED_BY(lock_) = 1;
   std::shared_ptr<const Handler> handler_ GUARDED_BY(lock_);
