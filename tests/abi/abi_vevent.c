@@ -16,24 +16,6 @@
 
 #include "abi.h"
 
-#define IOMMU_VEVENTQ_ALLOC ABI_IO(0x93)
-#define IOMMU_VEVENTQ_TYPE_SELFTEST 0xbeefbeefu
-#define IOMMU_VEVENTQ_FLAG_LOST_EVENTS 1u
-#define VEVENTQ_MAX_DEPTH (1u << 19)
-#define HDR 8
-#define REC 12 /* a header and struct iommu_viommu_event_selftest */
-
-struct iommu_veventq_alloc {
-  uint32_t size;
-  uint32_t flags;
-  uint32_t viommu_id;
-  uint32_t type;
-  uint32_t veventq_depth;
-  uint32_t out_veventq_id;
-  uint32_t out_veventq_fd;
-  uint32_t __reserved;
-};
-
 static int veventq_alloc_full(int fd, uint32_t flags, uint32_t reserved, uint32_t viommu, uint32_t type,
                               uint32_t depth, uint32_t* id, int* qfd) {
   struct iommu_veventq_alloc c = {.size = sizeof(c),

@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include "dispatch_fixture.h"
 #include "stress_baseline.h"
 #include "testing/test_fd_host.h"
 
@@ -30,7 +31,6 @@ namespace uiommufd {
 namespace {
 
 using uapi::testing::make_test_cmd;
-using uapi::testing::TestFdHost;
 constexpr auto kRunTime = std::chrono::milliseconds(1500);
 
 struct Counter {
@@ -40,10 +40,8 @@ struct Counter {
   }
 };
 
-class FaultStressTest : public ::testing::Test {
+class FaultStressTest : public DispatchFixture {
  protected:
-  int call(unsigned long cmd, void* arg) { return host_.ioctl(fd_, cmd, arg) < 0 ? errno : 0; }
-  int test(uapi::iommu_test_cmd& c) { return call(uapi::IOMMU_TEST_CMD, &c); }
   std::uint32_t alloc_queue(int* qfd) {
     uapi::iommu_fault_alloc a{sizeof(a), 0, 0, 0};
     EXPECT_EQ(call(uapi::IOMMU_FAULT_QUEUE_ALLOC, &a), 0);
@@ -67,22 +65,12 @@ class FaultStressTest : public ::testing::Test {
     *stdev = c.mock_domain.out_stdev_id;
     *idev = c.mock_domain.out_idev_id;
   }
-  int replace(std::uint32_t stdev, std::uint32_t pt) {
-    uapi::iommu_test_cmd c = make_test_cmd(uapi::IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev);
-    c.mock_domain_replace.pt_id = pt;
-    return test(c);
-  }
   int trigger(std::uint32_t idev, std::uint32_t grpid) {
     uapi::iommu_test_cmd c = make_test_cmd(uapi::IOMMU_TEST_OP_TRIGGER_IOPF, 0);
     c.trigger_iopf.dev_id = idev;
     c.trigger_iopf.grpid = grpid;
     return test(c);
   }
-  int destroy(std::uint32_t id) {
-    uapi::iommu_destroy d{sizeof(d), id};
-    return call(uapi::IOMMU_DESTROY, &d);
-  }
-  Context& ctx() { return static_cast<uapi::IommufdFile&>(*host_.lookup(fd_)).context(); }
   // Reads what waits on `file` and answers each group; the number of groups answered.
   static int drain(uapi::OpenFile& file) {
     uapi::iommu_hwpt_pgfault m[8];
@@ -98,8 +86,6 @@ class FaultStressTest : public ::testing::Test {
     return answered;
   }
 
-  TestFdHost host_;
-  int fd_ = -1;
   std::uint32_t ioas_ = 0;
 };
 

@@ -35,6 +35,13 @@
  * printed; DMABUF_REVOKE and un-revoke, of a slot, an iommufd or no descriptor) and IOMMU_IOAS_MAP_FILE of a
  * slot's descriptor (ranges inside and past the buffer); the areas made join the ranges other steps pick.
  *
+ * The virtual IOMMU, about one step in nine (op_viommu()): VIOMMU_ALLOC on NEST_PARENT HWPTs mostly (with the
+ * mock's data and its mmap region reported now and then, bad types and lengths sometimes), VDEVICE_ALLOC
+ * with virtual ids that collide, nested HWPTs on a vIOMMU with the mock device moved onto them, vIOMMU
+ * invalidations of the devices' caches, VEVENTQ_ALLOC into four descriptor slots, TRIGGER_VEVENT followed by
+ * a read of a slot (short counts sometimes; each record printed), and HW_QUEUE_ALLOC over mapped and random
+ * IOVAs (whose pins make later unmaps EBUSY).
+ *
  * Kept out of reach: a kernel WARN. Destroying a mock device, or releasing its context, while one of its
  * PASIDs (not 0) is attached makes Linux 7.2 warn (see struct pasid_rec), so the attachments the printed
  * results show are detached first, as steps marked "(before destroy)", "(before close)" or "(before the
@@ -59,7 +66,9 @@
 
 /* K_HWPT: a paging HWPT (automatic or allocated); K_HWPT_NESTED: a nested one (IOMMU_HWPT_ALLOC on an HWPT).
  */
-enum kind { K_IOAS, K_HWPT, K_STDEV, K_IDEV, K_HWPT_NESTED, K_NKINDS };
+/* K_VIOMMU: a vIOMMU (its link: its parent HWPT); K_VDEV: a vDEVICE; K_VOBJ: a vEVENT queue or a hardware
+ * queue, which only IOMMU_DESTROY and the end of the run act on. */
+enum kind { K_IOAS, K_HWPT, K_STDEV, K_IDEV, K_HWPT_NESTED, K_VIOMMU, K_VDEV, K_VOBJ, K_NKINDS };
 
 /* What the printed values say about an HWPT (id_rec.flags of K_HWPT / K_HWPT_NESTED). */
 enum {
@@ -1080,6 +1089,154 @@ static void op_mock_domain_replace(int c, uint32_t stdev, uint32_t pt) {
   }
 }
 
+/* The virtual IOMMU: VIOMMU_ALLOC (with the mock's data now and then), VDEVICE_ALLOC, a nested HWPT on a
+ * vIOMMU and a mock device moved onto it, an invalidation of the vIOMMU (the devices' caches), VEVENTQ_ALLOC
+ * with its fd, TRIGGER_VEVENT and a read of the queue, HW_QUEUE_ALLOC over a mapped or random IOVA. */
+#define NVQ 4
+static int vq_fds[NVQ] = {-1, -1, -1, -1};
+static void op_viommu(int c) {
+  ensure_idev(c);
+  const unsigned roll = pick(100);
+  const int fd = ctxs[c].fd;
+  uint32_t id = 0;
+  if (roll < 12 || !has_kind(c, K_VIOMMU, 0)) {
+    if (!has_kind(c, K_HWPT, R_NEST_PARENT) && chance(80)) {
+      op_hwpt_alloc(c, 1, IOMMU_HWPT_ALLOC_NEST_PARENT, 0, 0);
+      step_no++;
+    }
+    const uint32_t dev = pick_live(c, K_IDEV, 0), parent = pick_with(c, K_HWPT, R_NEST_PARENT, 85);
+    const uint32_t type = chance(92) ? IOMMU_VIOMMU_TYPE_SELFTEST : (chance(50) ? 0 : 0xdead);
+    struct iommu_viommu_selftest data = {.in_data = (uint32_t)rnd()};
+    const uint32_t len = chance(60) ? 0 : (uint32_t[]){24, 8, 4, 25}[pick(4)];
+    begin("viommu_alloc");
+    add(" ctx=%d dev=%u hwpt=%u type=0x%x data_len=%u", c, dev, parent, type, len);
+    int r = viommu_alloc_full(fd, sizeof(struct iommu_viommu_alloc), 0, type, dev, parent, &data, len, &id);
+    result(r);
+    add(" id=%u out_data=0x%x mmap=0x%llx+0x%llx", id, data.out_data,
+        (unsigned long long)data.out_mmap_offset, (unsigned long long)data.out_mmap_length);
+    end();
+    if (r == 0) remember_new(c, id, K_VIOMMU, 0, parent);
+    return;
+  }
+  const uint32_t viommu = pick_live(c, K_VIOMMU, 0);
+  if (roll < 34) {
+    const uint32_t dev = pick_live(c, K_IDEV, 0);
+    const uint64_t virt_id = pick(4) * 0x11;
+    begin("vdevice_alloc");
+    add(" ctx=%d viommu=%u dev=%u virt_id=0x%llx", c, viommu, dev, (unsigned long long)virt_id);
+    int r = vdevice_alloc(fd, viommu, dev, virt_id, &id);
+    result(r);
+    add(" id=%u", id);
+    end();
+    if (r == 0) remember_new(c, id, K_VDEV, 0, dev);
+    return;
+  }
+  if (roll < 50) {
+    const uint32_t dev = pick_live(c, K_IDEV, 0);
+    const uint32_t flags = chance(20) ? IOMMU_HWPT_ALLOC_PASID : 0;
+    begin("hwpt_alloc_on_viommu");
+    add(" ctx=%d dev=%u viommu=%u flags=0x%x", c, dev, viommu, flags);
+    const uint32_t r = (uint32_t)hwpt_alloc_nested(fd, dev, viommu, flags, IOMMU_TEST_IOTLB_DEFAULT, &id);
+    result((int)r);
+    add(" id=%u", id);
+    end();
+    struct id_rec* vrec = find_id(c, viommu);
+    if (r != 0) return;
+    struct id_rec* rec = remember_new(c, id, K_HWPT_NESTED, flags ? R_PASID : 0, vrec ? vrec->link : 0);
+    if (rec)
+      for (int i = 0; i < MOCK_NESTED_DOMAIN_IOTLB_NUM; i++) rec->iotlb[i] = IOMMU_TEST_IOTLB_DEFAULT;
+    /* Its device onto it, mostly. */
+    struct id_rec* d = find_id(c, dev);
+    if (d && d->kind == K_IDEV && chance(75)) {
+      step_no++;
+      op_mock_domain_replace(c, d->link, id);
+    }
+    return;
+  }
+  if (roll < 62) {
+    uint32_t n = pick(3);
+    struct iommu_viommu_invalidate_selftest e[2];
+    for (uint32_t i = 0; i < 2; i++) {
+      unsigned f = pick(100);
+      e[i].flags = f < 75 ? 0 : f < 92 ? IOMMU_TEST_INVALIDATE_FLAG_ALL : 1u << (1 + pick(31));
+      e[i].vdev_id = pick(4) * 0x11;
+      e[i].cache_id = chance(90) ? pick(4) : 4;
+    }
+    const uint32_t type = chance(92) ? IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST : 0;
+    begin("viommu_invalidate");
+    add(" ctx=%d viommu=%u type=0x%x num=%u", c, viommu, type, n);
+    for (uint32_t i = 0; i < n; i++) add(" [0x%x,0x%x,%u]", e[i].flags, e[i].vdev_id, e[i].cache_id);
+    int r = hwpt_invalidate(fd, viommu, e, type, sizeof(e[0]), &n);
+    result(r);
+    add(" num=%u", n);
+    end();
+    return;
+  }
+  if (roll < 74) {
+    const int slot = (int)pick(NVQ);
+    if (vq_fds[slot] >= 0) close(vq_fds[slot]);
+    vq_fds[slot] = -1;
+    struct iommu_veventq_alloc q = {.size = sizeof(q),
+                                    .viommu_id = viommu,
+                                    .type = chance(85) ? IOMMU_VEVENTQ_TYPE_SELFTEST : pick(3),
+                                    .veventq_depth = chance(90) ? 1 + pick(4) : 0};
+    begin("veventq_alloc");
+    add(" ctx=%d viommu=%u type=0x%x depth=%u", c, viommu, q.type, q.veventq_depth);
+    int r = abi_ioctl(fd, IOMMU_VEVENTQ_ALLOC, &q);
+    result(r);
+    add(" id=%u", r == 0 ? q.out_veventq_id : 0);
+    end();
+    if (r == 0) {
+      vq_fds[slot] = (int)q.out_veventq_fd;
+      remember_new(c, q.out_veventq_id, K_VOBJ, 0, viommu);
+    }
+    return;
+  }
+  if (roll < 90) {
+    const uint32_t dev = pick_live(c, K_IDEV, 0);
+    begin("trigger_vevent");
+    add(" ctx=%d dev=%u", c, dev);
+    struct iommu_test_cmd t = {.size = sizeof(t), .op = IOMMU_TEST_OP_TRIGGER_VEVENT};
+    memcpy(&t.a, &dev, sizeof(dev));
+    result(abi_ioctl(fd, IOMMU_TEST_CMD, &t));
+    end();
+    const int slot = (int)pick(NVQ);
+    if (vq_fds[slot] < 0) return;
+    uint32_t buf[3 * 8];
+    const size_t want = chance(80) ? sizeof(buf) : (size_t)(pick(3) * 4 + 4);
+    errno = 0;
+    const ssize_t got = read(vq_fds[slot], buf, want);
+    step_no++;
+    begin("veventq_read");
+    add(" slot=%d count=%zu -> %zd errno=%s", slot, want, got < 0 ? (ssize_t)-1 : got,
+        abi_errno_name(got < 0 ? errno : 0));
+    for (ssize_t at = 0; got > 0 && at + 8 <= got;) {
+      add(" [0x%x,%u", buf[at / 4], buf[at / 4 + 1]);
+      if (buf[at / 4] & 1) {
+        add("]");
+        at += 8;
+      } else {
+        add(",0x%x]", buf[at / 4 + 2]);
+        at += 12;
+      }
+    }
+    end();
+    return;
+  }
+  const struct map_rec* m = chance(80) ? pick_map(c) : NULL;
+  const uint64_t iova = m ? m->iova + (chance(20) ? 0x800 : 0) : pick_iova(c);
+  const uint64_t len = chance(85) ? (chance(50) ? PAGE_SZ : 0x800) : pick_len();
+  const uint32_t index = chance(90) ? pick(2) : 2;
+  begin("hw_queue_alloc");
+  add(" ctx=%d viommu=%u index=%u iova=0x%llx len=0x%llx", c, viommu, index, (unsigned long long)iova,
+      (unsigned long long)len);
+  int r = hw_queue_alloc(fd, viommu, chance(92) ? IOMMU_HW_QUEUE_TYPE_SELFTEST : 0, index, iova, len, &id);
+  result(r);
+  add(" id=%u", id);
+  end();
+  if (r == 0) remember_new(c, id, K_VOBJ, 0, viommu);
+}
+
 static uint32_t pick_pasid(void) {
   unsigned roll = pick(100);
   return roll < 8    ? 0
@@ -1823,7 +1980,8 @@ int main(int argc, char** argv) {
                                     3,
                                     7,
                                     /* dirty tracking */ 9,
-                                    /* dma-buf */ 3};
+                                    /* dma-buf */ 3,
+                                    /* vIOMMU, vDEVICE, queues */ 8};
   unsigned total = 0;
   for (size_t i = 0; i < sizeof(weight) / sizeof(weight[0]); i++) total += weight[i];
 
@@ -1937,8 +2095,11 @@ int main(int argc, char** argv) {
       case 30:
         op_dirty(c);
         break;
-      default:
+      case 31:
         op_dmabuf(c);
+        break;
+      default:
+        op_viommu(c);
         break;
     }
   }
@@ -1956,6 +2117,9 @@ int main(int argc, char** argv) {
   }
   for (int d = 0; d < NDMABUF; d++)
     if (dmabufs[d] >= 0) close(dmabufs[d]);
+  /* A vEVENT queue's fd holds its context (and the hardware queues' pins in it). */
+  for (int q = 0; q < NVQ; q++)
+    if (vq_fds[q] >= 0) close(vq_fds[q]);
   int fd = open("/dev/iommu", O_RDWR);
   begin("final_refs");
   int worst = 0;
