@@ -76,9 +76,10 @@ void VeventQueue::abort_reserved() {
 }
 
 void VeventQueue::unlink() {
-  if (!linked_) return;
-  linked_ = false;
-  {
+  // Also for a queue that never made it onto the list (its id could not be had): its user of the vIOMMU,
+  // taken at construction, goes either way.
+  if (!viommu_) return;
+  if (std::exchange(linked_, false)) {
     lockdep::WriteGuard g(viommu_->veventqs_mu_);
     auto& list = viommu_->veventqs_;
     list.erase(std::remove_if(list.begin(), list.end(),

@@ -428,6 +428,26 @@ TEST_F(VeventTest, CreationChecksFlagsTypeDepthAndOneQueuePerType) {
   EXPECT_TRUE(VeventQueue::create(*viommu_, kVeventqTypeSelftest, 1).ok());
 }
 
+// A queue whose creation fails at any site gives its user of the vIOMMU back.
+TEST_F(VeventTest, FailedCreationsLeaveTheViommuDestroyable) {
+  const std::size_t objects = ctx_->object_count();
+  SweepResult r = sweep_fail_nth([] {},
+                                 [&]() -> Status {
+                                   Result<std::uint32_t> q =
+                                       VeventQueue::create(*viommu_, kVeventqTypeSelftest, 2);
+                                   if (q.ok()) {
+                                     EXPECT_TRUE(ctx_->destroy(*q).ok());
+                                   }
+                                   return q.status();
+                                 },
+                                 [&](unsigned, Status) {
+                                   EXPECT_EQ(ctx_->object_count(), objects);
+                                   EXPECT_EQ(viommu_->users(), 2u);  // the table's and the test's
+                                 });
+  EXPECT_TRUE(r.final_status.ok());
+  EXPECT_GE(r.sites_failed, 1u);
+}
+
 TEST_F(VeventTest, OverflowQueuesOneLostHeaderAndSequencesCountEveryReport) {
   EXPECT_EQ(report(1).error(), EOPNOTSUPP);
   auto id = VeventQueue::create(*viommu_, kVeventqTypeSelftest, 2);

@@ -10,13 +10,14 @@
  * TEST_OP_DIRTY, GET_DIRTY_BITMAP and tracking off; the IOAS maps with IOMMU_OPTION_HUGE_PAGES=0 so that
  * every page is its own entry on the kernel too, and the bitmap of the completing run is printed. A fourth
  * sweeps the virtual IOMMU: VIOMMU_ALLOC with data, a nested HWPT on it, VDEVICE_ALLOC, the device onto the
- * nested HWPT, a vIOMMU invalidation, DEV_CHECK_CACHE, HW_QUEUE_ALLOC and its destroy. A fifth sweeps
+ * nested HWPT, a vIOMMU invalidation, DEV_CHECK_CACHE, HW_QUEUE_ALLOC and its destroy, VEVENTQ_ALLOC,
+ * TRIGGER_VEVENT and a read of the queue. A fifth sweeps
  * dma-buf: DMABUF_GET, MAP_FILE of it into an IOAS with a mock domain, a copy into a second IOAS with a
  * domain, a revoke, a domain attached after the revoke, an un-revoke and a second import, and the unmaps;
  * its teardown also checks that no descriptor was left open (the lowest free fd is what it was).
- * A sixth sweeps fault queues: IOMMU_FAULT_QUEUE_ALLOC, HWPT_ALLOC with the queue, a replace onto it, TRIGGER_IOPF,
- * a read of the fault and the write of its response; a delivery that failed leaves nothing to read, and the
- * completing run must have read and answered one fault.
+ * A sixth sweeps fault queues: IOMMU_FAULT_QUEUE_ALLOC, HWPT_ALLOC with the queue, a replace onto it,
+ * TRIGGER_IOPF, a read of the fault and the write of its response; a delivery that failed leaves nothing to
+ * read, and the completing run must have read and answered one fault.
  *
  * Only deterministic results are printed: the number of sites differs between kernels and uiommufd. */
 #include <sys/syscall.h>
@@ -33,6 +34,7 @@ struct state {
   uint32_t stdev; /* the PASID sweep's device, 0 until it exists */
   int dmabuf_fd;  /* the dma-buf sweep's buffer, -1 until it exists */
   int fault_fd;   /* the fault sweep's queue fd, -1 until it exists */
+  int veventq_fd; /* the vIOMMU sweep's event queue fd, -1 until it exists */
 };
 
 /* The lowest free descriptor with everything closed, while the dma-buf sweep runs (-1: not checked). */
@@ -47,6 +49,7 @@ static int setup(struct state* s) {
   s->stdev = 0;
   s->dmabuf_fd = -1;
   s->fault_fd = -1;
+  s->veventq_fd = -1;
   if (s->fd < 0) return -errno;
   int r = ioas_alloc(s->fd, &s->ioas);
   if (r) return r;
@@ -131,6 +134,16 @@ static int run_viommu(struct state* s, uint8_t* buf) {
   if ((r = dev_check_cache(s->fd, idev, 3, 0))) return r;
   if ((r = hw_queue_alloc(s->fd, viommu, IOMMU_HW_QUEUE_TYPE_SELFTEST, 0, iova, PAGE_SZ, &queue))) return r;
   if ((r = destroy_id(s->fd, queue))) return r;
+  struct iommu_veventq_alloc q = {
+      .size = sizeof(q), .viommu_id = viommu, .type = IOMMU_VEVENTQ_TYPE_SELFTEST, .veventq_depth = 2};
+  if ((r = abi_ioctl(s->fd, IOMMU_VEVENTQ_ALLOC, &q))) return r;
+  s->veventq_fd = (int)q.out_veventq_fd;
+  struct iommu_test_cmd t = {.size = sizeof(t), .op = IOMMU_TEST_OP_TRIGGER_VEVENT};
+  memcpy(&t.a, &idev, sizeof(idev));
+  if ((r = abi_ioctl(s->fd, IOMMU_TEST_CMD, &t))) return r;
+  uint32_t rec[3];
+  /* A failed record allocation queues the lost-events header (8 bytes) instead of the event (12). */
+  if (read(s->veventq_fd, rec, sizeof(rec)) < 0) return -errno;
   return mock_domain_replace(s->fd, stdev, parent, NULL);
 }
 
@@ -221,6 +234,7 @@ static int teardown(struct state* s, uint8_t* buf) {
   if (s->access_fd >= 0 && close(s->access_fd)) bad = 1;
   if (s->dmabuf_fd >= 0 && close(s->dmabuf_fd)) bad = 1;
   if (s->fault_fd >= 0 && close(s->fault_fd)) bad = 1;
+  if (s->veventq_fd >= 0 && close(s->veventq_fd)) bad = 1;
   if (close(s->fd)) bad = 1;
   if (fd_baseline >= 0) {
     int probe = open("/dev/null", O_RDONLY);
