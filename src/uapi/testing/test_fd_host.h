@@ -48,8 +48,14 @@ class TestFdHost : public FdHost {
     try {
       auto r = std::make_shared<Readiness>(fd, face);
       std::lock_guard<std::mutex> g(mu_);
-      files_[fd] = std::move(file);
+      // Both entries or neither: a file left behind by a failed install would outlive its queue.
       readiness_[fd] = r;
+      try {
+        files_[fd] = std::move(file);
+      } catch (const std::bad_alloc&) {
+        readiness_.erase(fd);
+        throw;
+      }
       *readiness = std::move(r);
     } catch (const std::bad_alloc&) {
       ::close(fd);
