@@ -40,7 +40,9 @@
  * with virtual ids that collide, nested HWPTs on a vIOMMU with the mock device moved onto them, vIOMMU
  * invalidations of the devices' caches, VEVENTQ_ALLOC into four descriptor slots, TRIGGER_VEVENT followed by
  * a read of a slot (short counts sometimes; each record printed), and HW_QUEUE_ALLOC over mapped and random
- * IOVAs (whose pins make later unmaps EBUSY).
+ * IOVAs (whose pins make later unmaps EBUSY). Fault queues, about one step in fifteen (op_fault()):
+ * FAULT_QUEUE_ALLOC, fault-capable HWPTs with a mock device moved onto them, TRIGGER_IOPF, reads of the
+ * queue's fd and responses.
  *
  * Kept out of reach: a kernel WARN. Destroying a mock device, or releasing its context, while one of its
  * PASIDs (not 0) is attached makes Linux 7.2 warn (see struct pasid_rec), so the attachments the printed
@@ -1237,6 +1239,95 @@ static void op_viommu(int c) {
   if (r == 0) remember_new(c, id, K_VOBJ, 0, viommu);
 }
 
+/* Fault queues: FAULT_QUEUE_ALLOC into two descriptor slots, HWPT_ALLOC with FAULT_ID_VALID (a queue's id
+ * mostly, a wrong id now and then) with a mock device moved onto it, TRIGGER_IOPF, a read of a slot's fd
+ * (records printed; short and unaligned counts sometimes) and the write of a response (the cookie read, or a
+ * bad cookie or code now and then). */
+#define NFQ 2
+static int fq_fds[NFQ] = {-1, -1};
+static uint32_t fq_cookie;
+static void op_fault(int c) {
+  ensure_idev(c);
+  const int fd = ctxs[c].fd;
+  const unsigned roll = pick(100);
+  const int slot = (int)pick(NFQ);
+  uint32_t id = 0;
+  if (roll < 15 || (fq_fds[slot] < 0 && roll < 50)) {
+    if (fq_fds[slot] >= 0) close(fq_fds[slot]);
+    fq_fds[slot] = -1;
+    int qfd = -1;
+    begin("fault_alloc");
+    add(" ctx=%d slot=%d", c, slot);
+    const int r = fault_alloc(fd, &id, &qfd);
+    result(r);
+    add(" id=%u", r == 0 ? id : 0);
+    end();
+    if (r == 0) {
+      fq_fds[slot] = qfd;
+      remember_new(c, id, K_VOBJ, 0, 0);
+    }
+    return;
+  }
+  if (roll < 40) {
+    const uint32_t dev = pick_live(c, K_IDEV, 0);
+    const uint32_t fault = chance(85) ? pick_live(c, K_VOBJ, 0) : pick_id(c, (enum kind)pick(K_NKINDS));
+    const uint32_t pt = chance(80) ? pick_live(c, K_IOAS, 0) : pick_with(c, K_HWPT, R_NEST_PARENT, 80);
+    const int nested = find_id(c, pt) && find_id(c, pt)->kind == K_HWPT;
+    struct iommu_hwpt_selftest data = {.iotlb = IOMMU_TEST_IOTLB_DEFAULT};
+    begin("hwpt_alloc_fault");
+    add(" ctx=%d dev=%u pt=%u fault=%u", c, dev, pt, fault);
+    const int r = hwpt_alloc_full(fd, IOMMU_HWPT_FAULT_ID_VALID, dev, pt,
+                                  nested ? IOMMU_HWPT_DATA_SELFTEST : IOMMU_HWPT_DATA_NONE,
+                                  nested ? &data : NULL, nested ? sizeof(data) : 0, fault, &id);
+    result(r);
+    add(" id=%u", id);
+    end();
+    if (r != 0) return;
+    struct id_rec* rec = remember_new(c, id, nested ? K_HWPT_NESTED : K_HWPT, 0, nested ? pt : 0);
+    if (rec && nested)
+      for (int i = 0; i < MOCK_NESTED_DOMAIN_IOTLB_NUM; i++) rec->iotlb[i] = IOMMU_TEST_IOTLB_DEFAULT;
+    struct id_rec* d = find_id(c, dev);
+    if (d && d->kind == K_IDEV && chance(80)) {
+      step_no++;
+      op_mock_domain_replace(c, d->link, id);
+    }
+    return;
+  }
+  if (roll < 65) {
+    const uint32_t dev = pick_live(c, K_IDEV, 0);
+    const uint32_t pasid = chance(85) ? 0 : 1;
+    begin("trigger_iopf");
+    add(" ctx=%d dev=%u pasid=%u", c, dev, pasid);
+    result(trigger_iopf(fd, dev, pasid, pick(4)));
+    end();
+    return;
+  }
+  if (fq_fds[slot] < 0) return;
+  if (roll < 85) {
+    struct iommu_hwpt_pgfault f[3];
+    const size_t want = chance(85) ? sizeof(f) : (chance(50) ? sizeof(f[0]) - 8 : 0);
+    errno = 0;
+    const ssize_t got = read(fq_fds[slot], f, want);
+    begin("fault_read");
+    add(" slot=%d count=%zu -> %zd errno=%s", slot, want, got < 0 ? (ssize_t)-1 : got,
+        abi_errno_name(got < 0 ? errno : 0));
+    for (ssize_t i = 0; got > 0 && i < got / (ssize_t)sizeof(f[0]); i++) {
+      add(" [0x%x,%u,%u,%u,%u]", f[i].flags, f[i].dev_id, f[i].pasid, f[i].grpid, f[i].cookie);
+      fq_cookie = f[i].cookie;
+    }
+    end();
+    return;
+  }
+  struct iommu_hwpt_page_response resp = {.cookie = chance(85) ? fq_cookie : fq_cookie + 7,
+                                          .code = chance(90) ? IOMMUFD_PAGE_RESP_SUCCESS : 2};
+  errno = 0;
+  const ssize_t put = write(fq_fds[slot], &resp, sizeof(resp));
+  begin("fault_respond");
+  add(" slot=%d cookie=%u code=%u -> %zd errno=%s", slot, resp.cookie, resp.code, put < 0 ? (ssize_t)-1 : put,
+      abi_errno_name(put < 0 ? errno : 0));
+  end();
+}
+
 static uint32_t pick_pasid(void) {
   unsigned roll = pick(100);
   return roll < 8    ? 0
@@ -1981,7 +2072,8 @@ int main(int argc, char** argv) {
                                     7,
                                     /* dirty tracking */ 9,
                                     /* dma-buf */ 3,
-                                    /* vIOMMU, vDEVICE, queues */ 8};
+                                    /* vIOMMU, vDEVICE, queues */ 8,
+                                    /* fault queues */ 5};
   unsigned total = 0;
   for (size_t i = 0; i < sizeof(weight) / sizeof(weight[0]); i++) total += weight[i];
 
@@ -2098,8 +2190,11 @@ int main(int argc, char** argv) {
       case 31:
         op_dmabuf(c);
         break;
-      default:
+      case 32:
         op_viommu(c);
+        break;
+      default:
+        op_fault(c);
         break;
     }
   }
@@ -2120,6 +2215,8 @@ int main(int argc, char** argv) {
   /* A vEVENT queue's fd holds its context (and the hardware queues' pins in it). */
   for (int q = 0; q < NVQ; q++)
     if (vq_fds[q] >= 0) close(vq_fds[q]);
+  for (int q = 0; q < NFQ; q++)
+    if (fq_fds[q] >= 0) close(fq_fds[q]);
   int fd = open("/dev/iommu", O_RDWR);
   begin("final_refs");
   int worst = 0;
