@@ -1136,8 +1136,6 @@ static inline int trigger_iopf(int fd, uint32_t dev_id, uint32_t pasid, uint32_t
 #define IOMMU_VEVENTQ_TYPE_SELFTEST 0xbeefbeefu
 #define IOMMU_VEVENTQ_FLAG_LOST_EVENTS 1u
 #define VEVENTQ_MAX_DEPTH (1u << 19)
-#define HDR 8
-#define REC 12 /* a header and struct iommu_viommu_event_selftest */
 
 struct iommu_veventq_alloc {
   uint32_t size;

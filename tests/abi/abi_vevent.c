@@ -16,6 +16,9 @@
 
 #include "abi.h"
 
+#define HDR 8
+#define REC 12 /* a header and struct iommu_viommu_event_selftest */
+
 static int veventq_alloc_full(int fd, uint32_t flags, uint32_t reserved, uint32_t viommu, uint32_t type,
                               uint32_t depth, uint32_t* id, int* qfd) {
   struct iommu_veventq_alloc c = {.size = sizeof(c),
