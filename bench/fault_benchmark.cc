@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "figures.h"
+#include "mock_device_fd.h"
 
 #include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/uapi/abi.h"
@@ -37,20 +38,10 @@ Fn libc_fn(const char* name) {
 
 // An iommufd with a mock device whose RID is on an HWPT delivering to a fault queue; -1 when /dev/iommu is
 // not served.
-struct FaultSetup {
-  int fd = -1, qfd = -1;
-  std::uint32_t idev = 0;
+struct FaultSetup : MockDeviceFd {
+  int qfd = -1;
   bool open() {
-    fd = ::open("/dev/iommu", O_RDWR | O_CLOEXEC);
-    if (fd < 0) return false;
-    uapi::iommu_ioas_alloc ioas{sizeof(ioas), 0, 0};
-    if (ioctl(fd, uapi::IOMMU_IOAS_ALLOC, &ioas) != 0) return false;
-    uapi::iommu_test_cmd md{};
-    md.size = sizeof(md);
-    md.op = uapi::IOMMU_TEST_OP_MOCK_DOMAIN;
-    md.id = ioas.out_ioas_id;
-    if (ioctl(fd, uapi::IOMMU_TEST_CMD, &md) != 0) return false;
-    idev = md.mock_domain.out_idev_id;
+    if (!open_mock_device()) return false;
     uapi::iommu_fault_alloc fa{sizeof(fa), 0, 0, 0};
     if (ioctl(fd, uapi::IOMMU_FAULT_QUEUE_ALLOC, &fa) != 0) return false;
     qfd = static_cast<int>(fa.out_fault_fd);
@@ -58,19 +49,18 @@ struct FaultSetup {
     ha.size = sizeof(ha);
     ha.flags = kHwptFaultIdValid;
     ha.dev_id = idev;
-    ha.pt_id = ioas.out_ioas_id;
+    ha.pt_id = ioas;
     ha.fault_id = fa.out_fault_id;
     if (ioctl(fd, uapi::IOMMU_HWPT_ALLOC, &ha) != 0) return false;
     uapi::iommu_test_cmd rep{};
     rep.size = sizeof(rep);
     rep.op = uapi::IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE;
-    rep.id = md.mock_domain.out_stdev_id;
+    rep.id = stdev;
     rep.mock_domain_replace.pt_id = ha.out_hwpt_id;
     return ioctl(fd, uapi::IOMMU_TEST_CMD, &rep) == 0;
   }
   ~FaultSetup() {
     if (qfd >= 0) close(qfd);
-    if (fd >= 0) close(fd);
   }
 };
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "figures.h"
+#include "mock_device_fd.h"
 
 #include "uiommufd/objects/iommu_driver.h"
 #include "uiommufd/objects/vevent_queue.h"
@@ -34,25 +35,15 @@ constexpr std::size_t kRecord = sizeof(VeventHeader) + sizeof(std::uint32_t);
 
 // An iommufd with a mock device on a vIOMMU's nested HWPT, a virtual id, and a vEVENT queue deep enough for
 // one batch; -1 when /dev/iommu is not served.
-struct VeventSetup {
-  int fd = -1, qfd = -1;
-  std::uint32_t idev = 0;
+struct VeventSetup : MockDeviceFd {
+  int qfd = -1;
   bool open() {
-    fd = ::open("/dev/iommu", O_RDWR | O_CLOEXEC);
-    if (fd < 0) return false;
-    uapi::iommu_ioas_alloc ioas{sizeof(ioas), 0, 0};
-    if (ioctl(fd, uapi::IOMMU_IOAS_ALLOC, &ioas) != 0) return false;
-    uapi::iommu_test_cmd md{};
-    md.size = sizeof(md);
-    md.op = uapi::IOMMU_TEST_OP_MOCK_DOMAIN;
-    md.id = ioas.out_ioas_id;
-    if (ioctl(fd, uapi::IOMMU_TEST_CMD, &md) != 0) return false;
-    idev = md.mock_domain.out_idev_id;
+    if (!open_mock_device()) return false;
     uapi::iommu_hwpt_alloc parent{};
     parent.size = sizeof(parent);
     parent.flags = kHwptAllocNestParent;
     parent.dev_id = idev;
-    parent.pt_id = ioas.out_ioas_id;
+    parent.pt_id = ioas;
     if (ioctl(fd, uapi::IOMMU_HWPT_ALLOC, &parent) != 0) return false;
     uapi::iommu_viommu_alloc va{};
     va.size = sizeof(va);
@@ -74,7 +65,7 @@ struct VeventSetup {
     uapi::iommu_test_cmd rep{};
     rep.size = sizeof(rep);
     rep.op = uapi::IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE;
-    rep.id = md.mock_domain.out_stdev_id;
+    rep.id = stdev;
     rep.mock_domain_replace.pt_id = nested.out_hwpt_id;
     if (ioctl(fd, uapi::IOMMU_TEST_CMD, &rep) != 0) return false;
     uapi::iommu_veventq_alloc q{};
@@ -88,7 +79,6 @@ struct VeventSetup {
   }
   ~VeventSetup() {
     if (qfd >= 0) close(qfd);
-    if (fd >= 0) close(fd);
   }
 };
 
