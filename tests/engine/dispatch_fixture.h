@@ -30,6 +30,14 @@ class DispatchFixture : public ::testing::Test {
     return call(uapi::IOMMU_DESTROY, &d);
   }
   Context& ctx() { return static_cast<uapi::IommufdFile&>(*host_.lookup(fd_)).context(); }
+  // Opens the iommufd (fd_) and allocates an IOAS in it; its id (0 after a failure, which is reported).
+  std::uint32_t open_with_ioas() {
+    fd_ = host_.open_iommufd();
+    EXPECT_GE(fd_, 0);
+    uapi::iommu_ioas_alloc ia{sizeof(ia), 0, 0};
+    EXPECT_EQ(call(uapi::IOMMU_IOAS_ALLOC, &ia), 0);
+    return ia.out_ioas_id;
+  }
 
   uapi::testing::TestFdHost host_;
   int fd_ = -1;

@@ -91,11 +91,8 @@ class FaultStressTest : public DispatchFixture {
 
 TEST_F(FaultStressTest, RaiseReadAnswerReplaceAndCloseConcurrently) {
   const StressBaseline baseline;
-  fd_ = host_.open_iommufd();
-  ASSERT_GE(fd_, 0);
-  uapi::iommu_ioas_alloc ia{sizeof(ia), 0, 0};
-  ASSERT_EQ(call(uapi::IOMMU_IOAS_ALLOC, &ia), 0);
-  ioas_ = ia.out_ioas_id;
+  ioas_ = open_with_ioas();
+  ASSERT_NE(ioas_, 0u);
   const std::size_t objects0 = ctx().object_count();
 
   int qfd = -1;

@@ -56,11 +56,8 @@ class VeventStressTest : public DispatchFixture {
 
 TEST_F(VeventStressTest, TriggerReadReplaceAndRecreateConcurrently) {
   const StressBaseline baseline;
-  fd_ = host_.open_iommufd();
-  ASSERT_GE(fd_, 0);
-  uapi::iommu_ioas_alloc ia{sizeof(ia), 0, 0};
-  ASSERT_EQ(call(uapi::IOMMU_IOAS_ALLOC, &ia), 0);
-  const std::uint32_t ioas = ia.out_ioas_id;
+  const std::uint32_t ioas = open_with_ioas();
+  ASSERT_NE(ioas, 0u);
   const std::size_t objects0 = ctx().object_count();
   uapi::iommu_test_cmd md = make_test_cmd(uapi::IOMMU_TEST_OP_MOCK_DOMAIN, ioas);
   ASSERT_EQ(test(md), 0);
