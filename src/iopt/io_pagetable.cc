@@ -649,22 +649,29 @@ Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bo
   if (write && !pages.writable()) return Status::error(EPERM);
   if (pages.is_dmabuf()) return Status::error(EINVAL);  // iopt_pages_rw_access()
   const std::uint64_t va = pages.page_phys(0) + s.start_byte;
-  if (pages.kind() == PagesKind::kUser && !slow_path) {
-    // Straight through the source address space: a bad address is EFAULT, never a crash.
-    const Mm& mm = Mm::current_ref();
-    return write ? mm.copy_to_user(va, bytes, s.length) : mm.copy_from_user(bytes, va, s.length);
-  }
+  // User pages are reached through the address space they come from (the area's process, which may not be
+  // the caller's: docs/shared.md#memory): a bad address is EFAULT, never a crash.
+  const Mm& source = pages.mm();
+  auto copy = [&] {
+    return write ? source.copy_to_user(va, bytes, s.length) : source.copy_from_user(bytes, va, s.length);
+  };
+  if (pages.kind() == PagesKind::kUser && !slow_path) return copy();
   const std::uint64_t first = s.start_byte / kPageSize,
                       last_index = (s.start_byte + s.length - 1) / kPageSize;
   lockdep::MutexGuard pg(pages.mutex());
   TRY(pages.pin_locked(first, last_index));
-  auto* host = static_cast<unsigned char*>(pages.host_page(first)) + s.start_byte % kPageSize;
-  if (write)
-    std::memcpy(host, bytes, s.length);
-  else
-    std::memcpy(bytes, host, s.length);
+  Status st;
+  if (pages.kind() == PagesKind::kUser && source.remote()) {
+    st = copy();  // no host pointer into another process
+  } else {
+    auto* host = static_cast<unsigned char*>(pages.host_page(first)) + s.start_byte % kPageSize;
+    if (write)
+      std::memcpy(host, bytes, s.length);
+    else
+      std::memcpy(bytes, host, s.length);
+  }
   pages.unpin_locked(first, last_index);
-  return {};
+  return st;
 }
 
 // ---- domains ----
@@ -1002,6 +1009,18 @@ Status IoPagetable::read_dirty_window(Domain* domain, std::uint64_t last, bool n
 }
 
 // ---- introspection ----
+
+Status IoPagetable::file_pages_locked(std::vector<Pages*>* out) {
+  iova_rwsem_.assert_held();
+  const Interval all{0, kUlongMax};
+  // Area by area in IOVA order, as the kernel checks them: the first area that fails decides the error.
+  for (Area* a = first_area_locked(all); a; a = next_area_locked(a, all)) {
+    if (!a->pages()) return Status::error(EBUSY);
+    if (a->pages()->kind() != PagesKind::kFile) return Status::error(EINVAL);
+  }
+  for (Area* a = first_area_locked(all); a; a = next_area_locked(a, all)) out->push_back(a->pages().get());
+  return {};
+}
 
 std::size_t IoPagetable::area_count() {
   lockdep::ReadGuard g(iova_rwsem_);

@@ -9,6 +9,7 @@ constinit lockdep::LockClassKey kPinnedRangesMutex{"pinned_ranges.mutex"};
 constinit lockdep::LockClassKey kDeviceMutex{"device.mutex"};
 constinit lockdep::LockClassKey kAccessIoasLock{"access.ioas_lock"};
 constinit lockdep::LockClassKey kIoasMutex{"ioas.mutex"};
+constinit lockdep::LockClassKey kContextIoasCreation{"context.ioas_creation"};
 constinit lockdep::LockClassKey kIoptDomainsRwsem{"iopt.domains_rwsem"};
 constinit lockdep::LockClassKey kIoptIovaRwsem{"iopt.iova_rwsem"};
 constinit lockdep::LockClassKey kIoptAccessList{"iopt.access_list"};
@@ -27,9 +28,10 @@ constinit lockdep::LockClassKey kEventqLock{"eventq.lock"};
 void declare_engine_lock_order() {
   static const bool declared = [] {
     lockdep::declare_order({&kPinnedRangesMutex, &kDeviceMutex, &kAccessIoasLock, &kIoasMutex,
-                            &kIoptDomainsRwsem, &kIoptIovaRwsem, &kIoptAccessList, &kPagesRegistry,
-                            &kDmaBufResv, &kPagesMutex, &kPagesMlock, &kViommuQueues, &kDomainPageTable,
-                            &kViommuVdevs, &kViommuVeventqs, &kContextObjects, &kVeventRead, &kEventqLock});
+                            &kContextIoasCreation, &kIoptDomainsRwsem, &kIoptIovaRwsem, &kIoptAccessList,
+                            &kPagesRegistry, &kDmaBufResv, &kPagesMutex, &kPagesMlock, &kViommuQueues,
+                            &kDomainPageTable, &kViommuVdevs, &kViommuVeventqs, &kContextObjects,
+                            &kVeventRead, &kEventqLock});
     return true;
   }();
   (void)declared;

@@ -5,9 +5,13 @@
 namespace uiommufd::lockdep {
 
 namespace {
+// An entry that folds several instances of one class taken under a nest lock (validator.cc) records only
+// the first instance; any lock of that class counts as held by it, as the kernel's match_held_lock() has it.
 const HeldLock* find_held(const HeldLockStack& t, const LockdepMap* map) {
-  for (unsigned i = t.depth; i-- > 0;)
-    if (t.locks[i].instance == map) return &t.locks[i];
+  for (unsigned i = t.depth; i-- > 0;) {
+    const HeldLock& h = t.locks[i];
+    if (h.instance == map || (h.references && &h.instance->key() == &map->key())) return &h;
+  }
   return nullptr;
 }
 }  // namespace

@@ -309,6 +309,31 @@ TEST_F(SelftestTest, NestLockHeldAllowsSameClassInAnyOrder) {
   EXPECT_EQ(report_count(), 0u) << describe(reports());
 }
 
+// The instances folded into one entry under a nest lock are each held: an assertion on the second one, or
+// on any of several SharedMutexes taken for writing that way, passes; one of the class not taken still fails.
+TEST_F(SelftestTest, EveryInstanceFoldedUnderANestLockIsHeld) {
+  Mutex n(key_for('N'), "N");
+  Mutex x1(key_for('X'), "X1");
+  Mutex x2(key_for('X'), "X2");
+  Mutex x3(key_for('X'), "X3");
+  {
+    MutexGuard gn(n);
+    MutexGuard g1(x1, {.nest_lock = &n.dep_map()});
+    MutexGuard g2(x2, {.nest_lock = &n.dep_map()});
+    x1.assert_held();
+    x2.assert_held();
+    EXPECT_EQ(report_count(), 0u) << describe(reports());
+  }
+  {
+    MutexGuard gn(n);
+    MutexGuard g1(x1, {.nest_lock = &n.dep_map()});
+    x3.assert_held();  // one instance only: no folded entry, so x3 is not held
+    auto r = reports();
+    ASSERT_EQ(r.size(), 1u) << describe(r);
+    EXPECT_EQ(r[0].kind, ReportKind::kAssertion);
+  }
+}
+
 TEST_F(SelftestTest, NestLockCanBeAMap) {
   LockdepMap n(key_for('N'), "N");
   LockdepMap x1(key_for('X'), "X1");

@@ -3,12 +3,19 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
+#include <cstdio>
 #include <cstring>
+#include <map>
+#include <string>
+#include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "user_copy.h"
@@ -18,6 +25,7 @@
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/sanitizers.h"
+#include "uiommufd/lockdep/mutex.h"
 
 namespace uiommufd {
 namespace {
@@ -52,16 +60,183 @@ int sys_munlock(std::uint64_t uaddr, std::uint64_t len) {
 
 }  // namespace
 
-RefPtr<Mm> Mm::current() {
+Mm& Mm::local_ref() {
   // Never destroyed: objects torn down by other static destructors (or by threads still running at exit)
   // may hold references.
-  static RefPtr<Mm>* const instance = new RefPtr<Mm>(new Mm());
-  return *instance;
+  static Mm* const mm = [] {
+    Mm* m = new Mm();
+    m->add_ref();
+    return m;
+  }();
+  return *mm;
 }
 
-Mm& Mm::current_ref() {
-  static Mm* const mm = current().get();
-  return *mm;
+RefPtr<Mm> Mm::current() { return RefPtr<Mm>(&current_ref()); }
+
+uid_t Mm::uid() const { return remote() ? uid_ : getuid(); }
+
+// ---- other processes ----
+//
+// One Mm per live process, so that pages two calls of one client pin compare as one address space, and so
+// that per-process accounting (locked_vm, pinned_vm) has one home. The registry holds a reference; an
+// entry whose process has exited is replaced when the pid comes back, and dropped by prune().
+
+namespace {
+
+// A leaf: taken only around the map, never with an engine lock held (docs/locking.md#outside-the-order).
+constinit lockdep::LockClassKey g_registry_key{"mm.registry"};
+
+struct RemoteRegistry {
+  lockdep::Mutex mu{g_registry_key};
+  std::map<pid_t, RefPtr<Mm>> by_pid GUARDED_BY(mu);
+};
+RemoteRegistry& registry() {
+  static RemoteRegistry* const r = new RemoteRegistry();  // outlives static destructors, as local_ref()
+  return *r;
+}
+
+int sys_pidfd_open(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+// The real uid of `pid` from its status file (the first field of "Uid:").
+Result<uid_t> real_uid_of(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/status", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return Status::error(errno == ENOENT ? ESRCH : errno);
+  char line[256];
+  long uid = -1;
+  while (std::fgets(line, sizeof(line), f)) {
+    if (std::sscanf(line, "Uid: %ld", &uid) == 1) break;
+  }
+  std::fclose(f);
+  if (uid < 0) return Status::error(ESRCH);
+  return static_cast<uid_t>(uid);
+}
+
+}  // namespace
+
+Result<RefPtr<Mm>> Mm::for_process(pid_t pid) {
+  if (pid <= 0) return Status::error(ESRCH);
+  if (pid == getpid()) return RefPtr<Mm>(&local_ref());
+  RemoteRegistry& r = registry();
+  {
+    lockdep::MutexGuard lock(r.mu);
+    auto it = r.by_pid.find(pid);
+    if (it != r.by_pid.end() && !it->second->exited()) return it->second;
+  }
+  const int pidfd = sys_pidfd_open(pid);
+  if (pidfd < 0) return Status::error(errno);
+  // Read after the pidfd is held, so the uid is that process's and not a later one's with the same pid.
+  Result<uid_t> uid = real_uid_of(pid);
+  if (!uid.ok()) {
+    ::close(pidfd);
+    return uid.status();
+  }
+  RefPtr<Mm> mm(new (std::nothrow) Mm(pid, pidfd, *uid));
+  if (!mm) {
+    ::close(pidfd);
+    return Status::error(ENOMEM);
+  }
+  lockdep::MutexGuard lock(r.mu);
+  auto [it, inserted] = r.by_pid.try_emplace(pid, mm);
+  if (!inserted) {
+    // Raced with another caller for the same process (keep theirs), or the entry is of an exited one.
+    if (!it->second->exited()) return it->second;
+    it->second = mm;
+  }
+  // Entries of exited processes that nobody else holds go now, so the registry stays as small as the set
+  // of live clients plus what pages still remember.
+  for (auto e = r.by_pid.begin(); e != r.by_pid.end();) {
+    if (e->second != mm && e->second->ref_count() == 1 && e->second->exited())
+      e = r.by_pid.erase(e);
+    else
+      ++e;
+  }
+  return mm;
+}
+
+Result<int> Mm::import_fd(int fd) const {
+  if (fd < 0) return Status::error(EBADF);
+  const int got =
+      remote() ? static_cast<int>(syscall(SYS_pidfd_getfd, pidfd_, fd, 0)) : ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (got >= 0) return got;
+  const int err = errno;
+  if (err == ESRCH) return Status::error(EBADF);  // the process is gone, and its descriptors with it
+  return Status::error(err > 0 && err <= 4095 ? err : EMFILE);
+}
+
+Mm::~Mm() {
+  if (pidfd_ >= 0) ::close(pidfd_);
+}
+
+bool Mm::exited() const {
+  if (!remote()) return false;
+  pollfd p{pidfd_, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
+}
+
+// process_vm_readv / process_vm_writev stop at the first page they cannot reach and report the bytes done
+// before it; anything short is EFAULT, as a kernel copy that faulted. Pieces of at most 1 GiB keep each
+// call's count well inside ssize_t.
+Status Mm::remote_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const {
+  constexpr std::size_t kMaxPiece = std::size_t{1} << 30;
+  auto* bytes = static_cast<unsigned char*>(local);
+  std::size_t done = 0;
+  while (done < len) {
+    const std::size_t piece = std::min(kMaxPiece, len - done);
+    iovec l{bytes + done, piece};
+    iovec r{to_ptr(uaddr + done), piece};
+    const ssize_t n =
+        write ? process_vm_writev(pid_, &l, 1, &r, 1, 0) : process_vm_readv(pid_, &l, 1, &r, 1, 0);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      if (!write) std::memset(bytes + done, 0, len - done);
+      return Status::error(n < 0 && errno == ENOMEM ? ENOMEM : EFAULT);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  // A pid is only reused after its process was reaped; checking afterwards catches a copy that reached a
+  // newer process of the same pid.
+  if (exited()) {
+    if (!write) std::memset(bytes, 0, len);
+    return Status::error(EFAULT);
+  }
+  return Status();
+}
+
+// GUP of another process: each page is reached once with the access asked for. process_vm_readv faults a
+// page in for reading; for writing, the byte just read is written back with process_vm_writev, which
+// faults the page in writable and breaks copy-on-write sharing as FOLL_WRITE does. Both honour the
+// mapping's protection (no FOLL_FORCE), so a read-only or PROT_NONE page is EFAULT. FIXME: the write-back
+// can undo a store the client makes to the same byte between the two calls; the kernel has no such window.
+Status Mm::remote_make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) const {
+  constexpr std::size_t kBatch = 512;  // pages per system call (IOV_MAX is 1024)
+  std::vector<unsigned char> probe;
+  std::vector<iovec> local, remote;
+  try {
+    probe.resize(kBatch);
+    local.resize(kBatch);
+    remote.resize(kBatch);
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  for (std::uint64_t off = 0; off < len;) {
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kBatch, (len - off) >> kPageShift));
+    for (std::size_t i = 0; i < n; ++i) {
+      local[i] = {&probe[i], 1};
+      remote[i] = {to_ptr(uaddr + off + (std::uint64_t{i} << kPageShift)), 1};
+    }
+    ssize_t got = process_vm_readv(pid_, local.data(), n, remote.data(), n, 0);
+    if (got != static_cast<ssize_t>(n)) return Status::error(got < 0 && errno == ENOMEM ? ENOMEM : EFAULT);
+    if (write) {
+      got = process_vm_writev(pid_, local.data(), n, remote.data(), n, 0);
+      if (got != static_cast<ssize_t>(n)) return Status::error(got < 0 && errno == ENOMEM ? ENOMEM : EFAULT);
+    }
+    off += std::uint64_t{n} << kPageShift;
+  }
+  if (exited()) return Status::error(EFAULT);
+  return Status();
 }
 
 Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const {
@@ -71,6 +246,13 @@ Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const
     return Status::error(g_fault_copy_from_user.error());
   }
   const bool wraps = range_wraps(uaddr, len);
+  if (remote()) [[unlikely]] {
+    if (wraps) {
+      std::memset(dst, 0, len);
+      return Status::error(EFAULT);
+    }
+    return remote_copy(uaddr, dst, len, /*write=*/false);
+  }
   if (!wraps && mm_internal::short_copy(/*to_user=*/false, dst, uaddr, len)) [[likely]] return Status();
   std::size_t copied = 0;
   Status st = wraps ? Status::error(EFAULT)
@@ -83,6 +265,8 @@ Status Mm::copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) c
   if (len == 0) return Status();
   TRY(inject(g_fault_copy_to_user));
   if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  if (remote()) [[unlikely]]
+    return remote_copy(uaddr, const_cast<void*>(src), len, /*write=*/true);  // the local side is only read
   // The local side is only read.
   if (mm_internal::short_copy(/*to_user=*/true, const_cast<void*>(src), uaddr, len)) [[likely]]
     return Status();
@@ -122,7 +306,7 @@ Status Mm::store_in_place(std::uint64_t uaddr, std::size_t len, void (*store)(vo
   (void)uaddr, (void)len, (void)store, (void)ctx;
   return Status::error(EOPNOTSUPP);
 #else
-  if (g_store_in_place_disabled.load(std::memory_order_relaxed) || range_wraps(uaddr, len) ||
+  if (remote() || g_store_in_place_disabled.load(std::memory_order_relaxed) || range_wraps(uaddr, len) ||
       !mm_internal::recoverable_copy_usable(uaddr, len))
     return Status::error(EOPNOTSUPP);
   return mm_internal::recoverable_run(uaddr, len, store, ctx);
@@ -133,6 +317,7 @@ Status Mm::make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) con
   if (!page_aligned(uaddr, len)) return Status::error(EINVAL);
   if (len == 0) return Status();
   if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  if (remote()) return remote_make_resident(uaddr, len, write);
   // A short range is faulted in by touching it: for pages already resident that is a few instructions
   // instead of a system call. Longer ranges go to MADV_POPULATE, which faults many pages per call.
   constexpr std::uint64_t kTouchMaxBytes = 16 * kPageSize;
@@ -164,6 +349,8 @@ Status Mm::lock(std::uint64_t uaddr, std::uint64_t len) const {
   if (!page_aligned(uaddr, len)) return Status::error(EINVAL);
   if (len == 0) return Status();
   if (range_wraps(uaddr, len)) return Status::error(EFAULT);
+  // No system call locks another process's pages; the charge (accounting.h) is what the limit sees.
+  if (remote()) return Status();
   // mlock locks VMA by VMA and stops at the first hole, so check for holes first rather than undo a
   // half-done lock in the common bad-address case.
   if (!mm_internal::range_is_mapped(uaddr, len)) return Status::error(EFAULT);
@@ -181,14 +368,14 @@ Status Mm::lock(std::uint64_t uaddr, std::uint64_t len) const {
 
 void Mm::unlock(std::uint64_t uaddr, std::uint64_t len) const {
   UIOMMUFD_DCHECK(page_aligned(uaddr, len));
-  if (len == 0 || range_wraps(uaddr, len)) return;
+  if (len == 0 || range_wraps(uaddr, len) || remote()) return;
   // munlock stops with ENOMEM at the first hole. Normally the pinned range is still fully mapped and one
   // call does it; otherwise go page by page so that pages past the hole are unlocked too.
   if (sys_munlock(uaddr, len) == 0) return;
   for (std::uint64_t off = 0; off < len; off += kPageSize) sys_munlock(uaddr + off, kPageSize);
 }
 
-void* Mm::host_address(std::uint64_t uaddr) const { return to_ptr(uaddr); }
+void* Mm::host_address(std::uint64_t uaddr) const { return remote() ? nullptr : to_ptr(uaddr); }
 
 namespace {
 
@@ -219,7 +406,12 @@ std::uint64_t Mm::physical_block(std::uint64_t uaddr, std::uint64_t len) const {
   std::uint64_t last = 0;
   if (len == 0 || !checked_add(uaddr, len - 1, &last)) return kPageSize;
   // Opened per call: a descriptor kept open would answer for the parent after a fork.
-  const int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  char path[64];
+  if (remote())
+    std::snprintf(path, sizeof(path), "/proc/%d/maps", static_cast<int>(pid_));
+  else
+    std::snprintf(path, sizeof(path), "/proc/self/maps");
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return kPageSize;
   std::uint64_t block = 0;
   for (std::uint64_t addr = uaddr;;) {

@@ -277,6 +277,20 @@ std::size_t Context::object_count() {
   return n;
 }
 
+Result<std::vector<ObjectRef<Object>>> Context::live_objects(ObjectType type) {
+  std::vector<ObjectRef<Object>> out;
+  lockdep::MutexGuard g(mu_);
+  try {
+    for (const Slot& s : slots_) {
+      if (!s.obj || !s.published || (type != ObjectType::kAny && s.obj->type() != type)) continue;
+      if (s.obj->try_add_user()) out.emplace_back(s.obj.get());
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);  // `out` drops the users it took as it goes
+  }
+  return out;
+}
+
 // ---- mmap regions --------------------------------------------------------------------------------------
 
 Result<std::uint64_t> Context::alloc_mmap(Object& owner, int memfd, std::uint64_t length) {

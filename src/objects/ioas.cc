@@ -1,9 +1,14 @@
 #include "uiommufd/objects/ioas.h"
 
+#include <algorithm>
+#include <array>
+#include <memory>
 #include <new>
+#include <vector>
 
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/try.h"
+#include "uiommufd/mm/accounting.h"
 #include "uiommufd/mm/mm.h"
 #include "uiommufd/objects/context.h"
 
@@ -32,9 +37,14 @@ Result<std::uint32_t> Ioas::reserve(Context& ctx) {
   return ctx.reserve(std::move(ioas));
 }
 
+void Ioas::publish(Context& ctx, std::uint32_t id) {
+  lockdep::ReadGuard creation(ctx.ioas_creation_lock());
+  ctx.finalize(id);
+}
+
 Result<std::uint32_t> Ioas::create(Context& ctx) {
   std::uint32_t id = TRY(reserve(ctx));
-  ctx.finalize(id);
+  publish(ctx, id);
   return id;
 }
 
@@ -111,6 +121,62 @@ void Ioas::destroy() {
   // HWPTs hold users of their IOAS, so none can be left when the IOAS goes.
   lockdep::MutexGuard g(mu_);
   UIOMMUFD_ASSERT(hwpts_.empty());
+}
+
+// The lock set is dynamic (one IOVA lock per IOAS), which the static analysis cannot follow: the locks are
+// held by the guards in `held` for the whole body, and file_pages_locked() checks its lock at run time.
+Status Ioas::change_process(Context& ctx) NO_THREAD_SAFETY_ANALYSIS {
+  const RefPtr<Mm> to = Mm::current();
+  lockdep::WriteGuard creation(ctx.ioas_creation_lock());
+  std::vector<ObjectRef<Object>> ioases = TRY(ctx.live_objects(ObjectType::kIoas));
+  std::vector<std::unique_ptr<lockdep::WriteGuard>> held;
+  std::vector<Pages*> pages;
+  // Released newest first, before the IOAS users go.
+  struct Unlocker {
+    std::vector<std::unique_ptr<lockdep::WriteGuard>>& held;
+    ~Unlocker() {
+      while (!held.empty()) held.pop_back();
+    }
+  } unlocker{held};
+  try {
+    held.reserve(ioases.size());
+    for (ObjectRef<Object>& obj : ioases) {
+      held.push_back(std::make_unique<lockdep::WriteGuard>(
+          static_cast<Ioas*>(obj.get())->iopt().iova_lock(),
+          lockdep::AcquireOptions{.nest_lock = &ctx.ioas_creation_lock().dep_map()}));
+    }
+    for (ObjectRef<Object>& obj : ioases)
+      TRY(static_cast<Ioas*>(obj.get())->iopt().file_pages_locked(&pages));
+  } catch (const std::bad_alloc&) {
+    return Status::error(ENOMEM);
+  }
+  std::sort(pages.begin(), pages.end());
+  pages.erase(std::unique(pages.begin(), pages.end()), pages.end());
+
+  // With every IOVA lock held no pin or unpin can run (they all hold one of them), so what is counted here
+  // is what is moved below. A Pages charged to the caller already stays put; any other moves in its mode
+  // (the kernel's need_charge_update(), which for kUser also looks at the user: a different address space
+  // means a different process's pinned_vm, so ours moves on either).
+  constexpr std::size_t kModes = 3;
+  std::array<std::uint64_t, kModes> moving{};
+  for (Pages* p : pages) {
+    lockdep::MutexGuard g(p->mutex());
+    if (p->account_mm_locked() != to)
+      moving[static_cast<std::size_t>(p->account_mode())] += p->npinned_locked();
+  }
+  for (std::size_t m = 0; m < kModes; ++m) {
+    const Status st = account_charge(*to, static_cast<AccountMode>(m), moving[m]);
+    if (st.ok()) continue;
+    while (m-- > 0) account_uncharge(*to, static_cast<AccountMode>(m), moving[m]);
+    return st;
+  }
+  for (Pages* p : pages) {
+    lockdep::MutexGuard g(p->mutex());
+    if (p->account_mm_locked() == to) continue;
+    account_uncharge(*p->account_mm_locked(), p->account_mode(), p->npinned_locked());
+    p->set_account_mm_locked(to);
+  }
+  return {};
 }
 
 }  // namespace uiommufd

@@ -97,7 +97,7 @@ Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t st
              std::uint64_t length, std::uint64_t npages, std::uint64_t source_addr, bool writable,
              AccountMode mode, bool lock_pinned, int file_fd, std::uint64_t file_dev, std::uint64_t file_ino)
     : kind_(kind),
-      mm_(std::move(mm)),
+      mm_(kind == PagesKind::kUser ? mm : RefPtr<Mm>(&Mm::local_ref())),
       base_(base),
       start_offset_(start_offset),
       length_(length),
@@ -108,7 +108,8 @@ Pages::Pages(PagesKind kind, RefPtr<Mm> mm, std::uint64_t base, std::uint64_t st
       lock_pinned_(lock_pinned),
       file_fd_(file_fd),
       file_dev_(file_dev),
-      file_ino_(file_ino) {}
+      file_ino_(file_ino),
+      account_mm_(std::move(mm)) {}
 
 Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std::uint64_t length,
                                          bool writable, AccountMode mode, bool lock_pinned) {
@@ -126,7 +127,18 @@ Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std:
 
 Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
                                          AccountMode mode, bool lock_pinned) {
-  if (fd < 0 || ::fcntl(fd, F_GETFD) == -1) return Status::error(EBADF);
+  // The caller's descriptor: its own when the engine serves this process, fetched from the client
+  // otherwise (the shared-mode server). Held until the Pages keeps it or this call fails.
+  const Mm& caller = Mm::current_ref();
+  Result<int> imported = caller.import_fd(fd);
+  if (!imported.ok()) return imported.status();
+  const int dup_fd = *imported;
+  struct FdCloser {
+    int fd;
+    ~FdCloser() {
+      if (fd >= 0) ::close(fd);
+    }
+  } closer{dup_fd};
   TRY(check_window(start, length, /*end_exclusive=*/false));
   const std::uint64_t offset = page_offset(start);
   const std::uint64_t npages = pages_for(offset, length);
@@ -142,34 +154,27 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
   TRY(inject(g_fault_pages_alloc));
   // The file's identity for pin counting (MD_CHECK_REFS); fstat of an open descriptor does not fail.
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return Status::error(EBADF);
+  if (::fstat(dup_fd, &st) != 0) return Status::error(EBADF);
 
   // The mapping only reserves address space and takes a file reference; no page is touched until a pin
   // makes the window resident (docs/semantics.md#lazy-pinning).
   const int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-  void* addr = ::mmap(nullptr, map_len, prot, MAP_SHARED, fd, static_cast<off_t>(file_base));
+  void* addr = ::mmap(nullptr, map_len, prot, MAP_SHARED, dup_fd, static_cast<off_t>(file_base));
   if (addr == MAP_FAILED) {
     const int err = errno;
     if (err == EACCES || err == EPERM || err == ENOMEM) return Status::error(err);
     return Status::error(EINVAL);  // ENODEV (pipe, socket, directory), EINVAL, …
   }
-  // Our own descriptor keeps the file identity visible (and lets a later CHANGE_PROCESS re-map it); the
-  // caller may close theirs as soon as we return.
-  const int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup_fd < 0) {
-    const int err = errno;
-    ::munmap(addr, map_len);
-    return Status::error(err > 0 && err <= 4095 ? err : EMFILE);
-  }
+  // Our own descriptor keeps the file identity visible; the caller may close theirs as soon as we return.
   auto* pages =
       new (std::nothrow) Pages(PagesKind::kFile, Mm::current(), reinterpret_cast<std::uint64_t>(addr), offset,
                                length, npages, start, writable, mode, lock_pinned, dup_fd,
                                static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino));
   if (pages == nullptr) {
     ::munmap(addr, map_len);
-    ::close(dup_fd);
     return Status::error(ENOMEM);
   }
+  closer.fd = -1;  // the Pages owns it now
   PagesRegistry::get().add(pages);
   return RefPtr<Pages>(pages);
 }
@@ -337,7 +342,7 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
     n += run.length();
   }
   // Charged after pinning, like the kernel's npinned/last_npinned step (docs/semantics.md#accounting).
-  if (st.ok()) st = account_charge(account_mode_, n);
+  if (st.ok()) st = account_charge(*account_mm_, account_mode_, n);
   if (!st.ok()) {
     if (lock_pinned_) {
       for (std::size_t i = 0; i < locked_runs; ++i) unlock_run(newly[i]);
@@ -403,7 +408,7 @@ void Pages::unpin_locked(std::uint64_t first, std::uint64_t last) {
   }
   const std::uint64_t n = before - pins_.pinned_pages();
   if (n == 0) return;
-  account_uncharge(account_mode_, n);
+  account_uncharge(*account_mm_, account_mode_, n);
   total_pinned_.fetch_sub(n, std::memory_order_relaxed);
 }
 

@@ -47,6 +47,8 @@ constexpr std::array<Op, kOpCount> make_ops() {
       UIOMMUFD_OP(hwpt_get_dirty_bitmap, iommu_hwpt_get_dirty_bitmap, data);
   ops[kNrViommuAlloc - kCmdBase] = UIOMMUFD_OP(viommu_alloc, iommu_viommu_alloc, out_viommu_id);
   ops[kNrVdeviceAlloc - kCmdBase] = UIOMMUFD_OP(vdevice_alloc, iommu_vdevice_alloc, virt_id);
+  ops[kNrIoasChangeProcess - kCmdBase] =
+      UIOMMUFD_OP(ioas_change_process, iommu_ioas_change_process, __reserved);
   ops[kNrHwQueueAlloc - kCmdBase] = UIOMMUFD_OP(hw_queue_alloc, iommu_hw_queue_alloc, length);
   ops[kNrVeventqAlloc - kCmdBase] = UIOMMUFD_OP(veventq_alloc, iommu_veventq_alloc, out_veventq_fd);
   ops[kNrFaultQueueAlloc - kCmdBase] = UIOMMUFD_OP(fault_queue_alloc, iommu_fault_alloc, out_fault_fd);

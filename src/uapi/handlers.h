@@ -13,6 +13,7 @@ long ioas_copy(Ucmd& ucmd);
 long ioas_iova_ranges(Ucmd& ucmd);
 long ioas_map(Ucmd& ucmd);
 long ioas_map_file(Ucmd& ucmd);
+long ioas_change_process(Ucmd& ucmd);
 long ioas_unmap(Ucmd& ucmd);
 long option(Ucmd& ucmd);
 long vfio_ioas(Ucmd& ucmd);

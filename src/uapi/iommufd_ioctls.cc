@@ -101,7 +101,7 @@ long ioas_alloc(Ucmd& ucmd) {
     ucmd.ctx.abort(*id);
     return to_ret(reply);
   }
-  ucmd.ctx.finalize(*id);
+  Ioas::publish(ucmd.ctx, *id);
   return 0;
 }
 
@@ -166,6 +166,11 @@ long ioas_map_file(Ucmd& ucmd) {
     if (buf.ok()) return ioas.map_dmabuf(std::move(*buf), cmd.start, cmd.length, iova, cmd.flags);
     return ioas.map_file(cmd.fd, cmd.start, cmd.length, iova, cmd.flags);
   });
+}
+
+long ioas_change_process(Ucmd& ucmd) {
+  if (ucmd.arg<iommu_ioas_change_process>().__reserved) return -EOPNOTSUPP;
+  return to_ret(Ioas::change_process(ucmd.ctx));
 }
 
 long ioas_unmap(Ucmd& ucmd) {

@@ -42,6 +42,7 @@
 #define IOMMU_HWPT_GET_DIRTY_BITMAP ABI_IO(0x8c)
 #define IOMMU_HWPT_INVALIDATE ABI_IO(0x8d)
 #define IOMMU_IOAS_MAP_FILE ABI_IO(0x8f)
+#define IOMMU_IOAS_CHANGE_PROCESS ABI_IO(0x92)
 #define IOMMU_TEST_CMD ABI_IO(0xa0)
 
 #define VFIO_GET_API_VERSION ABI_IO(100)
@@ -121,6 +122,11 @@ struct iommu_ioas_map_file {
   uint64_t start;
   uint64_t length;
   uint64_t iova;
+};
+
+struct iommu_ioas_change_process {
+  uint32_t size;
+  uint32_t __reserved;
 };
 
 struct iommu_ioas_unmap {

@@ -188,6 +188,13 @@ class IoPagetable {
   Status access_rw(std::uint64_t iova, void* data, std::uint64_t length, bool write, bool slow_path)
       EXCLUDES(iova_rwsem_);
 
+  // For IOMMU_IOAS_CHANGE_PROCESS (Ioas::change_process), which holds the IOVA locks of several tables at
+  // once: the lock itself, and with it held for writing, every area's Pages appended to *out (a Pages that
+  // copies share appears once per area) — EBUSY for a half-built area, EINVAL for one that is not
+  // file-backed, whichever comes first in IOVA order.
+  lockdep::SharedMutex& iova_lock() RETURN_CAPABILITY(iova_rwsem_) { return iova_rwsem_; }
+  Status file_pages_locked(std::vector<Pages*>* out) REQUIRES(iova_rwsem_);
+
   // Statistics and invariants for tests and the model checker.
   std::size_t area_count() EXCLUDES(iova_rwsem_);
   std::size_t domain_count() EXCLUDES(domains_rwsem_);

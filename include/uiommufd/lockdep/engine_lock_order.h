@@ -55,6 +55,7 @@ extern lockdep::LockClassKey kPinnedRangesMutex;
 extern lockdep::LockClassKey kDeviceMutex;
 extern lockdep::LockClassKey kAccessIoasLock;
 extern lockdep::LockClassKey kIoasMutex;
+extern lockdep::LockClassKey kContextIoasCreation;
 extern lockdep::LockClassKey kIoptDomainsRwsem;
 extern lockdep::LockClassKey kIoptIovaRwsem;
 extern lockdep::LockClassKey kIoptAccessList;

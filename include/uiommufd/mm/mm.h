@@ -1,9 +1,10 @@
 // Mm: the address space that pinned pages come from (the kernel's struct mm_struct, as iopt_pages sees it).
 //
-// Today there is exactly one Mm, this process ("current"); the type exists so that another process's
-// memory can be served later (the preload runtime answering for a client). Every engine read or write of
-// user memory goes through an Mm, which turns a bad address into EFAULT instead of a crash
-// (docs/design.md#user-memory).
+// There is one Mm for this process (local()), and one per other process the shared-mode server serves
+// (for_process(); docs/shared.md#memory): the server's engine reads, writes and pins a client's memory
+// through it. "The caller" is Mm::current(): this process, or the client a server thread is serving
+// (CurrentScope), as the kernel's current->mm. Every engine read or write of user memory goes through an
+// Mm, which turns a bad address into EFAULT instead of a crash (docs/design.md#user-memory).
 //
 // Addresses ("uaddr") are user virtual addresses of this Mm as 64-bit integers. Ranges are half-open,
 // [uaddr, uaddr + len), with len in bytes.
@@ -15,23 +16,62 @@
 // iova_rwsem for reading (docs/locking.md#rules).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
+#include <sys/types.h>
+
 #include "uiommufd/base/ref_ptr.h"
+#include "uiommufd/base/result.h"
 #include "uiommufd/base/status.h"
 
 namespace uiommufd {
 
 class Mm : public RefCounted<Mm> {
  public:
-  // The one shared instance for this process. It is never destroyed (it outlives every static object that
-  // might still hold pages at exit). In a forked child it keeps working and refers to the child's own
-  // address space: the process id is read on each call, never cached.
+  // The caller's address space: this process's (local()), unless a CurrentScope on this thread names
+  // another.
   static RefPtr<Mm> current();
-  // The same instance without taking a reference, for hot paths that only use it within a call (its
-  // lifetime is the process's).
-  static Mm& current_ref();
+  // The same without taking a reference, for paths that only use it within a call (a CurrentScope
+  // outlives the call it is opened around; the local instance lives as long as the process).
+  static Mm& current_ref() {
+    Mm* scoped = tls_current_;
+    return scoped ? *scoped : local_ref();
+  }
+  // This process's own address space. It is never destroyed (it outlives every static object that might
+  // still hold pages at exit). In a forked child it keeps working and refers to the child's own address
+  // space: the process id is read on each call, never cached.
+  static Mm& local_ref();
+
+  // The address space of another process `pid` (the shared-mode server's client): read and written with
+  // process_vm_readv / process_vm_writev, which the kernel permits by ptrace rules (the client allows its
+  // server, docs/shared.md#memory). A pidfd is kept, so a pid reused after the process exited is never
+  // taken for it: once the process is gone every access is EFAULT, as GUP on a dead mm. The same live
+  // process gives the same Mm while anyone holds it. `pid` equal to this process's gives the local Mm.
+  // Errors: ESRCH (no such process), EPERM (not ours to access), ENOMEM, EMFILE.
+  static Result<RefPtr<Mm>> for_process(pid_t pid);
+
+  // While alive, Mm::current() / current_ref() on this thread answer `mm` (the server serving a client's
+  // call). Nests; the previous caller is restored at destruction. The Mm must outlive the scope.
+  class CurrentScope {
+   public:
+    explicit CurrentScope(Mm& mm) : saved_(tls_current_) { tls_current_ = &mm; }
+    ~CurrentScope() { tls_current_ = saved_; }
+    CurrentScope(const CurrentScope&) = delete;
+    CurrentScope& operator=(const CurrentScope&) = delete;
+
+   private:
+    Mm* saved_;
+  };
+
+  // Whether this is another process's address space (for_process()), and that process's id (0 locally).
+  bool remote() const { return pid_ != 0; }
+  pid_t pid() const { return pid_; }
+  // Whether the process behind a remote Mm has exited (its pidfd is readable); false for the local Mm.
+  bool exited() const;
+  // The real user id of the process (the kernel's current_user()), which kUser accounting charges.
+  uid_t uid() const;
 
   // Fault-safe copies between engine memory (dst / src: ordinary pointers the caller vouches for) and user
   // addresses of this Mm. The user side is accessed with the permissions of its mapping, like the kernel's
@@ -121,14 +161,37 @@ class Mm : public RefCounted<Mm> {
   // kernel without /proc/self/maps' PROCMAP_QUERY, Linux 6.11). One system call per mapping in the range.
   std::uint64_t physical_block(std::uint64_t uaddr, std::uint64_t len) const;
 
-  // Host pointer for an address of this Mm (the identity for the current process). Only for addresses
-  // already made resident by a pin; the caller keeps them pinned while it dereferences the pointer.
+  // Host pointer for an address of this Mm (the identity for the local Mm; null for a remote one, whose
+  // pages are reached only through the copies above). Only for addresses already made resident by a pin;
+  // the caller keeps them pinned while it dereferences the pointer.
   void* host_address(std::uint64_t uaddr) const;
+
+  // A descriptor of this process's own for `fd` of the Mm's process (close-on-exec; the caller closes it):
+  // a dup locally, pidfd_getfd() for another process. EBADF when `fd` is not open there, EPERM (ptrace
+  // rules), EMFILE.
+  Result<int> import_fd(int fd) const;
+
+  // The accounting counters of this address space (the kernel's mm->locked_vm and mm->pinned_vm), in
+  // pages; accounting.h updates them.
+  std::atomic<std::uint64_t>& locked_vm() const { return locked_vm_; }
+  std::atomic<std::uint64_t>& pinned_vm() const { return pinned_vm_; }
 
  private:
   friend class RefCounted<Mm>;
   Mm() = default;
-  ~Mm() = default;
+  Mm(pid_t pid, int pidfd, uid_t uid) : pid_(pid), pidfd_(pidfd), uid_(uid) {}
+  ~Mm();
+
+  Status remote_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const;
+  Status remote_make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) const;
+
+  static inline thread_local Mm* tls_current_ = nullptr;
+
+  const pid_t pid_ = 0;
+  const int pidfd_ = -1;
+  const uid_t uid_ = 0;
+  mutable std::atomic<std::uint64_t> locked_vm_{0};
+  mutable std::atomic<std::uint64_t> pinned_vm_{0};
 };
 
 }  // namespace uiommufd

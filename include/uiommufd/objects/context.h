@@ -19,6 +19,7 @@
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/lockdep/engine_lock_order.h"
 #include "uiommufd/lockdep/mutex.h"
+#include "uiommufd/lockdep/shared_mutex.h"
 #include "uiommufd/mm/accounting.h"
 #include "uiommufd/objects/object.h"
 
@@ -77,6 +78,15 @@ class Context {
 
   std::size_t object_count() EXCLUDES(mu_);
 
+  // Short-term references to every live object of `type`, in ascending id order (objects being destroyed
+  // are skipped). ENOMEM if the list cannot be had.
+  Result<std::vector<ObjectRef<Object>>> live_objects(ObjectType type) EXCLUDES(mu_);
+
+  // The kernel's ioas_creation_lock: an IOAS is published (finalize) holding it shared, so that
+  // IOMMU_IOAS_CHANGE_PROCESS, holding it exclusively, sees every IOAS there will be while it holds all
+  // their IOVA locks; those are taken nested under it (its dep_map is their nest lock).
+  lockdep::SharedMutex& ioas_creation_lock() RETURN_CAPABILITY(ioas_creation_) { return ioas_creation_; }
+
   // Regions of memory an object offers for mmap() of the iommufd (the kernel's iommufd_mmap table,
   // driver.c _iommufd_alloc_mmap()): each has a page-aligned offset, the lowest free one at or above one page
   // (offset 0 is never handed out), an owner object, and a file whose pages are the region.
@@ -116,6 +126,7 @@ class Context {
   // id is within the table (grow_published_locked() ran when it was reserved).
   void publish_locked(std::uint32_t id, Object* obj) REQUIRES(mu_);
 
+  lockdep::SharedMutex ioas_creation_{lock_order::kContextIoasCreation};
   lockdep::Mutex mu_{lock_order::kContextObjects};
   // Index = id; null = free. A reserved id holds its object with `published` false.
   struct Slot {

@@ -35,6 +35,20 @@ class Ioas : public Object {
   // ctx.finalize(id), or released again by ctx.abort(id) (the ioctl does this when its reply cannot be
   // written, so that no object exists whose id the caller never learnt). ENOMEM.
   static Result<std::uint32_t> reserve(Context& ctx);
+  // The second half: publishes the reserved IOAS, under the context's IOAS-creation lock (shared), so that
+  // change_process() never misses one.
+  static void publish(Context& ctx, std::uint32_t id);
+
+  // IOMMU_IOAS_CHANGE_PROCESS (the kernel's iommufd_ioas_change_process()): every area of every IOAS of
+  // `ctx` is charged to, and remembered as coming from, the calling process (Mm::current()) from now on.
+  // Holds every IOAS's IOVA lock for writing at once (in id order, nested under the IOAS-creation lock).
+  // EBUSY when an area is half built (being mapped or unmapped), EINVAL when any area is not file-backed
+  // (IOMMU_IOAS_MAP_FILE; user memory and dma-bufs cannot follow a process); then the pinned pages of
+  // every Pages whose charge must move (a kMm Pages of another address space, a kUser one of another
+  // address space or user) are charged to the caller in each mode at once — ENOMEM (limit, or fault site
+  // "pages.account") undoes the modes already charged — and only then uncharged from where they were.
+  // Pins stay as they are. On error nothing changed. Ok with no IOAS or no area.
+  static Status change_process(Context& ctx);
 
   // The argument checks MAP, MAP_FILE and COPY make before looking any object up, in the kernel's order:
   // EOPNOTSUPP for unknown flag bits, EOVERFLOW when any of `values` (IOVAs, lengths) is ≥ U64_MAX,

@@ -146,6 +146,14 @@ class Pages : public RefCounted<Pages> {
   std::size_t tracks_locked() const REQUIRES(mu_);
   bool writable() const { return writable_; }
   AccountMode account_mode() const { return account_mode_; }
+  // The address space user pages come from (the kernel's source_mm as GUP sees it); for file and dma-buf
+  // pages, this process's, which holds the file window.
+  const Mm& mm() const { return *mm_; }
+  // The process pins are charged to (accounting.h): the one that created the Pages, until
+  // IOMMU_IOAS_CHANGE_PROCESS moves it (set_account_mm_locked(), which the caller pairs with moving the
+  // charge of npinned_locked() pages).
+  const RefPtr<Mm>& account_mm_locked() const REQUIRES(mu_) { return account_mm_; }
+  void set_account_mm_locked(RefPtr<Mm> mm) REQUIRES(mu_) { account_mm_ = std::move(mm); }
   // Whether pins also mlock the pages (create_user / create_file's `lock_pinned`).
   bool lock_pinned() const { return lock_pinned_; }
   std::uint64_t npages() const { return npages_; }
@@ -291,8 +299,8 @@ class Pages : public RefCounted<Pages> {
   void unlock_run(const Interval& run) const;
 
   const PagesKind kind_;
-  // The source's address space: the mapping Mm for user pages, the current Mm (which holds the file
-  // window) for file pages.
+  // The source's address space: the mapping Mm for user pages, the local Mm (which holds the file window)
+  // for file pages.
   const RefPtr<Mm> mm_;
   // Address (in mm_) of page 0: page_align_down(uptr), or the file window's mmap address; for a dma-buf,
   // the exporter's address of the window's first page, set once by create_dmabuf() before the Pages is
@@ -312,6 +320,7 @@ class Pages : public RefCounted<Pages> {
 
   lockdep::Mutex mu_{lock_order::kPagesMutex};
   PinRuns pins_ GUARDED_BY(mu_);
+  RefPtr<Mm> account_mm_ GUARDED_BY(mu_);
   // Access pin records by exact range; overlapping records coexist.
   std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint32_t> access_records_ GUARDED_BY(mu_);
 

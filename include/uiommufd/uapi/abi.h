@@ -36,6 +36,7 @@ enum : unsigned {
   kNrIoasMapFile = 0x8f,
   kNrViommuAlloc = 0x90,
   kNrVdeviceAlloc = 0x91,
+  kNrIoasChangeProcess = 0x92,
   kNrVeventqAlloc = 0x93,
   kNrHwQueueAlloc = 0x94,
   kNrTestCmd = 0xa0,
@@ -58,6 +59,7 @@ inline constexpr unsigned long IOMMU_HWPT_GET_DIRTY_BITMAP = io_cmd(kNrHwptGetDi
 inline constexpr unsigned long IOMMU_IOAS_MAP_FILE = io_cmd(kNrIoasMapFile);
 inline constexpr unsigned long IOMMU_VIOMMU_ALLOC = io_cmd(kNrViommuAlloc);
 inline constexpr unsigned long IOMMU_VDEVICE_ALLOC = io_cmd(kNrVdeviceAlloc);
+inline constexpr unsigned long IOMMU_IOAS_CHANGE_PROCESS = io_cmd(kNrIoasChangeProcess);
 inline constexpr unsigned long IOMMU_HW_QUEUE_ALLOC = io_cmd(kNrHwQueueAlloc);
 inline constexpr unsigned long IOMMU_VEVENTQ_ALLOC = io_cmd(kNrVeventqAlloc);
 inline constexpr unsigned long IOMMU_FAULT_QUEUE_ALLOC = io_cmd(kNrFaultQueueAlloc);
@@ -238,6 +240,11 @@ struct iommu_vdevice_alloc {
   std::uint32_t dev_id;
   std::uint32_t out_vdevice_id;
   std::uint64_t virt_id;
+};
+
+struct iommu_ioas_change_process {
+  std::uint32_t size;
+  std::uint32_t __reserved;
 };
 
 struct iommu_veventq_alloc {

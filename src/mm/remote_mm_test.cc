@@ -1,0 +1,171 @@
+// Mm of another process (Mm::for_process): the shared-mode server's view of a client's memory
+// (docs/shared.md#memory). Each test forks a child that holds memory the parent then reaches remotely.
+#include <cerrno>
+#include <cstring>
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_child.h"
+
+#include "uiommufd/base/page.h"
+#include "uiommufd/mm/accounting.h"
+#include "uiommufd/mm/mm.h"
+
+namespace uiommufd {
+namespace {
+
+using mm_testing::Child;
+
+struct Buffer {
+  Buffer() {
+    p = static_cast<unsigned char*>(
+        mmap(nullptr, 4 * kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  }
+  ~Buffer() { munmap(p, 4 * kPageSize); }
+  std::uint64_t addr(std::size_t off = 0) const { return reinterpret_cast<std::uint64_t>(p) + off; }
+  unsigned char* p;
+};
+
+TEST(RemoteMmTest, CopiesReachTheChildsOwnPagesNotOurs) {
+  Buffer buf;
+  std::memset(buf.p, 'p', 4 * kPageSize);
+  Child child([&] { std::memset(buf.p, 'c', 2 * kPageSize); });
+  RefPtr<Mm> mm = *Mm::for_process(child.pid());
+  ASSERT_TRUE(mm->remote());
+  EXPECT_EQ(mm->pid(), child.pid());
+  EXPECT_EQ(mm->uid(), getuid());
+  EXPECT_EQ(mm->host_address(buf.addr()), nullptr);
+
+  unsigned char got[3 * kPageSize];
+  ASSERT_TRUE(mm->copy_from_user(got, buf.addr(kPageSize), sizeof(got)).ok());
+  EXPECT_EQ(got[0], 'c');
+  EXPECT_EQ(got[kPageSize - 1], 'c');
+  EXPECT_EQ(got[kPageSize], 'p');  // the child never wrote its third page: still the copy of ours
+
+  const char word[] = "remote";
+  ASSERT_TRUE(mm->copy_to_user(buf.addr(10), word, sizeof(word)).ok());
+  ASSERT_TRUE(mm->copy_from_user(got, buf.addr(10), sizeof(word)).ok());
+  EXPECT_EQ(std::memcmp(got, word, sizeof(word)), 0);
+  EXPECT_EQ(buf.p[10], 'p');  // our page is untouched
+
+  // The same live process is the same Mm.
+  EXPECT_EQ(Mm::for_process(child.pid())->get(), mm.get());
+}
+
+TEST(RemoteMmTest, BadAddressesAndProtectionsAreEfault) {
+  Buffer buf;
+  ASSERT_EQ(mprotect(buf.p + 2 * kPageSize, kPageSize, PROT_READ), 0);
+  ASSERT_EQ(mprotect(buf.p + 3 * kPageSize, kPageSize, PROT_NONE), 0);
+  Child child([] {});
+  RefPtr<Mm> mm = *Mm::for_process(child.pid());
+
+  unsigned char got[2 * kPageSize];
+  std::memset(got, 0xAA, sizeof(got));
+  // A read that runs into the PROT_NONE page fails and zeroes everything not copied.
+  EXPECT_EQ(mm->copy_from_user(got, buf.addr(3 * kPageSize - 8), 16).error(), EFAULT);
+  EXPECT_EQ(got[15], 0);
+  EXPECT_EQ(mm->copy_to_user(buf.addr(2 * kPageSize), got, 1).error(), EFAULT);  // read-only
+  EXPECT_EQ(mm->copy_from_user(got, 0x1000, 1).error(), EFAULT);
+  EXPECT_EQ(mm->copy_from_user(got, ~std::uint64_t{0} - 2, 8).error(), EFAULT);  // wraps
+
+  EXPECT_TRUE(mm->make_resident(buf.addr(), 2 * kPageSize, /*write=*/true).ok());
+  EXPECT_TRUE(mm->make_resident(buf.addr(2 * kPageSize), kPageSize, /*write=*/false).ok());
+  EXPECT_EQ(mm->make_resident(buf.addr(2 * kPageSize), kPageSize, /*write=*/true).error(), EFAULT);
+  EXPECT_EQ(mm->make_resident(buf.addr(), 4 * kPageSize, /*write=*/false).error(), EFAULT);
+  EXPECT_EQ(mm->make_resident(buf.addr(1), kPageSize, false).error(), EINVAL);
+  // Locking another process's pages is not possible; the charge is what counts (accounting.h).
+  EXPECT_TRUE(mm->lock(buf.addr(), kPageSize).ok());
+}
+
+TEST(RemoteMmTest, AnExitedProcessIsEfaultAndItsPidIsNotConfused) {
+  Buffer buf;
+  std::memset(buf.p, 'x', kPageSize);
+  RefPtr<Mm> mm;
+  {
+    Child child([] {});
+    mm = *Mm::for_process(child.pid());
+    EXPECT_FALSE(mm->exited());
+  }
+  EXPECT_TRUE(mm->exited());
+  unsigned char got[8];
+  EXPECT_EQ(mm->copy_from_user(got, buf.addr(), sizeof(got)).error(), EFAULT);
+  EXPECT_EQ(mm->copy_to_user(buf.addr(), got, sizeof(got)).error(), EFAULT);
+  EXPECT_EQ(mm->make_resident(buf.addr(), kPageSize, false).error(), EFAULT);
+  EXPECT_EQ(mm->import_fd(0).error(), EBADF);
+  // Asking for that pid again is ESRCH (or, had it been reused, a different Mm).
+  Result<RefPtr<Mm>> again = Mm::for_process(mm->pid());
+  if (again.ok())
+    EXPECT_NE(again->get(), mm.get());
+  else
+    EXPECT_EQ(again.error(), ESRCH);
+}
+
+TEST(RemoteMmTest, ImportFdFetchesTheChildsDescriptor) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  Child child([&] { (void)!::write(fds[1], "z", 1); });
+  RefPtr<Mm> mm = *Mm::for_process(child.pid());
+  Result<int> fd = mm->import_fd(fds[0]);
+  ASSERT_TRUE(fd.ok());
+  EXPECT_NE(fcntl(*fd, F_GETFD) & FD_CLOEXEC, 0);
+  char c = 0;
+  EXPECT_EQ(::read(*fd, &c, 1), 1);
+  EXPECT_EQ(c, 'z');
+  ::close(*fd);
+  EXPECT_EQ(mm->import_fd(1000).error(), EBADF);
+  EXPECT_EQ(mm->import_fd(-1).error(), EBADF);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(RemoteMmTest, ForOurOwnPidIsTheLocalMm) {
+  EXPECT_EQ(Mm::for_process(getpid())->get(), &Mm::local_ref());
+  EXPECT_EQ(Mm::for_process(0).error(), ESRCH);
+}
+
+TEST(RemoteMmTest, CurrentScopeNamesTheCallerAndNests) {
+  Child child([] {});
+  RefPtr<Mm> mm = *Mm::for_process(child.pid());
+  EXPECT_EQ(&Mm::current_ref(), &Mm::local_ref());
+  {
+    Mm::CurrentScope outer(*mm);
+    EXPECT_EQ(&Mm::current_ref(), mm.get());
+    EXPECT_EQ(Mm::current().get(), mm.get());
+    {
+      Mm::CurrentScope inner(Mm::local_ref());
+      EXPECT_EQ(&Mm::current_ref(), &Mm::local_ref());
+    }
+    EXPECT_EQ(&Mm::current_ref(), mm.get());
+  }
+  EXPECT_EQ(&Mm::current_ref(), &Mm::local_ref());
+}
+
+// kMm and pinned_vm are per process; kUser per user, shared by the processes of one uid.
+TEST(RemoteMmTest, ChargesGoToTheProcessCharged) {
+  Child child([] {});
+  RefPtr<Mm> mm = *Mm::for_process(child.pid());
+  Mm& local = Mm::local_ref();
+  const std::uint64_t local_mm = account_locked_pages(local, AccountMode::kMm);
+  const std::uint64_t user = account_locked_pages(local, AccountMode::kUser);
+  set_memlock_limit_for_testing(UINT64_MAX);
+  ASSERT_TRUE(account_charge(*mm, AccountMode::kMm, 3).ok());
+  ASSERT_TRUE(account_charge(*mm, AccountMode::kUser, 2).ok());
+  EXPECT_EQ(account_locked_pages(*mm, AccountMode::kMm), 3u);
+  EXPECT_EQ(account_pinned_vm(*mm), 5u);
+  EXPECT_EQ(account_locked_pages(local, AccountMode::kMm), local_mm);
+  EXPECT_EQ(account_locked_pages(local, AccountMode::kUser), user + 2);  // same uid, one counter
+  set_memlock_limit_for_testing(4);
+  EXPECT_EQ(account_charge(*mm, AccountMode::kMm, 2).error(), ENOMEM);
+  set_memlock_limit_for_testing(std::nullopt);
+  account_uncharge(*mm, AccountMode::kMm, 3);
+  account_uncharge(*mm, AccountMode::kUser, 2);
+  EXPECT_EQ(account_pinned_vm(*mm), 0u);
+  EXPECT_EQ(account_locked_pages(local, AccountMode::kUser), user);
+}
+
+}  // namespace
+}  // namespace uiommufd
