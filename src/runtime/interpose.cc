@@ -266,6 +266,7 @@ ssize_t file_rw(int fd, int accmode, uapi::OpenFile& file, void* buf, size_t cou
   count = std::min(count, kMaxRwCount);
   const int saved = errno;
   const std::uint64_t uptr = reinterpret_cast<std::uintptr_t>(buf);
+  if (shared_client::enabled()) shared_client::set_rw_fd(fd);
   long rc = write ? file.write(uptr, count) : file.read(uptr, count);
   if (rc < 0) [[unlikely]] {
     // A served file this process has not yet shown the server it holds (shared mode).

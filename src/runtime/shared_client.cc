@@ -1,5 +1,6 @@
 #include "shared_client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -12,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -53,6 +55,18 @@ int fail(int err) {
   return -1;
 }
 
+// Moves a channel's fd to the top quarter of the fd table, so that the program's own fds get the numbers
+// the kernel would give them (an fd of ours at the lowest free number would shift every later one).
+int move_high(int s) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return s;
+  const rlim_t cur = rl.rlim_cur == RLIM_INFINITY ? (rlim_t{1} << 20) : rl.rlim_cur;
+  const long hi = syscall(SYS_fcntl, s, F_DUPFD_CLOEXEC, static_cast<long>(cur - cur / 4));
+  if (hi < 0) return s;
+  shared::sys_close(s);
+  return static_cast<int>(hi);
+}
+
 struct Channel {
   int fd = -1;
   int slot = -1;
@@ -92,7 +106,7 @@ struct Channel {
     ucred cred{};
     socklen_t len = sizeof cred;
     if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) prctl(PR_SET_PTRACER, cred.pid, 0, 0, 0);
-    fd = s;
+    fd = move_high(s);
     generation = g_generation.load(std::memory_order_acquire);
     for (int i = 0; i < kSlots; ++i) {
       int expected = 0;
@@ -106,6 +120,7 @@ struct Channel {
 };
 
 thread_local Channel t_channel;
+thread_local int t_rw_fd = -1;  // the fd of the read or write being forwarded (set_rw_fd)
 
 void child_after_fork() {
   for (std::atomic<int>& slot : g_slots) {
@@ -148,10 +163,14 @@ void on_uninstall(int fd) {
   }
 }
 
+// Returned by exchange() when the request could not be sent at all: the channel's fd was closed under us
+// (closefrom, close_range in the program), so the call may go again on a new one.
+constexpr long kNotSent = -0x10001;
+
 // One call on `sock`: the request, the server's mid-call messages, the kDone reply. -EIO when the
-// channel fails.
+// channel fails, kNotSent when nothing was sent.
 long exchange(int sock, const Request& req, int send_fd, Reply* done, int* got_fd) {
-  if (shared::send_record(sock, &req, sizeof req, send_fd) < 0) return -EIO;
+  if (shared::send_record(sock, &req, sizeof req, send_fd) < 0) return kNotSent;
   for (;;) {
     Reply r;
     int fd = -1;
@@ -195,15 +214,16 @@ long call(const Request& req, int send_fd, Reply* done, int* got_fd = nullptr) {
   Channel& own = t_channel;
   Channel nested;
   Channel& ch = own.busy ? nested : own;
-  long rc = -EIO;
-  if (ch.ensure()) {
+  long rc = kNotSent;
+  for (int attempt = 0; attempt < 2 && rc == kNotSent; ++attempt) {
+    if (!ch.ensure()) break;
     ch.busy = true;
     rc = exchange(ch.fd, req, send_fd, done, got_fd);
     ch.busy = false;
     if (rc < 0) ch.drop();
   }
   errno = saved;
-  return rc;
+  return rc == kNotSent ? -EIO : rc;
 }
 
 }  // namespace
@@ -222,7 +242,7 @@ void init() {
   pthread_atfork(nullptr, nullptr, child_after_fork);
 
   // What this image inherited across exec: only the kernel's fds survive it, so served files are found by
-  // asking the server about every FIFO.
+  // asking the server about every FIFO and socket.
   const int saved = errno;
   std::vector<int> fifos;
   if (DIR* dir = real::opendir("/proc/self/fd")) {
@@ -260,7 +280,7 @@ bool adopt(int fd) {
   const int saved = errno;
   struct stat st {};
   bool ours = false;
-  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+  if (fd >= 0 && fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
     Request req{Op::kProve, 0, 0, 0, 0, 0, 0};
     Reply rep{};
     if (call(req, fd, &rep) == 0 && rep.rc >= 0)
@@ -283,6 +303,8 @@ void adopt_received(const msghdr* msg) {
     }
   }
 }
+
+void set_rw_fd(int fd) { t_rw_fd = fd; }
 
 bool prove_for_retry(int fd, const uapi::OpenFile& file) {
   const auto* remote = dynamic_cast<const RemoteFile*>(&file);
@@ -308,6 +330,16 @@ long RemoteFile::forward(std::uint32_t op, std::uint64_t cmd, std::uint64_t arg,
   Reply rep{};
   if (call(req, -1, &rep) < 0) return -EIO;
   if (rep.fail_nth != nth) fail_nth_set(rep.fail_nth);
+  if (rep.drain != 0 && t_rw_fd >= 0) [[unlikely]] {
+    // Readiness the read took back (a vEVENT queue's socket): bytes the server sent to this file.
+    char buf[64];
+    for (std::uint32_t left = rep.drain; left > 0;) {
+      const long n = syscall(SYS_recvfrom, t_rw_fd, buf, std::min<std::uint32_t>(left, sizeof buf),
+                             MSG_DONTWAIT, nullptr, nullptr);
+      if (n <= 0) break;
+      left -= static_cast<std::uint32_t>(n);
+    }
+  }
   return rep.rc;
 }
 

@@ -45,8 +45,12 @@ int open_iommufd(int flags, bool vfio_compat);
 // true. Keeps errno.
 bool adopt(int fd);
 
-// After a recvmsg that may have delivered fds (SCM_RIGHTS): adopts each one that is a FIFO.
+// After a recvmsg that may have delivered fds (SCM_RIGHTS): adopts each one that is a FIFO or a socket.
 void adopt_received(const msghdr* msg);
+
+// The fd of the read or write about to be forwarded on this thread, for the readiness its reply may ask the
+// client to take back (protocol.h, Reply::drain).
+void set_rw_fd(int fd);
 
 // A forwarded call on `fd` (standing for `file`) was answered kNeedProof: this process has not shown the
 // server that it holds the file (a forked child, say). Proves it; true when the call may be made again.

@@ -73,6 +73,10 @@ struct Reply {
   std::uint64_t handle;
   std::uint32_t bits;
   std::int32_t flags;
+  // kDone of a read or write: bytes the client takes off the fd it called on, which took back a readiness
+  // the server cannot take back itself (a vEVENT queue's socket: docs/shared.md#poll).
+  std::uint32_t drain;
+  std::uint32_t reserved;
 };
 
 // Raw system calls: in the preload, libc's names of these may be interposed.

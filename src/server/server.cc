@@ -64,11 +64,23 @@ void drain(int keep_fd) {
   ::close(r);
 }
 
-// The mode of the client's FIFO for a file opened with `open_flags`. The access mode 3 (ioctl only) cannot
-// open a FIFO: it is O_RDWR there, and 3 for the client's checks.
-int fifo_mode(int open_flags) {
+// The shape of an iommufd opened with `open_flags`: a FIFO open, as the kernel's is an open() file. The
+// access mode 3 (ioctl only) cannot open a FIFO: it is O_RDWR there, and 3 for the client's checks.
+Server::Shape open_shape(int open_flags) {
   const int acc = open_flags & O_ACCMODE;
-  return acc == O_RDONLY || acc == O_WRONLY ? acc : O_RDWR;
+  return acc == O_RDONLY   ? Server::Shape::kFifoRead
+         : acc == O_WRONLY ? Server::Shape::kFifoWrite
+                           : Server::Shape::kFifo;
+}
+
+// The shape of a file the dispatcher creates (an anonymous-inode file or a dma-buf: no O_LARGEFILE), so
+// that F_GETFL reports exactly the access mode and O_NONBLOCK: a pipe's read or write end, or for both
+// directions a socket.
+Server::Shape created_shape(int open_flags) {
+  const int acc = open_flags & O_ACCMODE;
+  return acc == O_RDONLY   ? Server::Shape::kPipeRead
+         : acc == O_WRONLY ? Server::Shape::kPipeWrite
+                           : Server::Shape::kSocket;
 }
 
 std::uint32_t file_bits(const uapi::OpenFile& f) {
@@ -134,9 +146,33 @@ struct Server::Call {
   std::vector<std::pair<int, std::uint64_t>> installed;  // client fd, handle
   std::vector<std::pair<int, int>> fetched;              // client fd, our copy
   bool broken = false;                                   // the channel failed mid-call
+  std::uint32_t drain = 0;                               // Reply::drain
   ~Call() {
     for (auto& [client, local] : fetched) ::close(local);
   }
+};
+
+// A vEVENT queue's readiness, on the client's socket: a byte the server sends while records wait. Only the
+// client can take it back; records leave a vEVENT queue only through a read of its fd, so the read's reply
+// tells the caller how many bytes to take (Reply::drain).
+class Server::SocketReadiness final : public QueueReadiness {
+ public:
+  explicit SocketReadiness(std::shared_ptr<PipeEnd> end) : end_(std::move(end)) {}
+  void set_readable(bool readable) override {
+    const int saved = errno;
+    if (readable) {
+      const char b = 0;
+      if (::send(end_->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) ++queued_;
+    } else if (Call* call = t_call) {
+      call->drain += queued_;
+      queued_ = 0;
+    }
+    errno = saved;
+  }
+
+ private:
+  const std::shared_ptr<PipeEnd> end_;
+  unsigned queued_ = 0;  // under the queue's lock, which serialises every call
 };
 
 thread_local Server::Call* Server::t_call = nullptr;
@@ -286,6 +322,7 @@ void Server::serve(int sock, pid_t pid) {
   Channel ch;
   ch.sock = sock;
   ch.pid = pid;
+  t_pid = pid;  // HACK-SHIM
   if (Result<RefPtr<Mm>> mm = mm_for_process(pid); mm.ok()) {
     ch.mm = std::move(*mm);
     bool registered = true;
@@ -301,7 +338,7 @@ void Server::serve(int sock, pid_t pid) {
       Request req;
       int fd = -1;
       if (shared::recv_record(sock, &req, sizeof req, &fd) < 0) break;
-      Reply rep{Msg::kDone, req.fail_nth, 0, 0, 0, 0};
+      Reply rep{Msg::kDone, req.fail_nth, 0, 0, 0, 0, 0, 0};
       int send_fd = -1;
       switch (req.op) {
         case Op::kOpen:
@@ -360,7 +397,7 @@ void Server::serve_open(Channel& ch, const Request& req, Reply* rep, int* send_f
     return;
   }
   Result<NewFile> nf =
-      add_file(std::move(*file), flags & (O_ACCMODE | O_NONBLOCK), fifo_mode(flags), /*keep_byte=*/true);
+      add_file(std::move(*file), flags & (O_ACCMODE | O_NONBLOCK), open_shape(flags), /*keep_byte=*/true);
   if (!nf.ok()) {
     rep->rc = -nf.error();
     return;
@@ -427,6 +464,7 @@ void Server::serve_call(Channel& ch, const Request& req, Reply* rep) {
         break;
     }
     rep->fail_nth = fail_nth_get();
+    rep->drain = call.drain;
     fail_nth_set(0);
     // Within the caller's scope: this may be the file's last reference.
     file.reset();
@@ -448,43 +486,81 @@ void Server::serve_sync(std::uint64_t handle) {
   if (last_closed) release(handle);
 }
 
-Result<Server::NewFile> Server::add_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, int fifo_mode,
+namespace {
+
+// The two fds of a new served file: the client's, and the end the server keeps. -errno on failure.
+struct Ends {
+  int client = -1;
+  int keep = -1;
+};
+
+Result<Ends> make_ends(Server::Shape shape, bool nonblock) {
+  using Shape = Server::Shape;
+  Ends e;
+  if (shape == Shape::kSocket || shape == Shape::kSocketQueue) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return Status::error(errno);
+    e = {sv[0], sv[1]};
+    if (shape == Shape::kSocketQueue) {
+      // The client's end never polls writable: its send buffer, made as small as it goes, is filled with
+      // bytes the server never reads (a unix socket is writable while under a quarter of it is in use).
+      const int one = 1;
+      ::setsockopt(e.client, SOL_SOCKET, SO_SNDBUF, &one, sizeof one);
+      char fill[256] = {};
+      while (::send(e.client, fill, sizeof fill, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+      }
+    }
+  } else {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return Status::error(errno);
+    const bool client_reads = shape != Shape::kPipeWrite;
+    e = {p[client_reads ? 0 : 1], p[client_reads ? 1 : 0]};
+    if (shape == Shape::kFifo || shape == Shape::kFifoRead || shape == Shape::kFifoWrite) {
+      // A FIFO open of the pipe, through the end it shares a direction with: the only pipe file that can
+      // be both read and written, and an open() file as the kernel's /dev/iommu is (O_LARGEFILE).
+      char path[40];
+      std::snprintf(path, sizeof path, "/proc/self/fd/%d", e.client);
+      const int mode = shape == Shape::kFifo ? O_RDWR : shape == Shape::kFifoRead ? O_RDONLY : O_WRONLY;
+      const int fifo = ::open(path, mode | O_CLOEXEC);
+      const int err = errno;
+      ::close(e.client);
+      e.client = fifo;
+      if (fifo < 0) {
+        ::close(e.keep);
+        return Status::error(err == ENOENT ? ENODEV : err);
+      }
+    }
+  }
+  ::fcntl(e.keep, F_SETFL, O_NONBLOCK);
+  if (nonblock) ::fcntl(e.client, F_SETFL, O_NONBLOCK);
+  return e;
+}
+
+}  // namespace
+
+Result<Server::NewFile> Server::add_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, Shape shape,
                                          bool keep_byte) {
-  const int accmode = open_flags & O_ACCMODE;
-  const bool client_reads = fifo_mode != O_WRONLY;
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return Status::error(errno);
-  // The client's FIFO: opened through the end it shares a direction with.
-  char path[40];
-  std::snprintf(path, sizeof path, "/proc/self/fd/%d", p[client_reads ? 0 : 1]);
-  const int client = ::open(path, fifo_mode | O_CLOEXEC | (open_flags & O_NONBLOCK));
-  const int err = errno;
-  const int keep = p[client_reads ? 1 : 0];
-  ::close(p[client_reads ? 0 : 1]);
-  if (client < 0) {
-    ::close(keep);
-    return Status::error(err == ENOENT ? ENODEV : err);
-  }
-  ::fcntl(keep, F_SETFL, O_NONBLOCK);
-  if (keep_byte && client_reads) {
+  const Ends ends = TRY(make_ends(shape, open_flags & O_NONBLOCK));
+  if (keep_byte && shape != Shape::kPipeWrite && shape != Shape::kFifoWrite) {
     const char b = 0;
-    (void)!::write(keep, &b, 1);
+    (void)!::write(ends.keep, &b, 1);
   }
+  // Keyed by the client's file, which for a socket is an inode of its own.
   struct stat st {};
-  ::fstat(keep, &st);
+  ::fstat(ends.client, &st);
   std::shared_ptr<FileRecord> rec;
   try {
     rec = std::make_shared<FileRecord>();
-    rec->end = std::make_shared<PipeEnd>(keep);
+    rec->end = std::make_shared<PipeEnd>(ends.keep);
   } catch (const std::bad_alloc&) {
-    if (!rec || !rec->end) ::close(keep);
-    ::close(client);
+    if (!rec || !rec->end) ::close(ends.keep);
+    ::close(ends.client);
     return Status::error(ENOMEM);
   }
   rec->bits = file_bits(*file);
   rec->file = std::move(file);
   rec->inode = {st.st_dev, st.st_ino};
-  rec->accmode = accmode;
+  rec->accmode = open_flags & O_ACCMODE;
   try {
     lockdep::MutexGuard g(mu_);
     rec->handle = next_handle_++;
@@ -496,19 +572,19 @@ Result<Server::NewFile> Server::add_file(std::shared_ptr<uapi::OpenFile> file, i
       throw;
     }
   } catch (const std::bad_alloc&) {
-    ::close(client);
+    ::close(ends.client);
     return Status::error(ENOMEM);
   }
   epoll_event ev{};
   ev.events = 0;  // EPOLLERR and EPOLLHUP are always reported
   ev.data.u64 = rec->handle;
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, keep, &ev) != 0) {
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, ends.keep, &ev) != 0) {
     const int e = errno;
     release(rec->handle);
-    ::close(client);
+    ::close(ends.client);
     return Status::error(e);
   }
-  return NewFile{client, std::move(rec)};
+  return NewFile{ends.client, std::move(rec)};
 }
 
 void Server::release(std::uint64_t handle) {
@@ -529,7 +605,7 @@ void Server::release(std::uint64_t handle) {
 
 std::shared_ptr<Server::FileRecord> Server::find_by_fd(int fd) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) return nullptr;
+  if (::fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return nullptr;
   lockdep::MutexGuard g(mu_);
   auto it = by_inode_.find({st.st_dev, st.st_ino});
   if (it == by_inode_.end()) return nullptr;
@@ -542,41 +618,45 @@ Result<int> Server::install(std::shared_ptr<uapi::OpenFile> file) {
 }
 
 Result<int> Server::install_with_flags(std::shared_ptr<uapi::OpenFile> file, int open_flags) {
-  return install_file(std::move(file), open_flags, fifo_mode(open_flags), nullptr);
+  return install_file(std::move(file), open_flags, created_shape(open_flags), nullptr);
 }
 
 Result<int> Server::install_queue(std::shared_ptr<uapi::OpenFile> file, uapi::PollFace face,
                                   std::shared_ptr<QueueReadiness>* readiness) {
-  // The kernel's queue file is O_RDWR either way; a vEVENT queue's FIFO is read-only, so that it never
-  // polls writable (EPOLLOUT), as the kernel's does not.
-  const int fifo = face == uapi::PollFace::kReadWrite ? O_RDWR : O_RDONLY;
-  return install_file(std::move(file), O_RDWR | O_CLOEXEC, fifo, readiness);
+  // The kernel's queue file is O_RDWR either way. A fault queue polls EPOLLOUT always: a FIFO open both
+  // ways, which the server empties itself. A vEVENT queue never polls writable: a socket whose send buffer
+  // is full (docs/shared.md#poll).
+  const Shape shape = face == uapi::PollFace::kReadWrite ? Shape::kFifo : Shape::kSocketQueue;
+  return install_file(std::move(file), O_RDWR | O_CLOEXEC, shape, readiness);
 }
 
-Result<int> Server::install_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, int fifo,
+Result<int> Server::install_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, Shape shape,
                                  std::shared_ptr<QueueReadiness>* readiness) {
   const bool queue = readiness != nullptr;
   Call* call = t_call;
   if (!call || call->broken) return Status::error(EPIPE);
-  std::shared_ptr<PipeReadiness> r;
+  std::shared_ptr<QueueReadiness> r;
   try {
     call->installed.reserve(call->installed.size() + 1);
   } catch (const std::bad_alloc&) {
     return Status::error(ENOMEM);
   }
   NewFile nf =
-      TRY(add_file(std::move(file), open_flags & (O_ACCMODE | O_NONBLOCK), fifo, /*keep_byte=*/!queue));
+      TRY(add_file(std::move(file), open_flags & (O_ACCMODE | O_NONBLOCK), shape, /*keep_byte=*/!queue));
   const std::uint64_t handle = nf.record->handle;
   if (queue) {
     try {
-      r = std::make_shared<PipeReadiness>(nf.record->end);
+      if (shape == Shape::kSocketQueue)
+        r = std::make_shared<SocketReadiness>(nf.record->end);
+      else
+        r = std::make_shared<PipeReadiness>(nf.record->end);
     } catch (const std::bad_alloc&) {
       ::close(nf.client_fd);
       release(handle);
       return Status::error(ENOMEM);
     }
   }
-  Reply msg{Msg::kInstall, 0, 0, handle, nf.record->bits, open_flags & (O_CLOEXEC | O_ACCMODE)};
+  Reply msg{Msg::kInstall, 0, 0, handle, nf.record->bits, open_flags & (O_CLOEXEC | O_ACCMODE), 0, 0};
   nf.record.reset();
   const long sent = shared::send_record(call->ch->sock, &msg, sizeof msg, nf.client_fd);
   ::close(nf.client_fd);
@@ -609,7 +689,7 @@ void Server::uninstall(int fd) {
     const std::uint64_t handle = it->second;
     call->installed.erase(it);
     if (!call->broken) {
-      const Reply msg{Msg::kUninstall, 0, fd, handle, 0, 0};
+      const Reply msg{Msg::kUninstall, 0, fd, handle, 0, 0, 0, 0};
       if (shared::send_record(call->ch->sock, &msg, sizeof msg, -1) < 0) call->broken = true;
     }
     release(handle);
@@ -628,7 +708,7 @@ Result<int> Server::fetch(int fd) {
   } catch (const std::bad_alloc&) {
     return Status::error(ENOMEM);
   }
-  const Reply msg{Msg::kGetFd, 0, fd, 0, 0, 0};
+  const Reply msg{Msg::kGetFd, 0, fd, 0, 0, 0, 0, 0};
   Request ans{};
   int got = -1;
   if (shared::send_record(call->ch->sock, &msg, sizeof msg, -1) < 0 ||

@@ -61,6 +61,19 @@ class Server final : public uapi::FdHost {
   std::size_t file_count() EXCLUDES(mu_);
   std::size_t channel_count() const { return channels_.load(std::memory_order_relaxed); }
 
+  // What the client's fd of a served file is (docs/shared.md#files). The server keeps the other end: the
+  // write end of a pipe the client reads (EPOLLERR once no reader is left), the read end of one it only
+  // writes, or the peer socket (EPOLLHUP once the client's end has closed everywhere).
+  enum class Shape : std::uint8_t {
+    kFifo,         // a FIFO open of a pipe, O_RDWR
+    kFifoRead,     // the same, O_RDONLY
+    kFifoWrite,    // the same, O_WRONLY
+    kPipeRead,     // a pipe's read end (pipe2)
+    kPipeWrite,    // a pipe's write end
+    kSocket,       // one end of a unix stream socket pair
+    kSocketQueue,  // the same, never writable (a vEVENT queue)
+  };
+
   // uapi::FdHost: the dispatcher's fds go to the client whose call is being served on this thread, by a
   // message in the middle of the call (protocol.h, kInstall / kUninstall / kGetFd).
   Result<int> install(std::shared_ptr<uapi::OpenFile> file) override;
@@ -74,6 +87,7 @@ class Server final : public uapi::FdHost {
  private:
   struct FileRecord;
   struct Channel;
+  class SocketReadiness;
   struct Call;
   // A served file as the client sees it: the FIFO fd to pass, its handle, and its record.
   struct NewFile {
@@ -99,14 +113,14 @@ class Server final : public uapi::FdHost {
   void serve_call(Channel& ch, const shared::Request& req, shared::Reply* rep);
   void serve_sync(std::uint64_t handle);
 
-  // Makes the pipe, the client's FIFO open of it (`fifo_mode`: O_RDONLY, O_WRONLY or O_RDWR; O_NONBLOCK from
-  // `open_flags`, whose access mode is the one the client checks) and the record, and starts watching the
-  // server's end. `keep_byte`: one byte stays queued, so the FIFO polls readable always (a file without a
-  // poll method, docs/shared.md#poll).
-  Result<NewFile> add_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, int fifo_mode,
-                           bool keep_byte) EXCLUDES(mu_);
+  // Makes the kernel objects of a new served file (`shape`; O_NONBLOCK from `open_flags`, whose access mode
+  // is the one the client checks) and its record, and starts watching the server's end. `keep_byte`: one
+  // byte stays queued for the client, so that its fd polls readable always (a file without a poll method,
+  // docs/shared.md#poll).
+  Result<NewFile> add_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, Shape shape, bool keep_byte)
+      EXCLUDES(mu_);
   // Gives the client of the call on this thread a new file. `readiness`: for a queue (null otherwise).
-  Result<int> install_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, int fifo_mode,
+  Result<int> install_file(std::shared_ptr<uapi::OpenFile> file, int open_flags, Shape shape,
                            std::shared_ptr<QueueReadiness>* readiness);
   // Stops serving `handle` and drops the file (maybe its last reference: its release). Idempotent.
   void release(std::uint64_t handle) EXCLUDES(mu_);
