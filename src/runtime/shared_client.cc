@@ -110,7 +110,7 @@ struct Channel {
     generation = g_generation.load(std::memory_order_acquire);
     for (int i = 0; i < kSlots; ++i) {
       int expected = 0;
-      if (g_slots[i].compare_exchange_strong(expected, s + 1)) {
+      if (g_slots[i].compare_exchange_strong(expected, fd + 1)) {
         slot = i;
         break;
       }
