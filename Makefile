@@ -37,11 +37,12 @@ install: build-release
 bench: deps
 	$(call configure,release)
 	$(call configure,nolockdep)
-	$(call CMAKE_BUILD,release) --target uiommufd_bench uiommufd_runtime_bench uiommufd uiommufd-preload
+	$(call CMAKE_BUILD,release) --target uiommufd_bench uiommufd_runtime_bench uiommufd_shared_bench uiommufd uiommufd-preload
 	$(call CMAKE_BUILD,nolockdep) --target uiommufd_bench
 	./build/release/bench/uiommufd_bench
 	./build/nolockdep/bench/uiommufd_bench
 	./build/release/tools/uiommufd/uiommufd run -- ./build/release/bench/uiommufd_runtime_bench
+	./build/release/tools/uiommufd/uiommufd run --shared -- ./build/release/bench/uiommufd_shared_bench
 
 check-sanitizers: build-asan build-tsan
 	ctest --preset asan -j $(JOBS)
