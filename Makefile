@@ -84,8 +84,9 @@ define reference_run
 	fi; exit $$rc
 endef
 
+# Both runtime modes against one kernel run: in-process and --shared (docs/shared.md).
 reference-check: build-release
-	$(call reference_run,check)
+	$(call reference_run,--shared check)
 
 reference-fuzz: build-release
 	$(call reference_run,fuzz --seeds $(SEEDS))
