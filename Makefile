@@ -37,11 +37,12 @@ install: build-release
 bench: deps
 	$(call configure,release)
 	$(call configure,nolockdep)
-	$(call CMAKE_BUILD,release) --target uiommufd_bench uiommufd_runtime_bench uiommufd uiommufd-preload
+	$(call CMAKE_BUILD,release) --target uiommufd_bench uiommufd_runtime_bench uiommufd_shared_bench uiommufd uiommufd-preload
 	$(call CMAKE_BUILD,nolockdep) --target uiommufd_bench
 	./build/release/bench/uiommufd_bench
 	./build/nolockdep/bench/uiommufd_bench
 	./build/release/tools/uiommufd/uiommufd run -- ./build/release/bench/uiommufd_runtime_bench
+	./build/release/tools/uiommufd/uiommufd run --shared -- ./build/release/bench/uiommufd_shared_bench
 
 check-sanitizers: build-asan build-tsan
 	ctest --preset asan -j $(JOBS)
@@ -83,8 +84,9 @@ define reference_run
 	fi; exit $$rc
 endef
 
+# Both runtime modes against one kernel run: in-process and --shared (docs/shared.md).
 reference-check: build-release
-	$(call reference_run,check)
+	$(call reference_run,--shared check)
 
 reference-fuzz: build-release
 	$(call reference_run,fuzz --seeds $(SEEDS))

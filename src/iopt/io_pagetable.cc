@@ -648,7 +648,7 @@ Status IoPagetable::rw_segment_locked(const Segment& s, unsigned char* bytes, bo
   Pages& pages = *a.pages();
   if (write && !pages.writable()) return Status::error(EPERM);
   if (pages.is_dmabuf()) return Status::error(EINVAL);  // iopt_pages_rw_access()
-  const std::uint64_t va = pages.page_phys(0) + s.start_byte;
+  const std::uint64_t va = pages.page_address(0) + s.start_byte;
   // User pages are reached through the address space they come from (the area's process, which may not be
   // the caller's: docs/shared.md#memory): a bad address is EFAULT, never a crash.
   const Mm& source = pages.mm();

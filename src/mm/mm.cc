@@ -89,6 +89,10 @@ constinit lockdep::LockClassKey g_registry_key{"mm.registry"};
 struct RemoteRegistry {
   lockdep::Mutex mu{g_registry_key};
   std::map<pid_t, RefPtr<Mm>> by_pid GUARDED_BY(mu);
+  std::uint16_t next_tag GUARDED_BY(mu) = 1;
+  // Mms of exited processes whose pid came back while they were still held; dropped when only this holds
+  // them.
+  std::vector<RefPtr<Mm>> retired GUARDED_BY(mu);
 };
 RemoteRegistry& registry() {
   static RemoteRegistry* const r = new RemoteRegistry();  // outlives static destructors, as local_ref()
@@ -132,37 +136,59 @@ Result<RefPtr<Mm>> Mm::for_process(pid_t pid) {
     ::close(pidfd);
     return uid.status();
   }
-  RefPtr<Mm> mm(new (std::nothrow) Mm(pid, pidfd, *uid));
-  if (!mm) {
-    ::close(pidfd);
-    return Status::error(ENOMEM);
-  }
   lockdep::MutexGuard lock(r.mu);
-  auto [it, inserted] = r.by_pid.try_emplace(pid, mm);
-  if (!inserted) {
-    // Raced with another caller for the same process (keep theirs), or the entry is of an exited one.
-    if (!it->second->exited()) return it->second;
-    it->second = mm;
+  if (auto it = r.by_pid.find(pid); it != r.by_pid.end() && !it->second->exited()) {
+    ::close(pidfd);  // another caller registered it meanwhile
+    return it->second;
   }
   // Entries of exited processes that nobody else holds go now, so the registry stays as small as the set
-  // of live clients plus what pages still remember.
+  // of live clients plus what pages still remember, and their tags come free.
   for (auto e = r.by_pid.begin(); e != r.by_pid.end();) {
-    if (e->second != mm && e->second->ref_count() == 1 && e->second->exited())
+    if (e->second->ref_count() == 1 && e->second->exited())
       e = r.by_pid.erase(e);
     else
       ++e;
   }
+  std::erase_if(r.retired, [](const RefPtr<Mm>& m) { return m->ref_count() == 1; });
+  // The next tag no registered Mm carries (the registry holds every remote Mm that still exists or is held).
+  std::uint16_t tag = 0;
+  for (unsigned tries = 0; tries < 0x7fff && tag == 0; ++tries) {
+    const std::uint16_t t = r.next_tag;
+    r.next_tag = static_cast<std::uint16_t>(t == 0x7fff ? 1 : t + 1);
+    bool used = false;
+    for (const auto& [p, m] : r.by_pid) used = used || m->tag_ == t;
+    for (const RefPtr<Mm>& m : r.retired) used = used || m->tag_ == t;
+    if (!used) tag = t;
+  }
+  if (tag == 0) {
+    ::close(pidfd);
+    return Status::error(ENOMEM);
+  }
+  RefPtr<Mm> mm(new (std::nothrow) Mm(pid, pidfd, *uid, tag));
+  if (!mm) {
+    ::close(pidfd);
+    return Status::error(ENOMEM);
+  }
+  auto [it, inserted] = r.by_pid.try_emplace(pid, mm);
+  if (!inserted) {
+    // The entry is of an exited process of the same pid that someone still holds: it moves aside, still
+    // findable by its tag and keeping the tag taken, until only the registry holds it.
+    r.retired.push_back(std::move(it->second));
+    it->second = mm;
+  }
   return mm;
 }
 
-Result<int> Mm::import_fd(int fd) const {
-  if (fd < 0) return Status::error(EBADF);
-  const int got =
-      remote() ? static_cast<int>(syscall(SYS_pidfd_getfd, pidfd_, fd, 0)) : ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (got >= 0) return got;
-  const int err = errno;
-  if (err == ESRCH) return Status::error(EBADF);  // the process is gone, and its descriptors with it
-  return Status::error(err > 0 && err <= 4095 ? err : EMFILE);
+RefPtr<Mm> Mm::of_phys(PhysAddr p) {
+  const std::uint64_t tag = p >> kPhysTagShift;
+  if (tag == 0) return RefPtr<Mm>(&local_ref());
+  RemoteRegistry& r = registry();
+  lockdep::MutexGuard lock(r.mu);
+  for (const auto& [pid, m] : r.by_pid)
+    if (m->tag_ == tag) return m;
+  for (const RefPtr<Mm>& m : r.retired)
+    if (m->tag_ == tag) return m;
+  return nullptr;
 }
 
 Mm::~Mm() {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "uiommufd/base/page.h"
+#include "uiommufd/mm/mm.h"
 
 namespace uiommufd {
 
@@ -94,10 +96,20 @@ bool read_all(const char* path, std::string* text) {
 
 }  // namespace
 
-MapsSnapshot MapsSnapshot::take() {
+MapsSnapshot MapsSnapshot::take() { return take(Mm::local_ref()); }
+
+MapsSnapshot MapsSnapshot::take(const Mm& mm) {
+  char path[64];
+  if (mm.remote())
+    std::snprintf(path, sizeof(path), "/proc/%d/maps", static_cast<int>(mm.pid()));
+  else
+    std::snprintf(path, sizeof(path), "/proc/self/maps");
   std::string text;
-  if (!read_all("/proc/self/maps", &text)) return MapsSnapshot();
-  return parse(text.data(), text.size());
+  MapsSnapshot snap;
+  if (read_all(path, &text)) snap = parse(text.data(), text.size());
+  snap.pid_ = mm.remote() ? mm.pid() : 0;
+  snap.private_tag_ = mm.phys_of(0);
+  return snap;
 }
 
 MapsSnapshot MapsSnapshot::parse(const char* text, std::uint64_t size) {
@@ -138,7 +150,12 @@ void MapsSnapshot::resolve_private(const FileMapping& m, std::uint64_t first_pag
   auto file_id = [&m](std::uint64_t page) {
     return PageIdentity{m.dev, m.ino, m.offset + ((page << kPageShift) - m.start)};
   };
-  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  char path[64];
+  if (pid_)
+    std::snprintf(path, sizeof(path), "/proc/%d/pagemap", static_cast<int>(pid_));
+  else
+    std::snprintf(path, sizeof(path), "/proc/self/pagemap");
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     push_run(out, first_page << kPageShift, last_page - first_page + 1, file_id(first_page));
     return;
@@ -154,7 +171,8 @@ void MapsSnapshot::resolve_private(const FileMapping& m, std::uint64_t first_pag
       // private mapping are never swap entries).
       const bool copied = ((e & kPagemapPresent) && !(e & kPagemapFileOrSharedAnon)) || (e & kPagemapSwapped);
       const std::uint64_t p = page + k;
-      push_run(out, p << kPageShift, 1, copied ? PageIdentity{0, 0, p << kPageShift} : file_id(p));
+      push_run(out, p << kPageShift, 1,
+               copied ? PageIdentity{0, 0, private_tag_ | (p << kPageShift)} : file_id(p));
     }
     page += n;
   }
@@ -184,7 +202,7 @@ std::vector<IdentityRun> MapsSnapshot::resolve(std::uint64_t addr, std::uint64_t
       ++it;
     } else {
       if (it != files_.end()) seg_last = std::min(seg_last, (it->start >> kPageShift) - 1);
-      push_run(&out, page << kPageShift, seg_last - page + 1, {0, 0, page << kPageShift});
+      push_run(&out, page << kPageShift, seg_last - page + 1, {0, 0, private_tag_ | (page << kPageShift)});
     }
     if (seg_last == last_page) break;
     page = seg_last + 1;
@@ -195,11 +213,16 @@ std::vector<IdentityRun> MapsSnapshot::resolve(std::uint64_t addr, std::uint64_t
 PageIdentity MapsSnapshot::identity(std::uint64_t addr) const { return resolve(addr, 1).front().first; }
 
 bool MapsSnapshot::same_pages(std::uint64_t a, std::uint64_t b, std::uint64_t length) const {
+  return same_pages(*this, a, *this, b, length);
+}
+
+bool MapsSnapshot::same_pages(const MapsSnapshot& sa, std::uint64_t a, const MapsSnapshot& sb,
+                              std::uint64_t b, std::uint64_t length) {
   if (length == 0) return true;
   if (page_offset(a) != page_offset(b)) return false;
-  if (a == b) return true;
-  const std::vector<IdentityRun> ra = resolve(a, length);
-  const std::vector<IdentityRun> rb = resolve(b, length);
+  if (a == b && &sa == &sb) return true;
+  const std::vector<IdentityRun> ra = sa.resolve(a, length);
+  const std::vector<IdentityRun> rb = sb.resolve(b, length);
   // Both cover the same number of pages; walk them in step, one overlap of two runs at a time. Within a
   // run identities advance by one page per page, so comparing the first page of each overlap is enough.
   std::size_t i = 0, j = 0;

@@ -95,31 +95,12 @@ TEST(RemoteMmTest, AnExitedProcessIsEfaultAndItsPidIsNotConfused) {
   EXPECT_EQ(mm->copy_from_user(got, buf.addr(), sizeof(got)).error(), EFAULT);
   EXPECT_EQ(mm->copy_to_user(buf.addr(), got, sizeof(got)).error(), EFAULT);
   EXPECT_EQ(mm->make_resident(buf.addr(), kPageSize, false).error(), EFAULT);
-  EXPECT_EQ(mm->import_fd(0).error(), EBADF);
   // Asking for that pid again is ESRCH (or, had it been reused, a different Mm).
   Result<RefPtr<Mm>> again = Mm::for_process(mm->pid());
   if (again.ok())
     EXPECT_NE(again->get(), mm.get());
   else
     EXPECT_EQ(again.error(), ESRCH);
-}
-
-TEST(RemoteMmTest, ImportFdFetchesTheChildsDescriptor) {
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  Child child([&] { (void)!::write(fds[1], "z", 1); });
-  RefPtr<Mm> mm = *Mm::for_process(child.pid());
-  Result<int> fd = mm->import_fd(fds[0]);
-  ASSERT_TRUE(fd.ok());
-  EXPECT_NE(fcntl(*fd, F_GETFD) & FD_CLOEXEC, 0);
-  char c = 0;
-  EXPECT_EQ(::read(*fd, &c, 1), 1);
-  EXPECT_EQ(c, 'z');
-  ::close(*fd);
-  EXPECT_EQ(mm->import_fd(1000).error(), EBADF);
-  EXPECT_EQ(mm->import_fd(-1).error(), EBADF);
-  ::close(fds[0]);
-  ::close(fds[1]);
 }
 
 TEST(RemoteMmTest, ForOurOwnPidIsTheLocalMm) {

@@ -127,12 +127,12 @@ Result<RefPtr<Pages>> Pages::create_user(RefPtr<Mm> mm, std::uint64_t uptr, std:
 
 Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint64_t length, bool writable,
                                          AccountMode mode, bool lock_pinned) {
-  // The caller's descriptor: its own when the engine serves this process, fetched from the client
-  // otherwise (the shared-mode server). Held until the Pages keeps it or this call fails.
-  const Mm& caller = Mm::current_ref();
-  Result<int> imported = caller.import_fd(fd);
-  if (!imported.ok()) return imported.status();
-  const int dup_fd = *imported;
+  // `fd` is a descriptor of this process (the shared-mode server has fetched the caller's:
+  // FdHost::user_file). Our own duplicate keeps the file identity visible; the caller may close theirs as
+  // soon as we return.
+  if (fd < 0) return Status::error(EBADF);
+  const int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0) return Status::error(errno == EMFILE ? EMFILE : EBADF);
   struct FdCloser {
     int fd;
     ~FdCloser() {
@@ -165,7 +165,6 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
     if (err == EACCES || err == EPERM || err == ENOMEM) return Status::error(err);
     return Status::error(EINVAL);  // ENODEV (pipe, socket, directory), EINVAL, …
   }
-  // Our own descriptor keeps the file identity visible; the caller may close theirs as soon as we return.
   auto* pages =
       new (std::nothrow) Pages(PagesKind::kFile, Mm::current(), reinterpret_cast<std::uint64_t>(addr), offset,
                                length, npages, start, writable, mode, lock_pinned, dup_fd,
@@ -270,7 +269,8 @@ Pages::~Pages() {
 
 PhysAddr Pages::page_phys(std::uint64_t index) const {
   UIOMMUFD_DCHECK(index < npages_);
-  return base_ + (index << kPageShift);
+  const std::uint64_t addr = base_ + (index << kPageShift);
+  return kind_ == PagesKind::kUser ? mm_->phys_of(addr) : addr;
 }
 
 PageIdentity Pages::file_identity(std::uint64_t index) const {
@@ -511,7 +511,7 @@ bool Pages::pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length
   }
   if (pinned.empty()) return refs == 0;  // nothing pinned anywhere: no need to look at the address space
 
-  const MapsSnapshot snap = MapsSnapshot::take();
+  const MapsSnapshot snap = MapsSnapshot::take(mm);
   // Every pinned run as runs of identities.
   std::vector<std::pair<PageIdentity, std::uint64_t>> held;
   for (const Pinned& p : pinned) {

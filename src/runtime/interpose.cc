@@ -45,6 +45,8 @@
 #include "fail_nth_file.h"
 #include "fd_table.h"
 #include "real_calls.h"
+#include "server/protocol.h"
+#include "shared_client.h"
 #include "virtual_path.h"
 
 #include "uiommufd/mm/mm.h"
@@ -128,6 +130,11 @@ int install_node(int fd, std::shared_ptr<Node> node, int saved_errno) {
 int open_iommufd(int flags, int saved_errno) {
   if (flags & O_DIRECTORY) return fail(ENOTDIR);
   if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return fail(EEXIST);
+  if (shared_client::enabled()) {
+    const int fd = shared_client::open_iommufd(flags, /*vfio_compat=*/false);
+    if (fd >= 0) errno = saved_errno;
+    return fd;
+  }
   Result<std::shared_ptr<uapi::IommufdFile>> file = uapi::IommufdFile::open(FdTable::get(), false);
   if (!file.ok()) return fail(file.error());
   auto node = std::make_shared<Node>();
@@ -247,8 +254,8 @@ bool access_ok(const void* buf, size_t count) {
 // read / pread on a file of the engine (the kernel's vfs_read()/vfs_write() checks, then the file's op).
 // A positional call on a file without FMODE_PREAD is ESPIPE (ksys_pread64()); a non-positional one is at
 // position 0, which a file of ours never moves.
-ssize_t file_rw(int accmode, uapi::OpenFile& file, void* buf, size_t count, std::int64_t pos, bool positional,
-                bool write) {
+ssize_t file_rw(int fd, int accmode, uapi::OpenFile& file, void* buf, size_t count, std::int64_t pos,
+                bool positional, bool write) {
   if (positional && !file.positional()) return fail(ESPIPE);
   if (accmode == (write ? O_RDONLY : O_WRONLY)) return fail(EBADF);
   if (!(write ? file.has_write() : file.has_read())) return fail(EINVAL);
@@ -259,14 +266,22 @@ ssize_t file_rw(int accmode, uapi::OpenFile& file, void* buf, size_t count, std:
   count = std::min(count, kMaxRwCount);
   const int saved = errno;
   const std::uint64_t uptr = reinterpret_cast<std::uintptr_t>(buf);
-  const long rc = write ? file.write(uptr, count) : file.read(uptr, count);
-  if (rc < 0) return fail(static_cast<int>(-rc));
+  if (shared_client::enabled()) shared_client::set_rw_fd(fd);
+  long rc = write ? file.write(uptr, count) : file.read(uptr, count);
+  if (rc < 0) [[unlikely]] {
+    // A served file this process has not yet shown the server it holds (shared mode).
+    if (rc == shared::kNeedProof)
+      rc = shared_client::prove_for_retry(fd, file)
+               ? (write ? file.write(uptr, count) : file.read(uptr, count))
+               : -EBADF;
+    if (rc < 0) return fail(static_cast<int>(-rc));
+  }
   errno = saved;
   return rc;
 }
 
 // read / pread on one of our fds; pos < 0 means "at the file position, and advance it".
-ssize_t node_read(Node& node, void* buf, size_t count, std::int64_t pos, bool positional) {
+ssize_t node_read(int fd, Node& node, void* buf, size_t count, std::int64_t pos, bool positional) {
   switch (node.kind) {
     case Node::Kind::kFailNth: {
       if (node.accmode == O_WRONLY) return fail(EBADF);
@@ -279,14 +294,15 @@ ssize_t node_read(Node& node, void* buf, size_t count, std::int64_t pos, bool po
       return n;
     }
     case Node::Kind::kFile:  // an iommufd has no read method; a queue file has
-      return file_rw(node.accmode, *node.file, buf, count, pos, positional, /*write=*/false);
+      return file_rw(fd, node.accmode, *node.file, buf, count, pos, positional, /*write=*/false);
     case Node::Kind::kDebugfsDir:
       return fail(EISDIR);
   }
   return fail(EINVAL);
 }
 
-ssize_t node_write(Node& node, const void* buf, size_t count, std::int64_t pos = 0, bool positional = false) {
+ssize_t node_write(int fd, Node& node, const void* buf, size_t count, std::int64_t pos = 0,
+                   bool positional = false) {
   switch (node.kind) {
     case Node::Kind::kFailNth: {
       if (node.accmode == O_RDONLY) return fail(EBADF);
@@ -295,7 +311,7 @@ ssize_t node_write(Node& node, const void* buf, size_t count, std::int64_t pos =
       return n < 0 ? fail(static_cast<int>(-n)) : n;
     }
     case Node::Kind::kFile:
-      return file_rw(node.accmode, *node.file, const_cast<void*>(buf), count, pos, positional,
+      return file_rw(fd, node.accmode, *node.file, const_cast<void*>(buf), count, pos, positional,
                      /*write=*/true);
     case Node::Kind::kDebugfsDir:
       return fail(EBADF);
@@ -305,7 +321,7 @@ ssize_t node_write(Node& node, const void* buf, size_t count, std::int64_t pos =
 
 // readv / writev on one of our fds: the kernel's vfs_readv() / vfs_writev() for files with plain read and
 // write ops (do_loop_readv_writev()): the op once per segment, stopping at an error or a short segment.
-ssize_t node_rw_vec(Node& node, const struct iovec* uiov, int vlen, bool write) {
+ssize_t node_rw_vec(int fd, Node& node, const struct iovec* uiov, int vlen, bool write) {
   constexpr int kUioMaxIov = 1024;
   // The mode checks come before the iovec is read.
   if (node.kind == Node::Kind::kFile) {
@@ -331,8 +347,8 @@ ssize_t node_rw_vec(Node& node, const struct iovec* uiov, int vlen, bool write) 
   if (total == 0) return 0;
   ssize_t done = 0;
   for (int i = 0; i < vlen && total > 0; ++i) {
-    const ssize_t n = write ? node_write(node, iov[i].iov_base, iov[i].iov_len)
-                            : node_read(node, iov[i].iov_base, iov[i].iov_len, 0, false);
+    const ssize_t n = write ? node_write(fd, node, iov[i].iov_base, iov[i].iov_len)
+                            : node_read(fd, node, iov[i].iov_base, iov[i].iov_len, 0, false);
     if (n < 0) return done ? done : -1;
     done += n;
     total -= static_cast<size_t>(n);
@@ -346,7 +362,7 @@ ssize_t node_rw_vec(Node& node, const struct iovec* uiov, int vlen, bool write) 
 bool queue_rw(int fd, void* buf, size_t count, bool write, ssize_t* out) {
   const FileRef file = FdTable::get().acquire_file(fd);
   if (!file || !(write ? file->has_write() : file->has_read())) return false;
-  *out = file_rw(O_RDWR, *file.get(), buf, count, 0, false, write);
+  *out = file_rw(fd, O_RDWR, *file.get(), buf, count, 0, false, write);
   return true;
 }
 
@@ -357,7 +373,7 @@ ssize_t do_pread(int fd, void* buf, size_t count, off_t offset, ssize_t (*next)(
   {
     const EngineGate::Scope gate;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return offset < 0 ? fail(EINVAL) : node_read(*node, buf, count, offset, true);
+      return offset < 0 ? fail(EINVAL) : node_read(fd, *node, buf, count, offset, true);
   }
   return next(fd, buf, count, offset);
 }
@@ -370,7 +386,7 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
   {
     const EngineGate::Scope gate;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return offset < 0 ? fail(EINVAL) : node_write(*node, buf, count, offset, true);
+      return offset < 0 ? fail(EINVAL) : node_write(fd, *node, buf, count, offset, true);
   }
   return next(fd, buf, count, offset);
 }
@@ -380,6 +396,7 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
 [[gnu::constructor(101)]] void preload_init() {
   real::resolve_all();
   FdTable::get();
+  shared_client::init();
 }
 
 }  // namespace
@@ -539,8 +556,13 @@ extern "C" {
   va_start(ap, request);
   const unsigned long arg = va_arg(ap, unsigned long);
   va_end(ap);
-  if (!FdTable::maybe_ours(fd)) [[likely]]
-    return real::ioctl(fd, request, arg);
+  if (!FdTable::maybe_ours(fd)) [[likely]] {
+    // Shared mode: a served file this image has not seen yet (passed over by a way it does not watch) is
+    // recognised on its first iommufd / VFIO ioctl.
+    if (!uiommufd::runtime::shared_client::enabled() || _IOC_TYPE(request) != ';' ||
+        !uiommufd::runtime::shared_client::adopt(fd)) [[likely]]
+      return real::ioctl(fd, request, arg);
+  }
   {
     // Entered first, left last: dropping the file reference may be the file's last.
     const EngineGate::Scope gate;
@@ -548,10 +570,16 @@ extern "C" {
     const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
     if (file) {
       const int saved = errno;
-      const long rc = file->ioctl(request, arg);
-      if (rc < 0) {
-        errno = static_cast<int>(-rc);
-        return -1;
+      long rc = file->ioctl(request, arg);
+      if (rc < 0) [[unlikely]] {
+        // A served file this process has not yet shown the server it holds (shared mode).
+        if (rc == uiommufd::shared::kNeedProof)
+          rc = uiommufd::runtime::shared_client::prove_for_retry(fd, *file.get()) ? file->ioctl(request, arg)
+                                                                                  : -EBADF;
+        if (rc < 0) {
+          errno = static_cast<int>(-rc);
+          return -1;
+        }
       }
       errno = saved;
       return static_cast<int>(rc);
@@ -568,7 +596,7 @@ extern "C" {
     const EngineGate::Scope gate;
     if (ssize_t n = 0; uiommufd::runtime::queue_rw(fd, buf, count, false, &n)) return n;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return uiommufd::runtime::node_read(*node, buf, count, 0, false);
+      return uiommufd::runtime::node_read(fd, *node, buf, count, 0, false);
   }
   return real::read(fd, buf, count);
 }
@@ -605,7 +633,7 @@ extern "C" {
     const EngineGate::Scope gate;
     if (ssize_t n = 0; uiommufd::runtime::queue_rw(fd, const_cast<void*>(buf), count, true, &n)) return n;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return uiommufd::runtime::node_write(*node, buf, count);
+      return uiommufd::runtime::node_write(fd, *node, buf, count);
   }
   return real::write(fd, buf, count);
 }
@@ -624,7 +652,7 @@ extern "C" {
   {
     const EngineGate::Scope gate;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return uiommufd::runtime::node_rw_vec(*node, iov, iovcnt, /*write=*/false);
+      return uiommufd::runtime::node_rw_vec(fd, *node, iov, iovcnt, /*write=*/false);
   }
   return real::readv(fd, iov, iovcnt);
 }
@@ -635,7 +663,7 @@ extern "C" {
   {
     const EngineGate::Scope gate;
     if (std::shared_ptr<Node> node = FdTable::get().find(fd))
-      return uiommufd::runtime::node_rw_vec(*node, iov, iovcnt, /*write=*/true);
+      return uiommufd::runtime::node_rw_vec(fd, *node, iov, iovcnt, /*write=*/true);
   }
   return real::writev(fd, iov, iovcnt);
 }
@@ -676,6 +704,28 @@ extern "C" {
   const int rc = real::closedir(dir);
   drop(old);
   return rc;
+}
+
+// Shared mode: served files that arrive over a unix socket are recognised as they arrive.
+[[gnu::visibility("default")]] ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
+  const ssize_t n = real::recvmsg(fd, msg, flags);
+  if (n >= 0 && uiommufd::runtime::shared_client::enabled()) [[unlikely]] {
+    const int saved = errno;
+    uiommufd::runtime::shared_client::adopt_received(msg);
+    errno = saved;
+  }
+  return n;
+}
+
+[[gnu::visibility("default")]] int recvmmsg(int fd, struct mmsghdr* msgs, unsigned vlen, int flags,
+                                            struct timespec* timeout) {
+  const int n = real::recvmmsg(fd, msgs, vlen, flags, timeout);
+  if (n > 0 && uiommufd::runtime::shared_client::enabled()) [[unlikely]] {
+    const int saved = errno;
+    for (int i = 0; i < n; ++i) uiommufd::runtime::shared_client::adopt_received(&msgs[i].msg_hdr);
+    errno = saved;
+  }
+  return n;
 }
 
 }  // extern "C"

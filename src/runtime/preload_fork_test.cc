@@ -33,38 +33,6 @@ constexpr unsigned kMinForks = 8;
 // How long a child may take before it counts as hung: a liveness bound, far above any child's run.
 constexpr auto kChildHung = std::chrono::seconds(60);
 
-long ioctl_rc(int fd, unsigned long cmd, void* arg) { return ioctl(fd, cmd, arg) == 0 ? 0 : -errno; }
-
-long map_fixed(int fd, std::uint32_t ioas, const void* va, std::uint64_t len, std::uint64_t iova) {
-  iommu_ioas_map c{};
-  c.size = sizeof c;
-  c.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
-  c.ioas_id = ioas;
-  c.user_va = reinterpret_cast<std::uintptr_t>(va);
-  c.length = len;
-  c.iova = iova;
-  return ioctl_rc(fd, IOMMU_IOAS_MAP, &c);
-}
-
-// The unmapped length, or -errno.
-long long unmap(int fd, std::uint32_t ioas, std::uint64_t iova, std::uint64_t len) {
-  iommu_ioas_unmap c{};
-  c.size = sizeof c;
-  c.ioas_id = ioas;
-  c.iova = iova;
-  c.length = len;
-  const long rc = ioctl_rc(fd, IOMMU_IOAS_UNMAP, &c);
-  return rc != 0 ? rc : static_cast<long long>(c.length);
-}
-
-iommu_test_cmd test_cmd(std::uint32_t op, std::uint32_t id) {
-  iommu_test_cmd c{};
-  c.size = sizeof c;
-  c.op = op;
-  c.id = id;
-  return c;
-}
-
 long check_map(int fd, std::uint32_t hwpt, std::uint64_t iova, const void* va, std::uint64_t len) {
   iommu_test_cmd c = test_cmd(IOMMU_TEST_OP_MD_CHECK_MAP, hwpt);
   c.check_map = {iova, len, reinterpret_cast<std::uintptr_t>(va)};

@@ -40,13 +40,14 @@ Slot s_open{"open"}, s_open64{"open64"}, s_openat{"openat"}, s_openat64{"openat6
     s_close_range{"close_range"}, s_closefrom{"closefrom"}, s_dup{"dup"}, s_dup2{"dup2"}, s_dup3{"dup3"},
     s_fcntl{"fcntl"}, s_fcntl64{"fcntl64"}, s_ioctl{"ioctl"}, s_read{"read"}, s_write{"write"},
     s_pread{"pread"}, s_pread64{"pread64"}, s_pwrite{"pwrite"}, s_pwrite64{"pwrite64"}, s_opendir{"opendir"},
-    s_fdopendir{"fdopendir"}, s_closedir{"closedir"}, s_readv{"readv"}, s_writev{"writev"};
+    s_fdopendir{"fdopendir"}, s_closedir{"closedir"}, s_readv{"readv"}, s_writev{"writev"},
+    s_recvmsg{"recvmsg"}, s_recvmmsg{"recvmmsg"};
 
 Slot* const kAll[] = {&s_open,      &s_open64,     &s_openat,  &s_openat64,    &s_open_2,    &s_open64_2,
                       &s_openat_2,  &s_openat64_2, &s_close,   &s_close_range, &s_closefrom, &s_dup,
                       &s_dup2,      &s_dup3,       &s_fcntl,   &s_fcntl64,     &s_ioctl,     &s_read,
                       &s_write,     &s_pread,      &s_pread64, &s_pwrite,      &s_pwrite64,  &s_opendir,
-                      &s_fdopendir, &s_closedir,   &s_readv,   &s_writev};
+                      &s_fdopendir, &s_closedir,   &s_readv,   &s_writev,      &s_recvmsg,   &s_recvmmsg};
 
 // A function the next object lacks: the raw system call where there is one.
 [[maybe_unused]] int nosys() {
@@ -167,5 +168,15 @@ ssize_t writev(int fd, const struct iovec* iov, int iovcnt) {
 DIR* opendir(const char* name) { return fn<DIR* (*)(const char*)>(s_opendir)(name); }
 DIR* fdopendir(int fd) { return fn<DIR* (*)(int)>(s_fdopendir)(fd); }
 int closedir(DIR* dir) { return fn<int (*)(DIR*)>(s_closedir)(dir); }
+
+ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
+  auto f = fn<ssize_t (*)(int, struct msghdr*, int)>(s_recvmsg);
+  return f ? f(fd, msg, flags) : syscall(SYS_recvmsg, fd, msg, flags);
+}
+int recvmmsg(int fd, struct mmsghdr* msgs, unsigned vlen, int flags, struct timespec* timeout) {
+  auto f = fn<int (*)(int, struct mmsghdr*, unsigned, int, struct timespec*)>(s_recvmmsg);
+  return f ? f(fd, msgs, vlen, flags, timeout)
+           : static_cast<int>(syscall(SYS_recvmmsg, fd, msgs, vlen, flags, timeout));
+}
 
 }  // namespace uiommufd::runtime::real

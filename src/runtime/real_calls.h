@@ -10,6 +10,7 @@
 #include <cstdarg>
 
 #include <dirent.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -43,6 +44,8 @@ ssize_t writev(int fd, const struct iovec* iov, int iovcnt);
 DIR* opendir(const char* name);
 DIR* fdopendir(int fd);
 int closedir(DIR* dir);
+ssize_t recvmsg(int fd, struct msghdr* msg, int flags);
+int recvmmsg(int fd, struct mmsghdr* msgs, unsigned vlen, int flags, struct timespec* timeout);
 
 // Resolves every pointer now (idempotent). Called from the preload's first constructor.
 void resolve_all();

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <new>
 
+#include <fcntl.h>
+
 #include "handlers.h"
 
 #include "uiommufd/base/try.h"
@@ -58,6 +60,11 @@ constexpr std::array<Op, kOpCount> make_ops() {
 constexpr std::array<Op, kOpCount> kOps = make_ops();
 
 }  // namespace
+
+Result<int> FdHost::user_file(int fd) {
+  if (fd < 0 || ::fcntl(fd, F_GETFD) == -1) return Status::error(EBADF);
+  return fd;
+}
 
 Result<std::shared_ptr<IommufdFile>> IommufdFile::open(FdHost& host, bool vfio_compat) {
   // The allocation boundary of open (docs/allocation.md), as ioctl() below is of every command.

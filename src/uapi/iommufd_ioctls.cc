@@ -164,7 +164,10 @@ long ioas_map_file(Ucmd& ucmd) {
     // A dma-buf first, any other file otherwise (iopt_map_file_pages(): dma_buf_get(), then fget()).
     Result<RefPtr<MockDmaBuf>> buf = lookup_dmabuf(ucmd.file.host(), cmd.fd);
     if (buf.ok()) return ioas.map_dmabuf(std::move(*buf), cmd.start, cmd.length, iova, cmd.flags);
-    return ioas.map_file(cmd.fd, cmd.start, cmd.length, iova, cmd.flags);
+    // The caller's fd as one of ours (the server's fetch of a client's file); one not open reaches
+    // Pages::create_file as -1, which fails it with EBADF after the argument checks, where the kernel does.
+    const Result<int> file = ucmd.file.host().user_file(static_cast<int>(cmd.fd));
+    return ioas.map_file(file.ok() ? *file : -1, cmd.start, cmd.length, iova, cmd.flags);
   });
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "handlers.h"
@@ -106,6 +107,33 @@ std::uint64_t faultable_prefix(std::uint64_t uptr, std::uint64_t length, std::ui
   }
   return good;
 }
+
+// Whether PhysAddrs a domain or a pin holds reach the same pages as the caller's range. The held side may
+// be memory of any process (Mm::phys_of tags it) or a file window of this process, so each side is resolved
+// in its own process's maps, each read once per check.
+class IdentityCompare {
+ public:
+  IdentityCompare() : caller_mm_(Mm::current()), caller_(MapsSnapshot::take(*caller_mm_)) {}
+  bool same(PhysAddr held, std::uint64_t uptr, std::uint64_t length) {
+    RefPtr<Mm> mm = Mm::of_phys(held);
+    if (!mm) return false;  // its process and every page it pinned are gone
+    const MapsSnapshot* snap = &caller_;
+    if (mm != caller_mm_) {
+      if (!other_ || other_mm_ != mm) {
+        other_mm_ = mm;
+        other_ = MapsSnapshot::take(*mm);
+      }
+      snap = &*other_;
+    }
+    return MapsSnapshot::same_pages(*snap, Mm::phys_address(held), caller_, uptr, length);
+  }
+
+ private:
+  RefPtr<Mm> caller_mm_;
+  MapsSnapshot caller_;
+  RefPtr<Mm> other_mm_;
+  std::optional<MapsSnapshot> other_;
+};
 
 long add_reserved(TestCmd& t) {
   const auto& a = t.cmd().add_reserved;
@@ -212,11 +240,11 @@ long md_check_map(TestCmd& t) {
   // A domain maps host addresses of this process (pages.h). The same address is the same page, which is
   // the common case and needs no look at the address space; otherwise the two sides may still reach one
   // page (a MAP_FILE of a memfd checked through an mmap of it), so both are resolved to page identities.
-  if (len == 0 || mock->check_map(c.iova, len, c.uptr).ok()) return to_ret(fault);
-  const MapsSnapshot snap = MapsSnapshot::take();
+  if (len == 0 || mock->check_map(c.iova, len, Mm::current_ref().phys_of(c.uptr)).ok()) return to_ret(fault);
+  IdentityCompare compare;
   for (std::uint64_t done = 0; done < len;) {
     const Domain::Run run = mock->read_run(c.iova + done, len - done);
-    if (run.length == 0 || !snap.same_pages(run.paddr, c.uptr + done, run.length)) return -EINVAL;
+    if (run.length == 0 || !compare.same(run.paddr, c.uptr + done, run.length)) return -EINVAL;
     done += run.length;
   }
   return to_ret(fault);
@@ -292,11 +320,12 @@ Status check_pages(std::uint64_t uptr, std::uint64_t npages, const std::vector<A
   Status fault;
   npages = faultable_prefix(base, npages * kPageSize, kPageSize, &fault) / kPageSize;
   std::uint64_t i = 0;
-  while (i < npages && pages[i].phys == base + i * kPageSize) ++i;
+  const Mm& caller = Mm::current_ref();
+  while (i < npages && pages[i].phys == caller.phys_of(base + i * kPageSize)) ++i;
   if (i == npages) return fault;
-  const MapsSnapshot snap = MapsSnapshot::take();
+  IdentityCompare compare;
   for (; i < npages; ++i)
-    if (!snap.same_pages(pages[i].phys, base + i * kPageSize, kPageSize)) return Status::error(EBADE);
+    if (!compare.same(pages[i].phys, base + i * kPageSize, kPageSize)) return Status::error(EBADE);
   return fault;
 }
 

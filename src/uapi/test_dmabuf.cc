@@ -65,7 +65,7 @@ long DmaBufFile::ioctl(unsigned long, std::uint64_t) { return -ENOTTY; }
 Result<RefPtr<MockDmaBuf>> lookup_dmabuf(FdHost& host, int fd) {
   std::shared_ptr<OpenFile> f = fd >= 0 ? host.lookup(fd) : nullptr;
   if (f && f->kind() == OpenFile::Kind::kDmaBuf) return static_cast<DmaBufFile&>(*f).buffer();
-  if (fd < 0 || (!f && ::fcntl(fd, F_GETFD) == -1)) return Status::error(EBADF);
+  if (fd < 0 || (!f && !host.user_file(fd).ok())) return Status::error(EBADF);
   return Status::error(EINVAL);
 }
 

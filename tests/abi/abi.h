@@ -11,7 +11,9 @@
 #ifndef UIOMMUFD_TESTS_ABI_ABI_H
 #define UIOMMUFD_TESTS_ABI_ABI_H
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>

@@ -3,6 +3,7 @@
  * argument checks, the EINVAL of user memory and dma-buf-free contexts, the command repeated, a forked
  * child taking over through the inherited fd, the parent taking back, and that mappings, pins and domain
  * contents are untouched by every call, failed or not. */
+#define _GNU_SOURCE /* before any system header, as abi.h needs it */
 #include <sys/syscall.h>
 #include <sys/wait.h>
 

@@ -1,7 +1,9 @@
 // uiommufd: the command-line tool.
 //
-//   uiommufd run [--lockdep=off|report|abort] -- program [args...]
+//   uiommufd run [--lockdep=off|report|abort] [--shared | --server=ADDR] -- program [args...]
 //                      runs the program with /dev/iommu served by libuiommufd-preload.so
+//   uiommufd serve [--lockdep=off|report|abort] ADDR
+//                      a shared-mode server for programs run with --server=ADDR
 //   uiommufd version   "uiommufd <version>"
 //   uiommufd demo      an emulated device doing DMA through the engine, then the lock validator
 //                      catching the access-unmap driver bug
@@ -29,9 +31,15 @@ constexpr const char* kUsage =
     "usage: uiommufd <command>\n"
     "\n"
     "commands:\n"
-    "  run [--lockdep=off|report|abort] -- program [args...]\n"
+    "  run [--lockdep=off|report|abort] [--shared | --server=ADDR] -- program [args...]\n"
     "            run an unmodified program with /dev/iommu served by uiommufd\n"
-    "            (libuiommufd-preload.so, found next to this tool or in ../lib)\n"
+    "            (libuiommufd-preload.so, found next to this tool or in ../lib);\n"
+    "            --shared: one engine in a server process for the program and every\n"
+    "            process it forks, execs or passes an iommufd to (docs/shared.md);\n"
+    "            --server=ADDR: use the server `uiommufd serve ADDR` runs\n"
+    "  serve [--lockdep=off|report|abort] ADDR\n"
+    "            serve /dev/iommu on the unix socket ADDR (@name: abstract) until\n"
+    "            SIGTERM or SIGINT\n"
     "  demo      an emulated device pins, reads and writes guest memory through an IOAS and\n"
     "            survives an unmap; then a driver holding its lock across access destroy is\n"
     "            caught by the lock validator (in a child process, so nothing hangs)\n"
@@ -41,6 +49,7 @@ constexpr const char* kUsage =
     "\n"
     "environment:\n"
     "  UIOMMUFD_LOCKDEP=off|report|abort   lock validator mode (default: report)\n"
+    "  UIOMMUFD_SERVER=ADDR                the preload asks the server at ADDR (shared mode)\n"
     "  UIOMMUFD_LOG=error|warn|info|debug  log threshold (default: warn)\n";
 
 int usage_error(const char* fmt, const char* arg) {
@@ -60,6 +69,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "run") return uiommufd::tools::run_program(argc - 2, argv + 2, kUsage);
+  if (command == "serve") return uiommufd::tools::serve(argc - 2, argv + 2, kUsage);
   if (argc > 2) return usage_error("uiommufd %s: unexpected arguments\n", argv[1]);
   if (command == "version" || command == "--version") {
     std::printf("uiommufd %s\n", UIOMMUFD_VERSION);

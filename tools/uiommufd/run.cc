@@ -9,7 +9,16 @@
 #include <vector>
 
 #include <link.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "server/protocol.h"
+#include "server/server.h"
+
+#include "uiommufd/lockdep/lockdep.h"
 
 // Set by tools/uiommufd/CMakeLists.txt: the library's name, and the path from the install bindir to the
 // install libdir.
@@ -72,11 +81,112 @@ int usage_error(const char* msg, const char* usage) {
   return 2;
 }
 
+// The signals the server takes through its signalfd (Server::run()): blocked before the fork, so none is
+// lost in between, and unblocked again in the program's process before exec.
+sigset_t server_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+  return set;
+}
+
+void set_lockdep_mode(const char* mode) {
+  if (!mode) return;
+  using lockdep::Mode;
+  lockdep::set_mode(!std::strcmp(mode, "off")     ? Mode::kOff
+                    : !std::strcmp(mode, "abort") ? Mode::kAbort
+                                                  : Mode::kReport);
+}
+
+// Exits as the program did: its exit code, or the same signal (its default action, without a core dump
+// of ours), so a shell sees what it would have seen without the server in between.
+[[noreturn]] void exit_like(int status) {
+  std::fflush(nullptr);
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const rlimit no_core{0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    raise(sig);
+    _exit(128 + sig);
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+// `run --shared`: the server here, the program in a child.
+int run_shared(char** prog, const char* lockdep) {
+  const std::string address = server::make_address();
+  Result<std::unique_ptr<server::Server>> srv = server::Server::listen(address);
+  if (!srv.ok()) {
+    std::fprintf(stderr, "uiommufd run: cannot listen on %s: %s\n", address.c_str(),
+                 std::strerror(srv.error()));
+    return 1;
+  }
+  set_lockdep_mode(lockdep);
+  // The program's orphans become ours, so they stay descendants whose memory we may read (Yama).
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  const sigset_t set = server_signals();
+  sigset_t old;
+  sigprocmask(SIG_BLOCK, &set, &old);
+  const pid_t child = fork();
+  if (child < 0) {
+    std::fprintf(stderr, "uiommufd run: fork: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    setenv(shared::kServerEnv, address.c_str(), 1);
+    execvp(prog[0], prog);
+    const int err = errno;
+    std::fprintf(stderr, "uiommufd run: %s: %s\n", prog[0], std::strerror(err));
+    _exit(err == ENOENT ? 127 : 126);
+  }
+  const int status = (*srv)->run(child);
+  srv->reset();
+  exit_like(status);
+}
+
 }  // namespace
+
+int serve(int argc, char** args, const char* usage) {
+  const char* lockdep = nullptr;
+  const char* address = nullptr;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view a = args[i];
+    if (a.substr(0, 10) == "--lockdep=") {
+      lockdep = args[i] + 10;
+    } else if (!address && a.substr(0, 1) != "-") {
+      address = args[i];
+    } else {
+      std::fprintf(stderr, "uiommufd serve: expected [--lockdep=MODE] ADDRESS\n%s", usage);
+      return 2;
+    }
+  }
+  if (!address) {
+    std::fprintf(stderr, "uiommufd serve: no address given\n%s", usage);
+    return 2;
+  }
+  Result<std::unique_ptr<server::Server>> srv = server::Server::listen(address);
+  if (!srv.ok()) {
+    std::fprintf(stderr, "uiommufd serve: cannot listen on %s: %s\n", address, std::strerror(srv.error()));
+    return 1;
+  }
+  set_lockdep_mode(lockdep);
+  const sigset_t set = server_signals();
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  std::fprintf(stderr, "uiommufd serve: listening on %s (%s=%s)\n", address, shared::kServerEnv, address);
+  return (*srv)->run(0);
+}
 
 int run_program(int argc, char** args, const char* usage) {
   int i = 0;
   const char* lockdep = nullptr;
+  const char* server_address = nullptr;
+  bool shared_mode = false;
   for (; i < argc; ++i) {
     const std::string_view a = args[i];
     if (a == "--") {
@@ -90,9 +200,18 @@ int run_program(int argc, char** args, const char* usage) {
         return usage_error("--lockdep takes off, report or abort", usage);
       continue;
     }
-    return usage_error("expected [--lockdep=MODE] -- program [args...]", usage);
+    if (a == "--shared") {
+      shared_mode = true;
+      continue;
+    }
+    if (a.substr(0, 9) == "--server=" && a.size() > 9) {
+      server_address = args[i] + 9;
+      continue;
+    }
+    return usage_error("expected [--lockdep=MODE] [--shared | --server=ADDRESS] -- program [args...]", usage);
   }
   if (i >= argc) return usage_error("no program given (after --)", usage);
+  if (shared_mode && server_address) return usage_error("--shared and --server exclude each other", usage);
 
   const std::string preload = find_preload();
   if (preload.empty()) {
@@ -122,6 +241,8 @@ int run_program(int argc, char** args, const char* usage) {
   for (const std::string& e : entries) value += (value.empty() ? "" : ":") + e;
   setenv("LD_PRELOAD", value.c_str(), 1);
   if (lockdep) setenv("UIOMMUFD_LOCKDEP", lockdep, 1);
+  if (server_address) setenv(shared::kServerEnv, server_address, 1);
+  if (shared_mode) return run_shared(args + i, lockdep);
 
   execvp(args[i], args + i);
   const int err = errno;

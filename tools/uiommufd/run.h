@@ -9,6 +9,16 @@ namespace uiommufd::tools {
 // come first), sets UIOMMUFD_LOCKDEP when --lockdep is given, and execs the program (searched in PATH).
 // Returns only on failure: 2 usage error (printed with `usage`), 1 the library is not found, 126 the
 // program cannot be executed, 127 it is not found.
+//
+// --shared (docs/shared.md): forks; this process becomes the server of one engine for the whole run, the
+// child runs the program in the preload's shared mode (UIOMMUFD_SERVER names the server). Returns only on
+// a failure before the fork; otherwise exits as the program did (its code, or its signal) once it has
+// exited and no process holds a connection or a served fd.
+// --server=ADDRESS: the program is a client of a server already running (`uiommufd serve ADDRESS`).
 int run_program(int argc, char** args, const char* usage);
+
+// args: what followed "serve": [--lockdep=off|report|abort] ADDRESS. Serves ADDRESS ("@name": abstract)
+// until SIGTERM or SIGINT; exit code 0, 1 when it cannot listen, 2 usage error.
+int serve(int argc, char** args, const char* usage);
 
 }  // namespace uiommufd::tools

@@ -22,6 +22,7 @@
 
 #include <sys/types.h>
 
+#include "uiommufd/base/page.h"
 #include "uiommufd/base/ref_ptr.h"
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/status.h"
@@ -64,6 +65,16 @@ class Mm : public RefCounted<Mm> {
    private:
     Mm* saved_;
   };
+
+  // The page identity (base/page.h) of an address of this Mm, as software domains store it: the address
+  // itself for the local Mm; for another process, the address with that Mm's tag in bits 48..62, so that
+  // the same address in two processes is two different pages and a domain entry names its process.
+  static constexpr unsigned kPhysTagShift = 48;
+  PhysAddr phys_of(std::uint64_t uaddr) const { return uaddr | (std::uint64_t{tag_} << kPhysTagShift); }
+  // The address part of a PhysAddr made by phys_of(), and the Mm whose tag it carries (the local Mm for
+  // tag 0; null when no Mm with that tag is alive any more).
+  static std::uint64_t phys_address(PhysAddr p) { return p & ((std::uint64_t{1} << kPhysTagShift) - 1); }
+  static RefPtr<Mm> of_phys(PhysAddr p);
 
   // Whether this is another process's address space (for_process()), and that process's id (0 locally).
   bool remote() const { return pid_ != 0; }
@@ -166,11 +177,6 @@ class Mm : public RefCounted<Mm> {
   // the caller keeps them pinned while it dereferences the pointer.
   void* host_address(std::uint64_t uaddr) const;
 
-  // A descriptor of this process's own for `fd` of the Mm's process (close-on-exec; the caller closes it):
-  // a dup locally, pidfd_getfd() for another process. EBADF when `fd` is not open there, EPERM (ptrace
-  // rules), EMFILE.
-  Result<int> import_fd(int fd) const;
-
   // The accounting counters of this address space (the kernel's mm->locked_vm and mm->pinned_vm), in
   // pages; accounting.h updates them.
   std::atomic<std::uint64_t>& locked_vm() const { return locked_vm_; }
@@ -179,7 +185,7 @@ class Mm : public RefCounted<Mm> {
  private:
   friend class RefCounted<Mm>;
   Mm() = default;
-  Mm(pid_t pid, int pidfd, uid_t uid) : pid_(pid), pidfd_(pidfd), uid_(uid) {}
+  Mm(pid_t pid, int pidfd, uid_t uid, std::uint16_t tag) : pid_(pid), pidfd_(pidfd), uid_(uid), tag_(tag) {}
   ~Mm();
 
   Status remote_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const;
@@ -190,6 +196,7 @@ class Mm : public RefCounted<Mm> {
   const pid_t pid_ = 0;
   const int pidfd_ = -1;
   const uid_t uid_ = 0;
+  const std::uint16_t tag_ = 0;  // 1..0x7fff for another process, unique among the live remote Mms
   mutable std::atomic<std::uint64_t> locked_vm_{0};
   mutable std::atomic<std::uint64_t> pinned_vm_{0};
 };

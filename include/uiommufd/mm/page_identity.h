@@ -58,9 +58,15 @@ struct IdentityRun {
 // Never fails: if /proc/self/maps cannot be read (no /proc, out of file descriptors) the snapshot knows no
 // file mappings and every address resolves as private memory, which is the identity model before file
 // identities existed. Thread safety: a const snapshot may be used from several threads.
+class Mm;
+
 class MapsSnapshot {
  public:
+  // This process's maps; take(mm) those of the process behind `mm` (/proc/<pid>/maps and pagemap of
+  // another process, readable by the ptrace rules Mm::for_process relies on). A private page's identity
+  // carries its Mm's tag (Mm::phys_of), so private pages of two processes never compare equal.
   static MapsSnapshot take();
+  static MapsSnapshot take(const Mm& mm);
   // For tests: whether the maps file was read.
   bool complete() const { return complete_; }
 
@@ -76,6 +82,9 @@ class MapsSnapshot {
   // a and b lie at the same offset in their pages, and each page of one range is the same page as the
   // matching page of the other. length 0 is true.
   bool same_pages(std::uint64_t a, std::uint64_t b, std::uint64_t length) const;
+  // The same for `a` of one snapshot's process and `b` of another's.
+  static bool same_pages(const MapsSnapshot& sa, std::uint64_t a, const MapsSnapshot& sb, std::uint64_t b,
+                         std::uint64_t length);
 
   // Parses maps text (exposed for tests). Lines that do not parse are skipped.
   static MapsSnapshot parse(const char* text, std::uint64_t size);
@@ -95,6 +104,8 @@ class MapsSnapshot {
 
   std::vector<FileMapping> files_;  // sorted by start, disjoint
   bool complete_ = false;
+  int pid_ = 0;                    // 0: this process
+  std::uint64_t private_tag_ = 0;  // Mm::phys_of(0) of the snapshot's process
 };
 
 }  // namespace uiommufd

@@ -170,15 +170,18 @@ class Pages : public RefCounted<Pages> {
   // debug-checked): the file's device and inode as fstat() gave them at creation, and the page's offset.
   PageIdentity file_identity(std::uint64_t index) const;
 
-  // Identity of page `index` (precondition index < npages(), debug-checked): its page-aligned host address,
-  // so consecutive indices are "physically" contiguous by construction. Valid whether pinned or not.
+  // Identity of page `index` (precondition index < npages(), debug-checked): its page-aligned address in
+  // mm() as Mm::phys_of() tags it (the host address for this process's memory), so consecutive indices are
+  // "physically" contiguous by construction. Valid whether pinned or not.
   PhysAddr page_phys(std::uint64_t index) const;
+  // The address of page `index` in mm() (no tag): where user pages are read and written.
+  std::uint64_t page_address(std::uint64_t index) const { return base_ + (index << kPageShift); }
   // Mm::physical_block() of the page_phys() addresses [addr, addr + len): the size of the aligned blocks
   // of them that are each physically contiguous (a hugetlb backing's huge page size, else kPageSize).
   // A system call or more; no lock needed.
   std::uint64_t physical_block(PhysAddr addr, std::uint64_t len) const {
     // A dma-buf's range is one contiguous piece of the exporter's memory (the kernel's BATCH_MMIO).
-    return kind_ == PagesKind::kDmaBuf ? 0 : mm_->physical_block(addr, len);
+    return kind_ == PagesKind::kDmaBuf ? 0 : mm_->physical_block(Mm::phys_address(addr), len);
   }
   // Host pointer to the start of page `index` (precondition index < npages()). Dereference only while the
   // page is pinned by the caller (and, for user pages, while the owner keeps it mapped).

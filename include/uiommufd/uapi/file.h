@@ -90,6 +90,11 @@ class FdHost {
   // access mode and O_NONBLOCK are what fcntl(F_GETFL) reports; other bits are ignored. The real fd is
   // make_standin_fd(open_flags).
   virtual Result<int> install_with_flags(std::shared_ptr<OpenFile> file, int open_flags) = 0;
+  // The caller's open file `fd` as an fd of this process, valid until the current call returns and not to
+  // be closed by the dispatcher (the kernel's fget() of a user fd, for IOMMU_IOAS_MAP_FILE). Here, where
+  // the caller is this process, `fd` itself; the shared-mode server (src/server) fetches the caller's file
+  // over its channel. EBADF when `fd` is not open.
+  virtual Result<int> user_file(int fd);
 };
 
 // A real fd to stand for a file opened with `open_flags` (see FdHost::install_with_flags): an eventfd for
