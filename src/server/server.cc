@@ -222,6 +222,7 @@ Server::Server(int listen_fd, int epoll_fd, int wake_fd, std::string address)
     : listen_fd_(listen_fd), epoll_fd_(epoll_fd), wake_fd_(wake_fd), address_(std::move(address)) {}
 
 Server::~Server() {
+  while (threads_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
   ::close(listen_fd_);
   ::close(epoll_fd_);
   ::close(wake_fd_);
@@ -309,11 +310,16 @@ void Server::accept_one() {
     return;
   }
   channels_.fetch_add(1, std::memory_order_relaxed);
+  threads_.fetch_add(1, std::memory_order_relaxed);
   try {
-    std::thread([this, s, pid = cred.pid] { serve(s, pid); }).detach();
+    std::thread([this, s, pid = cred.pid] {
+      serve(s, pid);
+      threads_.fetch_sub(1, std::memory_order_release);  // nothing of *this is touched after this
+    }).detach();
   } catch (const std::system_error&) {
     ::close(s);
     channels_.fetch_sub(1, std::memory_order_relaxed);
+    threads_.fetch_sub(1, std::memory_order_relaxed);
   }
 }
 
@@ -371,7 +377,7 @@ void Server::serve(int sock, pid_t pid) {
   ::close(sock);
   ch.cached.reset();
   ch.mm = nullptr;
-  channels_.fetch_sub(1, std::memory_order_relaxed);
+  channels_.fetch_sub(1, std::memory_order_release);
   wake();
 }
 

@@ -59,7 +59,7 @@ class Server final : public uapi::FdHost {
 
   // How many files are served and channels open now (tests, diagnostics).
   std::size_t file_count() EXCLUDES(mu_);
-  std::size_t channel_count() const { return channels_.load(std::memory_order_relaxed); }
+  std::size_t channel_count() const { return channels_.load(std::memory_order_acquire); }
 
   // What the client's fd of a served file is (docs/shared.md#files). The server keeps the other end: the
   // write end of a pipe the client reads (EPOLLERR once no reader is left), the read end of one it only
@@ -143,6 +143,9 @@ class Server final : public uapi::FdHost {
   // Keyed by the process's Mm, which is one object per live process.
   std::unordered_map<Mm*, Process> processes_ GUARDED_BY(mu_);
   std::atomic<std::size_t> channels_{0};
+  // Channel threads not yet past their last use of this object (they are detached): the destructor waits
+  // for 0, and each thread's final decrement (release) orders its last wake() before the close of the fd.
+  std::atomic<std::size_t> threads_{0};
 };
 
 }  // namespace uiommufd::server
