@@ -481,8 +481,12 @@ void Server::serve_sync(std::uint64_t handle) {
   {
     lockdep::MutexGuard g(mu_);
     auto it = files_.find(handle);
-    if (it == files_.end()) return;
-    rec = it->second;
+    if (it != files_.end()) rec = it->second;
+  }
+  if (!rec) {
+    // Released already, or being released by the event loop right now: wait for that to finish.
+    lockdep::MutexGuard serial(release_mu_);
+    return;
   }
   pollfd p{rec->end->fd, 0, 0};
   const bool last_closed = ::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
@@ -592,6 +596,7 @@ Result<Server::NewFile> Server::add_file(std::shared_ptr<uapi::OpenFile> file, i
 }
 
 void Server::release(std::uint64_t handle) {
+  lockdep::MutexGuard serial(release_mu_);
   std::shared_ptr<FileRecord> rec;
   {
     lockdep::MutexGuard g(mu_);

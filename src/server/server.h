@@ -136,6 +136,10 @@ class Server final : public uapi::FdHost {
   const std::string address_;
 
   lockdep::Mutex mu_{"server.files"};
+  // Held across a whole release (taking the record out and dropping it, which tears the file down), so that
+  // a close's sync that finds the record already gone waits for the teardown in progress instead of
+  // answering before it: the kernel's close returns after release(). Outside mu_.
+  lockdep::Mutex release_mu_{"server.release"};
   std::uint64_t next_handle_ GUARDED_BY(mu_) = 1;
   std::unordered_map<std::uint64_t, std::shared_ptr<FileRecord>> files_ GUARDED_BY(mu_);
   // (st_dev, st_ino) of each served file's pipe, to the handle.
