@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -59,6 +61,39 @@ int sys_munlock(std::uint64_t uaddr, std::uint64_t len) {
 }
 
 }  // namespace
+
+// ---- pages pins hold, and their copies at exit ----
+
+// A leaf: taken under pages.mutex (a pin or unpin) and under the IOVA lock (access rw), never around
+// anything but this map and a copy out of the process.
+constinit lockdep::LockClassKey g_held_key{"mm.held_pages"};
+
+struct Mm::Held {
+  struct Page {
+    std::uint32_t holds = 0;
+    std::unique_ptr<unsigned char[]> copy;  // kPageSize bytes, once kept
+  };
+  lockdep::Mutex mu{g_held_key};
+  std::map<std::uint64_t, Page> pages GUARDED_BY(mu);  // by page address
+  bool keeping GUARDED_BY(mu) = false;                 // the process is on its way out
+
+  void release(std::uint64_t uaddr, std::uint64_t len) REQUIRES(mu) {
+    for (std::uint64_t off = 0; off < len; off += kPageSize) {
+      auto it = pages.find(uaddr + off);
+      UIOMMUFD_ASSERT(it != pages.end() && it->second.holds > 0);
+      if (--it->second.holds == 0) pages.erase(it);
+    }
+  }
+};
+
+Mm::Mm() = default;
+
+Mm::Mm(pid_t pid, int pidfd, uid_t uid, std::uint16_t tag, std::unique_ptr<Held> held)
+    : pid_(pid), pidfd_(pidfd), uid_(uid), tag_(tag), held_(std::move(held)) {}
+
+Mm::~Mm() {
+  if (pidfd_ >= 0) ::close(pidfd_);
+}
 
 Mm& Mm::local_ref() {
   // Never destroyed: objects torn down by other static destructors (or by threads still running at exit)
@@ -164,7 +199,8 @@ Result<RefPtr<Mm>> Mm::for_process(pid_t pid) {
     ::close(pidfd);
     return Status::error(ENOMEM);
   }
-  RefPtr<Mm> mm(new (std::nothrow) Mm(pid, pidfd, *uid, tag));
+  std::unique_ptr<Held> held(new (std::nothrow) Held);
+  RefPtr<Mm> mm(held ? new (std::nothrow) Mm(pid, pidfd, *uid, tag, std::move(held)) : nullptr);
   if (!mm) {
     ::close(pidfd);
     return Status::error(ENOMEM);
@@ -191,8 +227,102 @@ RefPtr<Mm> Mm::of_phys(PhysAddr p) {
   return nullptr;
 }
 
-Mm::~Mm() {
-  if (pidfd_ >= 0) ::close(pidfd_);
+namespace {
+
+// One page of the process copied out, into a fresh buffer. Null when it cannot be allocated or read.
+std::unique_ptr<unsigned char[]> copy_page_out(pid_t pid, std::uint64_t uaddr) {
+  std::unique_ptr<unsigned char[]> buf(new (std::nothrow) unsigned char[kPageSize]);
+  if (!buf) return nullptr;
+  iovec l{buf.get(), kPageSize};
+  iovec r{to_ptr(uaddr), kPageSize};
+  if (process_vm_readv(pid, &l, 1, &r, 1, 0) != static_cast<ssize_t>(kPageSize)) return nullptr;
+  return buf;
+}
+
+}  // namespace
+
+Status Mm::hold_pinned(std::uint64_t uaddr, std::uint64_t len) const {
+  if (!held_) return {};
+  UIOMMUFD_DCHECK(page_aligned(uaddr, len));
+  lockdep::MutexGuard g(held_->mu);
+  std::uint64_t done = 0;
+  Status st;
+  for (; done < len; done += kPageSize) {
+    Held::Page* page;
+    try {
+      page = &held_->pages[uaddr + done];
+    } catch (const std::bad_alloc&) {
+      st = Status::error(ENOMEM);
+      break;
+    }
+    if (held_->keeping && !page->copy) {
+      page->copy = copy_page_out(pid_, uaddr + done);
+      if (!page->copy) {
+        if (page->holds == 0) held_->pages.erase(uaddr + done);
+        st = Status::error(exited() ? EFAULT : ENOMEM);
+        break;
+      }
+    }
+    ++page->holds;
+  }
+  if (!st.ok()) held_->release(uaddr, done);
+  return st;
+}
+
+void Mm::release_pinned(std::uint64_t uaddr, std::uint64_t len) const {
+  if (!held_) return;
+  lockdep::MutexGuard g(held_->mu);
+  held_->release(uaddr, len);
+}
+
+Status Mm::keep_held_pages() const {
+  if (!held_) return {};
+  lockdep::MutexGuard g(held_->mu);
+  held_->keeping = true;
+  Status st;
+  for (auto& [addr, page] : held_->pages) {
+    if (page.copy) continue;
+    page.copy = copy_page_out(pid_, addr);
+    if (!page.copy && !exited()) st = Status::error(ENOMEM);
+  }
+  return st;
+}
+
+std::size_t Mm::held_page_count() const {
+  if (!held_) return 0;
+  lockdep::MutexGuard g(held_->mu);
+  return held_->pages.size();
+}
+
+std::size_t Mm::kept_page_count() const {
+  if (!held_) return 0;
+  lockdep::MutexGuard g(held_->mu);
+  return static_cast<std::size_t>(std::count_if(held_->pages.begin(), held_->pages.end(),
+                                                [](const auto& e) { return e.second.copy != nullptr; }));
+}
+
+Status Mm::kept_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const {
+  auto* bytes = static_cast<unsigned char*>(local);
+  lockdep::MutexGuard g(held_->mu);
+  // All or nothing: the range is checked before anything moves.
+  for (std::uint64_t p = page_align_down(uaddr); p < uaddr + len; p += kPageSize) {
+    auto it = held_->pages.find(p);
+    if (it == held_->pages.end() || !it->second.copy) {
+      if (!write) std::memset(bytes, 0, len);
+      return Status::error(EFAULT);
+    }
+  }
+  for (std::size_t done = 0; done < len;) {
+    const std::uint64_t at = uaddr + done;
+    const std::size_t in_page = std::min<std::size_t>(len - done, kPageSize - page_offset(at));
+    unsigned char* copy = held_->pages.find(page_align_down(at))->second.copy.get() + page_offset(at);
+    if (write)
+      std::memcpy(copy, bytes + done, in_page);
+    else
+      std::memcpy(bytes + done, copy, in_page);
+    done += in_page;
+  }
+  return {};
 }
 
 bool Mm::exited() const {
@@ -216,17 +346,15 @@ Status Mm::remote_copy(std::uint64_t uaddr, void* local, std::size_t len, bool w
         write ? process_vm_writev(pid_, &l, 1, &r, 1, 0) : process_vm_readv(pid_, &l, 1, &r, 1, 0);
     if (n <= 0) {
       if (n < 0 && errno == EINTR) continue;
+      if (exited()) return kept_copy(uaddr, local, len, write);
       if (!write) std::memset(bytes + done, 0, len - done);
       return Status::error(n < 0 && errno == ENOMEM ? ENOMEM : EFAULT);
     }
     done += static_cast<std::size_t>(n);
   }
   // A pid is only reused after its process was reaped; checking afterwards catches a copy that reached a
-  // newer process of the same pid.
-  if (exited()) {
-    if (!write) std::memset(bytes, 0, len);
-    return Status::error(EFAULT);
-  }
+  // newer process of the same pid. What the process left behind is its pinned pages' copies.
+  if (exited()) return kept_copy(uaddr, local, len, write);
   return Status();
 }
 

@@ -103,6 +103,68 @@ TEST(RemoteMmTest, AnExitedProcessIsEfaultAndItsPidIsNotConfused) {
     EXPECT_EQ(again.error(), ESRCH);
 }
 
+// What pins hold outlives the process once its exit path asked for it (keep_held_pages): held pages read
+// and write from their copies, pages held no more or never are EFAULT, and holds count per page.
+TEST(RemoteMmTest, HeldPagesAreKeptPastTheExit) {
+  Buffer buf;
+  RefPtr<Mm> mm;
+  {
+    Child child([&] {
+      std::memset(buf.p, 'c', 4 * kPageSize);
+      buf.p[kPageSize + 5] = 'k';
+    });
+    mm = *Mm::for_process(child.pid());
+    ASSERT_TRUE(mm->hold_pinned(buf.addr(), 2 * kPageSize).ok());
+    ASSERT_TRUE(mm->hold_pinned(buf.addr(kPageSize), kPageSize).ok());  // page 1 twice
+    EXPECT_EQ(mm->held_page_count(), 2u);
+    ASSERT_TRUE(mm->keep_held_pages().ok());
+    EXPECT_EQ(mm->kept_page_count(), 2u);
+    // Held while exiting: copied at once.
+    ASSERT_TRUE(mm->hold_pinned(buf.addr(2 * kPageSize), kPageSize).ok());
+    EXPECT_EQ(mm->kept_page_count(), 3u);
+  }
+  ASSERT_TRUE(mm->exited());
+  std::memset(buf.p, 'p', 4 * kPageSize);  // ours: the copies are the child's
+  unsigned char got[16];
+  ASSERT_TRUE(mm->copy_from_user(got, buf.addr(kPageSize - 8), sizeof(got)).ok());  // across pages 0, 1
+  EXPECT_EQ(got[0], 'c');
+  EXPECT_EQ(got[15], 'c');
+  ASSERT_TRUE(mm->copy_from_user(got, buf.addr(kPageSize + 5), 1).ok());
+  EXPECT_EQ(got[0], 'k');
+  const unsigned char w = 'w';
+  ASSERT_TRUE(mm->copy_to_user(buf.addr(2 * kPageSize + 7), &w, 1).ok());
+  ASSERT_TRUE(mm->copy_from_user(got, buf.addr(2 * kPageSize + 7), 1).ok());
+  EXPECT_EQ(got[0], 'w');
+  // Page 3 was never held; a range reaching it fails whole.
+  EXPECT_EQ(mm->copy_from_user(got, buf.addr(3 * kPageSize - 8), sizeof(got)).error(), EFAULT);
+  EXPECT_EQ(mm->copy_to_user(buf.addr(3 * kPageSize - 1), &w, 2).error(), EFAULT);
+  ASSERT_TRUE(mm->copy_from_user(got, buf.addr(3 * kPageSize - 1), 1).ok());
+  EXPECT_EQ(got[0], 'c');  // the failed write left nothing
+  // Pinning more of a gone process fails, held or not.
+  EXPECT_EQ(mm->make_resident(buf.addr(), kPageSize, false).error(), EFAULT);
+  // Page 1 stays until its second hold goes; page 0 goes with its only one.
+  mm->release_pinned(buf.addr(), 2 * kPageSize);
+  EXPECT_EQ(mm->copy_from_user(got, buf.addr(), 1).error(), EFAULT);
+  EXPECT_TRUE(mm->copy_from_user(got, buf.addr(kPageSize), 1).ok());
+  mm->release_pinned(buf.addr(kPageSize), 2 * kPageSize);
+  EXPECT_EQ(mm->held_page_count(), 0u);
+  EXPECT_EQ(mm->copy_from_user(got, buf.addr(kPageSize), 1).error(), EFAULT);
+}
+
+// Without the exit path (a SIGKILL), nothing was copied: held pages are EFAULT once the process is gone.
+TEST(RemoteMmTest, HeldPagesOfAProcessThatDidNotAskAreLost) {
+  Buffer buf;
+  RefPtr<Mm> mm;
+  {
+    Child child([&] { std::memset(buf.p, 'c', kPageSize); });
+    mm = *Mm::for_process(child.pid());
+    ASSERT_TRUE(mm->hold_pinned(buf.addr(), kPageSize).ok());
+  }
+  unsigned char got = 0;
+  EXPECT_EQ(mm->copy_from_user(&got, buf.addr(), 1).error(), EFAULT);
+  mm->release_pinned(buf.addr(), kPageSize);
+}
+
 TEST(RemoteMmTest, ForOurOwnPidIsTheLocalMm) {
   EXPECT_EQ(Mm::for_process(getpid())->get(), &Mm::local_ref());
   EXPECT_EQ(Mm::for_process(0).error(), ESRCH);

@@ -343,6 +343,18 @@ Status Pages::pin_locked(std::uint64_t first, std::uint64_t last) {
   }
   // Charged after pinning, like the kernel's npinned/last_npinned step (docs/semantics.md#accounting).
   if (st.ok()) st = account_charge(*account_mm_, account_mode_, n);
+  // Another process's pages are held in its Mm, which keeps them past its exit (docs/shared.md#exit).
+  std::size_t held_runs = 0;
+  for (; st.ok() && mm_->remote() && held_runs < newly.size(); ++held_runs) {
+    st = mm_->hold_pinned(base_ + (newly[held_runs].start << kPageShift), newly[held_runs].length()
+                                                                              << kPageShift);
+    if (!st.ok()) {
+      for (std::size_t i = 0; i < held_runs; ++i)
+        mm_->release_pinned(base_ + (newly[i].start << kPageShift), newly[i].length() << kPageShift);
+      account_uncharge(*account_mm_, account_mode_, n);
+      break;
+    }
+  }
   if (!st.ok()) {
     if (lock_pinned_) {
       for (std::size_t i = 0; i < locked_runs; ++i) unlock_run(newly[i]);
@@ -398,11 +410,17 @@ void Pages::unpin_locked(std::uint64_t first, std::uint64_t last) {
   // Uncharged as soon as npinned drops (docs/semantics.md#accounting); the drop is the number of 1 → 0
   // indices.
   const std::uint64_t before = pins_.pinned_pages();
-  if (lock_pinned_) {
-    // Each run that went to 0 users is unlocked as the removal finds it: no list to allocate on this path.
+  if (lock_pinned_ || mm_->remote()) {
+    // Each run that went to 0 users is unlocked, and let go of in its process, as the removal finds it: no
+    // list to allocate on this path.
     pins_.remove(
         first, last,
-        [](void* self, const Interval& run) { static_cast<const Pages*>(self)->unlock_run(run); }, this);
+        [](void* self, const Interval& run) {
+          const auto* p = static_cast<const Pages*>(self);
+          if (p->lock_pinned_) p->unlock_run(run);
+          p->mm_->release_pinned(p->base_ + (run.start << kPageShift), run.length() << kPageShift);
+        },
+        this);
   } else {
     pins_.remove(first, last, nullptr);  // no run list to build: the count is all unpin needs
   }

@@ -31,6 +31,7 @@
 #include <string>
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
@@ -728,4 +729,20 @@ extern "C" {
   return n;
 }
 
+}  // extern "C"
+
+// Shared mode: a process that leaves with _exit (as forked children do) gives the server the chance to
+// copy out what pins hold of its memory first (docs/shared.md#exit); exit() does it from its atexit list.
+namespace {
+[[noreturn]] void leave(int status, const char* name) {
+  uiommufd::runtime::shared_client::before_exit();
+  using ExitFn = void (*)(int);
+  if (auto next = reinterpret_cast<ExitFn>(dlsym(RTLD_NEXT, name))) next(status);
+  for (;;) syscall(SYS_exit_group, status);
+}
+}  // namespace
+
+extern "C" {
+[[noreturn, gnu::visibility("default")]] void _exit(int status) noexcept { leave(status, "_exit"); }
+[[noreturn, gnu::visibility("default")]] void _Exit(int status) noexcept { leave(status, "_Exit"); }
 }  // extern "C"

@@ -8,6 +8,10 @@
 // reference to the iommufd's file (the vma holds the file, so closing the fd does not release the context
 // while a mapping is left). munmap() splits pieces as the kernel splits vmas: each piece is one user.
 //
+// In shared mode (docs/shared.md#mmap) the region is the server's: the server passes its memfd, and the user
+// a piece holds is one of the server's mapping (a message per split, unmap and fork instead of a count
+// here); the server drops a process's users when it exits or execs.
+//
 // Every other mmap and munmap pays one relaxed load: munmap looks at the table only while it has pieces.
 // The table's lock is taken only inside the engine gate, which fork closes, so no thread holds it across a
 // fork. mremap() of such a mapping is not followed (the moved mapping keeps its user until the context goes).
@@ -23,10 +27,13 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine_gate.h"
 #include "fd_table.h"
+#include "shared_client.h"
 
 #include "uiommufd/base/page.h"
 #include "uiommufd/lockdep/mutex.h"
@@ -55,9 +62,23 @@ std::atomic<MunmapFn> g_munmap{nullptr};
 // One mapped piece of a region.
 struct Piece {
   std::uint64_t end;  // exclusive
-  Object* owner;      // holds one user
+  Object* owner;      // in-process: holds one user
   std::shared_ptr<uapi::OpenFile> file;
+  std::uint64_t remote = 0;  // shared mode: the server's mapping, of which the piece holds one user
 };
+
+void add_user(const Piece& p) {
+  if (p.remote)
+    shared_client::map_users(p.remote, 1);
+  else
+    p.owner->add_user();
+}
+void drop_user(const Piece& p) {
+  if (p.remote)
+    shared_client::map_users(p.remote, -1);
+  else
+    p.owner->drop_user();
+}
 
 lockdep::LockClassKey g_pieces_key{"runtime.iommufd_mmaps"};
 struct Table {
@@ -82,6 +103,25 @@ int fail(int err) {
   return -1;
 }
 
+// A forked child has a copy of every mapping, and so (the kernel's vma open) a user of each piece's owner.
+// In-process the child's engine is a copy too, users included; in shared mode the child asks the server.
+// The table is consistent here: its lock is taken only inside the engine gate, which fork closes.
+void child_inherits_remote_pieces() {
+  if (g_piece_count.load(std::memory_order_relaxed) == 0) return;
+  Table& t = table();
+  lockdep::MutexGuard g(t.mu);
+  const InTable in_table;
+  for (const auto& [start, piece] : t.pieces)
+    if (piece.remote) shared_client::map_users(piece.remote, 1);
+}
+
+// Set on the first mapping of a served region, so that the handler runs after shared_client's own (which
+// gives the child channels of its own first): fork handlers of the child run in the order they were set.
+void watch_forks() {
+  static std::atomic<bool> set{false};
+  if (!set.exchange(true)) pthread_atfork(nullptr, nullptr, child_inherits_remote_pieces);
+}
+
 void cut_pieces_locked(Table& t, std::uint64_t start, std::uint64_t end, std::vector<Piece>* released)
     REQUIRES(t.mu);
 void drop_pieces(std::vector<Piece>& released);
@@ -103,33 +143,44 @@ void* do_mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offs
   if (!shared) return (fail(EINVAL), MAP_FAILED);
   if (prot & PROT_EXEC) return (fail(EPERM), MAP_FAILED);
   const std::uint64_t len = page_align_down(length + kPageSize - 1);
-  // A file the shared-mode server serves has its regions there. FIXME(issue 16): mmap is not forwarded to
-  // the server yet; it is refused as a file without mmap (ENODEV) rather than served wrongly.
-  auto* local = dynamic_cast<uapi::IommufdFile*>(node->file.get());
-  if (!local) return (fail(ENODEV), MAP_FAILED);
-  Result<Context::MmapRegion> region = local->context().get_mmap(static_cast<std::uint64_t>(offset), len);
-  if (!region.ok()) return (fail(region.error()), MAP_FAILED);
+  // The region, with a user taken for this mapping: the engine's here, or the server's (shared mode).
+  Piece piece{0, nullptr, nullptr, 0};
+  int memfd = -1;
+  if (auto* local = dynamic_cast<uapi::IommufdFile*>(node->file.get())) {
+    Result<Context::MmapRegion> region = local->context().get_mmap(static_cast<std::uint64_t>(offset), len);
+    if (!region.ok()) return (fail(region.error()), MAP_FAILED);
+    piece.owner = region->owner;
+    piece.file = node->file;
+    memfd = region->memfd;
+  } else {
+    const long rc = shared_client::mmap_region(fd, *node->file, static_cast<std::uint64_t>(offset), len,
+                                               &memfd, &piece.remote);
+    if (rc < 0) return (fail(static_cast<int>(-rc)), MAP_FAILED);
+    watch_forks();
+  }
   Table& t = table();
   std::vector<Piece> replaced;
   void* at;
   {
     lockdep::MutexGuard g(t.mu);
     const InTable in_table;
-    at = real_mmap(addr, len, prot, flags, region->memfd, 0);
+    at = real_mmap(addr, len, prot, flags, memfd, 0);
+    const int err = errno;
+    if (piece.remote) ::close(memfd);  // the server's copy, passed for this mapping only
     if (at == MAP_FAILED) {
-      const int err = errno;
-      region->owner->drop_user();
+      drop_user(piece);
       return (fail(err), MAP_FAILED);
     }
     const auto start = reinterpret_cast<std::uint64_t>(at);
     // A MAP_FIXED mapping may have replaced pieces of ours: they are gone as if unmapped.
     cut_pieces_locked(t, start, start + len, &replaced);
+    piece.end = start + len;
     try {
-      t.pieces.emplace(start, Piece{start + len, region->owner, node->file});
+      t.pieces.emplace(start, piece);
       g_piece_count.fetch_add(1, std::memory_order_relaxed);
     } catch (const std::bad_alloc&) {
       next_fn(g_munmap, "munmap")(at, len);
-      region->owner->drop_user();
+      drop_user(piece);
       at = MAP_FAILED;
     }
   }
@@ -155,11 +206,11 @@ void cut_pieces_locked(Table& t, std::uint64_t start, std::uint64_t end, std::ve
     for (const auto& f : fragments) {
       if (f[0] >= f[1]) continue;
       try {
-        t.pieces.emplace(f[0], Piece{f[1], piece.owner, piece.file});
+        t.pieces.emplace(f[0], Piece{f[1], piece.owner, piece.file, piece.remote});
       } catch (const std::bad_alloc&) {
         continue;  // unreachable in practice (one node); the fragment then holds nothing
       }
-      if (kept) piece.owner->add_user();
+      if (kept) add_user(piece);
       g_piece_count.fetch_add(1, std::memory_order_relaxed);
       kept = true;
     }
@@ -167,7 +218,7 @@ void cut_pieces_locked(Table& t, std::uint64_t start, std::uint64_t end, std::ve
       try {
         released->push_back(std::move(piece));
       } catch (const std::bad_alloc&) {
-        piece.owner->drop_user();  // the file reference goes here, with the lock held: never the last one
+        drop_user(piece);  // the file reference goes here, with the lock held: never the last one
       }
     }
     it = t.pieces.lower_bound(end);
@@ -177,7 +228,7 @@ void cut_pieces_locked(Table& t, std::uint64_t start, std::uint64_t end, std::ve
 // Gives back what cut_pieces_locked() released: the owners' users, then the file references (the last of
 // which tears the context down), with no lock held.
 void drop_pieces(std::vector<Piece>& released) {
-  for (Piece& p : released) p.owner->drop_user();
+  for (Piece& p : released) drop_user(p);
   released.clear();
 }
 

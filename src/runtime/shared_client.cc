@@ -120,9 +120,17 @@ struct Channel {
 };
 
 thread_local Channel t_channel;
+// The process that has made a call (0: none yet): only such a process can have memory the server pins (its
+// maps). A pid rather than a flag, so that a vfork child, which shares this memory, is not taken for it.
+std::atomic<pid_t> g_caller{0};
+// before_exit() has told the server already (exit() runs it, and a program's _exit in an atexit handler
+// would run it again).
+std::atomic<bool> g_exit_told{false};
 thread_local int t_rw_fd = -1;  // the fd of the read or write being forwarded (set_rw_fd)
 
 void child_after_fork() {
+  g_caller.store(0, std::memory_order_relaxed);
+  g_exit_told.store(false, std::memory_order_relaxed);
   for (std::atomic<int>& slot : g_slots) {
     const int v = slot.exchange(0, std::memory_order_relaxed);
     if (v > 0) shared::sys_close(v - 1);
@@ -217,6 +225,8 @@ long call(const Request& req, int send_fd, Reply* done, int* got_fd = nullptr) {
   long rc = kNotSent;
   for (int attempt = 0; attempt < 2 && rc == kNotSent; ++attempt) {
     if (!ch.ensure()) break;
+    if (g_caller.load(std::memory_order_relaxed) == 0 && req.op != Op::kExec) [[unlikely]]
+      g_caller.store(static_cast<pid_t>(syscall(SYS_getpid)), std::memory_order_relaxed);
     ch.busy = true;
     rc = exchange(ch.fd, req, send_fd, done, got_fd);
     ch.busy = false;
@@ -227,6 +237,15 @@ long call(const Request& req, int send_fd, Reply* done, int* got_fd = nullptr) {
 }
 
 }  // namespace
+
+void before_exit() {
+  const pid_t caller = enabled() ? g_caller.load(std::memory_order_relaxed) : 0;
+  if (caller == 0 || caller != static_cast<pid_t>(syscall(SYS_getpid))) return;
+  if (g_exit_told.exchange(true)) return;
+  Request req{Op::kExit, 0, 0, 0, 0, 0, 0};
+  Reply rep{};
+  (void)call(req, -1, &rep);
+}
 
 void init() {
   const char* addr = std::getenv(shared::kServerEnv);
@@ -240,6 +259,7 @@ void init() {
   g_addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len + (abstract ? 0 : 1));
   detail::g_enabled = true;
   pthread_atfork(nullptr, nullptr, child_after_fork);
+  std::atexit(before_exit);
 
   // What this image inherited across exec: only the kernel's fds survive it, so served files are found by
   // asking the server about every FIFO and socket.
@@ -258,6 +278,11 @@ void init() {
     real::closedir(dir);
   }
   for (int fd : fifos) adopt(fd);
+  // A new image: what the process mapped of the server's regions went with the old one (the kernel closes
+  // those vmas at exec). Told now, before any thread of this image can map anew.
+  Request req{Op::kExec, 0, 0, 0, 0, 0, 0};
+  Reply rep{};
+  (void)call(req, -1, &rep);
   errno = saved;
 }
 
@@ -312,6 +337,32 @@ bool prove_for_retry(int fd, const uapi::OpenFile& file) {
   Request req{Op::kProve, 0, 0, 0, 0, 0, 0};
   Reply rep{};
   return call(req, fd, &rep) == 0 && rep.rc >= 0 && rep.handle == remote->handle();
+}
+
+long mmap_region(int fd, const uapi::OpenFile& file, std::uint64_t offset, std::uint64_t length, int* memfd,
+                 std::uint64_t* id) {
+  const auto* remote = dynamic_cast<const RemoteFile*>(&file);
+  if (!remote) return -ENODEV;
+  for (int attempt = 0;; ++attempt) {
+    const Request req{Op::kMmap, 0, remote->handle(), offset, 0, length, 0};
+    Reply rep{};
+    int got = -1;
+    if (call(req, -1, &rep, &got) < 0) return -EIO;
+    if (rep.rc == shared::kNeedProof && attempt == 0 && prove_for_retry(fd, file)) continue;
+    if (rep.rc < 0 || got < 0) {
+      if (got >= 0) shared::sys_close(got);
+      return rep.rc < 0 ? (rep.rc == shared::kNeedProof ? -EBADF : rep.rc) : -EIO;
+    }
+    *memfd = got;
+    *id = rep.handle;
+    return 0;
+  }
+}
+
+void map_users(std::uint64_t id, std::int64_t delta) {
+  const Request req{Op::kMapUsers, 0, id, 0, 0, 0, delta};
+  Reply rep{};
+  (void)call(req, -1, &rep);
 }
 
 RemoteFile::RemoteFile(std::uint64_t handle, std::uint32_t bits)

@@ -56,6 +56,22 @@ void set_rw_fd(int fd);
 // server that it holds the file (a forked child, say). Proves it; true when the call may be made again.
 bool prove_for_retry(int fd, const uapi::OpenFile& file);
 
+// This process is about to exit (exit(), or the interposed _exit / _Exit): if it has called the server,
+// tells it and waits, so that the server can copy out what pins hold of this process's memory
+// (docs/shared.md#exit). Nothing for a process that never called.
+void before_exit();
+
+// mmap() of the served iommufd `fd` (docs/shared.md#mmap): the region at `offset` of exactly `length`
+// bytes. On success *memfd is a file whose pages are the region, for the caller to map and close, and *id
+// names the mapping, of which this process now holds one user (the kernel's vma reference on the region's
+// owner, which also keeps the context alive). -errno: the kernel's mmap errors (ENXIO), ENODEV for a file
+// that is not an iommufd, EIO when the server cannot be reached.
+long mmap_region(int fd, const uapi::OpenFile& file, std::uint64_t offset, std::uint64_t length, int* memfd,
+                 std::uint64_t* id);
+// This process gains (delta > 0: a mapping split in two, or inherited by a fork) or gives back (delta < 0:
+// an unmap) users of mapping `id`.
+void map_users(std::uint64_t id, std::int64_t delta);
+
 // A served file, as the table records it: calls go to the server by its handle.
 class RemoteFile final : public uapi::OpenFile {
  public:

@@ -43,6 +43,13 @@ enum class Op : std::uint32_t {
                // anywhere, so a call the caller makes next sees it gone (the kernel's close is synchronous).
   kInstalled,  // the answer to kInstall: rc = the new fd's number, or -errno.
   kFdGiven,    // the answer to kGetFd: carries the fd, or rc = -EBADF without one.
+  kExit,       // the calling process is exiting (exit, _exit): the server copies out what pins hold of its
+               // memory before it replies (docs/shared.md#exit).
+  kExec,       // the first call of a new program image (after exec): its mappings of the old one are gone.
+  kMmap,      // mmap() of a served iommufd: handle, cmd = the offset, count = the length. kDone: handle = the
+              // mapping's id, of which the caller now holds one user, and the region's memfd.
+  kMapUsers,  // handle = a mapping's id, rc = how many users the caller gains (> 0: a split, a fork) or
+              // gives back (< 0: an unmap). docs/shared.md#mmap.
 };
 
 struct Request {

@@ -24,6 +24,7 @@
 #include "uiommufd/base/log.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/mm/mm.h"
+#include "uiommufd/objects/context.h"
 
 namespace uiommufd::server {
 
@@ -38,6 +39,8 @@ namespace {
 constexpr std::uint64_t kListenTag = ~std::uint64_t{0};
 constexpr std::uint64_t kWakeTag = kListenTag - 1;
 constexpr std::uint64_t kSignalTag = kListenTag - 2;
+// A mapping process's pidfd: this bit and its Mm's address (user-space addresses stay below it).
+constexpr std::uint64_t kMapperTag = std::uint64_t{1} << 62;
 
 Result<sockaddr_un> socket_address(const std::string& address, socklen_t* len) {
   sockaddr_un sa{};
@@ -290,6 +293,9 @@ int Server::run(pid_t child) {
             ::kill(child, sig);
           }
         }
+      } else if (tag & kMapperTag) {
+        // A process that mapped regions has exited: its mappings are gone.
+        drop_mapper(reinterpret_cast<Mm*>(static_cast<std::uintptr_t>(tag & ~kMapperTag)), /*exited=*/true);
       } else {
         // A served file's end: the last client copy has closed.
         release(tag);
@@ -358,6 +364,23 @@ void Server::serve(int sock, pid_t pid) {
           break;
         case Op::kSync:
           serve_sync(req.handle);
+          break;
+        case Op::kMmap:
+          serve_mmap(ch, req, &rep, &send_fd);
+          break;
+        case Op::kMapUsers:
+          serve_map_users(ch, req.handle, req.rc, &rep);
+          break;
+        case Op::kExec:
+          drop_mapper(ch.mm.get(), /*exited=*/false);
+          break;
+        case Op::kExit:
+          // The process waits for this reply before it goes: what its pinned pages hold is copied now, and
+          // its mappings are let go of now rather than when its exit is seen, so that a parent's
+          // waitpid() is followed by their release, as the kernel closes the vmas before the exit is
+          // reported.
+          rep.rc = ch.mm->keep_held_pages().ok() ? 0 : -ENOMEM;
+          drop_mapper(ch.mm.get(), /*exited=*/false);
           break;
         default:
           rep.rc = -EPROTO;
@@ -429,27 +452,29 @@ void Server::serve_prove(Channel& ch, int fd, Reply* rep) {
   rep->flags = rec->accmode;
 }
 
+std::shared_ptr<uapi::OpenFile> Server::proven_file(Channel& ch, std::uint64_t handle, Reply* rep) {
+  if (handle == ch.cached_handle) {
+    if (std::shared_ptr<FileRecord> rec = ch.cached.lock()) return rec->file;
+  }
+  lockdep::MutexGuard g(mu_);
+  auto it = files_.find(handle);
+  if (it == files_.end()) {
+    rep->rc = -EBADF;
+    return nullptr;
+  }
+  auto p = processes_.find(ch.mm.get());
+  if (p == processes_.end() || !p->second.proven.count(handle)) {
+    rep->rc = shared::kNeedProof;
+    return nullptr;
+  }
+  ch.cached_handle = handle;
+  ch.cached = it->second;
+  return it->second->file;
+}
+
 void Server::serve_call(Channel& ch, const Request& req, Reply* rep) {
-  std::shared_ptr<uapi::OpenFile> file;
-  if (req.handle == ch.cached_handle) {
-    if (std::shared_ptr<FileRecord> rec = ch.cached.lock()) file = rec->file;
-  }
-  if (!file) {
-    lockdep::MutexGuard g(mu_);
-    auto it = files_.find(req.handle);
-    if (it == files_.end()) {
-      rep->rc = -EBADF;
-      return;
-    }
-    auto p = processes_.find(ch.mm.get());
-    if (p == processes_.end() || !p->second.proven.count(req.handle)) {
-      rep->rc = shared::kNeedProof;
-      return;
-    }
-    ch.cached_handle = req.handle;
-    ch.cached = it->second;
-    file = it->second->file;
-  }
+  std::shared_ptr<uapi::OpenFile> file = proven_file(ch, req.handle, rep);
+  if (!file) return;
   Call call;
   call.ch = &ch;
   t_call = &call;
@@ -492,6 +517,147 @@ void Server::serve_sync(std::uint64_t handle) {
   const bool last_closed = ::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
   rec.reset();
   if (last_closed) release(handle);
+}
+
+// ---- mmap of a served iommufd (docs/shared.md#mmap) ----
+
+Server::Mapper* Server::mapper_locked(const RefPtr<Mm>& mm) {
+  Mapper* m;
+  try {
+    m = &mappers_[mm.get()];
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+  if (!m->mm) {
+    m->mm = mm;
+    epoll_event ev{};
+    ev.events = EPOLLIN;  // a pidfd is readable once its process has exited
+    ev.data.u64 = kMapperTag | reinterpret_cast<std::uintptr_t>(mm.get());
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, mm->pidfd(), &ev);
+  }
+  return m;
+}
+
+void Server::serve_mmap(Channel& ch, const Request& req, Reply* rep, int* send_fd) {
+  std::shared_ptr<uapi::OpenFile> file = proven_file(ch, req.handle, rep);
+  if (!file) return;
+  auto* iommufd = dynamic_cast<uapi::IommufdFile*>(file.get());
+  if (!iommufd) {
+    rep->rc = -ENODEV;
+    return;
+  }
+  Result<Context::MmapRegion> region = iommufd->context().get_mmap(req.cmd, req.count);
+  if (!region.ok()) {
+    rep->rc = -region.error();
+    return;
+  }
+  // The region's user (the vma's) is the caller's from here; every failure gives it back.
+  const int memfd = ::fcntl(region->memfd, F_DUPFD_CLOEXEC, 0);
+  int err = memfd < 0 ? errno : 0;
+  std::uint64_t id = 0;
+  if (memfd >= 0) {
+    lockdep::MutexGuard g(mu_);
+    Mapper* m = mapper_locked(ch.mm);
+    try {
+      if (!m) throw std::bad_alloc();
+      id = next_mapping_++;
+      mappings_.emplace(id, Mapping{file, region->owner, 1});
+      try {
+        ++m->users[id];
+      } catch (...) {
+        mappings_.erase(id);
+        throw;
+      }
+    } catch (const std::bad_alloc&) {
+      err = ENOMEM;
+      if (m && m->users.empty()) forget_mapper_locked(ch.mm.get());
+    }
+  }
+  if (err != 0) {
+    if (memfd >= 0) ::close(memfd);
+    region->owner->drop_user();
+    rep->rc = -err;
+    return;
+  }
+  rep->handle = id;
+  *send_fd = memfd;
+}
+
+void Server::serve_map_users(Channel& ch, std::uint64_t id, std::int64_t delta, Reply* rep) {
+  std::shared_ptr<uapi::OpenFile> last;
+  {
+    lockdep::MutexGuard g(mu_);
+    auto it = mappings_.find(id);
+    if (it == mappings_.end()) {
+      rep->rc = -ENOENT;  // gone already (a fork's child asks after its parent has unmapped the last piece)
+      return;
+    }
+    Mapping& mapping = it->second;
+    Mapper* m = mapper_locked(ch.mm);
+    std::uint64_t* mine = nullptr;
+    try {
+      if (m) mine = &m->users[id];
+    } catch (const std::bad_alloc&) {
+    }
+    const std::uint64_t n = static_cast<std::uint64_t>(delta < 0 ? -delta : delta);
+    if (!mine) {
+      rep->rc = -ENOMEM;
+    } else if (delta < 0 && *mine < n) {
+      rep->rc = -EINVAL;
+    } else if (delta > 0) {
+      for (std::uint64_t i = 0; i < n; ++i) mapping.owner->add_user();
+      *mine += n;
+      mapping.users += n;
+    } else {
+      for (std::uint64_t i = 0; i < n; ++i) mapping.owner->drop_user();
+      *mine -= n;
+      mapping.users -= n;
+      if (mapping.users == 0) {
+        last = std::move(mapping.file);
+        mappings_.erase(it);
+      }
+    }
+    if (mine && *mine == 0) m->users.erase(id);
+    if (m && m->users.empty()) forget_mapper_locked(ch.mm.get());
+  }
+  // With no lock held: the last reference of a context closed everywhere tears it down here.
+  last.reset();
+}
+
+void Server::forget_mapper_locked(Mm* mm) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, mm->pidfd(), nullptr);
+  mappers_.erase(mm);
+}
+
+void Server::drop_mapper_locked(Mm* mm, bool exited, std::vector<std::shared_ptr<uapi::OpenFile>>* files) {
+  auto it = mappers_.find(mm);
+  // An exit reported for an address another process's record has taken since is not that process's.
+  if (it == mappers_.end() || (exited && !it->second.mm->exited())) return;
+  for (const auto& [id, n] : it->second.users) {
+    auto m = mappings_.find(id);
+    if (m == mappings_.end()) continue;
+    for (std::uint64_t i = 0; i < n; ++i) m->second.owner->drop_user();
+    m->second.users -= n;
+    if (m->second.users == 0) {
+      files->push_back(std::move(m->second.file));
+      mappings_.erase(m);
+    }
+  }
+  forget_mapper_locked(mm);
+}
+
+void Server::drop_mapper(Mm* mm, bool exited) {
+  std::vector<std::shared_ptr<uapi::OpenFile>> files;
+  {
+    lockdep::MutexGuard g(mu_);
+    try {
+      files.reserve(mappings_.size());
+    } catch (const std::bad_alloc&) {
+      return;  // kept until the next exit or exec of it: unreachable in practice
+    }
+    drop_mapper_locked(mm, exited, &files);
+  }
+  files.clear();
 }
 
 namespace {

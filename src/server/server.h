@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -32,6 +33,7 @@
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/mm/mm.h"
+#include "uiommufd/objects/object.h"
 #include "uiommufd/uapi/file.h"
 
 namespace uiommufd::server {
@@ -101,6 +103,21 @@ class Server final : public uapi::FdHost {
     std::unordered_set<std::uint64_t> proven;
   };
 
+  // A region of a served iommufd that client processes map (docs/shared.md#mmap): the region's owner, with
+  // one user per piece mapped anywhere (the kernel's vma references), and the file, which the mappings
+  // keep alive as vmas keep theirs.
+  struct Mapping {
+    std::shared_ptr<uapi::OpenFile> file;
+    Object* owner = nullptr;
+    std::uint64_t users = 0;
+  };
+  // One client process's users of mappings, by mapping id. Its pidfd is watched while it holds any: a
+  // process's exit drops them, as its vmas close.
+  struct Mapper {
+    RefPtr<Mm> mm;
+    std::unordered_map<std::uint64_t, std::uint64_t> users;
+  };
+
   // The call being served on this thread (null outside one).
   static thread_local Call* t_call;
 
@@ -112,6 +129,21 @@ class Server final : public uapi::FdHost {
   void serve_prove(Channel& ch, int fd, shared::Reply* rep);
   void serve_call(Channel& ch, const shared::Request& req, shared::Reply* rep);
   void serve_sync(std::uint64_t handle);
+  // The served file `handle`, if the channel's process has proved it holds it; else rep->rc says why.
+  std::shared_ptr<uapi::OpenFile> proven_file(Channel& ch, std::uint64_t handle, shared::Reply* rep)
+      EXCLUDES(mu_);
+  void serve_mmap(Channel& ch, const shared::Request& req, shared::Reply* rep, int* send_fd) EXCLUDES(mu_);
+  void serve_map_users(Channel& ch, std::uint64_t id, std::int64_t delta, shared::Reply* rep) EXCLUDES(mu_);
+  // Drops every user `mm` holds: at its exec, or (`exited`) at its exit, which the epoll loop reports by
+  // address only (nothing is done unless the record there is of an exited process). The files whose last
+  // mapping went are handed to *files, for the caller to let go of with no lock held.
+  void drop_mapper_locked(Mm* mm, bool exited, std::vector<std::shared_ptr<uapi::OpenFile>>* files)
+      REQUIRES(mu_);
+  // The record of `mm`'s users, made (and its pidfd watched) on first use; null when it cannot be made.
+  Mapper* mapper_locked(const RefPtr<Mm>& mm) REQUIRES(mu_);
+  // Stops watching `mm` and forgets its record (which holds no user any more, or whose users were dropped).
+  void forget_mapper_locked(Mm* mm) REQUIRES(mu_);
+  void drop_mapper(Mm* mm, bool exited) EXCLUDES(mu_);
 
   // Makes the kernel objects of a new served file (`shape`; O_NONBLOCK from `open_flags`, whose access mode
   // is the one the client checks) and its record, and starts watching the server's end. `keep_byte`: one
@@ -146,6 +178,9 @@ class Server final : public uapi::FdHost {
   std::map<std::pair<dev_t, ino_t>, std::uint64_t> by_inode_ GUARDED_BY(mu_);
   // Keyed by the process's Mm, which is one object per live process.
   std::unordered_map<Mm*, Process> processes_ GUARDED_BY(mu_);
+  std::uint64_t next_mapping_ GUARDED_BY(mu_) = 1;
+  std::unordered_map<std::uint64_t, Mapping> mappings_ GUARDED_BY(mu_);
+  std::unordered_map<Mm*, Mapper> mappers_ GUARDED_BY(mu_);
   std::atomic<std::size_t> channels_{0};
   // Channel threads not yet past their last use of this object (they are detached): the destructor waits
   // for 0, and each thread's final decrement (release) orders its last wake() before the close of the fd.

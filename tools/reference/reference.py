@@ -262,9 +262,7 @@ def host_hugepages(wanted):
 
 
 # Programs not yet run under --shared, each with the reason; the report names them as not compared.
-SHARED_NOT_YET = {
-    "abi_viommu": "mmap of a served iommufd is not forwarded to the server yet (docs/shared.md#differences)",
-}
+SHARED_NOT_YET = {}
 # Programs only the server can answer as Linux does (one iommufd across processes), never run in-process.
 SHARED_ONLY = {
     "abi_fork": "in-process mode gives a forked child its own copy of the context (docs/shared.md)",

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include <sys/types.h>
 
@@ -81,6 +82,8 @@ class Mm : public RefCounted<Mm> {
   pid_t pid() const { return pid_; }
   // Whether the process behind a remote Mm has exited (its pidfd is readable); false for the local Mm.
   bool exited() const;
+  // The pidfd of a remote Mm's process (-1 locally), for a caller that waits for its exit with poll/epoll.
+  int pidfd() const { return pidfd_; }
   // The real user id of the process (the kernel's current_user()), which kUser accounting charges.
   uid_t uid() const;
 
@@ -177,6 +180,24 @@ class Mm : public RefCounted<Mm> {
   // the caller keeps them pinned while it dereferences the pointer.
   void* host_address(std::uint64_t uaddr) const;
 
+  // Pages of another process that pins hold (Pages of user memory report them: hold_pinned() when a run of
+  // pages becomes pinned, release_pinned() when it is unpinned; counted per page, so two areas of the same
+  // memory hold a page twice). The kernel's pins hold struct pages, which outlive the process's mm: data a
+  // domain pinned stays readable after the process has exited. Here a remote process's pages live only in
+  // it, so its exit path asks the server to keep them (keep_held_pages()): every held page is copied out
+  // while the process still exists, and every page held from then on is copied as it is held. Once the
+  // process has exited, copies to and from held pages use those copies, and everything else is EFAULT.
+  // No-ops for the local Mm. hold_pinned(): ENOMEM (nothing held then); EFAULT when keeping and the page
+  // cannot be read. uaddr and len are page-aligned.
+  Status hold_pinned(std::uint64_t uaddr, std::uint64_t len) const;
+  void release_pinned(std::uint64_t uaddr, std::uint64_t len) const;
+  // ENOMEM when a copy cannot be allocated (pages not copied are EFAULT after the exit); pages the process
+  // no longer maps are skipped. What a SIGKILL ends cannot ask: its pinned pages are lost (docs/shared.md).
+  Status keep_held_pages() const;
+  // How many pages are held, and how many of them have a copy (tests, diagnostics).
+  std::size_t held_page_count() const;
+  std::size_t kept_page_count() const;
+
   // The accounting counters of this address space (the kernel's mm->locked_vm and mm->pinned_vm), in
   // pages; accounting.h updates them.
   std::atomic<std::uint64_t>& locked_vm() const { return locked_vm_; }
@@ -184,11 +205,15 @@ class Mm : public RefCounted<Mm> {
 
  private:
   friend class RefCounted<Mm>;
-  Mm() = default;
-  Mm(pid_t pid, int pidfd, uid_t uid, std::uint16_t tag) : pid_(pid), pidfd_(pidfd), uid_(uid), tag_(tag) {}
+  struct Held;
+  Mm();
+  Mm(pid_t pid, int pidfd, uid_t uid, std::uint16_t tag, std::unique_ptr<Held> held);
   ~Mm();
 
   Status remote_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const;
+  // A copy of an exited process's memory, from and to the copies keep_held_pages() made: EFAULT unless
+  // every page of the range has one.
+  Status kept_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const;
   Status remote_make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) const;
 
   static inline thread_local Mm* tls_current_ = nullptr;
@@ -197,6 +222,7 @@ class Mm : public RefCounted<Mm> {
   const int pidfd_ = -1;
   const uid_t uid_ = 0;
   const std::uint16_t tag_ = 0;  // 1..0x7fff for another process, unique among the live remote Mms
+  const std::unique_ptr<Held> held_;  // for another process only
   mutable std::atomic<std::uint64_t> locked_vm_{0};
   mutable std::atomic<std::uint64_t> pinned_vm_{0};
 };
