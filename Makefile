@@ -97,12 +97,15 @@ reference-fuzz: build-release
 # not fail it. Exits 3 when no reference kernel tree is cached (a loud notice with REFERENCE_UNAVAILABLE_OK).
 # KSELFTEST_HUGEPAGES raises nr_hugepages for the run as the reference VM has it (0 leaves the system
 # alone); KSELFTEST_LINUX=1 adds Linux's verdict per test (one boot of the reference VM); KSELFTEST_ARGS go
-# to the kselftest harness, e.g. KSELFTEST_ARGS="-f iommufd_device_pasid".
+# to the kselftest harness, e.g. KSELFTEST_ARGS="-f iommufd_device_pasid"; KSELFTEST_SHARED=1 runs them
+# under `uiommufd run --shared`.
 KSELFTEST_HUGEPAGES ?= 128
 KSELFTEST_LINUX ?=
+KSELFTEST_SHARED ?=
 KSELFTEST_ARGS ?=
 kselftest: build-release
 	@rc=0; tools/reference/kselftest.sh --hugepages $(KSELFTEST_HUGEPAGES) $(if $(KSELFTEST_LINUX),--linux) \
+	  $(if $(KSELFTEST_SHARED),--shared) \
 	  -- $(KSELFTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 3 ] && [ -n "$(REFERENCE_UNAVAILABLE_OK)" ]; then \
 	  echo "!!! make $@: NO REFERENCE KERNEL TREE - NOTHING WAS MEASURED !!!"; exit 0; \

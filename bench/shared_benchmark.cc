@@ -12,6 +12,7 @@
 //
 // All paired (figures.h): blocks of the operation alternate with blocks of its baseline.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "figures.h"
+#include "server/protocol.h"
 #include "testing/test_fd_host.h"
 
 #include "uiommufd/base/page.h"
@@ -36,8 +38,8 @@ namespace {
 constexpr std::uint64_t kIova = 1ull << 30;
 constexpr std::uint32_t kFlags =
     uapi::IOMMU_IOAS_MAP_FIXED_IOVA | uapi::IOMMU_IOAS_MAP_READABLE | uapi::IOMMU_IOAS_MAP_WRITEABLE;
-// The sizes of a request and of a reply on a channel (src/server/protocol.h).
-constexpr std::size_t kRequestSize = 48, kReplySize = 40;
+// The sizes of a request and of a reply on a channel.
+constexpr std::size_t kRequestSize = sizeof(shared::Request), kReplySize = sizeof(shared::Reply);
 
 // A forked process that answers every record on its end of a SOCK_SEQPACKET pair with a reply-sized one.
 class Echo {
@@ -48,7 +50,7 @@ class Echo {
     pid_ = fork();
     if (pid_ == 0) {
       close(sv[0]);
-      char buf[kRequestSize];
+      char buf[std::max(kRequestSize, kReplySize)];
       while (recv(sv[1], buf, sizeof buf, 0) > 0)
         if (send(sv[1], buf, kReplySize, MSG_NOSIGNAL) != static_cast<ssize_t>(kReplySize)) break;
       _exit(0);
@@ -63,7 +65,7 @@ class Echo {
   }
   bool ok() const { return fd_ >= 0; }
   bool round_trip() {
-    char buf[kRequestSize] = {};
+    char buf[std::max(kRequestSize, kReplySize)] = {};
     return send(fd_, buf, kRequestSize, MSG_NOSIGNAL) == static_cast<ssize_t>(kRequestSize) &&
            recv(fd_, buf, sizeof buf, 0) == static_cast<ssize_t>(kReplySize);
   }
@@ -154,7 +156,7 @@ const FigureTable kFigures{{
      .direction = Direction::kInfo,
      .metric = "us",
      .scale_from_ns = 1e-3,
-     .note = "(48-byte request, 40-byte reply, SOCK_SEQPACKET, two processes)"},
+     .note = "(a request and a reply of the protocol's sizes, SOCK_SEQPACKET, two processes)"},
     {.name = "shared_ioctl_over_round_trip", .numerator = "BM_SharedIoctlOverRoundTrip", .target = 2.0},
 }};
 

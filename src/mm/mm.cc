@@ -399,13 +399,18 @@ Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const
     std::memset(dst, 0, len);
     return Status::error(g_fault_copy_from_user.error());
   }
+  return copy_from_user_uninjected(dst, uaddr, len);
+}
+
+Status Mm::copy_from_user_uninjected(void* dst, std::uint64_t uaddr, std::size_t len) const {
+  if (len == 0) return Status();
   const bool wraps = range_wraps(uaddr, len);
   if (remote()) [[unlikely]] {
     if (wraps) {
       std::memset(dst, 0, len);
       return Status::error(EFAULT);
     }
-    return remote_copy(uaddr, dst, len, /*write=*/false);
+    return windowed_copy(uaddr, dst, len, /*write=*/false);
   }
   if (!wraps && mm_internal::short_copy(/*to_user=*/false, dst, uaddr, len)) [[likely]] return Status();
   std::size_t copied = 0;
@@ -418,13 +423,46 @@ Status Mm::copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const
 Status Mm::copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) const {
   if (len == 0) return Status();
   TRY(inject(g_fault_copy_to_user));
+  return copy_to_user_uninjected(uaddr, src, len);
+}
+
+Status Mm::copy_to_user_uninjected(std::uint64_t uaddr, const void* src, std::size_t len) const {
+  if (len == 0) return Status();
   if (range_wraps(uaddr, len)) return Status::error(EFAULT);
-  if (remote()) [[unlikely]]
-    return remote_copy(uaddr, const_cast<void*>(src), len, /*write=*/true);  // the local side is only read
   // The local side is only read.
+  if (remote()) [[unlikely]]
+    return windowed_copy(uaddr, const_cast<void*>(src), len, /*write=*/true);
   if (mm_internal::short_copy(/*to_user=*/true, const_cast<void*>(src), uaddr, len)) [[likely]]
     return Status();
   return mm_internal::copy_to_user(mm_internal::CopyMethod::kAuto, uaddr, src, len);
+}
+
+// The part of a copy that falls in the caller's argument window (docs/shared.md#inline) uses the bytes that
+// came with the call; the parts before and after it go to the process.
+Status Mm::windowed_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const {
+  ArgWindow* w = tls_window_;
+  const std::uint64_t end = uaddr + len;
+  if (!w || w->mm != this || end <= w->uaddr || uaddr >= w->uaddr + w->len) [[likely]]
+    return remote_copy(uaddr, local, len, write);
+  auto* bytes = static_cast<unsigned char*>(local);
+  const std::uint64_t lo = std::max(uaddr, w->uaddr), hi = std::min(end, w->uaddr + w->len);
+  Status st;
+  if (uaddr < lo) st = remote_copy(uaddr, bytes, lo - uaddr, write);
+  if (st.ok()) {
+    unsigned char* in = w->bytes + (lo - w->uaddr);
+    if (!write) {
+      std::memcpy(bytes + (lo - uaddr), in, hi - lo);
+    } else if (!w->writable) {
+      st = Status::error(EFAULT);
+    } else {
+      std::memcpy(in, bytes + (lo - uaddr), hi - lo);
+      w->dirty_lo = std::min<std::size_t>(w->dirty_lo, lo - w->uaddr);
+      w->dirty_hi = std::max<std::size_t>(w->dirty_hi, hi - w->uaddr);
+    }
+  }
+  if (st.ok() && end > hi) st = remote_copy(hi, bytes + (hi - uaddr), end - hi, write);
+  if (!st.ok() && !write) std::memset(bytes, 0, len);
+  return st;
 }
 
 Status Mm::check_zeroed_user(std::uint64_t uaddr, std::size_t len) const {

@@ -165,6 +165,49 @@ TEST(RemoteMmTest, HeldPagesOfAProcessThatDidNotAskAreLost) {
   mm->release_pinned(buf.addr(), kPageSize);
 }
 
+// The argument window (docs/shared.md#inline): the part of a copy inside it uses the bytes sent with the
+// call, the rest goes to the process; writes land in the window and widen its dirty range.
+TEST(RemoteMmTest, CopiesThroughTheArgumentWindow) {
+  Buffer buf;
+  Child child([&] { std::memset(buf.p, 'c', 2 * kPageSize); });
+  RefPtr<Mm> mm = *Mm::for_process(child.pid());
+  unsigned char bytes[16];
+  std::memset(bytes, 'w', sizeof bytes);
+  Mm::ArgWindow w;
+  w.mm = mm.get();
+  w.uaddr = buf.addr(100);
+  w.bytes = bytes;
+  w.len = sizeof bytes;
+  w.writable = true;
+  unsigned char got[32];
+  {
+    const Mm::ArgWindowScope scope(w);
+    ASSERT_TRUE(mm->copy_from_user(got, buf.addr(92), sizeof got).ok());  // 8 before, 16 inside, 8 after
+    EXPECT_EQ(got[7], 'c');
+    EXPECT_EQ(got[8], 'w');
+    EXPECT_EQ(got[23], 'w');
+    EXPECT_EQ(got[24], 'c');
+    const unsigned char out[4] = {'1', '2', '3', '4'};
+    ASSERT_TRUE(mm->copy_to_user(buf.addr(98), out, sizeof out).ok());  // 2 before, 2 inside
+    EXPECT_EQ(w.dirty_lo, 0u);
+    EXPECT_EQ(w.dirty_hi, 2u);
+    EXPECT_EQ(bytes[0], '3');
+    ASSERT_TRUE(mm->copy_from_user(got, buf.addr(98), 4).ok());
+    EXPECT_EQ(std::memcmp(got, out, 4), 0);
+    // Another Mm's copies never see it.
+    ASSERT_TRUE(Mm::local_ref().copy_from_user(got, buf.addr(100), 1).ok());
+    EXPECT_EQ(got[0], 0);  // our own buffer, untouched
+    // A window the client could not store into: a write reaching it is EFAULT.
+    w.writable = false;
+    EXPECT_EQ(mm->copy_to_user(buf.addr(110), out, 1).error(), EFAULT);
+    EXPECT_TRUE(mm->copy_to_user(buf.addr(200), out, 1).ok());  // outside: the process's memory
+  }
+  // Outside the scope the process's own bytes are read again: only [98, 100) and 200 were written there.
+  ASSERT_TRUE(mm->copy_from_user(got, buf.addr(98), 4).ok());
+  EXPECT_EQ(got[0], '1');
+  EXPECT_EQ(got[2], 'c');
+}
+
 TEST(RemoteMmTest, ForOurOwnPidIsTheLocalMm) {
   EXPECT_EQ(Mm::for_process(getpid())->get(), &Mm::local_ref());
   EXPECT_EQ(Mm::for_process(0).error(), ESRCH);

@@ -24,6 +24,7 @@
 #include "server/protocol.h"
 
 #include "uiommufd/base/fault.h"
+#include "uiommufd/mm/mm.h"
 
 namespace uiommufd::runtime::shared_client {
 
@@ -375,12 +376,42 @@ RemoteFile::~RemoteFile() {
   (void)call(req, -1, &rep);
 }
 
+namespace {
+
+// An ioctl's argument goes with the call (docs/shared.md#inline): as many bytes as the struct's leading size
+// says, up to kInlineBytes, when they can be read here, and whether they can be stored into (found by
+// storing them back unchanged), so that the server needs no system call to read the struct or to write its
+// answer. Copies that fault leave the request without them: the server then reaches the memory itself
+// and meets the fault as the kernel would.
+void attach_argument(Request& req) {
+  const Mm& self = Mm::local_ref();
+  std::uint32_t size = 0;
+  if (!self.copy_from_user_uninjected(&size, req.arg, sizeof size).ok()) return;
+  std::size_t n = std::clamp<std::size_t>(size, sizeof size, shared::kInlineBytes);
+  if (!self.copy_from_user_uninjected(req.inline_bytes, req.arg, n).ok()) {
+    n = sizeof size;
+    std::memcpy(req.inline_bytes, &size, n);
+  }
+  req.inline_len = static_cast<std::uint32_t>(n);
+  if (self.copy_to_user_uninjected(req.arg, req.inline_bytes, n).ok())
+    req.inline_flags = shared::kInlineWritable;
+}
+
+}  // namespace
+
 long RemoteFile::forward(std::uint32_t op, std::uint64_t cmd, std::uint64_t arg, std::uint64_t count) {
   const std::uint32_t nth = fail_nth_get();
   Request req{static_cast<Op>(op), nth, handle_, cmd, arg, count, 0};
+  if (req.op == Op::kIoctl) attach_argument(req);
   Reply rep{};
   if (call(req, -1, &rep) < 0) return -EIO;
   if (rep.fail_nth != nth) fail_nth_set(rep.fail_nth);
+  if (rep.out_len != 0) {
+    // What the command stored into the struct; it could be stored into when the call was sent.
+    if (rep.out_off > req.inline_len || rep.out_len > req.inline_len - rep.out_off ||
+        !Mm::local_ref().copy_to_user_uninjected(arg + rep.out_off, rep.out_bytes, rep.out_len).ok())
+      return -EFAULT;
+  }
   if (rep.drain != 0 && t_rw_fd >= 0) [[unlikely]] {
     // Readiness the read took back (a vEVENT queue's socket): bytes the server sent to this file.
     char buf[64];

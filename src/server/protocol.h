@@ -52,6 +52,12 @@ enum class Op : std::uint32_t {
               // gives back (< 0: an unmap). docs/shared.md#mmap.
 };
 
+// How many bytes of an ioctl's argument travel with the call, and back (docs/shared.md#inline): every
+// iommufd and VFIO struct starts with its size, and the commands' structs fit.
+inline constexpr std::size_t kInlineBytes = 128;
+// Request::inline_flags
+inline constexpr std::uint32_t kInlineWritable = 1u << 0;  // the client could store into those bytes
+
 struct Request {
   Op op;
   std::uint32_t fail_nth;  // the calling thread's fail-nth counter (base/fault.h)
@@ -60,6 +66,10 @@ struct Request {
   std::uint64_t arg;
   std::uint64_t count;
   std::int64_t rc;
+  // kIoctl: the first inline_len bytes at arg, read by the client (0: none; the server reads them itself).
+  std::uint32_t inline_len = 0;
+  std::uint32_t inline_flags = 0;
+  unsigned char inline_bytes[kInlineBytes] = {};
 };
 
 enum class Msg : std::uint32_t {
@@ -84,6 +94,11 @@ struct Reply {
   // the server cannot take back itself (a vEVENT queue's socket: docs/shared.md#poll).
   std::uint32_t drain;
   std::uint32_t reserved;
+  // kDone of an ioctl that came with inline bytes: bytes [out_off, out_off + out_len) of them as the
+  // command left them, for the client to store at arg + out_off (the kernel's copy_to_user of the struct).
+  std::uint32_t out_off = 0;
+  std::uint32_t out_len = 0;
+  unsigned char out_bytes[kInlineBytes] = {};
 };
 
 // Raw system calls: in the preload, libc's names of these may be interposed.

@@ -478,8 +478,21 @@ void Server::serve_call(Channel& ch, const Request& req, Reply* rep) {
   Call call;
   call.ch = &ch;
   t_call = &call;
+  // The argument's first bytes, when the client sent them (docs/shared.md#inline).
+  unsigned char bytes[shared::kInlineBytes];
+  Mm::ArgWindow window;
+  const bool windowed = req.op == Op::kIoctl && req.inline_len > 0 && req.inline_len <= sizeof bytes;
+  if (windowed) {
+    std::memcpy(bytes, req.inline_bytes, req.inline_len);
+    window.mm = ch.mm.get();
+    window.uaddr = req.arg;
+    window.bytes = bytes;
+    window.len = req.inline_len;
+    window.writable = req.inline_flags & shared::kInlineWritable;
+  }
   {
     const Mm::CurrentScope scope(*ch.mm);
+    const Mm::ArgWindowScope window_scope(window);
     fail_nth_set(req.fail_nth);
     switch (req.op) {
       case Op::kIoctl:
@@ -499,6 +512,11 @@ void Server::serve_call(Channel& ch, const Request& req, Reply* rep) {
     file.reset();
   }
   t_call = nullptr;
+  if (window.dirty_lo < window.dirty_hi) {
+    rep->out_off = static_cast<std::uint32_t>(window.dirty_lo);
+    rep->out_len = static_cast<std::uint32_t>(window.dirty_hi - window.dirty_lo);
+    std::memcpy(rep->out_bytes, bytes + window.dirty_lo, rep->out_len);
+  }
 }
 
 void Server::serve_sync(std::uint64_t handle) {

@@ -16,7 +16,9 @@
 # said; 1 when something could not be built or run; 3 (loudly) when no reference kernel tree is cached.
 #
 # Usage: tools/reference/kselftest.sh [--uiommufd PATH] [--only iommufd|iommufd_fail_nth] [--hugepages N]
-#                                     [--linux] [-- HARNESS ARGS]
+#                                     [--linux] [--shared] [-- HARNESS ARGS]
+#   --shared       runs the programs under `uiommufd run --shared` (one server owns the engine, so the
+#                  tests that fork and use the parent's iommufd act on one context: docs/shared.md).
 #   --linux        also runs the same sources (linked statically) on the reference kernel under QEMU, as
 #                  reference.py does, and adds Linux's verdict beside each test: the tests that pass there
 #                  and not here are the ones that say something about uiommufd (about a minute of VM).
@@ -39,6 +41,7 @@ programs=(iommufd iommufd_fail_nth)
 harness_args=()
 hugepages=
 linux=0
+run_mode=()
 
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -46,6 +49,7 @@ while [[ $# -gt 0 ]]; do
     --only) programs=("$2"); shift 2 ;;
     --hugepages) hugepages=$2; shift 2 ;;
     --linux) linux=1; shift ;;
+    --shared) run_mode=(--shared); shift ;;
     --) shift; harness_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0"; exit 0 ;;
     *) echo "kselftest: unknown argument $1 (see --help)" >&2; exit 1 ;;
@@ -247,7 +251,7 @@ broken=0 total_pass=0 total_fail=0 total_skip=0 rows=() regressions=()
 for p in "${programs[@]}"; do
   logf=$out/logs/$p.log
   rc=0
-  (cd "$out" && "$uiommufd" run -- "./$p" "${harness_args[@]}") >"$logf" 2>&1 || rc=$?
+  (cd "$out" && "$uiommufd" run "${run_mode[@]}" -- "./$p" "${harness_args[@]}") >"$logf" 2>&1 || rc=$?
   table=$(tabulate "$logf")
   if [[ $linux -eq 1 ]]; then
     ltable=$(tabulate "$out/logs/$p.linux.log")

@@ -115,6 +115,34 @@ class Mm : public RefCounted<Mm> {
   //   user range may have been written (never anything at or past the first inaccessible page).
   Status copy_from_user(void* dst, std::uint64_t uaddr, std::size_t len) const;
   Status copy_to_user(std::uint64_t uaddr, const void* src, std::size_t len) const;
+  // The same without their fault sites, for copies the kernel never makes (the shared-mode client reading
+  // its own ioctl argument to send it along): a fail-nth sweep counts only the engine's.
+  Status copy_from_user_uninjected(void* dst, std::uint64_t uaddr, std::size_t len) const;
+  Status copy_to_user_uninjected(std::uint64_t uaddr, const void* src, std::size_t len) const;
+
+  // The first bytes of the caller's ioctl argument, as the shared-mode client sent them with the call
+  // (docs/shared.md#inline): while an ArgWindowScope names it on this thread, the part of any copy of `mm`
+  // that falls in [uaddr, uaddr + len) uses `bytes` instead of the process (reads from them; writes into
+  // them, widening [dirty_lo, dirty_hi), which the server sends back for the client to store; a write is
+  // EFAULT when the client found the bytes not writable). Fault sites count as for any copy.
+  struct ArgWindow {
+    const Mm* mm = nullptr;
+    std::uint64_t uaddr = 0;
+    unsigned char* bytes = nullptr;
+    std::size_t len = 0;
+    bool writable = false;
+    std::size_t dirty_lo = SIZE_MAX, dirty_hi = 0;  // offsets into bytes; empty while lo >= hi
+  };
+  class ArgWindowScope {
+   public:
+    explicit ArgWindowScope(ArgWindow& w) : saved_(tls_window_) { tls_window_ = &w; }
+    ~ArgWindowScope() { tls_window_ = saved_; }
+    ArgWindowScope(const ArgWindowScope&) = delete;
+    ArgWindowScope& operator=(const ArgWindowScope&) = delete;
+
+   private:
+    ArgWindow* saved_;
+  };
   // An extensible struct of the caller's, `user_size` bytes at uaddr, into dst (`known` bytes), as the
   // kernel's copy_struct_from_user(): a shorter caller struct is zero-extended; a longer one must be zero
   // beyond `known` bytes (E2BIG otherwise). EFAULT if unreadable.
@@ -211,12 +239,14 @@ class Mm : public RefCounted<Mm> {
   ~Mm();
 
   Status remote_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const;
+  Status windowed_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const;
   // A copy of an exited process's memory, from and to the copies keep_held_pages() made: EFAULT unless
   // every page of the range has one.
   Status kept_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const;
   Status remote_make_resident(std::uint64_t uaddr, std::uint64_t len, bool write) const;
 
   static inline thread_local Mm* tls_current_ = nullptr;
+  static inline thread_local ArgWindow* tls_window_ = nullptr;
 
   const pid_t pid_ = 0;
   const int pidfd_ = -1;
