@@ -47,10 +47,20 @@ def log(msg):
 
 
 def abi_programs():
-    """The programs tests/abi/CMakeLists.txt registers, in its order."""
+    """The programs tests/abi/CMakeLists.txt registers, in its order: both modes' list, then the programs it
+    runs under --shared only (which must be the keys of SHARED_ONLY, so that none is silently left out)."""
     text = open(os.path.join(ABI_DIR, "CMakeLists.txt")).read()
-    m = re.search(r"set\(UIOMMUFD_ABI_PROGRAMS(.*?)\)", text, re.S)
-    return m.group(1).split()
+    lists = {}
+    for name in ("UIOMMUFD_ABI_PROGRAMS", "UIOMMUFD_ABI_SHARED_ONLY_PROGRAMS"):
+        m = re.search(r"set\(" + name + r"\b(.*?)\)", text, re.S)
+        if not m:
+            sys.exit(f"reference: tests/abi/CMakeLists.txt sets no {name}")
+        lists[name] = m.group(1).split()
+    shared_only = lists["UIOMMUFD_ABI_SHARED_ONLY_PROGRAMS"]
+    if set(shared_only) != set(SHARED_ONLY):
+        sys.exit(f"reference: tests/abi's shared-only programs {sorted(shared_only)} are not SHARED_ONLY's "
+                 f"{sorted(SHARED_ONLY)}: say why each runs under --shared only")
+    return lists["UIOMMUFD_ABI_PROGRAMS"] + shared_only
 
 
 # ---- building ---------------------------------------------------------------------------------------------
