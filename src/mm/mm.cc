@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,7 +72,21 @@ constinit lockdep::LockClassKey g_held_key{"mm.held_pages"};
 struct Mm::Held {
   struct Page {
     std::uint32_t holds = 0;
-    std::unique_ptr<unsigned char[]> copy;  // kPageSize bytes, once kept
+    // Once kept: the server's own mapping of the page when it belongs to a file (a shared mapping, so that
+    // the other processes that map it and the pins keep seeing one page), else a copy (kPageSize bytes).
+    unsigned char* kept = nullptr;
+    bool mapped = false;
+    bool writable = true;  // a mapped page may be mapped read-only
+
+    Page() = default;
+    Page(const Page&) = delete;
+    Page& operator=(const Page&) = delete;
+    ~Page() {
+      if (mapped)
+        ::munmap(kept, kPageSize);
+      else
+        delete[] kept;
+    }
   };
   lockdep::Mutex mu{g_held_key};
   std::map<std::uint64_t, Page> pages GUARDED_BY(mu);  // by page address
@@ -229,14 +244,89 @@ RefPtr<Mm> Mm::of_phys(PhysAddr p) {
 
 namespace {
 
-// One page of the process copied out, into a fresh buffer. Null when it cannot be allocated or read.
-std::unique_ptr<unsigned char[]> copy_page_out(pid_t pid, std::uint64_t uaddr) {
+// The shared mappings of a process ('s' in /proc/<pid>/maps), sorted by address: their pages belong to a
+// file (shmem for MAP_SHARED | MAP_ANONYMOUS, a memfd, a regular or hugetlbfs file), which outlives the
+// process while anyone else maps it or holds it open. Empty when the maps cannot be read.
+struct SharedVma {
+  std::uint64_t start = 0, end = 0, offset = 0;
+  bool writable = false;
+  int fd = -1;  // /proc/<pid>/map_files/<start>-<end>, opened on first use (-2: could not be)
+};
+
+class SharedVmas {
+ public:
+  explicit SharedVmas(pid_t pid) : pid_(pid) {
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/maps", static_cast<int>(pid));
+    FILE* f = std::fopen(path, "re");
+    if (!f) return;
+    char line[512];
+    while (std::fgets(line, sizeof line, f)) {
+      unsigned long long start = 0, end = 0, offset = 0;
+      char perms[8] = {};
+      if (std::sscanf(line, "%llx-%llx %7s %llx", &start, &end, perms, &offset) != 4 || perms[3] != 's')
+        continue;
+      try {
+        vmas_.push_back({start, end, offset, perms[1] == 'w'});
+      } catch (const std::bad_alloc&) {
+        break;  // the rest is copied instead
+      }
+    }
+    std::fclose(f);
+  }
+  ~SharedVmas() {
+    for (const SharedVma& v : vmas_)
+      if (v.fd >= 0) ::close(v.fd);
+  }
+  SharedVmas(const SharedVmas&) = delete;
+  SharedVmas& operator=(const SharedVmas&) = delete;
+
+  // The server's own MAP_SHARED mapping of the page at `uaddr`, or null when it is not in a shared mapping
+  // or the file cannot be reached (opening map_files takes CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE) or
+  // mapped one small page at a time (hugetlbfs).
+  unsigned char* map(std::uint64_t uaddr, bool* writable) {
+    auto it = std::upper_bound(vmas_.begin(), vmas_.end(), uaddr,
+                               [](std::uint64_t a, const SharedVma& v) { return a < v.start; });
+    if (it == vmas_.begin() || uaddr >= std::prev(it)->end) return nullptr;
+    SharedVma& v = *std::prev(it);
+    if (v.fd == -1) {
+      char path[96];
+      std::snprintf(path, sizeof path, "/proc/%d/map_files/%llx-%llx", static_cast<int>(pid_),
+                    static_cast<unsigned long long>(v.start), static_cast<unsigned long long>(v.end));
+      v.fd = ::open(path, (v.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+      if (v.fd < 0) v.fd = -2;
+    }
+    if (v.fd < 0) return nullptr;
+    void* p = ::mmap(nullptr, kPageSize, PROT_READ | (v.writable ? PROT_WRITE : 0), MAP_SHARED, v.fd,
+                     static_cast<off_t>(v.offset + (uaddr - v.start)));
+    if (p == MAP_FAILED) return nullptr;
+    *writable = v.writable;
+    return static_cast<unsigned char*>(p);
+  }
+
+ private:
+  const pid_t pid_;
+  std::vector<SharedVma> vmas_;
+};
+
+// Keeps a held page of a process that is leaving (docs/shared.md#exit): the page itself when it belongs to
+// a shared mapping, else a copy read out of the still living process. False when neither can be had.
+bool keep_page(pid_t pid, std::uint64_t uaddr, SharedVmas& shared, unsigned char** kept, bool* mapped,
+               bool* writable) {
+  if (unsigned char* m = shared.map(uaddr, writable)) {
+    *kept = m;
+    *mapped = true;
+    return true;
+  }
   std::unique_ptr<unsigned char[]> buf(new (std::nothrow) unsigned char[kPageSize]);
-  if (!buf) return nullptr;
+  if (!buf) return false;
   iovec l{buf.get(), kPageSize};
   iovec r{to_ptr(uaddr), kPageSize};
-  if (process_vm_readv(pid, &l, 1, &r, 1, 0) != static_cast<ssize_t>(kPageSize)) return nullptr;
-  return buf;
+  if (process_vm_readv(pid, &l, 1, &r, 1, 0) != static_cast<ssize_t>(kPageSize)) return false;
+  *kept = buf.release();
+  *mapped = false;
+  *writable = true;
+  return true;
 }
 
 }  // namespace
@@ -245,6 +335,7 @@ Status Mm::hold_pinned(std::uint64_t uaddr, std::uint64_t len) const {
   if (!held_) return {};
   UIOMMUFD_DCHECK(page_aligned(uaddr, len));
   lockdep::MutexGuard g(held_->mu);
+  std::optional<SharedVmas> shared;
   std::uint64_t done = 0;
   Status st;
   for (; done < len; done += kPageSize) {
@@ -255,9 +346,10 @@ Status Mm::hold_pinned(std::uint64_t uaddr, std::uint64_t len) const {
       st = Status::error(ENOMEM);
       break;
     }
-    if (held_->keeping && !page->copy) {
-      page->copy = copy_page_out(pid_, uaddr + done);
-      if (!page->copy) {
+    if (held_->keeping && !page->kept) {
+      // Held while the process is leaving: kept at once.
+      if (!shared) shared.emplace(pid_);
+      if (!keep_page(pid_, uaddr + done, *shared, &page->kept, &page->mapped, &page->writable)) {
         if (page->holds == 0) held_->pages.erase(uaddr + done);
         st = Status::error(exited() ? EFAULT : ENOMEM);
         break;
@@ -279,11 +371,12 @@ Status Mm::keep_held_pages() const {
   if (!held_) return {};
   lockdep::MutexGuard g(held_->mu);
   held_->keeping = true;
+  SharedVmas shared(pid_);
   Status st;
   for (auto& [addr, page] : held_->pages) {
-    if (page.copy) continue;
-    page.copy = copy_page_out(pid_, addr);
-    if (!page.copy && !exited()) st = Status::error(ENOMEM);
+    if (page.kept) continue;
+    if (!keep_page(pid_, addr, shared, &page.kept, &page.mapped, &page.writable) && !exited())
+      st = Status::error(ENOMEM);
   }
   return st;
 }
@@ -298,7 +391,7 @@ std::size_t Mm::kept_page_count() const {
   if (!held_) return 0;
   lockdep::MutexGuard g(held_->mu);
   return static_cast<std::size_t>(std::count_if(held_->pages.begin(), held_->pages.end(),
-                                                [](const auto& e) { return e.second.copy != nullptr; }));
+                                                [](const auto& e) { return e.second.kept != nullptr; }));
 }
 
 Status Mm::kept_copy(std::uint64_t uaddr, void* local, std::size_t len, bool write) const {
@@ -307,7 +400,7 @@ Status Mm::kept_copy(std::uint64_t uaddr, void* local, std::size_t len, bool wri
   // All or nothing: the range is checked before anything moves.
   for (std::uint64_t p = page_align_down(uaddr); p < uaddr + len; p += kPageSize) {
     auto it = held_->pages.find(p);
-    if (it == held_->pages.end() || !it->second.copy) {
+    if (it == held_->pages.end() || !it->second.kept || (write && !it->second.writable)) {
       if (!write) std::memset(bytes, 0, len);
       return Status::error(EFAULT);
     }
@@ -315,7 +408,7 @@ Status Mm::kept_copy(std::uint64_t uaddr, void* local, std::size_t len, bool wri
   for (std::size_t done = 0; done < len;) {
     const std::uint64_t at = uaddr + done;
     const std::size_t in_page = std::min<std::size_t>(len - done, kPageSize - page_offset(at));
-    unsigned char* copy = held_->pages.find(page_align_down(at))->second.copy.get() + page_offset(at);
+    unsigned char* copy = held_->pages.find(page_align_down(at))->second.kept + page_offset(at);
     if (write)
       std::memcpy(copy, bytes + done, in_page);
     else

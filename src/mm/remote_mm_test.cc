@@ -1,6 +1,7 @@
 // Mm of another process (Mm::for_process): the shared-mode server's view of a client's memory
 // (docs/shared.md#memory). Each test forks a child that holds memory the parent then reaches remotely.
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <fcntl.h>
@@ -149,6 +150,44 @@ TEST(RemoteMmTest, HeldPagesAreKeptPastTheExit) {
   mm->release_pinned(buf.addr(kPageSize), 2 * kPageSize);
   EXPECT_EQ(mm->held_page_count(), 0u);
   EXPECT_EQ(mm->copy_from_user(got, buf.addr(kPageSize), 1).error(), EFAULT);
+}
+
+// A held page of a shared mapping is kept as the page itself (the server maps the same file page), so what
+// another process that maps it writes after the exit is seen, and writes through the kept page reach it.
+TEST(RemoteMmTest, HeldSharedPagesAreKeptAsThePagesThemselves) {
+  auto* shared = static_cast<unsigned char*>(
+      mmap(nullptr, 2 * kPageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(shared, MAP_FAILED);
+  const auto addr = reinterpret_cast<std::uint64_t>(shared);
+  char path[96];
+  std::snprintf(path, sizeof path, "/proc/self/map_files/%llx-%llx", static_cast<unsigned long long>(addr),
+                static_cast<unsigned long long>(addr + 2 * kPageSize));
+  const int probe = open(path, O_RDWR | O_CLOEXEC);
+  if (probe < 0) {
+    munmap(shared, 2 * kPageSize);
+    GTEST_SKIP() << "map_files cannot be opened here (needs CAP_SYS_ADMIN): shared pages are copied";
+  }
+  close(probe);
+  RefPtr<Mm> mm;
+  {
+    Child child([&] { shared[kPageSize + 1] = 's'; });
+    mm = *Mm::for_process(child.pid());
+    ASSERT_TRUE(mm->hold_pinned(addr + kPageSize, kPageSize).ok());
+    ASSERT_TRUE(mm->keep_held_pages().ok());
+  }
+  ASSERT_TRUE(mm->exited());
+  unsigned char got = 0;
+  ASSERT_TRUE(mm->copy_from_user(&got, addr + kPageSize + 1, 1).ok());
+  EXPECT_EQ(got, 's');
+  shared[kPageSize + 2] = 'p';  // ours, after the child has gone: the same page
+  ASSERT_TRUE(mm->copy_from_user(&got, addr + kPageSize + 2, 1).ok());
+  EXPECT_EQ(got, 'p');
+  const unsigned char w = 'w';
+  ASSERT_TRUE(mm->copy_to_user(addr + kPageSize + 3, &w, 1).ok());
+  EXPECT_EQ(shared[kPageSize + 3], 'w');
+  EXPECT_EQ(mm->copy_from_user(&got, addr, 1).error(), EFAULT);  // the other page was never held
+  mm->release_pinned(addr + kPageSize, kPageSize);
+  munmap(shared, 2 * kPageSize);
 }
 
 // Without the exit path (a SIGKILL), nothing was copied: held pages are EFAULT once the process is gone.
