@@ -41,7 +41,10 @@ bench: deps
 	$(call CMAKE_BUILD,nolockdep) --target uiommufd_bench
 	./build/release/bench/uiommufd_bench
 	./build/nolockdep/bench/uiommufd_bench
-	./build/release/tools/uiommufd/uiommufd run -- ./build/release/bench/uiommufd_runtime_bench
+	./build/release/tools/uiommufd/uiommufd run -- ./build/release/bench/uiommufd_runtime_bench \
+	  --benchmark_filter=-BM_TracedIoctlMapUnmap4k
+	./build/release/tools/uiommufd/uiommufd trace -o /dev/null -- ./build/release/bench/uiommufd_runtime_bench \
+	  --benchmark_filter=BM_TracedIoctlMapUnmap4k
 	./build/release/tools/uiommufd/uiommufd run --shared -- ./build/release/bench/uiommufd_shared_bench
 
 check-sanitizers: build-asan build-tsan

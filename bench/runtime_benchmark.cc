@@ -9,17 +9,19 @@
 //
 // Both are paired: blocks of the operation alternate with blocks of its baseline.
 
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
-#include <memory>
-
 #include "figures.h"
+#include "map_unmap.h"
+
 #include "uiommufd/objects/context.h"
 #include "uiommufd/objects/ioas.h"
 #include "uiommufd/uapi/abi.h"
@@ -52,20 +54,12 @@ void BM_IoctlMapUnmap4k(benchmark::State& state) {
   std::uint32_t ioas_id = *Ioas::create(**ctx);
   ObjectRef<Ioas> ioas = *(*ctx)->get<Ioas>(ioas_id, ObjectType::kIoas);
   const auto uptr = reinterpret_cast<std::uintptr_t>(buf);
-  constexpr std::uint32_t kFlags = uapi::IOMMU_IOAS_MAP_FIXED_IOVA | uapi::IOMMU_IOAS_MAP_READABLE |
-                                   uapi::IOMMU_IOAS_MAP_WRITEABLE;
   bool failed = false;
   run_paired(
-      state,
-      [&] {
-        uapi::iommu_ioas_map map{sizeof(map), kFlags, alloc.out_ioas_id, 0, uptr, kPageSize, kIova};
-        uapi::iommu_ioas_unmap unmap{sizeof(unmap), alloc.out_ioas_id, kIova, kPageSize};
-        failed |= ioctl(fd, uapi::IOMMU_IOAS_MAP, &map) != 0;
-        failed |= ioctl(fd, uapi::IOMMU_IOAS_UNMAP, &unmap) != 0;
-      },
+      state, [&] { failed |= !map_unmap_page(fd, alloc.out_ioas_id, uptr, kIova); },
       [&] {
         std::uint64_t iova = kIova, unmapped = 0;
-        failed |= !ioas->map(uptr, kPageSize, &iova, kFlags).ok();
+        failed |= !ioas->map(uptr, kPageSize, &iova, kMapFixedRw).ok();
         failed |= !ioas->unmap(kIova, kPageSize, &unmapped).ok();
       });
   if (failed) state.SkipWithError("a map or unmap failed");

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "figures.h"
+#include "map_unmap.h"
 #include "server/protocol.h"
 #include "testing/test_fd_host.h"
 
@@ -36,8 +37,6 @@ namespace uiommufd::bench {
 namespace {
 
 constexpr std::uint64_t kIova = 1ull << 30;
-constexpr std::uint32_t kFlags =
-    uapi::IOMMU_IOAS_MAP_FIXED_IOVA | uapi::IOMMU_IOAS_MAP_READABLE | uapi::IOMMU_IOAS_MAP_WRITEABLE;
 // The sizes of a request and of a reply on a channel.
 constexpr std::size_t kRequestSize = sizeof(shared::Request), kReplySize = sizeof(shared::Reply);
 
@@ -92,12 +91,7 @@ struct SharedIoas {
     if (fd >= 0) close(fd);
     if (buf != MAP_FAILED) munmap(buf, kPageSize);
   }
-  bool map_unmap() {
-    uapi::iommu_ioas_map map{sizeof(map), kFlags, ioas, 0, reinterpret_cast<std::uintptr_t>(buf),
-                             kPageSize,   kIova};
-    uapi::iommu_ioas_unmap unmap{sizeof(unmap), ioas, kIova, kPageSize};
-    return ioctl(fd, uapi::IOMMU_IOAS_MAP, &map) == 0 && ioctl(fd, uapi::IOMMU_IOAS_UNMAP, &unmap) == 0;
-  }
+  bool map_unmap() { return map_unmap_page(fd, ioas, reinterpret_cast<std::uintptr_t>(buf), kIova); }
 };
 
 constexpr const char* kNotShared =
@@ -116,13 +110,7 @@ void BM_SharedIoctlMapUnmap4k(benchmark::State& state) {
   bool failed = false;
   run_paired(
       state, [&] { failed |= !shared.map_unmap(); },
-      [&] {
-        uapi::iommu_ioas_map map{sizeof(map), kFlags, alloc.out_ioas_id, 0, uptr, kPageSize, kIova};
-        uapi::iommu_ioas_unmap unmap{sizeof(unmap), alloc.out_ioas_id, kIova, kPageSize};
-        failed |= (*file)->ioctl(uapi::IOMMU_IOAS_MAP, reinterpret_cast<std::uintptr_t>(&map)) != 0;
-        failed |= (*file)->ioctl(uapi::IOMMU_IOAS_UNMAP, reinterpret_cast<std::uintptr_t>(&unmap)) != 0;
-      },
-      100);
+      [&] { failed |= !map_unmap_page(**file, alloc.out_ioas_id, uptr, kIova); }, 100);
   if (failed) state.SkipWithError("a map or unmap failed");
 }
 BENCHMARK(BM_SharedIoctlMapUnmap4k)->UseManualTime();

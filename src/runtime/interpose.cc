@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 
 #include <dirent.h>
@@ -48,6 +49,7 @@
 #include "real_calls.h"
 #include "server/protocol.h"
 #include "shared_client.h"
+#include "trace_hook.h"
 #include "virtual_path.h"
 
 #include "uiommufd/mm/mm.h"
@@ -200,6 +202,11 @@ int do_open(int dirfd, const char* path, int flags, Pass pass) {
         break;
       case VirtualKind::kIommufd:
         result = open_iommufd(flags, saved);
+        if (tracing::on()) [[unlikely]] {
+          const int err = errno;
+          tracing::opened(abs.c_str(), flags, result >= 0 ? result : -err);
+          errno = err;
+        }
         break;
       case VirtualKind::kFailNth:
         result = open_fail_nth(vp.tid, flags, saved);
@@ -223,6 +230,17 @@ void drop(std::shared_ptr<Node>& node) {
   const int saved = errno;
   node.reset();
   errno = saved;
+}
+
+// The record of a dup-family call on an fd of ours (`rc`: the call's return; errno on failure).
+void trace_dup(const char* call, int oldfd, int newfd, int rc) {
+  if (!tracing::on()) [[likely]]
+    return;
+  const std::shared_ptr<Node> node = FdTable::get().find(rc >= 0 ? rc : oldfd);
+  if (!node || node->kind != Node::Kind::kFile) return;
+  const int err = errno;
+  tracing::duped(call, oldfd, newfd, rc >= 0 ? rc : -err);
+  errno = err;
 }
 
 // After a successful dup of `from` onto `to`: `to` now shares from's node, and what `to` stood for is
@@ -397,6 +415,7 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
 [[gnu::constructor(101)]] void preload_init() {
   real::resolve_all();
   FdTable::get();
+  tracing::init();
   shared_client::init();
 }
 
@@ -404,6 +423,8 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
 }  // namespace uiommufd::runtime
 
 using uiommufd::runtime::after_dup;
+using uiommufd::runtime::trace_dup;
+namespace tracing = uiommufd::runtime::tracing;
 using uiommufd::runtime::do_open;
 using uiommufd::runtime::drop;
 using uiommufd::runtime::EngineGate;
@@ -467,8 +488,13 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
     return real::close(fd);
   const EngineGate::Scope gate;
   std::shared_ptr<Node> old = FdTable::get().set(fd, nullptr);
+  const bool old_was_file = old && old->kind == Node::Kind::kFile;
   const int rc = real::close(fd);
+  const int err = errno;
   drop(old);
+  if (old_was_file && tracing::on()) [[unlikely]]
+    tracing::closed(fd, rc == 0 ? 0 : -err);
+  errno = err;
   return rc;
 }
 
@@ -495,6 +521,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
   const EngineGate::Scope gate;
   const int nfd = real::dup(fd);
   if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
+  trace_dup("dup", fd, -1, nfd);
   return nfd;
 }
 
@@ -504,6 +531,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
   const EngineGate::Scope gate;
   const int rc = real::dup2(oldfd, newfd);
   if (rc >= 0 && oldfd != newfd && !after_dup(oldfd, newfd)) return -1;
+  trace_dup("dup2", oldfd, newfd, rc);
   return rc;
 }
 
@@ -513,6 +541,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
   const EngineGate::Scope gate;
   const int rc = real::dup3(oldfd, newfd, flags);
   if (rc >= 0 && !after_dup(oldfd, newfd)) return -1;
+  trace_dup("dup3", oldfd, newfd, rc);
   return rc;
 }
 
@@ -526,6 +555,7 @@ int do_fcntl(int fd, int cmd, unsigned long arg, int (*next)(int, int, unsigned 
   const uiommufd::runtime::EngineGate::Scope gate;
   const int nfd = next(fd, cmd, arg);
   if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
+  trace_dup("fcntl", fd, -1, nfd);
   return nfd;
 }
 
@@ -571,16 +601,21 @@ extern "C" {
     const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
     if (file) {
       const int saved = errno;
+      std::optional<uiommufd::runtime::tracing::Ioctl> traced;
+      if (uiommufd::runtime::tracing::on()) [[unlikely]]
+        traced.emplace(fd, request, arg);
       long rc = file->ioctl(request, arg);
       if (rc < 0) [[unlikely]] {
         // A served file this process has not yet shown the server it holds (shared mode).
         if (rc == uiommufd::shared::kNeedProof)
           rc = uiommufd::runtime::shared_client::prove_for_retry(fd, *file.get()) ? file->ioctl(request, arg)
                                                                                   : -EBADF;
-        if (rc < 0) {
-          errno = static_cast<int>(-rc);
-          return -1;
-        }
+      }
+      if (traced) [[unlikely]]
+        traced->done(rc);
+      if (rc < 0) [[unlikely]] {
+        errno = static_cast<int>(-rc);
+        return -1;
       }
       errno = saved;
       return static_cast<int>(rc);
@@ -743,6 +778,8 @@ namespace {
 }  // namespace
 
 extern "C" {
-[[noreturn, gnu::visibility("default")]] void _exit(int status) noexcept { leave(status, "_exit"); }
-[[noreturn, gnu::visibility("default")]] void _Exit(int status) noexcept { leave(status, "_Exit"); }
+// The C library declares these noreturn (GNU attribute) and _Exit also nothrow, _exit not; the definitions
+// repeat exactly that, as a redeclaration must.
+__attribute__((noreturn, visibility("default"))) void _exit(int status) { leave(status, "_exit"); }
+__attribute__((noreturn, visibility("default"))) void _Exit(int status) noexcept { leave(status, "_Exit"); }
 }  // extern "C"

@@ -2,6 +2,8 @@
 //
 //   uiommufd run [--lockdep=off|report|abort] [--shared | --server=ADDR] -- program [args...]
 //                      runs the program with /dev/iommu served by libuiommufd-preload.so
+//   uiommufd trace [--json] [-o FILE] [-e NAMES] [run options] -- program [args...]
+//                      runs the program as `run` does and prints every /dev/iommu call it makes, decoded
 //   uiommufd serve [--lockdep=off|report|abort] ADDR
 //                      a shared-mode server for programs run with --server=ADDR
 //   uiommufd version   "uiommufd <version>"
@@ -19,6 +21,7 @@
 
 #include "demo_access.h"
 #include "run.h"
+#include "trace.h"
 
 // Set by tools/uiommufd/CMakeLists.txt from the CMake project version.
 #ifndef UIOMMUFD_VERSION
@@ -37,6 +40,12 @@ constexpr const char* kUsage =
     "            --shared: one engine in a server process for the program and every\n"
     "            process it forks, execs or passes an iommufd to (docs/shared.md);\n"
     "            --server=ADDR: use the server `uiommufd serve ADDR` runs\n"
+    "  trace [--json] [-o FILE] [-e NAME,...] [run options] -- program [args...]\n"
+    "            run the program as `run` does and print every /dev/iommu call it makes\n"
+    "            (open, close, dup, every iommufd, VFIO and selftest ioctl), decoded, with\n"
+    "            its result: to stderr, or appended to FILE by every process of the run;\n"
+    "            --json: one JSON object per line; -e: only these calls (IOAS_MAP,\n"
+    "            IOMMU_TEST_CMD, ACCESS_RW, open, close, dup, ...) (docs/trace.md)\n"
     "  serve [--lockdep=off|report|abort] ADDR\n"
     "            serve /dev/iommu on the unix socket ADDR (@name: abstract) until\n"
     "            SIGTERM or SIGINT\n"
@@ -50,7 +59,10 @@ constexpr const char* kUsage =
     "environment:\n"
     "  UIOMMUFD_LOCKDEP=off|report|abort   lock validator mode (default: report)\n"
     "  UIOMMUFD_SERVER=ADDR                the preload asks the server at ADDR (shared mode)\n"
-    "  UIOMMUFD_LOG=error|warn|info|debug  log threshold (default: warn)\n";
+    "  UIOMMUFD_LOG=error|warn|info|debug  log threshold (default: warn)\n"
+    "  UIOMMUFD_TRACE=FILE|-               trace /dev/iommu calls to FILE or stderr (`trace` sets it)\n"
+    "  UIOMMUFD_TRACE_FORMAT=json          ... as JSON lines\n"
+    "  UIOMMUFD_TRACE_FILTER=NAME,...      ... only these calls\n";
 
 int usage_error(const char* fmt, const char* arg) {
   std::fprintf(stderr, fmt, arg);
@@ -70,6 +82,7 @@ int main(int argc, char** argv) {
   }
   if (command == "run") return uiommufd::tools::run_program(argc - 2, argv + 2, kUsage);
   if (command == "serve") return uiommufd::tools::serve(argc - 2, argv + 2, kUsage);
+  if (command == "trace") return uiommufd::tools::trace_program(argc - 2, argv + 2, kUsage);
   if (argc > 2) return usage_error("uiommufd %s: unexpected arguments\n", argv[1]);
   if (command == "version" || command == "--version") {
     std::printf("uiommufd %s\n", UIOMMUFD_VERSION);

@@ -98,25 +98,6 @@ void set_lockdep_mode(const char* mode) {
                                                   : Mode::kReport);
 }
 
-// Exits as the program did: its exit code, or the same signal (its default action, without a core dump
-// of ours), so a shell sees what it would have seen without the server in between.
-[[noreturn]] void exit_like(int status) {
-  std::fflush(nullptr);
-  if (WIFSIGNALED(status)) {
-    const int sig = WTERMSIG(status);
-    const rlimit no_core{0, 0};
-    setrlimit(RLIMIT_CORE, &no_core);
-    signal(sig, SIG_DFL);
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, sig);
-    sigprocmask(SIG_UNBLOCK, &set, nullptr);
-    raise(sig);
-    _exit(128 + sig);
-  }
-  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
-}
-
 // `run --shared`: the server here, the program in a child.
 int run_shared(char** prog, const char* lockdep) {
   const std::string address = server::make_address();
@@ -151,6 +132,23 @@ int run_shared(char** prog, const char* lockdep) {
 }
 
 }  // namespace
+
+[[noreturn]] void exit_like(int status) {
+  std::fflush(nullptr);
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const rlimit no_core{0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    signal(sig, SIG_DFL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    raise(sig);
+    _exit(128 + sig);
+  }
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
 
 int serve(int argc, char** args, const char* usage) {
   const char* lockdep = nullptr;

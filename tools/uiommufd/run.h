@@ -21,4 +21,8 @@ int run_program(int argc, char** args, const char* usage);
 // until SIGTERM or SIGINT; exit code 0, 1 when it cannot listen, 2 usage error.
 int serve(int argc, char** args, const char* usage);
 
+// Exits as a program's wait status says: its exit code, or the same signal (its default action, without a
+// core dump of ours), so a shell sees what it would have seen without this process in between.
+[[noreturn]] void exit_like(int status);
+
 }  // namespace uiommufd::tools

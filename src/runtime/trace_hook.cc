@@ -1,0 +1,165 @@
+#include "trace_hook.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <string_view>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "uiommufd/mm/mm.h"
+#include "uiommufd/trace/ring.h"
+
+namespace uiommufd::runtime::tracing {
+
+namespace detail {
+bool g_on = false;
+}  // namespace detail
+
+namespace {
+
+trace::Format g_format = trace::Format::kText;
+trace::Filter g_filter;
+int g_out = -1;
+std::uint64_t g_t0 = 0;
+
+// The program's memory, read without fault sites (the tracer's reads are not the kernel's).
+class SelfReader final : public trace::Reader {
+ public:
+  bool read(std::uint64_t uaddr, void* dst, std::size_t len) const override {
+    return Mm::local_ref().copy_from_user_uninjected(dst, uaddr, len).ok();
+  }
+};
+const SelfReader g_reader;
+
+std::uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// The process and thread ids, kept rather than asked for each record (two system calls that would be a good
+// part of a traced call's cost); a fork's child forgets them (fork_child()).
+int g_pid = 0;
+thread_local int t_tid = 0;
+
+void fork_child() {
+  g_pid = 0;
+  t_tid = 0;  // the forking thread's, which is the child's only thread
+}
+
+trace::Origin origin() {
+  const std::uint64_t t = now_ns();
+  if (g_pid == 0) g_pid = static_cast<int>(getpid());
+  if (t_tid == 0) t_tid = static_cast<int>(gettid());
+  return {g_pid, t_tid, t > g_t0 ? t - g_t0 : 0};
+}
+
+// The ring `uiommufd trace` reads (docs/trace.md#ring), when it gave one; null otherwise or once it has
+// stopped taking records (its consumer gone or a whole ring behind), from when on records are written here.
+trace::Ring* g_ring = nullptr;
+std::atomic<bool> g_ring_ok{false};
+
+// One record: into the ring, else one write to the output (retried while short: a pipe reader may take it
+// in pieces).
+void emit(trace::Line& line) {
+  const std::string_view rec = line.finish();
+  if (g_ring_ok.load(std::memory_order_relaxed)) [[likely]] {
+    const trace::Ring::Put put = g_ring->put(rec);
+    if (put == trace::Ring::Put::kOk) [[likely]]
+      return;
+    if (put == trace::Ring::Put::kNoSlot) g_ring_ok.store(false, std::memory_order_relaxed);
+  }
+  const int saved = errno;
+  for (std::size_t done = 0; done < rec.size();) {
+    const long n = syscall(SYS_write, g_out, rec.data() + done, rec.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  errno = saved;
+}
+
+// The output fd, moved to the top quarter of the fd table (as the shared mode's channels are), so that the
+// program's own fds keep the numbers the kernel would give them.
+int keep_high(int fd) {
+  if (fd < 0) return fd;
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return fd;
+  const rlim_t cur = rl.rlim_cur == RLIM_INFINITY ? (rlim_t{1} << 20) : rl.rlim_cur;
+  const long hi = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, static_cast<long>(cur - cur / 4));
+  if (hi < 0) return fd;
+  syscall(SYS_close, fd);
+  return static_cast<int>(hi);
+}
+
+}  // namespace
+
+void init() {
+  const char* where = std::getenv("UIOMMUFD_TRACE");
+  if (!where || !*where) return;
+  if (const char* fmt = std::getenv("UIOMMUFD_TRACE_FORMAT"); fmt && std::strcmp(fmt, "json") == 0)
+    g_format = trace::Format::kJson;
+  if (const char* filter = std::getenv("UIOMMUFD_TRACE_FILTER")) {
+    // The tool checked it; a bad list set by hand traces everything rather than nothing.
+    if (!g_filter.parse(filter, nullptr)) g_filter.parse("", nullptr);
+  }
+  if (const char* t0 = std::getenv("UIOMMUFD_TRACE_T0")) g_t0 = std::strtoull(t0, nullptr, 10);
+  if (g_t0 == 0) g_t0 = now_ns();
+  const int fd = std::strcmp(where, "-") == 0
+                     ? static_cast<int>(syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 0))
+                     : static_cast<int>(syscall(SYS_openat, AT_FDCWD, where,
+                                                O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+  g_out = keep_high(fd);
+  detail::g_on = g_out >= 0;
+  if (const char* ring = std::getenv("UIOMMUFD_TRACE_RING"); ring && detail::g_on) {
+    // Kept open (it is not close-on-exec), so that the programs this one execs attach too.
+    Result<trace::Ring> r = trace::Ring::attach(std::atoi(ring));
+    if (r.ok()) {
+      r->release_fd();
+      g_ring = new (std::nothrow) trace::Ring(std::move(*r));  // never freed: records come until the end
+      g_ring_ok.store(g_ring != nullptr, std::memory_order_relaxed);
+    }
+  }
+  if (detail::g_on) pthread_atfork(nullptr, nullptr, fork_child);
+}
+
+Ioctl::Ioctl(int fd, unsigned long cmd, std::uint64_t arg) : cmd_(cmd), arg_(arg) {
+  state_ = trace::begin_ioctl(g_format, line_, origin(), g_filter, fd, cmd, arg, g_reader);
+}
+
+void Ioctl::done(long rc) {
+  if (!state_.shown) return;
+  trace::end_ioctl(g_format, line_, state_, cmd_, arg_, rc, g_reader);
+  emit(line_);
+}
+
+void opened(const char* path, int flags, long rc) {
+  if (!g_filter.shows_call("open")) return;
+  trace::Line line;
+  trace::open_call(g_format, line, origin(), path, flags, rc);
+  emit(line);
+}
+
+void closed(int fd, long rc) {
+  if (!g_filter.shows_call("close")) return;
+  trace::Line line;
+  trace::close_call(g_format, line, origin(), fd, rc);
+  emit(line);
+}
+
+void duped(const char* call, int oldfd, int newfd, long rc) {
+  if (!g_filter.shows_call("dup")) return;
+  trace::Line line;
+  trace::dup_call(g_format, line, origin(), call, oldfd, newfd, rc);
+  emit(line);
+}
+
+}  // namespace uiommufd::runtime::tracing

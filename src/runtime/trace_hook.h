@@ -1,0 +1,51 @@
+// The preload's side of `uiommufd trace` (docs/trace.md): every /dev/iommu call this process makes — the
+// open, close and dup of an iommufd and every ioctl on one — decoded (src/trace) and written as one line
+// (or one JSON object) to the trace output, whether the engine is in this process or a server's.
+//
+// On when UIOMMUFD_TRACE is set at start-up: "-" for this process's stderr as it was at start-up, else a
+// file path, opened for appending (every process of the run appends to it, one write per record, so lines
+// of several processes interleave whole). UIOMMUFD_TRACE_FORMAT=json writes JSON lines; UIOMMUFD_TRACE_FILTER
+// keeps only the named calls (trace::Filter); UIOMMUFD_TRACE_T0 is the CLOCK_MONOTONIC time in ns that record
+// times count from (the tool sets it once for the whole run).
+//
+// Off, each hook costs the interposer one predictable branch on a flag written before any thread exists.
+#pragma once
+
+#include <cstdint>
+
+#include "uiommufd/trace/decoder.h"
+
+namespace uiommufd::runtime::tracing {
+
+namespace detail {
+extern bool g_on;
+}  // namespace detail
+
+inline bool on() { return detail::g_on; }
+
+// Reads the environment (from the preload's constructor, before any thread of the program exists).
+void init();
+
+// One ioctl on a traced fd: constructed before the call (decodes what the command reads), done() after it
+// with the result (rc ≥ 0, or -errno), which writes the record.
+class Ioctl {
+ public:
+  Ioctl(int fd, unsigned long cmd, std::uint64_t arg);
+  void done(long rc);
+  Ioctl(const Ioctl&) = delete;
+  Ioctl& operator=(const Ioctl&) = delete;
+
+ private:
+  const unsigned long cmd_;
+  const std::uint64_t arg_;
+  trace::Line line_;
+  trace::IoctlState state_;
+};
+
+// After an open of /dev/iommu or /dev/vfio/vfio (rc: the fd, or -errno), a close of a traced fd, a dup of
+// one ("dup", "dup2", "dup3", "fcntl"; newfd -1 when the call chose it).
+void opened(const char* path, int flags, long rc);
+void closed(int fd, long rc);
+void duped(const char* call, int oldfd, int newfd, long rc);
+
+}  // namespace uiommufd::runtime::tracing
