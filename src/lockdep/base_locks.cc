@@ -26,8 +26,10 @@ constexpr BaseLockObserver kObserver{observe_acquire, observe_release};
 
 void install_base_lock_observer() {
   static const bool installed = [] {
-    g_maps[static_cast<unsigned>(BaseLockId::kSlab)] = new LockdepMap(lock_order::kSlab);
-    g_maps[static_cast<unsigned>(BaseLockId::kFaultRegistry)] = new LockdepMap(lock_order::kFaultRegistry);
+    g_maps[static_cast<unsigned>(BaseLockId::kSlab)] =
+        new LockdepMap(lock_order::kSlab, nullptr, LockKind::kObservedLock);
+    g_maps[static_cast<unsigned>(BaseLockId::kFaultRegistry)] =
+        new LockdepMap(lock_order::kFaultRegistry, nullptr, LockKind::kObservedLock);
     set_base_lock_observer(&kObserver);
     return true;
   }();

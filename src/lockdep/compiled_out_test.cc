@@ -1,10 +1,18 @@
-// With the validator compiled out, every instrumented lock is the bare lock and still locks.
+// With the validator compiled out, every instrumented lock is the bare lock and still locks, and the
+// picture of the class graph says that there is none.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <shared_mutex>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include "uiommufd/lockdep/dot.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/lockdep/shared_mutex.h"
 
@@ -42,6 +50,30 @@ TEST(LockdepCompiledOut, NothingIsEverReported) {
   }
   EXPECT_EQ(report_count(), 0u);
   EXPECT_TRUE(reports().empty());
+}
+
+TEST(LockdepCompiledOut, PictureSaysCompiledOut) {
+  char* buf = nullptr;
+  std::size_t len = 0;
+  std::FILE* f = open_memstream(&buf, &len);
+  ASSERT_NE(f, nullptr);
+  EXPECT_TRUE(write_dot(f).ok());
+  std::fclose(f);
+  const std::string dot(buf, len);
+  std::free(buf);
+  EXPECT_NE(dot.find("compiled out"), std::string::npos) << dot;
+  EXPECT_NE(dot.find("digraph"), std::string::npos) << dot;
+
+  char dir[] = "/tmp/uiommufd-dot-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/graph.dot";
+  EXPECT_TRUE(write_dot_file(path).ok());
+  std::ifstream in(path);
+  std::ostringstream file;
+  file << in.rdbuf();
+  EXPECT_EQ(file.str(), dot);
+  unlink(path.c_str());
+  rmdir(dir);
 }
 
 }  // namespace

@@ -1,11 +1,6 @@
 // What the reports look like (the kernel's wording, so people and tools that know lockdep's output can
 // read ours), where they go (stderr and reports()), and the modes (off, report, abort, and the
 // UIOMMUFD_LOCKDEP environment variable).
-#include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -13,13 +8,15 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include "testing/child_process.h"
 #include "testing/scenario.h"
+
 #include "uiommufd/lockdep/lock_class_key.h"
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/lockdep/lockdep_map.h"
 #include "uiommufd/lockdep/mutex.h"
-
-extern char** environ;
 
 #if UIOMMUFD_LOCKDEP_ENABLED
 
@@ -330,44 +327,11 @@ TEST(LockdepEnvProbe, DISABLED_PrintMode) {
 
 // Runs the probe with UIOMMUFD_LOCKDEP=value (unset when null) and returns its output.
 std::string probe_mode(const char* value) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    if (std::strncmp(*e, "UIOMMUFD_LOCKDEP=", 17) != 0 && std::strncmp(*e, "GTEST_", 6) != 0) {
-      env_strings.emplace_back(*e);
-    }
-  }
-  if (value) env_strings.push_back(std::string("UIOMMUFD_LOCKDEP=") + value);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-
-  std::string exe = "/proc/self/exe";
-  std::string filter = "--gtest_filter=LockdepEnvProbe.DISABLED_PrintMode";
-  std::string disabled = "--gtest_also_run_disabled_tests";
-  char* argv[] = {exe.data(), filter.data(), disabled.data(), nullptr};
-
-  int out[2];
-  if (pipe(out) != 0) return "pipe failed";
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, out[0]);
-  pid_t pid;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv, envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(out[1]);
-  if (rc != 0) {
-    close(out[0]);
-    return "spawn failed";
-  }
-  std::string output;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(out[0], buf, sizeof buf)) > 0) output.append(buf, static_cast<std::size_t>(n));
-  close(out[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return output;
+  std::vector<std::string> set;
+  if (value) set.push_back(std::string("UIOMMUFD_LOCKDEP=") + value);
+  ChildResult r =
+      run_probe("LockdepEnvProbe.DISABLED_PrintMode", environment_with(set, {"UIOMMUFD_LOCKDEP"}));
+  return r.spawn_error ? "spawn failed" : r.out;
 }
 
 TEST(LockdepEnv, ModeFromEnvironment) {

@@ -1,5 +1,6 @@
 #include "validator.h"
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +65,7 @@ void unlock_validator_after_fork() {
 // simply not recorded, like one made while validation is off), and the fork handlers.
 [[maybe_unused]] const bool g_started = [] {
   install_base_lock_observer();
+  install_dot_at_exit();
   set_fork_handlers(ForkLevel::kValidator,
                     {lock_validator_before_fork, unlock_validator_after_fork, unlock_validator_after_fork});
   return true;
@@ -78,8 +80,8 @@ const char* read_name(detail::Read read) {
   return "?";
 }
 
-// Marks the thread as inside the validator for a scope. The limit and report paths run with the graph
-// lock held (limit_reached() takes only the report lock).
+// Marks the thread as inside the validator for a scope. The report paths run with the graph lock held
+// (limit_reached() and out_of_memory() take it; limit_reached_locked() is for callers that hold it).
 class BusyScope {
  public:
   explicit BusyScope(HeldLockStack& t) : t_(t) { t_.busy = true; }
@@ -98,6 +100,11 @@ constinit std::atomic<bool> g_validating{true};
 constinit ChainCache g_chains;
 
 HeldLockStack& current_held_locks() { return t_held; }
+
+ValidatorQuietScope::ValidatorQuietScope() : saved_(t_held.busy) { t_held.busy = true; }
+ValidatorQuietScope::~ValidatorQuietScope() { t_held.busy = saved_; }
+
+DotGraph lock_graph_snapshot() { return Validator::get().dot_graph(); }
 
 void set_mode(Mode mode) {
   g_mode.store(static_cast<int>(mode));
@@ -284,8 +291,12 @@ void Validator::out_of_memory() {
   update_validating();
   static constexpr char kText[] =
       "\nBUG: lock validator out of memory!\nturning off the locking correctness validator.\n";
+  ValidatorQuietScope quiet;
+  std::lock_guard lock(mu_);
   try {
-    emit(ReportKind::kLimitReached, kText);
+    ReportMark mark;
+    mark.summary = "lock validator out of memory; validation turned off";
+    emit(ReportKind::kLimitReached, kText, std::move(mark));
   } catch (const std::bad_alloc&) {
     std::fwrite(kText, 1, sizeof(kText) - 1, stderr);  // printed at least, if not stored
   }
@@ -306,8 +317,8 @@ void Validator::check_new_chain(HeldLockStack& t, unsigned index, const void* ip
         // One trace serves every dependency this acquisition adds.
         std::vector<void*> frames = capture_stack_trace(ip);
         if (!traces_.save(frames, &trace)) {
-                limit_reached("kMaxStackTraceEntries", kMaxStackTraceEntries);
-                return;
+          limit_reached_locked("kMaxStackTraceEntries", kMaxStackTraceEntries);
+          return;
         }
         have_trace = true;
       }
@@ -318,7 +329,7 @@ void Validator::check_new_chain(HeldLockStack& t, unsigned index, const void* ip
     }
   }
   if (!g_chains.insert(next.chain_key)) {
-    limit_reached("kMaxChains", kMaxChains);
+    limit_reached_locked("kMaxChains", kMaxChains);
   }
 }
 
@@ -351,7 +362,7 @@ void Validator::check_prev(const HeldLockStack& t, const HeldLock& prev, const H
     return;
   }
   if (!graph_.add(prev.class_id, next.class_id, kinds, *trace)) {
-    limit_reached("kMaxDependencies", kMaxDependencies);
+    limit_reached_locked("kMaxDependencies", kMaxDependencies);
   }
 }
 
@@ -457,7 +468,18 @@ void Validator::report_circular(const HeldLockStack& t, const HeldLock& prev, co
   out += "\n *** DEADLOCK ***\n\n";
   append_held_locks(out, t, static_cast<unsigned>(&next - t.locks));
   append_current_stack(out, next.acquire_ip);
-  emit(ReportKind::kCircularDependency, std::move(out));
+  // The cycle: prev -> next is the acquisition being refused, then the recorded path back to prev.
+  ReportMark mark;
+  mark.chain = true;
+  mark.summary = "possible circular locking dependency: " + prev_name + " -> " + next_name;
+  mark.classes = {prev.class_id, next.class_id};
+  mark.hops.push_back({prev.class_id, next.class_id});
+  for (std::uint32_t e : path) {
+    mark.summary += " -> " + classes_[graph_[e].to].name;
+    mark.classes.push_back(graph_[e].to);
+    mark.hops.push_back({graph_[e].from, graph_[e].to});
+  }
+  emit(ReportKind::kCircularDependency, std::move(out), std::move(mark));
 }
 
 void Validator::report_recursive(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next) {
@@ -475,7 +497,12 @@ void Validator::report_recursive(const HeldLockStack& t, const HeldLock& prev, c
   out += " May be due to missing lock nesting notation\n\n";
   append_held_locks(out, t, static_cast<unsigned>(&next - t.locks));
   append_current_stack(out, next.acquire_ip);
-  emit(ReportKind::kRecursiveLocking, std::move(out));
+  ReportMark mark;
+  mark.chain = true;
+  mark.summary = "possible recursive locking: " + name + " -> " + name;
+  mark.classes = {next.class_id};
+  mark.hops.push_back({prev.class_id, next.class_id});
+  emit(ReportKind::kRecursiveLocking, std::move(out), std::move(mark));
 }
 
 void Validator::report_bad_unlock(const HeldLockStack& t, const LockdepMap& map, const void* ip) {
@@ -487,7 +514,10 @@ void Validator::report_bad_unlock(const HeldLockStack& t, const LockdepMap& map,
   out += "other info that might help us debug this:\n";
   append_held_locks(out, t, t.depth);
   append_current_stack(out, ip);
-  emit(ReportKind::kBadUnlock, std::move(out));
+  ReportMark mark;
+  mark.summary = std::string("bad unlock balance: ") + map.name();
+  if (std::uint32_t c = class_of(map)) mark.classes = {c};
+  emit(ReportKind::kBadUnlock, std::move(out), std::move(mark));
 }
 
 void Validator::report_held_lock_freed(const HeldLockStack& t, const HeldLock* held, const LockdepMap& map,
@@ -504,7 +534,10 @@ void Validator::report_held_lock_freed(const HeldLockStack& t, const HeldLock* h
   }
   append_held_locks(out, t, t.depth);
   append_current_stack(out, nullptr);
-  emit(ReportKind::kHeldLockFreed, std::move(out));
+  ReportMark mark;
+  mark.summary = std::string("held lock freed: ") + map.name();
+  if (std::uint32_t c = held ? held->class_id : class_of(map)) mark.classes = {c};
+  emit(ReportKind::kHeldLockFreed, std::move(out), std::move(mark));
 }
 
 void Validator::report_nest_lock_not_held(const HeldLockStack& t, unsigned index) {
@@ -516,7 +549,12 @@ void Validator::report_nest_lock_not_held(const HeldLockStack& t, unsigned index
   out += "but this task is not holding:\n" + describe_map(*h.nest_lock) + "\n\n";
   append_held_locks(out, t, index);
   append_current_stack(out, h.acquire_ip);
-  emit(ReportKind::kNestLockNotHeld, std::move(out));
+  ReportMark mark;
+  mark.summary =
+      "nested lock was not taken: " + classes_[h.class_id].name + " without " + h.nest_lock->name();
+  mark.classes = {h.class_id};
+  if (std::uint32_t c = class_of(*h.nest_lock)) mark.classes.push_back(c);
+  emit(ReportKind::kNestLockNotHeld, std::move(out), std::move(mark));
 }
 
 void Validator::report_assertion(const HeldLockStack& t, const LockdepMap& map, const char* what) {
@@ -526,27 +564,87 @@ void Validator::report_assertion(const HeldLockStack& t, const LockdepMap& map, 
   out += current_thread_label() + ": " + describe_map(map) + " " + what + "\n\n";
   append_held_locks(out, t, t.depth);
   append_current_stack(out, nullptr);
-  emit(ReportKind::kAssertion, std::move(out));
+  ReportMark mark;
+  mark.summary = std::string("lock assertion failed: ") + map.name() + " " + what;
+  if (std::uint32_t c = class_of(map)) mark.classes = {c};
+  emit(ReportKind::kAssertion, std::move(out), std::move(mark));
 }
 
 void Validator::limit_reached(const char* limit, std::size_t value) {
+  if (g_disabled_by_limit.load()) return;
+  ValidatorQuietScope quiet;
+  std::lock_guard lock(mu_);
+  limit_reached_locked(limit, value);
+}
+
+void Validator::limit_reached_locked(const char* limit, std::size_t value) {
   if (g_disabled_by_limit.exchange(true)) return;
   update_validating();
   std::string out = "\nBUG: lock validator limit " + std::string(limit) + " (" + std::to_string(value) +
                     ") reached!\nturning off the locking correctness validator.\n";
   if (std::strcmp(limit, "kMaxSubclasses") == 0)
     out += "(a lock was acquired with a subclass outside 0.." + std::to_string(kMaxSubclasses - 1) + ")\n";
-  emit(ReportKind::kLimitReached, std::move(out));
+  ReportMark mark;
+  mark.summary = "lock validator limit " + std::string(limit) + " (" + std::to_string(value) +
+                 ") reached; validation turned off, so the graph is incomplete";
+  emit(ReportKind::kLimitReached, std::move(out), std::move(mark));
 }
 
-void Validator::emit(ReportKind kind, std::string text) {
+std::uint32_t Validator::class_of(const LockdepMap& map) { return ClassRegistry::cached_id(map.key(), 0); }
+
+void Validator::emit(ReportKind kind, std::string text, ReportMark mark) {
   if (g_print_reports.load() || mode() == Mode::kAbort) {
     std::fwrite(text.data(), 1, text.size(), stderr);
     std::fflush(stderr);
   }
+  mark.number = ++reports_made_;
+  mark.kind = kind;
+  if (marks_.size() < kMaxReportMarks) marks_.push_back(std::move(mark));
+  // Before aborting: the picture of the report that stopped the process is the one wanted.
+  write_dot_after_report_locked();
   if (mode() == Mode::kAbort) std::abort();
   std::lock_guard lock(g_reports_mu);
   stored_reports().push_back({kind, std::move(text)});
+}
+
+DotGraph Validator::dot_graph() {
+  ValidatorQuietScope quiet;
+  std::lock_guard lock(mu_);
+  return dot_graph_locked();
+}
+
+DotGraph Validator::dot_graph_locked() const {
+  DotGraph g;
+  g.mode = mode();
+  g.program = program_invocation_short_name;
+  g.pid = static_cast<long>(getpid());
+  g.classes.resize(classes_.size() + 1);
+  for (std::uint32_t id = 1; id <= classes_.size(); ++id) {
+    const LockClass& c = classes_[id];
+    g.classes[id] = {c.name, c.key->kinds()};
+  }
+  g.edges.reserve(graph_.size());
+  for (std::size_t i = 0; i < graph_.size(); ++i) {
+    const Dependency& d = graph_[static_cast<std::uint32_t>(i)];
+    g.edges.push_back({d.from, d.to, d.kinds});
+  }
+  g.marks = marks_;
+  g.reports = reports_made_;
+  return g;
+}
+
+void Validator::write_dot_after_report_locked() const {
+  const char* pattern = dot_pattern_from_environment();
+  if (!pattern) return;
+  ValidatorQuietScope quiet;
+  const std::string path = expand_dot_pattern(pattern, static_cast<long>(getpid()));
+  Status status;
+  try {
+    status = write_text_file_atomically(path, format_dot(dot_graph_locked()));
+  } catch (const std::bad_alloc&) {
+    status = Status::error(ENOMEM);
+  }
+  if (!status.ok()) report_dot_write_failure(path, status);
 }
 
 Stats Validator::stats() {
@@ -588,6 +686,8 @@ void Validator::reset() {
     graph_.clear();
     traces_.clear();
     reported_.clear();
+    marks_.clear();
+    reports_made_ = 0;
     g_chains.clear();
     for (const auto& keys : declared_) add_declared_locked(keys);
   }

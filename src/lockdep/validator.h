@@ -13,6 +13,7 @@
 #include "chain_cache.h"
 #include "class_registry.h"
 #include "dependency_graph.h"
+#include "dot_graph.h"
 #include "held_lock_stack.h"
 #include "stack_trace.h"
 
@@ -37,11 +38,17 @@ class Validator {
                               bool other_thread);
   void report_nest_lock_not_held(const HeldLockStack& t, unsigned index);
   void report_assertion(const HeldLockStack& t, const LockdepMap& map, const char* what);
+  // A limit was hit: reports it and turns validation off. Takes the graph lock; limit_reached_locked()
+  // is for callers that hold it.
   void limit_reached(const char* limit, std::size_t value);
-  // limit_reached() for memory: reports without allocating if it must, and turns validation off.
+  // limit_reached() for memory: reports without allocating if it must, and turns validation off. Takes
+  // the graph lock.
   void out_of_memory();
 
   Stats stats();
+  // A copy of the class graph and of the reports' chains, for a picture (dot_graph.h). Takes the graph
+  // lock; throws std::bad_alloc.
+  DotGraph dot_graph();
   void reset();
   // The fork handlers (validator.cc) hold the graph lock across fork.
   void lock_for_fork() { mu_.lock(); }
@@ -60,6 +67,11 @@ class Validator {
   void check_prev(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next,
                   StackTraceRef* trace);
 
+  void limit_reached_locked(const char* limit, std::size_t value);
+  DotGraph dot_graph_locked() const;
+  // Rewrites the UIOMMUFD_LOCKDEP_DOT file, if there is one, after a report.
+  void write_dot_after_report_locked() const;
+
   void report_circular(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next,
                        const std::vector<std::uint32_t>& path);
   void report_recursive(const HeldLockStack& t, const HeldLock& prev, const HeldLock& next);
@@ -69,7 +81,11 @@ class Validator {
   // Exported (not file-local) so that the trace printer recognises it as the validator's own frame.
   static void append_current_stack(std::string& out, const void* ip);
   void append_held_locks(std::string& out, const HeldLockStack& t, unsigned depth) const;
-  void emit(ReportKind kind, std::string text);
+  // Prints, records and (in abort mode) aborts on a report; `mark` is what the report names, for
+  // pictures. Called with the graph lock held.
+  void emit(ReportKind kind, std::string text, ReportMark mark);
+  // The class of a map's lock at subclass 0, or 0 when it has none yet (for reports about one lock).
+  static std::uint32_t class_of(const LockdepMap& map);
 
   std::mutex mu_;  // the graph lock: a plain mutex, since the validator cannot validate itself
   ClassRegistry classes_;
@@ -78,6 +94,10 @@ class Validator {
   // Class pairs already reported, so that one bad order is reported once, not on every chain that
   // exhibits it.
   std::set<std::pair<std::uint32_t, std::uint32_t>> reported_;
+  // What each report named, the first kMaxReportMarks of them, and how many reports were made; since
+  // start-up or the last reset().
+  std::vector<ReportMark> marks_;
+  std::size_t reports_made_ = 0;
   // Every declared order, added again after reset().
   std::vector<std::vector<LockClassKey*>> declared_;
   void add_declared_locked(const std::vector<LockClassKey*>& keys);

@@ -9,17 +9,20 @@
 //   uiommufd version   "uiommufd <version>"
 //   uiommufd demo      an emulated device doing DMA through the engine, then the lock validator
 //                      catching the access-unmap driver bug
+//   uiommufd lockdep-graph FILE.dot [-o FILE.svg]
+//                      the lock class graph that UIOMMUFD_LOCKDEP_DOT wrote, rendered by Graphviz
 //   uiommufd help      usage
 //
-// Exit codes: 0 success; 1 the command ran and failed; 2 usage error; 77 demo skipped (validator
-// compiled out: the engine part ran and passed, the buggy-driver part cannot be reported). `run` execs
-// the program, so its exit code is the program's; 126 / 127 when it cannot be executed / found, as a
-// shell reports them.
+// Exit codes: 0 success; 1 the command ran and failed (lockdep-graph: also when Graphviz is not installed);
+// 2 usage error; 77 demo skipped (validator compiled out: the engine part ran and passed, the buggy-driver
+// part cannot be reported). `run` execs the program, so its exit code is the program's; 126 / 127 when it
+// cannot be executed / found, as a shell reports them.
 
 #include <cstdio>
 #include <string_view>
 
 #include "demo_access.h"
+#include "lockdep_graph.h"
 #include "run.h"
 #include "trace.h"
 
@@ -53,11 +56,17 @@ constexpr const char* kUsage =
     "            survives an unmap; then a driver holding its lock across access destroy is\n"
     "            caught by the lock validator (in a child process, so nothing hangs)\n"
     "            (exit 0 when both went as expected)\n"
+    "  lockdep-graph FILE.dot [-o FILE.svg]\n"
+    "            render the lock class graph that UIOMMUFD_LOCKDEP_DOT wrote as SVG with\n"
+    "            Graphviz's dot (Debian package graphviz); reports' chains are red;\n"
+    "            -o -: standard output (default: FILE.svg beside FILE.dot)\n"
     "  version   print the version\n"
     "  help      print this help\n"
     "\n"
     "environment:\n"
     "  UIOMMUFD_LOCKDEP=off|report|abort   lock validator mode (default: report)\n"
+    "  UIOMMUFD_LOCKDEP_DOT=FILE           write the lock class graph (Graphviz DOT) to FILE at\n"
+    "                                      exit and after each report; %p: the process id\n"
     "  UIOMMUFD_SERVER=ADDR                the preload asks the server at ADDR (shared mode)\n"
     "  UIOMMUFD_LOG=error|warn|info|debug  log threshold (default: warn)\n"
     "  UIOMMUFD_TRACE=FILE|-               trace /dev/iommu calls to FILE or stderr (`trace` sets it)\n"
@@ -83,6 +92,7 @@ int main(int argc, char** argv) {
   if (command == "run") return uiommufd::tools::run_program(argc - 2, argv + 2, kUsage);
   if (command == "serve") return uiommufd::tools::serve(argc - 2, argv + 2, kUsage);
   if (command == "trace") return uiommufd::tools::trace_program(argc - 2, argv + 2, kUsage);
+  if (command == "lockdep-graph") return uiommufd::tools::lockdep_graph(argc - 2, argv + 2, kUsage);
   if (argc > 2) return usage_error("uiommufd %s: unexpected arguments\n", argv[1]);
   if (command == "version" || command == "--version") {
     std::printf("uiommufd %s\n", UIOMMUFD_VERSION);

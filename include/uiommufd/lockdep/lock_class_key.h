@@ -40,6 +40,16 @@ struct SourceSite {
 #endif
 };
 
+// What kind of lock uses a key, for pictures of the class graph (lockdep/dot.h); the validator's verdicts
+// do not depend on it. Bits, since a key can be shared by locks of several kinds; none while no lock of
+// the key has been constructed (a key known only from a declared order).
+enum class LockKind : std::uint8_t {
+  kMutex = 1 << 0,         // lockdep::Mutex
+  kSharedMutex = 1 << 1,   // lockdep::SharedMutex (an rwsem)
+  kMap = 1 << 2,           // a LockdepMap of its own: a pseudo-lock (a callback barrier, a drained refcount)
+  kObservedLock = 1 << 3,  // a real lock of another type that a LockdepMap stands for (base's locks)
+};
+
 class LockClassKey {
  public:
   explicit constexpr LockClassKey(const char* name) : name_(name) {}
@@ -47,6 +57,16 @@ class LockClassKey {
   LockClassKey& operator=(const LockClassKey&) = delete;
 
   const char* name() const { return name_; }
+
+  // Records that a lock of `kind` uses this key. Called when a lock is constructed (LockdepMap's
+  // constructors), never when it is taken; after the first lock of a kind it is one relaxed load, so the
+  // key's cache line is not written again.
+  void note_kind(LockKind kind) {
+    const auto bit = static_cast<std::uint8_t>(kind);
+    if (!(kinds_.load(std::memory_order_relaxed) & bit)) kinds_.fetch_or(bit, std::memory_order_relaxed);
+  }
+  // The LockKind bits noted so far.
+  std::uint8_t kinds() const { return kinds_.load(std::memory_order_relaxed); }
 
   // The key interned for a construction site; `name` names the class when the site is first seen (null:
   // "file:line").
@@ -57,6 +77,7 @@ class LockClassKey {
   const char* name_;
   // Class ids registered for each subclass, 0 until first use; the cache that makes lookups free.
   std::array<std::atomic<std::uint32_t>, kMaxSubclasses> class_ids_{};
+  std::atomic<std::uint8_t> kinds_{0};
 };
 
 }  // namespace uiommufd::lockdep

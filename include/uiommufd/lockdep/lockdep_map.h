@@ -9,6 +9,7 @@
 // Every instrumented lock embeds one; its class is the lock's class. All guards are scoped.
 #pragma once
 
+#include <type_traits>
 
 #include "uiommufd/base/thread_annotations.h"
 #include "uiommufd/lockdep/lock_class_key.h"
@@ -21,12 +22,22 @@ namespace uiommufd::lockdep {
 class CAPABILITY("lockdep_map") LockdepMap {
  public:
   // A class per construction site, named `name` (or "file:line" when null).
-  explicit LockdepMap(const char* name = nullptr,
-                      SourceSite site = SourceSite::current())
-      : key_(&LockClassKey::for_site(site, name)), name_(name ? name : key_->name()) {}
+  explicit LockdepMap(const char* name = nullptr, SourceSite site = SourceSite::current())
+      : LockdepMap(name, site, LockKind::kMap) {}
   // A class shared by every map constructed with `key`; `name` names this instance in reports. Constant
-  // (constinit) for a key with static storage duration.
-  constexpr explicit LockdepMap(LockClassKey& key, const char* name = nullptr) : key_(&key), name_(name) {}
+  // (constinit) for a key with static storage duration; such a map does not note its kind (see below).
+  constexpr explicit LockdepMap(LockClassKey& key, const char* name = nullptr) : key_(&key), name_(name) {
+    if (!std::is_constant_evaluated()) key.note_kind(LockKind::kMap);
+  }
+  // For a lock that embeds its map (Mutex, SharedMutex) or a map that stands for a real lock: notes
+  // `kind` for the key (LockClassKey::note_kind) instead of a pseudo-lock.
+  LockdepMap(const char* name, SourceSite site, LockKind kind)
+      : key_(&LockClassKey::for_site(site, name)), name_(name ? name : key_->name()) {
+    key_->note_kind(kind);
+  }
+  LockdepMap(LockClassKey& key, const char* name, LockKind kind) : key_(&key), name_(name) {
+    key.note_kind(kind);
+  }
   // Destroying a map (or the lock around it) that the current thread holds is reported.
   ~LockdepMap();
 
@@ -94,6 +105,8 @@ class CAPABILITY("lockdep_map") LockdepMap {
  public:
   explicit LockdepMap(const char* = nullptr, SourceSite = SourceSite::current()) {}
   constexpr explicit LockdepMap(LockClassKey&, const char* = nullptr) {}
+  LockdepMap(const char*, SourceSite, LockKind) {}
+  LockdepMap(LockClassKey&, const char*, LockKind) {}
   LockdepMap(const LockdepMap&) = delete;
   LockdepMap& operator=(const LockdepMap&) = delete;
 

@@ -19,8 +19,8 @@ namespace uiommufd::lockdep {
 class CAPABILITY("mutex") Mutex {
  public:
   explicit Mutex(const char* name = nullptr, SourceSite site = SourceSite::current())
-      : map_(name, site) {}
-  explicit Mutex(LockClassKey& key, const char* name = nullptr) : map_(key, name) {}
+      : map_(name, site, LockKind::kMutex) {}
+  explicit Mutex(LockClassKey& key, const char* name = nullptr) : map_(key, name, LockKind::kMutex) {}
   ~Mutex() {
     if constexpr (kCompiledIn) check_not_held_on_destroy();
   }

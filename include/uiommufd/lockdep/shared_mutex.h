@@ -17,10 +17,10 @@ namespace uiommufd::lockdep {
 
 class CAPABILITY("shared_mutex") SharedMutex {
  public:
-  explicit SharedMutex(const char* name = nullptr,
-                       SourceSite site = SourceSite::current())
-      : map_(name, site) {}
-  explicit SharedMutex(LockClassKey& key, const char* name = nullptr) : map_(key, name) {}
+  explicit SharedMutex(const char* name = nullptr, SourceSite site = SourceSite::current())
+      : map_(name, site, LockKind::kSharedMutex) {}
+  explicit SharedMutex(LockClassKey& key, const char* name = nullptr)
+      : map_(key, name, LockKind::kSharedMutex) {}
   ~SharedMutex() {
     if constexpr (kCompiledIn) check_not_held_on_destroy();
   }
