@@ -1,5 +1,6 @@
 #include "dot_graph.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -290,13 +291,33 @@ std::string expand_dot_pattern(std::string_view pattern, long pid) {
   return out;
 }
 
+namespace {
+// set_dot_file()'s pattern, which takes the place of the environment's. Never freed (see below).
+std::atomic<const std::string*> g_dot_pattern_set{nullptr};
+}  // namespace
+
 const char* dot_pattern_from_environment() {
+  if (const std::string* set = g_dot_pattern_set.load(std::memory_order_acquire)) return set->c_str();
   // Copied once and never freed: the exit-time writer runs after static destructors may have run.
   static const std::string* const pattern = []() -> const std::string* {
     const char* env = std::getenv("UIOMMUFD_LOCKDEP_DOT");
     return env && *env ? new std::string(env) : nullptr;
   }();
   return pattern ? pattern->c_str() : nullptr;
+}
+
+Status set_dot_file(const std::string& pattern) {
+  if (pattern.empty()) return Status::error(EINVAL);
+  const std::string* copy = new (std::nothrow) std::string(pattern);
+  if (!copy) return Status::error(ENOMEM);
+  // The previous pattern is not freed: a writer on another thread may be reading it.
+  g_dot_pattern_set.store(copy, std::memory_order_release);
+  static const bool at_exit = [] {
+    std::atexit(write_dot_to_environment_file);
+    return true;
+  }();
+  (void)at_exit;
+  return {};
 }
 
 std::string dot_file_from_environment() {
@@ -369,7 +390,9 @@ void write_dot_to_environment_file() {
 
 void install_dot_at_exit() {
   static const bool installed = [] {
-    if (dot_pattern_from_environment()) std::atexit(write_dot_to_environment_file);
+    // With a pattern from the start; set_dot_file() installs the writer for one set later.
+    if (dot_pattern_from_environment() && !g_dot_pattern_set.load(std::memory_order_acquire))
+      std::atexit(write_dot_to_environment_file);
     return true;
   }();
   (void)installed;

@@ -41,7 +41,12 @@ Status write_dot(std::FILE* out);
 // (ENOENT for a missing directory, EACCES, ENOSPC, EISDIR, ...).
 Status write_dot_file(const std::string& path);
 
-// The file UIOMMUFD_LOCKDEP_DOT names for this process ("%p" expanded), or "" when it is unset or empty.
+// The file UIOMMUFD_LOCKDEP_DOT names for this process ("%p" expanded), or "" when it is unset or empty;
+// a pattern given to set_dot_file() takes its place.
 std::string dot_file_from_environment();
+// From now on this process writes the picture to `pattern` (as UIOMMUFD_LOCKDEP_DOT would: "%p" expanded,
+// at exit and after each report), in place of what the environment said. For programs that decide where
+// the picture goes after start-up (`uiommufd demo`). EINVAL for an empty pattern; ENOMEM.
+Status set_dot_file(const std::string& pattern);
 
 }  // namespace uiommufd::lockdep
