@@ -79,9 +79,11 @@ Result<std::shared_ptr<IommufdFile>> IommufdFile::open(FdHost& host, bool vfio_c
 }
 
 IommufdFile::IommufdFile(FdHost& host, std::unique_ptr<Context> ctx)
-    : OpenFile(Kind::kIommufd), host_(&host), ctx_(std::move(ctx)) {}
+    : OpenFile(Kind::kIommufd), host_(&host), ctx_(std::move(ctx)) {
+  register_live();
+}
 
-IommufdFile::~IommufdFile() = default;
+IommufdFile::~IommufdFile() { unregister_live(); }
 
 long IommufdFile::ioctl(unsigned long cmd, std::uint64_t arg) {
   // The allocation boundary (docs/allocation.md): a std::bad_alloc from a container below has unwound
