@@ -16,13 +16,13 @@ namespace {
 constexpr double kWidth = 1200;
 constexpr double kLabelWidth = 150;
 constexpr double kPlotX = kLabelWidth + 10;
-constexpr double kPlotWidth = kWidth - kPlotX - 20;
+constexpr double kPlotWidth = kWidth - kPlotX - 70;  // room on the right for the last tick's label
 constexpr double kRowsTop = 56;
 constexpr double kRowHeight = 20;
 constexpr double kRowGap = 8;
-constexpr double kAxisLabelsHeight = 110;
+constexpr double kAxisLabelsHeight = 130;
 constexpr double kLegendRowHeight = 18;
-constexpr double kTickLabelSpacing = 14;  // px between rotated tick labels
+constexpr double kTickLabelSpacing = 12;  // px between tick labels (rotated by 60 degrees)
 
 const char* area_color(AreaState s) {
   switch (s) {
@@ -136,10 +136,10 @@ class Picture {
     std::size_t pinned = 0;
     for (const AreaSnapshot& a : ioas_.areas) pinned += a.pinned_pages;
     svg.text(10, 42,
-             std::to_string(ioas_.areas.size()) + " areas, " + std::to_string(pinned) + " pages pinned, " +
-                 std::to_string(ioas_.reserved.size()) + " reserved ranges, " +
-                 std::to_string(ioas_.domains.size()) + " domains, " + std::to_string(ioas_.accesses) +
-                 " accesses; alignment " + hex(ioas_.iova_alignment) +
+             plural(ioas_.areas.size(), "area", "areas") + ", " + plural(pinned, "page", "pages") +
+                 " pinned, " + plural(ioas_.reserved.size(), "reserved range", "reserved ranges") + ", " +
+                 plural(ioas_.domains.size(), "domain", "domains") + ", " +
+                 plural(ioas_.accesses, "access", "accesses") + "; alignment " + hex(ioas_.iova_alignment) +
                  "; axis: piecewise, width grows with log2(size), gaps cut",
              {.size = 11, .fill = "#444"});
   }
@@ -248,7 +248,7 @@ class Picture {
       if (x - last_label >= kTickLabelSpacing || end) {
         // The end of the space is 2^64, one past U64_MAX: labelled by its last byte.
         const std::string label = end ? hex(segs.back().iova.last) : hex(segs[i].iova.start);
-        svg.text(x - 2, y + 12, label, {.size = 9, .monospace = true, .rotate = 45});
+        svg.text(x - 3, y + 10, label, {.size = 9, .monospace = true, .rotate = 60});
         last_label = x;
       }
       if (!end && segs[i].gap) {

@@ -39,13 +39,14 @@ std::string human_size(long double bytes) {
   return buf;
 }
 
+std::string plural(std::uint64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
 namespace {
 
 std::string range(Interval r) { return hex(r.start) + "-" + hex(r.last); }
 std::string size(Interval r) { return human_size(static_cast<long double>(r.last - r.start) + 1.0L); }
-std::string plural(std::uint64_t n, const char* one, const char* many) {
-  return std::to_string(n) + " " + (n == 1 ? one : many);
-}
 std::string on_off(bool on) { return on ? "on" : "off"; }
 
 std::string domain_name(const DomainSnapshot& d, std::size_t index) {

@@ -1,6 +1,7 @@
 // uiommufd: the command-line tool.
 //
-//   uiommufd run [--lockdep=off|report|abort] [--shared | --server=ADDR] -- program [args...]
+//   uiommufd run [--lockdep=off|report|abort] [--shared | --server=ADDR] [--dump-at-exit]
+//                [--dump-format=text|json] [--dump-file=FILE] [--dump-svg=DIR] -- program [args...]
 //                      runs the program with /dev/iommu served by libuiommufd-preload.so
 //   uiommufd serve [--lockdep=off|report|abort] ADDR
 //                      a shared-mode server for programs run with --server=ADDR
@@ -31,12 +32,18 @@ constexpr const char* kUsage =
     "usage: uiommufd <command>\n"
     "\n"
     "commands:\n"
-    "  run [--lockdep=off|report|abort] [--shared | --server=ADDR] -- program [args...]\n"
+    "  run [--lockdep=off|report|abort] [--shared | --server=ADDR] [--dump-...] -- program [args...]\n"
     "            run an unmodified program with /dev/iommu served by uiommufd\n"
     "            (libuiommufd-preload.so, found next to this tool or in ../lib);\n"
     "            --shared: one engine in a server process for the program and every\n"
     "            process it forks, execs or passes an iommufd to (docs/shared.md);\n"
     "            --server=ADDR: use the server `uiommufd serve ADDR` runs\n"
+    "            --dump-at-exit: print the engine's state (contexts, objects, IOAS areas,\n"
+    "            pins, domains, accounting; LEAK lines for what is left) at exit; this and\n"
+    "            every other --dump option also dump on SIGUSR2 (in-process: to the\n"
+    "            program; --shared: to this uiommufd process, the server) (docs/dump.md)\n"
+    "            --dump-format=text|json  --dump-file=FILE (appended; %p: the pid; default\n"
+    "            standard error)  --dump-svg=DIR (one picture per IOAS)\n"
     "  serve [--lockdep=off|report|abort] ADDR\n"
     "            serve /dev/iommu on the unix socket ADDR (@name: abstract) until\n"
     "            SIGTERM or SIGINT\n"
@@ -50,7 +57,11 @@ constexpr const char* kUsage =
     "environment:\n"
     "  UIOMMUFD_LOCKDEP=off|report|abort   lock validator mode (default: report)\n"
     "  UIOMMUFD_SERVER=ADDR                the preload asks the server at ADDR (shared mode)\n"
-    "  UIOMMUFD_LOG=error|warn|info|debug  log threshold (default: warn)\n";
+    "  UIOMMUFD_LOG=error|warn|info|debug  log threshold (default: warn)\n"
+    "  UIOMMUFD_DUMP=exit,signal           when to dump (set by --dump-*): exit implies signal\n"
+    "  UIOMMUFD_DUMP_FORMAT=text|json      the dump's format (--dump-format)\n"
+    "  UIOMMUFD_DUMP_FILE=FILE             where dumps go (--dump-file; %p: the pid)\n"
+    "  UIOMMUFD_DUMP_SVG=DIR               SVG pictures of each IOAS (--dump-svg)\n";
 
 int usage_error(const char* fmt, const char* arg) {
   std::fprintf(stderr, fmt, arg);

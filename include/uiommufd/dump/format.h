@@ -22,5 +22,7 @@ std::string format_svg(const ContextSnapshot& ctx, const IoasSnapshot& ioas, pid
 // number below 2^20), else rounded and marked: "~16.0E".
 std::string human_size(long double bytes);
 std::string hex(std::uint64_t value);
+// "1 area", "2 areas".
+std::string plural(std::uint64_t n, const char* one, const char* many);
 
 }  // namespace uiommufd::dump
