@@ -296,7 +296,7 @@ TEST(IovaAxisTest, OverlappingRangesShareBoundariesAndNothingIsOneGap) {
   for (const IovaAxis::Segment& s : axis.segments()) EXPECT_FALSE(s.gap);
 }
 
-TEST(DumperTest, FileNamesAndSettings) {
+TEST(DumpSettingsTest, FileNamesAndSettings) {
   EXPECT_EQ(expand_file_name("/tmp/d-%p.txt", 12), "/tmp/d-12.txt");
   EXPECT_EQ(expand_file_name("%%p%", 3), "%3%");
   Dump d;

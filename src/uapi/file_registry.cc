@@ -29,8 +29,8 @@ LiveFiles& live() {
 
 }  // namespace
 
-// The links are the list's, guarded by its lock, which the annotations cannot name from the class.
-void IommufdFile::register_live() NO_THREAD_SAFETY_ANALYSIS {
+// The links of each file are guarded by the list's lock too (the header cannot name it).
+void IommufdFile::register_live() {
   LiveFiles& l = live();
   {
     lockdep::MutexGuard g(l.mu);
@@ -45,7 +45,7 @@ void IommufdFile::register_live() NO_THREAD_SAFETY_ANALYSIS {
 
 void IommufdFile::set_open_hook(void (*hook)()) { g_open_hook.store(hook, std::memory_order_release); }
 
-void IommufdFile::unregister_live() NO_THREAD_SAFETY_ANALYSIS {
+void IommufdFile::unregister_live() {
   LiveFiles& l = live();
   lockdep::MutexGuard g(l.mu);
   (live_prev_ ? live_prev_->live_next_ : l.head) = live_next_;
@@ -54,7 +54,7 @@ void IommufdFile::unregister_live() NO_THREAD_SAFETY_ANALYSIS {
   --l.count;
 }
 
-std::vector<std::shared_ptr<IommufdFile>> IommufdFile::live_files() NO_THREAD_SAFETY_ANALYSIS {
+std::vector<std::shared_ptr<IommufdFile>> IommufdFile::live_files() {
   std::vector<std::shared_ptr<IommufdFile>> out;
   LiveFiles& l = live();
   // Room first, with the lock released: nothing under it may throw, since a reference dropped there could

@@ -135,6 +135,7 @@ class IommufdFile final : public OpenFile, public std::enable_shared_from_this<I
   FdHost* host_;
   std::unique_ptr<Context> ctx_;
   std::uint64_t serial_ = 0;
+  // Links of the list live_files() reads, under its lock (file_registry.cc).
   IommufdFile* live_prev_ = nullptr;
   IommufdFile* live_next_ = nullptr;
 };
