@@ -46,6 +46,7 @@ Dump synthetic(Reason reason) {
   a.iova = {0x1000000, 0x1003fff};
   a.state = AreaState::kPinned;
   a.pages = 1;
+  a.source_addr = 0x7f0000000000;
   a.first_index = 0;
   a.last_index = 3;
   a.readable = a.writeable = true;
@@ -55,6 +56,7 @@ Dump synthetic(Reason reason) {
   b.iova = {0x2000000, 0x2003fff};
   b.state = AreaState::kPartlyPinned;
   b.pages = 2;
+  b.source_addr = 0x7f0000100000;
   b.first_index = 0;
   b.last_index = 3;
   b.readable = true;
@@ -102,9 +104,9 @@ context 1: 3 objects, new pages charged to user, 6 pages pinned, 6 charged
      3  hwpt_paging      2  ioas 1
   ioas 1: alignment 0x800, large pages off, lock_pinned off, 1 domain, 0 accesses
     areas:
-      IOVA                 SIZE  PERM  STATE          PINNED  ACCESS  PAGES  DOMAINS
-      0x1000000-0x1003fff   16K  rw    pinned            4/4       0      1  hwpt 3 full
-      0x2000000-0x2003fff   16K  r-    partly_pinned     2/4       1      2  hwpt 3 8K/16K
+      IOVA                 SIZE  PERM  STATE          PINNED  ACCESS  PAGES  SOURCE             DOMAINS
+      0x1000000-0x1003fff   16K  rw    pinned            4/4       0      1  va 0x7f0000000000  hwpt 3 full
+      0x2000000-0x2003fff   16K  r-    partly_pinned     2/4       1      2  va 0x7f0000100000  hwpt 3 8K/16K
     reserved:
       IOVA                             SIZE  OWNER
       0x0-0xffffff                      16M  domain (hwpt 3)

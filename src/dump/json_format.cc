@@ -89,6 +89,7 @@ void ioas_json(JsonWriter& j, const ContextSnapshot& ctx, const IoasSnapshot& io
     j.field("state", area_state_name(a.state));
     j.field_number("pages", a.pages);
     j.field_number("start_byte", a.start_byte);
+    j.field("source_addr", hex(a.source_addr));
     j.field_number("first_index", a.first_index);
     j.field_number("last_index", a.last_index);
     j.field_bool("readable", a.readable);

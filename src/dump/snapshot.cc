@@ -388,6 +388,8 @@ void IoasReader::area(const Area& area, Pages* backing) {
     const PagesSnapshot& p = builder_.pages(a.pages);
     dmabuf = p.kind == PagesKind::kDmaBuf;
     revoked = p.revoked;
+    // Page 0 of the backing starts start_offset bytes before its first mapped byte.
+    a.source_addr = p.source_addr - p.start_offset + a.start_byte;
     std::vector<Interval> pinned;
     backing->pin_runs_locked().pinned_in(a.first_index, a.last_index, &pinned);
     for (const Interval& r : pinned) a.pinned_pages += r.last - r.start + 1;

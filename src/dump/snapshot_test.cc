@@ -130,13 +130,19 @@ TEST_F(SnapshotTest, AnIoasWithAnAccessShowsItsPinsAllowedRangeAndReservedRange)
   EXPECT_EQ(io.reserved[0].iova.start, SampleContext::kUserReserved2.start);
   EXPECT_EQ(io.reserved[0].owner, ReservedOwner::kUser);
 
-  ASSERT_EQ(io.areas.size(), 1u);
+  ASSERT_EQ(io.areas.size(), 2u);
   const AreaSnapshot& c = io.areas[0];
+  EXPECT_EQ(c.source_addr, sample_.uptr(32 * kPageSize));
   EXPECT_EQ(c.state, AreaState::kPartlyPinned);
   EXPECT_EQ(c.pinned_pages, 2u);
   EXPECT_EQ(c.access_pins, 1u);
   EXPECT_EQ(c.locks, 0u);
   EXPECT_TRUE(c.filled.empty());
+  const AreaSnapshot& d = io.areas[1];
+  EXPECT_EQ(d.iova.start, SampleContext::kIovaD);
+  EXPECT_EQ(d.state, AreaState::kMapped);
+  EXPECT_EQ(d.pinned_pages, 0u);
+  EXPECT_EQ(d.source_addr, SampleContext::kFileOffset);
 
   const std::vector<IovaRun> pins = pinned_iova_runs(snap_, io);
   ASSERT_EQ(pins.size(), 1u);
@@ -149,8 +155,9 @@ TEST_F(SnapshotTest, AnIoasWithAnAccessShowsItsPinsAllowedRangeAndReservedRange)
 }
 
 TEST_F(SnapshotTest, EachBackingIsListedOnceWithItsSourcePinsAndCharge) {
-  ASSERT_EQ(snap_.pages.size(), 3u);
+  ASSERT_EQ(snap_.pages.size(), 4u);
   for (const PagesSnapshot& p : snap_.pages) {
+    if (p.id == 4) continue;  // the memfd's, below
     EXPECT_EQ(p.kind, PagesKind::kUser);
     EXPECT_EQ(p.pid, getpid());
     EXPECT_EQ(p.account_mode, AccountMode::kUser);
@@ -166,6 +173,15 @@ TEST_F(SnapshotTest, EachBackingIsListedOnceWithItsSourcePinsAndCharge) {
   ASSERT_EQ(c.access_records.size(), 1u);
   EXPECT_EQ(c.access_records[0].users, 1u);
 
+  const PagesSnapshot& file = snap_.pages[3];
+  EXPECT_EQ(file.kind, PagesKind::kFile);
+  EXPECT_EQ(file.file_dev, sample_.file_dev());
+  EXPECT_EQ(file.file_ino, sample_.file_ino());
+  EXPECT_EQ(file.source_addr, SampleContext::kFileOffset);
+  EXPECT_EQ(file.npages, 4u);
+  EXPECT_EQ(file.npinned, 0u);
+  EXPECT_TRUE(file.pin_runs.empty());
+
   EXPECT_EQ(snap_.pinned_pages, 16u + 4u + 2u);
   EXPECT_EQ(snap_.charged_pages, 22u);
   EXPECT_EQ(snap_.account_mode, AccountMode::kUser);
@@ -179,6 +195,7 @@ TEST_F(SnapshotTest, AnAreaBeingUnmappedShowsSoFromInsideTheAccessCallback) {
   sample_.on_unmap = [&] {
     Result<ContextSnapshot> s = snapshot_context(sample_.ctx(), 1);
     ASSERT_TRUE(s.ok());
+    // Unmap takes the areas in IOVA order: C, with the access's pins, first.
     seen = s->ioases[1].areas[0].state;
     EXPECT_TRUE(s->ioases[1].areas[0].prevent_access);
   };

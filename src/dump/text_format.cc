@@ -77,6 +77,19 @@ std::string source(const PagesSnapshot& p) {
   return "?";
 }
 
+// Where an area's first byte comes from, short: the backing's kind and address of that byte.
+std::string area_source(const PagesSnapshot& p, const AreaSnapshot& a) {
+  switch (p.kind) {
+    case PagesKind::kUser:
+      return "va " + hex(a.source_addr);
+    case PagesKind::kFile:
+      return "file off " + hex(a.source_addr);
+    case PagesKind::kDmaBuf:
+      return "dmabuf " + std::to_string(p.dmabuf) + " off " + hex(a.source_addr);
+  }
+  return "?";
+}
+
 void ioas_text(const ContextSnapshot& ctx, const IoasSnapshot& ioas, std::string& out) {
   out += "  ioas " + std::to_string(ioas.id) + ": alignment " + hex(ioas.iova_alignment) + ", large pages " +
          on_off(ioas.large_pages) + ", lock_pinned " + on_off(ioas.lock_pinned) + ", " +
@@ -93,7 +106,7 @@ void ioas_text(const ContextSnapshot& ctx, const IoasSnapshot& ioas, std::string
   if (ioas.areas.empty()) {
     out += "    areas: none\n";
   } else {
-    TextTable t({"IOVA", ">SIZE", "PERM", "STATE", ">PINNED", ">ACCESS", ">PAGES", "DOMAINS"});
+    TextTable t({"IOVA", ">SIZE", "PERM", "STATE", ">PINNED", ">ACCESS", ">PAGES", "SOURCE", "DOMAINS"});
     for (const AreaSnapshot& a : ioas.areas) {
       std::string doms;
       for (std::size_t i = 0; i < a.filled.size(); ++i) {
@@ -109,7 +122,8 @@ void ioas_text(const ContextSnapshot& ctx, const IoasSnapshot& ioas, std::string
           std::to_string(a.access_pins) + (a.locks ? " (" + std::to_string(a.locks) + " locked)" : "");
       t.row({range(a.iova), size(a.iova), perm, area_state_name(a.state),
              std::to_string(a.pinned_pages) + "/" + std::to_string(a.last_index - a.first_index + 1), access,
-             a.pages ? std::to_string(a.pages) : "-", doms});
+             a.pages ? std::to_string(a.pages) : "-", a.pages ? area_source(ctx.pages[a.pages - 1], a) : "-",
+             doms});
     }
     out += "    areas:\n" + t.render("      ");
   }

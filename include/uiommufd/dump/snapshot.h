@@ -89,6 +89,9 @@ struct AreaSnapshot {
   AreaState state = AreaState::kMapped;
   std::uint32_t pages = 0;        // PagesSnapshot::id; 0 when unmap has taken the backing away
   std::uint64_t start_byte = 0;   // offset of the first byte from page 0 of the backing
+  // What the first byte maps, in the backing's terms: the user address (kUser), the file offset (kFile) or
+  // the offset in the buffer (kDmaBuf); 0 when the backing was taken away.
+  std::uint64_t source_addr = 0;
   std::uint64_t first_index = 0;  // backing page indices the area covers, inclusive
   std::uint64_t last_index = 0;
   bool readable = false;

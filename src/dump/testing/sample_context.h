@@ -3,8 +3,9 @@
 //   IOAS 1: areas A (16 pages, rw, at kIovaA) and B (4 pages, read-only, at kIovaB), a user reserved range
 //           kUserReserved, and mock device 3 attached, which made automatic HWPT 4: its domain is filled
 //           from both areas (so every page is pinned) and reserved the IOVA outside its aperture.
-//   IOAS 2: area C (8 pages, rw, at kIovaC) of which access 5 pins pages 2 and 3, an allowed range
-//           kAllowed and a user reserved range kUserReserved2 outside it.
+//   IOAS 2: area C (8 pages, rw, at kIovaC) of which access 5 pins pages 2 and 3, area D (4 pages of a
+//           memfd from file offset kFileOffset, rw, at kIovaD, nothing pinned), an allowed range kAllowed
+//           and a user reserved range kUserReserved2 outside it.
 //
 // Pinned pages are charged to the user (CAP_IPC_LOCK is hidden for the object's life), so there is
 // something to account.
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/status.h"
@@ -34,6 +37,8 @@ class SampleContext {
   static constexpr std::uint64_t kIovaA = 0x1000000;
   static constexpr std::uint64_t kIovaB = 0x2000000;
   static constexpr std::uint64_t kIovaC = 0x400000;
+  static constexpr std::uint64_t kIovaD = 0x800000;
+  static constexpr std::uint64_t kFileOffset = 0x1000;
   static constexpr Interval kUserReserved{0x10000000, 0x1000ffff};
   static constexpr Interval kAllowed{0x100000, 0xffffffff};
   static constexpr Interval kUserReserved2{0x200000000, 0x200000fff};
@@ -70,6 +75,18 @@ class SampleContext {
     TRY(ioas2->iopt().add_reserved(kUserReserved2, nullptr));
     iova = kIovaC;
     TRY(ioas2->map(uptr(32 * kPageSize), 8 * kPageSize, &iova, kRw | Ioas::kFixedIova));
+    const int memfd = memfd_create("uiommufd-dump-sample", MFD_CLOEXEC);
+    if (memfd < 0) return Status::error(errno);
+    struct stat st {};
+    Status mapped =
+        ftruncate(memfd, 8 * kPageSize) == 0 && fstat(memfd, &st) == 0 ? Status() : Status::error(errno);
+    iova = kIovaD;
+    if (mapped.ok())
+      mapped = ioas2->map_file(memfd, kFileOffset, 4 * kPageSize, &iova, kRw | Ioas::kFixedIova);
+    close(memfd);  // the backing keeps its own descriptor
+    TRY(mapped);
+    file_dev_ = st.st_dev;
+    file_ino_ = st.st_ino;
     Access::Ops ops;
     ops.unmap = [this](std::uint64_t iova, std::uint64_t length) {
       if (on_unmap) on_unmap();
@@ -83,6 +100,9 @@ class SampleContext {
   }
 
   Context& ctx() { return *ctx_; }
+  // The memfd behind area D, as fstat() gave it.
+  std::uint64_t file_dev() const { return file_dev_; }
+  std::uint64_t file_ino() const { return file_ino_; }
   // The user address of byte `off` of the sample's memory.
   std::uint64_t uptr(std::uint64_t off) const { return reinterpret_cast<std::uint64_t>(mem_) + off; }
   // Run inside the access's unmap callback before it unpins (while the area shows as being unmapped).
@@ -97,6 +117,8 @@ class SampleContext {
   PinnedRanges ranges_;
   ObjectRef<Access> access_;
   Access* access_raw_ = nullptr;  // for the callback, which may run inside destroy
+  std::uint64_t file_dev_ = 0;
+  std::uint64_t file_ino_ = 0;
 };
 
 }  // namespace uiommufd::dump::testing
