@@ -211,6 +211,7 @@ int run_program(int argc, char** args, const char* usage) {
   const char* lockdep = nullptr;
   const char* server_address = nullptr;
   bool shared_mode = false;
+  bool dump_options = false;
   for (; i < argc; ++i) {
     const std::string_view a = args[i];
     if (a == "--") {
@@ -235,6 +236,7 @@ int run_program(int argc, char** args, const char* usage) {
     if (const int taken = take_dump_option(a); taken != 0) {
       if (taken < 0)
         return usage_error("--dump-format takes text or json; --dump-file and --dump-svg a path", usage);
+      dump_options = true;
       continue;
     }
     return usage_error(
@@ -242,6 +244,9 @@ int run_program(int argc, char** args, const char* usage) {
   }
   if (i >= argc) return usage_error("no program given (after --)", usage);
   if (shared_mode && server_address) return usage_error("--shared and --server exclude each other", usage);
+  // The server that owns the engine dumps; one started apart takes the settings from its own environment.
+  if (server_address && dump_options)
+    return usage_error("--dump-... with --server: give UIOMMUFD_DUMP* to `uiommufd serve` instead", usage);
 
   const std::string preload = find_preload();
   if (preload.empty()) {
