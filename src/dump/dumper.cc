@@ -142,10 +142,15 @@ Status write(const Dump& dump, const Options& options) {
   };
   try {
     const std::string doc = options.format == Format::kJson ? format_json(dump) : format_text(dump);
-    if (options.file.empty())
+    if (options.file.empty()) {
       note(write_all(STDERR_FILENO, doc));
-    else
+    } else {
       note(write_file(expand_file_name(options.file, dump.pid), doc, O_APPEND));
+      // Leaks stand out even when the document goes to a file.
+      std::string lines;
+      for (const Leak& l : leaks(dump)) lines += "uiommufd: " + leak_line(l) + "\n";
+      if (!lines.empty()) (void)write_all(STDERR_FILENO, lines);
+    }
     if (!options.svg_dir.empty()) {
       if (::mkdir(options.svg_dir.c_str(), 0755) != 0 && errno != EEXIST) note(Status::error(errno));
       for (const ContextSnapshot& ctx : dump.contexts)

@@ -44,7 +44,8 @@ Result<Dump> collect(Reason reason, std::uint64_t sequence);
 
 // The text, JSON or SVG files of `dump`, as `options` says: the document appended to the file (created
 // 0644 if needed) or written to standard error in one write where the system allows, and each IOAS's
-// picture written to the SVG directory (made if missing). The errno of the first file that could not be
+// picture written to the SVG directory (made if missing). When the document goes to a file, its LEAK lines
+// go to standard error too ("uiommufd: LEAK: ..."). The errno of the first file that could not be
 // written; the others are still tried.
 Status write(const Dump& dump, const Options& options);
 // "%p" in `pattern` replaced by `pid`.
