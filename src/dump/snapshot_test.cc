@@ -3,6 +3,8 @@
 #include "uiommufd/dump/snapshot.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 
 #include <gtest/gtest.h>
@@ -12,6 +14,7 @@
 
 #include "uiommufd/base/fault.h"
 #include "uiommufd/domain/mock_domain.h"
+#include "uiommufd/pages/dma_buf.h"
 
 namespace uiommufd::dump {
 namespace {
@@ -188,6 +191,62 @@ TEST_F(SnapshotTest, EachBackingIsListedOnceWithItsSourcePinsAndCharge) {
   ASSERT_EQ(snap_.mms.size(), 1u);
   EXPECT_EQ(snap_.mms[0].pid, getpid());
   EXPECT_GE(snap_.mms[0].user_locked, 22u);
+}
+
+// An exporter of two pages of this process's memory that it can revoke.
+class RevocableBuffer final : public DmaBuf {
+ public:
+  static constexpr std::uint64_t kSize = 2 * kPageSize;
+  static RefPtr<RevocableBuffer> make() { return RefPtr<RevocableBuffer>(new RevocableBuffer()); }
+  Result<Phys> physical() override REQUIRES(resv_) {
+    resv_.assert_held();
+    if (revoked_) return Status::error(ENODEV);
+    return Phys{reinterpret_cast<PhysAddr>(mem_.get()), size()};
+  }
+  void revoke() {
+    lockdep::MutexGuard g(resv_);
+    revoked_ = true;
+    invalidate_mappings();
+  }
+
+ private:
+  RevocableBuffer() : DmaBuf(kSize), mem_(std::aligned_alloc(kPageSize, kSize), &std::free) {}
+  std::unique_ptr<void, void (*)(void*)> mem_;
+  bool revoked_ GUARDED_BY(resv_) = false;
+};
+
+TEST_F(SnapshotTest, ADmaBufAreaIsMappedWithoutPinsUntilItsExporterRevokesIt) {
+  constexpr std::uint64_t kIova = 0x3000000;
+  RefPtr<RevocableBuffer> buf = RevocableBuffer::make();
+  ObjectRef<Ioas> ioas = *sample_.ctx().get<Ioas>(SampleContext::kIoas1, ObjectType::kIoas);
+  std::uint64_t iova = kIova;
+  ASSERT_TRUE(ioas->map_dmabuf(buf, 0, RevocableBuffer::kSize, &iova,
+                               Ioas::kReadable | Ioas::kWriteable | Ioas::kFixedIova)
+                  .ok());
+  auto dmabuf_area = [&](const ContextSnapshot& s) -> const AreaSnapshot& {
+    EXPECT_EQ(s.ioases[0].areas.size(), 3u);
+    return s.ioases[0].areas.back();
+  };
+  Result<ContextSnapshot> before = snapshot_context(sample_.ctx(), 1);
+  ASSERT_TRUE(before.ok());
+  const AreaSnapshot& a = dmabuf_area(*before);
+  EXPECT_EQ(a.iova.start, kIova);
+  EXPECT_EQ(a.state, AreaState::kDmaBuf);
+  EXPECT_EQ(a.pinned_pages, 0u);
+  EXPECT_EQ(a.filled, std::vector<std::uint64_t>{RevocableBuffer::kSize});
+  const PagesSnapshot& p = before->pages[a.pages - 1];
+  EXPECT_EQ(p.kind, PagesKind::kDmaBuf);
+  EXPECT_EQ(p.dmabuf, 1u);
+  EXPECT_FALSE(p.revoked);
+  EXPECT_EQ(p.account_mode, AccountMode::kNone);
+  EXPECT_EQ(p.account_pid, 0);
+
+  buf->revoke();
+  Result<ContextSnapshot> after = snapshot_context(sample_.ctx(), 1);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(dmabuf_area(*after).state, AreaState::kRevoked);
+  EXPECT_EQ(dmabuf_area(*after).filled, std::vector<std::uint64_t>{0});
+  EXPECT_TRUE(after->pages[dmabuf_area(*after).pages - 1].revoked);
 }
 
 TEST_F(SnapshotTest, AnAreaBeingUnmappedShowsSoFromInsideTheAccessCallback) {
