@@ -436,8 +436,9 @@ std::vector<IovaRun> iova_runs(const ContextSnapshot& ctx, const IoasSnapshot& i
                                std::vector<PageRun> PagesSnapshot::*runs) {
   std::vector<IovaRun> out;
   for (const AreaSnapshot& a : ioas.areas) {
-    if (a.pages == 0 || a.pages > ctx.pages.size()) continue;
-    const std::vector<PageRun>& list = ctx.pages[a.pages - 1].*runs;
+    const PagesSnapshot* backing = backing_of(ctx, a);
+    if (!backing) continue;
+    const std::vector<PageRun>& list = backing->*runs;
     // Every record is looked at (they are capped per backing): access records may overlap, so the list is
     // not ordered by its last index.
     for (const PageRun& r : list) {
@@ -451,6 +452,10 @@ std::vector<IovaRun> iova_runs(const ContextSnapshot& ctx, const IoasSnapshot& i
 }
 
 }  // namespace
+
+const PagesSnapshot* backing_of(const ContextSnapshot& ctx, const AreaSnapshot& area) {
+  return area.pages != 0 && area.pages <= ctx.pages.size() ? &ctx.pages[area.pages - 1] : nullptr;
+}
 
 std::vector<IovaRun> pinned_iova_runs(const ContextSnapshot& ctx, const IoasSnapshot& ioas) {
   return iova_runs(ctx, ioas, &PagesSnapshot::pin_runs);

@@ -194,10 +194,9 @@ class Picture {
                       (a.writeable ? "w" : "-") + ", " + area_state_name(a.state) + ", " +
                       std::to_string(a.pinned_pages) + "/" +
                       std::to_string(a.last_index - a.first_index + 1) + " pages pinned";
-      if (a.pages) {
-        const PagesSnapshot& p = ctx_.pages[a.pages - 1];
+      if (const PagesSnapshot* p = backing_of(ctx_, a)) {
         t += ", pages " + std::to_string(a.pages) + " [" + std::to_string(a.first_index) + ", " +
-             std::to_string(a.last_index) + "], " + pages_kind_name(p.kind) + " " + hex(a.source_addr);
+             std::to_string(a.last_index) + "], " + pages_kind_name(p->kind) + " " + hex(a.source_addr);
       }
       if (a.access_pins) t += ", " + std::to_string(a.access_pins) + " access pins";
       const bool revoked = a.state == AreaState::kRevoked;

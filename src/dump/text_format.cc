@@ -78,14 +78,15 @@ std::string source(const PagesSnapshot& p) {
 }
 
 // Where an area's first byte comes from, short: the backing's kind and address of that byte.
-std::string area_source(const PagesSnapshot& p, const AreaSnapshot& a) {
-  switch (p.kind) {
+std::string area_source(const PagesSnapshot* p, const AreaSnapshot& a) {
+  if (!p) return "-";
+  switch (p->kind) {
     case PagesKind::kUser:
       return "va " + hex(a.source_addr);
     case PagesKind::kFile:
       return "file off " + hex(a.source_addr);
     case PagesKind::kDmaBuf:
-      return "dmabuf " + std::to_string(p.dmabuf) + " off " + hex(a.source_addr);
+      return "dmabuf " + std::to_string(p->dmabuf) + " off " + hex(a.source_addr);
   }
   return "?";
 }
@@ -122,8 +123,7 @@ void ioas_text(const ContextSnapshot& ctx, const IoasSnapshot& ioas, std::string
           std::to_string(a.access_pins) + (a.locks ? " (" + std::to_string(a.locks) + " locked)" : "");
       t.row({range(a.iova), size(a.iova), perm, area_state_name(a.state),
              std::to_string(a.pinned_pages) + "/" + std::to_string(a.last_index - a.first_index + 1), access,
-             a.pages ? std::to_string(a.pages) : "-", a.pages ? area_source(ctx.pages[a.pages - 1], a) : "-",
-             doms});
+             a.pages ? std::to_string(a.pages) : "-", area_source(backing_of(ctx, a), a), doms});
     }
     out += "    areas:\n" + t.render("      ");
   }

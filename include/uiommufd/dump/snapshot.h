@@ -196,6 +196,9 @@ struct IovaRun {
   std::uint32_t pages = 0;  // PagesSnapshot::id
   std::uint32_t users = 0;
 };
+// The backing of `area` in `ctx`, or null (taken away by unmap, or an id `ctx` does not have).
+const PagesSnapshot* backing_of(const ContextSnapshot& ctx, const AreaSnapshot& area);
+
 // In IOVA order. A backing shared by several areas (COPY, a split) shows under each of them.
 std::vector<IovaRun> pinned_iova_runs(const ContextSnapshot& ctx, const IoasSnapshot& ioas);
 std::vector<IovaRun> access_iova_runs(const ContextSnapshot& ctx, const IoasSnapshot& ioas);
