@@ -3,9 +3,12 @@
 #include "uiommufd/dump/snapshot.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -14,6 +17,7 @@
 
 #include "uiommufd/base/fault.h"
 #include "uiommufd/domain/mock_domain.h"
+#include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/pages/dma_buf.h"
 
 namespace uiommufd::dump {
@@ -264,6 +268,52 @@ TEST_F(SnapshotTest, AnAreaBeingUnmappedShowsSoFromInsideTheAccessCallback) {
   sample_.on_unmap = nullptr;
   ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(*seen, AreaState::kUnmapping);
+}
+
+// Snapshots taken while other threads map, unmap, attach and detach: every one is consistent within each
+// IOAS, and the lock validator sees nothing against the engine's order.
+TEST_F(SnapshotTest, SnapshotsRaceMapsUnmapsAndAttachesWithoutAReport) {
+  const std::size_t reports_before = lockdep::report_count();
+  Context& ctx = sample_.ctx();
+  std::atomic<bool> stop{false};
+  std::thread mapper([&] {
+    ObjectRef<Ioas> ioas = *ctx.get<Ioas>(SampleContext::kIoas1, ObjectType::kIoas);
+    while (!stop.load()) {
+      std::uint64_t iova = 0x4000000, unmapped = 0;
+      if (ioas->map(sample_.uptr(40 * kPageSize), 8 * kPageSize, &iova,
+                    Ioas::kReadable | Ioas::kWriteable | Ioas::kFixedIova)
+              .ok())
+        (void)ioas->unmap(iova, 8 * kPageSize, &unmapped);
+    }
+  });
+  std::thread attacher([&] {
+    const std::uint32_t dev = *Device::create(ctx, Device::Kind::kSoftware);
+    ObjectRef<Device> d = *ctx.get<Device>(dev, ObjectType::kDevice);
+    while (!stop.load()) {
+      if (d->attach(SampleContext::kIoas2).ok()) (void)d->detach();
+    }
+  });
+  int snapshots = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < until) {
+    Result<ContextSnapshot> s = snapshot_context(ctx, 1);
+    ASSERT_TRUE(s.ok());
+    ++snapshots;
+    for (const IoasSnapshot& io : s->ioases) {
+      for (const AreaSnapshot& a : io.areas) {
+        EXPECT_LE(a.pinned_pages, a.last_index - a.first_index + 1);
+        EXPECT_EQ(a.filled.size(), io.domains.size());
+        // A fully built area is in every domain of its IOAS, read at the same instant.
+        if (a.state == AreaState::kPinned && a.access_pins == 0)
+          for (std::uint64_t f : a.filled) EXPECT_EQ(f, a.iova.last - a.iova.start + 1);
+      }
+    }
+  }
+  stop.store(true);
+  mapper.join();
+  attacher.join();
+  EXPECT_GT(snapshots, 10);
+  EXPECT_EQ(lockdep::report_count(), reports_before);
 }
 
 TEST_F(SnapshotTest, TheSnapshotHoldsNoObjectAfterwardsAndConsumesNoFaultCount) {
