@@ -3,6 +3,7 @@
 #include "uiommufd/dump/dumper.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -78,6 +79,29 @@ TEST_F(DumperTest, CollectFindsEveryOpenContextInTheOrderOfOpening) {
   EXPECT_LT(pos(a->serial()), pos(c->serial()));
   EXPECT_EQ(pos(c->serial()) < static_cast<long>(numbers.size()), true);
   EXPECT_EQ(pos(a->serial() + 1), static_cast<long>(numbers.size()));
+}
+
+// Files opened and closed while dumps collect them: a file on its way out is skipped, never read freed,
+// and a dump's reference may be a context's last.
+TEST_F(DumperTest, CollectRacesOpensAndClosesOfFiles) {
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load()) {
+      std::shared_ptr<uapi::IommufdFile> f = open_file();
+      if (f) (void)Ioas::create(f->context());
+    }
+  });
+  int dumps = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (std::chrono::steady_clock::now() < until) {
+    Result<Dump> d = collect(Reason::kRequest, 1);
+    ASSERT_TRUE(d.ok());
+    for (const ContextSnapshot& ctx : d->contexts) EXPECT_LE(ctx.objects.size(), 1u);
+    ++dumps;
+  }
+  stop.store(true);
+  churn.join();
+  EXPECT_GT(dumps, 10);
 }
 
 TEST_F(DumperTest, WriteAppendsTheDocumentAndDrawsEveryIoas) {

@@ -46,6 +46,7 @@ void IommufdFile::register_live() {
 void IommufdFile::set_open_hook(void (*hook)()) { g_open_hook.store(hook, std::memory_order_release); }
 
 void IommufdFile::unregister_live() {
+  if (serial_ == 0) return;  // never listed: open() failed before it could be
   LiveFiles& l = live();
   lockdep::MutexGuard g(l.mu);
   (live_prev_ ? live_prev_->live_next_ : l.head) = live_next_;

@@ -128,7 +128,8 @@ class IommufdFile final : public OpenFile, public std::enable_shared_from_this<I
 
  private:
   IommufdFile(FdHost& host, std::unique_ptr<Context> ctx);
-  // Enter and leave the list live_files() reads (file_registry.cc).
+  // Enter and leave the list live_files() reads (file_registry.cc): open() enters it once the file is
+  // owned by a shared_ptr, the destructor leaves it (a file never entered is left alone).
   void register_live();
   void unregister_live();
 
