@@ -304,8 +304,9 @@ TEST_F(SnapshotTest, SnapshotsRaceMapsUnmapsAndAttachesWithoutAReport) {
         EXPECT_LE(a.pinned_pages, a.last_index - a.first_index + 1);
         EXPECT_EQ(a.filled.size(), io.domains.size());
         // A fully built area is in every domain of its IOAS, read at the same instant.
-        if (a.state == AreaState::kPinned && a.access_pins == 0)
+        if (a.state == AreaState::kPinned && a.access_pins == 0) {
           for (std::uint64_t f : a.filled) EXPECT_EQ(f, a.iova.last - a.iova.start + 1);
+        }
       }
     }
   }
