@@ -296,6 +296,13 @@ std::uint32_t Device::hwpt_id(std::uint32_t pasid) {
   return it == attached_.end() ? 0 : it->second->id();
 }
 
+std::vector<std::pair<std::uint32_t, std::uint32_t>> Device::attachments() {
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> out;
+  lockdep::MutexGuard g(mu_);
+  for (const auto& [pasid, attachment] : attached_) out.emplace_back(pasid, attachment->id());
+  return out;
+}
+
 void Device::destroy() {
   // PASIDs first, as a careful driver detaches them before the RID; one at a time, each finished (its
   // faults answered, its hold released) outside the lock.

@@ -23,6 +23,7 @@
 #include "uiommufd/base/fault.h"
 #include "uiommufd/base/log.h"
 #include "uiommufd/base/try.h"
+#include "uiommufd/dump/dumper.h"
 #include "uiommufd/mm/mm.h"
 #include "uiommufd/objects/context.h"
 
@@ -243,9 +244,13 @@ void Server::wake() {
 }
 
 int Server::run(pid_t child) {
+  program_.store(child, std::memory_order_relaxed);
+  // Dumps of the engine on SIGUSR2, made by a thread of their own so that the loop goes on (docs/dump.md).
+  if (dump::options().on_signal)
+    (void)dump::DumpThread::start([](dump::Reason r) { (void)dump::dump_now(r); });
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2}) sigaddset(&set, sig);
   const int sfd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd >= 0) {
     epoll_event ev{};
@@ -287,6 +292,8 @@ int Server::run(pid_t child) {
                 child_done = true;
               }
             }
+          } else if (sig == SIGUSR2) {
+            dump::DumpThread::request();
           } else if (child == 0) {
             if (sig == SIGTERM || sig == SIGINT) stop = true;
           } else if (!child_done && (sig == SIGTERM || sig == SIGHUP)) {
@@ -303,6 +310,7 @@ int Server::run(pid_t child) {
     }
   }
   if (sfd >= 0) ::close(sfd);
+  dump::dump_at_exit();  // when the program never said it was leaving (killed, or never called)
   return status;
 }
 
@@ -375,6 +383,8 @@ void Server::serve(int sock, pid_t pid) {
           drop_mapper(ch.mm.get(), /*exited=*/false);
           break;
         case Op::kExit:
+          // The run's program leaving: the dump at exit shows what its contexts still hold (docs/dump.md).
+          if (pid == program_.load(std::memory_order_relaxed)) dump::dump_at_exit();
           // The process waits for this reply before it goes: what its pinned pages hold is copied now, and
           // its mappings are let go of now rather than when its exit is seen, so that a parent's
           // waitpid() is followed by their release, as the kernel closes the vmas before the exit is

@@ -50,8 +50,9 @@ class Server final : public uapi::FdHost {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Serves on the calling thread. SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGQUIT must be blocked in every
-  // thread of the process (the caller blocks them before it starts any thread or forks the program).
+  // Serves on the calling thread. SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR2 must be blocked in
+  // every thread of the process (the caller blocks them before it starts any thread or forks the program).
+  // SIGUSR2 asks for a dump of the engine when dumps are on (dump/dumper.h), as does the program's exit.
   // With `child` > 0 (the program, a child of this process): serves until it has exited and no channel
   // and no served file is left, reaping every child meanwhile (the caller makes this process a
   // subreaper, so the program's orphans stay descendants), forwards SIGTERM and SIGHUP to it, ignores
@@ -182,6 +183,7 @@ class Server final : public uapi::FdHost {
   std::unordered_map<std::uint64_t, Mapping> mappings_ GUARDED_BY(mu_);
   std::unordered_map<Mm*, Mapper> mappers_ GUARDED_BY(mu_);
   std::atomic<std::size_t> channels_{0};
+  std::atomic<pid_t> program_{0};  // run()'s child: its exit is the run's end for the dump at exit
   // Channel threads not yet past their last use of this object (they are detached): the destructor waits
   // for 0, and each thread's final decrement (release) orders its last wake() before the close of the fd.
   std::atomic<std::size_t> threads_{0};

@@ -72,7 +72,9 @@ Result<std::shared_ptr<IommufdFile>> IommufdFile::open(FdHost& host, bool vfio_c
     std::unique_ptr<Context> ctx = TRY(Context::create(vfio_compat));
     IommufdFile* file = new (std::nothrow) IommufdFile(host, std::move(ctx));
     if (!file) return Status::error(ENOMEM);
-    return std::shared_ptr<IommufdFile>(file);  // frees `file` if the control block cannot be had
+    std::shared_ptr<IommufdFile> shared(file);  // frees `file` if the control block cannot be had
+    shared->register_live();                    // once weak_from_this() works: live_files() reads it
+    return shared;
   } catch (const std::bad_alloc&) {
     return Status::error(ENOMEM);
   }
@@ -81,7 +83,7 @@ Result<std::shared_ptr<IommufdFile>> IommufdFile::open(FdHost& host, bool vfio_c
 IommufdFile::IommufdFile(FdHost& host, std::unique_ptr<Context> ctx)
     : OpenFile(Kind::kIommufd), host_(&host), ctx_(std::move(ctx)) {}
 
-IommufdFile::~IommufdFile() = default;
+IommufdFile::~IommufdFile() { unregister_live(); }
 
 long IommufdFile::ioctl(unsigned long cmd, std::uint64_t arg) {
   // The allocation boundary (docs/allocation.md): a std::bad_alloc from a container below has unwound

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <link.h>
@@ -86,7 +87,7 @@ int usage_error(const char* msg, const char* usage) {
 sigset_t server_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, sig);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2}) sigaddset(&set, sig);
   return set;
 }
 
@@ -129,6 +130,29 @@ int run_shared(char** prog, const char* lockdep) {
   const int status = (*srv)->run(child);
   srv->reset();
   exit_like(status);
+}
+
+// The --dump-* options (docs/dump.md), handed on in the environment that the preload and the server read
+// (dump/dumper.h). 1: taken; 0: not a dump option; -1: a bad value. Any of them turns the SIGUSR2 trigger
+// on; --dump-at-exit adds the dump at exit. Relative paths are made absolute here, as the program may
+// change its directory.
+int take_dump_option(std::string_view a) {
+  if (a == "--dump-at-exit") return setenv("UIOMMUFD_DUMP", "exit", 1), 1;
+  static constexpr std::pair<std::string_view, const char*> kValued[] = {
+      {"--dump-format=", "UIOMMUFD_DUMP_FORMAT"},
+      {"--dump-file=", "UIOMMUFD_DUMP_FILE"},
+      {"--dump-svg=", "UIOMMUFD_DUMP_SVG"}};
+  for (const auto& [prefix, env] : kValued) {
+    if (a.substr(0, prefix.size()) != prefix) continue;
+    std::string value(a.substr(prefix.size()));
+    if (value.empty() || (prefix == kValued[0].first && value != "text" && value != "json")) return -1;
+    char cwd[4096];
+    if (prefix != kValued[0].first && value[0] != '/' && getcwd(cwd, sizeof cwd)) value = cwd + ("/" + value);
+    setenv(env, value.c_str(), 1);
+    if (!std::getenv("UIOMMUFD_DUMP")) setenv("UIOMMUFD_DUMP", "signal", 1);
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -185,6 +209,7 @@ int run_program(int argc, char** args, const char* usage) {
   const char* lockdep = nullptr;
   const char* server_address = nullptr;
   bool shared_mode = false;
+  bool dump_options = false;
   for (; i < argc; ++i) {
     const std::string_view a = args[i];
     if (a == "--") {
@@ -206,10 +231,20 @@ int run_program(int argc, char** args, const char* usage) {
       server_address = args[i] + 9;
       continue;
     }
-    return usage_error("expected [--lockdep=MODE] [--shared | --server=ADDRESS] -- program [args...]", usage);
+    if (const int taken = take_dump_option(a); taken != 0) {
+      if (taken < 0)
+        return usage_error("--dump-format takes text or json; --dump-file and --dump-svg a path", usage);
+      dump_options = true;
+      continue;
+    }
+    return usage_error(
+        "expected [--lockdep=MODE] [--shared | --server=ADDRESS] [--dump-...] -- program [args...]", usage);
   }
   if (i >= argc) return usage_error("no program given (after --)", usage);
   if (shared_mode && server_address) return usage_error("--shared and --server exclude each other", usage);
+  // The server that owns the engine dumps; one started apart takes the settings from its own environment.
+  if (server_address && dump_options)
+    return usage_error("--dump-... with --server: give UIOMMUFD_DUMP* to `uiommufd serve` instead", usage);
 
   const std::string preload = find_preload();
   if (preload.empty()) {

@@ -36,6 +36,10 @@ class Area : public SlabAllocated<Area> {
   RefPtr<Pages> detach_pages() { return std::move(pages_); }
   // The backing whatever the state; used while building it and while tearing it down.
   Pages& backing() const { return pages_ ? *pages_ : *pending_pages_; }
+  // Diagnostics (dump/, docs/dump.md): the backing of a half-built area that is being mapped, null once
+  // published and for an area whose pages unmap has taken away. Written under the IOVA lock held for
+  // writing (construction, publish()), so a reader holding it shared sees a settled value.
+  Pages* pending_pages() const { return pending_pages_.get(); }
   void publish() {
     pages_ = std::move(pending_pages_);
     host_page0_ = reinterpret_cast<std::uintptr_t>(pages_->host_page(first_index()));

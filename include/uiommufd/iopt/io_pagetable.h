@@ -210,6 +210,26 @@ class IoPagetable {
   // every page of every area is pinned while a domain exists.
   std::string check_invariants() EXCLUDES(domains_rwsem_, iova_rwsem_);
 
+  // Diagnostics (dump/, docs/dump.md): the table as it is at one instant, handed to an Inspector with
+  // domains_rwsem and iova_rwsem held for reading throughout, so maps, unmaps and attaches that need them
+  // for writing wait until it returns. Calls domains() once, then area() for each area in IOVA order with
+  // its backing's pages.mutex held (backing null, and no mutex, for an area whose pages unmap has taken
+  // away), then reserved() and allowed() in IOVA order. The inspector must not call into this table or
+  // take any engine lock above domain.page_table; it may read the domains (Domain's methods lock their own
+  // table). Added for the dump; nothing in the engine calls it.
+  class Inspector {
+   public:
+    virtual void domains(const std::vector<Domain*>& domains, std::uint64_t iova_alignment, bool large_pages,
+                         std::size_t accesses) = 0;
+    virtual void area(const Area& area, Pages* backing) = 0;
+    virtual void reserved(Interval range, const void* owner) = 0;
+    virtual void allowed(Interval range) = 0;
+
+   protected:
+    ~Inspector() = default;
+  };
+  void inspect(Inspector& inspector) EXCLUDES(domains_rwsem_, iova_rwsem_, access_list_mu_);
+
   // The access_unmap map (see lockdep/engine_lock_order.h and docs/locking.md#access-unmap).
   lockdep::LockdepMap& access_unmap() { return access_unmap_; }
 

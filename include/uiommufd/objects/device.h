@@ -82,6 +82,9 @@ class Device : public Object {
   Status detach() EXCLUDES(mu_);
   // The HWPT id `pasid` is attached to, 0 when it is not.
   std::uint32_t hwpt_id(std::uint32_t pasid = kNoPasid) EXCLUDES(mu_);
+  // Diagnostics (dump/, docs/dump.md): every attachment as (PASID, HWPT id), in PASID order. Throws
+  // std::bad_alloc when the list cannot be had.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> attachments() EXCLUDES(mu_);
 
   // IOMMU_GET_HW_INFO's view of the device: the driver's data of the requested type (kHwInfoTypeDefault:
   // its own), the capability bits and the PASID width (0: none). EOPNOTSUPP for a type the driver lacks,

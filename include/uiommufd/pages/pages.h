@@ -219,6 +219,8 @@ class Pages : public RefCounted<Pages> {
   std::uint64_t npinned_locked() const REQUIRES(mu_);
   // Number of runs in the pin bookkeeping; for tests of the "runs, not pages" property.
   std::size_t pin_run_count_locked() const REQUIRES(mu_);
+  // Diagnostics (dump/, docs/dump.md): the pin bookkeeping itself, read with the mutex held.
+  const PinRuns& pin_runs_locked() const REQUIRES(mu_) { return pins_; }
 
   // Access pin records (docs/semantics.md#pin-records): a record [first, last] has a users count; adding one
   // that exists with exactly that range bumps its users, a new one pins the range (pin_locked's errors).

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "uiommufd/base/result.h"
 #include "uiommufd/objects/event_queue.h"
@@ -114,10 +115,30 @@ class IommufdFile final : public OpenFile, public std::enable_shared_from_this<I
   Context& context() { return *ctx_; }
   FdHost& host() { return *host_; }
 
+  // Diagnostics (dump/, docs/dump.md). Every open of this process (or server) still referenced, in the
+  // order they were opened; the references keep them alive, so the last one dropped by the caller may tear
+  // a context down. Takes a leaf lock ("uapi.live_files") that is never held across anything else.
+  // Throws std::bad_alloc when the list cannot be had.
+  static std::vector<std::shared_ptr<IommufdFile>> live_files();
+  // 1 for the first open of the process, 2 for the next, and so on (a forked child's copies keep theirs).
+  std::uint64_t serial() const { return serial_; }
+  // Run on the opening thread after each open is listed, with no lock held (set once, at start-up, before
+  // any open): the runtime's dump trigger starts its helper thread on the first one (docs/dump.md).
+  static void set_open_hook(void (*hook)());
+
  private:
   IommufdFile(FdHost& host, std::unique_ptr<Context> ctx);
+  // Enter and leave the list live_files() reads (file_registry.cc): open() enters it once the file is
+  // owned by a shared_ptr, the destructor leaves it (a file never entered is left alone).
+  void register_live();
+  void unregister_live();
+
   FdHost* host_;
   std::unique_ptr<Context> ctx_;
+  std::uint64_t serial_ = 0;
+  // Links of the list live_files() reads, under its lock (file_registry.cc).
+  IommufdFile* live_prev_ = nullptr;
+  IommufdFile* live_next_ = nullptr;
 };
 
 }  // namespace uiommufd::uapi
