@@ -3,6 +3,20 @@
 
 #include "demo_access.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,23 +26,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
-#include <chrono>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <memory>
-#include <string>
-#include <thread>
-#include <utility>
-#include <vector>
+#include "lockdep_graph.h"
 
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/result.h"
 #include "uiommufd/base/status.h"
 #include "uiommufd/base/thread_annotations.h"
+#include "uiommufd/dump/format.h"
+#include "uiommufd/dump/snapshot.h"
 #include "uiommufd/lockdep/config.h"
+#include "uiommufd/lockdep/dot.h"
 #include "uiommufd/lockdep/lockdep.h"
 #include "uiommufd/lockdep/mutex.h"
 #include "uiommufd/objects/access.h"
@@ -53,6 +60,44 @@ namespace demo {
 
 using u64 = std::uint64_t;
 using Clock = std::chrono::steady_clock;
+
+// Where the pictures of the two parts go: a fresh directory under $TMPDIR (or /tmp); empty when it could
+// not be made (the demo then says so and goes on without pictures).
+std::string g_picture_dir;
+
+void make_picture_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/uiommufd-demo-XXXXXX";
+  if (mkdtemp(templ.data())) g_picture_dir = templ;
+}
+
+// Part 1's picture: the IOAS as the engine holds it now (dump/format.h's SVG). Empty on failure.
+std::string write_ioas_picture(Context& ctx, std::uint32_t ioas_id) {
+  if (g_picture_dir.empty()) return {};
+  Result<dump::ContextSnapshot> snap = dump::snapshot_context(ctx, 1);
+  if (!snap.ok()) return {};
+  for (const dump::IoasSnapshot& ioas : snap->ioases) {
+    if (ioas.id != ioas_id) continue;
+    const std::string path = g_picture_dir + "/part1-ioas.svg";
+    std::ofstream out(path);
+    out << dump::format_svg(*snap, ioas, getpid(), 1);
+    return out.good() ? path : std::string();
+  }
+  return {};
+}
+std::string g_part1_picture;
+
+// Graphviz's dot on PATH, to render part 2's lock graph (lockdep-graph says how to get it when it is not).
+bool have_dot() {
+  const char* path = std::getenv("PATH");
+  for (std::string_view rest = path ? path : ""; !rest.empty();) {
+    const std::size_t colon = rest.find(':');
+    const std::string dir(rest.substr(0, colon));
+    if (!dir.empty() && access((dir + "/dot").c_str(), X_OK) == 0) return true;
+    rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+  }
+  return false;
+}
 
 constexpr u64 kMiB = u64{1} << 20;
 constexpr u64 kKiB = u64{1} << 10;
@@ -296,6 +341,8 @@ bool run_vmm_and_device() {
               size_str(reply_len).c_str(), ull(reply_iova),
               rw_ok ? "guest RAM has exactly those bytes" : "BYTES DIFFER");
   if (!expect(rw_ok, "rw moves the right bytes")) return false;
+  // The IOAS at its busiest: every area in the domain, the device's pin on its buffer.
+  g_part1_picture = write_ioas_picture(*ctx, ioas_id);
 
   const u64 slot_iova = kGuestBase + kBufSlot * kSlot;
   std::printf("  VMM: unmaps [%#llx, +1 MiB), the area holding the buffer, while the device holds its pin\n",
@@ -427,6 +474,10 @@ UIOMMUFD_DEMO_FRAME int run_buggy_child() {
               "  [child %d] close(): takes buggy_driver.lock, then calls Access::destroy ...\n",
               static_cast<int>(getpid()), static_cast<int>(getpid()));
   std::fflush(stdout);
+  // The report that stops this process leaves the lock graph, its cycle in red, where the parent looks.
+  // (Unless UIOMMUFD_LOCKDEP_DOT already says where the picture goes.)
+  if (!g_picture_dir.empty() && lockdep::dot_file_from_environment().empty())
+    (void)lockdep::set_dot_file(g_picture_dir + "/part2-locks.dot");
   // No core file for the abort we expect.
   const rlimit no_core{0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
@@ -520,11 +571,49 @@ bool run_buggy_driver_in_child() {
   return false;
 }
 
+// Says where the two pictures are, rendering part 2's with Graphviz when it is installed.
+void print_pictures(bool part2) {
+  std::printf("Pictures\n");
+  if (g_picture_dir.empty()) {
+    std::printf("  none: no directory could be made under $TMPDIR or /tmp\n");
+    return;
+  }
+  if (!g_part1_picture.empty())
+    std::printf(
+        "  part 1, the IOAS while the device held its pin (areas, the domain, pinned runs):\n    %s\n",
+        g_part1_picture.c_str());
+  else
+    std::printf("  part 1: the picture could not be written\n");
+  if (const char* env = std::getenv("UIOMMUFD_LOCKDEP_DOT"); env && *env) {
+    std::printf("  part 2: the lock graph went where UIOMMUFD_LOCKDEP_DOT says (%s; %%p: the child's pid)\n",
+                env);
+    return;
+  }
+  const std::string dot = g_picture_dir + "/part2-locks.dot";
+  if (!part2 || access(dot.c_str(), R_OK) != 0) {
+    std::printf("  part 2: no lock graph (%s)\n",
+                lockdep::kCompiledIn ? "the child wrote none" : "no validator");
+    return;
+  }
+  std::printf("  part 2, the lock classes with the reported cycle in red (Graphviz DOT):\n    %s\n",
+              dot.c_str());
+  if (!have_dot()) {
+    std::printf("    (to render it: apt-get install graphviz, then uiommufd lockdep-graph %s)\n",
+                dot.c_str());
+    return;
+  }
+  std::string svg = g_picture_dir + "/part2-locks.svg";
+  char* args[] = {const_cast<char*>(dot.c_str()), const_cast<char*>("-o"), svg.data(), nullptr};
+  std::fflush(stdout);
+  if (lockdep_graph(3, args, "") == 0) std::printf("    %s\n", svg.c_str());
+}
+
 int run() {
   const Clock::time_point start = Clock::now();
   // Report mode whatever UIOMMUFD_LOCKDEP says: part 1 must be watched and must not abort.
   lockdep::ScopedMode mode(lockdep::Mode::kReport);
   lockdep::set_print_reports(true);
+  make_picture_dir();
 
   std::printf(
       "uiommufd demo: an emulated device doing DMA through the engine, then the lock validator\n"
@@ -561,6 +650,7 @@ int run() {
       ull(g_ops.maps), ull(g_ops.pins), ull(g_ops.rw_calls), ull(g_ops.unmaps), ull(g_ops.callbacks),
       ull(g_ops.pinned_peak), size_str(g_ops.pinned_peak * kPageSize).c_str(), ull(g_ops.rw_bytes), ms_since(start),
       lockdep::kCompiledIn ? "both parts, the child process included" : "part 1");
+  print_pictures(part2);
   if (!lockdep::kCompiledIn) {
     std::printf("SKIPPED: part 1 %s; part 2 needs the validator.\n", part1 ? "passed" : "FAILED");
     return part1 ? 77 : 1;
