@@ -28,7 +28,6 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
-#include <optional>
 #include <string>
 
 #include <dirent.h>
@@ -601,18 +600,18 @@ extern "C" {
     const uiommufd::runtime::FileRef file = FdTable::get().acquire_file(fd);
     if (file) {
       const int saved = errno;
-      std::optional<uiommufd::runtime::tracing::Ioctl> traced;
-      if (uiommufd::runtime::tracing::on()) [[unlikely]]
-        traced.emplace(fd, request, arg);
-      long rc = file->ioctl(request, arg);
-      if (rc < 0) [[unlikely]] {
+      auto call = [&]() -> long {
+        const long rc = file->ioctl(request, arg);
         // A served file this process has not yet shown the server it holds (shared mode).
-        if (rc == uiommufd::shared::kNeedProof)
-          rc = uiommufd::runtime::shared_client::prove_for_retry(fd, *file.get()) ? file->ioctl(request, arg)
-                                                                                  : -EBADF;
-      }
-      if (traced) [[unlikely]]
-        traced->done(rc);
+        if (rc == uiommufd::shared::kNeedProof) [[unlikely]]
+          return uiommufd::runtime::shared_client::prove_for_retry(fd, *file.get())
+                     ? file->ioctl(request, arg)
+                     : -EBADF;
+        return rc;
+      };
+      const long rc = uiommufd::runtime::tracing::on()
+                          ? uiommufd::runtime::tracing::traced_ioctl(fd, request, arg, call)
+                          : call();
       if (rc < 0) [[unlikely]] {
         errno = static_cast<int>(-rc);
         return -1;

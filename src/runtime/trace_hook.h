@@ -42,6 +42,16 @@ class Ioctl {
   trace::IoctlState state_;
 };
 
+// Runs `call` (the ioctl: rc ≥ 0, or -errno) between the two halves of its record. Out of line, so that the
+// record's buffer takes stack only in traced calls, not in every ioctl of the program.
+template <typename Call>
+[[gnu::noinline]] long traced_ioctl(int fd, unsigned long cmd, std::uint64_t arg, Call call) {
+  Ioctl record(fd, cmd, arg);
+  const long rc = call();
+  record.done(rc);
+  return rc;
+}
+
 // After an open of /dev/iommu or /dev/vfio/vfio (rc: the fd, or -errno), a close of a traced fd, a dup of
 // one ("dup", "dup2", "dup3", "fcntl"; newfd -1 when the call chose it).
 void opened(const char* path, int flags, long rc);
