@@ -27,6 +27,11 @@ def main():
         one = subprocess.run([tool, "help", c], capture_output=True, text=True)
         if one.returncode != 0 or c not in one.stdout:
             problems.append(f"`uiommufd help {c}` does not describe it (exit {one.returncode})")
+    # Every long option the help names (`--json`, `--dump-at-exit`, ...) is in the page too.
+    plain = man.replace("\\-", "-").replace("\\fB", "").replace("\\fR", "").replace("\\fI", "")
+    for opt in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", usage))):
+        if opt not in plain:
+            problems.append(f"option {opt} is not in {page}")
     for e in envs:
         if e not in man.replace("\\-", "-"):
             problems.append(f"environment variable {e} is not in {page}")

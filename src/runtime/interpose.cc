@@ -184,8 +184,32 @@ int open_debugfs_knob(int flags, int saved_errno) {
 // The common body of every open variant; `pass` is the next definition of the variant called.
 // The allocation boundary of the open family (docs/allocation.md): what runs out of memory before a real fd
 // exists fails the open with ENOMEM; install_node() closes a real fd that the table could not record.
+// Passthrough (`uiommufd trace --passthrough`): the kernel's open; the record of one that made an iommufd,
+// or that failed on /dev/iommu or /dev/vfio/vfio by name.
+template <typename Pass>
+int passthrough_open(int dirfd, const char* path, int flags, Pass pass) {
+  const int fd = pass();
+  const int err = errno;
+  bool traced = false;
+  if (fd >= 0) {
+    traced = tracing::kernel_iommufd(fd);
+  } else if (path != nullptr && (path[0] == '/' || dirfd == AT_FDCWD)) {
+    try {
+      char cwd[PATH_MAX];
+      const std::string abs = normalize_path(path[0] == '/' || !getcwd(cwd, sizeof cwd) ? "/" : cwd, path);
+      traced = abs == "/dev/iommu" || abs == "/dev/vfio/vfio";
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  if (traced) tracing::opened(path, flags, fd >= 0 ? fd : -err);
+  errno = err;
+  return fd;
+}
+
 template <typename Pass>
 int do_open(int dirfd, const char* path, int flags, Pass pass) {
+  if (tracing::passthrough()) [[unlikely]]
+    return passthrough_open(dirfd, path, flags, pass);
   VirtualKind kind = VirtualKind::kNone;
   int result = -1;
   try {
@@ -240,6 +264,31 @@ void trace_dup(const char* call, int oldfd, int newfd, int rc) {
   const int err = errno;
   tracing::duped(call, oldfd, newfd, rc >= 0 ? rc : -err);
   errno = err;
+}
+
+// Passthrough: a close or dup-family call (`call`: the kernel's) on the kernel's iommufd, with its record.
+template <typename Call>
+int passthrough_close(int fd, Call call) {
+  const bool traced = tracing::kernel_iommufd(fd);
+  const int rc = call();
+  if (traced) {
+    const int err = errno;
+    tracing::closed(fd, rc == 0 ? 0 : -err);
+    errno = err;
+  }
+  return rc;
+}
+
+template <typename Call>
+int passthrough_dup(const char* name, int oldfd, int newfd, Call call) {
+  const bool traced = tracing::kernel_iommufd(oldfd);
+  const int rc = call();
+  if (traced) {
+    const int err = errno;
+    tracing::duped(name, oldfd, newfd, rc >= 0 ? rc : -err);
+    errno = err;
+  }
+  return rc;
 }
 
 // After a successful dup of `from` onto `to`: `to` now shares from's node, and what `to` stood for is
@@ -409,13 +458,25 @@ ssize_t do_pwrite(int fd, const void* buf, size_t count, off_t offset,
   return next(fd, buf, count, offset);
 }
 
+// Passthrough: an ioctl on the kernel's iommufd, traced.
+int passthrough_ioctl(int fd, unsigned long request, unsigned long arg) {
+  const int saved = errno;
+  const long rc = tracing::traced_ioctl(fd, request, arg, [&]() -> long {
+    const int r = real::ioctl(fd, request, arg);
+    return r < 0 ? -errno : r;
+  });
+  if (rc < 0) return fail(static_cast<int>(-rc));
+  errno = saved;
+  return static_cast<int>(rc);
+}
+
 // Resolved before any constructor of the host program (whose init runs after every preloaded object's),
 // and before most other preloaded libraries' constructors.
 [[gnu::constructor(101)]] void preload_init() {
   real::resolve_all();
   FdTable::get();
   tracing::init();
-  shared_client::init();
+  if (!tracing::passthrough()) shared_client::init();
 }
 
 }  // namespace
@@ -483,8 +544,11 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 
 // The kernel's release() runs before close returns, so the context is torn down by then.
 [[gnu::visibility("default")]] int close(int fd) {
-  if (!FdTable::maybe_ours(fd)) [[likely]]
+  if (!FdTable::maybe_ours(fd)) [[likely]] {
+    if (tracing::passthrough()) [[unlikely]]
+      return uiommufd::runtime::passthrough_close(fd, [&] { return real::close(fd); });
     return real::close(fd);
+  }
   const EngineGate::Scope gate;
   std::shared_ptr<Node> old = FdTable::get().set(fd, nullptr);
   const bool old_was_file = old && old->kind == Node::Kind::kFile;
@@ -515,8 +579,11 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 }
 
 [[gnu::visibility("default")]] int dup(int fd) noexcept {
-  if (!FdTable::maybe_ours(fd)) [[likely]]
+  if (!FdTable::maybe_ours(fd)) [[likely]] {
+    if (tracing::passthrough()) [[unlikely]]
+      return uiommufd::runtime::passthrough_dup("dup", fd, -1, [&] { return real::dup(fd); });
     return real::dup(fd);
+  }
   const EngineGate::Scope gate;
   const int nfd = real::dup(fd);
   if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
@@ -525,8 +592,12 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 }
 
 [[gnu::visibility("default")]] int dup2(int oldfd, int newfd) noexcept {
-  if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
+  if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]] {
+    if (tracing::passthrough()) [[unlikely]]
+      return uiommufd::runtime::passthrough_dup("dup2", oldfd, newfd,
+                                                [&] { return real::dup2(oldfd, newfd); });
     return real::dup2(oldfd, newfd);
+  }
   const EngineGate::Scope gate;
   const int rc = real::dup2(oldfd, newfd);
   if (rc >= 0 && oldfd != newfd && !after_dup(oldfd, newfd)) return -1;
@@ -535,8 +606,12 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 }
 
 [[gnu::visibility("default")]] int dup3(int oldfd, int newfd, int flags) noexcept {
-  if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]]
+  if (!FdTable::maybe_ours(oldfd) && !FdTable::maybe_ours(newfd)) [[likely]] {
+    if (tracing::passthrough()) [[unlikely]]
+      return uiommufd::runtime::passthrough_dup("dup3", oldfd, newfd,
+                                                [&] { return real::dup3(oldfd, newfd, flags); });
     return real::dup3(oldfd, newfd, flags);
+  }
   const EngineGate::Scope gate;
   const int rc = real::dup3(oldfd, newfd, flags);
   if (rc >= 0 && !after_dup(oldfd, newfd)) return -1;
@@ -549,8 +624,11 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
 namespace {
 
 int do_fcntl(int fd, int cmd, unsigned long arg, int (*next)(int, int, unsigned long)) {
-  if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || !FdTable::maybe_ours(fd)) [[likely]]
+  if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || !FdTable::maybe_ours(fd)) [[likely]] {
+    if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && tracing::passthrough()) [[unlikely]]
+      return uiommufd::runtime::passthrough_dup("fcntl", fd, -1, [&] { return next(fd, cmd, arg); });
     return next(fd, cmd, arg);
+  }
   const uiommufd::runtime::EngineGate::Scope gate;
   const int nfd = next(fd, cmd, arg);
   if (nfd >= 0 && !after_dup(fd, nfd)) return -1;
@@ -587,6 +665,8 @@ extern "C" {
   const unsigned long arg = va_arg(ap, unsigned long);
   va_end(ap);
   if (!FdTable::maybe_ours(fd)) [[likely]] {
+    if (tracing::passthrough() && _IOC_TYPE(request) == ';' && tracing::kernel_iommufd(fd)) [[unlikely]]
+      return uiommufd::runtime::passthrough_ioctl(fd, request, arg);
     // Shared mode: a served file this image has not seen yet (passed over by a way it does not watch) is
     // recognised on its first iommufd / VFIO ioctl.
     if (!uiommufd::runtime::shared_client::enabled() || _IOC_TYPE(request) != ';' ||
@@ -705,7 +785,7 @@ extern "C" {
 
 // glibc's opendir opens the directory internally, past our open.
 [[gnu::visibility("default")]] DIR* opendir(const char* name) {
-  if (!uiommufd::runtime::may_be_virtual_absolute(name)) [[likely]]
+  if (!uiommufd::runtime::may_be_virtual_absolute(name) || tracing::passthrough()) [[likely]]
     return real::opendir(name);
   int fd = -1;
   try {

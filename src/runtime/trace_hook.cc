@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,11 +22,13 @@ namespace uiommufd::runtime::tracing {
 
 namespace detail {
 bool g_on = false;
+bool g_passthrough = false;
 }  // namespace detail
 
 namespace {
 
-trace::Format g_format = trace::Format::kText;
+// Constant-initialized: init() runs from the preload's constructor, before dynamic initializers.
+constinit trace::Style g_style;
 trace::Filter g_filter;
 int g_out = -1;
 std::uint64_t g_t0 = 0;
@@ -100,17 +103,37 @@ int keep_high(int fd) {
   return static_cast<int>(hi);
 }
 
+// Passthrough: the device numbers of the kernel's iommufd files on this machine (0: there is none).
+dev_t g_iommu_rdev = 0;
+dev_t g_vfio_rdev = 0;
+
+dev_t char_device(const char* path) {
+  struct stat st {};
+  if (syscall(SYS_newfstatat, AT_FDCWD, path, &st, 0) != 0 || !S_ISCHR(st.st_mode)) return 0;
+  return st.st_rdev;
+}
+
+// /dev/iommu, and /dev/vfio/vfio: the kernel's VFIO container (iommufd's compatibility file where
+// CONFIG_IOMMUFD_VFIO_CONTAINER replaces VFIO's own), whose ioctls are VFIO-compat calls either way.
+void init_passthrough() {
+  g_iommu_rdev = char_device("/dev/iommu");
+  g_vfio_rdev = char_device("/dev/vfio/vfio");
+  detail::g_passthrough = true;
+}
+
 }  // namespace
 
 void init() {
   const char* where = std::getenv("UIOMMUFD_TRACE");
   if (!where || !*where) return;
   if (const char* fmt = std::getenv("UIOMMUFD_TRACE_FORMAT"); fmt && std::strcmp(fmt, "json") == 0)
-    g_format = trace::Format::kJson;
+    g_style.format = trace::Format::kJson;
   if (const char* filter = std::getenv("UIOMMUFD_TRACE_FILTER")) {
     // The tool checked it; a bad list set by hand traces everything rather than nothing.
     if (!g_filter.parse(filter, nullptr)) g_filter.parse("", nullptr);
   }
+  if (const char* hide = std::getenv("UIOMMUFD_TRACE_ADDRESSES"); hide && std::strcmp(hide, "hide") == 0)
+    g_style.hide_addresses = true;
   if (const char* t0 = std::getenv("UIOMMUFD_TRACE_T0")) g_t0 = std::strtoull(t0, nullptr, 10);
   if (g_t0 == 0) g_t0 = now_ns();
   const int fd = std::strcmp(where, "-") == 0
@@ -129,36 +152,45 @@ void init() {
     }
   }
   if (detail::g_on) pthread_atfork(nullptr, nullptr, fork_child);
+  if (const char* pass = std::getenv("UIOMMUFD_TRACE_PASSTHROUGH");
+      pass && std::strcmp(pass, "1") == 0 && detail::g_on)
+    init_passthrough();
+}
+
+bool kernel_iommufd(int fd) {
+  struct stat st {};
+  if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISCHR(st.st_mode)) return false;
+  return (g_iommu_rdev != 0 && st.st_rdev == g_iommu_rdev) || (g_vfio_rdev != 0 && st.st_rdev == g_vfio_rdev);
 }
 
 Ioctl::Ioctl(int fd, unsigned long cmd, std::uint64_t arg) : cmd_(cmd), arg_(arg) {
-  state_ = trace::begin_ioctl(g_format, line_, origin(), g_filter, fd, cmd, arg, g_reader);
+  state_ = trace::begin_ioctl(g_style, line_, origin(), g_filter, fd, cmd, arg, g_reader);
 }
 
 void Ioctl::done(long rc) {
   if (!state_.shown) return;
-  trace::end_ioctl(g_format, line_, state_, cmd_, arg_, rc, g_reader);
+  trace::end_ioctl(g_style, line_, state_, cmd_, arg_, rc, g_reader);
   emit(line_);
 }
 
 void opened(const char* path, int flags, long rc) {
   if (!g_filter.shows_call("open")) return;
   trace::Line line;
-  trace::open_call(g_format, line, origin(), path, flags, rc);
+  trace::open_call(g_style, line, origin(), path, flags, rc);
   emit(line);
 }
 
 void closed(int fd, long rc) {
   if (!g_filter.shows_call("close")) return;
   trace::Line line;
-  trace::close_call(g_format, line, origin(), fd, rc);
+  trace::close_call(g_style, line, origin(), fd, rc);
   emit(line);
 }
 
 void duped(const char* call, int oldfd, int newfd, long rc) {
   if (!g_filter.shows_call("dup")) return;
   trace::Line line;
-  trace::dup_call(g_format, line, origin(), call, oldfd, newfd, rc);
+  trace::dup_call(g_style, line, origin(), call, oldfd, newfd, rc);
   emit(line);
 }
 

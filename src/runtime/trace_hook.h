@@ -8,6 +8,8 @@
 // keeps only the named calls (trace::Filter); UIOMMUFD_TRACE_T0 is the CLOCK_MONOTONIC time in ns that record
 // times count from (the tool sets it once for the whole run).
 //
+// UIOMMUFD_TRACE_ADDRESSES=hide prints the program's addresses as "<addr>" (trace::Style).
+//
 // Off, each hook costs the interposer one predictable branch on a flag written before any thread exists.
 #pragma once
 
@@ -19,9 +21,18 @@ namespace uiommufd::runtime::tracing {
 
 namespace detail {
 extern bool g_on;
+extern bool g_passthrough;
 }  // namespace detail
 
 inline bool on() { return detail::g_on; }
+
+// `uiommufd trace --passthrough` (UIOMMUFD_TRACE_PASSTHROUGH=1, only with a trace): nothing is emulated; the
+// program's calls go to the machine's kernel and those on the kernel's iommufd files are traced.
+inline bool passthrough() { return detail::g_passthrough; }
+
+// Passthrough: whether `fd` is the kernel's /dev/iommu or /dev/vfio/vfio, told by its device number, so
+// that an fd counts however it came (open, dup, fork, exec, SCM_RIGHTS). One fstat.
+bool kernel_iommufd(int fd);
 
 // Reads the environment (from the preload's constructor, before any thread of the program exists).
 void init();

@@ -102,9 +102,9 @@ constexpr Field kIovaRanges[] = {F(iommu_ioas_iova_ranges, size, kDec, kIn),
                                  F(iommu_ioas_iova_ranges, allowed_iovas, kArray, kOut, {}, &kRangesArray),
                                  F(iommu_ioas_iova_ranges, out_iova_alignment, kHex, kOut)};
 constexpr Field kIoasMap[] = {
-    F(iommu_ioas_map, size, kDec, kIn),    F(iommu_ioas_map, flags, kFlags, kIn, kMapFlags),
-    F(iommu_ioas_map, ioas_id, kId, kIn),  F(iommu_ioas_map, __reserved, kReserved, kIn),
-    F(iommu_ioas_map, user_va, kHex, kIn), F(iommu_ioas_map, length, kHex, kIn),
+    F(iommu_ioas_map, size, kDec, kIn),     F(iommu_ioas_map, flags, kFlags, kIn, kMapFlags),
+    F(iommu_ioas_map, ioas_id, kId, kIn),   F(iommu_ioas_map, __reserved, kReserved, kIn),
+    F(iommu_ioas_map, user_va, kAddr, kIn), F(iommu_ioas_map, length, kHex, kIn),
     F(iommu_ioas_map, iova, kHex, kInOut)};
 constexpr Field kIoasMapFile[] = {
     F(iommu_ioas_map_file, size, kDec, kIn),   F(iommu_ioas_map_file, flags, kFlags, kIn, kMapFlags),
@@ -131,14 +131,14 @@ constexpr Field kHwptAlloc[] = {F(iommu_hwpt_alloc, size, kDec, kIn),
                                 F(iommu_hwpt_alloc, __reserved, kReserved, kIn),
                                 F(iommu_hwpt_alloc, data_type, kEnum, kIn, kHwptDataTypes),
                                 F(iommu_hwpt_alloc, data_len, kDec, kIn),
-                                F(iommu_hwpt_alloc, data_uptr, kHex, kIn),
+                                F(iommu_hwpt_alloc, data_uptr, kAddr, kIn),
                                 F(iommu_hwpt_alloc, fault_id, kId, kIn),
                                 F(iommu_hwpt_alloc, __reserved2, kReserved, kIn)};
 constexpr Field kHwInfo[] = {F(iommu_hw_info, size, kDec, kIn),
                              F(iommu_hw_info, flags, kFlags, kIn, kHwInfoFlags),
                              F(iommu_hw_info, dev_id, kId, kIn),
                              F(iommu_hw_info, data_len, kDec, kInOut),
-                             F(iommu_hw_info, data_uptr, kHex, kIn),
+                             F(iommu_hw_info, data_uptr, kAddr, kIn),
                              F(iommu_hw_info, data_type, kEnum, kInOut, kHwInfoTypes),
                              F(iommu_hw_info, out_max_pasid_log2, kDec, kOut),
                              FN("__reserved", iommu_hw_info, __reserved[0], kReserved, kIn),
@@ -155,10 +155,10 @@ constexpr Field kGetDirtyBitmap[] = {F(iommu_hwpt_get_dirty_bitmap, size, kDec, 
                                      F(iommu_hwpt_get_dirty_bitmap, iova, kHex, kIn),
                                      F(iommu_hwpt_get_dirty_bitmap, length, kHex, kIn),
                                      F(iommu_hwpt_get_dirty_bitmap, page_size, kHex, kIn),
-                                     F(iommu_hwpt_get_dirty_bitmap, data, kHex, kIn)};
+                                     F(iommu_hwpt_get_dirty_bitmap, data, kAddr, kIn)};
 constexpr Field kHwptInvalidate[] = {F(iommu_hwpt_invalidate, size, kDec, kIn),
                                      F(iommu_hwpt_invalidate, hwpt_id, kId, kIn),
-                                     F(iommu_hwpt_invalidate, data_uptr, kHex, kIn),
+                                     F(iommu_hwpt_invalidate, data_uptr, kAddr, kIn),
                                      F(iommu_hwpt_invalidate, data_type, kEnum, kIn, kInvalidateTypes),
                                      F(iommu_hwpt_invalidate, entry_len, kDec, kIn),
                                      F(iommu_hwpt_invalidate, entry_num, kDec, kInOut),
@@ -174,7 +174,7 @@ constexpr Field kViommuAlloc[] = {F(iommu_viommu_alloc, size, kDec, kIn),
                                   F(iommu_viommu_alloc, out_viommu_id, kId, kOut),
                                   F(iommu_viommu_alloc, data_len, kDec, kIn),
                                   F(iommu_viommu_alloc, __reserved, kReserved, kIn),
-                                  F(iommu_viommu_alloc, data_uptr, kHex, kIn)};
+                                  F(iommu_viommu_alloc, data_uptr, kAddr, kIn)};
 constexpr Field kVdeviceAlloc[] = {
     F(iommu_vdevice_alloc, size, kDec, kIn), F(iommu_vdevice_alloc, viommu_id, kId, kIn),
     F(iommu_vdevice_alloc, dev_id, kId, kIn), F(iommu_vdevice_alloc, out_vdevice_id, kId, kOut),
@@ -205,7 +205,7 @@ constexpr Field kVfioGetInfo[] = {FN("argsz", vfio_iommu_type1_info, argsz, kDec
                                   F(vfio_iommu_type1_info, cap_offset, kDec, kOut)};
 constexpr Field kVfioMapDma[] = {FN("argsz", vfio_iommu_type1_dma_map, argsz, kDec, kIn),
                                  F(vfio_iommu_type1_dma_map, flags, kFlags, kIn, kVfioMapFlags),
-                                 F(vfio_iommu_type1_dma_map, vaddr, kHex, kIn),
+                                 F(vfio_iommu_type1_dma_map, vaddr, kAddr, kIn),
                                  F(vfio_iommu_type1_dma_map, iova, kHex, kIn),
                                  F(vfio_iommu_type1_dma_map, size, kHex, kIn)};
 constexpr Field kVfioUnmapDma[] = {FN("argsz", vfio_iommu_type1_dma_unmap, argsz, kDec, kIn),
@@ -230,9 +230,9 @@ constexpr Field kTMockDomain[] = {TF(iommu_test_mock_domain, out_stdev_id, kId, 
                                   TF(iommu_test_mock_domain, out_idev_id, kId, kOut)};
 constexpr Field kTCheckMap[] = {TF(iommu_test_check_map, iova, kHex, kIn),
                                 TF(iommu_test_check_map, length, kHex, kIn),
-                                TF(iommu_test_check_map, uptr, kHex, kIn)};
+                                TF(iommu_test_check_map, uptr, kAddr, kIn)};
 constexpr Field kTCheckRefs[] = {TF(iommu_test_check_refs, length, kHex, kIn),
-                                 TF(iommu_test_check_refs, uptr, kHex, kIn),
+                                 TF(iommu_test_check_refs, uptr, kAddr, kIn),
                                  TF(iommu_test_check_refs, refs, kDec, kIn)};
 constexpr Field kTCreateAccess[] = {TF(iommu_test_create_access, out_access_fd, kFd, kOut),
                                     TF(iommu_test_create_access, flags, kFlags, kIn, kCreateAccessFlags)};
@@ -240,10 +240,10 @@ constexpr Field kTDestroyAccessPages[] = {TF(iommu_test_destroy_access_pages, ac
 constexpr Field kTAccessPages[] = {
     TF(iommu_test_access_pages, flags, kFlags, kIn, kAccessPagesFlags),
     TF(iommu_test_access_pages, out_access_pages_id, kId, kOut), TF(iommu_test_access_pages, iova, kHex, kIn),
-    TF(iommu_test_access_pages, length, kHex, kIn), TF(iommu_test_access_pages, uptr, kHex, kIn)};
+    TF(iommu_test_access_pages, length, kHex, kIn), TF(iommu_test_access_pages, uptr, kAddr, kIn)};
 constexpr Field kTAccessRw[] = {
     TF(iommu_test_access_rw, iova, kHex, kIn), TF(iommu_test_access_rw, length, kHex, kIn),
-    TF(iommu_test_access_rw, uptr, kHex, kIn), TF(iommu_test_access_rw, flags, kFlags, kIn, kAccessRwFlags)};
+    TF(iommu_test_access_rw, uptr, kAddr, kIn), TF(iommu_test_access_rw, flags, kFlags, kIn, kAccessRwFlags)};
 constexpr Field kTMemoryLimit[] = {TF(iommu_test_memory_limit, limit, kDec, kIn)};
 constexpr Field kTMockDomainReplace[] = {TF(iommu_test_mock_domain_replace, pt_id, kId, kInOut)};
 constexpr Field kTAccessReplaceIoas[] = {TF(iommu_test_access_replace_ioas, ioas_id, kId, kIn)};
@@ -255,7 +255,7 @@ constexpr Field kTMockDomainFlags[] = {
 constexpr Field kTDirty[] = {
     TF(iommu_test_dirty, flags, kHex, kIn),  TF(iommu_test_dirty, iova, kHex, kIn),
     TF(iommu_test_dirty, length, kHex, kIn), TF(iommu_test_dirty, page_size, kHex, kIn),
-    TF(iommu_test_dirty, uptr, kHex, kIn),   TF(iommu_test_dirty, out_nr_dirty, kDec, kOut)};
+    TF(iommu_test_dirty, uptr, kAddr, kIn),  TF(iommu_test_dirty, out_nr_dirty, kDec, kOut)};
 constexpr Field kTCheckIotlb[] = {TF(iommu_test_check_iotlb, id, kDec, kIn),
                                   TF(iommu_test_check_iotlb, iotlb, kHex, kIn)};
 constexpr Field kTDevCheckCache[] = {TF(iommu_test_check_dev_cache, id, kDec, kIn),

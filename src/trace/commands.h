@@ -12,7 +12,8 @@ namespace uiommufd::trace::tables {
 // How a field's value prints.
 enum class Kind : std::uint8_t {
   kDec,       // a count or size
-  kHex,       // an address, a length, an IOVA
+  kHex,       // a length, an IOVA, a mask
+  kAddr,      // an address in the calling program's memory (hex, or "<addr>" when the style hides them)
   kId,        // an object id
   kFd,        // an fd number (signed)
   kFlags,     // bit names joined by '|', bits without a name in hex

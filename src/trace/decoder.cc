@@ -197,8 +197,9 @@ namespace {
 // Writes fields and values in one format: `key=value, …` or `"key":value,…`.
 class Out {
  public:
-  Out(Format f, Line& l) : f_(f), l_(l) {}
-  bool json() const { return f_ == Format::kJson; }
+  Out(Style s, Line& l) : s_(s), l_(l) {}
+  bool json() const { return s_.format == Format::kJson; }
+  Style style() const { return s_; }
   void key(std::string_view name) {
     if (!first_) l_.append(json() ? "," : ", ");
     first_ = false;
@@ -224,6 +225,11 @@ class Out {
     l_.append_hex(v);
     if (json()) l_.append_char('"');
   }
+  // An address in the program's memory.
+  void addr(std::uint64_t v) {
+    if (!s_.hide_addresses) return hex(v);
+    l_.append(json() ? "\"<addr>\"" : "<addr>");
+  }
   void str(std::string_view s) {
     if (json()) {
       l_.append_char('"');
@@ -237,7 +243,7 @@ class Out {
   void set_first(bool f) { first_ = f; }
 
  private:
-  const Format f_;
+  const Style s_;
   Line& l_;
   bool first_ = true;
 };
@@ -299,7 +305,7 @@ void fields(Out& o, std::span<const Field> fs, const unsigned char* bytes, std::
 
 void array_value(Out& o, const Field& f, std::uint64_t ptr, std::uint64_t count, const Reader& mem) {
   Line& l = o.line();
-  o.hex(ptr);
+  o.addr(ptr);
   if (count == 0) return;
   if (o.json()) {
     // The elements under a key of their own, "<field>_entries", beside the pointer's.
@@ -322,7 +328,7 @@ void array_value(Out& o, const Field& f, std::uint64_t ptr, std::uint64_t count,
         l.append("<unreadable>");
       break;
     }
-    Out inner(o.json() ? Format::kJson : Format::kText, l);
+    Out inner(o.style(), l);
     inner.open_object();
     fields(inner, f.array->element, elem, static_cast<std::uint32_t>(esize), tables::kInOut, mem, 0);
     inner.close_object();
@@ -364,6 +370,10 @@ void fields(Out& o, std::span<const Field> fs, const unsigned char* bytes, std::
       case Kind::kHex:
         o.key(f.name);
         o.hex(v);
+        break;
+      case Kind::kAddr:
+        o.key(f.name);
+        o.addr(v);
         break;
       case Kind::kFlags:
         o.key(f.name);
@@ -480,7 +490,7 @@ void raw_cmd(Out& o, unsigned long cmd) {
 
 }  // namespace
 
-IoctlState begin_ioctl(Format f, Line& line, const Origin& origin, const Filter& filter, int fd,
+IoctlState begin_ioctl(Style f, Line& line, const Origin& origin, const Filter& filter, int fd,
                        unsigned long cmd, std::uint64_t arg, const Reader& mem) {
   IoctlState st;
   const Command* c = tables::find(cmd);
@@ -518,7 +528,7 @@ IoctlState begin_ioctl(Format f, Line& line, const Origin& origin, const Filter&
       o.str(static_cast<const Op*>(st.sub)->name);
     }
     o.key("arg");
-    o.hex(arg);
+    o.addr(arg);
   } else {
     line.append_dec(fd);
     line.append(", ");
@@ -553,7 +563,7 @@ IoctlState begin_ioctl(Format f, Line& line, const Origin& origin, const Filter&
       o.key("in");
       line.append("null,\"unreadable\":true");
     } else {
-      line.append_hex(arg);
+      o.addr(arg);
       line.append(" <unreadable>");
     }
     return st;
@@ -573,7 +583,7 @@ IoctlState begin_ioctl(Format f, Line& line, const Origin& origin, const Filter&
   return st;
 }
 
-void end_ioctl(Format f, Line& line, const IoctlState& st, unsigned long cmd, std::uint64_t arg, long rc,
+void end_ioctl(Style f, Line& line, const IoctlState& st, unsigned long cmd, std::uint64_t arg, long rc,
                const Reader& mem) {
   (void)cmd;
   if (!st.shown) return;
@@ -666,7 +676,7 @@ void end_record(Out& o) {
 
 }  // namespace
 
-void open_call(Format f, Line& line, const Origin& origin, std::string_view path, int flags, long rc) {
+void open_call(Style f, Line& line, const Origin& origin, std::string_view path, int flags, long rc) {
   line.clear();
   Out o(f, line);
   head(o, origin, "open");
@@ -686,7 +696,7 @@ void open_call(Format f, Line& line, const Origin& origin, std::string_view path
   end_record(o);
 }
 
-void close_call(Format f, Line& line, const Origin& origin, int fd, long rc) {
+void close_call(Style f, Line& line, const Origin& origin, int fd, long rc) {
   line.clear();
   Out o(f, line);
   head(o, origin, "close");
@@ -701,7 +711,7 @@ void close_call(Format f, Line& line, const Origin& origin, int fd, long rc) {
   end_record(o);
 }
 
-void dup_call(Format f, Line& line, const Origin& origin, std::string_view call, int oldfd, int newfd,
+void dup_call(Style f, Line& line, const Origin& origin, std::string_view call, int oldfd, int newfd,
               long rc) {
   line.clear();
   Out o(f, line);

@@ -88,7 +88,7 @@ std::vector<unsigned char> sample(const tables::Command& c, const tables::Op* op
 
 // Every record the decoder makes for one command (and op): a success whose outputs differ from the
 // inputs, an error, an unreadable argument.
-void decode_all(Format f, const tables::Command& c, const tables::Op* op, std::string* out) {
+void decode_all(Style f, const tables::Command& c, const tables::Op* op, std::string* out) {
   Filter all;
   Line line;
   FakeMemory mem;
@@ -124,7 +124,7 @@ void decode_all(Format f, const tables::Command& c, const tables::Op* op, std::s
   }
 }
 
-std::string everything(Format f) {
+std::string everything(Style f) {
   std::string out;
   for (const tables::Command& c : tables::commands()) {
     if (c.ops.empty()) {
@@ -175,6 +175,14 @@ void golden(const std::string& name, const std::string& got) {
 
 TEST(TraceDecoderTest, EveryCommandAsText) { golden("decoder.txt", everything(Format::kText)); }
 TEST(TraceDecoderTest, EveryCommandAsJson) { golden("decoder.jsonl", everything(Format::kJson)); }
+// --hide-addresses: every address of the program's memory (the struct pointer, array pointers, the kAddr
+// fields) and nothing else prints as <addr>.
+TEST(TraceDecoderTest, EveryCommandWithAddressesHidden) {
+  golden("decoder_hidden.txt", everything(Style(Format::kText, true)));
+}
+TEST(TraceDecoderTest, EveryCommandAsJsonWithAddressesHidden) {
+  golden("decoder_hidden.jsonl", everything(Style(Format::kJson, true)));
+}
 
 // Every command and op of the tables reaches the output by its name.
 TEST(TraceDecoderTest, TheGoldenFilesNameEveryCommandAndOp) {

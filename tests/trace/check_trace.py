@@ -2,13 +2,13 @@
 """Checks a `uiommufd trace` output (docs/trace.md) for the CTest tests of tools/uiommufd.
 
   check_trace.py [--json SCHEMA] FILE [--min N] [--cmd NAME]... [--only NAME]... [--pids N] [--last NAME]
-                 [--rc N --run UIOMMUFD TRACE-ARGS...]
+                 [--grep TEXT]... [--no-grep TEXT]... [--rc N --run UIOMMUFD TRACE-ARGS...]
 
 --json SCHEMA: every line is one JSON object valid against SCHEMA (a small JSON Schema subset: type,
 required, properties, additionalProperties, enum, const, minimum, pattern, items); otherwise every line
 has the text form. --min: at least N records. --cmd: a record of each NAME (an ioctl command, or a call).
 --only: no record other than these. --pids: records from at least N processes. --last: the last record is
-NAME. --run: first runs `UIOMMUFD trace -o FILE TRACE-ARGS...` (the rest of the command line), whose exit
+NAME. --grep / --no-grep: some line has / no line has TEXT (plain text). --run: first runs `UIOMMUFD trace -o FILE TRACE-ARGS...` (the rest of the command line), whose exit
 status must be N (--rc, default 0). Exits 1 with the first problem found.
 """
 import argparse
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--pids", type=int, default=1)
     ap.add_argument("--last")
     ap.add_argument("--rc", type=int, default=0)
+    ap.add_argument("--grep", action="append", default=[])
+    ap.add_argument("--no-grep", action="append", default=[])
     a = ap.parse_args(argv)
     if run:
         rc = subprocess.run([run[0], "trace", "-o", a.file] + run[1:], stdout=subprocess.DEVNULL).returncode
@@ -120,6 +122,13 @@ def main():
             sys.exit(f"{a.file}: records other than {a.only}: {other}")
     if len(pids) < a.pids:
         sys.exit(f"{a.file}: records from {len(pids)} processes, fewer than {a.pids}")
+    text = open(a.file).read()
+    for g in a.grep:
+        if g not in text:
+            sys.exit(f"{a.file}: no line has {g}")
+    for g in a.no_grep:
+        if g in text:
+            sys.exit(f"{a.file}: a line has {g}")
     if a.last and names[-1] != a.last:
         sys.exit(f"{a.file}: the last record is {names[-1]}, not {a.last}")
     print(f"{a.file}: {len(names)} records from {len(pids)} processes: ok")

@@ -150,18 +150,44 @@ def vm_binaries(out, progs):
     return f"/progs/capmirror {host_capeff()} "
 
 
-def build_initramfs(path, binaries, plan):
-    """binaries: {name in /progs: host path}. plan: list of (job name, seconds, command line)."""
+def shared_libraries(paths):
+    """The shared libraries (and the dynamic loader) the dynamic executables `paths` load, as ldd finds them:
+    {absolute path: host file}, each at the path the loader will look for it."""
+    libs = {}
+    for exe in paths:
+        out = subprocess.run(["ldd", exe], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
+        for ln in out.splitlines():
+            m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", ln)
+            if m:
+                libs[m.group(1)] = os.path.realpath(m.group(1))
+            elif "not found" in ln:
+                sys.exit(f"reference: ldd {exe}: {ln.strip()}")
+    return libs
+
+
+def build_initramfs(path, binaries, plan, files=None):
+    """binaries: {name in /progs (may hold '/'): host path}. plan: list of (job name, seconds, command line).
+    files: {absolute path in the VM: host path}, for the shared libraries of dynamic programs."""
     d, f, l, c = stat.S_IFDIR | 0o755, stat.S_IFREG, stat.S_IFLNK | 0o777, stat.S_IFCHR | 0o600
     entries = [(n, d, b"", (0, 0)) for n in ["bin", "dev", "proc", "sys", "tmp", "progs"]]
+    placed = dict(("progs/" + n, h) for n, h in binaries.items())
+    placed.update((a.lstrip("/"), h) for a, h in (files or {}).items())
+    made = {e[0] for e in entries}
+    for name in sorted(placed):
+        parts = name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            if parent not in made:
+                made.add(parent)
+                entries.append((parent, d, b"", (0, 0)))
     entries.append(("dev/console", c, b"", (5, 1)))
     entries.append(("dev/null", stat.S_IFCHR | 0o666, b"", (1, 3)))
     busybox = shutil.which("busybox") or "/bin/busybox"
     entries.append(("bin/busybox", f | 0o755, open(busybox, "rb").read(), (0, 0)))
     entries.append(("bin/sh", l, b"busybox", (0, 0)))
     entries.append(("init", f | 0o755, open(os.path.join(HERE, "init.sh"), "rb").read(), (0, 0)))
-    for name, host in sorted(binaries.items()):
-        entries.append((f"progs/{name}", f | 0o755, open(host, "rb").read(), (0, 0)))
+    for name, host in sorted(placed.items()):
+        entries.append((name, f | 0o755, open(host, "rb").read(), (0, 0)))
     text = "".join(f"{n} {s} {cmd}\n" for n, s, cmd in plan)
     entries.append(("plan", f | 0o644, text.encode(), (0, 0)))
     with open(path, "wb") as out:
@@ -291,6 +317,137 @@ def run_here(uiommufd, argv, timeout, shared=False):
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode("utf-8", "replace").split("\n")
         return out, 124
+
+
+# ---- pass-through traces ----------------------------------------------------------------------------------
+# `uiommufd trace --passthrough` runs a program on the VM's kernel and decodes its /dev/iommu calls; the same
+# program under `uiommufd trace` here must give the same decoded calls. Both sides hide the program's
+# addresses (--hide-addresses), which two address spaces never share.
+TRACE_JOB = os.path.join(HERE, "trace-job.sh")
+TRACE_LINE = re.compile(r"^\+\d+\.\d{6} (\d+)/(\d+) (.+)$")
+# Programs whose traces are not compared, each with the reason; programs with known differences
+# (known-differences.txt) are left out too, as their calls differ where their steps do.
+TRACE_NOT_COMPARED = {
+    "abi_fail_nth": "it injects faults, and the kernel's fault sites are not the engine's: which call fails "
+                    "at each nth differs by design (docs/fault-injection.md)",
+}
+
+
+def trace_compared(progs, rules, shared):
+    """The programs whose traces are compared, and {program: why not} for the others."""
+    ruled = {r.program: r.name for r in rules}
+    out, skipped = [], {}
+    for p in progs:
+        if p in TRACE_NOT_COMPARED:
+            skipped[p] = TRACE_NOT_COMPARED[p]
+        elif p in ruled:
+            skipped[p] = f"its steps have known differences (rule {ruled[p]}), so its calls differ there too"
+        elif runs_in(p, shared):
+            out.append(p)
+    return out, skipped
+
+
+def trace_threads(lines):
+    """A trace as each thread's calls in order, without times and ids, the threads sorted by their calls:
+    the threads and processes of a program interleave differently on every run."""
+    threads = {}
+    for ln in lines:
+        m = TRACE_LINE.match(ln)
+        if m:
+            threads.setdefault((m.group(1), m.group(2)), []).append(m.group(3))
+    return sorted(threads.values())
+
+
+def compare_traces(linux, ours, rc_l, rc_u):
+    """(verdict, lines compared, detail) of two traces of one program."""
+    a, b = trace_threads(linux), trace_threads(ours)
+    detail = []
+    if not a:
+        detail.append("  no trace lines from Linux")
+    if rc_l != rc_u or abnormal(rc_l) or abnormal(rc_u):
+        detail.append(f"  exit status: linux rc={rc_l}, ours rc={rc_u}")
+    if len(a) != len(b):
+        detail.append(f"  linux traced {len(a)} thread(s), ours {len(b)}")
+    compared = 0
+    for t, (ta, tb) in enumerate(zip(a, b)):
+        for i in range(max(len(ta), len(tb))):
+            la = ta[i] if i < len(ta) else "<no more calls>"
+            lb = tb[i] if i < len(tb) else "<no more calls>"
+            if la != lb:
+                detail += [f"  thread {t + 1}, call {i + 1}: first differing call", f"    linux: {la}",
+                           f"    ours:  {lb}"]
+                break
+            compared += 1
+        else:
+            continue
+        break
+    return ("DIFFER" if detail else "agree"), compared, detail
+
+
+def run_trace_here(uiommufd, prog, out_file, timeout, shared):
+    """`uiommufd trace --hide-addresses` of one program here: (trace lines, the program's exit status)."""
+    cmd = [uiommufd, "trace", "--hide-addresses", "-o", out_file] + (["--shared"] if shared else []) + ["--", prog]
+    try:
+        rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        rc = 124
+    try:
+        return open(out_file).read().split("\n"), rc
+    except OSError:
+        return [], rc
+
+
+def passthrough_files(uiommufd, dynamic):
+    """What the VM needs for `uiommufd trace --passthrough`: the tool and its preload in /progs/trace, the
+    dynamic programs in /progs/host, and everything they load."""
+    # Where the build tree puts it, and where the tool looks first.
+    preload = os.path.join(os.path.dirname(os.path.realpath(uiommufd)), "libuiommufd-preload.so")
+    if not os.path.isfile(preload):
+        sys.exit(f"reference: no {os.path.basename(preload)} beside {uiommufd}")
+    binaries = {"trace/uiommufd": os.path.realpath(uiommufd), "trace/" + os.path.basename(preload): preload,
+                "trace-job.sh": TRACE_JOB}
+    binaries.update((f"host/{p}", path) for p, path in dynamic.items())
+    return binaries, shared_libraries([uiommufd, preload] + list(dynamic.values()))
+
+
+def save_sides(out, stem, linux, ours, shared):
+    """Both sides' full output, as <stem>.linux.txt and <stem>.ours[.shared].txt."""
+    for side, lines in (("linux", linux), ("ours.shared" if shared else "ours", ours)):
+        with open(os.path.join(out, f"{stem}.{side}.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def print_details(details, what=""):
+    for p, detail in details:
+        print(f"\n{p}{what}:")
+        print("\n".join(detail))
+
+
+def report_traces(vm, here_traces, progs, rules, modes, out):
+    """Prints the trace comparison of each mode; True when every compared program agrees."""
+    all_agree = True
+    for name, shared in modes:
+        compared_progs, skipped = trace_compared(progs, rules, shared)
+        print(f"\nTrace: `uiommufd trace --passthrough` on Linux vs `uiommufd trace{' --shared' if shared else ''}`"
+              " (--hide-addresses; each thread's calls in order)\n")
+        print(f"{'program':<20} {'calls':>6}  verdict")
+        agree, total, details = 0, 0, []
+        for p in compared_progs:
+            lines_l, rc_l = vm.get(f"trace-{p}", ([], -1))
+            lines_u, rc_u = here_traces[(name, p)]
+            verdict, n, detail = compare_traces(lines_l, lines_u, rc_l, rc_u)
+            total += n
+            agree += verdict == "agree"
+            print(f"{p:<20} {n:>6}  {verdict}")
+            if detail:
+                details.append((p, detail))
+            save_sides(out, f"{p}.trace", lines_l, lines_u, shared)
+        print_details(details, " (trace)")
+        print(f"\ntrace vs {name}: {agree}/{len(compared_progs)} programs' traces agree; {total} calls compared")
+        for p, why in skipped.items():
+            print(f"TRACE NOT COMPARED: {p}: {why}")
+        all_agree = all_agree and agree == len(compared_progs)
+    return all_agree
 
 
 # ---- comparing --------------------------------------------------------------------------------------------
@@ -522,22 +679,31 @@ def cmd_check(args):
         dynamic[p] = compile_c(src, os.path.join(out, "host", p), False, [ABI_DIR])
     initrd = os.path.join(out, "abi-initramfs.cpio.gz")
     prefix = vm_binaries(out, static)
-    build_initramfs(initrd, static, [(p, args.program_timeout, f"{prefix}/progs/{p}") for p in progs])
+    plan = [(p, args.program_timeout, f"{prefix}/progs/{p}") for p in progs]
+    # The same programs again under `uiommufd trace --passthrough`, dynamically linked, with what they load.
+    modes = [("uiommufd run", False)] + ([("uiommufd run --shared", True)] if args.shared else [])
+    traced = sorted({p for _, shared in modes for p in trace_compared(progs, rules, shared)[0]}, key=progs.index)
+    binaries, libs = passthrough_files(args.uiommufd, {p: dynamic[p] for p in traced})
+    binaries.update(static)
+    plan += [(f"trace-{p}", args.program_timeout, f"{prefix}/bin/sh /progs/trace-job.sh /progs/host/{p}")
+             for p in traced]
+    build_initramfs(initrd, binaries, plan, libs)
     vm, release, health = boot(bzimage, initrd, os.path.join(out, "abi-console.log"), args.vm_timeout)
 
     # One kernel run, compared with uiommufd in-process and (--shared) with the engine in a server process.
-    modes = [("uiommufd run", False)] + ([("uiommufd run --shared", True)] if args.shared else [])
-    here = {}
+    here, here_traces = {}, {}
     with host_hugepages(HOST_HUGEPAGES):
         for name, shared in modes:
             for p in progs:
                 if not runs_in(p, shared):
                     continue
                 here[(name, p)] = run_here(args.uiommufd, [dynamic[p]], args.program_timeout, shared)
+            for p in trace_compared(progs, rules, shared)[0]:
+                here_traces[(name, p)] = run_trace_here(args.uiommufd, dynamic[p], os.path.join(out, "trace.tmp"),
+                                                        args.program_timeout, shared)
 
     all_agree = True
     for name, shared in modes:
-        suffix = ".shared" if shared else ""
         print(f"\nReference: Linux {release} (QEMU, IOMMUFD_TEST mock domains) vs {name}\n")
         print(f"{'program':<20} {'linux':<12} {'uiommufd':<12} {'steps':>6} {'excused':>7}  verdict")
         agree, details, compared, excused = 0, [], 0, 0
@@ -556,18 +722,15 @@ def cmd_check(args):
                   f"{v.compared:>6} {n_exc:>7}  {v.verdict}")
             if v.detail:
                 details.append((p, v.detail))
-            for side, lines in (("linux", lines_l), ("ours" + suffix, lines_u)):
-                with open(os.path.join(out, f"{p}.{side}.txt"), "w") as f:
-                    f.write("\n".join(lines) + "\n")
-        for p, detail in details:
-            print(f"\n{p}:")
-            print("\n".join(detail))
+            save_sides(out, p, lines_l, lines_u, shared)
+        print_details(details)
         print(f"\n{name}: {agree}/{len(mode_progs)} programs agree; {compared} step lines compared, {excused} of "
               "them excused by known differences")
         for p in progs:
             if p not in mode_progs:
                 print(f"NOT COMPARED under {name}: {p}: {(SHARED_NOT_YET if shared else SHARED_ONLY)[p]}")
         all_agree = all_agree and agree == len(mode_progs)
+    traces_agree = report_traces(vm, here_traces, progs, rules, modes, out)
     print_rules(rules, progs)
     print()
     healthy = report_kernel(health)
@@ -575,7 +738,7 @@ def cmd_check(args):
         print("FAILED: the kernel reported problems (above)")
     print("(agree* = agrees apart from the excused step lines listed above; full outputs in "
           f"{os.path.relpath(out, ROOT)}/<program>.<linux|ours|ours.shared>.txt)")
-    return 0 if all_agree and healthy else EXIT_DIFFER
+    return 0 if all_agree and traces_agree and healthy else EXIT_DIFFER
 
 
 def cmd_fuzz(args):

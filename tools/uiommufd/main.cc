@@ -42,13 +42,18 @@ constexpr Command kCommands[] = {
      "            program; --shared: to this uiommufd process, the server) (docs/dump.md)\n"
      "            --dump-format=text|json  --dump-file=FILE (appended; %p: the pid; default\n"
      "            standard error)  --dump-svg=DIR (one picture per IOAS)\n"},
-    {"trace", "[--json] [-o FILE] [-e NAME,...] [run options] -- program [args...]",
+    {"trace",
+     "[--json] [-o FILE] [-e NAME,...] [--hide-addresses] [--passthrough]\n"
+     "            [run options] -- program [args...]",
      "            run the program as `run` does and print every /dev/iommu call it makes\n"
      "            (open, close, dup, every iommufd, VFIO and selftest ioctl), decoded, with\n"
      "            its result: to stderr, or to FILE; records of every process of the run\n"
      "            go through shared memory to this process, which writes them out;\n"
      "            --json: one JSON object per line; -e: only these calls (IOAS_MAP,\n"
-     "            IOMMU_TEST_CMD, ACCESS_RW, open, close, dup, ...) (docs/trace.md)\n"},
+     "            IOMMU_TEST_CMD, ACCESS_RW, open, close, dup, ...);\n"
+     "            --hide-addresses: the program's addresses print as <addr>, so traces of\n"
+     "            two runs compare line by line; --passthrough: emulate nothing, trace the\n"
+     "            calls the program makes to this machine's own /dev/iommu (docs/trace.md)\n"},
     {"serve", "[--lockdep=off|report|abort] ADDR",
      "            serve /dev/iommu on the unix socket ADDR (@name: abstract) until\n"
      "            SIGTERM or SIGINT\n"},
@@ -76,6 +81,8 @@ constexpr const char* kEnvironment =
     "  UIOMMUFD_TRACE=FILE|-               trace /dev/iommu calls to FILE or stderr (`trace` sets it)\n"
     "  UIOMMUFD_TRACE_FORMAT=json          ... as JSON lines\n"
     "  UIOMMUFD_TRACE_FILTER=NAME,...      ... only these calls\n"
+    "  UIOMMUFD_TRACE_ADDRESSES=hide       ... with the program's addresses as <addr>\n"
+    "  UIOMMUFD_TRACE_PASSTHROUGH=1        ... of the kernel's /dev/iommu, emulating nothing\n"
     "  UIOMMUFD_DUMP=exit,signal           when to dump (set by --dump-*): exit implies signal\n"
     "  UIOMMUFD_DUMP_FORMAT=text|json      the dump's format (--dump-format)\n"
     "  UIOMMUFD_DUMP_FILE=FILE             where dumps go (--dump-file; %p: the pid)\n"
@@ -86,7 +93,8 @@ std::string command_help(const Command& c) {
   out += c.name;
   if (*c.synopsis) {
     // A long name puts the synopsis on a line of its own, as the short ones fit beside theirs.
-    out += std::string_view(c.name).size() + 3 > 12 ? "\n            " : std::string(10 - std::string_view(c.name).size(), ' ');
+    out += std::string_view(c.name).size() + 3 > 12 ? "\n            "
+                                                    : std::string(10 - std::string_view(c.name).size(), ' ');
     out += c.synopsis;
   }
   out += "\n";

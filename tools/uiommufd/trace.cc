@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "run.h"
+#include "server/protocol.h"
 
 #include "uiommufd/trace/decoder.h"
 #include "uiommufd/trace/ring.h"
@@ -129,6 +130,8 @@ int consume(trace::Ring& ring, const std::string& out, Start start) {
 
 int trace_program(int argc, char** args, const char* usage) {
   bool json = false;
+  bool passthrough = false;
+  bool hide_addresses = false;
   std::string out = "-";
   std::string filter;
   int i = 0;
@@ -136,6 +139,10 @@ int trace_program(int argc, char** args, const char* usage) {
     const std::string_view a = args[i];
     if (a == "--json") {
       json = true;
+    } else if (a == "--passthrough") {
+      passthrough = true;
+    } else if (a == "--hide-addresses") {
+      hide_addresses = true;
     } else if (a == "-o" || a == "-e") {
       if (i + 1 >= argc) return usage_error(std::string(a) + " needs an argument", usage);
       (a == "-o" ? out : filter) = args[++i];
@@ -148,6 +155,21 @@ int trace_program(int argc, char** args, const char* usage) {
     } else {
       break;  // run's options and the program
     }
+  }
+  if (passthrough) {
+    // Nothing is emulated, so nothing of the engine's can be asked for.
+    for (int j = i; j < argc && std::string_view(args[j]) != "--"; ++j) {
+      const std::string_view a = args[j];
+      if (a == "--shared" || a.starts_with("--server=") || a.starts_with("--dump-") ||
+          a.starts_with("--lockdep="))
+        return usage_error(
+            "--passthrough traces the kernel's iommufd: " + std::string(a) + " has no meaning there", usage);
+    }
+    if (::access("/dev/iommu", F_OK) != 0)
+      std::fprintf(stderr,
+                   "uiommufd trace: --passthrough: this machine has no /dev/iommu; the program's opens of it "
+                   "fail as the kernel answers them\n");
+    unsetenv(shared::kServerEnv);
   }
   trace::Filter check;
   std::string_view bad;
@@ -184,6 +206,14 @@ int trace_program(int argc, char** args, const char* usage) {
     setenv("UIOMMUFD_TRACE_FORMAT", "json", 1);
   else
     unsetenv("UIOMMUFD_TRACE_FORMAT");
+  if (passthrough)
+    setenv("UIOMMUFD_TRACE_PASSTHROUGH", "1", 1);
+  else
+    unsetenv("UIOMMUFD_TRACE_PASSTHROUGH");
+  if (hide_addresses)
+    setenv("UIOMMUFD_TRACE_ADDRESSES", "hide", 1);
+  else
+    unsetenv("UIOMMUFD_TRACE_ADDRESSES");
   if (filter.empty())
     unsetenv("UIOMMUFD_TRACE_FILTER");
   else

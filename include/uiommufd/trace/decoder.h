@@ -20,6 +20,16 @@ namespace uiommufd::trace {
 
 enum class Format : std::uint8_t { kText, kJson };
 
+// How records are written: the format, and whether addresses in the program's memory (an ioctl's struct
+// pointer, the pointers of arrays, fields such as user_va and data_uptr) print as "<addr>" instead of their
+// value. Two traces of one program, on two machines or on the kernel and on uiommufd, then compare line by
+// line although their address-space layouts differ (`uiommufd trace --hide-addresses`).
+struct Style {
+  constexpr Style(Format f = Format::kText, bool hide = false) : format(f), hide_addresses(hide) {}  // NOLINT
+  Format format;
+  bool hide_addresses;
+};
+
 // Reads `len` bytes of the traced program's memory at `uaddr` into `dst`; false when any of them cannot be
 // read (nothing else may be assumed about dst then).
 class Reader {
@@ -107,16 +117,16 @@ const char* test_op_name(std::uint32_t op);
 void for_each_name(void (*fn)(void* ctx, const char* name, bool is_test_op), void* ctx);
 
 // The record's head and the fields the command reads. `fd` is the program's fd the call was made on.
-IoctlState begin_ioctl(Format f, Line& line, const Origin& o, const Filter& filter, int fd, unsigned long cmd,
+IoctlState begin_ioctl(Style s, Line& line, const Origin& o, const Filter& filter, int fd, unsigned long cmd,
                        std::uint64_t arg, const Reader& mem);
 // The result (rc ≥ 0, or -errno) and, when it succeeded, the fields the kernel wrote.
-void end_ioctl(Format f, Line& line, const IoctlState& st, unsigned long cmd, std::uint64_t arg, long rc,
+void end_ioctl(Style s, Line& line, const IoctlState& st, unsigned long cmd, std::uint64_t arg, long rc,
                const Reader& mem);
 
 // open("/dev/iommu" or "/dev/vfio/vfio", flags) = fd, or -errno.
-void open_call(Format f, Line& line, const Origin& o, std::string_view path, int flags, long rc);
+void open_call(Style s, Line& line, const Origin& o, std::string_view path, int flags, long rc);
 // close(fd) = 0 / -errno; dup-family calls: dup(old) = new, dup2/dup3(old, new) = new / -errno.
-void close_call(Format f, Line& line, const Origin& o, int fd, long rc);
-void dup_call(Format f, Line& line, const Origin& o, std::string_view call, int oldfd, int newfd, long rc);
+void close_call(Style s, Line& line, const Origin& o, int fd, long rc);
+void dup_call(Style s, Line& line, const Origin& o, std::string_view call, int oldfd, int newfd, long rc);
 
 }  // namespace uiommufd::trace
