@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "uiommufd/mm/mm.h"
+#include "uiommufd/trace/raw.h"
 #include "uiommufd/trace/ring.h"
 
 namespace uiommufd::runtime::tracing {
@@ -70,16 +71,20 @@ trace::Origin origin() {
 trace::Ring* g_ring = nullptr;
 std::atomic<bool> g_ring_ok{false};
 
-// One record: into the ring, else one write to the output (retried while short: a pipe reader may take it
-// in pieces).
-void emit(trace::Line& line) {
-  const std::string_view rec = line.finish();
-  if (g_ring_ok.load(std::memory_order_relaxed)) [[likely]] {
-    const trace::Ring::Put put = g_ring->put(rec);
-    if (put == trace::Ring::Put::kOk) [[likely]]
-      return;
-    if (put == trace::Ring::Put::kNoSlot) g_ring_ok.store(false, std::memory_order_relaxed);
-  }
+// Into the ring; false when it did not take the record (and, when it has no slot to give, it is not asked
+// again).
+bool put(std::string_view rec) {
+  if (!g_ring_ok.load(std::memory_order_relaxed)) return false;
+  const trace::Ring::Put put = g_ring->put(rec);
+  if (put == trace::Ring::Put::kOk) [[likely]]
+    return true;
+  if (put == trace::Ring::Put::kNoSlot) g_ring_ok.store(false, std::memory_order_relaxed);
+  return false;
+}
+
+// One formatted record written to the output with one write (retried while short: a pipe reader may take
+// it in pieces).
+void write_out(std::string_view rec) {
   const int saved = errno;
   for (std::size_t done = 0; done < rec.size();) {
     const long n = syscall(SYS_write, g_out, rec.data() + done, rec.size() - done);
@@ -88,6 +93,12 @@ void emit(trace::Line& line) {
     done += static_cast<std::size_t>(n);
   }
   errno = saved;
+}
+
+// One formatted record: into the ring, else to the output.
+void emit(trace::Line& line) {
+  const std::string_view rec = line.finish();
+  if (!put(rec)) write_out(rec);
 }
 
 // The output fd, moved to the top quarter of the fd table (as the shared mode's channels are), so that the
@@ -171,6 +182,24 @@ void Ioctl::done(long rc) {
   if (!state_.shown) return;
   trace::end_ioctl(g_style, line_, state_, cmd_, arg_, rc, g_reader);
   emit(line_);
+}
+
+bool raw_records() { return g_ring_ok.load(std::memory_order_relaxed); }
+
+RawIoctl::RawIoctl(int fd, unsigned long cmd, std::uint64_t arg) {
+  shown_ = rec_.begin(origin(), g_filter, fd, cmd, arg, g_reader);
+}
+
+void RawIoctl::done(long rc) {
+  if (!shown_) return;
+  rec_.end(rc, g_reader);
+  const std::string_view raw = rec_.record();
+  if (!raw.empty() && put(raw)) [[likely]]
+    return;
+  // The ring is gone or the record is longer than its slots: formatted here, as records are without a ring.
+  trace::Line line;
+  if (raw.empty()) line.append("# uiommufd trace: an ioctl record too large to keep was left out");
+  write_out(raw.empty() ? line.finish() : trace::format_raw(g_style, line, raw));
 }
 
 void opened(const char* path, int flags, long rc) {

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "uiommufd/trace/decoder.h"
+#include "uiommufd/trace/raw.h"
 
 namespace uiommufd::runtime::tracing {
 
@@ -53,10 +54,33 @@ class Ioctl {
   trace::IoctlState state_;
 };
 
+// The same as a raw record (trace/raw.h) for the trace ring: the call and copies of what the decoder will
+// read, which `uiommufd trace` decodes and formats, off this thread (docs/trace.md#raw).
+class RawIoctl {
+ public:
+  RawIoctl(int fd, unsigned long cmd, std::uint64_t arg);
+  void done(long rc);
+  RawIoctl(const RawIoctl&) = delete;
+  RawIoctl& operator=(const RawIoctl&) = delete;
+
+ private:
+  trace::RawIoctl rec_;
+  bool shown_;
+};
+
+// Whether records go to `uiommufd trace`'s ring now (then ioctls are recorded raw).
+bool raw_records();
+
 // Runs `call` (the ioctl: rc ≥ 0, or -errno) between the two halves of its record. Out of line, so that the
 // record's buffer takes stack only in traced calls, not in every ioctl of the program.
 template <typename Call>
 [[gnu::noinline]] long traced_ioctl(int fd, unsigned long cmd, std::uint64_t arg, Call call) {
+  if (raw_records()) [[likely]] {
+    RawIoctl record(fd, cmd, arg);
+    const long rc = call();
+    record.done(rc);
+    return rc;
+  }
   Ioctl record(fd, cmd, arg);
   const long rc = call();
   record.done(rc);

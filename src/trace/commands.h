@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 
@@ -24,6 +25,9 @@ enum class Kind : std::uint8_t {
 };
 
 inline constexpr std::uint8_t kIn = 1, kOut = 2, kInOut = kIn | kOut;
+
+// How many elements of an array a record shows (the rest are counted).
+inline constexpr std::uint64_t kArrayShown = 8;
 
 struct Name {
   std::uint64_t value;
@@ -73,6 +77,13 @@ struct Command {
   std::span<const Op> ops = {};       // IOMMU_TEST_CMD
   bool returns_fd = false;            // a successful call's value is a new fd
 };
+
+// A field's value in a copy of its struct (little-endian: the low bytes).
+inline std::uint64_t load(const unsigned char* bytes, const Field& f) {
+  std::uint64_t v = 0;
+  std::memcpy(&v, bytes + f.offset, f.size);
+  return v;
+}
 
 std::span<const Command> commands();
 const Command* find(unsigned long cmd);

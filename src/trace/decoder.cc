@@ -18,6 +18,7 @@ using tables::Arg;
 using tables::Command;
 using tables::Field;
 using tables::Kind;
+using tables::load;
 using tables::Op;
 
 // ---- Line ------------------------------------------------------------------------------------------------
@@ -248,12 +249,6 @@ class Out {
   bool first_ = true;
 };
 
-std::uint64_t load(const unsigned char* bytes, const Field& f) {
-  std::uint64_t v = 0;
-  std::memcpy(&v, bytes + f.offset, f.size);  // little-endian: the low bytes
-  return v;
-}
-
 std::string_view name_of(std::span<const tables::Name> names, std::uint64_t v) {
   for (const tables::Name& n : names)
     if (n.value == v) return n.name;
@@ -298,7 +293,7 @@ void flags_value(Out& o, std::span<const tables::Name> names, std::uint64_t v) {
   }
 }
 
-constexpr std::uint64_t kArrayShown = 8;
+using tables::kArrayShown;
 
 void fields(Out& o, std::span<const Field> fs, const unsigned char* bytes, std::uint32_t size,
             std::uint8_t dir, const Reader& mem, std::uint64_t array_cap);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 
 #include "commands.h"
 
+#include "uiommufd/trace/raw.h"
 #include "uiommufd/uapi/abi.h"
 
 namespace uiommufd::trace {
@@ -87,8 +89,9 @@ std::vector<unsigned char> sample(const tables::Command& c, const tables::Op* op
 }
 
 // Every record the decoder makes for one command (and op): a success whose outputs differ from the
-// inputs, an error, an unreadable argument.
-void decode_all(Style f, const tables::Command& c, const tables::Op* op, std::string* out) {
+// inputs, an error, an unreadable argument. `raw`: each through a raw record (raw.h), formatted afterwards
+// as the consumer does, which must give the same lines.
+void decode_all(Style f, const tables::Command& c, const tables::Op* op, std::string* out, bool raw) {
   Filter all;
   Line line;
   FakeMemory mem;
@@ -97,9 +100,25 @@ void decode_all(Style f, const tables::Command& c, const tables::Op* op, std::st
   std::vector<unsigned char> bytes = sample(c, op);
   if (!bytes.empty()) mem.add(kArg, bytes.data(), bytes.size());
   const std::uint64_t arg = c.arg == tables::Arg::kStruct ? kArg : c.arg == tables::Arg::kValue ? 3 : 0;
-  IoctlState st = begin_ioctl(f, line, kOrigin, all, 3, c.cmd, arg, mem);
+  // One call: decoded before it, `kernel` runs, decoded after it with result rc.
+  auto call = [&](std::uint64_t a, long rc, auto kernel) {
+    if (raw) {
+      auto rec = std::make_unique<RawIoctl>();
+      ASSERT_TRUE(rec->begin(kOrigin, all, 3, c.cmd, a, mem));
+      kernel();
+      rec->end(rc, mem);
+      ASSERT_FALSE(rec->record().empty());
+      *out += format_raw(f, line, rec->record());
+      return;
+    }
+    const IoctlState st = begin_ioctl(f, line, kOrigin, all, 3, c.cmd, a, mem);
+    kernel();
+    end_ioctl(f, line, st, c.cmd, a, rc, mem);
+    *out += line.finish();
+  };
   // The "kernel" writes back: every output field + 0x100.
-  if (c.arg == tables::Arg::kStruct) {
+  call(arg, 0, [&] {
+    if (c.arg != tables::Arg::kStruct) return;
     auto bump = [&](std::span<const tables::Field> fields) {
       for (const tables::Field& fld : fields) {
         if (!(fld.dir & tables::kOut) || fld.kind == tables::Kind::kArray) continue;
@@ -111,28 +130,26 @@ void decode_all(Style f, const tables::Command& c, const tables::Op* op, std::st
     };
     bump(c.fields);
     if (op) bump(op->fields);
-  }
-  end_ioctl(f, line, st, c.cmd, arg, 0, mem);
-  *out += line.finish();
-  st = begin_ioctl(f, line, kOrigin, all, 3, c.cmd, arg, mem);
-  end_ioctl(f, line, st, c.cmd, arg, -EINVAL, mem);
-  *out += line.finish();
-  if (c.arg == tables::Arg::kStruct) {
-    st = begin_ioctl(f, line, kOrigin, all, 3, c.cmd, 0x10, mem);
-    end_ioctl(f, line, st, c.cmd, 0x10, -EFAULT, mem);
-    *out += line.finish();
-  }
+  });
+  call(arg, -EINVAL, [] {});
+  if (c.arg == tables::Arg::kStruct) call(0x10, -EFAULT, [] {});
 }
 
-std::string everything(Style f) {
+// The ioctl records of every command and op.
+std::string every_ioctl(Style f, bool raw) {
   std::string out;
   for (const tables::Command& c : tables::commands()) {
     if (c.ops.empty()) {
-      decode_all(f, c, nullptr, &out);
+      decode_all(f, c, nullptr, &out, raw);
       continue;
     }
-    for (const tables::Op& op : c.ops) decode_all(f, c, &op, &out);
+    for (const tables::Op& op : c.ops) decode_all(f, c, &op, &out, raw);
   }
+  return out;
+}
+
+std::string everything(Style f) {
+  std::string out = every_ioctl(f, false);
   Line line;
   FakeMemory mem;
   Filter all;
@@ -175,6 +192,37 @@ void golden(const std::string& name, const std::string& got) {
 
 TEST(TraceDecoderTest, EveryCommandAsText) { golden("decoder.txt", everything(Format::kText)); }
 TEST(TraceDecoderTest, EveryCommandAsJson) { golden("decoder.jsonl", everything(Format::kJson)); }
+// A raw record (what the trace ring carries) formatted by the consumer is the line the traced thread would
+// have written, for every command, op and outcome, in every style.
+TEST(TraceDecoderTest, RawRecordsFormatAsTheLiveDecoderDoes) {
+  for (const Style style :
+       {Style(Format::kText), Style(Format::kJson), Style(Format::kText, true), Style(Format::kJson, true)}) {
+    const std::string live = every_ioctl(style, false);
+    const std::string raw = every_ioctl(style, true);
+    ASSERT_GT(live.size(), 10000u);
+    EXPECT_EQ(raw, live);
+  }
+}
+
+TEST(TraceDecoderTest, ARawRecordOfAFilteredOutCallIsNotMade) {
+  Filter only;
+  std::string_view bad;
+  ASSERT_TRUE(only.parse("IOAS_MAP", &bad));
+  FakeMemory mem;
+  iommu_ioas_alloc alloc{sizeof alloc, 0, 0};
+  mem.add(kArg, &alloc, sizeof alloc);
+  auto rec = std::make_unique<RawIoctl>();
+  EXPECT_FALSE(rec->begin(kOrigin, only, 3, IOMMU_IOAS_ALLOC, kArg, mem));
+}
+
+TEST(TraceDecoderTest, AMalformedRawRecordBecomesANote) {
+  Line line;
+  const char junk[64] = {1};
+  EXPECT_TRUE(is_raw({junk, sizeof junk}));
+  EXPECT_FALSE(is_raw("+0.000001 1/1 open(...)"));
+  EXPECT_NE(format_raw(Style(), line, "{\"t\":0}").find("not well formed"), std::string_view::npos);
+}
+
 // --hide-addresses: every address of the program's memory (the struct pointer, array pointers, the kAddr
 // fields) and nothing else prints as <addr>.
 TEST(TraceDecoderTest, EveryCommandWithAddressesHidden) {

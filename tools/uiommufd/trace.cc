@@ -21,6 +21,7 @@
 #include "server/protocol.h"
 
 #include "uiommufd/trace/decoder.h"
+#include "uiommufd/trace/raw.h"
 #include "uiommufd/trace/ring.h"
 
 namespace uiommufd::tools {
@@ -80,7 +81,7 @@ struct Output {
 // Then exits as the program did. SIGTERM and SIGHUP are passed on; SIGINT and SIGQUIT, which a terminal
 // sends the program too, are ignored here.
 template <typename Start>
-int consume(trace::Ring& ring, const std::string& out, Start start) {
+int consume(trace::Ring& ring, const std::string& out, trace::Style style, Start start) {
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   sigset_t set, old;
   sigemptyset(&set);
@@ -97,8 +98,20 @@ int consume(trace::Ring& ring, const std::string& out, Start start) {
   }
   auto* output = new Output(out == "-" ? 2 : ::open(out.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
   const int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  // Ioctls come as raw records, formatted here (docs/trace.md#raw); the rest come formatted.
+  struct Sink {
+    Output* output;
+    trace::Style style;
+    trace::Line line;
+  };
+  auto* sink = new Sink{output, style, {}};
   auto drain = [&] {
-    ring.drain([](void* ctx, std::string_view rec) { static_cast<Output*>(ctx)->add(rec); }, output);
+    ring.drain(
+        [](void* ctx, std::string_view rec) {
+          auto* k = static_cast<Sink*>(ctx);
+          k->output->add(trace::is_raw(rec) ? trace::format_raw(k->style, k->line, rec) : rec);
+        },
+        sink);
     output->flush();
   };
   int status = 0;
@@ -219,7 +232,8 @@ int trace_program(int argc, char** args, const char* usage) {
   else
     setenv("UIOMMUFD_TRACE_FILTER", filter.c_str(), 1);
   setenv("UIOMMUFD_TRACE_RING", std::to_string(ring_fd).c_str(), 1);
-  return consume(*ring, out, [&] { return run_program(argc - i, args + i, usage); });
+  const trace::Style style(json ? trace::Format::kJson : trace::Format::kText, hide_addresses);
+  return consume(*ring, out, style, [&] { return run_program(argc - i, args + i, usage); });
 }
 
 }  // namespace uiommufd::tools
