@@ -9,12 +9,15 @@
 // first open of /dev/iommu, so a process that never opens it runs no extra thread. The dump holds the engine
 // gate like any call into the engine, so a fork waits for it to finish and the child's engine is at rest.
 // A forked child starts its own helper (pthread_atfork), since threads do not survive fork.
+#include "dump_hook.h"
+
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "engine_gate.h"
 #include "shared_client.h"
@@ -27,7 +30,12 @@ namespace {
 
 // Settings, read once by the constructor below (before main, with one thread).
 bool g_on_signal = false;
+bool g_at_exit = false;
 std::atomic<bool> g_opened{false};
+// The process that first opened /dev/iommu (forked children inherit g_opened), and whether it has dumped
+// at its exit.
+std::atomic<pid_t> g_opener{0};
+std::atomic<bool> g_exit_dumped{false};
 
 void dump_in_gate(dump::Reason reason) {
   const EngineGate::Scope gate;
@@ -36,6 +44,7 @@ void dump_in_gate(dump::Reason reason) {
 
 void on_open() {
   if (g_opened.exchange(true)) return;
+  g_opener.store(getpid());
   if (g_on_signal) (void)dump::DumpThread::start(dump_in_gate);
 }
 
@@ -47,7 +56,7 @@ void on_sigusr2(int) {
 
 // A process that never opened /dev/iommu has nothing to show and stays quiet (a shell or helper of the run).
 void at_exit() {
-  if (!g_opened.load()) return;
+  if (!g_opened.load() || g_exit_dumped.exchange(true)) return;
   const EngineGate::Scope gate;
   dump::dump_at_exit();
 }
@@ -61,6 +70,7 @@ void child_after_fork() { dump::DumpThread::restart_in_child(); }
   if (!options.enabled()) return;
   g_on_signal = options.on_signal;
   uapi::IommufdFile::set_open_hook(on_open);
+  g_at_exit = options.at_exit;
   if (options.at_exit) std::atexit(at_exit);
   if (options.on_signal) {
     struct sigaction old {};
@@ -76,4 +86,9 @@ void child_after_fork() { dump::DumpThread::restart_in_child(); }
 }
 
 }  // namespace
+
+void dump_hook::before_exit() {
+  if (g_at_exit && g_opener.load() == getpid()) at_exit();
+}
+
 }  // namespace uiommufd::runtime

@@ -3,6 +3,8 @@
 //
 //   leak             an IOAS with a mapping and a mock domain (so pages are pinned), left behind at exit
 //   clean            an IOAS made and destroyed, the iommufd closed: nothing left at exit
+//   leak-_exit       as leak, leaving with _exit after a forked child has left with _exit: one dump, the
+//                    parent's (the child holds only copies of its parent's contexts)
 //   signal FILE      SIGUSR2 to itself with an IOAS live; waits for the dump to reach FILE ("%p": its pid)
 //   signal-server FILE  the same, with SIGUSR2 to its parent (the server of `uiommufd run --shared`; "%p"
 //                    is the parent's pid)
@@ -21,6 +23,8 @@
 #include <thread>
 
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "preload_test_util.h"
 
@@ -88,6 +92,16 @@ int main(int argc, char** argv) {
     if (populated_iommufd() < 0) return fail("populating an iommufd");
     return 0;  // the fd, its IOAS, the mock domain and the pins are left to exit
   }
+  if (mode == "leak-_exit") {
+    if (populated_iommufd() < 0) return fail("populating an iommufd");
+    const pid_t child = fork();
+    if (child < 0) return fail("fork");
+    if (child == 0) _exit(0);
+    int status = 0;
+    if (waitpid(child, &status, 0) != child || status != 0) return fail("the child");
+    std::fflush(nullptr);
+    _exit(0);
+  }
   if (mode == "clean") {
     const int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
     if (fd < 0) return fail("open /dev/iommu");
@@ -121,6 +135,7 @@ int main(int argc, char** argv) {
     close(fd);
     return 0;
   }
-  std::fprintf(stderr, "usage: dump_probe leak|clean|signal FILE|signal-server FILE|own-handler FILE\n");
+  std::fprintf(stderr,
+               "usage: dump_probe leak|leak-_exit|clean|signal FILE|signal-server FILE|own-handler FILE\n");
   return 2;
 }

@@ -42,6 +42,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "dump_hook.h"
 #include "engine_gate.h"
 #include "fail_nth_file.h"
 #include "fd_table.h"
@@ -847,9 +848,11 @@ extern "C" {
 
 // Shared mode: a process that leaves with _exit (as forked children do) gives the server the chance to
 // copy out what pins hold of its memory first (docs/shared.md#exit); exit() does it from its atexit list.
+// In-process, --dump-at-exit's dump is made here too.
 namespace {
 [[noreturn]] void leave(int status, const char* name) {
   uiommufd::runtime::shared_client::before_exit();
+  uiommufd::runtime::dump_hook::before_exit();
   using ExitFn = void (*)(int);
   if (auto next = reinterpret_cast<ExitFn>(dlsym(RTLD_NEXT, name))) next(status);
   for (;;) syscall(SYS_exit_group, status);
