@@ -5,10 +5,13 @@
 namespace uiommufd::lock_order {
 
 // Constant-initialised, so that they are usable by locks taken during other files' static initialisation.
-constinit lockdep::LockClassKey kEngineGate{"runtime.engine_gate"};
-constinit lockdep::LockClassKey kFdTable{"runtime.fd_table"};
-constinit lockdep::LockClassKey kSlab{"base.slab"};
-constinit lockdep::LockClassKey kFaultRegistry{"base.fault_registry"};
+// Each stands for a real lock that a LockdepMap observes (the engine gate's readers and closer, the fd
+// table's pthread mutex, base's locks), which the class graph draws as such (lockdep/dot.h).
+constexpr auto kObserved = lockdep::LockKind::kObservedLock;
+constinit lockdep::LockClassKey kEngineGate{"runtime.engine_gate", kObserved};
+constinit lockdep::LockClassKey kFdTable{"runtime.fd_table", kObserved};
+constinit lockdep::LockClassKey kSlab{"base.slab", kObserved};
+constinit lockdep::LockClassKey kFaultRegistry{"base.fault_registry", kObserved};
 
 namespace {
 // Linked wherever one of the keys is used, so the order is in place before main().

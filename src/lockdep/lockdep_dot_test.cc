@@ -24,6 +24,7 @@
 #include "testing/scenario.h"
 
 #include "uiommufd/lockdep/dot.h"
+#include "uiommufd/lockdep/fork_lock_order.h"
 #include "uiommufd/lockdep/lock_class_key.h"
 #include "uiommufd/lockdep/lockdep_map.h"
 #include "uiommufd/lockdep/mutex.h"
@@ -104,6 +105,16 @@ TEST(DotFormat, KindNotKnownYetIsGrey) {
   EXPECT_NE(dot.find("  c2 [label=\"both\", tooltip=\"both: mutex, shared mutex (rwsem)\"];\n"),
             std::string::npos)
       << dot;
+}
+
+// The runtime's and base's locks behind constant maps are known from the start as real locks observed
+// through a map, not drawn grey or as pseudo-locks.
+TEST(DotFormat, TheForkOrderedLocksAreObservedLocks) {
+  for (const lockdep::LockClassKey* key :
+       {&lock_order::kEngineGate, &lock_order::kFdTable, &lock_order::kSlab, &lock_order::kFaultRegistry})
+    EXPECT_EQ(key->kinds() & static_cast<std::uint8_t>(LockKind::kObservedLock),
+              static_cast<std::uint8_t>(LockKind::kObservedLock))
+        << key->name();
 }
 
 TEST(DotFormat, CompiledOutSaysSo) {

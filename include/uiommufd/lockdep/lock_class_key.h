@@ -53,6 +53,10 @@ enum class LockKind : std::uint8_t {
 class LockClassKey {
  public:
   explicit constexpr LockClassKey(const char* name) : name_(name) {}
+  // A key whose kind is known where it is defined: a key with static storage whose maps are constant
+  // (constinit) and so cannot note their kind as they are constructed.
+  constexpr LockClassKey(const char* name, LockKind kind)
+      : name_(name), kinds_(static_cast<std::uint8_t>(kind)) {}
   LockClassKey(const LockClassKey&) = delete;
   LockClassKey& operator=(const LockClassKey&) = delete;
 
