@@ -3,7 +3,8 @@
 # otherwise it prints the exact apt-get line and fails. Nothing is fetched from anywhere but Debian.
 set -euo pipefail
 
-packages=(make cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev pkg-config)
+packages=(make cmake ninja-build g++ clang libclang-rt-14-dev libgtest-dev libgmock-dev libbenchmark-dev pkg-config
+          python3 graphviz)
 # Other targets (tools/reference/deps.sh) name their own packages and get the same install-or-explain rule.
 [[ $# -gt 0 ]] && packages=("$@")
 
