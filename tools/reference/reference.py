@@ -397,14 +397,24 @@ def run_trace_here(uiommufd, prog, out_file, timeout, shared):
         return [], rc
 
 
-def passthrough_files(uiommufd, dynamic):
+def stripped(path, out):
+    """A copy of `path` in `out` without its debugging sections (the build's carry tens of megabytes that the
+    initramfs need not)."""
+    os.makedirs(out, exist_ok=True)
+    dest = os.path.join(out, os.path.basename(path))
+    subprocess.run(["objcopy", "--strip-debug", path, dest], check=True)
+    return dest
+
+
+def passthrough_files(uiommufd, dynamic, out):
     """What the VM needs for `uiommufd trace --passthrough`: the tool and its preload in /progs/trace, the
     dynamic programs in /progs/host, and everything they load."""
     # Where the build tree puts it, and where the tool looks first.
     preload = os.path.join(os.path.dirname(os.path.realpath(uiommufd)), "libuiommufd-preload.so")
     if not os.path.isfile(preload):
         sys.exit(f"reference: no {os.path.basename(preload)} beside {uiommufd}")
-    binaries = {"trace/uiommufd": os.path.realpath(uiommufd), "trace/" + os.path.basename(preload): preload,
+    binaries = {"trace/uiommufd": stripped(os.path.realpath(uiommufd), os.path.join(out, "trace")),
+                "trace/" + os.path.basename(preload): stripped(preload, os.path.join(out, "trace")),
                 "trace-job.sh": TRACE_JOB}
     binaries.update((f"host/{p}", path) for p, path in dynamic.items())
     return binaries, shared_libraries([uiommufd, preload] + list(dynamic.values()))
@@ -683,7 +693,7 @@ def cmd_check(args):
     # The same programs again under `uiommufd trace --passthrough`, dynamically linked, with what they load.
     modes = [("uiommufd run", False)] + ([("uiommufd run --shared", True)] if args.shared else [])
     traced = sorted({p for _, shared in modes for p in trace_compared(progs, rules, shared)[0]}, key=progs.index)
-    binaries, libs = passthrough_files(args.uiommufd, {p: dynamic[p] for p in traced})
+    binaries, libs = passthrough_files(args.uiommufd, {p: dynamic[p] for p in traced}, out)
     binaries.update(static)
     plan += [(f"trace-{p}", args.program_timeout, f"{prefix}/bin/sh /progs/trace-job.sh /progs/host/{p}")
              for p in traced]
