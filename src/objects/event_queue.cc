@@ -8,12 +8,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "uiommufd/base/high_fd.h"
+
 namespace uiommufd {
 
 // ---- EventfdReadiness ---------------------------------------------------------------------------------
 
 Result<std::shared_ptr<EventfdReadiness>> EventfdReadiness::create() {
-  const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  const int fd = move_high(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (fd < 0) return Status::error(errno);
   auto* r = new (std::nothrow) EventfdReadiness(fd);
   if (!r) {

@@ -11,6 +11,7 @@
 
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
+#include "uiommufd/base/high_fd.h"
 #include "uiommufd/base/page.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/mm/mm.h"
@@ -69,7 +70,7 @@ Status Viommu::init_data(const ViommuAllocArgs& args) {
   TRY(Mm::current_ref().copy_struct_from_user(&cfg, sizeof(cfg), data.uptr, data.len));
   // The region's two pages live in a memfd, so that mmap() of the iommufd can share them.
   TRY(inject(g_fault_viommu_alloc));
-  const int fd = memfd_create("uiommufd-viommu", MFD_CLOEXEC);
+  const int fd = move_high(memfd_create("uiommufd-viommu", MFD_CLOEXEC));
   if (fd < 0) return Status::error(ENOMEM);
   if (ftruncate(fd, static_cast<off_t>(kMmapLength)) != 0 ||
       pwrite(fd, &cfg.in_data, sizeof(cfg.in_data), 0) != static_cast<ssize_t>(sizeof(cfg.in_data))) {

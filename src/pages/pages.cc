@@ -16,6 +16,7 @@
 #include "uiommufd/base/assert.h"
 #include "uiommufd/base/checked.h"
 #include "uiommufd/base/fault.h"
+#include "uiommufd/base/high_fd.h"
 #include "uiommufd/base/try.h"
 #include "uiommufd/lockdep/mutex.h"
 
@@ -87,8 +88,10 @@ struct PagesRegistry {
   }
   void remove(Pages* p) EXCLUDES(mu) {
     lockdep::MutexGuard g(mu);
-    if (p->registry_prev_) p->registry_prev_->registry_next_ = p->registry_next_;
-    else head = p->registry_next_;
+    if (p->registry_prev_)
+      p->registry_prev_->registry_next_ = p->registry_next_;
+    else
+      head = p->registry_next_;
     if (p->registry_next_) p->registry_next_->registry_prev_ = p->registry_prev_;
   }
 };
@@ -131,7 +134,7 @@ Result<RefPtr<Pages>> Pages::create_file(int fd, std::uint64_t start, std::uint6
   // FdHost::user_file). Our own duplicate keeps the file identity visible; the caller may close theirs as
   // soon as we return.
   if (fd < 0) return Status::error(EBADF);
-  const int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  const int dup_fd = dup_high(fd);
   if (dup_fd < 0) return Status::error(errno == EMFILE ? EMFILE : EBADF);
   struct FdCloser {
     int fd;
@@ -522,8 +525,10 @@ bool Pages::pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length
         p->pins_.pinned_in(0, p->npages_ - 1, &runs);
       }
       for (const Interval& r : runs) {
-        if (p->kind_ == PagesKind::kFile) pinned.push_back({true, p->file_identity(r.start), 0, r.length()});
-        else pinned.push_back({false, {}, p->base_ + (r.start << kPageShift), r.length()});
+        if (p->kind_ == PagesKind::kFile)
+          pinned.push_back({true, p->file_identity(r.start), 0, r.length()});
+        else
+          pinned.push_back({false, {}, p->base_ + (r.start << kPageShift), r.length()});
       }
     }
   }
@@ -537,7 +542,8 @@ bool Pages::pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length
       held.push_back({p.id, p.npages});
       continue;
     }
-    for (const IdentityRun& r : snap.resolve(p.va, p.npages << kPageShift)) held.push_back({r.first, r.npages});
+    for (const IdentityRun& r : snap.resolve(p.va, p.npages << kPageShift))
+      held.push_back({r.first, r.npages});
   }
   // For each run of the query: the pinned runs of the same backing as +1 at their first page and −1 after
   // their last (page numbers of that backing); a sweep over the sorted edges gives every page's count
@@ -568,7 +574,9 @@ bool Pages::pin_count_is(const Mm& mm, std::uint64_t uaddr, std::uint64_t length
   return true;
 }
 
-void Pages::set_temp_memory_limit(std::size_t bytes) { temp_memory_limit_.store(bytes, std::memory_order_relaxed); }
+void Pages::set_temp_memory_limit(std::size_t bytes) {
+  temp_memory_limit_.store(bytes, std::memory_order_relaxed);
+}
 std::size_t Pages::temp_memory_limit() { return temp_memory_limit_.load(std::memory_order_relaxed); }
 
 std::uint64_t Pages::batch_pages() {

@@ -256,12 +256,16 @@ void drop(std::shared_ptr<Node>& node) {
   errno = saved;
 }
 
+// Whether a node is an iommufd (a served one included): only those are traced, as in passthrough, where the
+// files an iommufd hands out (access, queue, dma-buf) are anonymous inodes the tracer does not know.
+bool is_iommufd(const Node& node) { return node.file && node.file->kind() == uapi::OpenFile::Kind::kIommufd; }
+
 // The record of a dup-family call on an fd of ours (`rc`: the call's return; errno on failure).
 void trace_dup(const char* call, int oldfd, int newfd, int rc) {
   if (!tracing::on()) [[likely]]
     return;
   const std::shared_ptr<Node> node = FdTable::get().find(rc >= 0 ? rc : oldfd);
-  if (!node || node->kind != Node::Kind::kFile) return;
+  if (!node || node->kind != Node::Kind::kFile || !is_iommufd(*node)) return;
   const int err = errno;
   tracing::duped(call, oldfd, newfd, rc >= 0 ? rc : -err);
   errno = err;
@@ -552,7 +556,7 @@ ssize_t __pread64_chk(int fd, void* buf, size_t nbytes, off_t offset, size_t buf
   }
   const EngineGate::Scope gate;
   std::shared_ptr<Node> old = FdTable::get().set(fd, nullptr);
-  const bool old_was_file = old && old->kind == Node::Kind::kFile;
+  const bool old_was_file = old && old->kind == Node::Kind::kFile && uiommufd::runtime::is_iommufd(*old);
   const int rc = real::close(fd);
   const int err = errno;
   drop(old);
@@ -690,9 +694,11 @@ extern "C" {
                      : -EBADF;
         return rc;
       };
-      const long rc = uiommufd::runtime::tracing::on()
-                          ? uiommufd::runtime::tracing::traced_ioctl(fd, request, arg, call)
-                          : call();
+      // Traced: the calls on iommufds, as on the kernel's (not those on the files they hand out).
+      const long rc =
+          uiommufd::runtime::tracing::on() && file->kind() == uiommufd::uapi::OpenFile::Kind::kIommufd
+              ? uiommufd::runtime::tracing::traced_ioctl(fd, request, arg, call)
+              : call();
       if (rc < 0) [[unlikely]] {
         errno = static_cast<int>(-rc);
         return -1;

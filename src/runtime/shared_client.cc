@@ -24,6 +24,7 @@
 #include "server/protocol.h"
 
 #include "uiommufd/base/fault.h"
+#include "uiommufd/base/high_fd.h"
 #include "uiommufd/mm/mm.h"
 
 namespace uiommufd::runtime::shared_client {
@@ -54,18 +55,6 @@ std::atomic<int> g_slots[kSlots];
 int fail(int err) {
   errno = err;
   return -1;
-}
-
-// Moves a channel's fd to the top quarter of the fd table, so that the program's own fds get the numbers
-// the kernel would give them (an fd of ours at the lowest free number would shift every later one).
-int move_high(int s) {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return s;
-  const rlim_t cur = rl.rlim_cur == RLIM_INFINITY ? (rlim_t{1} << 20) : rl.rlim_cur;
-  const long hi = syscall(SYS_fcntl, s, F_DUPFD_CLOEXEC, static_cast<long>(cur - cur / 4));
-  if (hi < 0) return s;
-  shared::sys_close(s);
-  return static_cast<int>(hi);
 }
 
 struct Channel {

@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "uiommufd/base/high_fd.h"
 #include "uiommufd/mm/mm.h"
 #include "uiommufd/trace/raw.h"
 #include "uiommufd/trace/ring.h"
@@ -101,19 +102,6 @@ void emit(trace::Line& line) {
   if (!put(rec)) write_out(rec);
 }
 
-// The output fd, moved to the top quarter of the fd table (as the shared mode's channels are), so that the
-// program's own fds keep the numbers the kernel would give them.
-int keep_high(int fd) {
-  if (fd < 0) return fd;
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return fd;
-  const rlim_t cur = rl.rlim_cur == RLIM_INFINITY ? (rlim_t{1} << 20) : rl.rlim_cur;
-  const long hi = syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, static_cast<long>(cur - cur / 4));
-  if (hi < 0) return fd;
-  syscall(SYS_close, fd);
-  return static_cast<int>(hi);
-}
-
 // Passthrough: the device numbers of the kernel's iommufd files on this machine (0: there is none).
 dev_t g_iommu_rdev = 0;
 dev_t g_vfio_rdev = 0;
@@ -151,7 +139,8 @@ void init() {
                      ? static_cast<int>(syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 0))
                      : static_cast<int>(syscall(SYS_openat, AT_FDCWD, where,
                                                 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
-  g_out = keep_high(fd);
+  // In the top quarter of the fd table, as uiommufd's own fds are (base/high_fd.h).
+  g_out = move_high(fd);
   detail::g_on = g_out >= 0;
   if (const char* ring = std::getenv("UIOMMUFD_TRACE_RING"); ring && detail::g_on) {
     // Kept open (it is not close-on-exec), so that the programs this one execs attach too.

@@ -534,7 +534,7 @@ IoctlState begin_ioctl(Style f, Line& line, const Origin& origin, const Filter& 
     line.append(", ");
   }
   if (!c || c->arg == Arg::kNone) {
-    if (!o.json() && !c) line.append_hex(arg);
+    if (!o.json() && !c) o.addr(arg);  // a command we do not know may take an address
     if (!o.json() && c) line.append_char('0');
     return st;
   }

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Stands in for qemu-system-x86_64 in the referee's pipeline test (pipeline_test.sh), never for the kernel:
 it reads /plan from the initramfs reference.py built and runs each job's host build (<out>/host/<program>)
-under `uiommufd run`, printing the markers tools/reference/init.sh prints. So both sides are uiommufd and
+under `uiommufd run` (a trace job under `uiommufd trace`, as trace-job.sh would on the kernel), printing
+the markers tools/reference/init.sh prints. So both sides are uiommufd and
 must agree; what is tested is the plumbing around them: initramfs, console parsing, the comparison, the
-report and the exit status. FAKE_WARN=1 adds a kernel warning line, FAKE_TAINT=<n> sets the taint mask."""
+report and the exit status. FAKE_WARN=1 adds a kernel warning line, FAKE_TAINT=<n> sets the taint mask, FAKE_TRACE_SKEW=1 changes
+an out-value in each trace."""
 import gzip
 import os
 import subprocess
@@ -33,10 +35,24 @@ def main():
     for line in cpio_files(initrd)["plan"].decode().splitlines():
         name, _, cmd = line.split(" ", 2)
         argv = cmd.split()[2:]  # without `/progs/capmirror <mask>`
-        argv[0] = os.path.join(out, "host", os.path.basename(argv[0]))
         print(f"@@BEGIN {name}", flush=True)
-        p = subprocess.run([uiommufd, "run", "--"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        sys.stdout.write(p.stdout.decode("utf-8", "replace"))
+        if len(argv) > 1 and argv[1].endswith("trace-job.sh"):
+            # trace-job.sh's output, with `uiommufd trace` in place of `uiommufd trace --passthrough`.
+            trace = os.path.join(out, "fake-vm.trace")
+            prog = os.path.join(out, "host", os.path.basename(argv[2]))
+            p = subprocess.run([uiommufd, "trace", "--hide-addresses", "-o", trace, "--", prog],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            lines = open(trace).read().splitlines(keepends=True)
+            if os.environ.get("FAKE_TRACE_SKEW"):
+                # One decoded value changed, as a kernel that answered differently would.
+                i = next(i for i, ln in enumerate(lines) if "IOMMU_IOAS_ALLOC" in ln)
+                lines[i] = lines[i].replace("out_ioas_id=", "out_ioas_id=9")
+            sys.stdout.write("".join(lines))
+            sys.stdout.write("".join("out: " + ln + "\n" for ln in p.stdout.decode("utf-8", "replace").splitlines()))
+        else:
+            argv[0] = os.path.join(out, "host", os.path.basename(argv[0]))
+            p = subprocess.run([uiommufd, "run", "--"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            sys.stdout.write(p.stdout.decode("utf-8", "replace"))
         print(f"@@END {name} rc={p.returncode}", flush=True)
     if os.environ.get("FAKE_WARN"):
         print("@@KLOG [    9.900000] WARNING: CPU: 0 PID: 1 at fake.c:1 f+0x0/0x10")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The referee's pipeline end to end with fake_vm.py in place of QEMU (so both sides are uiommufd): a clean
-# run exits 0 and reports its counts; a kernel warning or a taint exits 1 even though every step agreed.
+# run exits 0 and reports its counts; a kernel warning or a taint exits 1 even though every step agreed, and
+# so does a trace that differs.
 # Usage: pipeline_test.sh <uiommufd binary>
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,7 +23,7 @@ expect() {
   shift 2
   ref "$@" >"$tmp/report" 2>&1 || rc=$?
   if [[ $rc -eq $want ]] && grep -q -- "$pattern" "$tmp/report"; then
-    echo "ok   ${FAKE_WARN:+warn }${FAKE_TAINT:+taint }$*: rc=$rc"
+    echo "ok   ${FAKE_WARN:+warn }${FAKE_TAINT:+taint }${FAKE_TRACE_SKEW:+skew }$*: rc=$rc"
   else
     echo "FAIL ${FAKE_WARN:+warn }${FAKE_TAINT:+taint }$*: rc=$rc (want $want), report:"
     sed 's/^/    /' "$tmp/report"
@@ -31,7 +32,9 @@ expect() {
 }
 
 expect 0 "2/2 programs agree; .* step lines compared, 0 of them excused" check abi_destroy abi_test_layouts
+expect 0 "1/1 programs' traces agree; [1-9][0-9]* calls compared" check abi_destroy abi_test_layouts
 expect 0 "5/5 sequences agree" fuzz --seeds 5 --steps 40
+FAKE_TRACE_SKEW=1 expect 1 "0/1 programs' traces agree" check abi_destroy
 FAKE_WARN=1 expect 1 "KERNEL PROBLEMS" check abi_destroy
 FAKE_TAINT=512 expect 1 "tainted: /proc/sys/kernel/tainted = 512" fuzz --seeds 2 --steps 20
 ((failures)) && exit 1
