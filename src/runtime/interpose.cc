@@ -194,6 +194,7 @@ int passthrough_open(int dirfd, const char* path, int flags, Pass pass) {
   bool traced = false;
   if (fd >= 0) {
     traced = tracing::kernel_iommufd(fd);
+    tracing::note_fd(fd, traced);
   } else if (path != nullptr && (path[0] == '/' || dirfd == AT_FDCWD)) {
     try {
       char cwd[PATH_MAX];
@@ -276,11 +277,10 @@ template <typename Call>
 int passthrough_close(int fd, Call call) {
   const bool traced = tracing::kernel_iommufd(fd);
   const int rc = call();
-  if (traced) {
-    const int err = errno;
-    tracing::closed(fd, rc == 0 ? 0 : -err);
-    errno = err;
-  }
+  const int err = errno;
+  tracing::note_fd(fd, false);
+  if (traced) tracing::closed(fd, rc == 0 ? 0 : -err);
+  errno = err;
   return rc;
 }
 
@@ -288,11 +288,10 @@ template <typename Call>
 int passthrough_dup(const char* name, int oldfd, int newfd, Call call) {
   const bool traced = tracing::kernel_iommufd(oldfd);
   const int rc = call();
-  if (traced) {
-    const int err = errno;
-    tracing::duped(name, oldfd, newfd, rc >= 0 ? rc : -err);
-    errno = err;
-  }
+  const int err = errno;
+  if (rc >= 0) tracing::note_fd(rc, traced);
+  if (traced) tracing::duped(name, oldfd, newfd, rc >= 0 ? rc : -err);
+  errno = err;
   return rc;
 }
 
@@ -670,7 +669,7 @@ extern "C" {
   const unsigned long arg = va_arg(ap, unsigned long);
   va_end(ap);
   if (!FdTable::maybe_ours(fd)) [[likely]] {
-    if (tracing::passthrough() && _IOC_TYPE(request) == ';' && tracing::kernel_iommufd(fd)) [[unlikely]]
+    if (tracing::passthrough() && tracing::passthrough_traces(fd, request)) [[unlikely]]
       return uiommufd::runtime::passthrough_ioctl(fd, request, arg);
     // Shared mode: a served file this image has not seen yet (passed over by a way it does not watch) is
     // recognised on its first iommufd / VFIO ioctl.

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -161,6 +162,32 @@ bool kernel_iommufd(int fd) {
   struct stat st {};
   if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISCHR(st.st_mode)) return false;
   return (g_iommu_rdev != 0 && st.st_rdev == g_iommu_rdev) || (g_vfio_rdev != 0 && st.st_rdev == g_vfio_rdev);
+}
+
+namespace {
+// One bit per fd below kKnownFds: seen to be the kernel's iommufd.
+constexpr unsigned kKnownFds = 1u << 16;
+std::atomic<std::uint64_t> g_known[kKnownFds / 64];
+}  // namespace
+
+void note_fd(int fd, bool iommufd) {
+  if (fd < 0 || static_cast<unsigned>(fd) >= kKnownFds) return;
+  const std::uint64_t bit = std::uint64_t{1} << (fd % 64);
+  if (iommufd)
+    g_known[fd / 64].fetch_or(bit, std::memory_order_relaxed);
+  else if (g_known[fd / 64].load(std::memory_order_relaxed) & bit)
+    g_known[fd / 64].fetch_and(~bit, std::memory_order_relaxed);
+}
+
+bool passthrough_traces(int fd, unsigned long cmd) {
+  if (_IOC_TYPE(cmd) != ';') {
+    if (fd < 0 || static_cast<unsigned>(fd) >= kKnownFds) return false;
+    if (!(g_known[fd / 64].load(std::memory_order_relaxed) & (std::uint64_t{1} << (fd % 64)))) return false;
+  }
+  // A known fd may have been closed and reused behind the tracer's back (close_range, a raw system call).
+  const bool is = kernel_iommufd(fd);
+  note_fd(fd, is);
+  return is;
 }
 
 Ioctl::Ioctl(int fd, unsigned long cmd, std::uint64_t arg) : cmd_(cmd), arg_(arg) {

@@ -35,6 +35,15 @@ inline bool passthrough() { return detail::g_passthrough; }
 // that an fd counts however it came (open, dup, fork, exec, SCM_RIGHTS). One fstat.
 bool kernel_iommufd(int fd);
 
+// Passthrough: what the tracer has seen of `fd` (an open, a dup or a close of it, an ioctl on it): whether
+// it is the kernel's iommufd. Kept for the fds below 65536.
+void note_fd(int fd, bool iommufd);
+
+// Passthrough: whether an ioctl on `fd` is traced. Every ioctl of iommufd's type (';', VFIO's too) asks
+// the kernel what `fd` is (kernel_iommufd()); an ioctl of another type only when `fd` was seen to be an
+// iommufd, so a program's other ioctls (KVM_RUN, say) cost no fstat.
+bool passthrough_traces(int fd, unsigned long cmd);
+
 // Reads the environment (from the preload's constructor, before any thread of the program exists).
 void init();
 

@@ -81,6 +81,16 @@ Result<int> make_standin_fd(int open_flags) {
       const bool read = (open_flags & O_ACCMODE) == O_RDONLY;
       fd = ends[read ? 0 : 1];
       ::close(ends[read ? 1 : 0]);
+      // The kernel's dma-buf takes one fd, the lowest free: the write end moves down to the read end's.
+      if (!read) {
+        const int low = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (low >= 0 && low < fd) {
+          ::close(fd);
+          fd = low;
+        } else if (low >= 0) {
+          ::close(low);
+        }
+      }
       break;
     }
     default:
