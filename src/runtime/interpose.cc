@@ -13,6 +13,9 @@
 // event queues (fault queues) are served the same way; their poll, select and epoll are not interposed at
 // all: each is a kernel fd whose own readiness the queue drives (uapi/poll_fd.h).
 //
+// Under `uiommufd trace --passthrough` nothing is served: every call goes to the kernel, and those on its
+// iommufds are traced (trace_hook.h).
+//
 // Not served (see src/runtime/README.md): /dev/vfio/vfio; paths relative to the working directory;
 // fopen, preadv / pwritev and lseek on virtual files; exec keeps only the kernel's fd (an iommufd fd opened
 // without O_CLOEXEC is a /dev/null fd in the new image).
@@ -182,9 +185,6 @@ int open_debugfs_knob(int flags, int saved_errno) {
   return fd;
 }
 
-// The common body of every open variant; `pass` is the next definition of the variant called.
-// The allocation boundary of the open family (docs/allocation.md): what runs out of memory before a real fd
-// exists fails the open with ENOMEM; install_node() closes a real fd that the table could not record.
 // Passthrough (`uiommufd trace --passthrough`): the kernel's open; the record of one that made an iommufd,
 // or that failed on /dev/iommu or /dev/vfio/vfio by name.
 template <typename Pass>
@@ -208,6 +208,9 @@ int passthrough_open(int dirfd, const char* path, int flags, Pass pass) {
   return fd;
 }
 
+// The common body of every open variant; `pass` is the next definition of the variant called.
+// The allocation boundary of the open family (docs/allocation.md): what runs out of memory before a real fd
+// exists fails the open with ENOMEM; install_node() closes a real fd that the table could not record.
 template <typename Pass>
 int do_open(int dirfd, const char* path, int flags, Pass pass) {
   if (tracing::passthrough()) [[unlikely]]
