@@ -215,6 +215,29 @@ TEST(TraceDecoderTest, ARawRecordOfAFilteredOutCallIsNotMade) {
   EXPECT_FALSE(rec->begin(kOrigin, only, 3, IOMMU_IOAS_ALLOC, kArg, mem));
 }
 
+// A raw record cut anywhere (the ring is writable by the traced program) formats without reading past
+// its end: what is missing reads as unreadable.
+TEST(TraceDecoderTest, ACutRawRecordIsReadWithinItsBounds) {
+  Filter all;
+  FakeMemory mem;
+  const iommu_iova_range ranges[2] = {{0x1000, 0x1fff}, {0x100000, 0x1fffff}};
+  mem.add(kArray, ranges, sizeof ranges);
+  iommu_ioas_allow_iovas allow{sizeof allow, 5, 2, 0, kArray};
+  mem.add(kArg, &allow, sizeof allow);
+  auto rec = std::make_unique<RawIoctl>();
+  ASSERT_TRUE(rec->begin(kOrigin, all, 3, IOMMU_IOAS_ALLOW_IOVAS, kArg, mem));
+  rec->end(0, mem);
+  const std::string whole(rec->record());
+  Line line;
+  EXPECT_NE(format_raw(Style(), line, whole).find("start=0x100000"), std::string_view::npos);
+  for (std::size_t n = whole.size(); n-- > 0;) {
+    // Copied, so that AddressSanitizer sees a read past the cut.
+    const std::unique_ptr<char[]> cut(new char[n ? n : 1]);
+    std::memcpy(cut.get(), whole.data(), n);
+    format_raw(Style(), line, {cut.get(), n});
+  }
+}
+
 TEST(TraceDecoderTest, AMalformedRawRecordBecomesANote) {
   Line line;
   const char junk[64] = {1};

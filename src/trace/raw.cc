@@ -53,7 +53,10 @@ class Replay final : public Reader {
       std::memcpy(&c, chunks_.data() + at, sizeof c);
       at += sizeof c;
       const char* bytes = chunks_.data() + at;
-      if (c.ok) at += pad8(c.len);
+      // The ring is the traced program's memory too: a record may be cut or scribbled on, and is read with
+      // care rather than trusted.
+      if (c.ok && c.len > chunks_.size() - at) return false;
+      if (c.ok) at += std::min(pad8(c.len), chunks_.size() - at);
       if (c.phase != phase_ || !c.ok || uaddr < c.addr || len > c.len || uaddr - c.addr > c.len - len)
         continue;
       std::memcpy(dst, bytes + (uaddr - c.addr), len);
